@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Entry point: sets up .venv on first use, then dispatches a subcommand.
+#   ./run.sh demo            render a synthetic clip and convert it to 3D (no downloads needed)
+#   ./run.sh test [ARGS]     run the test suite (pytest ARGS)
+#   ./run.sh matrix ARGS     python create_frame_matrix.py ARGS
+#   ./run.sh setup           only create / update the virtual environment
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+setup() {
+  if [ ! -x "$PY" ]; then
+    echo "[run.sh] creating virtual environment in .venv" >&2
+    python3 -m venv "$VENV"
+  fi
+  # Reinstall only when requirements.txt changed since the last successful install.
+  local stamp="$VENV/.requirements.sha256" want
+  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "[run.sh] installing requirements.txt into .venv (first run takes a few minutes)" >&2
+    "$PY" -m pip install --disable-pip-version-check -q -r requirements.txt
+    echo "$want" > "$stamp"
+  fi
+}
+
+cmd=${1:-help}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup) setup ;;
+  test)
+    setup
+    exec "$PY" -m pytest "$@" ;;
+  matrix)
+    setup
+    exec "$PY" create_frame_matrix.py "$@" ;;
+  help|-h|--help)
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *)
+    echo "run.sh: unknown command '$cmd' (try ./run.sh help)" >&2
+    exit 2 ;;
+esac

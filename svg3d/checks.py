@@ -1,0 +1,44 @@
+"""Input validation shared by every stage.
+
+``InputError`` is the one exception type for problems with what the user gave us (a missing file, a
+corrupt frame, inconsistent flags). The CLIs print its message as a single line and exit with status 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+class InputError(Exception):
+    """A problem with the user's input, reported as one line naming the file or flag at fault."""
+
+
+def check_shape(x: torch.Tensor, spec: str, name: str = "tensor") -> dict[str, int]:
+    """Check ``x`` against a shape spec such as ``"V T C H W"`` and return the named sizes.
+
+    A spec item is a name (any size, but the same name must have the same size everywhere) or an
+    integer literal (that exact size). Raises ``ValueError`` (a programming error, not an
+    ``InputError``) with the spec in the message so it matches the docstring of the caller.
+    """
+    dims = spec.split()
+    if x.ndim != len(dims):
+        raise ValueError(f"{name}: expected shape ({spec}), got {tuple(x.shape)}")
+    sizes: dict[str, int] = {}
+    for dim, size in zip(dims, x.shape):
+        if dim.isdigit():
+            if size != int(dim):
+                raise ValueError(f"{name}: expected shape ({spec}), got {tuple(x.shape)}")
+        elif sizes.setdefault(dim, size) != size:
+            raise ValueError(f"{name}: expected shape ({spec}), got {tuple(x.shape)}")
+    return sizes
+
+
+def check_same(sizes: Sequence[dict[str, int]], keys: str, names: Sequence[str]) -> None:
+    """Check that several ``check_shape`` results agree on the sizes named in ``keys``."""
+    for key in keys.split():
+        values = {s[key] for s in sizes}
+        if len(values) > 1:
+            raise ValueError(f"{', '.join(names)} disagree on {key}: {[s[key] for s in sizes]}")

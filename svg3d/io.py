@@ -1,0 +1,429 @@
+"""Clips, images, depth maps and videos on disk.
+
+Every write is atomic: data goes to a temporary file in the destination folder, which is renamed over
+the destination only once it is complete, so an interrupted run never leaves a file that looks whole.
+Every read validates what it reads and raises ``InputError`` naming the file at fault.
+
+In-memory conventions: images are ``uint8`` RGB arrays ``(H, W, 3)``; a clip's frames are
+``(T, H, W, 3)``; depth maps are ``float32`` ``(H, W)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .checks import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+DEPTH_SUFFIXES = (".npy", ".png", ".pfm")
+DEFAULT_FPS = 8.0  # zeroscope's clips are 8 fps; used for frame folders, which carry no rate
+
+
+# --------------------------------------------------------------------------------------------------
+# atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it.
+
+    The temporary name keeps the suffix so that writers choosing a format by extension still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+# --------------------------------------------------------------------------------------------------
+# images
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``uint8`` RGB ``(H, W, 3)``; grey images are expanded to 3 channels."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such image file")
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise InputError(f"{path}: cannot decode image (corrupt or not an image)")
+    if img.dtype != np.uint8:
+        raise InputError(f"{path}: expected an 8-bit image, got {img.dtype}")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
+
+
+def encode_image(img: np.ndarray, suffix: str, *, jpeg_quality: int = 95) -> bytes:
+    """Encode ``uint8`` RGB ``(H, W, 3)`` or grey ``(H, W)`` (``uint16`` allowed for PNG) to bytes."""
+    if img.ndim == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, img, params)
+    if not ok:
+        raise ValueError(f"cannot encode image as {suffix}")
+    return buf.tobytes()
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, *, jpeg_quality: int = 95) -> None:
+    """Atomically write ``uint8`` RGB ``(H, W, 3)`` or grey ``(H, W)``; format from the suffix."""
+    path = Path(path)
+    write_bytes(path, encode_image(img, path.suffix, jpeg_quality=jpeg_quality))
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted image files (``.jpg .jpeg .png``) of a folder; error if it is missing or has none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no .jpg or .png frames in this folder")
+    return files
+
+
+# --------------------------------------------------------------------------------------------------
+# clips
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A decoded monocular clip.
+
+    frames:    ``uint8`` RGB ``(T, H, W, 3)``.
+    fps:       frame rate (``DEFAULT_FPS`` for frame folders, which carry none).
+    names:     one stem per frame (``"00000"`` ...), used to name per-frame outputs.
+    source:    the folder or video file it came from.
+    has_audio: whether the source is a video file with an audio stream (to copy into exports).
+    """
+
+    frames: np.ndarray
+    fps: float
+    names: tuple[str, ...]
+    source: Path
+    has_audio: bool = False
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.frames.shape[1], self.frames.shape[2]
+
+
+def frames_folder(path: str | os.PathLike) -> Path:
+    """The folder holding a clip's frames: ``path/images`` when it exists (seed layout), else ``path``."""
+    path = Path(path)
+    return path / "images" if (path / "images").is_dir() else path
+
+
+def read_frames(files: Sequence[Path]) -> np.ndarray:
+    """Read image files that must all have one size into ``uint8`` ``(T, H, W, 3)``."""
+    frames = []
+    for f in files:
+        img = read_image(f)
+        if frames and img.shape != frames[0].shape:
+            raise InputError(
+                f"{f}: frame size {img.shape[1]}x{img.shape[0]} differs from "
+                f"{files[0].name} ({frames[0].shape[1]}x{frames[0].shape[0]})"
+            )
+        frames.append(img)
+    return np.stack(frames)
+
+
+def read_clip(path: str | os.PathLike, *, max_frames: int | None = None, start: int = 0) -> Clip:
+    """Read a clip from a folder of frames (``images/`` inside it, or the folder itself) or a video file.
+
+    ``start`` and ``max_frames`` select a range of frames. Errors (``InputError``): a missing path, an
+    empty folder, a corrupt or unreadable frame, frames of different sizes, a file that is not a
+    video, a video with no frames, fewer frames than asked for.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = list_images(frames_folder(path))
+        stop = len(files) if max_frames is None else start + max_frames
+        if stop > len(files):
+            raise InputError(f"{frames_folder(path)}: {len(files)} frames, but frames {start}..{stop - 1} were asked for")
+        files = files[start:stop]
+        return Clip(read_frames(files), DEFAULT_FPS, tuple(f.stem for f in files), path, False)
+    frames, fps, has_audio = _decode_video(path, start, max_frames)
+    names = tuple(f"{i:05d}" for i in range(start, start + len(frames)))
+    return Clip(frames, fps, names, path, has_audio)
+
+
+def _decode_video(path: Path, start: int, max_frames: int | None) -> tuple[np.ndarray, float, bool]:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path}: not a video (no video stream)")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else DEFAULT_FPS
+            has_audio = bool(container.streams.audio)
+            frames = []
+            for i, frame in enumerate(container.decode(stream)):
+                if i < start:
+                    continue
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+                frames.append(frame.to_ndarray(format="rgb24"))
+    except av.error.FFmpegError as e:
+        raise InputError(f"{path}: cannot read as a video ({e.strerror or type(e).__name__})") from None
+    if not frames:
+        raise InputError(f"{path}: the video has no frames (after frame {start})")
+    if max_frames is not None and len(frames) < max_frames:
+        raise InputError(f"{path}: {start + len(frames)} frames, but frames {start}..{start + max_frames - 1} were asked for")
+    return np.stack(frames), fps, has_audio
+
+
+def has_audio(path: str | os.PathLike) -> bool:
+    """Whether a media file has an audio stream (``False`` for folders and unreadable files)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except av.error.FFmpegError:
+        return False
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float,
+    *,
+    audio_from: str | os.PathLike | None = None,
+    crf: int = 18,
+) -> None:
+    """Atomically write ``uint8`` RGB ``(T, H, W, 3)`` as H.264 yuv420p mp4, copying an audio stream.
+
+    ``audio_from``: a media file whose first audio stream is copied (not re-encoded) into the output.
+    yuv420p needs even sides: an odd last row/column is repeated (and said in the log).
+    """
+    import av
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames: expected uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    t, h, w, _ = frames.shape
+    pad_h, pad_w = h % 2, w % 2
+    if pad_h or pad_w:
+        log.info("%s: %dx%d padded to even sides for yuv420p", path, w, h)
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    rate = Fraction(fps).limit_denominator(1001)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            stream = out.add_stream("libx264", rate=rate)
+            stream.width, stream.height = w + pad_w, h + pad_h
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(crf), "preset": "medium"}
+            src = av.open(str(audio_from)) if audio_from is not None and has_audio(audio_from) else None
+            try:
+                audio_in = src.streams.audio[0] if src is not None else None
+                audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
+                for frame in frames:
+                    out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                out.mux(stream.encode())
+                if audio_in is not None:
+                    for packet in src.demux(audio_in):
+                        if packet.dts is None:
+                            continue
+                        packet.stream = audio_out
+                        out.mux(packet)
+            finally:
+                if src is not None:
+                    src.close()
+
+
+def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Atomically write ``uint8`` RGB ``(T, H, W, 3)`` as a looping GIF."""
+    import imageio.v3 as iio
+
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# depth maps
+
+
+def read_depth(path: str | os.PathLike) -> np.ndarray:
+    """Read a depth (or disparity) map as ``float32`` ``(H, W)`` from ``.npy``, 16-bit ``.png`` or ``.pfm``.
+
+    PNG values are returned as stored (the reference reads them raw). Raises ``InputError`` for a
+    missing or unreadable file, a wrong shape, or a NaN/inf value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such depth file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            depth = np.load(path, allow_pickle=False)
+        elif suffix == ".png":
+            depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if depth is None:
+                raise ValueError("cannot decode PNG")
+        elif suffix == ".pfm":
+            depth = _read_pfm(path)
+        else:
+            raise InputError(f"{path}: unknown depth format (expected one of {', '.join(DEPTH_SUFFIXES)})")
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: cannot read depth map ({e})") from None
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[-1] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2:
+        raise InputError(f"{path}: a depth map must be one channel (H, W), got shape {depth.shape}")
+    if not np.issubdtype(depth.dtype, np.number):
+        raise InputError(f"{path}: depth must be numeric, got {depth.dtype}")
+    depth = depth.astype(np.float32)
+    if not np.isfinite(depth).all():
+        raise InputError(f"{path}: depth has {int((~np.isfinite(depth)).sum())} NaN/inf values")
+    return depth
+
+
+def write_depth(path: str | os.PathLike, depth: np.ndarray, *, png_scale: float = 1.0) -> None:
+    """Atomically write ``(H, W)`` depth; format from the suffix.
+
+    ``.npy`` and ``.pfm`` keep float32 exactly; ``.png`` stores ``round(depth * png_scale)`` as
+    uint16 (values outside 0..65535 are an error rather than silently clipped).
+    """
+    path = Path(path)
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"depth: expected (H, W), got {depth.shape}")
+    suffix = path.suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, depth)
+        elif suffix == ".png":
+            scaled = np.round(depth.astype(np.float64) * png_scale)
+            if scaled.min() < 0 or scaled.max() > 65535:
+                raise ValueError(f"{path}: depth x {png_scale} is outside the 16-bit range")
+            tmp.write_bytes(encode_image(scaled.astype(np.uint16), ".png"))
+        elif suffix == ".pfm":
+            _write_pfm(tmp, depth)
+        else:
+            raise ValueError(f"{path}: unknown depth format (expected one of {', '.join(DEPTH_SUFFIXES)})")
+
+
+def list_depths(folder: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+    """Sorted depth files of a folder.
+
+    ``suffix`` (``.npy``/``.png``/``.pfm``) picks the format; ``None`` takes the one format present.
+    Sub-folders and hidden files are ignored; any other file is reported (a foreign file in a depth
+    folder usually means the wrong folder was given).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such depth folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    for f in files:
+        if f.suffix.lower() not in DEPTH_SUFFIXES:
+            raise InputError(f"{f}: not a depth map (expected {', '.join(DEPTH_SUFFIXES)} files in {folder})")
+    if suffix is None:
+        kinds = sorted({f.suffix.lower() for f in files})
+        if len(kinds) > 1:
+            raise InputError(f"{folder}: mixed depth formats {kinds}; choose one with --depth_suffix")
+        suffix = kinds[0] if kinds else ".npy"
+    files = [f for f in files if f.suffix.lower() == suffix]
+    if not files:
+        raise InputError(f"{folder}: no {suffix} depth maps in this folder")
+    return files
+
+
+def read_depths(
+    folder: str | os.PathLike,
+    *,
+    suffix: str | None = None,
+    count: int | None = None,
+    size: tuple[int, int] | None = None,
+    start: int = 0,
+) -> np.ndarray:
+    """Read a folder of depth maps into ``float32`` ``(T, H, W)``.
+
+    ``count``: the number of frames they belong to: fewer maps is an error, and the first ``count``
+    from ``start`` are used. ``size``: the frames' ``(H, W)``, which every map must have.
+    """
+    files = list_depths(folder, suffix)
+    if count is not None:
+        if len(files) < start + count:
+            raise InputError(f"{folder}: {len(files)} depth maps for {start + count} frames")
+        files = files[start : start + count]
+    depths = []
+    for f in files:
+        d = read_depth(f)
+        if size is not None and d.shape != tuple(size):
+            raise InputError(f"{f}: depth size {d.shape[1]}x{d.shape[0]} differs from the frame size {size[1]}x{size[0]}")
+        if depths and d.shape != depths[0].shape:
+            raise InputError(f"{f}: depth size {d.shape[1]}x{d.shape[0]} differs from {files[0].name}")
+        depths.append(d)
+    return np.stack(depths)
+
+
+def _read_pfm(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        header = f.readline().strip()
+        if header not in (b"Pf", b"PF"):
+            raise ValueError("not a PFM file")
+        dims = f.readline().split()
+        if len(dims) != 2:
+            raise ValueError("bad PFM size line")
+        w, h = int(dims[0]), int(dims[1])
+        scale = float(f.readline().strip())
+        channels = 3 if header == b"PF" else 1
+        data = np.frombuffer(f.read(), dtype="<f4" if scale < 0 else ">f4")
+    if data.size != w * h * channels:
+        raise ValueError(f"PFM holds {data.size} values, header says {w}x{h}x{channels}")
+    img = data.reshape(h, w, channels)[::-1]  # PFM rows run bottom to top
+    return img[..., 0] if channels == 1 else img
+
+
+def _write_pfm(path: Path, depth: np.ndarray) -> None:
+    h, w = depth.shape
+    with open(path, "wb") as f:
+        f.write(f"Pf\n{w} {h}\n-1.0\n".encode())
+        f.write(np.ascontiguousarray(depth[::-1], dtype="<f4").tobytes())
