@@ -1,0 +1,375 @@
+"""Every model the project loads, behind one module (DESIGN.md §7, STYLE.md habit 5).
+
+``KNOWN_MODELS`` lists the ids we know and their licences. Any other Hugging Face id or local folder
+works too; the registry is documentation and the place the seed's short names map from.
+
+Offline first: when ``HF_HUB_OFFLINE`` is set, nothing is downloaded (we pass ``local_files_only``
+ourselves, so the variable counts even if ``huggingface_hub`` was imported before it was set). A model
+that cannot be found becomes one ``InputError`` line naming it and how to provide it offline
+(``model_not_found``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checks import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What we know about a model id: its kind, its licence and a note."""
+
+    kind: str  # "depth", "flow", ... (the loader that takes it)
+    licence: str
+    note: str = ""
+
+
+KNOWN_MODELS: dict[str, ModelInfo] = {
+    # Depth Anything V2 (transformers ports). Only Small is Apache-2.0; Base/Large are non-commercial.
+    "depth-anything/Depth-Anything-V2-Small-hf": ModelInfo("depth", "Apache-2.0", "default depth model"),
+    "depth-anything/Depth-Anything-V2-Base-hf": ModelInfo("depth", "CC-BY-NC-4.0"),
+    "depth-anything/Depth-Anything-V2-Large-hf": ModelInfo("depth", "CC-BY-NC-4.0"),
+    # Depth Anything v1, which the paper used (ViT-L); the seed's --encoder vits|vitb|vitl.
+    "LiheYoung/depth-anything-small-hf": ModelInfo("depth", "Apache-2.0", "seed --encoder vits"),
+    "LiheYoung/depth-anything-base-hf": ModelInfo("depth", "Apache-2.0", "seed --encoder vitb"),
+    "LiheYoung/depth-anything-large-hf": ModelInfo("depth", "Apache-2.0", "seed --encoder vitl (the paper's)"),
+    # RAFT from torchvision, trained on FlyingChairs + FlyingThings like the reference's raft-things.pth.
+    "raft_large": ModelInfo("flow", "BSD-3-Clause", "torchvision Raft_Large_Weights.C_T_V2"),
+    "raft_small": ModelInfo("flow", "BSD-3-Clause", "torchvision Raft_Small_Weights.C_T_V2"),
+}
+
+DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
+SEED_ENCODERS = {  # the seed's svg_run.py --encoder -> the v1 checkpoint it loaded
+    "vits": "LiheYoung/depth-anything-small-hf",
+    "vitb": "LiheYoung/depth-anything-base-hf",
+    "vitl": "LiheYoung/depth-anything-large-hf",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# shared: offline mode and "model not found"
+
+
+def offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for no downloads (read now, not at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def looks_like_path(name: str) -> bool:
+    """A model name meant as a local path rather than a hub id (``org/name``)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.path.isabs(name) or "\\" in name
+
+
+def model_not_found(
+    name: str, what: str, reason: object, *, flag: str = "--model", download: str | None = None
+) -> InputError:
+    """The one-line error for a model that cannot be loaded, saying how to provide it offline.
+
+    ``download``: how to fetch it on a connected machine (default: ``huggingface-cli download``
+    into a folder, for hub ids).
+    """
+    reason = " ".join(str(reason).split()).split(". ")[0][:160]  # the first sentence is the cause
+    if looks_like_path(name) or Path(name).exists():
+        hint = f"give {flag} a folder saved with save_pretrained"
+    else:
+        where = "offline (HF_HUB_OFFLINE is set)" if offline() else "could not download it"
+        download = (
+            download or f"run `huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass {flag} DIR"
+        )
+        hint = f"{where}: on a connected machine {download}"
+    return InputError(f"{what} '{name}': cannot load it ({reason}); {hint}")
+
+
+@contextlib.contextmanager
+def loading(name: str, what: str, *, flag: str = "--model", download: str | None = None) -> Iterator[None]:
+    """Turn the errors ``from_pretrained`` raises for a missing or foreign model into ``model_not_found``.
+
+    ``OSError`` covers missing files, cache misses and network failures (``huggingface_hub``'s errors
+    derive from it); ``ValueError`` covers a malformed id and a folder that is not a model.
+    """
+    if looks_like_path(name) and not Path(name).expanduser().exists():
+        raise model_not_found(name, what, "no such folder", flag=flag)
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        raise model_not_found(name, what, e, flag=flag, download=download) from None
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp16 on CUDA (what Depth Anything and RAFT are run in), fp32 on CPU (fp16 CPU kernels are slow)."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+# --------------------------------------------------------------------------------------------------
+# depth
+
+
+@dataclass(frozen=True)
+class DepthModel:
+    """A monocular depth network and the input it expects.
+
+    The preprocessing numbers come from the checkpoint's ``preprocessor_config.json`` when it has one,
+    else the Depth Anything values (DESIGN.md §2). We do the resize ourselves rather than through the
+    image processor: transformers' DPT processor picks the scale closest to 1 (a 320x576 frame becomes
+    294x518), while Depth Anything resizes so that the SHORT side is >= 518 (518x938), as the paper.
+    """
+
+    net: torch.nn.Module
+    name: str
+    input_size: int = 518  # short side of the network input (Depth Anything)
+    multiple: int = 14  # both sides a multiple of the ViT patch size
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)  # ImageNet
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+
+def depth_model_name(model: str | None = None, encoder: str | None = None) -> str:
+    """The model to load from the CLI's ``--model`` / seed ``--encoder`` (at most one of them)."""
+    if model is not None and encoder is not None:
+        raise InputError(f"--model {model} and --encoder {encoder} both choose the depth model; give one")
+    if encoder is not None:
+        if encoder not in SEED_ENCODERS:
+            raise InputError(f"--encoder {encoder}: expected one of {', '.join(SEED_ENCODERS)}")
+        return SEED_ENCODERS[encoder]
+    return model if model is not None else DEFAULT_DEPTH_MODEL
+
+
+def load_depth_model(
+    name: str = DEFAULT_DEPTH_MODEL, *, device: torch.device, dtype: torch.dtype | None = None
+) -> DepthModel:
+    """Load any ``AutoModelForDepthEstimation`` checkpoint (hub id or local folder) in eval mode.
+
+    ``dtype``: None = ``default_dtype(device)``. Raises ``InputError`` if it cannot be found.
+    """
+    from transformers import AutoModelForDepthEstimation
+
+    dtype = default_dtype(device) if dtype is None else dtype
+    with loading(name, "depth model"):
+        net = AutoModelForDepthEstimation.from_pretrained(name, dtype=dtype, local_files_only=offline())
+        preprocessor = _preprocessor_config(name)
+    kind = getattr(net.config, "depth_estimation_type", "relative")
+    if kind != "relative":
+        # Stages 2-3 treat the output as relative disparity (DESIGN.md §2); a metric model's depth in
+        # metres has to go through stage 3's --use_metric_depth after inversion instead.
+        log.warning("depth model %s predicts %s depth, not relative disparity", name, kind)
+    info = KNOWN_MODELS.get(name)
+    log.info("depth model %s (%s)%s", name, dtype, f", licence {info.licence}" if info else "")
+    return DepthModel(net.to(device).eval(), name, **_input_spec(preprocessor))
+
+
+def _preprocessor_config(name: str) -> dict:
+    from transformers.utils.hub import cached_file
+
+    path = cached_file(
+        name,
+        "preprocessor_config.json",
+        local_files_only=offline(),
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+    )
+    if path is None:
+        log.info("%s has no preprocessor_config.json: using Depth Anything's input size and normalisation", name)
+        return {}
+    return json.loads(Path(path).read_text())
+
+
+def _input_spec(cfg: dict) -> dict:
+    """``DepthModel`` fields from a (DPT-style) ``preprocessor_config.json``; missing keys keep defaults."""
+    spec: dict = {}
+    size = cfg.get("size")
+    if isinstance(size, dict):
+        sides = [size[k] for k in ("height", "width", "shortest_edge") if k in size]
+        if sides:
+            spec["input_size"] = int(min(sides))
+    elif isinstance(size, int):
+        spec["input_size"] = size
+    multiple = cfg.get("ensure_multiple_of", cfg.get("size_divisor"))
+    if multiple:
+        spec["multiple"] = int(multiple)
+    if cfg.get("do_normalize", True) is False:
+        spec["mean"], spec["std"] = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    else:
+        for key, field in (("image_mean", "mean"), ("image_std", "std")):
+            if key in cfg:
+                value = cfg[key]
+                spec[field] = tuple(float(v) for v in (value if isinstance(value, list) else [value] * 3))
+    return spec
+
+
+# --------------------------------------------------------------------------------------------------
+# optical flow (RAFT)
+
+
+RAFT_NAMES = ("raft_large", "raft_small")
+
+
+def _raft_url(name: str) -> str:
+    from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights
+
+    return {"raft_large": Raft_Large_Weights.C_T_V2, "raft_small": Raft_Small_Weights.C_T_V2}[name].url
+
+
+def raft_cache_path(name: str) -> Path:
+    """Where torchvision keeps the weights of ``raft_large``/``raft_small`` (the torch hub cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / _raft_url(name).rsplit("/", 1)[-1]
+
+
+def load_raft(name_or_path: str = "raft_large", *, device: torch.device, small: bool | None = None) -> torch.nn.Module:
+    """torchvision RAFT in eval mode, from ``raft_large``/``raft_small`` or a local state-dict file.
+
+    A name takes torchvision's weights, downloaded into the torch hub cache once (never while
+    ``HF_HUB_OFFLINE`` is set). A file must hold a torchvision RAFT ``state_dict``; its architecture
+    (large or small) is read from its keys, and ``small`` (None = either) must agree with it. The
+    princeton-vl checkpoints (``raft-things.pth``) use other layer names and are refused with a clear
+    message rather than converted.
+    """
+    from torchvision.models.optical_flow import raft_large, raft_small
+
+    if name_or_path in RAFT_NAMES:
+        if small is not None and small != (name_or_path == "raft_small"):
+            raise ValueError(f"load_raft({name_or_path!r}, small={small}): the name already says the size")
+        small = name_or_path == "raft_small"
+        path = raft_cache_path(name_or_path)
+        if not path.is_file():
+            url = _raft_url(name_or_path)
+            download = f"download {url} and pass --model FILE (or put it in {path.parent})"
+            if offline():
+                raise model_not_found(name_or_path, "RAFT", "weights not in the torch hub cache", download=download)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            hash_prefix = path.stem.rsplit("-", 1)[-1]  # torchvision names its files <name>-<sha256 prefix>.pth
+            try:
+                torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=False)
+            except (OSError, RuntimeError) as e:  # RuntimeError: hash mismatch
+                raise model_not_found(name_or_path, "RAFT", e, download=download) from None
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise InputError(f"--model {name_or_path}: no such RAFT checkpoint (a file, or raft_large / raft_small)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
+        raise InputError(
+            f"{path}: cannot read as a torch checkpoint ({type(e).__name__}); delete or replace it"
+        ) from None
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: expected a RAFT state_dict, got {type(state).__name__}")
+    if any(k.startswith(("module.fnet", "fnet.")) for k in state):
+        raise InputError(
+            f"{path}: a princeton-vl RAFT checkpoint; use torchvision's RAFT weights "
+            "(--model raft_large, or a file saved from torchvision's raft_large().state_dict())"
+        )
+    # raft_small's context encoder has bottleneck blocks (convnormrelu3); raft_large's does not.
+    is_small = any(".convnormrelu3." in k for k in state)
+    if small is not None and small != is_small:
+        raise InputError(f"{path}: holds {'raft_small' if is_small else 'raft_large'} weights, but --small is {small}")
+    net = (raft_small if is_small else raft_large)(weights=None)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{path}: not a torchvision RAFT state_dict ({first})") from None
+    return net.to(device).eval()
+
+
+# --------------------------------------------------------------------------------------------------
+# zeroscope (stage 4 and stage 0: text-to-video)
+
+ZEROSCOPE = "cerspense/zeroscope_v2_576w"
+SVD_XT = "stabilityai/stable-video-diffusion-img2vid-xt"
+KNOWN_MODELS[ZEROSCOPE] = ModelInfo("video", "CC-BY-NC-4.0", "the paper's video model (576x320, 24 frames)")
+KNOWN_MODELS[SVD_XT] = ModelInfo("vae", "Stability AI community licence", "--vae svd: only its temporal-decoder VAE")
+
+
+@dataclass(frozen=True)
+class Zeroscope:
+    """A text-to-video latent diffusion model as its diffusers components (not a pipeline).
+
+    ``unet`` (``UNet3DConditionModel``, latents ``(B, c, F, h, w)``), ``vae`` (``AutoencoderKL``, or
+    ``AutoencoderKLTemporalDecoder`` when ``temporal_vae``), ``text_encoder`` (``CLIPTextModel``),
+    ``tokenizer`` (``CLIPTokenizer``), ``scheduler`` (``DDPMScheduler``), all on ``device`` in ``dtype``.
+    """
+
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler: object
+    device: torch.device
+    dtype: torch.dtype
+    name: str
+    temporal_vae: bool = False
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell along each side (8 for SD's VAE: one halving per level but the last)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.unet.config.in_channels
+
+
+def load_zeroscope(
+    name_or_path: str = ZEROSCOPE,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None = None,
+    vae: str = "model",
+    svd_path: str = SVD_XT,
+) -> Zeroscope:
+    """Load zeroscope (or any model in its layout: ``unet/ vae/ text_encoder/ tokenizer/ scheduler/``).
+
+    ``vae``: ``"model"`` = the model's own SD VAE; ``"svd"`` = the SVD-XT temporal-decoder VAE read from
+    ``svd_path`` (its ``vae/`` subfolder), which the reference swaps in to reduce flicker (DESIGN.md §5).
+    The scheduler is always a ``DDPMScheduler`` built from the model's scheduler config, as the
+    reference does (zeroscope ships a DDIM config). ``dtype``: None = ``default_dtype(device)``.
+    Raises ``InputError`` (one line) when a part cannot be found.
+    """
+    from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder, DDPMScheduler, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    if vae not in ("model", "svd"):
+        raise InputError(f"--vae {vae}: expected 'model' or 'svd'")
+    dtype = default_dtype(device) if dtype is None else dtype
+    local = dict(local_files_only=offline())
+    with loading(name_or_path, "video model", flag="--model_path"):
+        unet = UNet3DConditionModel.from_pretrained(name_or_path, subfolder="unet", torch_dtype=dtype, **local)
+        text_encoder = CLIPTextModel.from_pretrained(name_or_path, subfolder="text_encoder", dtype=dtype, **local)
+        tokenizer = CLIPTokenizer.from_pretrained(name_or_path, subfolder="tokenizer", **local)
+        scheduler = DDPMScheduler.from_pretrained(name_or_path, subfolder="scheduler", **local)
+        if vae == "model":
+            autoencoder = AutoencoderKL.from_pretrained(name_or_path, subfolder="vae", torch_dtype=dtype, **local)
+    if vae == "svd":
+        with loading(svd_path, "SVD-XT VAE", flag="--svd_path"):
+            autoencoder = AutoencoderKLTemporalDecoder.from_pretrained(svd_path, subfolder="vae", torch_dtype=dtype, **local)
+    info = KNOWN_MODELS.get(name_or_path)
+    log.info("video model %s (%s, vae %s)%s", name_or_path, dtype, vae, f", licence {info.licence}" if info else "")
+    return Zeroscope(
+        unet=unet.to(device).eval(),
+        vae=autoencoder.to(device).eval(),
+        text_encoder=text_encoder.to(device).eval(),
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        device=device,
+        dtype=dtype,
+        name=name_or_path,
+        temporal_vae=vae == "svd",
+    )
