@@ -35,6 +35,12 @@ case "$cmd" in
   matrix)
     setup
     exec "$PY" create_frame_matrix.py "$@" ;;
+  depth)
+    setup
+    exec "$PY" third_party/Depth-Anything/svg_run.py "$@" ;;
+  stabilise)
+    setup
+    exec "$PY" third_party/RAFT/svg_enhance_depth.py "$@" ;;
   help|-h|--help)
     sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
