@@ -321,6 +321,8 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
     depth = depth.astype(np.float32)
     if not np.isfinite(depth).all():
         raise InputError(f"{path}: depth has {int((~np.isfinite(depth)).sum())} NaN/inf values")
+    if not (depth > 0).any():
+        raise InputError(f"{path}: depth is zero (or negative) everywhere")
     return depth
 
 
