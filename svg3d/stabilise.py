@@ -179,7 +179,14 @@ def consistency_mask(
     whole warped map, whose outside samples are grid_sample's zero padding: a pixel of padding is no
     disparity of the neighbour, and it would widen the threshold whenever the flow leaves the frame.
     """
-    check_shape(rgb, "N 3 H W", "rgb")
+    sizes = [
+        check_shape(rgb, "N 3 H W", "rgb"),
+        check_shape(warped_rgb, "N 3 H W", "warped_rgb"),
+        check_shape(disparity, "N H W", "disparity"),
+        check_shape(warped_disparity, "N H W", "warped_disparity"),
+        check_shape(inside, "N H W", "inside"),
+    ]
+    check_same(sizes, "N H W", ["rgb", "warped_rgb", "disparity", "warped_disparity", "inside"])
     colour_ok = (warped_rgb - rgb).abs().amax(dim=1) <= rgb_threshold
     inf = torch.tensor(float("inf"), device=disparity.device, dtype=warped_disparity.dtype)
     hi = torch.where(inside, warped_disparity, -inf).amax(dim=(1, 2), keepdim=True)
