@@ -37,6 +37,13 @@ def _gauss_weights() -> list[float]:
 _OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
+def _reflected_index(b: torch.Tensor, y: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Flat index of pixel (b, y, x) in a (B, H, W) map, with y, x up to 1 outside reflected (reflect-101)."""
+    y = torch.where(y < 0, -y, torch.where(y > h - 1, 2 * (h - 1) - y, y))
+    x = torch.where(x < 0, -x, torch.where(x > w - 1, 2 * (w - 1) - x, x))
+    return (b * h + y) * w + x
+
+
 def _pad_reflect(x: torch.Tensor) -> torch.Tensor:
     """Pad the last two dims by 1 with reflect-101 borders (OpenCV's default), for any dtype."""
     x = torch.cat([x[..., 1:2, :], x, x[..., -2:-1, :]], dim=-2)
@@ -72,9 +79,12 @@ def splat(
     owner = owner.scatter_reduce(1, target, torch.where(wins, src, -1), reduce="amax")[:, : h * w]
     mask = owner >= 0
     idx = owner.clamp_min(0)
-    out = rgb.reshape(b, c, -1).gather(2, idx[:, None].expand(-1, c, -1)) * mask[:, None]
+    # gather whole pixels (channels last), so that the result is laid out as clean_cracks reads it
+    pixels = rgb.permute(0, 2, 3, 1).reshape(b * h * w, c)  # (B H W, C)
+    flat_idx = idx + torch.arange(b, device=rgb.device)[:, None] * (h * w)
+    out = pixels[flat_idx] * mask[..., None]  # (B, H W, C)
     out_depth = torch.where(mask, zbuf[:, : h * w], 0)
-    return out.reshape(b, c, h, w), out_depth.reshape(b, h, w), mask.reshape(b, h, w)
+    return out.reshape(b, h, w, c).permute(0, 3, 1, 2), out_depth.reshape(b, h, w), mask.reshape(b, h, w)
 
 
 def _layer_splits(depth: torch.Tensor, mask: torch.Tensor, num_planes: int) -> torch.Tensor:
@@ -142,18 +152,16 @@ def clean_cracks(
     keep = mask & (same > 9 * ISOLATED_THRESHOLD)
     kept_label = torch.where(keep, label, num_planes).to(torch.uint8)
 
-    pixels = rgb.permute(0, 2, 3, 1)  # (B, H, W, C): a pixel's channels are contiguous for gathers
-    out = (pixels * keep[..., None]).contiguous()
+    pixels = rgb.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): a pixel's channels together for gathers
+    out = pixels * keep[..., None]
     out_mask = keep.clone()
     # 2. cracks, at the pixels whose window is not uniform.
     todo = (same < 9).reshape(-1).nonzero()[:, 0]  # flat (b, y, x) indices
     if todo.numel():
         bi, rem = todo // (h * w), todo % (h * w)
         y, x = rem // w, rem % w
-        wp = w + 2
-        base = bi * (h + 2) * wp + (y + 1) * wp + (x + 1)  # flat index into the padded maps
-        nbr = torch.stack([base + dy * wp + dx for dy, dx in _OFFSETS], 1)  # (N, 9)
-        kl = _pad_reflect(kept_label).reshape(-1)[nbr]  # (N, 9) kept label of each neighbour
+        nbr = torch.stack([_reflected_index(bi, y + dy, x + dx, h, w) for dy, dx in _OFFSETS], 1)  # (N, 9)
+        kl = kept_label.reshape(-1)[nbr]  # (N, 9) kept label of each neighbour
         weights = torch.tensor(_gauss_weights(), dtype=rgb.dtype, device=rgb.device)
         # support per layer (N, P): Gaussian weight of the neighbours kept in that layer
         onehot = kl[:, :, None] == torch.arange(num_planes, device=rgb.device, dtype=torch.uint8)
@@ -162,11 +170,11 @@ def clean_cracks(
         # composite far to near = the nearest filled layer wins
         win = torch.where(filled, torch.arange(num_planes, device=rgb.device), num_planes).amin(1)
         covered = win < num_planes
-        rgb_pad = _pad_reflect(pixels.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(-1, c)  # (B (H+2) (W+2), C)
+        flat = pixels.reshape(-1, c)  # (B H W, C)
         wsel = (kl == win[:, None]).to(rgb.dtype) * weights  # (N, 9) weights of the winning layer
-        blur = (wsel[:, :, None] * rgb_pad[nbr]).sum(1) / (wsel.sum(1, keepdim=True) + 1e-6)  # (N, C)
+        blur = (wsel[:, :, None] * flat[nbr]).sum(1) / (wsel.sum(1, keepdim=True) + 1e-6)  # (N, C)
         own = keep.reshape(-1)[todo] & (label.reshape(-1)[todo] == win)  # kept pixels keep their colour
-        value = torch.where(own[:, None], pixels.reshape(-1, c)[todo], blur) * covered[:, None]
+        value = torch.where(own[:, None], flat[todo], blur) * covered[:, None]
         out.view(-1, c)[todo] = value
         out_mask.view(-1)[todo] = covered
     return out.permute(0, 3, 1, 2), out_mask  # (B, H, W, C) -> (B, C, H, W)
@@ -191,18 +199,17 @@ def warp_views(
     check_shape(depth, "T H W", "depth")
     v_count = check_shape(baselines, "V", "baselines")["V"]
     t, c, h, w = s["T"], s["C"], s["H"], s["W"]
-    images = frames[None].repeat(v_count, 1, 1, 1, 1)  # (V, T, C, H, W)
+    images = torch.empty(v_count, t, c, h, w, dtype=frames.dtype, device=frames.device)
     masks = torch.ones(v_count, t, 1, h, w, dtype=torch.bool, device=frames.device)
-    moving = (baselines != 0).nonzero()[:, 0]
-    if len(moving):
-        nv = len(moving)
-        # fx * b in float64, then rounded once to the working precision (reproducible on any device)
-        shift = (focal * baselines[moving].double()).to(depth.dtype).repeat_interleave(t)  # (nv T,) views major
-        rgb_in = frames[None].expand(nv, -1, -1, -1, -1).reshape(nv * t, c, h, w)
-        z_in = depth[None].expand(nv, -1, -1, -1).reshape(nv * t, h, w)
-        out, zt, m = splat(rgb_in, z_in, shift)
+    # fx * b in float64, then rounded once to the working precision (reproducible on any device)
+    shifts = (focal * baselines.double()).to(depth.dtype)
+    for v in range(v_count):  # one view at a time: no per-view copies of the frames
+        if baselines[v] == 0:
+            images[v] = frames
+            continue
+        out, zt, m = splat(frames, depth, shifts[v].expand(t))
         if clean:
             out, m = clean_cracks(out, zt, m, num_planes=num_planes)
-        images[moving] = out.reshape(nv, t, c, h, w)
-        masks[moving] = m.reshape(nv, t, 1, h, w)
+        images[v] = out
+        masks[v, :, 0] = m
     return images, masks
