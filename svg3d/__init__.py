@@ -2,12 +2,18 @@
 
 Library layout (one module per concept, DESIGN.md §8):
 
-- ``camera``    conventions, pinhole camera, view baselines, depth normalisation
-- ``warp``      z-buffered forward warping and crack clean-up (pure tensor functions)
-- ``matrix``    the frame matrix (views x frames): build, save, load
-- ``scene``     a ground-truth scene renderer for tests and the demo
-- ``io``        clips, images, depth maps, atomic writes
-- ``checks``    input validation helpers and the user-facing error type
+- ``camera``     conventions, pinhole camera, view baselines, depth normalisation
+- ``depth``      stage 1: monocular depth (Depth Anything through transformers)
+- ``flow``       optical-flow backends (RAFT from torchvision, OpenCV DIS)
+- ``stabilise``  stage 2: temporal depth stabilisation and the guided filter
+- ``warp``       z-buffered forward warping and crack clean-up (pure tensor functions)
+- ``matrix``     stage 3: the frame matrix (views x frames): build, save, load
+- ``denoise``    stage 4: frame-matrix denoising with a video diffusion model
+- ``models``     every model loader, with a registry of known ids and licences
+- ``scene``      a ground-truth scene renderer for tests and the demo
+- ``io``         clips, images, depth maps, videos; atomic writes
+- ``checks``     input validation helpers and the user-facing error type
+- ``cli``        what the command-line entry points share
 """
 
 __version__ = "0.1.0"

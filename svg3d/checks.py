@@ -8,8 +8,10 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is not imported at run time, so that CLIs' --help stays instant
+    import torch
 
 
 class InputError(Exception):
@@ -27,7 +29,7 @@ def check_shape(x: torch.Tensor, spec: str, name: str = "tensor") -> dict[str, i
     if x.ndim != len(dims):
         raise ValueError(f"{name}: expected shape ({spec}), got {tuple(x.shape)}")
     sizes: dict[str, int] = {}
-    for dim, size in zip(dims, x.shape):
+    for dim, size in zip(dims, x.shape, strict=True):
         if dim.isdigit():
             if size != int(dim):
                 raise ValueError(f"{name}: expected shape ({spec}), got {tuple(x.shape)}")

@@ -30,6 +30,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 DEPTH_SUFFIXES = (".npy", ".png", ".pfm")
 DEFAULT_FPS = 8.0  # zeroscope's clips are 8 fps; used for frame folders, which carry no rate
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read the process umask once (it can only be read by setting it)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -47,6 +49,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)

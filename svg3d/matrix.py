@@ -82,7 +82,7 @@ class FrameMatrix:
 
 def file_stem(frame: int, view: int, max_baseline: float) -> str:
     """The reference's name for one cell: ``%05d_baseline_%s_%03d`` (``%s`` of a Python float)."""
-    return "%05d_baseline_%s_%03d" % (frame, max_baseline, view)
+    return "%05d_baseline_%s_%03d" % (frame, max_baseline, view)  # noqa: UP031 (the reference format, verbatim)
 
 
 def save_frame_matrix(fm: FrameMatrix, folder: str | Path, *, jpeg_quality: int = 95) -> None:

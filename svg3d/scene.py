@@ -172,14 +172,14 @@ def _render_frame(scene: Scene, baseline: float, t: int, device: torch.device) -
     hits = [torch.full_like(inf, scene.backdrop_z)]  # backdrop: the plane z = backdrop_z
     hits.append(torch.where(d[:, 1] > 0, (scene.ground_y - o[1]) / d[:, 1].clamp_min(1e-12), inf))  # ground y = ground_y
     inv_d = 1.0 / torch.where(d.abs() < 1e-12, torch.full_like(d, 1e-12), d)
-    for c, hb in zip(box_c, scene.box_half):  # slab test for axis-aligned boxes
+    for c, hb in zip(box_c, scene.box_half, strict=True):  # slab test for axis-aligned boxes
         t1 = (torch.tensor(c - hb, **f32) - o) * inv_d
         t2 = (torch.tensor(c + hb, **f32) - o) * inv_d
         t_near = torch.minimum(t1, t2).amax(-1)
         t_far = torch.maximum(t1, t2).amin(-1)
         hits.append(torch.where((t_far >= t_near) & (t_near > 0), t_near, inf))
     dd = (d * d).sum(-1)
-    for c, r in zip(sph_c, scene.sphere_radius):
+    for c, r in zip(sph_c, scene.sphere_radius, strict=True):
         oc = o - torch.tensor(c, **f32)
         b = 2 * (d @ oc)
         disc = b * b - 4 * dd * float((oc * oc).sum() - r * r)

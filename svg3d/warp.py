@@ -138,7 +138,7 @@ def clean_cracks(
     s = check_shape(rgb, "B C H W", "rgb")
     check_shape(depth, "B H W", "depth")
     check_shape(mask, "B H W", "mask")
-    b, c, h, w = s["B"], s["C"], s["H"], s["W"]
+    c, h, w = s["C"], s["H"], s["W"]
     splits = _layer_splits(depth, mask, num_planes)  # (B, P)
     # Layer per pixel: the number of splits strictly below its depth (depth == split stays in the
     # lower layer, as the reference's `depth <= split`), capped at the last layer; holes get P.
