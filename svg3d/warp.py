@@ -87,20 +87,35 @@ def splat(
     return out.reshape(b, h, w, c).permute(0, 3, 1, 2), out_depth.reshape(b, h, w), mask.reshape(b, h, w)
 
 
+def _masked_rank(values: torch.Tensor, valid: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """The ``rank``-th smallest valid value of each row: values, valid ``(B, N)``, rank ``(B,)`` -> ``(B,)``.
+
+    A selection (``median``, linear time) instead of a sort, 5-7x cheaper on the CPU: the invalid
+    entries, plus two spare ones, become -inf (the first ``a`` of them) or +inf (the rest), with ``a``
+    chosen so that the row's lower median is the wanted valid value: position (N' - 1) // 2 = a + rank.
+    """
+    b, n_all = values.shape
+    pad = torch.ones(b, 2, dtype=torch.bool, device=values.device)
+    invalid = torch.cat([~valid, pad], 1)  # (B, N + 2)
+    a = (n_all + 1) // 2 - rank  # -infs needed; in [0, invalid count] for rank in the valid range
+    order = invalid.cumsum(1) - 1  # rank of each invalid entry among the invalid ones
+    fill = torch.where(order < a[:, None], float("-inf"), float("inf")).to(values.dtype)
+    row = torch.where(invalid, fill, torch.cat([values, values.new_zeros(b, 2)], 1))
+    return row.median(1).values
+
+
 def _layer_splits(depth: torch.Tensor, mask: torch.Tensor, num_planes: int) -> torch.Tensor:
     """Upper depth bound of each layer ``(B, P)``: P//2 equal steps min -> median, the rest median -> max.
 
     The median is numpy's (mean of the two middle values for an even count), over known pixels.
     """
     b = depth.shape[0]
-    flat = torch.where(mask, depth, float("inf")).reshape(b, -1)
-    ordered = flat.sort(dim=1).values
-    n = mask.reshape(b, -1).sum(1)
-    lo = ordered.gather(1, ((n - 1) // 2).clamp_min(0)[:, None])[:, 0]
-    hi = ordered.gather(1, (n // 2).clamp(max=flat.shape[1] - 1)[:, None])[:, 0]
-    median = 0.5 * (lo + hi)
-    d_min = ordered[:, 0]
-    d_max = ordered.gather(1, (n - 1).clamp_min(0)[:, None])[:, 0]
+    valid = mask.reshape(b, -1)
+    flat = depth.reshape(b, -1)
+    n = valid.sum(1)
+    median = 0.5 * (_masked_rank(flat, valid, (n - 1) // 2) + _masked_rank(flat, valid, n // 2))
+    d_min = torch.where(valid, flat, float("inf")).amin(1)
+    d_max = torch.where(valid, flat, float("-inf")).amax(1)
     p1 = num_planes // 2
     p2 = num_planes - p1
     steps1 = torch.arange(1, p1 + 1, device=depth.device, dtype=depth.dtype)
@@ -142,15 +157,15 @@ def clean_cracks(
     splits = _layer_splits(depth, mask, num_planes)  # (B, P)
     # Layer per pixel: the number of splits strictly below its depth (depth == split stays in the
     # lower layer, as the reference's `depth <= split`), capped at the last layer; holes get P.
-    layer = (depth[:, None] > splits[:, :, None, None]).sum(1).clamp(max=num_planes - 1)
-    label = torch.where(mask, layer, num_planes).to(torch.uint8)  # (B, H, W)
+    layer = sum((depth > splits[:, k, None, None]).view(torch.uint8) for k in range(num_planes - 1))  # uint8
+    label = torch.where(mask, layer, num_planes)  # (B, H, W) uint8
 
     # 1. isolated points: pixels of the same label in each 3x3 window (itself included).
     padded = _pad_reflect(label)
     windows = [padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in _OFFSETS]
-    same = sum((win == label).to(torch.uint8) for win in windows)  # (B, H, W) in 1..9
+    same = sum((win == label).view(torch.uint8) for win in windows)  # (B, H, W) in 1..9
     keep = mask & (same > 9 * ISOLATED_THRESHOLD)
-    kept_label = torch.where(keep, label, num_planes).to(torch.uint8)
+    kept_label = torch.where(keep, label, num_planes)
 
     pixels = rgb.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): a pixel's channels together for gathers
     out = pixels * keep[..., None]
