@@ -92,6 +92,10 @@ def test_chunked_equals_unchunked():
     a = build_frame_matrix(rgb, z, info, chunk=1)
     b = build_frame_matrix(rgb, z, info, chunk=5)
     assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+    baselines = torch.tensor(info.baselines, dtype=torch.float32)
+    one = warp.warp_views(rgb, z, baselines, s.focal, views_per_batch=1)
+    many = warp.warp_views(rgb, z, baselines, s.focal, views_per_batch=3)
+    assert torch.equal(one[0], many[0]) and torch.equal(one[1], many[1])
 
 
 def true_visibility(z_src: torch.Tensor, z_tgt: torch.Tensor, fxb: float, tol: float) -> torch.Tensor:
