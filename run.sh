@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Entry point: sets up .venv on first use, then dispatches a subcommand.
 #   ./run.sh demo            render a synthetic clip and convert it to 3D (no downloads needed)
+#   ./run.sh convert ARGS    a video or frames folder to 3D videos (python -m svg3d convert ARGS)
 #   ./run.sh test [ARGS]     run the test suite (pytest ARGS)
 #   ./run.sh matrix ARGS     python create_frame_matrix.py ARGS
 #   ./run.sh setup           only create / update the virtual environment
@@ -32,6 +33,12 @@ case "$cmd" in
   test)
     setup
     exec "$PY" -m pytest "$@" ;;
+  demo)
+    setup
+    exec "$PY" -m svg3d demo "$@" ;;
+  convert)
+    setup
+    exec "$PY" -m svg3d convert "$@" ;;
   matrix)
     setup
     exec "$PY" create_frame_matrix.py "$@" ;;

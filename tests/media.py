@@ -1,0 +1,62 @@
+"""Test helpers: probe a media file, and make a small rendered clip (mp4 with audio, exact depth)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from svg3d import io, scene
+from svg3d.demo import write_tone
+
+
+@dataclass(frozen=True)
+class Probe:
+    frames: int
+    width: int
+    height: int
+    fps: float
+    pix_fmt: str
+    codec: str
+    audio_seconds: float | None  # None: no audio stream
+
+
+def probe(path: str | Path) -> Probe:
+    """Decode every video frame (a count, not a header's claim) and measure the audio stream's span."""
+    import av
+
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = sum(1 for _ in c.decode(v))
+        fps = float(v.average_rate)
+        ctx = v.codec_context
+        return Probe(frames, ctx.width, ctx.height, fps, ctx.pix_fmt, ctx.name, audio_seconds(path))
+
+
+def audio_seconds(path: str | Path) -> float | None:
+    """Span of the first audio stream's packets (first start to last end), or None without audio."""
+    import av
+
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return None
+        a = c.streams.audio[0]
+        packets = [p for p in c.demux(a) if p.pts is not None]
+        return float((packets[-1].pts + packets[-1].duration - packets[0].pts) * a.time_base)
+
+
+def rendered_clip(folder: Path, *, frames: int = 6, height: int = 64, width: int = 96, fps: float = 8.0, audio: bool = True, seed: int = 0):
+    """Render a scene as ``folder/clip.mp4`` (with a tone when ``audio``) and ``folder/depth/`` (1/Z, metric).
+
+    Returns (video path, depth folder, rendered frames uint8 (T, H, W, 3)).
+    """
+    sc = scene.make_scene(seed, num_frames=frames, height=height, width=width)
+    rgb, z = scene.render(sc)
+    frames_u8 = (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()  # T 3 H W -> T H W 3
+    tone = write_tone(folder / "tone.m4a", len(frames_u8) / fps) if audio else None
+    video = folder / "clip.mp4"
+    io.write_video(video, frames_u8, fps, audio_from=tone)
+    for t, d in enumerate(z.numpy()):
+        io.write_depth(folder / "depth" / f"{t:05d}.npy", (1.0 / d).astype(np.float32))
+    return video, folder / "depth", frames_u8
