@@ -179,3 +179,20 @@ def test_fill_checks_shapes_and_settings():
         fill.fill_frame_matrix(images, masks, depth[0])
     with pytest.raises(ValueError, match="window"):
         FillConfig(window=-1)
+
+
+def test_region_metrics():
+    a = torch.zeros(2, 3, 8, 8)
+    b = a.clone()
+    b[:, :, :4] = 0.1  # error 0.1 in the top half only
+    top = torch.zeros(2, 8, 8, dtype=torch.bool)
+    top[:, :4] = True
+    assert metrics.masked_psnr(a, b, top) == pytest.approx(20.0)
+    assert metrics.masked_psnr(a, b, ~top) == math.inf
+    assert math.isnan(metrics.masked_psnr(a, b, torch.zeros_like(top)))
+    img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert metrics.masked_ssim(img, img, torch.ones(1, 16, 16, dtype=torch.bool)) == pytest.approx(1.0, abs=1e-5)
+    assert metrics.masked_ssim(img, img.flip(-1), torch.ones(1, 16, 16, dtype=torch.bool)) < 0.5
+    video = torch.zeros(3, 3, 4, 4)
+    video[1] = 2 / 255  # 0 -> 2 -> 0 on the 0-255 scale
+    assert metrics.flicker(video, torch.ones(3, 4, 4, dtype=torch.bool)) == pytest.approx(2.0)
