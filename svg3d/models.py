@@ -153,16 +153,17 @@ def depth_model_name(model: str | None = None, encoder: str | None = None) -> st
 
 
 def load_depth_model(
-    name: str = DEFAULT_DEPTH_MODEL, *, device: torch.device, dtype: torch.dtype | None = None
+    name: str = DEFAULT_DEPTH_MODEL, *, device: torch.device, dtype: torch.dtype | None = None, flag: str = "--model"
 ) -> DepthModel:
     """Load any ``AutoModelForDepthEstimation`` checkpoint (hub id or local folder) in eval mode.
 
-    ``dtype``: None = ``default_dtype(device)``. Raises ``InputError`` if it cannot be found.
+    ``dtype``: None = ``default_dtype(device)``. Raises ``InputError`` if it cannot be found, naming
+    ``flag`` (the CLI option that chooses the model) in its advice.
     """
     from transformers import AutoModelForDepthEstimation
 
     dtype = default_dtype(device) if dtype is None else dtype
-    with loading(name, "depth model"):
+    with loading(name, "depth model", flag=flag):
         net = AutoModelForDepthEstimation.from_pretrained(name, dtype=dtype, local_files_only=offline())
         preprocessor = _preprocessor_config(name)
     kind = getattr(net.config, "depth_estimation_type", "relative")

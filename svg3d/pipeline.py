@@ -531,7 +531,7 @@ def run(
         depth_params = {"model": config.depth_model}
 
         def produce_depth(folder: Path, advance) -> None:
-            model = models.load_depth_model(config.depth_model, device=device)
+            model = models.load_depth_model(config.depth_model, device=device, flag="--depth-model")
             depth.run_depth_stage(clip, folder, model, progress=advance)
 
     rec = done(work.run("depth", depth_params, clip_params, t_count, produce_depth, total=t_count))

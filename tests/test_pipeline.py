@@ -164,6 +164,12 @@ def test_depth_from_the_model(clip, tmp_path):
     assert probe(result.exports["sbs"]).frames == len(frames)
 
 
+def test_missing_depth_model_names_the_convert_flag(clip, tmp_path, capsys):
+    video, _, _ = clip
+    err = run_bad(["convert", str(video), "-o", str(tmp_path / "out"), "--depth-model", str(tmp_path / "no-model")], capsys)
+    assert "no-model" in err and "--depth-model" in err
+
+
 def test_diffusion_with_a_tiny_random_zeroscope(clip, tmp_path):
     from tests.tiny_zeroscope import save_tiny_zeroscope
 
