@@ -466,6 +466,10 @@ def prepare(
     input_path, out_dir = Path(input_path), Path(out_dir)
     work_path = Path(work_dir) if work_dir is not None else default_work_dir(out_dir)
     check_paths(input_path, out_dir, work_path, config.depth_from)
+    local_models = [("--depth-model", config.depth_model, config.depth_from is None), ("--video-model", config.video_model, config.fill == "diffusion")]
+    for flag, name, used in local_models:  # a model folder that is not there fails now, not after the first stages
+        if used and models.looks_like_path(name) and not Path(name).expanduser().exists():
+            raise InputError(f"{flag} {name}: no such folder")
     clip = read_input(input_path, config)
     _make_dirs(out_dir, work_path)
     return Job(input_path, out_dir, work_path, config, clip, torch.device(device))

@@ -167,7 +167,11 @@ def test_depth_from_the_model(clip, tmp_path):
 def test_missing_depth_model_names_the_convert_flag(clip, tmp_path, capsys):
     video, _, _ = clip
     err = run_bad(["convert", str(video), "-o", str(tmp_path / "out"), "--depth-model", str(tmp_path / "no-model")], capsys)
-    assert "no-model" in err and "--depth-model" in err
+    assert "no-model" in err and "--depth-model" in err and not (tmp_path / "out").exists()  # refused before anything is written
+    broken = tmp_path / "not-a-model"
+    broken.mkdir()
+    err = run_bad(["convert", str(video), "-o", str(tmp_path / "out"), "--depth-model", str(broken), "--quiet"], capsys)
+    assert "not-a-model" in err and "give --depth-model a folder" in err
 
 
 def test_diffusion_with_a_tiny_random_zeroscope(clip, tmp_path):
