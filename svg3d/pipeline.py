@@ -47,6 +47,7 @@ FILLED_NAME = "view{view:03d}_{frame:05d}.png"
 ORIGIN_NAME = "origin_view{view:03d}.npy"  # classical filling: uint8 (T, H, W), fill.KNOWN / FROM_TIME / FROM_SPACE
 DEFAULT_VIEWS_DIFFUSION = 8  # the paper's frame matrix (SVG README: 8 views)
 DEFAULT_VIEWS_CLASSICAL = 2  # classical filling fills each view on its own: only the eyes are needed
+MEMORY_WARNING_GB = 8.0  # warn when the frame matrix alone needs more memory than this
 
 ProgressFactory = Callable[[str, int], tuple[Callable[[int], None], Callable[[], None]]]
 
@@ -512,6 +513,14 @@ def run(
     fill_kind = resolve_fill(config, device)
     num_views = _num_views(config, fill_kind)
     mconfig = _matrix_config(config, num_views)
+    # The stages hold the clip in memory: the frame matrix alone is V x T float32 RGB images.
+    matrix_gb = num_views * t_count * clip.size[0] * clip.size[1] * 3 * 4 / 1e9
+    if matrix_gb > MEMORY_WARNING_GB:
+        log.warning(
+            "the frame matrix of %d views x %d frames at %dx%d takes %.0f GB of memory; "
+            "consider --num-frames, --width/--height or fewer --num-views",
+            num_views, t_count, clip.size[1], clip.size[0], matrix_gb,
+        )
     clip_params = {"input": input_fingerprint(input_path), "start": config.start_frame, "frames": t_count, "size": clip.size}
     records: list[StageRecord] = []
 
