@@ -39,7 +39,7 @@ def create_parser() -> argparse.ArgumentParser:
     g.add_argument("--focal", type=float, default=None, help="focal length, pixels (default: 800 at 576 px wide, scaled with the width)")
     g.add_argument("--near", type=float, default=-1.0, help="metres of the nearest point (<= 0: ~0.91 m)")
     g.add_argument("--far", type=float, default=10.0, help="metres of the farthest point (<= 0: off)")
-    g.add_argument("--num-views", type=int, default=None, help="views of the frame matrix (default: 8 for diffusion or the grid export, else 2)")
+    g.add_argument("--num-views", type=int, default=None, help="views of the frame matrix (default: 8 for diffusion or the grid export, else 2; 3 with middle2leftright)")
     g.add_argument("--layout", choices=("left2right", "right2left", "middle2leftright"), default="left2right", help="the input is the left eye, the right eye, or between the eyes")
     f = c.add_argument_group("hole filling")
     f.add_argument("--fill", choices=("auto", "diffusion", "classical"), default="auto", help="auto: diffusion when zeroscope is available and CUDA is, else classical (no weights)")

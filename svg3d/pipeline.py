@@ -71,7 +71,7 @@ class ConvertConfig:
     focal: float | None = None  # pixels; None = 800 at 576 px wide, scaled with the width
     nearest_depth: float = -1.0  # metres of the nearest point; <= 0: ~0.91 m (reference)
     farest_depth: float = camera.DEFAULT_FAREST_DEPTH  # metres of the farthest point
-    num_views: int | None = None  # None: 8 for diffusion (paper), 2 for classical (8 with the grid export)
+    num_views: int | None = None  # None: 8 for diffusion (paper) or the grid export, else the eyes (and the input between them)
     layout: camera.Layout = camera.Layout.LEFT2RIGHT  # where the input sits: left eye (reference default)
     # hole filling (stage 4)
     fill: str = "auto"  # diffusion | classical | auto (diffusion when zeroscope is here and CUDA is, else classical)
@@ -92,6 +92,10 @@ class ConvertConfig:
             (self.baseline > 0, f"--baseline {self.baseline}: must be > 0 (metres)"),
             (self.focal is None or self.focal > 0, f"--focal {self.focal}: must be > 0 (pixels)"),
             (self.num_views is None or self.num_views >= 2, f"--num-views {self.num_views}: need at least 2 (the eyes)"),
+            (
+                self.num_views is None or self.num_views >= 3 or camera.Layout(self.layout) is not camera.Layout.MIDDLE2LEFTRIGHT,
+                f"--num-views {self.num_views}: --layout middle2leftright needs at least 3 (the eyes and the input between them)",
+            ),
             (self.fill in FILL_CHOICES, f"--fill {self.fill}: expected one of {', '.join(FILL_CHOICES)}"),
             (self.steps >= 1, f"--steps {self.steps}: must be >= 1"),
             (self.seed >= 0, f"--seed {self.seed}: must be >= 0"),
@@ -372,6 +376,8 @@ def _num_views(config: ConvertConfig, fill_kind: str) -> int:
         return config.num_views
     if fill_kind == "diffusion" or any(export.EXPORTS[e].needs_all_views for e in config.exports):
         return DEFAULT_VIEWS_DIFFUSION
+    if camera.Layout(config.layout) is camera.Layout.MIDDLE2LEFTRIGHT:
+        return 3  # the two eyes and the input between them
     return DEFAULT_VIEWS_CLASSICAL
 
 

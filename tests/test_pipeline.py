@@ -13,6 +13,7 @@ import pytest
 
 from svg3d import __main__ as cli
 from svg3d import export, io, pipeline
+from svg3d.checks import InputError
 from svg3d.demo import run_demo
 from svg3d.pipeline import ConvertConfig
 from tests.media import audio_seconds, probe, rendered_clip
@@ -84,6 +85,18 @@ def test_left_eye_is_the_input_and_right_eye_differs(clip, tmp_path):
     right = io.read_frames(sorted(filled.glob("view001_*.png")))
     assert np.array_equal(left, src)  # the reference view is the input, bit for bit
     assert np.abs(right.astype(int) - src).mean() > 1  # the other eye is a different view
+
+
+def test_middle_layout_generates_both_eyes(clip, tmp_path):
+    video, depth, _ = clip
+    result = pipeline.convert(video, tmp_path / "out", base_config(depth, layout="middle2leftright", exports=("sbs",)))
+    src = decoded(video).astype(int)
+    filled = result.work_dir / "filled"
+    left, right = (io.read_frames(sorted(filled.glob(f"view00{v}_*.png"))).astype(int) for v in (0, 2))
+    assert np.abs(left - src).mean() > 1 and np.abs(right - src).mean() > 1
+    assert not list(filled.glob("view001_*.png"))  # the input view needs no filling
+    with pytest.raises(InputError, match="middle2leftright needs at least 3"):
+        base_config(depth, layout="middle2leftright", num_views=2)
 
 
 def test_trimmed_clip_keeps_its_span_of_audio(clip, tmp_path):
