@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -170,36 +171,85 @@ def depth_video(disparity: np.ndarray) -> np.ndarray:
 # audio and files
 
 
-def trim_audio(source: str | os.PathLike, dest: str | os.PathLike, start: float, duration: float) -> Path | None:
-    """Copy (not re-encode) the audio of ``source`` between ``start`` and ``start + duration`` seconds to ``dest``.
+MP4_AUDIO_CODECS = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")  # what the mp4 muxer takes as is
+AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
-    For clips cut out of a longer video. Packets are whole (AAC: ~21 ms), so the cut is to the packet;
-    timestamps are shifted to start at 0. ``dest`` is an ``.m4a`` (mp4 audio only), written atomically.
-    Returns ``dest``, or None when ``source`` has no audio.
+
+def audio_track(
+    source: str | os.PathLike, dest: str | os.PathLike, *, start: float = 0.0, duration: float | None = None
+) -> Path | None:
+    """The audio of ``source`` between ``start`` and ``start + duration`` seconds as an mp4-ready ``.m4a``.
+
+    Copied, not re-encoded, when mp4 can hold the codec (AAC, MP3, Opus, FLAC ...): cut to whole
+    packets (AAC: ~21 ms), timestamps shifted to start at 0. Other codecs (PCM from cameras and .mov
+    files) are re-encoded to AAC, cut to the sample. ``dest`` is written atomically. Returns ``dest``,
+    or None when ``source`` has no audio.
     """
     import av
 
     if not io.has_audio(source):
         return None
     dest = Path(dest)
-    with av.open(str(source)) as src, io.atomic_path(dest) as tmp:
+    end = math.inf if duration is None else start + duration
+    with av.open(str(source)) as src, io.atomic_path(dest) as tmp, av.open(str(tmp), mode="w", format="mp4") as out:
         stream = src.streams.audio[0]
-        tb = stream.time_base
-        first = None
-        with av.open(str(tmp), mode="w", format="mp4") as out:
-            out_stream = out.add_stream_from_template(stream)
-            for packet in src.demux(stream):
-                if packet.pts is None or packet.dts is None:
-                    continue
-                t = float(packet.pts * tb)
-                if t < start - 1e-6 or t >= start + duration - 1e-6:
-                    continue
-                first = packet.pts if first is None else first
-                packet.pts -= first
-                packet.dts -= first
-                packet.stream = out_stream
-                out.mux(packet)
+        if stream.codec_context.name in MP4_AUDIO_CODECS:
+            _copy_audio(src, stream, out, start, end)
+        else:
+            log.info("%s: %s audio cannot go into mp4 as is; re-encoding it to AAC", source, stream.codec_context.name)
+            _encode_audio(src, stream, out, start, end)
     return dest
+
+
+def _copy_audio(src, stream, out, start: float, end: float) -> None:
+    out_stream = out.add_stream_from_template(stream)
+    cut = start > 0 or not math.isinf(end)  # else every packet as it is (an AAC track starts before 0: encoder priming)
+    offset = None
+    for packet in src.demux(stream):
+        if packet.pts is None or packet.dts is None:
+            continue
+        t = float(packet.pts * stream.time_base)
+        if cut and (t < start - 1e-6 or t >= end - 1e-6):
+            continue
+        if offset is None:
+            offset = packet.pts if cut else 0  # a cut starts at 0
+        packet.pts -= offset
+        packet.dts -= offset
+        packet.stream = out_stream
+        out.mux(packet)
+
+
+def _encode_audio(src, stream, out, start: float, end: float) -> None:
+    import av
+
+    rate = stream.codec_context.sample_rate
+    channels = stream.codec_context.layout.nb_channels
+    # Containers such as Matroska may leave the channel order unnamed ("2 channels"), which the AAC
+    # encoder refuses: name the usual layout for the channel count.
+    layout = AAC_LAYOUTS.get(channels, stream.codec_context.layout.name)
+    out_stream = out.add_stream("aac", rate=rate, layout=layout)
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)  # AAC takes planar float
+    first, last = round(start * rate), math.inf if math.isinf(end) else round(end * rate)
+    for frame in src.decode(stream):
+        t0 = round(float(frame.pts * frame.time_base) * rate) if frame.pts is not None else first
+        samples = frame.to_ndarray()  # (channels, n) planar or (1, n * channels) packed
+        n = frame.samples
+        lo, hi = max(0, first - t0), min(n, last - t0)
+        if hi <= lo:
+            continue
+        if (lo, hi) != (0, n):  # cut at the sample
+            planar = frame.format.is_planar
+            cut = samples[:, lo:hi] if planar else samples.reshape(1, n, -1)[:, lo:hi].reshape(1, -1)
+            sub = av.AudioFrame.from_ndarray(cut.copy(), format=frame.format.name, layout=frame.layout.name)
+            sub.sample_rate = rate
+            frame = sub
+        frame.pts = t0 + lo - first
+        frame.time_base = Fraction(1, rate)
+        for f in resampler.resample(frame):
+            out.mux(out_stream.encode(f))
+    for f in resampler.resample(None):
+        out.mux(out_stream.encode(f))
+    out.mux(out_stream.encode(None))
 
 
 def write_exports(

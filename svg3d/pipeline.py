@@ -631,9 +631,10 @@ def run(
         def view(v: int) -> np.ndarray:
             return io.read_frames([work.folder("filled") / FILLED_NAME.format(view=v, frame=t) for t in range(t_count)])
 
-        audio = input_path if clip.has_audio else None
-        if audio is not None and trimmed:
-            audio = export.trim_audio(input_path, work.root / "audio.m4a", config.start_frame / clip.fps, t_count / clip.fps)
+        audio = None
+        if clip.has_audio:  # the clip's span of the input's audio, in a form mp4 takes
+            start = config.start_frame / clip.fps
+            audio = export.audio_track(input_path, work.root / "audio.m4a", start=start, duration=t_count / clip.fps if trimmed else None)
         written = export.write_exports(
             folder, stem, config.exports,
             left=view(eyes[0]), right=view(eyes[1]), fps=clip.fps,

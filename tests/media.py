@@ -60,3 +60,28 @@ def rendered_clip(folder: Path, *, frames: int = 6, height: int = 64, width: int
     for t, d in enumerate(z.numpy()):
         io.write_depth(folder / "depth" / f"{t:05d}.npy", (1.0 / d).astype(np.float32))
     return video, folder / "depth", frames_u8
+
+
+def pcm_video(path: Path, frames: np.ndarray, fps: float, *, rate: int = 44100) -> Path:
+    """``frames`` (uint8 (T, H, W, 3)) as H.264 in Matroska with a 16-bit PCM sine (a camera-style file mp4 cannot copy)."""
+    from fractions import Fraction
+
+    import av
+
+    seconds = len(frames) / fps
+    n = round(seconds * rate)
+    wave = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / rate) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        v.height, v.width, v.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
+        a = out.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        for f in frames:
+            out.mux(v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(v.encode())
+        for i in range(0, n, 1024):
+            chunk = np.repeat(wave[i : i + 1024], 2)[None]  # packed stereo (1, 2 * samples)
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+            out.mux(a.encode(frame))
+        out.mux(a.encode())
+    return path

@@ -8,7 +8,7 @@ import pytest
 from svg3d import export, io
 from svg3d.checks import InputError
 from svg3d.demo import write_tone
-from tests.media import audio_seconds, probe
+from tests.media import audio_seconds, pcm_video, probe
 
 
 def eyes(t: int = 3, h: int = 10, w: int = 14) -> tuple[np.ndarray, np.ndarray]:
@@ -104,11 +104,24 @@ def test_write_exports_sizes_frames_fps_audio_and_names(tmp_path):
     assert np.array_equal(preview, np.concatenate([left[0], right[0]], axis=1))
 
 
-def test_trim_audio_keeps_the_clip_span(tmp_path):
+def test_audio_track_copies_or_reencodes_the_clip_span(tmp_path):
     tone = write_tone(tmp_path / "tone.m4a", 3.0)
-    cut = export.trim_audio(tone, tmp_path / "cut.m4a", 1.0, 1.0)
+    assert audio_seconds(export.audio_track(tone, tmp_path / "all.m4a")) == pytest.approx(audio_seconds(tone), abs=1e-3)
+    cut = export.audio_track(tone, tmp_path / "cut.m4a", start=1.0, duration=1.0)
     assert audio_seconds(cut) == pytest.approx(1.0, abs=0.05)
+    # PCM (cameras, .mov) cannot be copied into mp4: re-encoded to AAC, cut to the sample
+    pcm = pcm_video(tmp_path / "cam.mkv", np.zeros((16, 16, 32, 3), np.uint8), 8.0)
+    full = export.audio_track(pcm, tmp_path / "pcm.m4a")
+    assert codec_of(full) == "aac" and audio_seconds(full) == pytest.approx(2.0, abs=0.05)
+    part = export.audio_track(pcm, tmp_path / "pcm_cut.m4a", start=0.5, duration=1.0)
+    assert audio_seconds(part) == pytest.approx(1.0, abs=0.05)
     video = tmp_path / "silent.mp4"
     io.write_video(video, np.zeros((2, 8, 8, 3), np.uint8), 8.0)
-    assert export.trim_audio(video, tmp_path / "none.m4a", 0, 1) is None
+    assert export.audio_track(video, tmp_path / "none.m4a") is None
 
+
+def codec_of(path) -> str:
+    import av
+
+    with av.open(str(path)) as c:
+        return c.streams.audio[0].codec_context.name

@@ -16,7 +16,7 @@ from svg3d import export, io, pipeline
 from svg3d.checks import InputError
 from svg3d.demo import run_demo
 from svg3d.pipeline import ConvertConfig
-from tests.media import audio_seconds, probe, rendered_clip
+from tests.media import audio_seconds, pcm_video, probe, rendered_clip
 
 STAGES = ("depth", "stabilised", "frame_matrix", "filled", "export")
 
@@ -105,6 +105,14 @@ def test_trimmed_clip_keeps_its_span_of_audio(clip, tmp_path):
     p = probe(result.exports["sbs"])
     assert p.frames == 3
     assert p.audio_seconds == pytest.approx(3 / 8.0, abs=0.05)
+
+
+def test_pcm_audio_of_a_camera_file_is_kept(clip, tmp_path):
+    _, depth, frames = clip
+    video = pcm_video(tmp_path / "camera.mkv", frames, 8.0)
+    result = pipeline.convert(video, tmp_path / "out", base_config(depth, exports=("sbs",)))
+    p = probe(result.exports["sbs"])
+    assert p.frames == len(frames) and p.audio_seconds == pytest.approx(audio_seconds(video), abs=0.05)
 
 
 def test_resume_after_interruption_gives_the_same_outputs(clip, tmp_path):
