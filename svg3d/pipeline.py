@@ -47,6 +47,7 @@ FILLED_NAME = "view{view:03d}_{frame:05d}.png"
 ORIGIN_NAME = "origin_view{view:03d}.npy"  # classical filling: uint8 (T, H, W), fill.KNOWN / FROM_TIME / FROM_SPACE
 DEFAULT_VIEWS_DIFFUSION = 8  # the paper's frame matrix (SVG README: 8 views)
 DEFAULT_VIEWS_CLASSICAL = 2  # classical filling fills each view on its own: only the eyes are needed
+DIFFUSION_FRAMES = 24  # zeroscope_v2_576w's training clips (the reference denoises 16)
 MEMORY_WARNING_GB = 8.0  # warn when the frame matrix alone needs more memory than this
 
 ProgressFactory = Callable[[str, int], tuple[Callable[[int], None], Callable[[], None]]]
@@ -519,6 +520,11 @@ def run(
     fill_kind = resolve_fill(config, device)
     num_views = _num_views(config, fill_kind)
     mconfig = _matrix_config(config, num_views)
+    if fill_kind == "diffusion" and t_count > DIFFUSION_FRAMES:
+        log.warning(
+            "fill: %d frames are denoised as one clip, but zeroscope was trained on clips of %d; "
+            "for long videos convert pieces (--start-frame/--num-frames)", t_count, DIFFUSION_FRAMES,
+        )
     # The stages hold the clip in memory: the frame matrix alone is V x T float32 RGB images.
     matrix_gb = num_views * t_count * clip.size[0] * clip.size[1] * 3 * 4 / 1e9
     if matrix_gb > MEMORY_WARNING_GB:
