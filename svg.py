@@ -1,0 +1,386 @@
+"""Stage 4: denoise a frame matrix into a stereoscopic (or multi-view) video; the seed's ``svg.py``.
+
+    python svg.py --prompt 'Obama is speaking' --init_image ./Videos/frame_matrix/Obama_is_speaking \\
+        --output_root ./results/Obama_is_speaking/ --num_frames 16 --width 576 --height 320 --latent_w 72 --latent_h 40
+    # multi-view: add --frame_matrix_end 0 --fix_last_view_begin 600
+
+Writes into ``--output_root`` (default ``results/<matrix folder name>/``): ``view{v:03d}_{t:05d}.jpg`` for
+each output view (view 0 and the last view; every view in multi-view mode), ``results3d.mp4`` (side by
+side, left | right), ``results3d.gif`` and ``manifest.json`` (settings, model, seed, UNet work).
+
+Stage 0 (text to video): without ``--init_image``, the same model generates the monocular clip of
+``--prompt`` into ``Videos/<clip>/images/``, ready for the depth stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+from svg3d.cli import add_device_flag, progress_bar, resolve_device, run_cli, setup_logging
+
+log = logging.getLogger("svg3d.svg")
+
+
+def create_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Stereoscopic / multi-view video by denoising a frame matrix (SVG).")
+    io = p.add_argument_group("input and output")
+    io.add_argument("--prompt", required=True, help="text prompt describing the video")
+    io.add_argument(
+        "--init_image", default=None, help="frame-matrix folder (create_frame_matrix.py); omit for text-to-video"
+    )
+    io.add_argument("--output_root", default=None, help="output folder (default: results/<frame-matrix folder name>/)")
+    io.add_argument(
+        "--videos_root",
+        default="Videos",
+        help="text-to-video only: where Videos/<clip>/images/ goes (default: %(default)s)",
+    )
+    io.add_argument(
+        "--clip_name", default=None, help="text-to-video only: the clip folder name (default: from the prompt and size)"
+    )
+    io.add_argument("--num_frames", type=int, default=16, help="frames to denoise (default: %(default)s)")
+    io.add_argument(
+        "--num_views", type=int, default=None, help="views of the frame matrix; must match it (default: as on disk)"
+    )
+    io.add_argument("--width", type=int, default=576, help="frame width, a multiple of 8 (default: %(default)s)")
+    io.add_argument("--height", type=int, default=320, help="frame height, a multiple of 8 (default: %(default)s)")
+    io.add_argument("--latent_w", type=int, default=None, help="accepted for compatibility: must be width / 8")
+    io.add_argument("--latent_h", type=int, default=None, help="accepted for compatibility: must be height / 8")
+    io.add_argument("--downscale", type=int, default=8, help="accepted for compatibility: must be the VAE's factor (8)")
+
+    layout = p.add_argument_group("views").add_mutually_exclusive_group()
+    layout.add_argument("--left2right", action="store_true", help="the input is the left eye (view 0)")
+    layout.add_argument("--right2left", action="store_true", help="the input is the right eye (view 0)")
+    layout.add_argument(
+        "--middle2leftright", action="store_true", help="the input is the middle view; both eyes are generated"
+    )
+    views = p.add_argument_group("views (continued)")
+    views.add_argument("--last_view_idx", type=int, default=None, help="the other eye's view (default: num_views - 1)")
+    views.add_argument(
+        "--monocular_video_idx",
+        type=int,
+        default=None,
+        help="accepted for compatibility: must be the input view of the layout",
+    )
+
+    model = p.add_argument_group("model")
+    model.add_argument(
+        "--model_path",
+        default="cerspense/zeroscope_v2_576w",
+        help="zeroscope: hub id or local folder (default: %(default)s)",
+    )
+    model.add_argument(
+        "--vae",
+        choices=["model", "svd"],
+        default="model",
+        help="decode with the model's VAE or SVD-XT's temporal decoder (default: %(default)s)",
+    )
+    model.add_argument(
+        "--svd_path",
+        default="stabilityai/stable-video-diffusion-img2vid-xt",
+        help="with --vae svd: hub id or local folder holding vae/",
+    )
+    add_device_flag(model)
+
+    d = p.add_argument_group("denoising (defaults: the reference's)")
+    d.add_argument("--num_inference_steps", type=int, default=50, help="DDPM steps (default: %(default)s)")
+    d.add_argument(
+        "--guidance_scale", type=float, default=7.5, help="classifier-free guidance scale (default: %(default)s)"
+    )
+    d.add_argument(
+        "--negative_prompt",
+        default="low-quality, blurry, flickering, ghost",
+        help="CFG's unconditional prompt (default: %(default)r)",
+    )
+    d.add_argument(
+        "--threshold",
+        type=float,
+        default=0.7,
+        help="a latent cell is known if this share of its pixels is (default: %(default)s)",
+    )
+    d.add_argument(
+        "--erode_size",
+        type=int,
+        default=3,
+        help="erode the known-mask by this odd square first; 1 = off (default: %(default)s)",
+    )
+    d.add_argument(
+        "--soft_mask_k",
+        type=int,
+        default=5,
+        help="odd kernel size of the soft latent mask; 1 = hard (default: %(default)s)",
+    )
+    d.add_argument(
+        "--soft_mask_type",
+        choices=["gaussian", "box"],
+        default="gaussian",
+        help="soft-mask kernel (default: %(default)s)",
+    )
+    d.add_argument(
+        "--resample",
+        type=int,
+        default=6,
+        help="resampling passes per step while t > frame_matrix_end; 0 = none (default: %(default)s)",
+    )
+    d.add_argument(
+        "--frame_matrix_end",
+        type=int,
+        default=500,
+        help="below this t only the eye view(s) are denoised; <= 0: multi-view (default: %(default)s)",
+    )
+    d.add_argument(
+        "--last_view_resample",
+        type=int,
+        default=2,
+        help="resampling passes on the eye view(s) later on (default: %(default)s)",
+    )
+    d.add_argument(
+        "--fix_last_view_begin",
+        type=int,
+        default=600,
+        help="multi-view: stage 2 (last view held fixed) from this t (default: %(default)s)",
+    )
+    d.add_argument(
+        "--stage2_resample",
+        type=int,
+        default=4,
+        help="multi-view: stage-2 resampling passes per step (default: %(default)s)",
+    )
+    d.add_argument(
+        "--stage2_time_direction_denoise_freq",
+        type=int,
+        default=3,
+        help="multi-view: every n-th stage-2 pass is temporal (default: %(default)s)",
+    )
+    d.add_argument(
+        "--update_source_latent",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="disocclusion boundary re-injection (default: on)",
+    )
+    d.add_argument(
+        "--update_source_latent_end", type=int, default=0, help="re-inject while t > this (default: %(default)s)"
+    )
+    d.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    d.add_argument(
+        "--batch_size",
+        type=int,
+        default=1,
+        help="videos to generate, with seeds seed, seed+1, ... (default: %(default)s)",
+    )
+
+    mem = p.add_argument_group("memory")
+    mem.add_argument(
+        "--max_unet_frames",
+        type=int,
+        default=256,
+        help="latent frames per UNet call, CFG pair counted; lower to save memory (default: %(default)s)",
+    )
+    mem.add_argument("--low_ram_vae", type=int, default=0, help="frames per VAE call; 0 = 16 (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = create_parser().parse_args(argv)
+    setup_logging(quiet=args.quiet)
+    return run_cli(lambda: _run(args))
+
+
+def _config(args: argparse.Namespace, seed: int):
+    from svg3d.checks import InputError
+    from svg3d.denoise import DenoiseConfig
+
+    try:
+        return DenoiseConfig(
+            num_inference_steps=args.num_inference_steps,
+            guidance_scale=args.guidance_scale,
+            negative_prompt=args.negative_prompt,
+            threshold=args.threshold,
+            erode_size=args.erode_size,
+            soft_mask_k=args.soft_mask_k,
+            soft_mask_type=args.soft_mask_type,
+            resample=args.resample,
+            frame_matrix_end=args.frame_matrix_end,
+            last_view_resample=args.last_view_resample,
+            fix_last_view_begin=args.fix_last_view_begin,
+            stage2_resample=args.stage2_resample,
+            stage2_time_freq=args.stage2_time_direction_denoise_freq,
+            update_source_latent=args.update_source_latent,
+            update_source_latent_end=args.update_source_latent_end,
+            last_view_idx=args.last_view_idx,
+            seed=seed,
+            max_unet_frames=args.max_unet_frames,
+            max_vae_frames=args.low_ram_vae if args.low_ram_vae > 0 else 16,
+        )
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+def _check_sizes(args: argparse.Namespace) -> None:
+    """Sizes: multiples of the VAE factor; --latent_w/h (derivable) must agree with them."""
+    from svg3d.checks import InputError
+
+    f = args.downscale
+    for flag, value in (("--width", args.width), ("--height", args.height), ("--num_frames", args.num_frames)):
+        if value < 1:
+            raise InputError(f"{flag} {value}: must be >= 1")
+    for flag, value in (("--width", args.width), ("--height", args.height)):
+        if value % f:
+            raise InputError(f"{flag} {value}: must be a multiple of {f} (the VAE's downscale factor)")
+    for flag, value, size in (("--latent_w", args.latent_w, args.width), ("--latent_h", args.latent_h, args.height)):
+        if value is not None and value * f != size:
+            raise InputError(f"{flag} {value} does not match {size} / {f} = {size // f}; leave it out, it is derived")
+    if args.batch_size < 1:
+        raise InputError(f"--batch_size {args.batch_size}: must be >= 1")
+
+
+def _layout_flag(args: argparse.Namespace) -> str | None:
+    for name in ("left2right", "right2left", "middle2leftright"):
+        if getattr(args, name):
+            return name
+    return None
+
+
+def _run(args: argparse.Namespace) -> None:
+    _check_sizes(args)
+    _config(args, args.seed)  # bad settings fail before anything heavy happens
+    if args.init_image is None:
+        _text_to_video(args)
+    else:
+        _stereo(args)
+
+
+def _load_model(args: argparse.Namespace):
+    from svg3d.checks import InputError
+    from svg3d.models import load_zeroscope
+
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        import torch
+
+        # Early steps decode extreme x0 predictions; SiLU then underflows into subnormal floats, which
+        # x86 CPUs process ~100x slower (GPUs do not care). Flushing them changes no visible pixel.
+        torch.set_flush_denormal(True)
+    model = load_zeroscope(args.model_path, device=device, vae=args.vae, svd_path=args.svd_path)
+    if model.vae_scale_factor != args.downscale:
+        raise InputError(f"--downscale {args.downscale}: the model's VAE downscales by {model.vae_scale_factor}")
+    return model
+
+
+def _stereo(args: argparse.Namespace) -> None:
+    import json
+    from dataclasses import asdict
+
+    import numpy as np
+    import torch
+
+    from svg3d import __version__, camera, io, matrix
+    from svg3d.checks import InputError
+    from svg3d.denoise import denoise_frame_matrix, target_views
+
+    folder = Path(args.init_image)
+    fm = matrix.load_frame_matrix(folder, num_views=args.num_views, num_frames=args.num_frames)
+    info = fm.info
+    if (info.height, info.width) != (args.height, args.width):
+        raise InputError(
+            f"{folder}: the frame matrix is {info.width}x{info.height}, but --width/--height are {args.width}x{args.height}"
+        )
+    layout = _layout_flag(args)
+    if layout is None:
+        layout = info.layout
+    elif (folder / matrix.MANIFEST).is_file() and layout != info.layout:
+        raise InputError(f"{folder}: the frame matrix was made {info.layout}, but --{layout} was given")
+    v_count = info.num_views
+    ref = camera.reference_view(v_count, layout)
+    if args.monocular_video_idx is not None and args.monocular_video_idx != ref:
+        raise InputError(
+            f"--monocular_video_idx {args.monocular_video_idx}: the input view of a {v_count}-view {layout} matrix is {ref}"
+        )
+    try:
+        last = target_views(v_count, layout, args.last_view_idx)[-1]
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    left, right = (last, 0) if layout == camera.Layout.RIGHT2LEFT.value else (0, last)
+
+    model = _load_model(args)
+    root = Path(args.output_root) if args.output_root else Path("results") / folder.name
+    for k in range(args.batch_size):
+        seed = args.seed + k
+        out = root if args.batch_size == 1 else root / f"seed{seed}"
+        config = _config(args, seed)
+        advance, close = progress_bar(config.num_inference_steps, f"denoise {folder.name}", disable=args.quiet)
+        try:
+            result = denoise_frame_matrix(
+                model, fm.images, fm.masks, args.prompt, config, layout=layout, progress=advance
+            )
+        finally:
+            close()
+        videos = {
+            v: (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy() for v, x in result.videos.items()
+        }
+        for v, frames in videos.items():  # the reference's names, so its downstream scripts still work
+            for t, frame in enumerate(frames):
+                io.write_image(out / f"view{v:03d}_{t:05d}.jpg", frame)
+        sbs = np.concatenate([videos[left], videos[right]], axis=2)  # T H 2W 3: left | right
+        io.write_video(out / "results3d.mp4", sbs, info.fps)
+        io.write_gif(out / "results3d.gif", sbs, info.fps)
+        manifest = {
+            "prompt": args.prompt,
+            "frame_matrix": str(folder),
+            "layout": layout,
+            "eyes": [left, right],
+            "views": sorted(videos),
+            "model": args.model_path,
+            "vae": args.vae if args.vae == "model" else args.svd_path,
+            "device": str(model.device),
+            "dtype": str(model.dtype),
+            "config": asdict(config),
+            "unet_calls": result.stats.unet_calls,
+            "unet_frame_evaluations": result.stats.unet_frames,
+            "svg3d": __version__,
+        }
+        io.write_text(out / "manifest.json", json.dumps(manifest, indent=1))
+        log.info("wrote %s (views %s, %d UNet calls)", out, sorted(videos), result.stats.unet_calls)
+
+
+def _text_to_video(args: argparse.Namespace) -> None:
+    import torch
+
+    from svg3d import io
+    from svg3d.denoise import text_to_video
+
+    name = args.clip_name or f"{re.sub(r'[^A-Za-z0-9]+', '_', args.prompt).strip('_')}_{args.height}x{args.width}"
+    model = _load_model(args)
+    for k in range(args.batch_size):
+        seed = args.seed + k
+        clip = name if args.batch_size == 1 else f"{name}_seed{seed}"
+        advance, close = progress_bar(args.num_inference_steps, f"text to video {clip}", disable=args.quiet)
+        try:
+            video = text_to_video(
+                model,
+                args.prompt,
+                num_frames=args.num_frames,
+                height=args.height,
+                width=args.width,
+                config=_config(args, seed),
+                progress=advance,
+            )
+        finally:
+            close()
+        frames = (video.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy()  # T H W 3
+        out = Path(args.videos_root) / clip / "images"
+        for t, frame in enumerate(frames):
+            io.write_image(out / f"{t:05d}.jpg", frame)
+        log.info(
+            "wrote %s (%d frames); next: depth, stabilisation and create_frame_matrix.py on %s",
+            out,
+            len(frames),
+            out.parent,
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
