@@ -1,13 +1,13 @@
-"""Frame-matrix denoising (DESIGN.md §5; paper §3.2-3.3): the core of SVG, as one numbered recipe.
+"""Frame-matrix denoising (DESIGN.md §5): the core of SVG, as one numbered recipe.
 
-Variables and the paper's terms::
+Variables and what they are in the paper's diffusion notation::
 
     z          (V, T, c, h, w)  the noisy frame matrix z_t: V views (columns) x T frames (rows), latent
     S          (V, T, c, h, w)  known latents: scale * VAE.encode(warped frames), holes zeroed
-    M          (V, T, 1, h, w)  soft latent mask in [0, 1]; 1 = known (the paper's m)
+    M          (V, T, 1, h, w)  soft latent mask in [0, 1]; 1 = known
     pixel      (V, T, 1, H, W)  eroded pixel known-mask (True = known), used by the re-injection
     t, t'                       a timestep and the next (smaller) one of the DDPM schedule
-    abar_t                      the scheduler's alphas_cumprod[t] (the paper's \\bar{alpha}_t)
+    abar_t                      \\bar{alpha}_t, the scheduler's alphas_cumprod[t]
     q(S, t)                     forward diffusion sqrt(abar_t) S + sqrt(1 - abar_t) eps
     x0                          the UNet's prediction of the clean latents (\\hat{z}_0)
     E                           frame_matrix_end: below it only the target eye view(s) are denoised
@@ -25,7 +25,11 @@ Where we differ from the reference (``svg.py`` of the authors' release) on purpo
 - Columns and rows go through the UNet many per call (``max_unet_frames``), not one at a time, and
   every random draw covers the whole matrix in a fixed layout, so results do not depend on the chunk
   size. A column that is known everywhere (the input view) is not run through the UNet in temporal
-  passes: with M == 1 its result is overwritten by the next injection anyway.
+  passes: with M == 1 its result is overwritten by the next injection anyway. For the same reason it
+  is not re-encoded by the re-injection (the reference re-samples its VAE posterior every step).
+- Views a pass does not update keep their latents (the first release zeroed them).
+- A latent cell's known share is its own 8 x 8 block (``latent_known``), not windows shifted by
+  OpenCV's kernel anchor.
 - Randomness comes from explicit ``torch.Generator``s derived from one seed, never the global RNG.
 - The frame matrix is kept in fp32 between UNet/VAE calls (which run in the model's dtype).
 """
