@@ -222,6 +222,13 @@ def test_auto_fill_falls_back_to_classical_in_one_line(tmp_path, caplog):
     assert "no unet/" in pipeline.video_model_missing(str(tmp_path / "empty"))
     (tmp_path / "empty" / "unet").mkdir()
     assert pipeline.video_model_missing(str(tmp_path / "empty")) is None
+    # with CUDA (a device object is enough: nothing runs) auto takes diffusion when the model is here
+    cuda = torch.device("cuda")
+    assert pipeline.resolve_fill(ConvertConfig(fill="auto", video_model=str(tmp_path / "empty")), cuda) == "diffusion"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="svg3d"):
+        assert pipeline.resolve_fill(ConvertConfig(fill="auto", video_model=str(tmp_path / "nothing")), cuda) == "classical"
+    assert "no such folder" in caplog.text
 
 
 def test_cli_convert(clip, tmp_path, capsys):
