@@ -9,6 +9,11 @@ Library layout (one module per concept, DESIGN.md §8):
 - ``warp``       z-buffered forward warping and crack clean-up (pure tensor functions)
 - ``matrix``     stage 3: the frame matrix (views x frames): build, save, load
 - ``denoise``    stage 4: frame-matrix denoising with a video diffusion model
+- ``fill``       weight-free hole filling of the frame matrix (the classical backend)
+- ``export``     stereo/anaglyph/grid/depth videos and previews
+- ``pipeline``   ``python -m svg3d convert``: every stage in a resumable work folder
+- ``demo``       the demo: a rendered clip converted and scored against the truth
+- ``metrics``    region PSNR/SSIM and flicker
 - ``models``     every model loader, with a registry of known ids and licences
 - ``scene``      a ground-truth scene renderer for tests and the demo
 - ``io``         clips, images, depth maps, videos; atomic writes
