@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also time torch.compile(unet)")
+    p.add_argument("--profile", action="store_true", help="print the CUDA kernels that take the most time in one UNet call")
     args = p.parse_args()
     device = torch.device(args.device)
     model = build_model(device, torch.float16, tiny=False)
@@ -76,7 +77,20 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     row("cudnn.benchmark", median_ms(unet, args.repeats))
     vae_tuned = median_ms(vae_round_trip, args.repeats)
-    print(f"  VAE encode + decode of {args.frames} frames at 576x320: {vae:.1f} ms eager, {vae_tuned:.1f} ms with cudnn.benchmark")
+    model.vae.to(memory_format=torch.channels_last)
+    frames = frames.contiguous(memory_format=torch.channels_last)
+    vae_nhwc = median_ms(vae_round_trip, args.repeats)
+    print(
+        f"  VAE encode + decode of {args.frames} frames at 576x320: {vae:.1f} ms eager, {vae_tuned:.1f} ms with "
+        f"cudnn.benchmark, {vae_nhwc:.1f} ms with channels_last too"
+    )
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            unet()
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70))
     if args.compile:
         compiled = torch.compile(model.unet)
         start = time.perf_counter()
