@@ -90,7 +90,11 @@ def main() -> None:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             unet()
             torch.cuda.synchronize()
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70))
+        averages = prof.key_averages()
+        try:
+            print(averages.table(sort_by="self_device_time_total", row_limit=18, max_name_column_width=70))
+        except (AttributeError, KeyError, ValueError):  # older torch names it after CUDA
+            print(averages.table(sort_by="self_cuda_time_total", row_limit=18, max_name_column_width=70))
     if args.compile:
         compiled = torch.compile(model.unet)
         start = time.perf_counter()
