@@ -24,7 +24,8 @@ setup() {
   want=$(sha256sum requirements.txt | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[run.sh] installing requirements.txt into .venv (first run takes a few minutes)" >&2
-    "$PY" -m pip install --disable-pip-version-check -q -r requirements.txt
+    # (this machine's pip configuration warns about every package missing from its local mirrors: noise)
+    "$PY" -m pip install --disable-pip-version-check -q -r requirements.txt 2> >(grep -v 'is ignored: it is neither a file' >&2)
     echo "$want" > "$stamp"
   fi
 }
