@@ -21,19 +21,6 @@ from tests.media import audio_seconds, pcm_video, probe, rendered_clip
 STAGES = ("depth", "stabilised", "frame_matrix", "filled", "export")
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """``cli.main`` points the root logger at this test's (captured) stderr; undo that afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in root.handlers:
-        if h not in handlers:
-            h.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     """A 6-frame 96x64 rendered clip at 8 fps with audio, and its exact inverse depth."""
