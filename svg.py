@@ -40,14 +40,35 @@ def create_parser() -> argparse.ArgumentParser:
     io.add_argument(
         "--clip_name", default=None, help="text-to-video only: the clip folder name (default: from the prompt and size)"
     )
-    io.add_argument("--num_frames", type=int, default=16, help="frames to denoise (default: %(default)s)")
+    io.add_argument(
+        "--num_frames",
+        type=int,
+        default=16,
+        help="frames denoised together: the sliding window (text-to-video: the clip) (default: %(default)s)",
+    )
+    io.add_argument(
+        "--total_frames",
+        type=int,
+        default=-1,
+        help="frames of the matrix to convert, in windows of --num_frames; -1 = all (default: %(default)s)",
+    )
+    io.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="frames each window continues from the previous one (default: 4, at most --num_frames - 1)",
+    )
     io.add_argument(
         "--num_views", type=int, default=None, help="views of the frame matrix; must match it (default: as on disk)"
     )
-    io.add_argument("--width", type=int, default=576, help="frame width, a multiple of 8 (default: %(default)s)")
-    io.add_argument("--height", type=int, default=320, help="frame height, a multiple of 8 (default: %(default)s)")
-    io.add_argument("--latent_w", type=int, default=None, help="accepted for compatibility: must be width / 8")
-    io.add_argument("--latent_h", type=int, default=None, help="accepted for compatibility: must be height / 8")
+    io.add_argument(
+        "--width", type=int, default=576, help="frame width; padded to a multiple of 8 inside (default: %(default)s)"
+    )
+    io.add_argument(
+        "--height", type=int, default=320, help="frame height; padded to a multiple of 8 inside (default: %(default)s)"
+    )
+    io.add_argument("--latent_w", type=int, default=None, help="accepted for compatibility: must be ceil(width / 8)")
+    io.add_argument("--latent_h", type=int, default=None, help="accepted for compatibility: must be ceil(height / 8)")
     io.add_argument("--downscale", type=int, default=8, help="accepted for compatibility: must be the VAE's factor (8)")
 
     layout = p.add_argument_group("views").add_mutually_exclusive_group()
@@ -179,6 +200,12 @@ def create_parser() -> argparse.ArgumentParser:
         help="latent frames per UNet call, CFG pair counted; lower to save memory (default: %(default)s)",
     )
     mem.add_argument("--low_ram_vae", type=int, default=0, help="frames per VAE call; 0 = 16 (default: %(default)s)")
+    mem.add_argument(
+        "--offload",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="keep the idle text encoder and VAE on the CPU (default: off)",
+    )
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return p
 
@@ -214,25 +241,29 @@ def _config(args: argparse.Namespace, seed: int):
             seed=seed,
             max_unet_frames=args.max_unet_frames,
             max_vae_frames=args.low_ram_vae if args.low_ram_vae > 0 else 16,
+            offload=args.offload,
         )
     except ValueError as e:
         raise InputError(str(e)) from None
 
 
 def _check_sizes(args: argparse.Namespace) -> None:
-    """Sizes: multiples of the VAE factor; --latent_w/h (derivable) must agree with them."""
+    """Sizes and lengths; --latent_w/h (derivable: sides are padded to multiples of 8) must agree with them."""
     from svg3d.checks import InputError
 
     f = args.downscale
     for flag, value in (("--width", args.width), ("--height", args.height), ("--num_frames", args.num_frames)):
         if value < 1:
             raise InputError(f"{flag} {value}: must be >= 1")
-    for flag, value in (("--width", args.width), ("--height", args.height)):
-        if value % f:
-            raise InputError(f"{flag} {value}: must be a multiple of {f} (the VAE's downscale factor)")
     for flag, value, size in (("--latent_w", args.latent_w, args.width), ("--latent_h", args.latent_h, args.height)):
-        if value is not None and value * f != size:
-            raise InputError(f"{flag} {value} does not match {size} / {f} = {size // f}; leave it out, it is derived")
+        if value is not None and value != -(-size // f):
+            raise InputError(
+                f"{flag} {value} does not match ceil({size} / {f}) = {-(-size // f)}; leave it out, it is derived"
+            )
+    if args.total_frames == 0 or args.total_frames < -1:
+        raise InputError(f"--total_frames {args.total_frames}: must be >= 1, or -1 for all frames")
+    if args.overlap is not None and not 0 <= args.overlap < args.num_frames:
+        raise InputError(f"--overlap {args.overlap}: must be >= 0 and smaller than --num_frames {args.num_frames}")
     if args.batch_size < 1:
         raise InputError(f"--batch_size {args.batch_size}: must be >= 1")
 
@@ -279,10 +310,11 @@ def _stereo(args: argparse.Namespace) -> None:
 
     from svg3d import __version__, camera, io, matrix
     from svg3d.checks import InputError
-    from svg3d.denoise import denoise_frame_matrix, target_views
+    from svg3d.denoise import default_overlap, denoise_long, target_views, window_starts
 
     folder = Path(args.init_image)
-    fm = matrix.load_frame_matrix(folder, num_views=args.num_views, num_frames=args.num_frames)
+    total = None if args.total_frames == -1 else args.total_frames
+    fm = matrix.load_frame_matrix(folder, num_views=args.num_views, num_frames=total)
     info = fm.info
     if (info.height, info.width) != (args.height, args.width):
         raise InputError(
@@ -311,10 +343,22 @@ def _stereo(args: argparse.Namespace) -> None:
         seed = args.seed + k
         out = root if args.batch_size == 1 else root / f"seed{seed}"
         config = _config(args, seed)
-        advance, close = progress_bar(config.num_inference_steps, f"denoise {folder.name}", disable=args.quiet)
+        overlap = default_overlap(args.num_frames) if args.overlap is None else args.overlap
+        windows = len(window_starts(info.num_frames, args.num_frames, overlap))
+        advance, close = progress_bar(
+            config.num_inference_steps * windows, f"denoise {folder.name}", disable=args.quiet
+        )
         try:
-            result = denoise_frame_matrix(
-                model, fm.images, fm.masks, args.prompt, config, layout=layout, progress=advance
+            result = denoise_long(
+                model,
+                fm.images,
+                fm.masks,
+                args.prompt,
+                config,
+                window=args.num_frames,
+                overlap=overlap,
+                layout=layout,
+                progress=advance,
             )
         finally:
             close()
@@ -338,6 +382,9 @@ def _stereo(args: argparse.Namespace) -> None:
             "device": str(model.device),
             "dtype": str(model.dtype),
             "config": asdict(config),
+            "frames": info.num_frames,
+            "window": args.num_frames,
+            "overlap": overlap,
             "unet_calls": result.stats.unet_calls,
             "unet_frame_evaluations": result.stats.unet_frames,
             "svg3d": __version__,

@@ -32,12 +32,17 @@ Where we differ from the reference (``svg.py`` of the authors' release) on purpo
   OpenCV's kernel anchor.
 - Randomness comes from explicit ``torch.Generator``s derived from one seed, never the global RNG.
 - The frame matrix is kept in fp32 between UNet/VAE calls (which run in the model's dtype).
+- Any length (``denoise_long``): the reference's sliding window is an empty stub. Windows of W frames
+  overlap by O; the overlap of each window after the first holds the previous window's final latents
+  as known content (M = 1) for the output views, so the seam frames are the same latents in both.
+- Any size: frames whose sides are not multiples of the VAE factor are reflect-padded and cropped back.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -82,6 +87,7 @@ class DenoiseConfig:
     seed: int = 42  # ref generator=torch.manual_seed(42)
     max_unet_frames: int = 256  # ours: latent frames per UNet call, CFG's pair counted (one 8x16 pass)
     max_vae_frames: int = 16  # ours (ref --low_ram_vae): frames per VAE call
+    offload: bool = False  # ours: the text encoder and the VAE wait on the CPU while they are idle
 
     def __post_init__(self) -> None:
         checks = [
@@ -359,6 +365,33 @@ def decode_latents(model, z: torch.Tensor, *, max_frames: int = 16) -> torch.Ten
     return (frames / 2 + 0.5).clamp(0, 1)
 
 
+def pad_to_multiple(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Reflect-pad ``(V, T, C, H, W)`` at the bottom and right up to multiples of ``factor`` (any dtype).
+
+    Reflection (not zeros) gives the VAE and UNet natural content and keeps the mask's known share of the
+    border cells; sides shorter than the padding fall back to repeating the edge.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % factor, -w % factor
+    if not (ph or pw):
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    flat = x.flatten(0, 1).float()  # V*T C H W: F.pad reflects the last two dims of a 4-d tensor
+    return F.pad(flat, (0, pw, 0, ph), mode=mode).to(x.dtype).unflatten(0, x.shape[:2])
+
+
+@contextmanager
+def _resident(module: torch.nn.Module, device: torch.device, offload: bool) -> Iterator[None]:
+    """Keep ``module`` on ``device`` inside the block; with ``offload`` it waits on the CPU outside it."""
+    if offload:
+        module.to(device)
+    try:
+        yield
+    finally:
+        if offload:
+            module.to("cpu")
+
+
 # --------------------------------------------------------------------------------------------------
 # the loop
 
@@ -452,14 +485,20 @@ def denoise_frame_matrix(
     layout: camera.Layout | str = camera.Layout.LEFT2RIGHT,
     progress: Callable[[int], None] | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    fixed_latents: torch.Tensor | None = None,
+    fixed_cells: torch.Tensor | None = None,
 ) -> DenoiseResult:
     """Fill the holes of a frame matrix by denoising it along time and views (DESIGN.md §5).
 
     model: ``svg3d.models.Zeroscope``. images: float ``(V, T, 3, H, W)`` in [0, 1] (holes any value).
-    masks: bool ``(V, T, 1, H, W)``, True = known. H and W must be multiples of the VAE factor (8).
+    masks: bool ``(V, T, 1, H, W)``, True = known. Any H and W: sides that are not multiples of the VAE
+    factor f (8) are reflect-padded to ``ceil(H / f) * f`` (the latents have that size) and the decoded
+    videos cropped back to H x W.
     layout: where the input view sits (``camera.Layout``), which decides the target view(s).
     progress: called with 1 after each of the ``num_inference_steps`` steps. callback: called after
     each step with (step index, t, z ``(V, T, c, h, w)``), for previews.
+    fixed_latents ``(V, T, c, h, w)`` with fixed_cells bool ``(V, T)``: cells whose clean latents are
+    given (``denoise_long``'s overlap frames): M = 1 and S = these latents, never re-encoded.
     """
     config = DenoiseConfig() if config is None else config
     s = check_shape(images, "V T 3 H W", "images")
@@ -470,26 +509,41 @@ def denoise_frame_matrix(
     device, factor, sched = model.device, model.vae_scale_factor, model.scheduler
     targets = target_views(v_count, layout, config.last_view_idx)
     gens = make_generators(config.seed, device)
+    images, masks = pad_to_multiple(images, factor), pad_to_multiple(masks, factor)
+    lat_shape = (v_count, t_count, model.latent_channels, images.shape[-2] // factor, images.shape[-1] // factor)
+    fixed = torch.zeros((v_count, t_count), dtype=torch.bool, device=device)
+    if fixed_cells is not None:
+        check_shape(fixed_cells, f"{v_count} {t_count}", "fixed_cells")
+        check_shape(fixed_latents, " ".join(map(str, lat_shape)), "fixed_latents")
+        fixed = fixed_cells.to(device)
+    fixed5 = fixed[:, :, None, None, None]
 
-    # 1. Masks: erode the pixel mask and zero the image there; soft latent mask M.
+    # 1. Masks: erode the pixel mask and zero the image there; soft latent mask M (1 on fixed cells).
     pixel, mask = known_masks(masks.to(device), factor, config)
     images = images.to(device).float() * pixel
-    lat_shape = (v_count, t_count, model.latent_channels, s["H"] // factor, s["W"] // factor)
+    pixel, mask = pixel | fixed5, torch.where(fixed5, 1.0, mask)
 
     # 2. Known latents S = scale * VAE.encode(masked frames), for the cells that have known content.
     def encode_cells(frames: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
         eps = _randn_matrix(lat_shape, gens.vae) if config.vae_sample else None
         known = torch.zeros(lat_shape, device=device)
         if cells.any():
-            known[cells] = _vae_encode(model, frames[cells], None if eps is None else eps[cells], config.max_vae_frames)
+            with _resident(model.vae, device, config.offload):
+                known[cells] = _vae_encode(
+                    model, frames[cells], None if eps is None else eps[cells], config.max_vae_frames
+                )
         return known
 
-    any_known = mask.flatten(2).amax(dim=2) > 0  # (V, T)
+    any_known = (mask.flatten(2).amax(dim=2) > 0) & ~fixed  # (V, T): cells to encode
     known = encode_cells(images, any_known)
+    if fixed_cells is not None:
+        known = torch.where(fixed5, fixed_latents.to(device).float(), known)
 
     # A cell whose every pixel and latent is known is overwritten by each injection: never denoise it.
     known_cells = pixel.flatten(2).all(dim=2) & (mask.flatten(2) == 1).all(dim=2)
-    den = _Denoiser(model, config, encode_prompt(model, prompt, config.negative_prompt), gens, known_cells)
+    with _resident(model.text_encoder, device, config.offload):
+        emb = encode_prompt(model, prompt, config.negative_prompt)
+    den = _Denoiser(model, config, emb, gens, known_cells)
 
     # 3. Start from pure noise z_T.
     sched.set_timesteps(config.num_inference_steps)
@@ -509,7 +563,8 @@ def denoise_frame_matrix(
             views = [v for v in active if not den.known_cells[v].all()]
             if views:
                 decoded = torch.zeros_like(images)
-                decoded[views] = decode_latents(model, x0[views], max_frames=config.max_vae_frames)
+                with _resident(model.vae, device, config.offload):
+                    decoded[views] = decode_latents(model, x0[views], max_frames=config.max_vae_frames)
                 composite = torch.where(pixel, images, decoded)
                 cells = any_known.clone()
                 cells[[v for v in range(v_count) if v not in views]] = False
@@ -533,7 +588,9 @@ def denoise_frame_matrix(
 
     # 8. Decode the output views.
     views = output_views(v_count, config)
-    frames = decode_latents(model, z[list(views)], max_frames=config.max_vae_frames)
+    with _resident(model.vae, device, config.offload):
+        frames = decode_latents(model, z[list(views)], max_frames=config.max_vae_frames)
+    frames = frames[..., : s["H"], : s["W"]]  # crop the padding
     log.debug(
         "denoised %d views x %d frames: %d UNet calls, %d frame evaluations",
         v_count,
@@ -542,6 +599,113 @@ def denoise_frame_matrix(
         den.stats.unet_frames,
     )
     return DenoiseResult(z, known, mask, dict(zip(views, frames, strict=True)), den.stats)
+
+
+DEFAULT_OVERLAP = 4  # issue 6: frames each window continues from the previous one
+
+
+def default_overlap(window: int) -> int:
+    """``DEFAULT_OVERLAP``, or ``window - 1`` for windows too short for it (then every window adds a frame)."""
+    return max(0, min(DEFAULT_OVERLAP, window - 1))
+
+
+def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
+    """First frames of the sliding windows over ``num_frames``: every ``window - overlap`` frames, the last
+    one aligned to the clip's end (so it may overlap its predecessor by more than ``overlap``)."""
+    if window < 1 or not 0 <= overlap < window:
+        raise ValueError(f"overlap {overlap} must be >= 0 and smaller than the window ({window} frames)")
+    if num_frames <= window:
+        return [0]
+    return [*range(0, num_frames - window, window - overlap), num_frames - window]
+
+
+def window_seed(seed: int, index: int) -> int:
+    """Window ``index``'s seed: ``seed`` itself for the first (one window = ``denoise_frame_matrix``),
+    then independent seeds derived from (seed, index), so windows do not start from the same noise."""
+    if index == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint32)[0])
+
+
+@torch.no_grad()
+def denoise_long(
+    model,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    prompt: str,
+    config: DenoiseConfig | None = None,
+    *,
+    window: int = 16,
+    overlap: int | None = None,
+    layout: camera.Layout | str = camera.Layout.LEFT2RIGHT,
+    progress: Callable[[int], None] | None = None,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+) -> DenoiseResult:
+    """``denoise_frame_matrix`` over a clip of any length, in sliding windows of ``window`` frames.
+
+    images ``(V, T, 3, H, W)``, masks ``(V, T, 1, H, W)``: as ``denoise_frame_matrix``, any T. Windows
+    start at ``window_starts(T, window, overlap)`` (overlap None: ``default_overlap(window)``). In every window after the first, the frames the
+    previous window already produced are fixed for the output views: their clean latents are that
+    window's final latents (M = 1), so the model continues them and the seam frames are identical in
+    both windows. Depth normalisation is clip-wide because the frame matrix was built for the whole
+    clip. Window k uses ``window_seed(config.seed, k)``. Returns the whole clip: latents, known latents
+    and mask ``(V, T, ...)`` and the videos ``(T, 3, H, W)``, all on the CPU; ``progress`` ticks
+    ``num_inference_steps`` times per window and ``callback`` gets each window's own step indices and z.
+    """
+    config = DenoiseConfig() if config is None else config
+    s = check_shape(images, "V T 3 H W", "images")
+    v_count, t_count = s["V"], s["T"]
+    overlap = default_overlap(window) if overlap is None else overlap
+    views = list(output_views(v_count, config))
+    parts: list[DenoiseResult] = []
+    stats = DenoiseStats()
+    done = 0  # frames [0, done) are final
+    for k, start in enumerate(window_starts(t_count, window, overlap)):
+        end = min(start + window, t_count)
+        fixed_latents = fixed_cells = None
+        if done > start:  # the overlap: frames [start, done) are final already
+            tail = [parts[-1].latents]  # the aligned last window can reach back past its predecessor
+            while sum(x.shape[1] for x in tail) < done - start:
+                tail.insert(0, parts[-1 - len(tail)].latents)
+            prev = torch.cat(tail, dim=1)[:, start - done :]
+            fixed_cells = torch.zeros((v_count, end - start), dtype=torch.bool)
+            fixed_cells[views, : done - start] = True
+            fixed_latents = torch.zeros((v_count, end - start, *prev.shape[2:]))
+            fixed_latents[:, : done - start] = prev
+        result = denoise_frame_matrix(
+            model,
+            images[:, start:end],
+            masks[:, start:end],
+            prompt,
+            replace(config, seed=window_seed(config.seed, k)),
+            layout=layout,
+            progress=progress,
+            callback=callback,
+            fixed_latents=fixed_latents,
+            fixed_cells=fixed_cells,
+        )
+        new = done - start  # the first frame of this window that is not final yet
+        parts.append(
+            DenoiseResult(
+                result.latents[:, new:].cpu(),
+                result.known_latents[:, new:].cpu(),
+                result.latent_mask[:, new:].cpu(),
+                {v: x[new:].cpu() for v, x in result.videos.items()},
+                result.stats,
+            )
+        )
+        for name in ("unet_calls", "unet_frames"):
+            setattr(stats, name, getattr(stats, name) + getattr(result.stats, name))
+        stats.calls_per_step += result.stats.calls_per_step
+        stats.frames_per_step += result.stats.frames_per_step
+        done = end
+    return DenoiseResult(
+        torch.cat([p.latents for p in parts], dim=1),
+        torch.cat([p.known_latents for p in parts], dim=1),
+        torch.cat([p.latent_mask for p in parts], dim=1),
+        {v: torch.cat([p.videos[v] for p in parts]) for v in views},
+        stats,
+    )
 
 
 def text_to_video(

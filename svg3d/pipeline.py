@@ -35,6 +35,7 @@ import torch
 
 from . import __version__, camera, depth, export, fill, io, matrix, models
 from .checks import InputError
+from .denoise import default_overlap, window_starts
 from .fill import FillConfig
 from .stabilise import StabiliseConfig
 
@@ -47,7 +48,6 @@ FILLED_NAME = "view{view:03d}_{frame:05d}.png"
 ORIGIN_NAME = "origin_view{view:03d}.npy"  # classical filling: uint8 (T, H, W), fill.KNOWN / FROM_TIME / FROM_SPACE
 DEFAULT_VIEWS_DIFFUSION = 8  # the paper's frame matrix (SVG README: 8 views)
 DEFAULT_VIEWS_CLASSICAL = 2  # classical filling fills each view on its own: only the eyes are needed
-DIFFUSION_FRAMES = 24  # zeroscope_v2_576w's training clips (the reference denoises 16)
 MEMORY_WARNING_GB = 8.0  # warn when the frame matrix alone needs more memory than this
 
 ProgressFactory = Callable[[str, int], tuple[Callable[[int], None], Callable[[], None]]]
@@ -81,6 +81,9 @@ class ConvertConfig:
     prompt: str = ""  # text prompt for diffusion (empty: unconditional, guided away from the negative prompt)
     steps: int = 50  # DDPM steps for diffusion (reference)
     seed: int = 42  # diffusion's random seed (reference)
+    window: int = 16  # diffusion: frames per sliding window (the reference's clip length)
+    overlap: int | None = None  # diffusion: frames a window continues from the previous one; None: 4 (at most window - 1)
+    offload: bool = False  # diffusion: text encoder and VAE wait on the CPU while idle
     # outputs
     exports: tuple[str, ...] = export.DEFAULT_EXPORTS
 
@@ -100,6 +103,8 @@ class ConvertConfig:
             (self.fill in FILL_CHOICES, f"--fill {self.fill}: expected one of {', '.join(FILL_CHOICES)}"),
             (self.steps >= 1, f"--steps {self.steps}: must be >= 1"),
             (self.seed >= 0, f"--seed {self.seed}: must be >= 0"),
+            (self.window >= 1, f"--window {self.window}: must be >= 1"),
+            (self.overlap is None or 0 <= self.overlap < self.window, f"--overlap {self.overlap}: must be >= 0 and smaller than --window {self.window}"),
             (bool(self.exports), "--exports: give at least one export"),
         ]
         for ok, message in checks:
@@ -108,6 +113,11 @@ class ConvertConfig:
         unknown = [e for e in self.exports if e not in export.EXPORTS]
         if unknown:
             raise InputError(f"--exports: unknown export {', '.join(unknown)}; choose from {', '.join(export.EXPORTS)}")
+
+    @property
+    def window_overlap(self) -> int:
+        """The overlap the windows use: ``overlap``, or its default for ``window``."""
+        return default_overlap(self.window) if self.overlap is None else self.overlap
 
 
 @dataclass(frozen=True)
@@ -395,33 +405,22 @@ def _matrix_config(config: ConvertConfig, num_views: int) -> matrix.MatrixConfig
     )
 
 
-def _pad_to(x: torch.Tensor, multiple: int, value: float | bool) -> torch.Tensor:
-    """Pad the last two dims of ``(..., H, W)`` at the bottom/right up to multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not (ph or pw):
-        return x
-    out = torch.full((*x.shape[:-2], h + ph, w + pw), value, dtype=x.dtype)
-    out[..., :h, :w] = x
-    return out
-
-
 def _denoise(fm: matrix.FrameMatrix, views: tuple[int, ...], config: ConvertConfig, device: torch.device, advance) -> dict[int, torch.Tensor]:
     """Stage 4 by frame-matrix denoising (``denoise``): ``{view: (T, 3, H, W)}`` for ``views``."""
-    from .denoise import DenoiseConfig, denoise_frame_matrix
+    from .denoise import DenoiseConfig, denoise_long
 
     model = models.load_zeroscope(config.video_model, device=device)
     multiview = len(views) > 2
     # Multi-view mode (seed README: --frame_matrix_end 0) when every view is wanted, else the eyes.
-    dconfig = DenoiseConfig(num_inference_steps=config.steps, seed=config.seed, frame_matrix_end=0 if multiview else 500)
-    h, w = fm.info.height, fm.info.width
-    f = model.vae_scale_factor
-    if h % f or w % f:
-        log.info("fill: padding %dx%d to multiples of %d for the VAE (the padding is treated as holes)", w, h, f)
-    images = _pad_to(fm.images, f, 0.0)
-    masks = _pad_to(fm.masks, f, False)  # padding is unknown: denoised like a hole, then cropped
-    result = denoise_frame_matrix(model, images, masks, config.prompt, dconfig, layout=fm.info.layout, progress=advance)
-    out = {v: result.videos[v][..., :h, :w].cpu() for v in views}
+    dconfig = DenoiseConfig(
+        num_inference_steps=config.steps, seed=config.seed, frame_matrix_end=0 if multiview else 500, offload=config.offload
+    )
+    # Frames of any size are reflect-padded to multiples of 8 inside and cropped back.
+    result = denoise_long(
+        model, fm.images, fm.masks, config.prompt, dconfig,
+        window=config.window, overlap=config.window_overlap, layout=fm.info.layout, progress=advance,
+    )  # fmt: skip
+    out = {v: result.videos[v] for v in views}
     # The input view is the input itself, not its VAE reconstruction (which loses detail).
     ref = fm.info.reference_view
     if ref in out:
@@ -520,11 +519,9 @@ def run(
     fill_kind = resolve_fill(config, device)
     num_views = _num_views(config, fill_kind)
     mconfig = _matrix_config(config, num_views)
-    if fill_kind == "diffusion" and t_count > DIFFUSION_FRAMES:
-        log.warning(
-            "fill: %d frames are denoised as one clip, but zeroscope was trained on clips of %d; "
-            "for long videos convert pieces (--start-frame/--num-frames)", t_count, DIFFUSION_FRAMES,
-        )
+    windows = len(window_starts(t_count, config.window, config.window_overlap))
+    if fill_kind == "diffusion" and windows > 1:
+        log.info("fill: %d frames in %d windows of %d (overlap %d)", t_count, windows, config.window, config.window_overlap)
     # The stages hold the clip in memory: the frame matrix alone is V x T float32 RGB images.
     matrix_gb = num_views * t_count * clip.size[0] * clip.size[1] * 3 * 4 / 1e9
     if matrix_gb > MEMORY_WARNING_GB:
@@ -620,11 +617,14 @@ def run(
                 io.write_image(folder / FILLED_NAME.format(view=v, frame=t), frame)
 
     if fill_kind == "diffusion":
-        fill_params = {"kind": fill_kind, "model": config.video_model, "prompt": config.prompt, "steps": config.steps, "seed": config.seed}
+        fill_params = {
+            "kind": fill_kind, "model": config.video_model, "prompt": config.prompt, "steps": config.steps, "seed": config.seed,
+            "window": config.window, "overlap": config.window_overlap,
+        }  # fmt: skip
     else:
         fill_params = {"kind": fill_kind, "config": asdict(config.fill_config)}
     fill_params["views"] = fill_views
-    fill_total = config.steps if fill_kind == "diffusion" else t_count * len(fill_views)
+    fill_total = config.steps * windows if fill_kind == "diffusion" else t_count * len(fill_views)
     rec = done(
         work.run("filled", fill_params, {"frame_matrix": rec.digest, "depth": disparity_stage.digest}, t_count, produce_fill, total=fill_total)
     )
