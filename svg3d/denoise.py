@@ -382,9 +382,12 @@ def pad_to_multiple(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 @contextmanager
 def _resident(module: torch.nn.Module, device: torch.device, offload: bool) -> Iterator[None]:
-    """Keep ``module`` on ``device`` inside the block; with ``offload`` it waits on the CPU outside it."""
-    if offload:
-        module.to(device)
+    """Keep ``module`` on ``device`` inside the block; with ``offload`` it waits on the CPU outside it.
+
+    It is moved in every time (a no-op when it is there), so a model offloaded by one run still works
+    in a later run without ``offload``.
+    """
+    module.to(device)
     try:
         yield
     finally:

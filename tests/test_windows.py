@@ -179,3 +179,17 @@ def test_convert_rejects_an_overlap_as_long_as_the_window(tmp_path, capsys):
     assert rc == 2 and err == "error: --overlap 5: must be >= 0 and smaller than --window 4", err
     assert ConvertConfig(window=3).window_overlap == 2 and ConvertConfig().window_overlap == 4
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.gpu
+def test_offload_keeps_idle_models_on_the_cpu_and_changes_no_result(model_dir):
+    cuda = torch.device("cuda")
+    model = load_zeroscope(str(model_dir), device=cuda)
+    fm = make_matrix(3, 4, **SMALL)
+    plain = denoise_frame_matrix(model, fm.images, fm.masks, "x", FAST)
+    offloaded = denoise_frame_matrix(model, fm.images, fm.masks, "x", replace(FAST, offload=True))
+    assert model.text_encoder.device.type == "cpu" and next(model.vae.parameters()).device.type == "cpu"
+    assert next(model.unet.parameters()).device.type == "cuda"
+    torch.testing.assert_close(offloaded.latents, plain.latents)
+    again = denoise_frame_matrix(model, fm.images, fm.masks, "x", FAST)  # an offloaded model still works without
+    torch.testing.assert_close(again.latents, plain.latents)
