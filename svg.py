@@ -4,6 +4,11 @@
         --output_root ./results/Obama_is_speaking/ --num_frames 16 --width 576 --height 320 --latent_w 72 --latent_h 40
     # multi-view: add --frame_matrix_end 0 --fix_last_view_begin 600
 
+Every frame of the matrix is converted (``--total_frames N`` for the first N): clips longer than
+``--num_frames`` go in sliding windows of that length, each continuing ``--overlap`` frames of the
+previous one (``svg3d.denoise.denoise_long``). Frames of any size work: sides that are not multiples
+of 8 are padded for the model and cropped back.
+
 Writes into ``--output_root`` (default ``results/<matrix folder name>/``): ``view{v:03d}_{t:05d}.jpg`` for
 each output view (view 0 and the last view; every view in multi-view mode), ``results3d.mp4`` (side by
 side, left | right), ``results3d.gif`` and ``manifest.json`` (settings, model, seed, UNet work).
