@@ -142,7 +142,9 @@ def test_renoise_factor_is_exact():
     den = denoise._Denoiser(
         SimpleNamespace(scheduler=sched), DenoiseConfig(), None, None, torch.zeros(1, 1, dtype=torch.bool)
     )
-    z1, z2 = torch.randn(2, 1, 1, 4, 2, 2).unbind(0)
+    # Far apart, not random: with two close random draws the float32 difference quotient missed rel=1e-6
+    # depending on what earlier tests took from the global RNG.
+    z1, z2 = torch.full((1, 1, 4, 2, 2), 2.0), torch.full((1, 1, 4, 2, 2), -2.0)
     outs = []
     for z in (z1, z2):
         den.gens = denoise.make_generators(0, CPU)  # same noise for both
