@@ -48,7 +48,7 @@ def create_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", type=int, default=50, help="denoising steps (diffusion)")
     f.add_argument("--seed", type=int, default=42, help="random seed (diffusion)")
     f.add_argument("--window", type=int, default=16, help="frames denoised together; longer clips go in sliding windows (diffusion)")
-    f.add_argument("--overlap", type=int, default=None, help="frames each window continues from the previous one (diffusion; default: 4, at most --window - 1)")
+    f.add_argument("--overlap", type=int, default=None, help="frames each window continues from the previous one (diffusion; None: 4, at most --window - 1)")
     f.add_argument("--offload", action=argparse.BooleanOptionalAction, default=False, help="keep the idle text encoder and VAE on the CPU to save GPU memory (diffusion)")
     o = c.add_argument_group("outputs")
     o.add_argument("--exports", default="sbs,hsbs,anaglyph", help=f"comma-separated, or all: {EXPORT_HELP}")
