@@ -3,7 +3,11 @@
 #   ./run.sh demo            render a synthetic clip and convert it to 3D (no downloads needed)
 #   ./run.sh convert ARGS    a video or frames folder to 3D videos (python -m svg3d convert ARGS)
 #   ./run.sh test [ARGS]     run the test suite (pytest ARGS)
-#   ./run.sh matrix ARGS     python create_frame_matrix.py ARGS
+#   ./run.sh depth ARGS      stage 1: third_party/Depth-Anything/svg_run.py ARGS
+#   ./run.sh stabilise ARGS  stage 2: third_party/RAFT/svg_enhance_depth.py ARGS
+#   ./run.sh matrix ARGS     stage 3: python create_frame_matrix.py ARGS
+#   ./run.sh reproduce [RECIPE ...]  the authors' recipes over every clip in Videos/ (left2right right2left
+#                            middle2leftright multiview; default left2right); extra svg.py flags in $SVG_ARGS
 #   ./run.sh setup           only create / update the virtual environment
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -30,6 +34,41 @@ setup() {
   fi
 }
 
+# The reference recipes (the authors' run.sh) over every clip folder Videos/<clip>/images/ ($SVG_VIDEOS
+# instead of Videos/, $SVG_RESULTS instead of results/). The prompt is Videos/<clip>/prompt.txt, or the
+# folder name without its _HxW suffix, underscores as spaces. Stages 1-2 run only where depths/ or
+# depths_refined/ are missing.
+reproduce() {
+  local recipes=("$@") clip name prompt recipe matrix_dir videos results
+  videos=$(realpath -m "${SVG_VIDEOS:-Videos}") results=$(realpath -m "${SVG_RESULTS:-results}")
+  [ ${#recipes[@]} -eq 0 ] && recipes=(left2right)
+  for recipe in "${recipes[@]}"; do
+    case "$recipe" in left2right|right2left|middle2leftright|multiview) ;;
+      *) echo "run.sh reproduce: unknown recipe '$recipe' (left2right right2left middle2leftright multiview)" >&2; exit 2 ;;
+    esac
+  done
+  local found=0
+  for clip in "$videos"/*/; do
+    clip=${clip%/}
+    [ -d "$clip/images" ] || continue
+    found=1
+    name=$(basename "$clip")
+    if [ -f "$clip/prompt.txt" ]; then prompt=$(cat "$clip/prompt.txt"); else prompt=$(echo "${name%_[0-9]*x[0-9]*}" | tr '_' ' '); fi
+    [ -d "$clip/depths" ] || (cd third_party/Depth-Anything && "$PY" svg_run.py --img-path "$clip/images/" --outdir "$clip/depths/")
+    [ -d "$clip/depths_refined" ] || (cd third_party/RAFT && "$PY" svg_enhance_depth.py --path="$clip/images/" --depth_path="$clip/depths/" --out_dir="$clip/depths_refined/")
+    for recipe in "${recipes[@]}"; do
+      local layout=$recipe extra=()
+      if [ "$recipe" = multiview ]; then layout=left2right; extra=(--frame_matrix_end 0 --fix_last_view_begin 600); fi
+      matrix_dir="$videos/frame_matrix/${name%_[0-9]*x[0-9]*}_$layout"
+      echo "[run.sh] $name: $recipe ('$prompt')" >&2
+      "$PY" create_frame_matrix.py --img_path="$clip/" --depth_path="$clip/" --output_path="$matrix_dir/" --num_frames 16 --max_baseline 0.08 --num_training_views 8 "--$layout"
+      # shellcheck disable=SC2086
+      "$PY" svg.py --prompt "$prompt" --init_image "$matrix_dir" --output_root "$results/$name/$recipe/" --num_frames 16 "--$layout" "${extra[@]}" ${SVG_ARGS:-}
+    done
+  done
+  [ $found -eq 1 ] || { echo "run.sh reproduce: no clip folders with images/ under $videos/" >&2; exit 2; }
+}
+
 cmd=${1:-help}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -52,8 +91,11 @@ case "$cmd" in
   stabilise)
     setup
     exec "$PY" third_party/RAFT/svg_enhance_depth.py "$@" ;;
+  reproduce)
+    setup
+    reproduce "$@" ;;
   help|-h|--help)
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' ;;
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     echo "run.sh: unknown command '$cmd' (try ./run.sh help)" >&2
     exit 2 ;;

@@ -29,6 +29,9 @@ from svg3d.cli import add_device_flag, progress_bar, resolve_device, run_cli, se
 log = logging.getLogger("svg3d.svg")
 
 
+T2V_SIZE = (320, 576)  # zeroscope_v2_576w's native (height, width)
+
+
 def create_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Stereoscopic / multi-view video by denoising a frame matrix (SVG).")
     io = p.add_argument_group("input and output")
@@ -67,10 +70,17 @@ def create_parser() -> argparse.ArgumentParser:
         "--num_views", type=int, default=None, help="views of the frame matrix; must match it (default: as on disk)"
     )
     io.add_argument(
-        "--width", type=int, default=576, help="frame width; padded to a multiple of 8 inside (default: %(default)s)"
+        "--width",
+        type=int,
+        default=None,
+        help="frame width, padded to a multiple of 8 inside (default: the frame "
+        f"matrix's; {T2V_SIZE[1]} for text-to-video); given with a matrix, it must be the matrix's",
     )
     io.add_argument(
-        "--height", type=int, default=320, help="frame height; padded to a multiple of 8 inside (default: %(default)s)"
+        "--height",
+        type=int,
+        default=None,
+        help=f"frame height (default: the matrix's; {T2V_SIZE[0]} for text-to-video)",
     )
     io.add_argument("--latent_w", type=int, default=None, help="accepted for compatibility: must be ceil(width / 8)")
     io.add_argument("--latent_h", type=int, default=None, help="accepted for compatibility: must be ceil(height / 8)")
@@ -253,15 +263,18 @@ def _config(args: argparse.Namespace, seed: int):
 
 
 def _check_sizes(args: argparse.Namespace) -> None:
-    """Sizes and lengths; --latent_w/h (derivable: sides are padded to multiples of 8) must agree with them."""
+    """Sizes and lengths; --latent_w/h (derivable: sides are padded to multiples of 8) must agree with them.
+
+    Called again once --width/--height default to the frame matrix's size (None until then).
+    """
     from svg3d.checks import InputError
 
     f = args.downscale
     for flag, value in (("--width", args.width), ("--height", args.height), ("--num_frames", args.num_frames)):
-        if value < 1:
+        if value is not None and value < 1:
             raise InputError(f"{flag} {value}: must be >= 1")
     for flag, value, size in (("--latent_w", args.latent_w, args.width), ("--latent_h", args.latent_h, args.height)):
-        if value is not None and value != -(-size // f):
+        if value is not None and size is not None and value != -(-size // f):
             raise InputError(
                 f"{flag} {value} does not match ceil({size} / {f}) = {-(-size // f)}; leave it out, it is derived"
             )
@@ -321,10 +334,13 @@ def _stereo(args: argparse.Namespace) -> None:
     total = None if args.total_frames == -1 else args.total_frames
     fm = matrix.load_frame_matrix(folder, num_views=args.num_views, num_frames=total)
     info = fm.info
-    if (info.height, info.width) != (args.height, args.width):
+    given = (args.height or info.height, args.width or info.width)
+    if (info.height, info.width) != given:
         raise InputError(
-            f"{folder}: the frame matrix is {info.width}x{info.height}, but --width/--height are {args.width}x{args.height}"
+            f"{folder}: the frame matrix is {info.width}x{info.height}, but --width/--height are {given[1]}x{given[0]}"
         )
+    args.height, args.width = info.height, info.width
+    _check_sizes(args)
     layout = _layout_flag(args)
     if layout is None:
         layout = info.layout
@@ -404,6 +420,8 @@ def _text_to_video(args: argparse.Namespace) -> None:
     from svg3d import io
     from svg3d.denoise import text_to_video
 
+    args.height, args.width = args.height or T2V_SIZE[0], args.width or T2V_SIZE[1]
+    _check_sizes(args)
     name = args.clip_name or f"{re.sub(r'[^A-Za-z0-9]+', '_', args.prompt).strip('_')}_{args.height}x{args.width}"
     model = _load_model(args)
     for k in range(args.batch_size):

@@ -1,0 +1,55 @@
+"""run.sh: the shell entry point's dispatch and the batch reproduction of the authors' recipes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from svg3d import io, scene
+from tests.tiny_zeroscope import save_tiny_zeroscope
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_sh(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(ROOT / "run.sh"), *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600
+    )
+
+
+def test_unknown_command_and_recipe_are_refused():
+    bad = run_sh("nonsense")
+    assert bad.returncode == 2 and "unknown command 'nonsense'" in bad.stderr
+    recipe = run_sh("reproduce", "sideways")
+    assert recipe.returncode == 2 and "unknown recipe 'sideways'" in recipe.stderr
+
+
+@pytest.mark.slow
+def test_reproduce_runs_the_recipes_over_every_clip(tmp_path):
+    """Stages 3-4 of the left2right and multi-view recipes on a rendered clip (depth already there)."""
+    clip = tmp_path / "Videos" / "A_rendered_scene_64x96"
+    s = scene.make_scene(3, num_frames=16, height=64, width=96)
+    rgb, z = scene.render(s)
+    for t in range(16):
+        io.write_image(clip / "images" / f"{t:05d}.png", (rgb[t].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        for sub in ("depths", "depths_refined"):
+            io.write_depth(clip / sub / f"{t:05d}_depth.npy", 1 / z[t].numpy())
+    model = save_tiny_zeroscope(tmp_path / "tiny")
+    env = {
+        "SVG_VIDEOS": str(tmp_path / "Videos"),
+        "SVG_RESULTS": str(tmp_path / "results"),
+        "SVG_ARGS": f"--model_path {model} --device cpu --num_inference_steps 1 --quiet",
+        "HF_HUB_OFFLINE": "1",
+    }
+    done = run_sh("reproduce", "left2right", "multiview", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "A_rendered_scene_64x96: left2right ('A rendered scene')" in done.stderr
+    stereo = tmp_path / "results" / "A_rendered_scene_64x96" / "left2right"
+    multi = tmp_path / "results" / "A_rendered_scene_64x96" / "multiview"
+    assert len(list(stereo.glob("view007_*.jpg"))) == 16 and (stereo / "results3d.mp4").is_file()
+    assert {p.name[:7] for p in multi.glob("view*.jpg")} == {f"view{v:03d}" for v in range(8)}
+    assert (tmp_path / "Videos" / "frame_matrix" / "A_rendered_scene_left2right" / "manifest.json").is_file()
