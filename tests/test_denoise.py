@@ -16,7 +16,7 @@ from svg3d.checks import InputError
 from svg3d.denoise import DenoiseConfig, Pass
 from svg3d.matrix import FrameMatrix, MatrixInfo, save_frame_matrix
 from svg3d.models import load_zeroscope
-from tests.tiny_zeroscope import save_tiny_svd_vae, save_tiny_zeroscope
+from tests.tiny_zeroscope import save_tiny_svd_vae
 
 CPU = torch.device("cpu")
 H, W = 64, 96  # latents 8 x 12: unequal sides catch a swapped h/w
@@ -27,22 +27,9 @@ SEED_STEREO = (
 SEED_MULTIVIEW = SEED_STEREO + " --frame_matrix_end 0 --fix_last_view_begin 600"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def flush_denormals():
-    """Random tiny VAEs decode extreme early x0 into subnormal floats: ~100x slower on a CPU (as svg.py does)."""
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
+pytestmark = pytest.mark.usefixtures("flush_denormals")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return save_tiny_zeroscope(tmp_path_factory.mktemp("zeroscope"))
-
-
-@pytest.fixture(scope="module")
-def model(model_dir):
-    return load_zeroscope(str(model_dir), device=CPU)
 
 
 def make_matrix(

@@ -182,13 +182,10 @@ def test_missing_depth_model_names_the_convert_flag(clip, tmp_path, capsys):
     assert "not-a-model" in err and "give --depth-model a folder" in err
 
 
-def test_diffusion_with_a_tiny_random_zeroscope(clip, tmp_path):
-    from tests.tiny_zeroscope import save_tiny_zeroscope
-
+def test_diffusion_with_a_tiny_random_zeroscope(clip, tmp_path, model_dir):
     video, depth, frames = clip
     t, h, w, _ = frames.shape
-    model = save_tiny_zeroscope(tmp_path / "zeroscope")
-    config = replace(base_config(depth), fill="diffusion", video_model=str(model), steps=2, num_views=3, exports=("sbs", "htb", "grid"))
+    config = replace(base_config(depth), fill="diffusion", video_model=str(model_dir), steps=2, num_views=3, exports=("sbs", "htb", "grid"))
     result = pipeline.convert(video, tmp_path / "out", config)
     assert result.fill == "diffusion"
     for name, size in {"sbs": (2 * w, h), "htb": (w, h), "grid": (2 * w, 2 * h)}.items():

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from svg3d import io, scene
-from tests.tiny_zeroscope import save_tiny_zeroscope
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +28,7 @@ def test_unknown_command_and_recipe_are_refused():
 
 
 @pytest.mark.slow
-def test_reproduce_runs_the_recipes_over_every_clip(tmp_path):
+def test_reproduce_runs_the_recipes_over_every_clip(tmp_path, model_dir):
     """Stages 3-4 of the left2right and multi-view recipes on a rendered clip (depth already there)."""
     clip = tmp_path / "Videos" / "A_rendered_scene_64x96"
     s = scene.make_scene(3, num_frames=16, height=64, width=96)
@@ -38,11 +37,10 @@ def test_reproduce_runs_the_recipes_over_every_clip(tmp_path):
         io.write_image(clip / "images" / f"{t:05d}.png", (rgb[t].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
         for sub in ("depths", "depths_refined"):
             io.write_depth(clip / sub / f"{t:05d}_depth.npy", 1 / z[t].numpy())
-    model = save_tiny_zeroscope(tmp_path / "tiny")
     env = {
         "SVG_VIDEOS": str(tmp_path / "Videos"),
         "SVG_RESULTS": str(tmp_path / "results"),
-        "SVG_ARGS": f"--model_path {model} --device cpu --num_inference_steps 1 --quiet",
+        "SVG_ARGS": f"--model_path {model_dir} --device cpu --num_inference_steps 1 --quiet",
         "HF_HUB_OFFLINE": "1",
     }
     done = run_sh("reproduce", "left2right", "multiview", env=env)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,29 +23,15 @@ from svg3d.models import load_zeroscope
 from svg3d.pipeline import ConvertConfig, convert
 from tests.media import probe, rendered_clip
 from tests.test_denoise import make_matrix
-from tests.tiny_zeroscope import save_tiny_zeroscope
 
 CPU = torch.device("cpu")
 SMALL = dict(height=32, width=48)  # latents 4 x 6: forty frames stay fast on two cores
 FAST = DenoiseConfig(num_inference_steps=2, resample=1)  # one re-injection and one resampling pass per step
 
 
-@pytest.fixture(scope="module", autouse=True)
-def flush_denormals():
-    """As in test_denoise: random tiny VAEs decode early x0 into subnormals, ~100x slower on a CPU."""
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
+pytestmark = pytest.mark.usefixtures("flush_denormals")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return save_tiny_zeroscope(tmp_path_factory.mktemp("zeroscope"))
-
-
-@pytest.fixture(scope="module")
-def model(model_dir):
-    return load_zeroscope(str(model_dir), device=CPU)
 
 
 def test_window_starts_step_by_window_minus_overlap_and_end_at_the_clip_end():
