@@ -221,6 +221,12 @@ def create_parser() -> argparse.ArgumentParser:
         default=False,
         help="keep the idle text encoder and VAE on the CPU (default: off)",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the UNet's and VAE's blocks: ~10%% faster steps after minutes of compiling "
+        "(cached on disk); pays off over long --total_frames runs",
+    )
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return p
 
@@ -304,7 +310,7 @@ def _run(args: argparse.Namespace) -> None:
 
 def _load_model(args: argparse.Namespace):
     from svg3d.checks import InputError
-    from svg3d.models import load_zeroscope
+    from svg3d.models import compile_zeroscope, load_zeroscope
 
     device = resolve_device(args.device)
     if device.type == "cpu":
@@ -316,6 +322,8 @@ def _load_model(args: argparse.Namespace):
     model = load_zeroscope(args.model_path, device=device, vae=args.vae, svd_path=args.svd_path)
     if model.vae_scale_factor != args.downscale:
         raise InputError(f"--downscale {args.downscale}: the model's VAE downscales by {model.vae_scale_factor}")
+    if args.compile:
+        compile_zeroscope(model)
     return model
 
 

@@ -50,6 +50,9 @@ def create_parser() -> argparse.ArgumentParser:
     f.add_argument("--window", type=int, default=16, help="frames denoised together; longer clips go in sliding windows (diffusion)")
     f.add_argument("--overlap", type=int, default=None, help="frames each window continues from the previous one (diffusion; None: 4, at most --window - 1)")
     f.add_argument("--offload", action=argparse.BooleanOptionalAction, default=False, help="keep the idle text encoder and VAE on the CPU to save GPU memory (diffusion)")
+    f.add_argument("--max-unet-frames", type=int, default=256, help="latent frames per UNet call, CFG pair counted; lower saves GPU memory (diffusion)")
+    f.add_argument("--vae-frames", type=int, default=16, help="frames per VAE call; lower saves GPU memory (diffusion)")
+    f.add_argument("--compile", action="store_true", help="torch.compile the UNet's and VAE's blocks: ~10%% faster steps after minutes of compiling (cached on disk); pays off over many windows (diffusion)")
     o = c.add_argument_group("outputs")
     o.add_argument("--exports", default="sbs,hsbs,anaglyph", help=f"comma-separated, or all: {EXPORT_HELP}")
     o.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
@@ -100,6 +103,9 @@ def _config(args: argparse.Namespace):
         window=args.window,
         overlap=args.overlap,
         offload=args.offload,
+        max_unet_frames=args.max_unet_frames,
+        vae_frames=args.vae_frames,
+        compile=args.compile,
         exports=export.parse_exports(args.exports),
     )
 

@@ -374,3 +374,60 @@ def load_zeroscope(
         name=name_or_path,
         temporal_vae=vae == "svd",
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# regional compilation
+
+# The blocks that repeat through zeroscope's UNet3D and the SD VAE. Compiling these (not the whole
+# model) fuses their normalisation + activation + residual chains, which dominate an eager UNet call,
+# while Dynamo traces each block type once: a few graphs instead of one huge one per input shape.
+COMPILED_BLOCKS = (
+    "ResnetBlock2D",
+    "TemporalConvLayer",
+    "Transformer2DModel",
+    "TransformerTemporalModel",
+    "UNetMidBlock2D",
+    "Upsample2D",
+    "Downsample2D",
+)
+
+
+def compile_blocks(module: torch.nn.Module, names: tuple[str, ...] = COMPILED_BLOCKS) -> int:
+    """``torch.compile`` every outermost submodule of ``module`` whose class is in ``names``, in place.
+
+    Shapes are dynamic, so the views x frames batches of the different passes (and any frame size)
+    reuse one compiled graph per block type instead of recompiling per shape. Numerics stay those of
+    the eager blocks up to fused rounding (tested against eager on the tiny model). Returns how many
+    submodules were wrapped. Compiled graphs are cached on disk by Inductor
+    (``TORCHINDUCTOR_CACHE_DIR``), so only a machine's first run pays the full compile time.
+    """
+    import torch._dynamo
+
+    # Each block class is one code object; its different channel counts and structures (with and
+    # without a shortcut conv, say) are separate graphs under it, more than Dynamo's default limit.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    done: list[str] = []
+    for name, sub in module.named_modules():
+        if type(sub).__name__ in names and not any(name.startswith(p + ".") for p in done):
+            sub.compile(dynamic=True)
+            done.append(name)
+    return len(done)
+
+
+def compile_zeroscope(model: Zeroscope) -> int:
+    """Compile the UNet's and the VAE's repeated blocks in place (``compile_blocks``); returns how many.
+
+    Opt-in (``--compile``) because it pays only over long runs. Measured on an H100 with the full-size
+    architecture: UNet calls 1.09x and VAE round trips 1.16x faster; the default stereo schedule on a
+    16-frame x 8-view matrix at 576x320 takes 202 s instead of 224 s and peaks at 14.0 instead of
+    18.9 GiB (fused blocks keep fewer intermediates). Compiling costs about 200 s on a machine's first
+    run and about a minute once Inductor's on-disk cache holds the kernels, so it pays off over several
+    windows or clips. A block that fails to compile runs eagerly (with Dynamo's warning) instead of
+    stopping the run. Compiling the whole UNet makes a call 1.40x faster but costs 156 s per input
+    shape, and did not finish within 6 minutes with dynamic shapes.
+    """
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    return compile_blocks(model.unet) + compile_blocks(model.vae)

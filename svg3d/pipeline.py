@@ -84,6 +84,9 @@ class ConvertConfig:
     window: int = 16  # diffusion: frames per sliding window (the reference's clip length)
     overlap: int | None = None  # diffusion: frames a window continues from the previous one; None: 4 (at most window - 1)
     offload: bool = False  # diffusion: text encoder and VAE wait on the CPU while idle
+    max_unet_frames: int = 256  # diffusion: latent frames per UNet call (CFG pair counted); lower saves memory
+    vae_frames: int = 16  # diffusion: frames per VAE call; lower saves memory
+    compile: bool = False  # diffusion: torch.compile the UNet's and VAE's blocks (pays off over many windows)
     # outputs
     exports: tuple[str, ...] = export.DEFAULT_EXPORTS
 
@@ -104,6 +107,8 @@ class ConvertConfig:
             (self.steps >= 1, f"--steps {self.steps}: must be >= 1"),
             (self.seed >= 0, f"--seed {self.seed}: must be >= 0"),
             (self.window >= 1, f"--window {self.window}: must be >= 1"),
+            (self.max_unet_frames >= 1, f"--max-unet-frames {self.max_unet_frames}: must be >= 1"),
+            (self.vae_frames >= 1, f"--vae-frames {self.vae_frames}: must be >= 1"),
             (self.overlap is None or 0 <= self.overlap < self.window, f"--overlap {self.overlap}: must be >= 0 and smaller than --window {self.window}"),
             (bool(self.exports), "--exports: give at least one export"),
         ]
@@ -410,11 +415,14 @@ def _denoise(fm: matrix.FrameMatrix, views: tuple[int, ...], config: ConvertConf
     from .denoise import DenoiseConfig, denoise_long
 
     model = models.load_zeroscope(config.video_model, device=device)
+    if config.compile:
+        models.compile_zeroscope(model)
     multiview = len(views) > 2
     # Multi-view mode (seed README: --frame_matrix_end 0) when every view is wanted, else the eyes.
     dconfig = DenoiseConfig(
-        num_inference_steps=config.steps, seed=config.seed, frame_matrix_end=0 if multiview else 500, offload=config.offload
-    )
+        num_inference_steps=config.steps, seed=config.seed, frame_matrix_end=0 if multiview else 500,
+        offload=config.offload, max_unet_frames=config.max_unet_frames, max_vae_frames=config.vae_frames,
+    )  # fmt: skip
     # Frames of any size are reflect-padded to multiples of 8 inside and cropped back.
     result = denoise_long(
         model, fm.images, fm.masks, config.prompt, dconfig,

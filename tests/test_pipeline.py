@@ -321,6 +321,8 @@ def test_bad_flags(tmp_path, capsys, clip):
     out = str(tmp_path / "out")
     assert "--baseline" in run_bad(["convert", str(video), "-o", out, "--baseline", "0"], capsys)
     assert "--width and --height" in run_bad(["convert", str(video), "-o", out, "--width", "64"], capsys)
+    assert "--max-unet-frames 0: must be >= 1" in run_bad(["convert", str(video), "-o", out, "--max-unet-frames", "0"], capsys)
+    assert "--vae-frames 0: must be >= 1" in run_bad(["convert", str(video), "-o", out, "--vae-frames", "0"], capsys)
     assert "--depth-from and --depth-model" in run_bad(["convert", str(video), "-o", out, "--depth-from", str(depth), "--depth-model", "x"], capsys)
 
 
