@@ -7,10 +7,12 @@
 The model is zeroscope_v2_576w's architecture with random weights (its UNet3D config, SD 1.x's VAE,
 OpenCLIP-H's text tower), so no download is needed; ``--tiny`` swaps in the tests' tiny models. The
 frame matrix is warped from the synthetic scene renderer (``svg3d.scene``), so the holes are real
-disocclusions. Both variants run in the same process on the same input, with the same seed:
+disocclusions. The variants run in the same process on the same input, with the same seed:
 
 - ``batched``: ``DenoiseConfig.max_unet_frames`` (default 256: a whole 8 x 16 pass per call);
-- ``per-column``: ``max_unet_frames=1``, one column or row per UNet call (the CFG pair still batched).
+- ``per-column``: ``max_unet_frames=1``, one column or row per UNet call (the CFG pair still batched);
+- ``compiled`` (``--compile``): ``batched`` after ``svg3d.models.compile_zeroscope``; its 2-step warm-up
+  includes the compilation (run it twice with one ``TORCHINDUCTOR_CACHE_DIR`` for the cached cost).
 
 Reported per variant: seconds per clip, UNet frame-evaluations per second (CFG pair counted twice),
 peak GPU memory, UNet calls; then the ratios and the largest output difference between the two.
@@ -37,7 +39,7 @@ import torch  # noqa: E402
 from svg3d import camera, scene  # noqa: E402
 from svg3d.denoise import DenoiseConfig, denoise_frame_matrix  # noqa: E402
 from svg3d.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
-from svg3d.models import Zeroscope  # noqa: E402
+from svg3d.models import Zeroscope, compile_zeroscope  # noqa: E402
 from tests.tiny_zeroscope import TINY_TEXT, TINY_UNET, TINY_VAE, ZEROSCOPE_SCHEDULER, write_clip_tokenizer  # noqa: E402
 
 FULL_UNET = dict(  # cerspense/zeroscope_v2_576w unet/config.json
@@ -173,6 +175,9 @@ def main() -> None:
     )
     p.add_argument("--skip_per_column", action="store_true", help="time the batched variant only")
     p.add_argument("--cudnn_benchmark", action="store_true", help="let cuDNN time its kernels per shape first")
+    p.add_argument(
+        "--compile", action="store_true", help="also time the batched variant compiled (compile_zeroscope)"
+    )
     p.add_argument("--json", default=None, help="also write the report here")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -205,6 +210,8 @@ def main() -> None:
     variants = {"batched": lambda c: c}
     if not args.skip_per_column:
         variants["per-column"] = lambda c: replace(c, max_unet_frames=1)
+    if args.compile:  # last: the blocks are compiled in place once the eager variants have run
+        variants["compiled"] = lambda c: c
     report: dict = dict(
         device=str(device),
         dtype=str(dtype),
@@ -218,7 +225,11 @@ def main() -> None:
     )
     results = {}
     for name, variant in variants.items():
+        if name == "compiled":
+            compile_zeroscope(model)
+        start = time.perf_counter()
         run(model, fm, variant(warm), device)  # warm-up: CUDA context, cuDNN/SDPA kernel choice, allocator
+        warm_s = time.perf_counter() - start
         r = results[name] = run(model, fm, variant(measured), device)
         entry = dict(
             finite=bool(r["latents"].isfinite().all()),
@@ -226,6 +237,7 @@ def main() -> None:
             measured_frame_evals=r["stats"].unet_frames,
             unet_calls=r["stats"].unet_calls,
             peak_gib=r["peak_gib"],
+            warm_up_seconds=warm_s,
         )
         if args.steps == full.num_inference_steps:
             entry.update(clip_seconds=r["seconds"], frame_evals=r["stats"].unet_frames, extrapolated=False)
@@ -238,15 +250,17 @@ def main() -> None:
         print(
             f"{name:>10}: {entry['clip_seconds']:8.1f} s/clip ({tag}; {args.steps} steps ran in {r['seconds']:.1f} s), "
             f"{entry['frame_evals']} frame-evals, {entry['frame_evals_per_s']:7.1f} frame-evals/s, "
-            f"{r['stats'].unet_calls} UNet calls, peak {r['peak_gib']:.2f} GiB, finite {entry['finite']}"
+            f"{r['stats'].unet_calls} UNet calls, peak {r['peak_gib']:.2f} GiB, finite {entry['finite']}; "
+            f"2-step warm-up {warm_s:.1f} s"
         )
 
-    if "per-column" in results:
-        a, b = results["batched"], results["per-column"]
-        ra, rb = report["variants"]["batched"], report["variants"]["per-column"]
+    pairs = [("batched", "per-column"), ("compiled", "per-column"), ("compiled", "batched")]
+    for fast, slow in [(a, b) for a, b in pairs if a in results and b in results]:
+        a, b = results[fast], results[slow]
+        ra, rb = report["variants"][fast], report["variants"][slow]
         scale = b["latents"].abs().max().item()
         step_diff = [(x - y).abs().max().item() for x, y in zip(a["snapshots"], b["snapshots"], strict=True)]
-        report["comparison"] = dict(
+        c = report.setdefault("comparison", {})[f"{fast} vs {slow}"] = dict(
             speedup=rb["clip_seconds"] / ra["clip_seconds"],
             peak_ratio=ra["peak_gib"] / rb["peak_gib"] if device.type == "cuda" else float("nan"),
             max_abs_latent_diff=(a["latents"] - b["latents"]).abs().max().item(),
@@ -255,9 +269,8 @@ def main() -> None:
             max_abs_pixel_diff_255=max((a["videos"][v] - b["videos"][v]).abs().max().item() for v in a["videos"]) * 255,
             finite=bool(a["latents"].isfinite().all() and b["latents"].isfinite().all()),
         )
-        c = report["comparison"]
         print(
-            f"batched vs per-column: {c['speedup']:.2f}x faster, peak memory x{c['peak_ratio']:.2f}; "
+            f"{fast} vs {slow}: {c['speedup']:.2f}x faster, peak memory x{c['peak_ratio']:.2f}; "
             f"max |latent diff| {c['max_abs_latent_diff']:.3g} (latents up to {scale:.3g}; after step 1: "
             f"{step_diff[0]:.3g}), max |pixel diff| {c['max_abs_pixel_diff_255']:.2f}/255, finite {c['finite']}"
         )
