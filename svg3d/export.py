@@ -171,7 +171,6 @@ def depth_video(disparity: np.ndarray) -> np.ndarray:
 # audio and files
 
 
-MP4_AUDIO_CODECS = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")  # what the mp4 muxer takes as is
 AAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
 
 
@@ -193,7 +192,7 @@ def audio_track(
     end = math.inf if duration is None else start + duration
     with av.open(str(source)) as src, io.atomic_path(dest) as tmp, av.open(str(tmp), mode="w", format="mp4") as out:
         stream = src.streams.audio[0]
-        if stream.codec_context.name in MP4_AUDIO_CODECS:
+        if stream.codec_context.name in io.MP4_AUDIO_CODECS:
             _copy_audio(src, stream, out, start, end)
         else:
             log.info("%s: %s audio cannot go into mp4 as is; re-encoding it to AAC", source, stream.codec_context.name)

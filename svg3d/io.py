@@ -232,6 +232,9 @@ def has_audio(path: str | os.PathLike) -> bool:
         return False
 
 
+MP4_AUDIO_CODECS = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")  # what the mp4 muxer takes as is
+
+
 def write_video(
     path: str | os.PathLike,
     frames: np.ndarray,
@@ -242,13 +245,20 @@ def write_video(
 ) -> None:
     """Atomically write ``uint8`` RGB ``(T, H, W, 3)`` as H.264 yuv420p mp4, copying an audio stream.
 
-    ``audio_from``: a media file whose first audio stream is copied (not re-encoded) into the output.
-    yuv420p needs even sides: an odd last row/column is repeated (and said in the log).
+    ``audio_from``: a media file whose first audio stream is copied (not re-encoded) into the output;
+    its codec must be one mp4 holds (``MP4_AUDIO_CODECS``), else ``ValueError`` before anything is
+    written (``svg3d.export.audio_track`` re-encodes any audio to AAC first). yuv420p needs even sides:
+    an odd last row/column is repeated (and said in the log).
     """
     import av
 
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames: expected uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if audio_from is not None and has_audio(audio_from):
+        with av.open(str(audio_from)) as src:
+            codec = src.streams.audio[0].codec_context.name
+        if codec not in MP4_AUDIO_CODECS:
+            raise ValueError(f"{audio_from}: {codec} audio cannot be copied into mp4; re-encode it first (export.audio_track)")
     t, h, w, _ = frames.shape
     pad_h, pad_w = h % 2, w % 2
     if pad_h or pad_w:

@@ -115,6 +115,12 @@ def test_audio_track_copies_or_reencodes_the_clip_span(tmp_path):
     assert codec_of(full) == "aac" and audio_seconds(full) == pytest.approx(2.0, abs=0.05)
     part = export.audio_track(pcm, tmp_path / "pcm_cut.m4a", start=0.5, duration=1.0)
     assert audio_seconds(part) == pytest.approx(1.0, abs=0.05)
+    # write_video copies audio as is: PCM is refused up front, naming the file, and nothing is written
+    with pytest.raises(ValueError, match=r"cam\.mkv: pcm_s16le audio cannot be copied into mp4"):
+        io.write_video(tmp_path / "with_pcm.mp4", np.zeros((2, 8, 8, 3), np.uint8), 8.0, audio_from=pcm)
+    assert not (tmp_path / "with_pcm.mp4").exists()
+    io.write_video(tmp_path / "with_aac.mp4", np.zeros((2, 8, 8, 3), np.uint8), 8.0, audio_from=full)
+    assert codec_of(tmp_path / "with_aac.mp4") == "aac"
     video = tmp_path / "silent.mp4"
     io.write_video(video, np.zeros((2, 8, 8, 3), np.uint8), 8.0)
     assert export.audio_track(video, tmp_path / "none.m4a") is None
