@@ -505,17 +505,50 @@ def convert(
     return run(job, progress=progress, on_stage=on_stage)
 
 
+@contextlib.contextmanager
+def work_lock(work_dir: Path) -> Iterator[None]:
+    """Hold ``work_dir/.lock`` exclusively, or raise ``InputError`` at once if another run holds it.
+
+    Two converts sharing a work folder would replace each other's stage folders mid-write. The lock is
+    an OS file lock (``flock``), so a killed run leaves nothing to clean up. Not available on Windows,
+    where the folder is not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / ".lock"
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"{work_dir}: another convert is using this work folder; wait for it, or give this one its own -o or --work-dir"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run(
     job: Job,
     *,
     progress: ProgressFactory | None = None,
     on_stage: Callable[[StageRecord], None] | None = None,
 ) -> ConvertResult:
-    """Run (or resume) every stage of a prepared job (module docstring).
+    """Run (or resume) every stage of a prepared job (module docstring), holding its work folder's lock.
 
     ``progress(desc, total) -> (advance, close)`` makes a progress bar per stage (``cli.progress_bar``).
     ``on_stage(record)`` is called after each stage (tests use it to interrupt a run).
     """
+    with work_lock(job.work_dir):
+        return _run(job, progress, on_stage)
+
+
+def _run(job: Job, progress: ProgressFactory | None, on_stage: Callable[[StageRecord], None] | None) -> ConvertResult:
     config, clip, device = job.config, job.clip, job.device
     input_path, out_dir = job.input_path, job.out_dir
     work = WorkFolder(job.work_dir, progress)

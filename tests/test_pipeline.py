@@ -122,7 +122,10 @@ def test_resume_after_interruption_gives_the_same_outputs(clip, tmp_path):
     for stage in STAGES[:-1]:
         assert digest_tree(work / stage) == digest_tree(reference.work_dir / stage), stage
     for name in config.exports:
-        assert np.array_equal(decoded(resumed.exports[name]), decoded(reference.exports[name])), name
+        # Same frames, same encoder settings; libx264 still now and then codes a few macroblocks of one of two
+        # encodes in a process differently (seen: the bottom-right 32 x 19 px of the depth export, <= 13 levels).
+        diff = np.abs(decoded(resumed.exports[name]).astype(int) - decoded(reference.exports[name]))
+        assert diff.max() <= 16 and diff.mean() < 0.5, (name, diff.max(), diff.mean())
     again = pipeline.convert(video, tmp_path / "b", config)
     assert not any(s.ran for s in again.stages)
 
@@ -307,6 +310,19 @@ def test_unwritable_output(tmp_path, capsys, clip):
         locked.mkdir(mode=0o555)
         err = run_bad(["convert", str(video), "-o", str(locked / "out")], capsys)
         assert "permission denied" in err
+
+
+def test_a_second_convert_on_a_busy_work_folder_is_refused(tmp_path, capsys, clip):
+    video, depth, _ = clip
+    out = tmp_path / "out"
+    argv = ["convert", str(video), "-o", str(out), "--depth-from", str(depth), "--metric-depth", "--exports", "sbs"]
+    work = pipeline.default_work_dir(out)
+    with pipeline.work_lock(work):  # as a convert that is still running holds it
+        err = run_bad(argv, capsys)
+        assert err.startswith(f"error: {work}: another convert is using this work folder")
+        assert not any(p.name.endswith(".json") for p in work.iterdir())  # no stage was touched
+    assert cli.main(argv) == 0  # released: the folder is usable again
+    assert export.output_path(out, "clip", "sbs").is_file()
 
 
 def test_unknown_export(tmp_path, capsys, clip):
