@@ -172,7 +172,8 @@ def read_frames(files: Sequence[Path]) -> np.ndarray:
 def read_clip(path: str | os.PathLike, *, max_frames: int | None = None, start: int = 0) -> Clip:
     """Read a clip from a folder of frames (``images/`` inside it, or the folder itself) or a video file.
 
-    ``start`` and ``max_frames`` select a range of frames. Errors (``InputError``): a missing path, an
+    ``start`` and ``max_frames`` select a range of frames. A video's frames come upright, turned as its
+    display matrix says (``_upright``), as players show them. Errors (``InputError``): a missing path, an
     empty folder, a corrupt or unreadable frame, frames of different sizes, a file that is not a
     video, a video with no frames, fewer frames than asked for.
     """
@@ -208,7 +209,7 @@ def _decode_video(path: Path, start: int, max_frames: int | None) -> tuple[np.nd
                     continue
                 if max_frames is not None and len(frames) >= max_frames:
                     break
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(_upright(frame.to_ndarray(format="rgb24"), frame.rotation, path, first=not frames))
     except av.error.FFmpegError as e:
         raise InputError(f"{path}: cannot read as a video ({e.strerror or type(e).__name__})") from None
     if not frames:
@@ -216,6 +217,22 @@ def _decode_video(path: Path, start: int, max_frames: int | None) -> tuple[np.nd
     if max_frames is not None and len(frames) < max_frames:
         raise InputError(f"{path}: {start + len(frames)} frames, but frames {start}..{start + max_frames - 1} were asked for")
     return np.stack(frames), fps, has_audio
+
+
+def _upright(image: np.ndarray, rotation: int, path: Path, *, first: bool) -> np.ndarray:
+    """A decoded frame turned as its display matrix says (phones store portrait video as landscape).
+
+    ``rotation``: degrees counter-clockwise (PyAV's ``VideoFrame.rotation``), as players and FFmpeg's
+    autorotate apply it. Angles that are not quarter turns are left alone, with a warning.
+    """
+    if rotation % 90:
+        if first:
+            log.warning("%s: display rotation %d degrees is not a quarter turn; frames kept as stored", path, rotation)
+        return image
+    turns = (rotation // 90) % 4
+    if turns and first:
+        log.info("%s: turned %d degrees counter-clockwise, as its display matrix says", path, rotation)
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
 def has_audio(path: str | os.PathLike) -> bool:

@@ -40,6 +40,34 @@ def test_video_round_trip_keeps_fps_and_frames(tmp_path):
     assert not clip.has_audio
 
 
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_video_with_a_display_rotation_is_read_upright_as_ffmpeg_shows_it(tmp_path, degrees):
+    import subprocess
+
+    import imageio_ffmpeg
+
+    frames = np.zeros((3, 32, 48, 3), np.uint8)
+    frames[:, :16, :24] = 255  # the top-left quadrant, so every turn and mirror looks different
+    frames[:, 16:, 24:, 0] = 200
+    io.write_video(tmp_path / "stored.mp4", frames, 8)
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()  # a phone's portrait video: landscape frames, turned for display
+    rotated = tmp_path / "phone.mp4"
+    subprocess.run(
+        [ffmpeg, "-loglevel", "error", "-display_rotation", str(degrees), "-i", str(tmp_path / "stored.mp4"), "-c", "copy", str(rotated)],
+        check=True,
+    )
+    shown = subprocess.run(  # what FFmpeg (and players) display: autorotated frames
+        [ffmpeg, "-loglevel", "error", "-i", str(rotated), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    clip = io.read_clip(rotated)
+    h, w = (48, 32) if degrees % 180 else (32, 48)
+    assert clip.frames.shape == (3, h, w, 3)
+    assert np.abs(clip.frames.astype(int) - np.frombuffer(shown, np.uint8).reshape(3, h, w, 3)).max() <= 2
+    assert np.abs(clip.frames[0].astype(int) - np.rot90(frames[0], degrees // 90)).mean() < 3
+
+
 def test_odd_sized_video_is_padded_to_even(tmp_path):
     frames = np.full((3, 15, 21, 3), 128, np.uint8)
     io.write_video(tmp_path / "odd.mp4", frames, 8)
