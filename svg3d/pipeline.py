@@ -7,6 +7,7 @@ Stages (DESIGN.md §1), each writing one folder of the work folder (``OUT/work``
     frame_matrix/   the frame matrix, lossless PNG cells (stage 3, ``matrix.save_frame_matrix``)
     filled/         view{v:03d}_{t:05d}.png  the hole-free views (stage 4: diffusion or classical)
     <stage>.json    the stage's manifest: parameters, input digests, outputs (size + sha256), timing
+    .lock           held (``flock``) while a convert runs, so a second one on the folder stops at once
 
 and the exports in ``OUT`` (``export``). Resume: a stage runs only when its manifest is missing, its
 key (a hash of its parameters and of its inputs' digests) differs, or an output it lists is missing or
