@@ -161,14 +161,19 @@ def extrapolate(r: dict, measured: DenoiseConfig, full: DenoiseConfig, scheduler
     return seconds, frames
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_matrix_args(p: argparse.ArgumentParser) -> None:
+    """The flags every stage-4 benchmark shares: device, model size, and the frame matrix's shape."""
     p.add_argument("--device", default="cuda")
     p.add_argument("--tiny", action="store_true", help="the tests' tiny models instead of the full-size architecture")
     p.add_argument("--views", type=int, default=8)
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--width", type=int, default=576)
     p.add_argument("--height", type=int, default=320)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_matrix_args(p)
     p.add_argument("--steps", type=int, default=50, help="DDPM steps to run; < 50 extrapolates to the 50-step schedule")
     p.add_argument(
         "--max_unet_frames", type=int, default=DenoiseConfig.max_unet_frames, help="the batched variant's budget"

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench.bench_denoise import build_model, run, synthetic_matrix  # noqa: E402
+from bench.bench_denoise import add_matrix_args, build_model, run, synthetic_matrix  # noqa: E402
 from svg3d.denoise import DenoiseConfig  # noqa: E402
 
 TARGET_GIB = 12.0  # issue 6: a 16-frame x 8-view matrix at 576x320 with the options on
@@ -40,12 +40,7 @@ TARGET_GIB = 12.0  # issue 6: a 16-frame x 8-view matrix at 576x320 with the opt
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", default="cuda")
-    p.add_argument("--tiny", action="store_true", help="the tests' tiny models instead of the full-size architecture")
-    p.add_argument("--views", type=int, default=8)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--width", type=int, default=576)
-    p.add_argument("--height", type=int, default=320)
+    add_matrix_args(p)
     p.add_argument("--steps", type=int, default=3, help="DDPM steps per variant (>= 2: step 0 includes setup)")
     p.add_argument("--max_unet_frames", type=int, default=32, help="the budget of the unet-budget and all variants")
     p.add_argument("--low_ram_vae", type=int, default=4, help="frames per VAE call of the vae-chunks and all variants")
