@@ -234,7 +234,7 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = create_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
-    return run_cli(lambda: _run(args))
+    return run_cli(lambda: _run(args), underscores=True)
 
 
 def _config(args: argparse.Namespace, seed: int):
@@ -310,20 +310,11 @@ def _run(args: argparse.Namespace) -> None:
 
 def _load_model(args: argparse.Namespace):
     from svg3d.checks import InputError
-    from svg3d.models import compile_zeroscope, load_zeroscope
+    from svg3d.fillers.diffusion import load_model
 
-    device = resolve_device(args.device)
-    if device.type == "cpu":
-        import torch
-
-        # Early steps decode extreme x0 predictions; SiLU then underflows into subnormal floats, which
-        # x86 CPUs process ~100x slower (GPUs do not care). Flushing them changes no visible pixel.
-        torch.set_flush_denormal(True)
-    model = load_zeroscope(args.model_path, device=device, vae=args.vae, svd_path=args.svd_path)
+    model = load_model(args.model_path, resolve_device(args.device), compile=args.compile, flag="model_path", vae=args.vae, svd_path=args.svd_path)
     if model.vae_scale_factor != args.downscale:
         raise InputError(f"--downscale {args.downscale}: the model's VAE downscales by {model.vae_scale_factor}")
-    if args.compile:
-        compile_zeroscope(model)
     return model
 
 

@@ -1,10 +1,11 @@
 """``python -m svg3d``: the end-to-end commands.
 
-    python -m svg3d convert INPUT -o OUT [options]   a video file or a frames folder -> 3D videos in OUT
-    python -m svg3d demo [--out results/demo]        render a scene, convert it, score it against the truth
+    python -m svg3d convert INPUT -o OUT [options]    a video file or a frames folder -> 3D videos in OUT
+    python -m svg3d convert --prompt TEXT -o OUT      text -> video (zeroscope) -> 3D, the prompt driving the fill
+    python -m svg3d demo [--out results/demo]         render scenes, convert them, score them against the truth
 
-``convert`` runs every stage in ``OUT/work`` (resumable: run the same command again after a crash or
-Ctrl-C) and writes the exports to ``OUT``. See ``svg3d.pipeline``.
+``convert`` runs every stage in ``OUT/work``, chunk by chunk (resumable: run the same command again after a
+crash or Ctrl-C). Defaults come from ``svg3d.config``; see ``svg3d.convert``.
 """
 
 from __future__ import annotations
@@ -12,55 +13,108 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-EXPORT_HELP = "sbs, hsbs, tb, htb, anaglyph, left, right, grid, depth"  # svg3d.export.EXPORTS, kept light for --help
+from svg3d import camera
+from svg3d.config import (
+    DEPTH_RANGE_CHOICES,
+    FILLER_CHOICES,
+    FLOW_CHOICES,
+    ClipConfig,
+    ConvertConfig,
+    DepthConfig,
+    DiffusionConfig,
+    default,
+)
+
+# convert's flag for each library parameter whose name differs from --param-name (InputError.params)
+FLAGS = {
+    "output": "-o",
+    "size": "--width/--height",
+    "max_baseline": "--baseline",
+    "nearest_depth": "--near",
+    "farest_depth": "--far",
+    "model": "--depth-model",
+    "model_path": "--video-model",
+    "depth_batch_size": "--depth-batch-size",
+}
+PHYSICAL = ("baseline", "focal", "near", "far", "metric_depth")  # flags that choose the physical camera
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` -> (H, W)."""
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 576x320") from None
+    return h, w
+
+
+def add_convert_args(c: argparse.ArgumentParser) -> None:
+    """The convert flags (also the web UI's and batch's): defaults and choices from ``svg3d.config``."""
+    conv = ConvertConfig
+    c.add_argument("--work-dir", type=Path, default=None, help="folder for the stages' files (default: OUTPUT/work)")
+    clip = c.add_argument_group("clip")
+    clip.add_argument("--start-frame", type=int, default=default(ClipConfig, "start_frame"), help="first frame to convert (default: 0)")
+    clip.add_argument("--num-frames", type=int, default=None, help="frames to convert (default: to the end)")
+    clip.add_argument("--width", type=int, default=None, help="resize to this width, with --height (default: keep the input's size)")
+    clip.add_argument("--height", type=int, default=None, help="resize to this height, with --width")
+
+    d = c.add_argument_group("depth")
+    d.add_argument("--depth-from", type=Path, default=None, help="folder with one depth map per frame (.npy/.png/.pfm) instead of the depth model")
+    d.add_argument("--depth-model", default=None, help=f"depth checkpoint, hub id or folder (default: {default(DepthConfig, 'model')})")
+    d.add_argument("--depth-resolution", type=int, default=default(DepthConfig, "resolution"), help="short side depth is kept at, px (default: %(default)s)")
+    d.add_argument("--stabilise", action=argparse.BooleanOptionalAction, default=True, help="temporal depth stabilisation (default: on)")
+    d.add_argument("--flow", choices=FLOW_CHOICES, default=default(conv, "flow"), help="optical flow for stabilisation; auto: RAFT if its weights are here, else OpenCV DIS (default: %(default)s)")
+
+    g = c.add_argument_group("3D effect", "the strength and the screen plane; or the physical camera (--baseline, --focal, --near, --far, --metric-depth)")
+    g.add_argument("--strength", type=float, default=None, help=f"disparity between the nearest and the farthest point, %% of the width (default: {camera.DEFAULT_STRENGTH})")
+    g.add_argument("--convergence", type=float, default=None, help=f"the screen plane in the depth range: 0 far (all in front) .. 1 near (all behind) (default: {camera.DEFAULT_CONVERGENCE}; with the physical camera: at infinity)")
+    g.add_argument("--depth-range", choices=DEPTH_RANGE_CHOICES, default=None, help="normalise depth per shot, or over the whole clip as the paper (default: shot)")
+    g.add_argument("--baseline", type=float, default=None, help=f"physical camera: metres between the eyes (paper: {camera.DEFAULT_BASELINE})")
+    g.add_argument("--focal", type=float, default=None, help="physical camera: focal length, pixels (default: 800 at 576 px wide, scaled with the width)")
+    g.add_argument("--near", type=float, default=None, help="physical camera: metres of the nearest point (default: ~0.91)")
+    g.add_argument("--far", type=float, default=None, help=f"physical camera: metres of the farthest point (default: {camera.DEFAULT_FAREST_DEPTH})")
+    g.add_argument("--metric-depth", action="store_true", help="physical camera: the depth maps hold inverse metric depth (1/m)")
+
+    v = c.add_argument_group("views")
+    v.add_argument("--num-views", type=int, default=None, help="views of the frame matrix (default: 8 for diffusion or all-view exports, else the eyes)")
+    v.add_argument("--layout", choices=[x.value for x in camera.Layout], default=camera.Layout.LEFT2RIGHT.value, help="the input is the left eye, the right eye, or between the eyes (default: %(default)s)")
+
+    f = c.add_argument_group("hole filling")
+    f.add_argument("--fill", choices=FILLER_CHOICES, default=default(conv, "filler"), help="auto: diffusion when zeroscope and CUDA are here, else classical (no weights); telea: OpenCV's inpainting (default: %(default)s)")
+    f.add_argument("--video-model", default=default(DiffusionConfig, "model"), help="zeroscope for diffusion: hub id or local folder (default: %(default)s)")
+    f.add_argument("--prompt", default=default(DiffusionConfig, "prompt"), help="text describing the video (diffusion); without INPUT, the video is generated from it")
+    f.add_argument("--steps", type=int, default=default(DiffusionConfig, "steps"), help="denoising steps (default: %(default)s)")
+    f.add_argument("--seed", type=int, default=default(DiffusionConfig, "seed"), help="random seed (default: %(default)s)")
+    f.add_argument("--window", type=int, default=default(DiffusionConfig, "window"), help="frames denoised together; longer clips go in sliding windows (default: %(default)s)")
+    f.add_argument("--overlap", type=int, default=None, help="frames each window continues from the previous one (default: 4, at most --window - 1)")
+    f.add_argument("--diffusion-size", type=_size, default=None, help="WxH the matrix is denoised at; holes get the upsampled result (default: 576x320)")
+    f.add_argument("--offload", action="store_true", help="keep the idle text encoder and VAE on the CPU to save GPU memory")
+    f.add_argument("--max-unet-frames", type=int, default=default(DiffusionConfig, "max_unet_frames"), help="latent frames per UNet call, CFG pair counted; lower saves GPU memory (default: %(default)s)")
+    f.add_argument("--vae-frames", type=int, default=default(DiffusionConfig, "vae_frames"), help="frames per VAE call; lower saves GPU memory (default: %(default)s)")
+    f.add_argument("--compile", action="store_true", help="torch.compile the UNet's and VAE's blocks: ~10%% faster steps after minutes of compiling; pays off over many windows")
+
+    o = c.add_argument_group("outputs")
+    o.add_argument("--exports", default=",".join(default(conv, "exports")), help="comma-separated export names, or all (default: %(default)s)")
+
+    r = c.add_argument_group("run")
+    r.add_argument("--chunk-frames", type=int, default=default(conv, "chunk_frames"), help="frames per chunk of every stage: memory is bounded by it (default: %(default)s)")
+    r.add_argument("--clean-work", action="store_true", help="after the exports, delete the stages' bulky files (a later run recomputes what it needs)")
+    r.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N (default: auto)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
+    r.add_argument("--progress-log", type=Path, default=None, help="also append progress as JSON lines to this file (for programs watching the run)")
 
 
 def create_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m svg3d", description="Stereoscopic 3D video from a monocular video (SVG).")
     sub = p.add_subparsers(dest="command", required=True)
-
-    c = sub.add_parser("convert", help="convert a video (or a folder of frames) to 3D", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("input", type=Path, help="video file, or folder of frames (or a clip folder with images/ inside)")
+    c = sub.add_parser("convert", help="convert a video (or a folder of frames, or a prompt) to 3D")
+    c.add_argument("input", type=Path, nargs="?", default=None, help="video file, or folder of frames (or a clip folder with images/); omit with --prompt to generate the video")
     c.add_argument("-o", "--output", type=Path, required=True, help="output folder for the 3D videos")
-    c.add_argument("--work-dir", type=Path, default=None, help="folder for the stages' files (default: OUTPUT/work)")
-    clip = c.add_argument_group("clip")
-    clip.add_argument("--start-frame", type=int, default=0, help="first frame to convert")
-    clip.add_argument("--num-frames", type=int, default=None, help="frames to convert (default: to the end)")
-    clip.add_argument("--width", type=int, default=None, help="resize to this width (with --height; default: keep)")
-    clip.add_argument("--height", type=int, default=None, help="resize to this height (with --width; default: keep)")
-    d = c.add_argument_group("depth")
-    d.add_argument("--depth-from", type=Path, default=None, help="folder with one depth map per frame (.npy/.png/.pfm) instead of the depth model")
-    d.add_argument("--depth-model", default=None, help="depth checkpoint, hub id or folder (default: Depth Anything V2 Small)")
-    d.add_argument("--metric-depth", action=argparse.BooleanOptionalAction, default=False, help="depth maps hold inverse metric depth (1/m), not relative disparity")
-    d.add_argument("--stabilise", action=argparse.BooleanOptionalAction, default=True, help="temporal depth stabilisation")
-    d.add_argument("--flow", choices=("auto", "raft", "raft_small", "dis"), default="auto", help="optical flow for stabilisation (auto: RAFT if its weights are here, else OpenCV DIS)")
-    g = c.add_argument_group("3D effect")
-    g.add_argument("--baseline", type=float, default=0.07, help="distance between the eyes, metres (stronger 3D: larger)")
-    g.add_argument("--focal", type=float, default=None, help="focal length, pixels (default: 800 at 576 px wide, scaled with the width)")
-    g.add_argument("--near", type=float, default=-1.0, help="metres of the nearest point (<= 0: ~0.91 m)")
-    g.add_argument("--far", type=float, default=10.0, help="metres of the farthest point (<= 0: off)")
-    g.add_argument("--num-views", type=int, default=None, help="views of the frame matrix (default: 8 for diffusion or the grid export, else 2; 3 with middle2leftright)")
-    g.add_argument("--layout", choices=("left2right", "right2left", "middle2leftright"), default="left2right", help="the input is the left eye, the right eye, or between the eyes")
-    f = c.add_argument_group("hole filling")
-    f.add_argument("--fill", choices=("auto", "diffusion", "classical"), default="auto", help="auto: diffusion when zeroscope is available and CUDA is, else classical (no weights)")
-    f.add_argument("--video-model", default="cerspense/zeroscope_v2_576w", help="zeroscope for diffusion: hub id or local folder")
-    f.add_argument("--prompt", default="", help="text describing the video (diffusion)")
-    f.add_argument("--steps", type=int, default=50, help="denoising steps (diffusion)")
-    f.add_argument("--seed", type=int, default=42, help="random seed (diffusion)")
-    f.add_argument("--window", type=int, default=16, help="frames denoised together; longer clips go in sliding windows (diffusion)")
-    f.add_argument("--overlap", type=int, default=None, help="frames each window continues from the previous one (diffusion; None: 4, at most --window - 1)")
-    f.add_argument("--offload", action=argparse.BooleanOptionalAction, default=False, help="keep the idle text encoder and VAE on the CPU to save GPU memory (diffusion)")
-    f.add_argument("--max-unet-frames", type=int, default=256, help="latent frames per UNet call, CFG pair counted; lower saves GPU memory (diffusion)")
-    f.add_argument("--vae-frames", type=int, default=16, help="frames per VAE call; lower saves GPU memory (diffusion)")
-    f.add_argument("--compile", action="store_true", help="torch.compile the UNet's and VAE's blocks: ~10%% faster steps after minutes of compiling (cached on disk); pays off over many windows (diffusion)")
-    o = c.add_argument_group("outputs")
-    o.add_argument("--exports", default="sbs,hsbs,anaglyph", help=f"comma-separated, or all: {EXPORT_HELP}")
-    o.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N")
-    o.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
+    add_convert_args(c)
 
-    m = sub.add_parser("demo", help="render a synthetic clip, convert it with no downloads, and score it", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    m.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder")
-    m.add_argument("--seed", type=int, default=0, help="scene seed")
+    m = sub.add_parser("demo", help="render scenes, convert them with no downloads, and score them against the truth")
+    m.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (default: %(default)s)")
+    m.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
     m.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
     return p
 
@@ -70,57 +124,74 @@ def main(argv: list[str] | None = None) -> int:
     from svg3d.cli import run_cli, setup_logging
 
     setup_logging(quiet=args.quiet)
-    return run_cli(lambda: _convert(args) if args.command == "convert" else _demo(args))
+    return run_cli(lambda: _convert(args) if args.command == "convert" else _demo(args), flags=FLAGS)
 
 
-def _config(args: argparse.Namespace):
-    from svg3d import camera, export, models
+def config_from_args(args: argparse.Namespace) -> ConvertConfig:
+    """The ``ConvertConfig`` the flags describe; cross-checks flags (one place) before anything is read."""
+    from dataclasses import replace
+
+    from svg3d import export
     from svg3d.checks import InputError
-    from svg3d.pipeline import ConvertConfig
+    from svg3d.config import StabiliseConfig
 
     if (args.width is None) != (args.height is None):
         raise InputError("--width and --height go together")
-    return ConvertConfig(
-        start_frame=args.start_frame,
-        num_frames=args.num_frames,
-        size=None if args.width is None else (args.height, args.width),
-        depth_from=args.depth_from,
-        depth_model=args.depth_model or models.DEFAULT_DEPTH_MODEL,
-        metric_depth=args.metric_depth,
-        stabilise=args.stabilise,
-        flow=args.flow,
-        baseline=args.baseline,
-        focal=args.focal,
-        nearest_depth=args.near,
-        farest_depth=args.far,
+    if args.depth_from is not None and args.depth_model is not None:
+        raise InputError("--depth-from and --depth-model both choose where depth comes from; give one")
+    physical = [f"--{name.replace('_', '-')}" for name in PHYSICAL if getattr(args, name) not in (None, False)]
+    if physical and args.strength is not None:
+        raise InputError(f"--strength and {physical[0]} both set the 3D effect; give the strength or the physical camera")
+    base = ConvertConfig()
+    matrix = replace(
+        base.matrix,
         num_views=args.num_views,
         layout=camera.Layout(args.layout),
-        fill=args.fill,
-        video_model=args.video_model,
-        prompt=args.prompt,
-        steps=args.steps,
-        seed=args.seed,
-        window=args.window,
-        overlap=args.overlap,
-        offload=args.offload,
-        max_unet_frames=args.max_unet_frames,
-        vae_frames=args.vae_frames,
-        compile=args.compile,
+        strength=None if physical else (args.strength if args.strength is not None else base.matrix.strength),
+        convergence=args.convergence if args.convergence is not None else (None if physical else base.matrix.convergence),
+        depth_range=args.depth_range or base.matrix.depth_range,
+        max_baseline=args.baseline if args.baseline is not None else base.matrix.max_baseline,
+        focal=args.focal,
+        nearest_depth=args.near if args.near is not None else base.matrix.nearest_depth,
+        farest_depth=args.far if args.far is not None else base.matrix.farest_depth,
+        metric_depth=args.metric_depth,
+    )
+    diffusion = DiffusionConfig(
+        model=args.video_model, prompt=args.prompt, steps=args.steps, seed=args.seed, window=args.window, overlap=args.overlap,
+        size=args.diffusion_size or default(DiffusionConfig, "size"), offload=args.offload, max_unet_frames=args.max_unet_frames,
+        vae_frames=args.vae_frames, compile=args.compile,
+    )  # fmt: skip
+    return ConvertConfig(
+        clip=ClipConfig(start_frame=args.start_frame, num_frames=args.num_frames, size=None if args.width is None else (args.height, args.width)),
+        depth=DepthConfig(model=args.depth_model or default(DepthConfig, "model"), depth_from=args.depth_from, resolution=args.depth_resolution),
+        stabilise=StabiliseConfig() if args.stabilise else None,
+        flow=args.flow,
+        matrix=matrix,
+        filler=args.fill,
+        diffusion=diffusion,
         exports=export.parse_exports(args.exports),
+        chunk_frames=args.chunk_frames,
+        clean_work=args.clean_work,
     )
 
 
 def _convert(args: argparse.Namespace) -> None:
-    from svg3d import pipeline
+    from svg3d import convert, work
     from svg3d.checks import InputError
-    from svg3d.cli import progress_bar, resolve_device, setup_logging
+    from svg3d.cli import ProgressLog, both, progress_bar, resolve_device, setup_logging
 
-    config = _config(args)  # flags first: a bad flag fails before anything is read
-    if args.depth_from is not None and args.depth_model is not None:
-        raise InputError("--depth-from and --depth-model both choose where depth comes from; give one")
-    job = pipeline.prepare(args.input, args.output, config, work_dir=args.work_dir, device=resolve_device(args.device))
-    setup_logging(quiet=args.quiet, log_file=job.work_dir / pipeline.LOG_FILE)
-    result = pipeline.run(job, progress=lambda desc, total: progress_bar(total, desc, disable=args.quiet))
+    config = config_from_args(args)  # flags first: a bad flag fails before anything is read
+    if args.input is None and not args.prompt:
+        raise InputError("give an INPUT video or frames folder, or --prompt TEXT to generate the video")
+    device = resolve_device(args.device)
+    work_dir = args.work_dir if args.work_dir is not None else work.default_work_dir(args.output)
+    work.check_paths(args.input, args.output, work_dir, config.depth.depth_from)
+    work.make_dirs(args.output, work_dir)
+    setup_logging(quiet=args.quiet, log_file=work_dir / work.LOG_FILE)
+    progress = lambda desc, total, initial=0: progress_bar(total, desc, initial=initial, disable=args.quiet)  # noqa: E731
+    if args.progress_log is not None:
+        progress = both(progress, ProgressLog(args.progress_log))
+    result = convert.convert(args.input, args.output, config, work_dir=work_dir, device=device, progress=progress)
     for name, path in result.exports.items():
         print(f"{name:9s} {path}")
 
@@ -129,7 +200,7 @@ def _demo(args: argparse.Namespace) -> None:
     from svg3d import demo
     from svg3d.cli import progress_bar
 
-    report = demo.run_demo(args.out, seed=args.seed, progress=lambda desc, total: progress_bar(total, desc, disable=args.quiet))
+    report = demo.run_demo(args.out, seed=args.seed, progress=lambda desc, total, initial=0: progress_bar(total, desc, initial=initial, disable=args.quiet))
     print(f"report    {report}")
 
 

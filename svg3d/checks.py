@@ -15,7 +15,26 @@ if TYPE_CHECKING:  # torch is not imported at run time, so that CLIs' --help sta
 
 
 class InputError(Exception):
-    """A problem with the user's input, reported as one line naming the file or flag at fault."""
+    """A problem with the user's input, reported as one line naming the file or flag at fault.
+
+    ``params``: the library parameters the message names (``"start_frame 50: ..."``). The library does not
+    know what a command line calls them, so a CLI rewrites them into its own flag names (``flag_message``).
+    """
+
+    def __init__(self, message: str, *, params: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.params = tuple(params)
+
+    def flag_message(self, flags: dict[str, str] | None = None, *, underscores: bool = False) -> str:
+        """The message with each of ``params`` written as a flag: ``flags[param]``, else ``--param-name``
+        (``--param_name`` with ``underscores``)."""
+        import re
+
+        text = str(self)
+        for param in self.params:
+            flag = (flags or {}).get(param, "--" + (param if underscores else param.replace("_", "-")))
+            text = re.sub(rf"(?<![\w-]){re.escape(param)}(?!\w)", flag, text)
+        return text
 
 
 def check_shape(x: torch.Tensor, spec: str, name: str = "tensor") -> dict[str, int]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, camera, fill, io, matrix, metrics, pipeline, scene
+from . import __version__, camera, convert, fill, io, matrix, metrics, scene
 from .export import output_path
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def run_demo(
     seed: int = 0,
     size: tuple[int, int] = DEMO_SIZE,
     num_frames: int = DEMO_FRAMES,
-    progress: pipeline.ProgressFactory | None = None,
+    progress: convert.ProgressFactory | None = None,
 ) -> Path:
     """Run the demo into ``out_dir``; returns the path of ``report.json``."""
     out_dir = Path(out_dir)

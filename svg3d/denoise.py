@@ -630,6 +630,21 @@ def window_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint32)[0])
 
 
+def window_fixed(final: torch.Tensor, views: Sequence[int], num_views: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a window of ``length`` frames takes as fixed when its first ``n`` frames are final already.
+
+    final: the final latents ``(len(views), n, c, h, w)`` of those frames for the output ``views``.
+    Returns ``fixed_cells`` bool ``(V, length)`` and ``fixed_latents`` ``(V, length, c, h, w)`` for
+    ``denoise_frame_matrix``: the output views' first n cells hold their final latents (M = 1).
+    """
+    n = check_shape(final, f"{len(views)} N c h w", "final")["N"]
+    fixed_cells = torch.zeros((num_views, length), dtype=torch.bool)
+    fixed_cells[list(views), :n] = True
+    fixed_latents = torch.zeros((num_views, length, *final.shape[2:]))
+    fixed_latents[list(views), :n] = final.float().cpu()
+    return fixed_cells, fixed_latents
+
+
 @torch.no_grad()
 def denoise_long(
     model,
@@ -671,10 +686,7 @@ def denoise_long(
             while sum(x.shape[1] for x in tail) < done - start:
                 tail.insert(0, parts[-1 - len(tail)].latents)
             prev = torch.cat(tail, dim=1)[:, start - done :]
-            fixed_cells = torch.zeros((v_count, end - start), dtype=torch.bool)
-            fixed_cells[views, : done - start] = True
-            fixed_latents = torch.zeros((v_count, end - start, *prev.shape[2:]))
-            fixed_latents[:, : done - start] = prev
+            fixed_cells, fixed_latents = window_fixed(prev[views], views, v_count, end - start)
         result = denoise_frame_matrix(
             model,
             images[:, start:end],

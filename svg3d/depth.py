@@ -8,18 +8,20 @@ Pre-/post-processing as the Depth Anything reference (``svg_run.py``): resize ke
 the short side is >= 518 and both sides are multiples of 14 (bicubic), ImageNet normalisation; the
 prediction is upsampled bilinearly to the frame size and clamped at 0.
 
-On disk: ``<out>/<stem>_depth.npy`` float32 (H, W) per frame, and a colour-mapped preview
-``<out>/preview/<stem>_depth.png``. The previews live in a sub-folder (the reference writes them beside
-the ``.npy`` files) so that the depth folder holds depth maps only and ``io.list_depths`` stays strict.
+Where disparity comes from is a ``DepthBackend``: the network (``ModelDepth``) or the user's own maps
+(``FolderDepth``, ``--depth-from``). ``run_depth`` is the stage, chunk by chunk, for ``convert`` (into
+a ``work.StageStore``) and for the seed script (``DepthFolder``: ``<out>/<stem>_depth.npy`` float32 per
+frame and a colour-mapped ``<out>/preview/<stem>_depth.png``; the previews live in a sub-folder, unlike
+the reference's, so that the depth folder holds depth maps only and ``io.list_depths`` stays strict).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -29,12 +31,12 @@ import torch.nn.functional as F
 from . import io
 from .checks import InputError, check_shape
 from .models import DepthModel
+from .work import FrameChunks
 
 log = logging.getLogger(__name__)
 
-DEPTH_NAME = "{stem}_depth"  # the reference's file stem: 00000.jpg -> 00000_depth.npy
 PREVIEW_DIR = "preview"
-DEFAULT_BATCH_SIZE = 4  # frames per forward pass; memory only, results do not depend on it
+DEFAULT_BATCH_SIZE = 4  # frames per forward pass; memory only, results do not depend on it (config.DepthConfig)
 
 
 def network_size(height: int, width: int, *, input_size: int = 518, multiple: int = 14) -> tuple[int, int]:
@@ -75,42 +77,118 @@ def preprocess(
 
 
 @torch.inference_mode()
-def predict_disparity(model: DepthModel, frames: torch.Tensor) -> torch.Tensor:
+def predict_disparity(model: DepthModel, frames: torch.Tensor, *, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Relative disparity of each frame.
 
     frames: float ``(N, 3, H, W)`` RGB in [0, 1] (any device; moved to the model's).
-    Returns float32 ``(N, H, W)`` >= 0 on the model's device.
+    Returns float32 ``(N, h, w)`` >= 0 on the model's device, at ``size = (h, w)`` (default: the frames').
     """
     sizes = check_shape(frames, "N 3 H W", "frames")
-    h, w = sizes["H"], sizes["W"]
-    size = network_size(h, w, input_size=model.input_size, multiple=model.multiple)
-    x = preprocess(frames.to(model.device, torch.float32), size, mean=model.mean, std=model.std)
+    h, w = size if size is not None else (sizes["H"], sizes["W"])
+    net_size = network_size(sizes["H"], sizes["W"], input_size=model.input_size, multiple=model.multiple)
+    x = preprocess(frames.to(model.device, torch.float32), net_size, mean=model.mean, std=model.std)
     pred = model.net(pixel_values=x.to(model.dtype)).predicted_depth  # (N, h', w'), about the input size
     pred = F.interpolate(pred.float()[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
     return pred.clamp_min(0.0)
 
 
-def iter_disparity(
-    model: DepthModel,
-    frames: np.ndarray,
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: Callable[[int], None] | None = None,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Disparity of a clip, batch by batch: yields ``(first frame index, float32 (B, H, W))``.
+def depth_size(frame_size: tuple[int, int], resolution: int) -> tuple[int, int]:
+    """(h, w) depth is kept at for frames of ``frame_size``: the frame's, or scaled so the short side is
+    ``resolution`` when the frame is larger (``DepthConfig.resolution``), aspect kept."""
+    h, w = frame_size
+    if min(h, w) <= resolution:
+        return h, w
+    scale = resolution / min(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
-    frames: ``uint8`` ``(T, H, W, 3)`` RGB (``io.Clip.frames``). ``progress(n)`` after each batch.
+
+def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(n, h, w)`` float32 maps to ``size`` (bilinear, as the network's output is resized)."""
+    if depth.shape[1:] == tuple(size):
+        return depth
+    t = F.interpolate(torch.from_numpy(np.ascontiguousarray(depth))[:, None], size=size, mode="bilinear", align_corners=False)
+    return t[:, 0].numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# backends: where disparity comes from
+
+
+class DepthBackend(Protocol):
+    """Disparity for frames of the clip: ``backend(frames uint8 (n, H, W, 3), first) -> float32 (n, h, w)`` at ``size``.
+
+    ``first`` is the index (in the converted range) of the first frame, for backends that read per-frame
+    files. ``name`` goes into the stage's record.
     """
+
+    name: str
+
+    def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int]) -> np.ndarray: ...
+
+
+class ModelDepth:
+    """A depth network (``models.load_depth_model``), ``batch_size`` frames per forward pass."""
+
+    def __init__(self, model: DepthModel, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.batch_size, self.name = model, batch_size, model.name
+
+    def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int]) -> np.ndarray:
+        _check_frames(frames)
+        out = []
+        for i in range(0, len(frames), self.batch_size):
+            batch = torch.from_numpy(frames[i : i + self.batch_size]).to(self.model.device)
+            batch = batch.permute(0, 3, 1, 2).float() / 255.0  # (B, H, W, 3) uint8 -> (B, 3, H, W) [0, 1]
+            out.append(predict_disparity(self.model, batch, size=size).cpu().numpy())
+        return np.concatenate(out)
+
+
+class FolderDepth:
+    """Depth maps from a folder (``--depth-from``): file ``start + i`` in natural order for frame ``i``.
+
+    ``num_frames``: the frames of the converted range, which the folder must cover; ``frame_size``: the
+    input's stored (H, W), which every map must have, or the frames' (H, W) when the frames are
+    resized. Maps are resized to the requested size bilinearly. Read lazily, one chunk at a time.
+    """
+
+    def __init__(self, folder: Path, *, start: int, num_frames: int, frame_sizes: tuple[tuple[int, int], ...]) -> None:
+        self.folder, self.start, self.name = Path(folder), start, f"folder:{folder}"
+        self.files = io.list_depths(self.folder)
+        self.frame_sizes = frame_sizes
+        self._warned = False
+        if len(self.files) < start + num_frames:
+            raise InputError(f"{folder}: {len(self.files)} depth maps for {start + num_frames} frames", params=("depth_from",))
+
+    def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int]) -> np.ndarray:
+        maps = []
+        for f in self.files[self.start + first : self.start + first + len(frames)]:
+            d = io.read_depth(f)
+            if not self._warned and (d < 0).any():  # once per folder, not once per frame
+                log.warning("%s: negative depth values (from %s on) are taken as 0: infinitely far", self.folder, f.name)
+                self._warned = True
+            if d.shape not in self.frame_sizes:
+                h, w = self.frame_sizes[0]
+                raise InputError(f"{f}: depth size {d.shape[1]}x{d.shape[0]} differs from the frame size {w}x{h}")
+            maps.append(resize_depth(d[None], size)[0])
+        return np.stack(maps)
+
+
+def _check_frames(frames: np.ndarray) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames: expected uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, len(frames), batch_size):
-        batch = torch.from_numpy(frames[start : start + batch_size]).to(model.device)
-        batch = batch.permute(0, 3, 1, 2).float() / 255.0  # (B, H, W, 3) uint8 -> (B, 3, H, W) [0, 1]
-        yield start, predict_disparity(model, batch).cpu().numpy()
-        if progress is not None:
-            progress(len(batch))
+
+
+def frame_stats(disparity: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame statistics of ``(n, h, w)`` disparity that stages after this one need over the whole clip:
+    min and max (the reference's normalisation) and the 1st/99th percentiles (robust per-shot ranges)."""
+    flat = disparity.reshape(len(disparity), -1)
+    lo, hi = np.percentile(flat, [1.0, 99.0], axis=1)
+    return {"min": flat.min(1), "max": flat.max(1), "p01": lo, "p99": hi}
+
+
+# --------------------------------------------------------------------------------------------------
+# previews
 
 
 def preview_image(disparity: np.ndarray, *, grayscale: bool = False) -> np.ndarray:
@@ -129,31 +207,65 @@ def write_previews(out_dir: Path, names: list[str], disparity: np.ndarray, *, gr
         io.write_image(out_dir / PREVIEW_DIR / f"{name}.png", preview_image(d, grayscale=grayscale))
 
 
-def run_depth_stage(
-    clip: io.Clip,
-    out_dir: str | os.PathLike,
-    model: DepthModel,
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    preview: bool = True,
-    grayscale: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> list[Path]:
-    """Stage 1: write ``out_dir/<stem>_depth.npy`` for every frame of a clip (``io.read_clip``); return those paths.
+# --------------------------------------------------------------------------------------------------
+# the stage
 
-    Files are written as their batch finishes (atomically), so memory does not grow with the clip.
+
+def run_depth(
+    frames: Callable[[int, int], np.ndarray],
+    backend: DepthBackend,
+    out: FrameChunks,
+    *,
+    size: tuple[int, int],
+    chunk_frames: int,
+    analyse: Callable[[int, np.ndarray], dict[str, np.ndarray]] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Stage 1, chunk by chunk: ``frames(a, b)`` -> disparity ``(n, h, w)`` at ``size`` -> ``out.commit``.
+
+    Each chunk commits ``{"disparity": ...}`` with ``frame_stats`` and ``analyse(a, frames)``'s per-frame
+    statistics (``convert`` measures shot changes there, on frames it has decoded anyway). Memory holds
+    one chunk.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: exists and is not a folder")
-    log.info("depth: %d frames %dx%d from %s -> %s", clip.num_frames, clip.size[1], clip.size[0], clip.source, out_dir)
-    written = []
-    for start, disparity in iter_disparity(model, clip.frames, batch_size=batch_size, progress=progress):
-        names = [DEPTH_NAME.format(stem=stem) for stem in clip.names[start : start + len(disparity)]]
+    for a, b in out.plan(chunk_frames):
+        rgb = frames(a, b)
+        disparity = backend(rgb, a, size).astype(np.float32, copy=False)
+        bad = ~np.isfinite(disparity)
+        if bad.any():
+            raise InputError(f"depth of frame {a + int(np.argwhere(bad)[0][0])}: {int(bad.sum())} NaN/inf values ({backend.name})")
+        stats = frame_stats(disparity)
+        if analyse is not None:
+            stats.update(analyse(a, rgb))
+        out.commit(a, {"disparity": disparity}, stats)
+        if progress is not None:
+            progress(b - a)
+
+
+class DepthFolder:
+    """``FrameChunks`` writing the reference's layout: ``<out>/<stem>_depth.npy`` per frame and previews.
+
+    For the seed script (``svg_run.py``): no resume, every frame is computed.
+    """
+
+    def __init__(self, out_dir: Path, names: tuple[str, ...], *, preview: bool = True, grayscale: bool = False, suffix: str = "_depth") -> None:
+        out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputError(f"{out_dir}: exists and is not a folder")
+        self.out_dir, self.names, self.preview, self.grayscale, self.suffix = out_dir, names, preview, grayscale, suffix
+        self.written: list[Path] = []
+
+    def plan(self, chunk_frames: int) -> list[tuple[int, int]]:
+        n = len(self.names)
+        return [(a, min(a + chunk_frames, n)) for a in range(0, n, chunk_frames)]
+
+    def commit(self, first: int, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray] | None = None) -> None:
+        disparity = arrays["disparity"]
+        names = [f"{stem}{self.suffix}" for stem in self.names[first : first + len(disparity)]]
         for name, d in zip(names, disparity, strict=True):
-            path = out_dir / f"{name}.npy"
+            path = self.out_dir / f"{name}.npy"
             io.write_depth(path, d)
-            written.append(path)
-        if preview:
-            write_previews(out_dir, names, disparity, grayscale=grayscale)
-    return written
+            self.written.append(path)
+        if self.preview:
+            write_previews(self.out_dir, names, disparity, grayscale=self.grayscale)
+
+

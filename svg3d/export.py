@@ -300,3 +300,11 @@ def _need(x: np.ndarray | None, what: str, name: str) -> np.ndarray:
     if x is None:
         raise ValueError(f"the {name} export needs {what}")
     return x
+
+
+def needs_views(names: Sequence[str]) -> bool:
+    return any(EXPORTS[n].needs_all_views for n in names)
+
+
+def needs_depth(names: Sequence[str]) -> bool:
+    return "depth" in names

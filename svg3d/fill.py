@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import check_same, check_shape
-from .stabilise import box_filter
+from .filters import box_filter
 from .warp import warp_views
 
 log = logging.getLogger(__name__)

@@ -18,12 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from .checks import InputError, check_same, check_shape
+from .config import FLOW_CHOICES, RAFT_ITERATIONS
 from .models import load_raft, offline, raft_cache_path
 
 log = logging.getLogger(__name__)
 
-FLOW_CHOICES = ("auto", "raft", "raft_small", "dis")
-RAFT_ITERATIONS = 32  # the reference calls RAFT with iters=32 (torchvision's default is 12)
 RAFT_MULTIPLE = 8  # RAFT works at 1/8 resolution: both sides must be multiples of 8
 RAFT_MIN_SIDE = 128  # torchvision's 4-level correlation pyramid needs feature maps of >= 16 = 128 / 8
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,6 +30,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 DEPTH_SUFFIXES = (".npy", ".png", ".pfm")
 DEFAULT_FPS = 8.0  # zeroscope's clips are 8 fps; used for frame folders, which carry no rate
+TEMP_STEM_BYTES = 64  # of a file's stem kept in its temporary name (atomic_path)
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read the process umask once (it can only be read by setting it)
 
@@ -46,7 +47,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    # A name that fits must not overflow as a temporary: keep the stem short (file systems allow 255 bytes).
+    stem = path.stem.encode()[:TEMP_STEM_BYTES].decode(errors="ignore")
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
@@ -107,46 +110,44 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, jpeg_quality: int =
     write_bytes(path, encode_image(img, path.suffix, jpeg_quality=jpeg_quality))
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders the numbers inside a name by value: ``frame2`` before ``frame10``.
+
+    The name is split into text and digit runs; text compares case-insensitively, digit runs as integers.
+    """
+    parts = _DIGITS.split(name)
+    return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts))
+
+
+def natural_sorted(files: Sequence[Path], what: str = "files") -> list[Path]:
+    """``files`` in natural order of their stems (``2.png`` before ``10.png``).
+
+    Two files whose stems have the same natural key (``1.png`` and ``01.png``, ``a.jpg`` and ``a.png``)
+    cannot be ordered unambiguously: ``InputError`` naming both.
+    """
+    keyed = sorted(((natural_key(f.stem), f.name, f) for f in files), key=lambda k: k[:2])
+    for (k1, _, f1), (k2, _, f2) in zip(keyed, keyed[1:], strict=False):
+        if k1 == k2:
+            raise InputError(f"{f1.parent}: {f1.name} and {f2.name} are the same frame number; cannot order the {what}, rename one")
+    return [f for _, _, f in keyed]
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Sorted image files (``.jpg .jpeg .png``) of a folder; error if it is missing or has none."""
+    """Image files (``.jpg .jpeg .png``) of a folder in natural order; error if it is missing or has none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = natural_sorted([p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")], "frames")
     if not files:
         raise InputError(f"{folder}: no .jpg or .png frames in this folder")
     return files
 
 
 # --------------------------------------------------------------------------------------------------
-# clips
-
-
-@dataclass(frozen=True)
-class Clip:
-    """A decoded monocular clip.
-
-    frames:    ``uint8`` RGB ``(T, H, W, 3)``.
-    fps:       frame rate (``DEFAULT_FPS`` for frame folders, which carry none).
-    names:     one stem per frame (``"00000"`` ...), used to name per-frame outputs.
-    source:    the folder or video file it came from.
-    has_audio: whether the source is a video file with an audio stream (to copy into exports).
-    """
-
-    frames: np.ndarray
-    fps: float
-    names: tuple[str, ...]
-    source: Path
-    has_audio: bool = False
-
-    @property
-    def num_frames(self) -> int:
-        return self.frames.shape[0]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(height, width)."""
-        return self.frames.shape[1], self.frames.shape[2]
+# frames and videos (streamed input: ``svg3d.source``)
 
 
 def frames_folder(path: str | os.PathLike) -> Path:
@@ -169,69 +170,15 @@ def read_frames(files: Sequence[Path]) -> np.ndarray:
     return np.stack(frames)
 
 
-def read_clip(path: str | os.PathLike, *, max_frames: int | None = None, start: int = 0) -> Clip:
-    """Read a clip from a folder of frames (``images/`` inside it, or the folder itself) or a video file.
-
-    ``start`` and ``max_frames`` select a range of frames. A video's frames come upright, turned as its
-    display matrix says (``_upright``), as players show them. Errors (``InputError``): a missing path, an
-    empty folder, a corrupt or unreadable frame, frames of different sizes, a file that is not a
-    video, a video with no frames, fewer frames than asked for.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        files = list_images(frames_folder(path))
-        stop = len(files) if max_frames is None else start + max_frames
-        if stop > len(files):
-            raise InputError(f"{frames_folder(path)}: {len(files)} frames, but frames {start}..{stop - 1} were asked for")
-        files = files[start:stop]
-        return Clip(read_frames(files), DEFAULT_FPS, tuple(f.stem for f in files), path, False)
-    frames, fps, has_audio = _decode_video(path, start, max_frames)
-    names = tuple(f"{i:05d}" for i in range(start, start + len(frames)))
-    return Clip(frames, fps, names, path, has_audio)
-
-
-def _decode_video(path: Path, start: int, max_frames: int | None) -> tuple[np.ndarray, float, bool]:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path}: not a video (no video stream)")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
-            fps = float(rate) if rate else DEFAULT_FPS
-            has_audio = bool(container.streams.audio)
-            frames = []
-            for i, frame in enumerate(container.decode(stream)):
-                if i < start:
-                    continue
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-                frames.append(_upright(frame.to_ndarray(format="rgb24"), frame.rotation, path, first=not frames))
-    except av.error.FFmpegError as e:
-        raise InputError(f"{path}: cannot read as a video ({e.strerror or type(e).__name__})") from None
-    if not frames:
-        raise InputError(f"{path}: the video has no frames (after frame {start})")
-    if max_frames is not None and len(frames) < max_frames:
-        raise InputError(f"{path}: {start + len(frames)} frames, but frames {start}..{start + max_frames - 1} were asked for")
-    return np.stack(frames), fps, has_audio
-
-
-def _upright(image: np.ndarray, rotation: int, path: Path, *, first: bool) -> np.ndarray:
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """A decoded frame turned as its display matrix says (phones store portrait video as landscape).
 
     ``rotation``: degrees counter-clockwise (PyAV's ``VideoFrame.rotation``), as players and FFmpeg's
-    autorotate apply it. Angles that are not quarter turns are left alone, with a warning.
+    autorotate apply it. Angles that are not quarter turns are left alone (``source`` warns once).
     """
     if rotation % 90:
-        if first:
-            log.warning("%s: display rotation %d degrees is not a quarter turn; frames kept as stored", path, rotation)
         return image
     turns = (rotation // 90) % 4
-    if turns and first:
-        log.info("%s: turned %d degrees counter-clockwise, as its display matrix says", path, rotation)
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
 
@@ -346,8 +293,8 @@ def read_depth(path: str | os.PathLike) -> np.ndarray:
         depth = depth[..., 0]
     if depth.ndim != 2:
         raise InputError(f"{path}: a depth map must be one channel (H, W), got shape {depth.shape}")
-    if not np.issubdtype(depth.dtype, np.number):
-        raise InputError(f"{path}: depth must be numeric, got {depth.dtype}")
+    if not (np.issubdtype(depth.dtype, np.integer) or np.issubdtype(depth.dtype, np.floating)):
+        raise InputError(f"{path}: depth must be real numbers, got {depth.dtype}")
     depth = depth.astype(np.float32)
     if not np.isfinite(depth).all():
         raise InputError(f"{path}: depth has {int((~np.isfinite(depth)).sum())} NaN/inf values")
@@ -383,7 +330,7 @@ def write_depth(path: str | os.PathLike, depth: np.ndarray, *, png_scale: float 
 
 
 def list_depths(folder: str | os.PathLike, suffix: str | None = None) -> list[Path]:
-    """Sorted depth files of a folder.
+    """Depth files of a folder, in natural order (``2_depth.npy`` before ``10_depth.npy``).
 
     ``suffix`` (``.npy``/``.png``/``.pfm``) picks the format; ``None`` takes the one format present.
     Sub-folders and hidden files are ignored; any other file is reported (a foreign file in a depth
@@ -392,16 +339,16 @@ def list_depths(folder: str | os.PathLike, suffix: str | None = None) -> list[Pa
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such depth folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
     for f in files:
         if f.suffix.lower() not in DEPTH_SUFFIXES:
             raise InputError(f"{f}: not a depth map (expected {', '.join(DEPTH_SUFFIXES)} files in {folder})")
     if suffix is None:
         kinds = sorted({f.suffix.lower() for f in files})
         if len(kinds) > 1:
-            raise InputError(f"{folder}: mixed depth formats {kinds}; choose one with --depth_suffix")
+            raise InputError(f"{folder}: mixed depth formats {kinds}; keep one format in this folder")
         suffix = kinds[0] if kinds else ".npy"
-    files = [f for f in files if f.suffix.lower() == suffix]
+    files = natural_sorted([f for f in files if f.suffix.lower() == suffix], "depth maps")
     if not files:
         raise InputError(f"{folder}: no {suffix} depth maps in this folder")
     return files

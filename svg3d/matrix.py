@@ -27,6 +27,7 @@ import torch
 
 from . import camera, io
 from .checks import InputError, check_shape
+from .config import MatrixConfig
 
 MANIFEST = "manifest.json"
 _NAME = re.compile(r"^(\d+)_baseline_(.+)_(\d+)_mask\.png$")
@@ -52,6 +53,7 @@ class MatrixInfo:
     farest_depth: float = camera.DEFAULT_FAREST_DEPTH
     metric_depth: bool = False
     num_planes: int = 4
+    screen: float = 0.0  # inverse depth (1/m) of the screen plane (camera conventions); 0: at infinity, the paper's
 
     @property
     def reference_view(self) -> int:
@@ -85,20 +87,55 @@ def file_stem(frame: int, view: int, max_baseline: float) -> str:
     return "%05d_baseline_%s_%03d" % (frame, max_baseline, view)  # noqa: UP031 (the reference format, verbatim)
 
 
+def matrix_info(
+    plan: camera.ViewPlan, config: MatrixConfig, *, size: tuple[int, int], num_frames: int, names: tuple[str, ...] = (), fps: float = io.DEFAULT_FPS
+) -> MatrixInfo:
+    """The manifest of the frame matrix of ``num_frames`` frames of ``size`` (H, W) under a view plan."""
+    return MatrixInfo(
+        num_views=plan.num_views, num_frames=num_frames, height=size[0], width=size[1], baselines=plan.baselines,
+        max_baseline=plan.max_baseline, layout=plan.layout.value, focal=plan.focal, image_suffix=".png" if config.lossless else ".jpg",
+        frame_names=tuple(names), fps=fps, nearest_depth=config.nearest_depth, farest_depth=config.farest_depth,
+        metric_depth=config.metric_depth, num_planes=config.num_planes, screen=plan.screen,
+    )  # fmt: skip
+
+
 def save_frame_matrix(fm: FrameMatrix, folder: str | Path, *, jpeg_quality: int = 95) -> None:
     """Write every cell atomically, then the manifest (whose presence marks the folder complete)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MANIFEST).unlink(missing_ok=True)  # incomplete until rewritten
-    info = fm.info
-    rgb = (fm.images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()  # V T H W 3
-    mask = fm.masks[:, :, 0].cpu().numpy().astype(np.uint8) * 255  # V T H W
-    for v in range(info.num_views):
-        for t in range(info.num_frames):
-            stem = file_stem(t, v, info.max_baseline)
-            io.write_image(folder / f"{stem}{info.image_suffix}", rgb[v, t], jpeg_quality=jpeg_quality)
-            io.write_image(folder / f"{stem}_mask.png", mask[v, t])
-    io.write_text(folder / MANIFEST, json.dumps(asdict(info), indent=1))
+    writer = MatrixWriter.for_info(folder, fm.info, jpeg_quality=jpeg_quality)
+    writer.write(0, fm.images, fm.masks[:, :, 0])
+    writer.close()
+
+
+class MatrixWriter:
+    """Writes a frame-matrix folder chunk by chunk in the reference layout; ``close`` writes the manifest last."""
+
+    def __init__(self, folder: str | Path, plan: camera.ViewPlan, config: MatrixConfig, source_info, *, jpeg_quality: int = 95) -> None:
+        info = matrix_info(plan, config, size=source_info.size, num_frames=source_info.num_frames, names=source_info.names, fps=source_info.fps)
+        self._init(folder, info, jpeg_quality)
+
+    @classmethod
+    def for_info(cls, folder: str | Path, info: MatrixInfo, *, jpeg_quality: int = 95) -> MatrixWriter:
+        writer = cls.__new__(cls)
+        writer._init(folder, info, jpeg_quality)
+        return writer
+
+    def _init(self, folder: str | Path, info: MatrixInfo, jpeg_quality: int) -> None:
+        self.folder, self.info, self.jpeg_quality = Path(folder), info, jpeg_quality
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / MANIFEST).unlink(missing_ok=True)  # incomplete until rewritten
+
+    def write(self, first: int, images: torch.Tensor, known: torch.Tensor) -> None:
+        """Cells of frames ``first ..``: images ``(V, n, 3, H, W)`` in [0, 1], known ``(V, n, H, W)`` bool."""
+        rgb = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()  # V n H W 3
+        mask = known.cpu().numpy().astype(np.uint8) * 255  # V n H W
+        for v in range(rgb.shape[0]):
+            for i in range(rgb.shape[1]):
+                stem = file_stem(first + i, v, self.info.max_baseline)
+                io.write_image(self.folder / f"{stem}{self.info.image_suffix}", rgb[v, i], jpeg_quality=self.jpeg_quality)
+                io.write_image(self.folder / f"{stem}_mask.png", mask[v, i])
+
+    def close(self) -> None:
+        io.write_text(self.folder / MANIFEST, json.dumps(asdict(self.info), indent=1))
 
 
 def read_matrix_info(folder: str | Path) -> MatrixInfo:
@@ -218,7 +255,7 @@ def build_frame_matrix(
     chunk = chunk or (s["T"] if frames.device.type == "cuda" else 2)
     images, masks = [], []
     for t0 in range(0, s["T"], chunk):
-        img, msk = warp_views(frames[t0 : t0 + chunk], depth[t0 : t0 + chunk], baselines, info.focal, num_planes=num_planes)
+        img, msk = warp_views(frames[t0 : t0 + chunk], depth[t0 : t0 + chunk], baselines, info.focal, screen=info.screen, num_planes=num_planes)
         images.append(img)
         masks.append(msk)
         if progress is not None:
@@ -229,21 +266,6 @@ def build_frame_matrix(
     images_t[ref] = frames
     masks_t[ref] = True
     return FrameMatrix(images_t, masks_t, info)
-
-
-@dataclass(frozen=True)
-class MatrixConfig:
-    """How to build a frame matrix (create_frame_matrix.py's flags)."""
-
-    num_views: int = 8  # cameras from the input to the other eye (SVG README: 8; 4 is often enough)
-    max_baseline: float = camera.DEFAULT_BASELINE  # metres between the two eyes (paper: 7 cm)
-    layout: camera.Layout = camera.Layout.LEFT2RIGHT  # input = left eye, as the seed commands use
-    focal: float | None = None  # pixels; None = 800 at 576 px wide, scaled with the width
-    nearest_depth: float = -1.0  # metres; <= 0: the nearest point lands at ~0.91 m (reference)
-    farest_depth: float = camera.DEFAULT_FAREST_DEPTH  # metres; the farthest point
-    metric_depth: bool = False  # depth files hold inverse metric depth (1/m), not relative disparity
-    num_planes: int = 4  # depth layers of the crack clean-up (reference)
-    lossless: bool = False  # PNG instead of the reference's JPEG (JPEG bleeds colour into holes)
 
 
 def frame_matrix_from_clip(
@@ -264,25 +286,7 @@ def frame_matrix_from_clip(
     t, h, w, _ = frames.shape
     if disparity.shape != (t, h, w):
         raise ValueError(f"disparity {disparity.shape} does not match frames {frames.shape}")
-    focal = config.focal if config.focal is not None else camera.default_focal(w)
-    baselines = camera.view_baselines(config.num_views, config.max_baseline, config.layout)
-    info = MatrixInfo(
-        num_views=config.num_views,
-        num_frames=t,
-        height=h,
-        width=w,
-        baselines=tuple(float(b) for b in baselines),
-        max_baseline=config.max_baseline,
-        layout=camera.Layout(config.layout).value,
-        focal=float(focal),
-        image_suffix=".png" if config.lossless else ".jpg",
-        frame_names=tuple(frame_names),
-        fps=fps,
-        nearest_depth=config.nearest_depth,
-        farest_depth=config.farest_depth,
-        metric_depth=config.metric_depth,
-        num_planes=config.num_planes,
-    )
+    info = matrix_info(camera.plan_views(config, w), config, size=(h, w), num_frames=t, names=frame_names, fps=fps)
     rgb = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255  # T H W 3 -> T 3 H W
     z = camera.disparity_to_depth(
         torch.from_numpy(disparity).to(device).float(),
@@ -292,3 +296,120 @@ def frame_matrix_from_clip(
     )
     fm = build_frame_matrix(rgb, z, info, num_planes=config.num_planes, progress=progress)
     return FrameMatrix(fm.images.cpu(), fm.masks.cpu(), info)
+
+
+# --------------------------------------------------------------------------------------------------
+# streamed cells: the frame matrix of any frame range, warped when asked for
+
+
+def warp_cells(
+    frames: torch.Tensor,
+    depth: torch.Tensor,
+    baselines: torch.Tensor,
+    focal: float,
+    *,
+    screen: float = 0.0,
+    num_planes: int = 4,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The frame-matrix cells of T frames and the metric depth of every cell.
+
+    frames ``(T, 3, H, W)`` in [0, 1]; depth Z ``(T, H, W)``; baselines ``(V,)`` metres. Returns images
+    ``(V, T, 3, H, W)`` (0 in holes), masks ``(V, T, 1, H, W)`` bool and depth ``(V, T, H, W)`` (0 in
+    holes). Z travels as a fourth channel of the same warp, so its holes are exactly the images' and the
+    crack clean-up blurs depth where it blurs colour.
+    """
+    from .warp import warp_views
+
+    s = check_shape(frames, "T 3 H W", "frames")
+    check_shape(depth, f"{s['T']} {s['H']} {s['W']}", "depth")
+    stacked = torch.cat([frames, depth[:, None].to(frames.dtype)], 1)  # (T, 4, H, W): RGB + Z
+    warped, masks = warp_views(stacked, depth, baselines.to(depth), focal, screen=screen, num_planes=num_planes)
+    return warped[:, :, :3], masks, torch.where(masks[:, :, 0], warped[:, :, 3], 0)
+
+
+@dataclass
+class Cells:
+    """Frame-matrix cells of a frame range ``first .. first + n - 1`` for some views.
+
+    views: the view indices, in order. images ``(V, n, 3, H, W)`` float in [0, 1], 0 in holes; known
+    ``(V, n, H, W)`` bool; depth ``(V, n, H, W)`` metric Z, 0 in holes; source ``(n, 3, H, W)`` and
+    source_depth ``(n, H, W)``: the input view itself.
+    """
+
+    first: int
+    views: tuple[int, ...]
+    images: torch.Tensor
+    known: torch.Tensor
+    depth: torch.Tensor
+    source: torch.Tensor
+    source_depth: torch.Tensor
+
+
+class MatrixSource:
+    """The cells of a clip's frame matrix by frame range, computed on demand (never stored whole).
+
+    frames(a, b): the input frames ``uint8 (n, H, W, 3)``; disparity(a, b): the (stabilised) disparity
+    ``float32 (n, h, w)``, upsampled to the frame size bilinearly; lo, hi: per-frame normalisation range
+    ``(T,)`` (``svg3d.shots``); plan: the views; config: how disparity becomes Z. Recent frames' cells
+    are kept (``cache_frames``), so a stage reading a chunk and its temporal context warps each frame
+    once. Everything is computed on ``device``.
+    """
+
+    def __init__(
+        self,
+        frames,
+        disparity,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        plan: camera.ViewPlan,
+        config: MatrixConfig,
+        *,
+        device: torch.device | str = "cpu",
+        cache_frames: int = 32,
+    ) -> None:
+        self._frames, self._disparity = frames, disparity
+        self.lo, self.hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+        self.plan, self.config, self.device = plan, config, torch.device(device)
+        self.cache_frames = cache_frames
+        self._cache: dict[tuple[int, tuple[int, ...]], tuple[torch.Tensor, ...]] = {}
+
+    def source(self, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input frames ``(n, 3, H, W)`` in [0, 1] and their metric depth ``(n, H, W)``."""
+        rgb = torch.from_numpy(self._frames(a, b)).to(self.device).permute(0, 3, 1, 2).float() / 255  # n H W 3 -> n 3 H W
+        h, w = rgb.shape[-2:]
+        d = torch.from_numpy(np.ascontiguousarray(self._disparity(a, b))).to(self.device)
+        if d.shape[-2:] != (h, w):
+            d = torch.nn.functional.interpolate(d[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        c = self.config
+        z = camera.disparity_to_depth(
+            d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth,
+            lo=torch.from_numpy(self.lo[a:b]).to(self.device), hi=torch.from_numpy(self.hi[a:b]).to(self.device),
+        )  # fmt: skip
+        return rgb, z
+
+    def cells(self, a: int, b: int, views: tuple[int, ...] | None = None) -> Cells:
+        """Cells of frames ``a .. b-1`` for ``views`` (default: the plan's fill views)."""
+        views = tuple(self.plan.fill_views if views is None else views)
+        todo = [t for t in range(a, b) if (t, views) not in self._cache]
+        if todo:
+            t0, t1 = todo[0], todo[-1] + 1  # contiguous in practice: a chunk's new frames
+            rgb, z = self.source(t0, t1)
+            baselines = torch.tensor([self.plan.baselines[v] for v in views], dtype=torch.float64)
+            images, masks, depth = warp_cells(rgb, z, baselines, self.plan.focal, screen=self.plan.screen, num_planes=self.config.num_planes)
+            for i, t in enumerate(range(t0, t1)):
+                self._cache[t, views] = (images[:, i], masks[:, i, 0], depth[:, i], rgb[i], z[i])
+            for key in sorted(self._cache):
+                if len(self._cache) <= self.cache_frames:
+                    break
+                if key[0] < a or key[0] >= b:
+                    del self._cache[key]
+        parts = [self._cache[t, views] for t in range(a, b)]
+        return Cells(
+            first=a,
+            views=views,
+            images=torch.stack([p[0] for p in parts], 1),  # per frame (V, 3, H, W) -> (V, n, 3, H, W)
+            known=torch.stack([p[1] for p in parts], 1),
+            depth=torch.stack([p[2] for p in parts], 1),
+            source=torch.stack([p[3] for p in parts]),
+            source_depth=torch.stack([p[4] for p in parts]),
+        )

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .checks import InputError
+from .config import DEFAULT_DEPTH_MODEL, ZEROSCOPE
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ KNOWN_MODELS: dict[str, ModelInfo] = {
     "raft_small": ModelInfo("flow", "BSD-3-Clause", "torchvision Raft_Small_Weights.C_T_V2"),
 }
 
-DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 SEED_ENCODERS = {  # the seed's svg_run.py --encoder -> the v1 checkpoint it loaded
     "vits": "LiheYoung/depth-anything-small-hf",
     "vitb": "LiheYoung/depth-anything-base-hf",
@@ -72,38 +72,101 @@ def looks_like_path(name: str) -> bool:
 
 
 def model_not_found(
-    name: str, what: str, reason: object, *, flag: str = "--model", download: str | None = None
+    name: str, what: str, reason: object, *, flag: str = "model", download: str | None = None, alternative: str | None = None
 ) -> InputError:
     """The one-line error for a model that cannot be loaded, saying how to provide it offline.
 
-    ``download``: how to fetch it on a connected machine (default: ``huggingface-cli download``
-    into a folder, for hub ids).
+    ``flag``: the parameter that chooses the model (a CLI shows its own flag name: ``InputError.params``);
+    ``alternative``: a parameter that does without the model (``depth_from`` for depth). ``download``: how
+    to fetch it on a connected machine (default: ``huggingface-cli download`` into a folder, for hub ids).
     """
     reason = " ".join(str(reason).split()).split(". ")[0][:160]  # the first sentence is the cause
+    params = (flag,) if alternative is None else (flag, alternative)
     if looks_like_path(name) or Path(name).exists():
         hint = f"give {flag} a folder saved with save_pretrained"
     else:
         where = "offline (HF_HUB_OFFLINE is set)" if offline() else "could not download it"
-        download = (
-            download or f"run `huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass {flag} DIR"
-        )
+        download = download or f"run `huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass {flag} DIR"
         hint = f"{where}: on a connected machine {download}"
-    return InputError(f"{what} '{name}': cannot load it ({reason}); {hint}")
+    if alternative is not None:
+        hint += f", or pass {alternative} DIR"
+    return InputError(f"{what} '{name}': cannot load it ({reason}); {hint}", params=params)
 
 
 @contextlib.contextmanager
-def loading(name: str, what: str, *, flag: str = "--model", download: str | None = None) -> Iterator[None]:
+def loading(name: str, what: str, *, flag: str = "model", download: str | None = None, alternative: str | None = None) -> Iterator[None]:
     """Turn the errors ``from_pretrained`` raises for a missing or foreign model into ``model_not_found``.
 
     ``OSError`` covers missing files, cache misses and network failures (``huggingface_hub``'s errors
     derive from it); ``ValueError`` covers a malformed id and a folder that is not a model.
     """
     if looks_like_path(name) and not Path(name).expanduser().exists():
-        raise model_not_found(name, what, "no such folder", flag=flag)
+        raise model_not_found(name, what, "no such folder", flag=flag, alternative=alternative)
     try:
         yield
     except (OSError, ValueError) as e:
-        raise model_not_found(name, what, e, flag=flag, download=download) from None
+        raise model_not_found(name, what, e, flag=flag, download=download, alternative=alternative) from None
+
+
+HUB_TIMEOUT = 2.0  # seconds to wait for the hub before treating it as unreachable (no retry storms)
+_reachable: dict[str, bool] = {}
+
+
+def host_reachable(url: str, timeout: float = HUB_TIMEOUT) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` (answered once per process)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    host, port = parsed.hostname or url, parsed.port or (443 if parsed.scheme != "http" else 80)
+    if host not in _reachable:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            _reachable[host] = True
+        except OSError:
+            _reachable[host] = False
+    return _reachable[host]
+
+
+def hub_reachable() -> bool:
+    from huggingface_hub import constants
+
+    return host_reachable(constants.ENDPOINT)
+
+
+def missing_reason(name: str, probe_file: str = "config.json") -> str | None:
+    """Why the model ``name`` (hub id or folder) cannot be used without waiting on the network, or None.
+
+    A folder must hold ``probe_file``; a hub id is fine when that file is in the Hugging Face cache, or
+    when downloads are allowed and the hub answers within ``HUB_TIMEOUT``. Nothing is downloaded.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return None if (path / probe_file).is_file() else f"{name} has no {probe_file}"
+    if looks_like_path(name):
+        return "no such folder"
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, probe_file), str):
+        return None
+    if offline():
+        return "not in the Hugging Face cache"
+    if not hub_reachable():
+        return f"not in the Hugging Face cache, and the hub does not answer within {HUB_TIMEOUT:.0f} s"
+    return None
+
+
+def check_available(name: str, what: str, *, flag: str, probe_file: str = "config.json", alternative: str | None = None) -> None:
+    """Fail fast (``model_not_found``) when ``missing_reason`` says the model cannot be had.
+
+    When the hub does not answer, ``HF_HUB_OFFLINE`` is set for the rest of the process, so that later
+    loads look only in the cache instead of retrying the network many times.
+    """
+    reason = missing_reason(name, probe_file)
+    if reason is not None:
+        if not offline() and not looks_like_path(name) and not Path(name).expanduser().exists():
+            os.environ["HF_HUB_OFFLINE"] = "1"
+        raise model_not_found(name, what, reason, flag=flag, alternative=alternative)
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -144,16 +207,17 @@ class DepthModel:
 def depth_model_name(model: str | None = None, encoder: str | None = None) -> str:
     """The model to load from the CLI's ``--model`` / seed ``--encoder`` (at most one of them)."""
     if model is not None and encoder is not None:
-        raise InputError(f"--model {model} and --encoder {encoder} both choose the depth model; give one")
+        raise InputError(f"model {model} and encoder {encoder} both choose the depth model; give one", params=("model", "encoder"))
     if encoder is not None:
         if encoder not in SEED_ENCODERS:
-            raise InputError(f"--encoder {encoder}: expected one of {', '.join(SEED_ENCODERS)}")
+            raise InputError(f"encoder {encoder}: expected one of {', '.join(SEED_ENCODERS)}", params=("encoder",))
         return SEED_ENCODERS[encoder]
     return model if model is not None else DEFAULT_DEPTH_MODEL
 
 
 def load_depth_model(
-    name: str = DEFAULT_DEPTH_MODEL, *, device: torch.device, dtype: torch.dtype | None = None, flag: str = "--model"
+    name: str = DEFAULT_DEPTH_MODEL, *, device: torch.device, dtype: torch.dtype | None = None, flag: str = "model",
+    alternative: str | None = None,
 ) -> DepthModel:
     """Load any ``AutoModelForDepthEstimation`` checkpoint (hub id or local folder) in eval mode.
 
@@ -163,7 +227,7 @@ def load_depth_model(
     from transformers import AutoModelForDepthEstimation
 
     dtype = default_dtype(device) if dtype is None else dtype
-    with loading(name, "depth model", flag=flag):
+    with loading(name, "depth model", flag=flag, alternative=alternative):
         net = AutoModelForDepthEstimation.from_pretrained(name, dtype=dtype, local_files_only=offline())
         preprocessor = _preprocessor_config(name)
     kind = getattr(net.config, "depth_estimation_type", "relative")
@@ -233,6 +297,20 @@ def raft_cache_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / _raft_url(name).rsplit("/", 1)[-1]
 
 
+def check_raft(name: str) -> None:
+    """Fail fast when torchvision's ``raft_large``/``raft_small`` weights are neither cached nor downloadable now."""
+    path = raft_cache_path(name)
+    if path.is_file():
+        return
+    url = _raft_url(name)
+    if offline() or not host_reachable(url):
+        why = "HF_HUB_OFFLINE is set" if offline() else f"{url.split('/')[2]} does not answer"
+        raise InputError(
+            f"flow {name}: its weights are not in {path.parent} and {why}; download {url} into that folder, or use flow dis",
+            params=("flow",),
+        )
+
+
 def load_raft(name_or_path: str = "raft_large", *, device: torch.device, small: bool | None = None) -> torch.nn.Module:
     """torchvision RAFT in eval mode, from ``raft_large``/``raft_small`` or a local state-dict file.
 
@@ -251,9 +329,11 @@ def load_raft(name_or_path: str = "raft_large", *, device: torch.device, small: 
         path = raft_cache_path(name_or_path)
         if not path.is_file():
             url = _raft_url(name_or_path)
-            download = f"download {url} and pass --model FILE (or put it in {path.parent})"
+            download = f"download {url} and pass model FILE (or put it in {path.parent})"
             if offline():
                 raise model_not_found(name_or_path, "RAFT", "weights not in the torch hub cache", download=download)
+            if not host_reachable(url):
+                raise model_not_found(name_or_path, "RAFT", f"weights not in the torch hub cache, and {url} does not answer", download=download)
             path.parent.mkdir(parents=True, exist_ok=True)
             hash_prefix = path.stem.rsplit("-", 1)[-1]  # torchvision names its files <name>-<sha256 prefix>.pth
             try:
@@ -263,7 +343,7 @@ def load_raft(name_or_path: str = "raft_large", *, device: torch.device, small: 
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
-            raise InputError(f"--model {name_or_path}: no such RAFT checkpoint (a file, or raft_large / raft_small)")
+            raise InputError(f"model {name_or_path}: no such RAFT checkpoint (a file, or raft_large / raft_small)", params=("model",))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types for a file that is not a checkpoint
@@ -280,7 +360,7 @@ def load_raft(name_or_path: str = "raft_large", *, device: torch.device, small: 
     # raft_small's context encoder has bottleneck blocks (convnormrelu3); raft_large's does not.
     is_small = any(".convnormrelu3." in k for k in state)
     if small is not None and small != is_small:
-        raise InputError(f"{path}: holds {'raft_small' if is_small else 'raft_large'} weights, but --small is {small}")
+        raise InputError(f"{path}: holds {'raft_small' if is_small else 'raft_large'} weights, but small is {small}", params=("small",))
     net = (raft_small if is_small else raft_large)(weights=None)
     try:
         net.load_state_dict(state)
@@ -293,7 +373,6 @@ def load_raft(name_or_path: str = "raft_large", *, device: torch.device, small: 
 # --------------------------------------------------------------------------------------------------
 # zeroscope (stage 4 and stage 0: text-to-video)
 
-ZEROSCOPE = "cerspense/zeroscope_v2_576w"
 SVD_XT = "stabilityai/stable-video-diffusion-img2vid-xt"
 KNOWN_MODELS[ZEROSCOPE] = ModelInfo("video", "CC-BY-NC-4.0", "the paper's video model (576x320, 24 frames)")
 KNOWN_MODELS[SVD_XT] = ModelInfo("vae", "Stability AI community licence", "--vae svd: only its temporal-decoder VAE")
@@ -335,6 +414,7 @@ def load_zeroscope(
     dtype: torch.dtype | None = None,
     vae: str = "model",
     svd_path: str = SVD_XT,
+    flag: str = "model_path",
 ) -> Zeroscope:
     """Load zeroscope (or any model in its layout: ``unet/ vae/ text_encoder/ tokenizer/ scheduler/``).
 
@@ -348,10 +428,10 @@ def load_zeroscope(
     from transformers import CLIPTextModel, CLIPTokenizer
 
     if vae not in ("model", "svd"):
-        raise InputError(f"--vae {vae}: expected 'model' or 'svd'")
+        raise InputError(f"vae {vae}: expected 'model' or 'svd'", params=("vae",))
     dtype = default_dtype(device) if dtype is None else dtype
     local = dict(local_files_only=offline())
-    with loading(name_or_path, "video model", flag="--model_path"):
+    with loading(name_or_path, "video model", flag=flag):
         unet = UNet3DConditionModel.from_pretrained(name_or_path, subfolder="unet", torch_dtype=dtype, **local)
         text_encoder = CLIPTextModel.from_pretrained(name_or_path, subfolder="text_encoder", dtype=dtype, **local)
         tokenizer = CLIPTokenizer.from_pretrained(name_or_path, subfolder="tokenizer", **local)
@@ -359,7 +439,7 @@ def load_zeroscope(
         if vae == "model":
             autoencoder = AutoencoderKL.from_pretrained(name_or_path, subfolder="vae", torch_dtype=dtype, **local)
     if vae == "svd":
-        with loading(svd_path, "SVD-XT VAE", flag="--svd_path"):
+        with loading(svd_path, "SVD-XT VAE", flag="svd_path"):
             autoencoder = AutoencoderKLTemporalDecoder.from_pretrained(svd_path, subfolder="vae", torch_dtype=dtype, **local)
     info = KNOWN_MODELS.get(name_or_path)
     log.info("video model %s (%s, vae %s)%s", name_or_path, dtype, vae, f", licence {info.licence}" if info else "")

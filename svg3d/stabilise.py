@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,45 +29,16 @@ import torch.nn.functional as F
 
 from . import io
 from .checks import InputError, check_same, check_shape
-from .depth import write_previews
+from .config import StabiliseConfig
+from .depth import frame_stats
+from .filters import guided_filter
 from .flow import FlowBackend
+from .source import Source, open_source
+from .work import FrameChunks
 
 log = logging.getLogger(__name__)
 
 FUSE_EPS = 1e-10  # the reference's denominator guard in temporal_smoothness
-
-
-@dataclass(frozen=True)
-class StabiliseConfig:
-    """Stage 2 settings; defaults are the reference's (``svg_enhance_depth.py``) and DESIGN.md §3."""
-
-    window_size: int = 3  # --window_size: offsets -1, 0, +1; odd
-    decay: float = 0.5  # neighbour weight decay^|k| (the reference's kernel, its "eps = 1")
-    rgb_threshold: float = 20.0  # --rgb_threshold: max-channel colour difference, 0-255 scale
-    depth_ratio: float = 0.5  # consistency_check: |d_k - d_i| <= 0.5 * (max - min) of d_k
-    radius: int = 30  # guided filter radius: spatial_smoothness(radius_whole=30)
-    eps: float = 1e-4  # guided filter epsilon: spatial_smoothness(epsilon=0.0001)
-    pairs_per_batch: int = 8  # flow pairs per backend call: bounds memory, results do not depend on it
-
-    def __post_init__(self) -> None:
-        if self.window_size < 1 or self.window_size % 2 == 0:
-            raise InputError(f"--window_size {self.window_size}: must be odd and >= 1")
-        if not 0 < self.decay <= 1:
-            raise InputError(f"decay {self.decay}: must be in (0, 1]")
-        if self.rgb_threshold < 0:
-            raise InputError(f"--rgb_threshold {self.rgb_threshold}: must be >= 0")
-        if self.depth_ratio < 0:
-            raise InputError(f"--depth_ratio {self.depth_ratio}: must be >= 0")
-        if self.radius < 0:
-            raise InputError(f"--radius {self.radius}: must be >= 0")
-        if self.eps <= 0:
-            raise InputError(f"--eps {self.eps}: must be > 0 (eps = 0 divides by zero on flat regions)")
-        if self.pairs_per_batch < 1:
-            raise InputError(f"pairs_per_batch {self.pairs_per_batch}: must be >= 1")
-
-    @property
-    def half_window(self) -> int:
-        return self.window_size // 2
 
 
 def window_weights(window_size: int, decay: float = 0.5) -> torch.Tensor:
@@ -76,59 +46,6 @@ def window_weights(window_size: int, decay: float = 0.5) -> torch.Tensor:
     r = window_size // 2
     w = decay ** torch.arange(-r, r + 1, dtype=torch.float64).abs()
     return w / w.sum()
-
-
-# --------------------------------------------------------------------------------------------------
-# guided filter
-
-
-def _reflect_index(n: int, r: int, device: torch.device) -> torch.Tensor:
-    """Indices ``(n + 2r,)`` of a length-``n`` axis padded by ``r`` with OpenCV's BORDER_REFLECT
-    (``fedcba|abcdefgh|hgfedcb``), repeating the reflection when ``r > n``."""
-    idx = torch.arange(-r, n + r, device=device) % (2 * n)
-    return torch.where(idx >= n, 2 * n - 1 - idx, idx)
-
-
-def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over the ``(2r+1) x (2r+1)`` window of each pixel, borders reflected as OpenCV's BORDER_REFLECT.
-
-    x: ``(N, H, W)``. Returns ``(N, H, W)`` in x's dtype. Separable running sums (cumsum): O(1) per pixel
-    whatever the radius. Use float64 for large images: the running sums lose precision in float32.
-    """
-    check_shape(x, "N H W", "x")
-    k = 2 * radius + 1
-    for dim in (1, 2):
-        n = x.shape[dim]
-        padded = x.index_select(dim, _reflect_index(n, radius, x.device))  # (.., n + 2r, ..)
-        csum = F.pad(padded.cumsum(dim), (1, 0) if dim == 2 else (0, 0, 1, 0))  # a leading 0 along dim
-        x = (csum.narrow(dim, k, n) - csum.narrow(dim, 0, n)) / k
-    return x
-
-
-def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
-    """Grey-guide guided filter (He et al. 2010), equal to ``cv2.ximgproc.guidedFilter(guide, src, radius, eps)``.
-
-    guide, src: ``(N, H, W)``. Returns ``(N, H, W)`` in src's dtype. Never NaN/inf for finite inputs and
-    ``eps > 0``: computed in float64 on inputs shifted by their means (the filter commutes with such
-    shifts), and the local variance is clamped at 0 before ``+ eps`` — the reference's float32
-    ``var = E[I^2] - E[I]^2`` can go negative on flat regions and divide by ~0.
-    """
-    sizes = [check_shape(guide, "N H W", "guide"), check_shape(src, "N H W", "src")]
-    check_same(sizes, "N H W", ["guide", "src"])
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    i = guide.double()
-    p = src.double()
-    i = i - i.mean(dim=(1, 2), keepdim=True)
-    p_mean = p.mean(dim=(1, 2), keepdim=True)
-    p = p - p_mean
-    mean_i, mean_p = box_filter(i, radius), box_filter(p, radius)
-    var_i = (box_filter(i * i, radius) - mean_i * mean_i).clamp_min(0.0)
-    cov_ip = box_filter(i * p, radius) - mean_i * mean_p
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    q = box_filter(a, radius) * i + box_filter(b, radius) + p_mean
-    return q.to(src.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,18 +117,22 @@ def stabilise_disparity(
     rgb: torch.Tensor,
     disparity: torch.Tensor,
     flow: FlowBackend,
-    config: StabiliseConfig = StabiliseConfig(),
+    config: StabiliseConfig | None = None,
     *,
+    targets: tuple[int, int] | None = None,
     device: torch.device | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Temporally stabilised disparity of a clip.
+    """Temporally stabilised disparity of a clip, or of the frames ``targets = (a, b)`` of a part of one.
 
     rgb: ``(T, 3, H, W)``, float in [0, 1] or ``uint8``; disparity: ``(T, H, W)`` (clamped at 0 as the
-    reference does on loading). Frames are moved to ``device`` (default: disparity's) a block at a
-    time, so memory is bounded by ``config.pairs_per_batch``. Returns float32 ``(T, H, W)`` >= 0 on
-    disparity's device. ``progress(n)`` after each block of frames.
+    reference does on loading). Neighbours outside these T frames count as past the clip's ends, so a
+    part must carry ``config.half_window`` frames of context on each side of its targets (where the
+    clip has them); each target then gets exactly the result of the whole clip. Frames are moved to
+    ``device`` (default: disparity's) a block at a time, so memory is bounded by ``config.pairs_per_batch``.
+    Returns float32 ``(b - a, H, W)`` >= 0 on disparity's device. ``progress(n)`` after each block.
     """
+    config = StabiliseConfig() if config is None else config
     sizes = [check_shape(rgb, "T 3 H W", "rgb"), check_shape(disparity, "T H W", "disparity")]
     check_same(sizes, "T H W", ["rgb", "disparity"])
     device = disparity.device if device is None else device
@@ -220,10 +141,13 @@ def stabilise_disparity(
     weights = window_weights(config.window_size, config.decay).tolist()  # index k + r
     offsets = [k for k in range(-r, r + 1) if k != 0]
     frames_per_block = max(1, config.pairs_per_batch // max(1, len(offsets)))
-    out = torch.empty(disparity.shape, dtype=torch.float32, device=disparity.device)
+    first, last = (0, t) if targets is None else targets
+    if not 0 <= first < last <= t:
+        raise ValueError(f"targets {targets} are outside the {t} frames given")
+    out = torch.empty((last - first, *disparity.shape[1:]), dtype=torch.float32, device=disparity.device)
 
-    for a in range(0, t, frames_per_block):
-        b = min(t, a + frames_per_block)
+    for a in range(first, last, frames_per_block):
+        b = min(last, a + frames_per_block)
         lo, hi = max(0, a - r), min(t, b + r)  # frames [lo, hi) are needed for targets [a, b)
         block_rgb = rgb[lo:hi].to(device)
         block_rgb = block_rgb.float() if block_rgb.dtype == torch.uint8 else block_rgb.float() * 255.0  # 0-255
@@ -256,24 +180,44 @@ def stabilise_disparity(
 
         fused = num / (den + FUSE_EPS)
         filtered = guided_filter(own, fused, config.radius, config.eps)  # step 4, guide = raw disparity
-        out[a:b] = filtered.clamp_min(0.0).to(out.device)
+        out[a - first : b - first] = filtered.clamp_min(0.0).to(out.device)
         if progress is not None:
             progress(b - a)
     return out
 
 
 # --------------------------------------------------------------------------------------------------
-# the stage on disk
+# the stage
 
 
-@dataclass(frozen=True)
-class StageInputs:
-    """What stage 2 reads: frames ``uint8 (T, H, W, 3)``, disparity ``float32 (T, H, W)``, output stems."""
+def run_stabilise(
+    frames: Callable[[int, int], np.ndarray],
+    disparity: Callable[[int, int], np.ndarray],
+    num_frames: int,
+    flow: FlowBackend,
+    out: FrameChunks,
+    config: StabiliseConfig | None = None,
+    *,
+    chunk_frames: int,
+    device: torch.device | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Stage 2, chunk by chunk: each chunk reads its frames and raw disparity with ``half_window`` frames of
+    context, and commits ``{"disparity": ...}`` with ``depth.frame_stats`` — equal to the whole clip at once.
 
-    frames: np.ndarray
-    disparity: np.ndarray
-    names: tuple[str, ...]  # the depth files' stems, reused for the outputs (00000_depth ...)
-    depth_folder: Path
+    frames(a, b): ``uint8 (n, h, w, 3)`` at the disparity's size; disparity(a, b): float32 ``(n, h, w)``.
+    """
+    config = StabiliseConfig() if config is None else config
+    r = config.half_window
+    log.info("stabilise: %d frames, flow %s, window %d", num_frames, flow.name, config.window_size)
+    for a, b in out.plan(chunk_frames):
+        lo, hi = max(0, a - r), min(num_frames, b + r)
+        rgb = torch.from_numpy(frames(lo, hi)).permute(0, 3, 1, 2)  # (n, h, w, 3) -> (n, 3, h, w) uint8, a view
+        raw = torch.from_numpy(disparity(lo, hi))
+        result = stabilise_disparity(rgb, raw, flow, config, targets=(a - lo, b - lo), device=device).cpu().numpy()
+        out.commit(a, {"disparity": result}, frame_stats(result))
+        if progress is not None:
+            progress(b - a)
 
 
 def load_inputs(
@@ -282,56 +226,16 @@ def load_inputs(
     *,
     file_suffix: str | None = None,
     depth_suffix: str | None = None,
-) -> StageInputs:
-    """Read frames (folder or video) and exactly one depth map per frame, of the frames' size.
+) -> tuple[Source, list[Path]]:
+    """The seed script's inputs: the frames (folder or video) and exactly one depth map per frame.
 
     ``file_suffix`` keeps only frames with that suffix (the reference's ``--file_suffix``; None = all
-    images); ``depth_suffix`` picks the depth format (None = the one present).
+    images); ``depth_suffix`` picks the depth format (None = the one present). Returns the frames'
+    ``Source`` and the depth files in frame order.
     """
     images, depths = Path(images), Path(depths)
-    if images.is_dir() and file_suffix is not None:
-        suffix = file_suffix if file_suffix.startswith(".") else f".{file_suffix}"
-        folder = io.frames_folder(images)
-        files = [f for f in io.list_images(folder) if f.suffix.lower() == suffix.lower()]
-        if not files:
-            raise InputError(f"{folder}: no {suffix} frames (--file_suffix)")
-        frames = io.read_frames(files)
-    else:
-        frames = io.read_clip(images).frames
+    source = open_source(images, suffix=file_suffix)
     depth_files = io.list_depths(depths, depth_suffix)
-    if len(depth_files) != len(frames):
-        raise InputError(f"{depths}: {len(depth_files)} depth maps for {len(frames)} frames in {images}")
-    disparity = io.read_depths(depths, suffix=depth_files[0].suffix, count=len(frames), size=frames.shape[1:3])
-    return StageInputs(frames, disparity, tuple(f.stem for f in depth_files), depths)
-
-
-def run_stabilise_stage(
-    inputs: StageInputs,
-    out_dir: str | os.PathLike,
-    flow: FlowBackend,
-    config: StabiliseConfig = StabiliseConfig(),
-    *,
-    device: torch.device | None = None,
-    preview: bool = True,
-    progress: Callable[[int], None] | None = None,
-) -> list[Path]:
-    """Stage 2: write ``out_dir/<depth stem>.npy`` (float32) per frame, previews to ``out_dir/preview/``.
-
-    Returns the written depth paths.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.resolve() == inputs.depth_folder.resolve():
-        raise InputError(f"{out_dir}: the output folder is the depth folder; it would overwrite its input")
-    t, h, w, _ = inputs.frames.shape
-    log.info("stabilise: %d frames %dx%d, flow %s, window %d", t, w, h, flow.name, config.window_size)
-    rgb = torch.from_numpy(inputs.frames).permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W) uint8, a view
-    disparity = torch.from_numpy(inputs.disparity)
-    result = stabilise_disparity(rgb, disparity, flow, config, device=device, progress=progress).numpy()
-    written = []
-    for name, d in zip(inputs.names, result, strict=True):
-        path = out_dir / f"{name}.npy"
-        io.write_depth(path, d)
-        written.append(path)
-    if preview:
-        write_previews(out_dir, list(inputs.names), result)
-    return written
+    if len(depth_files) != source.info.num_frames:
+        raise InputError(f"{depths}: {len(depth_files)} depth maps for {source.info.num_frames} frames in {images}")
+    return source, depth_files

@@ -51,11 +51,12 @@ def _pad_reflect(x: torch.Tensor) -> torch.Tensor:
 
 
 def splat(
-    rgb: torch.Tensor, depth: torch.Tensor, shift: torch.Tensor
+    rgb: torch.Tensor, depth: torch.Tensor, shift: torch.Tensor, offset: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Z-buffered forward splat of B images by per-image horizontal shifts ``fx * b``.
 
-    rgb: ``(B, C, H, W)``; depth Z ``(B, H, W)`` > 0; shift ``(B,)`` = fx * baseline (pixel-metres).
+    rgb: ``(B, C, H, W)``; depth Z ``(B, H, W)`` > 0; shift ``(B,)`` = fx * baseline (pixel-metres);
+    offset ``(B,)`` pixels added to every target column (the screen plane: ``fx * b * screen``; None = 0).
     Returns the warped image ``(B, C, H, W)`` (0 in holes), the warped depth ``(B, H, W)`` (0 in holes)
     and the known-mask ``(B, H, W)`` bool.
     """
@@ -64,7 +65,11 @@ def splat(
     check_shape(shift, "B", "shift")
     b, c, h, w = s["B"], s["C"], s["H"], s["W"]
     u = torch.arange(w, device=rgb.device, dtype=depth.dtype)
-    u_t = torch.floor(u - shift[:, None, None] / depth + 0.5)  # (B, H, W) target column
+    u_t = u - shift[:, None, None] / depth
+    if offset is not None:
+        check_shape(offset, "B", "offset")
+        u_t = u_t + offset[:, None, None]
+    u_t = torch.floor(u_t + 0.5)  # (B, H, W) target column
     valid = (u_t >= 0) & (u_t <= w - 1) & (depth > 0)
     row = torch.arange(h, device=rgb.device)[None, :, None] * w
     target = (row + u_t.clamp(0, w - 1).long()).reshape(b, -1)  # flat target pixel per source pixel
@@ -201,13 +206,15 @@ def warp_views(
     baselines: torch.Tensor,
     focal: float,
     *,
+    screen: float = 0.0,
     num_planes: int = 4,
     clean: bool = True,
     views_per_batch: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp T frames to V views: the frame-matrix cells for these frames.
 
-    frames ``(T, C, H, W)`` in [0, 1]; depth Z ``(T, H, W)``; baselines ``(V,)`` metres; focal in pixels.
+    frames ``(T, C, H, W)`` in [0, 1]; depth Z ``(T, H, W)``; baselines ``(V,)`` metres; focal in pixels;
+    screen: inverse depth (1/m) of the screen plane, which lands where it is in every view (``camera``).
     Returns images ``(V, T, C, H, W)`` (0 in holes) and masks ``(V, T, 1, H, W)`` bool. A view at
     baseline 0 is the input with an all-ones mask (not warped: the identity needs no clean-up).
     ``views_per_batch``: views warped together (default: 1 on the CPU, where a small working set stays
@@ -221,6 +228,7 @@ def warp_views(
     masks = torch.ones(v_count, t, 1, h, w, dtype=torch.bool, device=frames.device)
     # fx * b in float64, then rounded once to the working precision (reproducible on any device)
     shifts = (focal * baselines.double()).to(depth.dtype)
+    offsets = (focal * baselines.double() * screen).to(depth.dtype)
     zero = (baselines == 0).tolist()
     images[[v for v in range(v_count) if zero[v]]] = frames
     moving = [v for v in range(v_count) if not zero[v]]
@@ -230,7 +238,7 @@ def warp_views(
         n = len(views)
         rgb_in = frames if n == 1 else frames.repeat(n, 1, 1, 1)  # (n T, C, H, W), views major
         z_in = depth if n == 1 else depth.repeat(n, 1, 1)
-        out, zt, m = splat(rgb_in, z_in, shifts[views].repeat_interleave(t))
+        out, zt, m = splat(rgb_in, z_in, shifts[views].repeat_interleave(t), offsets[views].repeat_interleave(t) if screen else None)
         if clean:
             out, m = clean_cracks(out, zt, m, num_planes=num_planes)
         images[views] = out.reshape(n, t, c, h, w)

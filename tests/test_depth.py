@@ -17,7 +17,7 @@ import torch
 
 from svg3d import io
 from svg3d.checks import InputError
-from svg3d.depth import iter_disparity, network_size, predict_disparity, preprocess
+from svg3d.depth import ModelDepth, network_size, predict_disparity, preprocess
 from svg3d.models import SEED_ENCODERS, depth_model_name, load_depth_model
 from tests.tiny_depth import TINY_INPUT_SIZE, save_tiny_depth_anything
 
@@ -104,8 +104,8 @@ def test_loader_reads_the_processor_config(tiny_model_dir):
 def test_prediction_shape_range_and_batch_independence(tiny_model_dir):
     model = load_depth_model(str(tiny_model_dir), device=CPU)
     frames = np.random.default_rng(1).integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
-    together = np.concatenate([d for _, d in iter_disparity(model, frames, batch_size=3)])
-    one_by_one = np.concatenate([d for _, d in iter_disparity(model, frames, batch_size=1)])
+    together = ModelDepth(model, batch_size=3)(frames, 0, (40, 60))
+    one_by_one = ModelDepth(model, batch_size=1)(frames, 0, (40, 60))
     assert together.shape == (3, 40, 60) and together.dtype == np.float32
     assert (together >= 0).all() and together.max() > 0 and together.std() > 0
     np.testing.assert_allclose(one_by_one, together, rtol=0, atol=network_atol(together))
@@ -184,8 +184,8 @@ def test_seed_command_offline_says_which_model_and_how(tmp_path):
 @pytest.mark.gpu
 def test_fp16_on_cuda_matches_cpu(tiny_model_dir):
     frames = np.random.default_rng(2).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
-    cpu = np.concatenate([d for _, d in iter_disparity(load_depth_model(str(tiny_model_dir), device=CPU), frames)])
+    cpu = ModelDepth(load_depth_model(str(tiny_model_dir), device=CPU))(frames, 0, (48, 64))
     model = load_depth_model(str(tiny_model_dir), device=torch.device("cuda"))
     assert model.dtype == torch.float16
-    gpu = np.concatenate([d for _, d in iter_disparity(model, frames)])
+    gpu = ModelDepth(model)(frames, 0, (48, 64))
     np.testing.assert_allclose(gpu, cpu, atol=0.05 * cpu.max())

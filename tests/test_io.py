@@ -9,6 +9,7 @@ import pytest
 
 from svg3d import io
 from svg3d.checks import InputError
+from svg3d.source import read_clip
 
 
 def write_frames(folder: Path, count: int, h: int = 16, w: int = 24, suffix: str = ".png") -> np.ndarray:
@@ -21,11 +22,11 @@ def write_frames(folder: Path, count: int, h: int = 16, w: int = 24, suffix: str
 
 def test_clip_folder_round_trip_and_seed_layout(tmp_path):
     frames = write_frames(tmp_path / "clip" / "images", 5)
-    clip = io.read_clip(tmp_path / "clip")  # the seed layout: <clip>/images/
+    clip = read_clip(tmp_path / "clip")  # the seed layout: <clip>/images/
     assert np.array_equal(clip.frames, frames)
     assert clip.names == ("00000", "00001", "00002", "00003", "00004")
     assert clip.fps == io.DEFAULT_FPS and not clip.has_audio
-    part = io.read_clip(tmp_path / "clip" / "images", start=1, max_frames=3)
+    part = read_clip(tmp_path / "clip" / "images", start=1, max_frames=3)
     assert np.array_equal(part.frames, frames[1:4]) and part.names[0] == "00001"
 
 
@@ -34,7 +35,7 @@ def test_video_round_trip_keeps_fps_and_frames(tmp_path):
     base = np.linspace(0, 255, 32 * 48 * 3).reshape(32, 48, 3)
     frames = np.stack([np.roll(base, 2 * t, axis=1) for t in range(10)]).astype(np.uint8)
     io.write_video(tmp_path / "v.mp4", frames, 12.5)
-    clip = io.read_clip(tmp_path / "v.mp4")
+    clip = read_clip(tmp_path / "v.mp4")
     assert clip.frames.shape == frames.shape and clip.fps == pytest.approx(12.5)
     assert np.abs(clip.frames.astype(int) - frames).mean() < 3
     assert not clip.has_audio
@@ -61,7 +62,7 @@ def test_video_with_a_display_rotation_is_read_upright_as_ffmpeg_shows_it(tmp_pa
         capture_output=True,
         check=True,
     ).stdout
-    clip = io.read_clip(rotated)
+    clip = read_clip(rotated)
     h, w = (48, 32) if degrees % 180 else (32, 48)
     assert clip.frames.shape == (3, h, w, 3)
     assert np.abs(clip.frames.astype(int) - np.frombuffer(shown, np.uint8).reshape(3, h, w, 3)).max() <= 2
@@ -71,7 +72,7 @@ def test_video_with_a_display_rotation_is_read_upright_as_ffmpeg_shows_it(tmp_pa
 def test_odd_sized_video_is_padded_to_even(tmp_path):
     frames = np.full((3, 15, 21, 3), 128, np.uint8)
     io.write_video(tmp_path / "odd.mp4", frames, 8)
-    assert io.read_clip(tmp_path / "odd.mp4").frames.shape == (3, 16, 22, 3)
+    assert read_clip(tmp_path / "odd.mp4").frames.shape == (3, 16, 22, 3)
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".pfm"])
@@ -108,45 +109,46 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_empty_folder(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(InputError, match="no .jpg or .png frames"):
-        io.read_clip(tmp_path)
+        read_clip(tmp_path)
 
 
 def test_missing_path(tmp_path):
     with pytest.raises(InputError, match="no such file or folder"):
-        io.read_clip(tmp_path / "nope")
+        read_clip(tmp_path / "nope")
 
 
 def test_corrupt_frame(tmp_path):
     write_frames(tmp_path, 3)
     (tmp_path / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(InputError, match=r"00001\.png: cannot decode image"):
-        io.read_clip(tmp_path)
+        read_clip(tmp_path)
 
 
 def test_empty_frame_file(tmp_path):
     write_frames(tmp_path, 2)
     (tmp_path / "00002.jpg").write_bytes(b"")
     with pytest.raises(InputError, match=r"00002\.jpg: cannot decode image"):
-        io.read_clip(tmp_path)
+        read_clip(tmp_path)
 
 
 def test_frames_of_different_sizes(tmp_path):
     write_frames(tmp_path, 2)
     io.write_image(tmp_path / "00002.png", np.zeros((16, 25, 3), np.uint8))
     with pytest.raises(InputError, match=r"00002\.png: frame size 25x16 differs"):
-        io.read_clip(tmp_path)
+        read_clip(tmp_path)
 
 
 def test_not_a_video(tmp_path):
     (tmp_path / "x.mp4").write_text("this is not a video")
     with pytest.raises(InputError, match=r"x\.mp4: cannot read as a video"):
-        io.read_clip(tmp_path / "x.mp4")
+        read_clip(tmp_path / "x.mp4")
 
 
 def test_too_few_frames(tmp_path):
     write_frames(tmp_path, 3)
-    with pytest.raises(InputError, match="3 frames, but frames 0..4"):
-        io.read_clip(tmp_path, max_frames=5)
+    with pytest.raises(InputError, match="num_frames 5: the clip has 3 frames, so from frame 0 at most 3") as e:
+        read_clip(tmp_path, max_frames=5)
+    assert "--num-frames 5" in e.value.flag_message()  # a CLI names its flag
 
 
 def write_depth_folder(folder: Path, count: int, h: int = 16, w: int = 24) -> None:

@@ -12,6 +12,7 @@ import torch
 import create_frame_matrix
 from svg3d import camera, io, matrix, scene
 from svg3d.checks import InputError
+from svg3d.source import read_clip
 
 
 def test_view_layouts():
@@ -111,7 +112,7 @@ def test_cli_seed_command_runs(tmp_path):
     assert info["focal"] == pytest.approx(camera.default_focal(48))
     fm = matrix.load_frame_matrix(out)
     # view 0 is the input itself; the far right view has disocclusions
-    truth = torch.from_numpy(io.read_clip(clip).frames).permute(0, 3, 1, 2).float() / 255
+    truth = torch.from_numpy(read_clip(clip).frames).permute(0, 3, 1, 2).float() / 255
     assert torch.allclose(fm.images[0], truth) and fm.masks[0].all()
     assert not fm.masks[3].all()
     assert s.focal == pytest.approx(camera.default_focal(48))
@@ -122,10 +123,13 @@ def test_cli_seed_command_runs(tmp_path):
     [
         (["--num_training_views", "1"], "--num_training_views 1: need at least 2"),
         (["--width", "48"], "--width and --height go together"),
-        (["--num_frames", "9"], "4 frames, but frames 0..8 were asked for"),
+        (["--num_frames", "9"], "--num_frames 9: the clip has 4 frames, so from frame 0 at most 4"),
         (["--use_refined_depth", "0"], "has depths_refined/ but no depths/"),
         (["--device", "cuda:7"], "--device cuda:7"),
-        (["--max_baseline", "-1"], "--max_baseline -1.0: must be > 0"),
+        (["--max_baseline", "-1"], "--max_baseline -1.0: must be a finite number > 0"),
+        (["--max_baseline", "inf"], "--max_baseline inf: must be a finite number > 0"),
+        (["--focal", "inf"], "--focal inf: must be a finite number > 0"),
+        (["--nearest_depth", "5", "--farest_depth", "1"], "--nearest_depth 5.0 must be smaller than --farest_depth 1.0"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):

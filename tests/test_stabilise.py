@@ -17,13 +17,14 @@ import pytest
 import torch
 
 from svg3d import io
+from svg3d.source import read_clip
+from svg3d.filters import guided_filter
 from svg3d.flow import DISFlow
 from svg3d.scene import make_scene, render
 from svg3d.stabilise import (
     StabiliseConfig,
     backward_warp,
     consistency_mask,
-    guided_filter,
     stabilise_disparity,
     window_weights,
 )
@@ -249,7 +250,7 @@ def test_cli_writes_refined_depths(tmp_path, capsys):
     assert refined.dtype == np.float32 and refined.shape == (4, 48, 64)
     assert sorted(p.name for p in (out / "preview").iterdir()) == [f"{t:05d}_depth.png" for t in range(4)]
     # Same numbers as the library on the same inputs.
-    frames = torch.from_numpy(io.read_clip(images).frames).permute(0, 3, 1, 2)
+    frames = torch.from_numpy(read_clip(images).frames).permute(0, 3, 1, 2)
     expected = stabilise_disparity(frames, torch.from_numpy(io.read_depths(depths)), DISFlow())
     np.testing.assert_allclose(refined, expected.numpy(), atol=1e-6)
 

@@ -15,6 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for svg3d
 
 from svg3d.cli import add_device_flag, progress_bar, resolve_device, run_cli, setup_logging  # noqa: E402
+from svg3d.config import DEFAULT_DEPTH_MODEL, DepthConfig, default  # noqa: E402
+
+CHUNK_FRAMES = 16  # frames read and predicted at a time: memory only (svg3d.depth.run_depth)
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -33,9 +36,9 @@ def create_parser() -> argparse.ArgumentParser:
         "--model",
         default=None,
         help="any transformers depth-estimation model: hub id or local folder "
-        "(default: depth-anything/Depth-Anything-V2-Small-hf)",
+        f"(default: {DEFAULT_DEPTH_MODEL})",
     )
-    p.add_argument("--batch-size", type=int, default=4, help="frames per forward pass (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=default(DepthConfig, "batch_size"), help="frames per forward pass (default: %(default)s)")
     add_device_flag(p)
     p.add_argument(
         "--preview",
@@ -60,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         from svg3d.checks import InputError
-        from svg3d.depth import run_depth_stage
-        from svg3d.io import read_clip
+        from svg3d.depth import DepthFolder, ModelDepth, run_depth
         from svg3d.models import depth_model_name, load_depth_model
+        from svg3d.source import open_source
 
         if args.batch_size < 1:
             raise InputError(f"--batch-size {args.batch_size}: must be >= 1")
@@ -70,23 +73,16 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("--grayscale styles the previews, but --no-preview turns them off")
         name = depth_model_name(args.model, args.encoder)
         device = resolve_device(args.device)
-        clip = read_clip(args.img_path)  # a bad clip fails before the model loads
-        model = load_depth_model(name, device=device)
-        advance, close = progress_bar(clip.num_frames, "depth", disable=args.quiet)
-        try:
-            run_depth_stage(
-                clip,
-                args.outdir,
-                model,
-                batch_size=args.batch_size,
-                preview=args.preview,
-                grayscale=args.grayscale,
-                progress=advance,
-            )
+        source = open_source(args.img_path)  # a bad clip fails before the model loads
+        out = DepthFolder(args.outdir, source.info.names, preview=args.preview, grayscale=args.grayscale)
+        backend = ModelDepth(load_depth_model(name, device=device), batch_size=args.batch_size)
+        advance, close = progress_bar(source.info.num_frames, "depth", disable=args.quiet)
+        try:  # the reference keeps depth at the frame size
+            run_depth(source.frames, backend, out, size=source.info.size, chunk_frames=CHUNK_FRAMES, progress=advance)
         finally:
             close()
 
-    return run_cli(body)
+    return run_cli(body, {"img_path": "--img-path"})
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for svg3d
 
 from svg3d.cli import add_device_flag, progress_bar, resolve_device, run_cli, setup_logging  # noqa: E402
+from svg3d.config import FLOW_CHOICES, RAFT_ITERATIONS, StabiliseConfig, default  # noqa: E402
 
 log = logging.getLogger("svg3d.svg_enhance_depth")
+CHUNK_FRAMES = 16  # frames stabilised at a time: memory only (svg3d.stabilise.run_stabilise)
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -39,7 +41,7 @@ def create_parser() -> argparse.ArgumentParser:
     # optical flow
     p.add_argument(
         "--flow",
-        choices=["auto", "raft", "dis"],
+        choices=[c for c in FLOW_CHOICES if c != "raft_small"],  # --small picks raft_small
         default="auto",
         help="auto: RAFT if its weights are available, else OpenCV DIS (default: %(default)s)",
     )
@@ -56,7 +58,7 @@ def create_parser() -> argparse.ArgumentParser:
         help="RAFT under fp16 autocast (CUDA only)",
     )
     p.add_argument(
-        "--iters", type=int, default=32, help="RAFT refinement iterations (default: %(default)s, as the reference)"
+        "--iters", type=int, default=RAFT_ITERATIONS, help="RAFT refinement iterations (default: %(default)s, as the reference)"
     )
     p.add_argument(
         "--alternate_corr",
@@ -64,23 +66,23 @@ def create_parser() -> argparse.ArgumentParser:
         help="accepted for compatibility with the seed (RAFT's CUDA correlation kernel); no effect",
     )
     # stabilisation (defaults: the reference's)
-    p.add_argument("--window_size", type=int, default=3, help="frames fused per frame, odd (default: %(default)s)")
+    p.add_argument("--window_size", type=int, default=default(StabiliseConfig, "window_size"), help="frames fused per frame, odd (default: %(default)s)")
     p.add_argument(
         "--rgb_threshold",
         type=float,
-        default=20.0,
+        default=default(StabiliseConfig, "rgb_threshold"),
         help="max colour difference (0-255) for a warped neighbour to count (default: %(default)s)",
     )
     p.add_argument(
         "--depth_ratio",
         type=float,
-        default=0.5,
+        default=default(StabiliseConfig, "depth_ratio"),
         help="max disparity difference, as a fraction of the neighbour's range (default: %(default)s)",
     )
-    p.add_argument("--radius", type=int, default=30, help="guided filter radius (default: %(default)s)")
-    p.add_argument("--eps", type=float, default=1e-4, help="guided filter epsilon (default: %(default)s)")
+    p.add_argument("--radius", type=int, default=default(StabiliseConfig, "radius"), help="guided filter radius (default: %(default)s)")
+    p.add_argument("--eps", type=float, default=default(StabiliseConfig, "eps"), help="guided filter epsilon (default: %(default)s)")
     p.add_argument(
-        "--pairs_per_batch", type=int, default=8, help="flow pairs per batch; memory only (default: %(default)s)"
+        "--pairs_per_batch", type=int, default=default(StabiliseConfig, "pairs_per_batch"), help="flow pairs per batch; memory only (default: %(default)s)"
     )
     add_device_flag(p)
     p.add_argument(
@@ -98,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(quiet=args.quiet)
 
     def body() -> None:
+        import numpy as np
+
+        from svg3d import io
         from svg3d.checks import InputError
+        from svg3d.depth import DepthFolder
         from svg3d.flow import make_flow
-        from svg3d.stabilise import StabiliseConfig, load_inputs, run_stabilise_stage
+        from svg3d.stabilise import load_inputs, run_stabilise
 
         config = StabiliseConfig(
             window_size=args.window_size,
@@ -117,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"--mixed_precision needs a CUDA device (--device resolved to {device})")
         if args.alternate_corr:
             log.info("--alternate_corr has no effect (torchvision's RAFT has no such kernel)")
-        inputs = load_inputs(args.path, args.depth_path, file_suffix=args.file_suffix, depth_suffix=args.depth_suffix)
+        source, depth_files = load_inputs(args.path, args.depth_path, file_suffix=args.file_suffix, depth_suffix=args.depth_suffix)
+        if Path(args.out_dir).resolve() == Path(args.depth_path).resolve():
+            raise InputError(f"--out_dir {args.out_dir}: is the depth folder; it would overwrite its input")
         flow = make_flow(
             args.flow,
             device=device,
@@ -126,15 +134,24 @@ def main(argv: list[str] | None = None) -> int:
             iterations=args.iters,
             mixed_precision=args.mixed_precision,
         )
-        advance, close = progress_bar(len(inputs.frames), "stabilise", disable=args.quiet)
+        size = source.info.size
+
+        def disparity(a, b):
+            maps = [io.read_depth(f) for f in depth_files[a:b]]
+            for f, d in zip(depth_files[a:b], maps, strict=True):
+                if d.shape != size:
+                    raise InputError(f"{f}: depth size {d.shape[1]}x{d.shape[0]} differs from the frame size {size[1]}x{size[0]}")
+            return np.stack(maps)
+
+        out = DepthFolder(Path(args.out_dir), tuple(f.stem for f in depth_files), preview=args.preview, suffix="")
+        n = source.info.num_frames
+        advance, close = progress_bar(n, "stabilise", disable=args.quiet)
         try:
-            run_stabilise_stage(
-                inputs, args.out_dir, flow, config, device=device, preview=args.preview, progress=advance
-            )
+            run_stabilise(source.frames, disparity, n, flow, out, config, chunk_frames=CHUNK_FRAMES, device=device, progress=advance)
         finally:
             close()
 
-    return run_cli(body)
+    return run_cli(body, underscores=True)
 
 
 if __name__ == "__main__":

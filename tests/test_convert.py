@@ -1,0 +1,323 @@
+"""End to end: ``python -m svg3d convert`` streamed in chunks, resumed after interruptions and kill -9, failing fast."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from svg3d import __main__ as cli
+from svg3d import convert, io, work
+from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig, MatrixConfig
+from svg3d.export import ExportSettings
+from svg3d.source import read_clip
+from tests.media import audio_seconds, probe, rendered_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+CHUNKED = ("depth", "stabilised", "filled")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A 10-frame 96x64 rendered clip at 8 fps with audio, and its exact inverse depth."""
+    folder = tmp_path_factory.mktemp("clip")
+    return rendered_clip(folder, frames=10)
+
+
+def base_config(depth: Path, **kw) -> ConvertConfig:
+    """Depth given (metric inverse depth), DIS flow, the classical filler, lossless eye frames."""
+    matrix = kw.pop("matrix", replace(ConvertConfig().matrix))
+    exports = kw.pop("exports", ("sbs", "eyes_png"))
+    return ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler=kw.pop("filler", "classical"), matrix=matrix,
+                         exports=ExportSettings(exports=exports), **kw)  # fmt: skip
+
+
+def eyes(result: convert.ConvertResult) -> tuple[np.ndarray, np.ndarray]:
+    folder = result.exports["eyes_png"]
+    return tuple(io.read_frames(io.list_images(folder / side)) for side in ("left", "right"))
+
+
+def stage_data(work_dir: Path, stage: str) -> dict[str, np.ndarray]:
+    """Every array of a stage, whole clip, from its chunk files (whatever their sizes)."""
+    record = json.loads((work_dir / f"{stage}.json").read_text())
+    parts: dict[str, list] = {}
+    for c in record["chunks"]:
+        for name, a in work.read_chunk(work_dir / stage / c["file"]).items():
+            parts.setdefault(name, []).append(a)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def test_many_chunks_equal_one_chunk(clip, tmp_path):
+    video, depth, frames = clip
+    one = convert.convert(video, tmp_path / "one", base_config(depth, chunk_frames=64))
+    many = convert.convert(video, tmp_path / "many", base_config(depth, chunk_frames=3))
+    for stage in CHUNKED:
+        a, b = (json.loads((r.work_dir / f"{stage}.json").read_text()) for r in (one, many))
+        assert len(a["chunks"]) == 1 and len(b["chunks"]) == 4, stage
+        assert a["digest"] == b["digest"], stage  # per-frame hashes: the same bytes, split otherwise
+        da, db = stage_data(one.work_dir, stage), stage_data(many.work_dir, stage)
+        assert da.keys() == db.keys() and all(np.array_equal(da[k], db[k]) for k in da), stage
+    for x, y in zip(eyes(one), eyes(many), strict=True):
+        assert np.array_equal(x, y)
+    assert np.array_equal(read_clip(one.exports["sbs"]).frames, read_clip(many.exports["sbs"]).frames)
+    left, right = eyes(one)
+    assert np.array_equal(left, read_clip(video).frames)  # the input view is the input, bit for bit
+    assert np.abs(right.astype(int) - left).mean() > 1  # the other eye is another view
+    p = probe(one.exports["sbs"])
+    assert (p.width, p.height, p.frames) == (2 * 96, 64, 10) and p.fps == pytest.approx(8.0)
+    assert p.audio_seconds == pytest.approx(audio_seconds(video), abs=1e-3)
+
+
+def test_a_diffusion_run_in_many_chunks_equals_one_chunk(clip, tmp_path, model_dir):
+    video, depth, _ = clip
+    diffusion = DiffusionConfig(model=str(model_dir), steps=2, window=6, overlap=2, size=(64, 96))
+    config = base_config(depth, filler="diffusion", diffusion=diffusion, matrix=replace(ConvertConfig().matrix, num_views=3))
+    one = convert.convert(video, tmp_path / "one", replace(config, chunk_frames=64))
+    many = convert.convert(video, tmp_path / "many", replace(config, chunk_frames=4))
+    assert one.filler == "diffusion" and one.plan.num_views == 3
+    for stage in ("denoised", "filled"):
+        assert stage_data(one.work_dir, stage).keys() == stage_data(many.work_dir, stage).keys()
+        assert all(np.array_equal(a, b) for a, b in zip(stage_data(one.work_dir, stage).values(), stage_data(many.work_dir, stage).values(), strict=True))
+    for x, y in zip(eyes(one), eyes(many), strict=True):
+        assert np.array_equal(x, y)
+    # windows of 6 with overlap 2 over 10 frames: two windows, committed one by one
+    assert [c["count"] for c in json.loads((one.work_dir / "denoised.json").read_text())["chunks"]] == [6, 4]
+
+
+def test_known_pixels_are_the_exact_warp_and_holes_the_upsampled_diffusion(clip, tmp_path, model_dir):
+    """Full resolution with diffusion: the matrix is denoised at a smaller size; only holes take its pixels."""
+    import torch
+
+    from svg3d.fillers.diffusion import composite, grow
+
+    video, depth, _ = clip
+    diffusion = DiffusionConfig(model=str(model_dir), steps=1, window=10, size=(32, 48))
+    result = convert.convert(video, tmp_path / "out", base_config(depth, filler="diffusion", diffusion=diffusion, matrix=replace(ConvertConfig().matrix, num_views=2)))
+    store_holes = stage_data(result.work_dir, "filled")
+    holes, values = store_holes["holes"][:, 0], store_holes["values"][:, 0]  # (T, H, W), (T, H, W, 3): the right eye
+    _, right = eyes(result)
+    assert holes.any() and (~holes).any()
+    # every known pixel is the warp of the input (what the classical run also keeps), every hole the stored fill
+    classical = convert.convert(video, tmp_path / "classical", base_config(depth))
+    _, right_classical = eyes(classical)
+    assert np.array_equal(right[~holes], right_classical[~holes])
+    assert np.array_equal(right[holes], values[holes])
+    # deep inside a hole (>= FEATHER px from any known pixel) the value is the upsampled diffusion output
+    denoised = torch.from_numpy(stage_data(result.work_dir, "denoised")["views"][:, 0]).permute(0, 3, 1, 2).float() / 255
+    up = grow(denoised, (64, 96), (32, 48))
+    out = composite(torch.zeros_like(up), torch.from_numpy(~holes), up)
+    expected = (out.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    far = holes.copy()
+    for _ in range(8):  # erode the holes by 8 px: what no feathering reaches
+        far[:, 1:-1, 1:-1] &= far[:, :-2, 1:-1] & far[:, 2:, 1:-1] & far[:, 1:-1, :-2] & far[:, 1:-1, 2:] & far[:, :-2, :-2] & far[:, 2:, 2:] & far[:, :-2, 2:] & far[:, 2:, :-2]
+    if far.any():
+        assert np.array_equal(right[far], expected[far])
+
+
+def test_interrupted_inside_the_fill_stage_resumes_from_the_first_unfinished_chunk(clip, tmp_path, caplog):
+    video, depth, _ = clip
+    config = base_config(depth, chunk_frames=3)
+    reference = convert.convert(video, tmp_path / "a", config)
+
+    def stop(stage: str, first: int, count: int) -> None:
+        if stage == "filled" and first == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert.convert(video, tmp_path / "b", config, on_chunk=stop)
+    record = json.loads((tmp_path / "b" / "work" / "filled.json").read_text())
+    assert [c["first"] for c in record["chunks"]] == [0, 3] and not record["complete"]
+    assert not list((tmp_path / "b").glob("*.mp4")) and not list((tmp_path / "b").glob(".*part*"))
+    with caplog.at_level(logging.INFO, logger="svg3d"):
+        resumed = convert.convert(video, tmp_path / "b", config)
+    assert "filled     resumed at frame 6: 6 of 10 frames were done" in caplog.text
+    assert resumed.stage("filled").resumed_from == 6 and not resumed.stage("stabilised").ran
+    for x, y in zip(eyes(resumed), eyes(reference), strict=True):
+        assert np.array_equal(x, y)
+    again = convert.convert(video, tmp_path / "b", config)
+    assert not any(s.ran for s in again.stages)
+
+
+def test_kill_9_in_the_fill_stage_then_the_same_command_resumes(clip, tmp_path):
+    video, depth, _ = clip
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "svg3d", "convert", str(video), "-o", str(out), "--depth-from", str(depth), "--flow", "dis",
+            "--fill", "classical", "--chunk-frames", "2", "--exports", "sbs,eyes_png", "--device", "cpu", "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    record = out / "work" / "filled.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if len(json.loads(record.read_text())["chunks"]) >= 1:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    assert proc.poll() is None, "convert ended before the fill stage could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(json.loads(record.read_text())["chunks"])
+    assert 1 <= done < 5
+    res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    log = (out / "work" / work.LOG_FILE).read_text()
+    assert f"filled     resumed at frame {2 * done}:" in log
+    reference = convert.convert(video, tmp_path / "ref", base_config(depth, chunk_frames=5))
+    for side in ("left", "right"):
+        got = io.read_frames(io.list_images(out / "clip_eyes" / side))
+        assert np.array_equal(got, io.read_frames(io.list_images(reference.exports["eyes_png"] / side)))
+    assert np.array_equal(read_clip(out / "clip_SBS_LR.mp4").frames, read_clip(reference.exports["sbs"]).frames)
+
+
+def test_a_changed_setting_reruns_only_what_depends_on_it(clip, tmp_path):
+    video, depth, _ = clip
+    config = base_config(depth)
+    convert.convert(video, tmp_path / "out", config)
+    stronger = convert.convert(video, tmp_path / "out", replace(config, matrix=replace(config.matrix, strength=4.0)))
+    assert [s.name for s in stronger.stages if s.ran] == ["filled", "export"]
+    more = replace(config, matrix=replace(config.matrix, strength=4.0), exports=ExportSettings(exports=("sbs", "eyes_png", "htb")))
+    assert [s.name for s in convert.convert(video, tmp_path / "out", more).stages if s.ran] == ["export"]
+
+
+def test_clean_work_keeps_the_records_and_recomputes_only_when_needed(clip, tmp_path):
+    video, depth, _ = clip
+    config = base_config(depth, clean_work=True)
+    first = convert.convert(video, tmp_path / "out", config)
+    for stage in CHUNKED:
+        assert not (first.work_dir / stage).exists() and (first.work_dir / f"{stage}.json").is_file()
+    again = convert.convert(video, tmp_path / "out", config)
+    assert not any(s.ran for s in again.stages)  # the exports are current: nothing is recomputed
+    more = convert.convert(video, tmp_path / "out", replace(config, exports=ExportSettings(exports=("sbs", "eyes_png", "anaglyph"))))
+    assert {s.name for s in more.stages if s.ran} == {"stabilised", "filled", "export"}  # depth maps come from --depth-from
+    for x, y in zip(eyes(first), eyes(more), strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_frames_and_depth_maps_pair_in_natural_order(tmp_path):
+    """1.png ... 12.png with 0.npy ... 11.npy: frame i gets map i (a plain sort pairs frame 2 with 10.npy)."""
+    frames, depth = tmp_path / "frames", tmp_path / "depth"
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        io.write_image(frames / f"{i + 1}.png", rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+        io.write_depth(depth / f"{i}.npy", np.full((32, 48), 1.0 + i, np.float32))
+    config = base_config(depth, stabilise=None, exports=("left",))
+    result = convert.convert(frames, tmp_path / "out", config)
+    maps = stage_data(result.work_dir, "depth")["disparity"]
+    assert [float(m.mean()) for m in maps] == [1.0 + i for i in range(12)]
+    assert np.array_equal(read_clip(frames).frames[1], io.read_image(frames / "2.png"))
+
+
+def test_fail_fast_before_any_stage_output_exists(clip, tmp_path, capsys, monkeypatch):
+    video, depth, _ = clip
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+
+    def nothing_computed(out: Path) -> None:
+        w = out / "work"
+        assert not w.exists() or not [p.name for p in w.iterdir() if p.name not in (".lock", work.LOG_FILE)], list(w.iterdir())
+        assert not out.exists() or not [p for p in out.iterdir() if p.name not in ("work", work.OUTPUT_LOCK_FILE)]
+
+    # a depth model missing from the cache: one line, within the probe, naming both ways out
+    started = time.monotonic()
+    err = run_bad(["convert", str(video), "-o", str(tmp_path / "a"), "--depth-model", "nobody/no-such-model"], capsys)
+    assert time.monotonic() - started < 10
+    assert "nobody/no-such-model" in err and "--depth-model DIR" in err and "--depth-from DIR" in err
+    nothing_computed(tmp_path / "a")
+    # diffusion with no video model, after a clean depth: fails before depth runs
+    err = run_bad(["convert", str(video), "-o", str(tmp_path / "b"), "--depth-from", str(depth), "--fill", "diffusion",
+                   "--video-model", "nobody/no-zeroscope"], capsys)  # fmt: skip
+    assert "nobody/no-zeroscope" in err and "--video-model" in err
+    nothing_computed(tmp_path / "b")
+    # a locked work folder: refused before the input is even probed
+    argv = ["convert", str(video), "-o", str(tmp_path / "c"), "--depth-from", str(depth), "--fill", "classical", "--flow", "dis"]
+    with work.lock(tmp_path / "c" / "work", work.LOCK_FILE, "busy"):
+        assert "busy" in run_bad(argv, capsys)
+    nothing_computed(tmp_path / "c")
+    # a locked output folder (another convert with its own work folder writes there)
+    with work.lock_folders(tmp_path / "other-work", tmp_path / "c"):
+        assert "the output folder" in run_bad(argv, capsys)
+    nothing_computed(tmp_path / "c")
+    assert cli.main([*argv, "--quiet"]) == 0  # released: usable again
+
+
+def test_text_to_3d_in_one_command(tmp_path, model_dir):
+    config = ConvertConfig(
+        clip=replace(ConvertConfig().clip, num_frames=4, size=(32, 48)), flow="dis",
+        diffusion=DiffusionConfig(model=str(model_dir), prompt="a red ball", steps=2, window=4, size=(32, 48)),
+        exports=ExportSettings(exports=("sbs",)),
+    )  # fmt: skip
+    result = convert.convert(None, tmp_path / "out", replace(config, depth=DepthConfig(model=str(save_tiny_depth(tmp_path)))))
+    assert result.filler == "diffusion"
+    assert len(io.list_images(result.work_dir / convert.GENERATED)) == 4
+    p = probe(result.exports["sbs"])
+    assert (p.width, p.height, p.frames) == (96, 32, 4)
+    assert json.loads((result.work_dir / "denoised.json").read_text())["params"]["filler"]["config"]["prompt"] == "a red ball"
+
+
+def save_tiny_depth(folder: Path) -> Path:
+    from svg3d.tiny_models import save_tiny_depth_anything
+
+    return save_tiny_depth_anything(folder / "depth-model")
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line
+
+
+def run_bad(argv: list[str], capsys) -> str:
+    rc = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_cli_convert_and_its_log(clip, tmp_path, capsys):
+    video, depth, _ = clip
+    out = tmp_path / "out"
+    rc = cli.main(["convert", str(video), "-o", str(out), "--depth-from", str(depth), "--flow", "dis", "--fill", "classical",
+                   "--exports", "sbs,anaglyph", "--chunk-frames", "4", "--device", "cpu", "--quiet"])  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "clip_SBS_LR.mp4" in printed and "clip_anaglyph.mp4" in printed
+    log = (out / "work" / work.LOG_FILE).read_text()
+    assert all(f"{stage} " in log for stage in (*CHUNKED, "export")) and "done:" in log
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--strength", "50"], "--strength 50.0: must be in (0, 20]"),
+        (["--focal", "inf"], "--focal inf: must be a finite number"),
+        (["--near", "5", "--far", "1"], "--near 5.0 must be smaller than --far 1.0"),
+        (["--baseline", "0"], "--baseline 0.0: must be a finite number > 0"),
+        (["--strength", "2", "--baseline", "0.1"], "--strength and --baseline both set the 3D effect"),
+        (["--width", "64"], "--width and --height go together"),
+        (["--chunk-frames", "0"], "--chunk-frames 0: must be >= 1"),
+        (["--max-unet-frames", "0"], "--max-unet-frames 0: must be >= 1"),
+        (["--exports", "sbs,hologram"], "hologram"),
+        (["--start-frame", "99"], "--start-frame 99: the clip has 10 frames (0..9)"),
+    ],
+)
+def test_bad_flags_are_one_line(clip, tmp_path, capsys, flags, message):
+    video, depth, _ = clip
+    err = run_bad(["convert", str(video), "-o", str(tmp_path / "out"), "--depth-from", str(depth), "--flow", "dis", *flags], capsys)
+    assert message in err
+
+
+def test_help_shows_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["convert", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text
+    assert all(line.count("(default:") <= 1 for line in " ".join(text.split("\n  ")).split("\n"))

@@ -1,0 +1,133 @@
+"""The 3D effect (strength and screen plane, or the physical camera) and per-shot depth ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from svg3d import camera, shots
+from svg3d.checks import InputError
+from svg3d.config import ConvertConfig, MatrixConfig
+from svg3d.matrix import MatrixSource
+from svg3d.scene import make_scene, render
+
+
+def texture(h: int, w: int) -> np.ndarray:
+    """A random texture ``uint8 (1, H, W, 3)``: every pixel distinct enough to find where it went."""
+    return np.random.default_rng(0).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+
+
+def shift_of(source: np.ndarray, warped: torch.Tensor, known: torch.Tensor, rows: slice, cols: slice) -> int:
+    """The integer column shift s with warped[y, x + s] == source[y, x] over a region (exactly)."""
+    src = torch.from_numpy(source[0]).permute(2, 0, 1).float() / 255
+    for s in range(-40, 41):
+        x0, x1 = cols.start + s, cols.stop + s
+        if x0 < 0 or x1 > src.shape[-1] or not known[rows, x0:x1].all():
+            continue
+        if torch.equal(warped[:, rows, x0:x1], src[:, rows, cols]):
+            return s
+    raise AssertionError("no shift found")
+
+
+def two_planes(h: int = 48, w: int = 160, far: float = 1.0, near: float = 3.0) -> np.ndarray:
+    """Disparity ``(1, H, W)``: the left half far, the right half near (larger = nearer)."""
+    d = np.full((1, h, w), far, np.float32)
+    d[:, :, w // 2 :] = near
+    return d
+
+
+@pytest.mark.parametrize("strength, convergence", [(2.5, 0.5), (4.0, 0.0), (2.0, 1.0), (3.0, 0.25)])
+def test_strength_and_convergence_give_the_hand_computed_disparities(strength, convergence):
+    """Far plane d = 0 moves by +s * c, the near plane d = 1 by -s * (1 - c), s = strength % of the width."""
+    h, w = 48, 160
+    frames, disparity = texture(h, w), two_planes(h, w)
+    config = MatrixConfig(num_views=2, strength=strength, convergence=convergence)
+    plan = camera.plan_views(config, w)
+    lo, hi = shots.depth_ranges({"min": disparity.min((1, 2)), "max": disparity.max((1, 2)), "p01": None, "p99": None}, "clip")
+    source = MatrixSource(lambda a, b: frames, lambda a, b: disparity, lo, hi, plan, config)
+    cells = source.cells(0, 1, views=(1,))
+    span = strength / 100 * w  # pixels between the nearest and the farthest point
+    # u' = u - fx b (1/Z - screen): the far half goes right by span * c (behind the screen), the near half left
+    far = shift_of(frames, cells.images[0, 0], cells.known[0, 0], slice(4, h - 4), slice(45, 55))
+    near = shift_of(frames, cells.images[0, 0], cells.known[0, 0], slice(4, h - 4), slice(110, 120))
+    assert far == int(np.floor(span * convergence + 0.5 + 1e-4))  # floor(u + shift + 0.5): halves round up
+    assert near == int(np.floor(-span * (1 - convergence) + 0.5 + 1e-4))
+    assert far - near == pytest.approx(span, abs=1)
+
+
+def test_default_effect_is_comfortable_on_a_rendered_scene():
+    """The convert defaults: 2.5 % of the width in total, background behind the screen, foreground in front."""
+    sc = make_scene(3, num_frames=1, height=64, width=112)
+    rgb, z = render(sc)
+    disparity = (1 / z).numpy()
+    frames = (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    config = ConvertConfig().matrix
+    plan = camera.plan_views(config, 112)
+    lo, hi = np.array([disparity.min()], np.float32), np.array([disparity.max()], np.float32)
+    source = MatrixSource(lambda a, b: frames, lambda a, b: disparity, lo, hi, plan, config)
+    _, zs = source.source(0, 1)
+    shift = plan.focal * plan.baselines[plan.eyes[1]] * (1 / zs - plan.screen)  # crossed disparity, px
+    assert float(shift.max() - shift.min()) == pytest.approx(camera.DEFAULT_STRENGTH / 100 * 112, rel=1e-3)
+    assert float(shift.max()) == pytest.approx(0.5 * camera.DEFAULT_STRENGTH / 100 * 112, rel=1e-3)  # nearest: in front
+    assert float(shift.min()) < 0  # the backdrop: behind the screen
+
+
+def test_physical_camera_moves_a_pixel_by_exactly_f_b_over_z():
+    """--metric-depth --focal F --baseline B: a plane at inverse depth q moves by round(F B q) px, no screen shift."""
+    h, w = 32, 160
+    frames = texture(h, w)
+    for q in (0.25, 0.5, 1.0):
+        config = MatrixConfig(num_views=2, max_baseline=0.06, focal=500.0, metric_depth=True)
+        plan = camera.plan_views(config, w)
+        assert plan.screen == 0.0
+        disparity = np.full((1, h, w), q, np.float32)
+        source = MatrixSource(lambda a, b: frames, lambda a, b: disparity, np.ones(1), np.ones(1), plan, config)
+        cells = source.cells(0, 1, views=(1,))
+        assert shift_of(frames, cells.images[0, 0], cells.known[0, 0], slice(0, h), slice(60, 90)) == -round(500 * 0.06 * q)
+
+
+def test_effect_flags_are_checked():
+    with pytest.raises(InputError, match="strength 50"):
+        MatrixConfig(strength=50)
+    with pytest.raises(InputError, match="convergence 1.5"):
+        MatrixConfig(strength=2, convergence=1.5)
+    with pytest.raises(InputError, match="focal inf"):
+        MatrixConfig(focal=float("inf"))
+    with pytest.raises(InputError) as e:
+        MatrixConfig(nearest_depth=5, farest_depth=1)
+    assert "--near 5" in e.value.flag_message({"nearest_depth": "--near", "farest_depth": "--far"})
+    assert "--far 1" in e.value.flag_message({"nearest_depth": "--near", "farest_depth": "--far"})
+
+
+# --------------------------------------------------------------------------------------------------
+# shots
+
+
+def rendered(seed: int, frames: int) -> np.ndarray:
+    rgb, _ = render(make_scene(seed, num_frames=frames, height=64, width=112))
+    return (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def test_a_cut_between_two_scenes_is_found_and_motion_is_not_a_cut():
+    clip = np.concatenate([rendered(0, 10), rendered(5, 12)])
+    scores = shots.cut_scores(shots.frame_signature(clip))
+    assert shots.detect_cuts(scores) == [10]
+    assert shots.detect_cuts(shots.cut_scores(shots.frame_signature(rendered(1, 20)))) == []  # moving objects, one shot
+    # chunked (each chunk scored against the frame before it) equals whole
+    parts = [shots.cut_scores(shots.frame_signature(clip[a : a + 7]), shots.frame_signature(clip[a - 1 : a])[0] if a else None) for a in range(0, 22, 7)]
+    np.testing.assert_array_equal(np.concatenate(parts), scores)
+
+
+def test_per_shot_ranges_ignore_a_spike_and_do_not_cross_a_cut():
+    t = 40
+    rng = np.random.default_rng(0)
+    p01 = np.where(np.arange(t) < 20, 1.0, 5.0) + 0.01 * rng.standard_normal(t)
+    p99 = np.where(np.arange(t) < 20, 2.0, 9.0) + 0.01 * rng.standard_normal(t)
+    p99[8] = 50.0  # one frame with a near particle
+    stats = {"min": p01 - 0.5, "max": np.maximum(p99, 60.0 * (np.arange(t) == 8)), "p01": p01, "p99": p99}
+    lo, hi = shots.depth_ranges(stats, "shot", cuts=[20], fps=10)
+    assert np.abs(hi[:20] - 2.0).max() < 0.05 and np.abs(hi[20:] - 9.0).max() < 0.05  # no jump at frame 8
+    assert np.abs(lo[:20] - 1.0).max() < 0.05 and np.abs(lo[20:] - 5.0).max() < 0.05  # each shot its own range
+    clip_lo, clip_hi = shots.depth_ranges(stats, "clip")
+    assert (clip_lo == clip_lo[0]).all() and clip_hi[0] == 60.0  # the reference: the spike sets every frame's range
