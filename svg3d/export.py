@@ -477,7 +477,7 @@ def suffix_of(name: str, settings: ExportSettings, *, num_views: int = 2, size: 
         kind = settings.anaglyph
         if settings.naming == "iw3" and kind in IW3_ANAGLYPHS:
             return f"{suffix}_{IW3_ANAGLYPHS[kind]}"
-        return f"{EXPORTS[name].suffix}_{kind}"
+        return EXPORTS[name].suffix if kind == "dubois" else f"{EXPORTS[name].suffix}_{kind}"  # the default keeps its old name
     return suffix
 
 

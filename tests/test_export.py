@@ -250,6 +250,7 @@ def test_names_ours_and_iw3s():
     assert ours["quilt"] == iw3["quilt"] == "clip_qs4x2a1.8.mp4"
     assert ours["eyes_png"] == "clip_eyes" and ours["depth_png"] == "clip_depth16"  # folders
     assert len(set(ours.values())) == len(ours) and len(set(iw3.values())) == len(iw3)
+    assert ours["anaglyph"] == "clip_anaglyph.mp4"  # Dubois red-cyan, the default, keeps its name; other kinds say theirs
     mkv = ExportSettings(encoder=EncoderSettings(container="mkv"), anaglyph="green-magenta")
     assert export.output_path("o", "clip", "anaglyph", mkv).name == "clip_anaglyph_green-magenta.mkv"
 

@@ -44,10 +44,13 @@ def decoded(path: Path) -> np.ndarray:
 def test_convert_writes_every_export_with_size_frames_fps_and_audio(clip, tmp_path):
     video, depth, frames = clip
     t, h, w, _ = frames.shape
-    result = pipeline.convert(video, tmp_path / "out", base_config(depth, exports=tuple(export.EXPORTS)))
+    # the exports this pipeline can hand whole-clip arrays to (ExportWriter's folders and quilts come with the streamed stages)
+    names = ("sbs", "hsbs", "tb", "htb", "anaglyph", "left", "right", "grid", "depth")
+    result = pipeline.convert(video, tmp_path / "out", base_config(depth, exports=names))
     assert result.fill == "classical"
     assert [s.name for s in result.stages] == list(STAGES) and all(s.ran for s in result.stages)
-    sizes = {"sbs": (2 * w, h), "hsbs": (w, h), "tb": (w, 2 * h), "htb": (w, h), "anaglyph": (w, h), "left": (w, h), "right": (w, h), "grid": (3 * w, 3 * h), "depth": (w, h)}
+    cols, rows, ch, cw = export.grid_layout(8, h, w)  # 8 views, no empty cell
+    sizes = {"sbs": (2 * w, h), "hsbs": (w, h), "tb": (w, 2 * h), "htb": (w, h), "anaglyph": (w, h), "left": (w, h), "right": (w, h), "grid": (cols * cw, rows * ch), "depth": (w, h)}
     audio = audio_seconds(video)
     assert audio is not None and audio > 0.5
     for name, size in sizes.items():
