@@ -238,15 +238,16 @@ def decode_rgb(frame: av.VideoFrame, colour: ColourInfo) -> np.ndarray:
     h, w = frame.height, frame.width
     dtype = np.uint8 if bits == 8 else np.uint16
     ch, cw = -(-h // (1 << sy)), -(-w // (1 << sx))  # ceil: odd sizes keep the last chroma sample
-    y = _plane(frame, 0, h, w, dtype).astype(np.float32)
-    cb = _plane(frame, 1, ch, cw, dtype).astype(np.float32)
-    cr = _plane(frame, 2, ch, cw, dtype).astype(np.float32)
-    if (ch, cw) != (h, w):
+    work = np.uint8 if bits == 8 else np.float32  # 8 bits: OpenCV's saturating uint8 arithmetic end to end (fast)
+    y = _plane(frame, 0, h, w, dtype).astype(work)
+    cb = _plane(frame, 1, ch, cw, dtype).astype(work)
+    cr = _plane(frame, 2, ch, cw, dtype).astype(work)
+    if (ch, cw) != (h, w):  # (8-bit chroma is interpolated to whole code values: at most half a step, < 1 RGB level)
         cb = cv2.resize(cb, (w, h), interpolation=cv2.INTER_LINEAR)
         cr = cv2.resize(cr, (w, h), interpolation=cv2.INTER_LINEAR)
-    ycc = cv2.merge([y, cb, cr])  # (H, W, 3) float32
-    rgb = cv2.transform(ycc, yuv_to_rgb_matrix(colour, bits).astype(np.float32))
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    ycc = cv2.merge([y, cb, cr])  # (H, W, 3)
+    rgb = cv2.transform(ycc, yuv_to_rgb_matrix(colour, bits).astype(np.float32))  # uint8 in: rounded and clipped to uint8
+    return rgb if bits == 8 else np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
 def encode_planes(rgb: np.ndarray, colour: ColourInfo, pix_fmt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -265,14 +266,19 @@ def encode_planes(rgb: np.ndarray, colour: ColourInfo, pix_fmt: str) -> tuple[np
         raise ValueError(f"{pix_fmt} needs even sides, got {w}x{h}")
     m = rgb_to_yuv_matrix(colour, bits)
     m[:, :3] /= 255.0  # take uint8 values directly
-    ycc = cv2.transform(rgb.astype(np.float32), m.astype(np.float32))  # (H, W, 3) code values
-    y, cb, cr = cv2.split(ycc)
-    if sx or sy:
-        size = (w >> sx, h >> sy)
-        cb = cv2.resize(cb, size, interpolation=cv2.INTER_AREA)  # exact 2x box mean
-        cr = cv2.resize(cr, size, interpolation=cv2.INTER_AREA)
-    dtype, peak = (np.uint8, 255) if bits == 8 else (np.uint16, (1 << bits) - 1)
-    return tuple(np.clip(np.rint(p), 0, peak).astype(dtype) for p in (y, cb, cr))  # type: ignore[return-value]
+    m = m.astype(np.float32)
+    if sx or sy:  # the matrix is linear: chroma of the 2x box-averaged RGB = the box average of the chroma
+        small = cv2.resize(rgb.astype(np.float32), (w >> sx, h >> sy), interpolation=cv2.INTER_AREA)
+    else:
+        small = rgb.astype(np.float32)
+    if bits == 8:  # OpenCV rounds (half to even, as rint) and saturates; RGB in [0, 255] stays within [0, 255.5]
+        y = cv2.transform(rgb, m[0:1])
+        cbcr = cv2.convertScaleAbs(cv2.transform(small, m[1:3]))
+    else:
+        peak = (1 << bits) - 1
+        y = np.clip(np.rint(cv2.transform(rgb.astype(np.float32), m[0:1])), 0, peak).astype(np.uint16)
+        cbcr = np.clip(np.rint(cv2.transform(small, m[1:3])), 0, peak).astype(np.uint16)
+    return y, np.ascontiguousarray(cbcr[..., 0]), np.ascontiguousarray(cbcr[..., 1])
 
 
 def encode_frame(rgb: np.ndarray, colour: ColourInfo, pix_fmt: str) -> av.VideoFrame:

@@ -157,6 +157,8 @@ def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
 
 
 _LINEAR = _srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)  # uint8 sRGB -> linear, as a table
+# linear (quantised to 16 bits: < 0.06 of an output level near black, where the curve is steepest) -> uint8 sRGB
+_SRGB = np.round(_linear_to_srgb(np.arange(65536) / 65535.0) * 255.0).astype(np.uint8)
 
 
 def _check_pair(left: np.ndarray, right: np.ndarray) -> None:
@@ -180,8 +182,8 @@ def anaglyph(left: np.ndarray, right: np.ndarray, kind: str = "dubois") -> np.nd
     for t in range(len(left)):  # one frame at a time bounds the float working set
         if kind in ("dubois", "green-magenta"):
             ml, mr = (DUBOIS_LEFT, DUBOIS_RIGHT) if kind == "dubois" else (DUBOIS_GM_LEFT, DUBOIS_GM_RIGHT)
-            lin = _LINEAR[left[t]] @ ml.T.astype(np.float32) + _LINEAR[right[t]] @ mr.T.astype(np.float32)  # (H, W, 3)
-            out[t] = np.round(_linear_to_srgb(lin) * 255.0).astype(np.uint8)
+            lin = cv2.transform(_LINEAR[left[t]], ml.astype(np.float32)) + cv2.transform(_LINEAR[right[t]], mr.astype(np.float32))
+            out[t] = _SRGB[np.rint(np.clip(lin, 0.0, 1.0) * 65535.0).astype(np.uint16)]  # (H, W, 3)
             continue
         lt, rt = left[t].astype(np.float32), right[t].astype(np.float32)
         red = lt[..., 0] if kind == "colour" else lt @ LUMA_601
@@ -506,6 +508,15 @@ def output_path(
 # the streaming writer
 
 
+@contextlib.contextmanager
+def _naming_errors(path: Path):
+    """Turn an ``OSError`` into an ``InputError`` naming ``path`` and the cause."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
 class _FrameFolder:
     """A PNG frame folder (with optional sub-folders), built as a part and renamed into place on commit."""
 
@@ -748,33 +759,37 @@ class ExportWriter:
             return right
         return views[self.reference]
 
-    def _write_one(self, name, sink, left, right, views, d01) -> None:
+    def _write_one(self, name: str, sink, left: np.ndarray, right: np.ndarray, views: np.ndarray | None, d01: np.ndarray | None) -> None:
+        """Export ``name``'s frame of one time step. Arrays hold that one frame: eyes ``(1, H, W, 3)``,
+        views ``(V, 1, H, W, 3)``, normalised depth ``(1, H, W)`` in [0, 1]."""
         if name == "eyes_png":
             sink.write([left[0], right[0]])
-            return
-        if name == "views_png":
+        elif name == "views_png":
             sink.write([views[v, 0] for v in range(self.num_views)])
-            return
-        if name == "depth_png":
+        elif name == "depth_png":
             sink.write([np.round(d01[0] * 65535.0).astype(np.uint16)])
-            return
-        builders: dict[str, Callable[[], np.ndarray]] = {
-            "sbs": lambda: side_by_side(left, right),
-            "hsbs": lambda: side_by_side(left, right, half=True),
-            "tb": lambda: top_bottom(left, right),
-            "htb": lambda: top_bottom(left, right, half=True),
-            "cross": lambda: cross_eyed(left, right),
-            "anaglyph": lambda: anaglyph(left, right, self.settings.anaglyph),
-            "left": lambda: left,
-            "right": lambda: right,
-            "rgbd": lambda: rgbd(self._source(left, right, views), d01),
-            "hrgbd": lambda: rgbd(self._source(left, right, views), d01, half=True),
-            "vr180": lambda: vr180(left, right, self._vr_maps),
-            "grid": lambda: grid(views, order=self.order),
-            "quilt": lambda: quilt(views, order=self.order),
-            "depth": lambda: depth_video(d01, 0.0, 1.0),
-        }
-        sink.write(builders[name]())
+        elif name in ("sbs", "hsbs"):
+            sink.write(side_by_side(left, right, half=name == "hsbs"))
+        elif name in ("tb", "htb"):
+            sink.write(top_bottom(left, right, half=name == "htb"))
+        elif name == "cross":
+            sink.write(cross_eyed(left, right))
+        elif name == "anaglyph":
+            sink.write(anaglyph(left, right, self.settings.anaglyph))
+        elif name in ("left", "right"):
+            sink.write(left if name == "left" else right)
+        elif name in ("rgbd", "hrgbd"):
+            sink.write(rgbd(self._source(left, right, views), d01, half=name == "hrgbd"))
+        elif name == "vr180":
+            sink.write(vr180(left, right, self._vr_maps))
+        elif name == "grid":
+            sink.write(grid(views, order=self.order))
+        elif name == "quilt":
+            sink.write(quilt(views, order=self.order))
+        elif name == "depth":
+            sink.write(depth_video(d01, 0.0, 1.0))
+        else:  # a name in EXPORTS that this method does not know: a bug
+            raise AssertionError(f"no frame builder for export {name!r}")
 
     def close(self) -> dict[str, Path]:
         """Finish every export, then rename them all into place; returns the manifest ``{name: path, "preview": path}``."""
@@ -788,14 +803,13 @@ class ExportWriter:
                     raise RuntimeError(f"{sink.path}: {sink.frames} frames written of {self.frames}")
                 sink.finish()
             if self._preview is not None:
-                preview = Part(self.paths_preview)
-                self._sinks["preview"] = preview  # type: ignore[assignment]  # committed (or discarded) with the rest
-                preview.path.write_bytes(io.encode_image(self._preview, ".png"))
+                with _naming_errors(self.paths_preview):
+                    preview = Part(self.paths_preview)
+                    self._sinks["preview"] = preview  # type: ignore[assignment]  # committed (or discarded) with the rest
+                    preview.path.write_bytes(io.encode_image(self._preview, ".png"))
             for name, sink in self._sinks.items():  # every part is complete: now rename them all
-                self.manifest[name] = sink.commit()
-        except OSError as e:
-            self.abort()
-            raise InputError(f"{self.out_dir}: cannot write ({e.strerror or e})") from None
+                with _naming_errors(self.paths.get(name, self.paths_preview)):
+                    self.manifest[name] = sink.commit()
         except BaseException:
             self.abort()
             raise
