@@ -191,6 +191,8 @@ def _levels(bits: int, full: bool) -> tuple[float, float, float, float]:
 
 def rgb_to_yuv_matrix(colour: ColourInfo, bits: int) -> np.ndarray:
     """``(3, 4)`` float64: R'G'B' in [0, 1] (homogeneous) -> Y', Cb, Cr code values of ``bits`` bits."""
+    if colour.matrix not in LUMA_WEIGHTS:
+        raise ValueError(f"matrix {colour.matrix}: no conversion (check_colour refuses it); supported: {', '.join(LUMA_WEIGHTS)}")
     kr, kb = LUMA_WEIGHTS[colour.matrix]
     kg = 1.0 - kr - kb
     m = np.array([[kr, kg, kb], [-kr / (1 - kb) / 2, -kg / (1 - kb) / 2, 0.5], [0.5, -kg / (1 - kr) / 2, -kb / (1 - kr) / 2]])

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import isobmff
 from .checks import InputError
-from .colour import PLANAR_YUV, ColourInfo, encode_frame, guess_colour
+from .colour import LUMA_WEIGHTS, PLANAR_YUV, ColourInfo, encode_frame, guess_colour
 from .parts import Part
 
 log = logging.getLogger(__name__)
@@ -209,6 +209,8 @@ class VideoEncoder:
         sx, sy, _ = PLANAR_YUV[settings.pix_fmt]
         self.pad = (height % 2 if sy else 0, width % 2 if sx else 0)  # (rows, columns) added for chroma subsampling
         self.colour = colour or guess_colour(width + self.pad[1], height + self.pad[0])
+        if self.colour.is_hdr or self.colour.matrix not in LUMA_WEIGHTS:  # colour.check_colour refuses such inputs first
+            raise ValueError(f"colour {self.colour.describe()}: SDR with a matrix of {', '.join(LUMA_WEIGHTS)} only")
         self.stereo = stereo
         self.frames = 0
         self._audio_src = self._audio_in = self._pending = None

@@ -19,6 +19,7 @@ part counts as stale: do not start two runs into one folder there.)
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -84,7 +85,14 @@ class Part:
         self.folder = folder
         self.path = part_path(self.final, folder=folder)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        _remove(self.path)
+        if self.path.exists():  # a killed run's part (remove it), or another run writing the same output (refuse)
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                if not _try_lock(fd):
+                    raise OSError(errno.EBUSY, f"{self.final.name} is being written by another process")
+            finally:
+                os.close(fd)
+            _remove(self.path)
         if folder:
             self.path.mkdir()
             self._fd = os.open(self.path, os.O_RDONLY)
@@ -92,7 +100,7 @@ class Part:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         if not _try_lock(self._fd):  # another process created the same part between our remove and create
             os.close(self._fd)
-            raise OSError(f"{self.path} is being written by another process")
+            raise OSError(errno.EBUSY, f"{self.final.name} is being written by another process")
 
     def commit(self) -> Path:
         """Rename the part over ``final`` (a folder replaces an existing folder) and release the lock."""

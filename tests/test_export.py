@@ -558,6 +558,9 @@ def test_a_killed_writer_leaves_only_parts_that_the_next_run_removes(tmp_path):
         names = sorted(p.name for p in out.iterdir())
         assert len(names) == 2 and all(parts.is_part(n) for n in names), names
         assert export.remove_stale_parts(out) == []  # a live writer holds its parts: kept
+        with pytest.raises(InputError, match=r"clip_SBS_LR\.mp4 is being written by another process"):
+            ExportWriter(out, "clip", ExportSettings(exports=("sbs",)), fps=Fraction(8), size=(16, 16))  # a second run, same output
+        assert sorted(p.name for p in out.iterdir()) == names  # and the first run's parts are untouched
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     finally:
