@@ -350,6 +350,8 @@ def test_stereo_metadata_in_the_mp4_box_tree_and_as_ffmpeg_reads_it(tmp_path):
     assert "stereo3d: side by side" in says["sbs"] and "stereo3d: top and bottom" in says["tb"]
     # VR180: sv3d/proj/equi cropping a quarter of a 360-degree width on each side, nothing vertically
     boxes = mp4_boxes(manifest["vr180"])
+    children = [k[len(entry) :] for k in boxes if k.startswith(entry) and "/" not in k[len(entry) :]]
+    assert children[:3] == ["avcC", "st3d", "sv3d"], children  # the RFC's place: after the codec's box, before colr/pasp/btrt
     assert boxes[entry + "sv3d/svhd"] == b"\0\0\0\0svg3d\0"
     assert boxes[entry + "sv3d/proj/prhd"] == bytes(16)
     assert boxes[entry + "sv3d/proj/equi"] == struct.pack(">IIIII", 0, 0, 0, 1 << 30, 1 << 30)
@@ -362,6 +364,17 @@ def test_stereo_metadata_in_the_mp4_box_tree_and_as_ffmpeg_reads_it(tmp_path):
     for name in ("left", "cross"):
         assert not [k for k in mp4_boxes(manifest[name]) if k.endswith(("st3d", "sv3d"))], name
         assert "STEREO3D" not in frame_side_data(manifest[name]), name
+
+
+def test_ffmpeg_ignores_the_right_left_st3d_mode(tmp_path):
+    """Why cross-eyed mp4s get no st3d: the RFC's mode 4 (right-left) is not read by FFmpeg 8 (when it is, write it)."""
+    from svg3d import isobmff
+
+    left, right = eyes(2, 16, 16)
+    manifest = write_all(tmp_path / "o", ExportSettings(exports=("cross",)), left, right)
+    isobmff.add_sample_entry_boxes(manifest["cross"], isobmff.st3d(4))
+    assert mp4_boxes(manifest["cross"])["moov/trak/mdia/minf/stbl/stsd/avc1/st3d"] == bytes([0, 0, 0, 0, 4])
+    assert "STEREO3D" not in frame_side_data(manifest["cross"]) and len(decode(manifest["cross"])) == 2
 
 
 def frame_packing_types(path: Path) -> set[int]:
