@@ -31,6 +31,7 @@ import numpy as np
 from . import isobmff
 from .checks import InputError
 from .colour import LUMA_WEIGHTS, PLANAR_YUV, ColourInfo, encode_frame, guess_colour
+from .io import MP4_AUDIO_CODECS
 from .parts import Part
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 PIX_FMTS = ("yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le")  # what colour.encode_frame writes
 CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}  # --container -> FFmpeg muxer
-MP4_AUDIO_CODECS = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")  # what the mp4 muxer takes as is (io's list)
 
 
 @dataclass(frozen=True)

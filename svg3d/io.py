@@ -262,14 +262,13 @@ def write_video(
 ) -> None:
     """Atomically write ``uint8`` RGB ``(T, H, W, 3)`` as H.264 yuv420p, colour-tagged, copying an audio stream.
 
-    A thin wrapper over ``encode.VideoEncoder`` (which streams; use it for long clips): tagged and
-    converted as players take an untagged video of that size (BT.601 for SD, BT.709 for HD, limited
-    range; ``colour.guess_colour``). The container
-    follows the suffix (``.mkv``: Matroska, else mp4). ``audio_from``: a media file whose first audio
-    stream is copied (not re-encoded) into the output; its codec must be one mp4 holds
-    (``MP4_AUDIO_CODECS``), else ``ValueError`` before anything is written (``svg3d.export.audio_track``
-    re-encodes any audio to AAC first). yuv420p needs even sides: an odd last row/column is repeated
-    (and said in the log).
+    A thin wrapper over ``encode.VideoEncoder`` (which streams; use it for long clips): converted and
+    tagged as players take an untagged video of that size (BT.601 for SD, BT.709 for HD, limited range;
+    ``colour.guess_colour``). The container follows the suffix (``.mkv``: Matroska, else mp4).
+    ``audio_from``: a media file whose first audio stream is copied (not re-encoded) into the output;
+    its codec must be one mp4 holds (``MP4_AUDIO_CODECS``), else ``ValueError`` before anything is
+    written (``svg3d.export.audio_track`` re-encodes any audio to AAC first). yuv420p needs even sides:
+    an odd last row/column is repeated (and said in the log).
     """
     from .encode import EncoderSettings, VideoEncoder
 
