@@ -10,7 +10,11 @@ Library layout (one module per concept, DESIGN.md §8):
 - ``matrix``     stage 3: the frame matrix (views x frames): build, save, load
 - ``denoise``    stage 4: frame-matrix denoising with a video diffusion model
 - ``fill``       weight-free hole filling of the frame matrix (the classical backend)
-- ``export``     stereo/anaglyph/grid/depth videos and previews
+- ``export``     every export (SBS/TB, anaglyph, RGB-D, VR180, grid, quilt, depth, PNG folders), streamed
+- ``encode``     video files frame by frame: encoder settings, colour tags, stereo metadata, audio
+- ``colour``     colour tags read and kept, YUV <-> RGB with the source's matrix and range
+- ``isobmff``    the mp4 st3d/sv3d boxes (Spherical Video V2)
+- ``parts``      temporary outputs renamed into place when complete; stale ones removed
 - ``pipeline``   ``python -m svg3d convert``: every stage in a resumable work folder
 - ``demo``       the demo: a rendered clip converted and scored against the truth
 - ``metrics``    region PSNR/SSIM and flicker

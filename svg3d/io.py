@@ -207,50 +207,25 @@ def write_video(
     audio_from: str | os.PathLike | None = None,
     crf: int = 18,
 ) -> None:
-    """Atomically write ``uint8`` RGB ``(T, H, W, 3)`` as H.264 yuv420p mp4, copying an audio stream.
+    """Atomically write ``uint8`` RGB ``(T, H, W, 3)`` as H.264 yuv420p, colour-tagged, copying an audio stream.
 
+    A thin wrapper over ``encode.VideoEncoder`` (which streams; use it for long clips): converted and
+    tagged as players take an untagged video of that size (BT.601 for SD, BT.709 for HD, limited range;
+    ``colour.guess_colour``). The container follows the suffix (``.mkv``: Matroska, else mp4).
     ``audio_from``: a media file whose first audio stream is copied (not re-encoded) into the output;
     its codec must be one mp4 holds (``MP4_AUDIO_CODECS``), else ``ValueError`` before anything is
     written (``svg3d.export.audio_track`` re-encodes any audio to AAC first). yuv420p needs even sides:
     an odd last row/column is repeated (and said in the log).
     """
-    import av
+    from .encode import EncoderSettings, VideoEncoder
 
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames: expected uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    if audio_from is not None and has_audio(audio_from):
-        with av.open(str(audio_from)) as src:
-            codec = src.streams.audio[0].codec_context.name
-        if codec not in MP4_AUDIO_CODECS:
-            raise ValueError(f"{audio_from}: {codec} audio cannot be copied into mp4; re-encode it first (export.audio_track)")
-    t, h, w, _ = frames.shape
-    pad_h, pad_w = h % 2, w % 2
-    if pad_h or pad_w:
-        log.info("%s: %dx%d padded to even sides for yuv420p", path, w, h)
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    settings = EncoderSettings(crf=crf, container="mkv" if Path(path).suffix.lower() == ".mkv" else "mp4")
+    audio = audio_from if audio_from is not None and has_audio(audio_from) else None
     rate = Fraction(fps).limit_denominator(1001)
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as out:
-            stream = out.add_stream("libx264", rate=rate)
-            stream.width, stream.height = w + pad_w, h + pad_h
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "medium"}
-            src = av.open(str(audio_from)) if audio_from is not None and has_audio(audio_from) else None
-            try:
-                audio_in = src.streams.audio[0] if src is not None else None
-                audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
-                for frame in frames:
-                    out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-                out.mux(stream.encode())
-                if audio_in is not None:
-                    for packet in src.demux(audio_in):
-                        if packet.dts is None:
-                            continue
-                        packet.stream = audio_out
-                        out.mux(packet)
-            finally:
-                if src is not None:
-                    src.close()
+    with VideoEncoder(path, settings, fps=rate, width=frames.shape[2], height=frames.shape[1], audio=audio) as video:
+        video.write(frames)
 
 
 def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
