@@ -24,6 +24,8 @@ from svg3d.config import (
     DiffusionConfig,
     default,
 )
+from svg3d.encode import EncoderSettings
+from svg3d.export import ANAGLYPHS, EXPORTS, NAMINGS, ExportSettings
 
 # convert's flag for each library parameter whose name differs from --param-name (InputError.params)
 FLAGS = {
@@ -93,8 +95,19 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     f.add_argument("--vae-frames", type=int, default=default(DiffusionConfig, "vae_frames"), help="frames per VAE call; lower saves GPU memory (default: %(default)s)")
     f.add_argument("--compile", action="store_true", help="torch.compile the UNet's and VAE's blocks: ~10%% faster steps after minutes of compiling; pays off over many windows")
 
-    o = c.add_argument_group("outputs")
-    o.add_argument("--exports", default=",".join(default(conv, "exports")), help="comma-separated export names, or all (default: %(default)s)")
+    o = c.add_argument_group("outputs", f"exports: {', '.join(EXPORTS)} (docs/exports.md)")
+    o.add_argument("--exports", default=",".join(default(ExportSettings, "exports")), help="comma-separated export names, or all (default: %(default)s)")
+    o.add_argument("--naming", choices=NAMINGS, default=default(ExportSettings, "naming"), help="file-name suffixes: ours, or iw3's for players set up for iw3 (default: %(default)s)")
+    o.add_argument("--anaglyph", choices=tuple(ANAGLYPHS), default=default(ExportSettings, "anaglyph"), help="anaglyph kind (default: %(default)s)")
+    o.add_argument("--vr180", action="store_true", help="also write a VR180 export (each eye as a 180-degree equirectangular image, with the metadata headsets read)")
+    o.add_argument("--vr180-fov", type=float, default=None, help="the input's horizontal field of view, degrees, for VR180 (default: from the focal length)")
+    o.add_argument("--vr180-size", type=int, default=None, help="VR180 pixels per eye side (default: the input's resolution at its centre, at most 2048)")
+    o.add_argument("--codec", default=default(EncoderSettings, "codec"), help="video codec of every export, any encoder of the bundled FFmpeg (default: %(default)s)")
+    o.add_argument("--crf", type=int, default=default(EncoderSettings, "crf"), help="constant quality, lower = better (default: %(default)s)")
+    o.add_argument("--preset", default=default(EncoderSettings, "preset"), help="encoder speed/size preset (default: %(default)s)")
+    o.add_argument("--pix-fmt", default=default(EncoderSettings, "pix_fmt"), help="pixel format: yuv420p, yuv444p, yuv420p10le, ... (default: %(default)s)")
+    o.add_argument("--container", choices=("mp4", "mkv"), default=default(EncoderSettings, "container"), help="container of the videos (default: %(default)s)")
+    o.add_argument("--preview", action=argparse.BooleanOptionalAction, default=default(ExportSettings, "preview"), help="write <name>_preview.png, the first stereo pair (default: on)")
 
     r = c.add_argument_group("run")
     r.add_argument("--chunk-frames", type=int, default=default(conv, "chunk_frames"), help="frames per chunk of every stage: memory is bounded by it (default: %(default)s)")
@@ -169,7 +182,11 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         matrix=matrix,
         filler=args.fill,
         diffusion=diffusion,
-        exports=export.parse_exports(args.exports),
+        exports=ExportSettings(
+            exports=tuple(dict.fromkeys([*export.parse_exports(args.exports), *(["vr180"] if args.vr180 else [])])),
+            encoder=EncoderSettings(codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, container=args.container),
+            naming=args.naming, anaglyph=args.anaglyph, vr180_fov=args.vr180_fov, vr180_size=args.vr180_size, preview=args.preview,
+        ),
         chunk_frames=args.chunk_frames,
         clean_work=args.clean_work,
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import camera
 from .camera import Layout
 from .checks import InputError
+from .export import ExportSettings
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"  # Apache-2.0; the paper used v1 ViT-L
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"  # the paper's video model
@@ -183,9 +184,9 @@ class DiffusionConfig:
             (self.steps >= 1, "steps", f"{self.steps}: must be >= 1"),
             (self.seed >= 0, "seed", f"{self.seed}: must be >= 0"),
             (self.window >= 1, "window", f"{self.window}: must be >= 1"),
-            (self.overlap is None or 0 <= self.overlap < self.window, "overlap", f"{self.overlap}: must be >= 0 and smaller than the window ({self.window})"),
-            (min(self.size) >= 64 and self.size[0] % 8 == 0 and self.size[1] % 8 == 0, "diffusion_size",
-             f"{self.size[1]}x{self.size[0]}: both sides must be multiples of 8 and >= 64"),
+            (self.overlap is None or 0 <= self.overlap < self.window, ("overlap", "window"), f"{self.overlap}: must be >= 0 and smaller than window {self.window}"),
+            (min(self.size) >= 16 and self.size[0] % 8 == 0 and self.size[1] % 8 == 0, "diffusion_size",
+             f"{self.size[1]}x{self.size[0]}: both sides must be multiples of 8 and >= 16"),
             (self.max_unet_frames >= 1, "max_unet_frames", f"{self.max_unet_frames}: must be >= 1"),
             (self.vae_frames >= 1, "vae_frames", f"{self.vae_frames}: must be >= 1"),
         ])  # fmt: skip
@@ -221,7 +222,7 @@ class ConvertConfig:
     filler: str = "auto"  # diffusion when zeroscope is here and CUDA is, else classical (svg3d.fillers.resolve)
     classical: object = field(default_factory=_fill_config)  # svg3d.fill.FillConfig
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    exports: tuple[str, ...] = ("sbs", "hsbs", "anaglyph")  # svg3d.export.DEFAULT_EXPORTS
+    exports: ExportSettings = field(default_factory=ExportSettings)  # which exports and how (svg3d.export)
     # Frames per chunk of every stage: memory is bounded by it, never by the clip's length; results do not
     # depend on it. 16 frames of 1080p keep a classical run under ~3 GB of memory.
     chunk_frames: int = 16
@@ -232,5 +233,4 @@ class ConvertConfig:
             (self.flow in FLOW_CHOICES, "flow", f"{self.flow}: expected one of {', '.join(FLOW_CHOICES)}"),
             (self.filler in FILLER_CHOICES, "fill", f"{self.filler}: expected one of {', '.join(FILLER_CHOICES)}"),
             (self.chunk_frames >= 1, "chunk_frames", f"{self.chunk_frames}: must be >= 1"),
-            (bool(self.exports), "exports", ": give at least one export"),
         ])  # fmt: skip

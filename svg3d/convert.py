@@ -110,7 +110,7 @@ class Conversion:
         self.filler_name = fillers.resolve(config.filler, config, device)
         self.filler = fillers.make(self.filler_name, config, device)
         self.plan = camera.plan_views(
-            config.matrix, self.info.size[1], filler_views=fillers.VIEWS[self.filler_name], all_views=export.needs_views(config.exports)
+            config.matrix, self.info.size[1], filler_views=fillers.VIEWS[self.filler_name], all_views=export.needs_views(config.exports),
         )
         self.stores: dict[str, work.StageStore] = {}  # every stage store this conversion opened, by name
         self._ranges: tuple[np.ndarray, np.ndarray, str] | None = None
@@ -306,13 +306,13 @@ class Conversion:
     def export(self) -> dict[str, Path]:
         from .source import stem_of
 
-        cfg = self.config.exports
+        settings = self.config.exports
         stem = stem_of(self.input_path)
         _, filled_digest = self.filled(need_data=False)
         key = work.digest({
-            "stage": "export", "svg3d": __version__, "exports": cfg, "stem": stem, "fps": str(self.info.rate),
+            "stage": "export", "svg3d": __version__, "settings": asdict(settings), "stem": stem, "fps": str(self.info.rate),
             "audio": self.info.has_audio, "start": self.info.start, "frames": self.info.num_frames, "filled": filled_digest,
-            "input": self.fingerprint,
+            "input": self.fingerprint, "plan": asdict(self.plan),
         })  # fmt: skip
         record = work.OutputRecord(self.root / EXPORT_RECORD)
         if record.current(key):
@@ -324,30 +324,33 @@ class Conversion:
         disparity_store, _ = self.disparity(need_data=True)
         source = self.matrix_source(cache_frames=self.config.chunk_frames)
         lo, hi, _ = self.ranges()
-        audio = self._audio()
-        needs_views, needs_depth = export.needs_views(cfg), export.needs_depth(cfg)
-        left_view, right_view = self.plan.eyes
-        views = tuple(range(self.plan.num_views)) if needs_views else tuple(sorted({left_view, right_view}))
+        plan = self.plan
+        writer = export.ExportWriter(
+            self.out_dir, stem, settings, fps=self.info.rate, size=self.info.size, num_views=plan.num_views, eyes=plan.eyes,
+            reference=plan.reference, colour=self.info.colour, audio=self._audio(), focal=plan.focal,
+        )  # fmt: skip
+        views = tuple(range(plan.num_views)) if writer.needs_views else tuple(sorted({*plan.eyes, plan.reference}))
         advance, close = self.progress("export", self.info.num_frames)
         try:
-            with export.ExportWriter(
-                self.out_dir, stem, cfg, fps=self.info.rate, size=self.info.size, num_views=self.plan.num_views,
-                eyes=self.plan.eyes, colour=None, audio=audio, depth_range=(0.0, 1.0),
-            ) as writer:  # fmt: skip
+            with writer:
                 for a, b in _chunks(self.info.num_frames, self.config.chunk_frames):
                     out = self._views(source, store, views, a, b)
+                    all_views = None
+                    if writer.needs_views:  # views that are not made (the plan fills the eyes only) stay black
+                        blank = np.zeros_like(out[plan.reference])
+                        all_views = np.stack([out.get(v, blank) for v in range(plan.num_views)])
                     disparity = None
-                    if needs_depth:  # the input view's depth as the matrix used it: normalised, near = 1
-                        d = torch.from_numpy(depth.resize_depth(disparity_store.read(a, b, "disparity"), self.info.size))
-                        disparity = camera.normalise_disparity(d, torch.from_numpy(lo[a:b]), torch.from_numpy(hi[a:b])).numpy()
-                    writer.write(out[left_view], out[right_view], views=np.stack([out[v] for v in views]) if needs_views else None, disparity=disparity)
+                    if writer.needs_depth:  # the input view's disparity, normalised as the matrix used it
+                        disparity = depth.resize_depth(disparity_store.read(a, b, "disparity"), self.info.size)
+                    left, right = out[plan.eyes[0]], out[plan.eyes[1]]
+                    writer.write(left, right, views=all_views, disparity=disparity, depth_range=(lo[a:b], hi[a:b]) if disparity is not None else None)
                     advance(b - a)
                 written = writer.close()
         finally:
             close()
         record.write(key, written)
         seconds = time.perf_counter() - started
-        log.info("%-10s done: %d files in %.1f s", "export", len(written), seconds)
+        log.info("%-10s done: %d outputs in %.1f s", "export", len(written), seconds)
         self.reports.append(StageReport("export", True, seconds, self.info.num_frames))
         return written
 

@@ -4,7 +4,8 @@
 ``Source``: ``source.info`` (frame count, rate, size, names, audio) and ``source.frames(a, b)``, the
 frames ``a .. b-1`` of the selected range as ``uint8 (b - a, H, W, 3)`` RGB (``io`` conventions).
 
-A video is probed by demuxing every packet (no decoding: a fraction of a second per minute of video)
+A video's frames are converted to RGB with its own colour matrix and range (``colour.decode_rgb``), and
+an HDR video is refused at the probe (``colour.check_colour``). A video is probed by demuxing every packet (no decoding: a fraction of a second per minute of video)
 and decoding its first frame: the packet count is the frame count the stages plan their chunks with,
 and a container whose index promises more frames than its packets hold (a file cut short) is refused
 before any stage runs. Decoding is sequential; ``frames`` keeps a sliding window of recent frames so
@@ -32,6 +33,7 @@ import numpy as np
 
 from . import io
 from .checks import InputError
+from .colour import ColourInfo, check_colour, colour_of_stream, decode_rgb
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class SourceInfo:
     has_audio: bool = False
     rotation: int = 0  # degrees counter-clockwise the frames are turned by (display matrix)
     variable_rate: bool = False
+    colour: ColourInfo | None = None  # what the video's samples mean (``colour``); None: frame files, sRGB
 
     @property
     def duration(self) -> float:
@@ -146,7 +149,7 @@ class Source:
                         continue
                     if seen >= info.num_frames:
                         return
-                    image = io.upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+                    image = io.upright(decode_rgb(frame, info.colour), frame.rotation)
                     seen += 1
                     yield self._resize(image)
         except av.error.FFmpegError as e:
@@ -214,6 +217,7 @@ def open_source(
         has_audio=info.get("audio", False),
         rotation=info.get("rotation", 0),
         variable_rate=info.get("vfr", False),
+        colour=info.get("colour"),
     )
     return Source(result, window=window, files=info.get("files"))
 
@@ -262,6 +266,7 @@ def _probe_video(path: Path) -> dict:
             rotation = first.rotation if first is not None else 0
             shape = None if first is None else (first.height, first.width)
             time_base = stream.time_base
+            colour = colour_of_stream(stream, path)
     except av.error.FFmpegError as e:
         raise InputError(f"{path}: cannot read as a video ({e.strerror or type(e).__name__})") from None
     if first is None or not pts:
@@ -286,7 +291,9 @@ def _probe_video(path: Path) -> dict:
         log.info("%s: turned %d degrees counter-clockwise, as its display matrix says", path, rotation)
     turns = (rotation // 90) % 2 if rotation % 90 == 0 else 0
     size = (shape[1], shape[0]) if turns else shape
-    return {"kind": "video", "total": len(pts), "size": size, "names": (), "rate": rate, "audio": audio, "rotation": rotation, "vfr": vfr}
+    check_colour(colour, path)  # HDR and unknown matrices are refused before any stage runs
+    return {"kind": "video", "total": len(pts), "size": size, "names": (), "rate": rate, "audio": audio, "rotation": rotation,
+            "vfr": vfr, "colour": colour}  # fmt: skip
 
 
 @dataclass(frozen=True)

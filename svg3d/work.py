@@ -124,6 +124,7 @@ def make_dirs(*folders: Path) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             with io.atomic_path(folder / ".write-test"):
                 pass
+            (folder / ".write-test").unlink()
         except OSError as e:
             raise InputError(f"{folder}: cannot write to this folder ({e.strerror or e})") from None
 

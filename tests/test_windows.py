@@ -20,7 +20,9 @@ from svg3d.denoise import (
 )
 from svg3d.matrix import save_frame_matrix
 from svg3d.models import load_zeroscope
-from svg3d.pipeline import ConvertConfig, convert
+from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig
+from svg3d.convert import convert
+from svg3d.export import ExportSettings
 from tests.media import probe, rendered_clip
 from tests.test_denoise import make_matrix
 
@@ -146,23 +148,24 @@ def test_svg_cli_100x60_matrix_in_windows(model_dir, tmp_path):
 def test_convert_100x60_clip_in_windows_round_trips_its_size(model_dir, tmp_path):
     video, depth, frames = rendered_clip(tmp_path, frames=10, height=60, width=100, audio=False)
     config = ConvertConfig(
-        depth_from=depth, metric_depth=True, flow="dis", fill="diffusion", video_model=str(model_dir),
-        steps=1, num_views=3, window=6, overlap=2, exports=("sbs", "left", "right"),
+        depth=DepthConfig(depth_from=depth), flow="dis", filler="diffusion",
+        diffusion=DiffusionConfig(model=str(model_dir), steps=1, window=6, overlap=2, size=(32, 48)),
+        matrix=replace(ConvertConfig().matrix, num_views=3), exports=ExportSettings(exports=("sbs", "left", "right")),
     )  # fmt: skip
     result = convert(video, tmp_path / "out", config)
-    assert result.fill == "diffusion"
+    assert result.filler == "diffusion"
     for name, width in (("sbs", 200), ("left", 100), ("right", 100)):
         p = probe(result.exports[name])
         assert (p.width, p.height, p.frames) == (width, 60, 10), (name, p)
 
 
 def test_convert_rejects_an_overlap_as_long_as_the_window(tmp_path, capsys):
-    with pytest.raises(InputError, match="--overlap 8: must be >= 0 and smaller than --window 8"):
-        ConvertConfig(window=8, overlap=8)
+    with pytest.raises(InputError, match="overlap 8: must be >= 0 and smaller than window 8"):
+        DiffusionConfig(window=8, overlap=8)
     rc = cli.main(["convert", str(tmp_path / "x.mp4"), "-o", str(tmp_path / "out"), "--window", "4", "--overlap", "5"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err == "error: --overlap 5: must be >= 0 and smaller than --window 4", err
-    assert ConvertConfig(window=3).window_overlap == 2 and ConvertConfig().window_overlap == 4
+    assert DiffusionConfig(window=3).window_overlap == 2 and DiffusionConfig().window_overlap == 4
     assert not (tmp_path / "out").exists()
 
 

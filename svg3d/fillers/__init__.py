@@ -104,7 +104,7 @@ def resolve(name: str, config: ConvertConfig, device: torch.device) -> str:
     from .. import models
 
     if name == "diffusion":
-        models.check_available(config.diffusion.model, "video model", flag="video_model")
+        models.check_available(config.diffusion.model, "video model", flag="video_model", probe_file="unet/config.json")
     if name != "auto":
         return name
     if device.type != "cuda":
