@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, camera, depth, export, fillers, models, shots, work
+from . import __version__, camera, depth, export, fillers, io, models, shots, work
+from .checks import InputError
 from .config import ConvertConfig
 from .matrix import MatrixSource
 from .source import Source, open_source

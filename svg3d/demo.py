@@ -3,8 +3,9 @@
 1. Render a scene (``scene``) from the left eye, and from the right eye as ground truth.
 2. Encode the left view as ``input.mp4`` with a generated audio track (a chord, AAC), so the audio
    path of the exports is exercised, and write the renderer's inverse depth (1/Z, metric) per frame.
-3. ``pipeline.convert`` with ``--depth-from`` that folder and ``--metric-depth``, OpenCV DIS flow for
-   the stabilisation, classical filling, SBS and anaglyph exports.
+3. ``convert.convert`` with ``--depth-from`` that folder, the renderer's physical camera (its focal, 7 cm,
+   metric inverse depth), OpenCV DIS flow for the stabilisation, the classical filler; SBS, anaglyph and
+   lossless eye exports; and again with the Telea filler, the baseline.
 4. ``report.json``: PSNR and SSIM of the generated right eye against the true one, in the pixels the
    warp knew and in the disoccluded ones; the flicker of the filled pixels next to the true video's
    over the same pixels; the same scores for OpenCV Telea inpainting of the same holes; timings.
@@ -25,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, camera, convert, fill, io, matrix, metrics, scene
-from .export import output_path
+from . import __version__, camera, convert, io, metrics, scene, work
+from .config import ConvertConfig, DepthConfig, MatrixConfig
+from .export import ExportSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +92,14 @@ def run_demo(
     started = time.perf_counter()
     h, w = size
     sc = scene.make_scene(seed, num_frames=num_frames, height=h, width=w)
-    config = pipeline.ConvertConfig(metric_depth=True, flow="dis", fill="classical", focal=sc.focal, exports=("sbs", "anaglyph"))
+    # The physical camera of the renderer: its focal, the paper's 7 cm, metric inverse depth.
+    matrix = MatrixConfig(num_views=2, focal=sc.focal, metric_depth=True, lossless=True)
+    config = ConvertConfig(
+        depth=DepthConfig(depth_from=out_dir / "source" / "depth"), flow="dis", filler="classical", matrix=matrix,
+        exports=ExportSettings(exports=("sbs", "anaglyph", "eyes_png")),
+    )  # fmt: skip
     left, z_left = scene.render(sc, 0.0)
-    baselines = camera.view_baselines(2, config.baseline, config.layout)
+    baselines = camera.view_baselines(2, matrix.max_baseline, matrix.layout)
     right, _ = scene.render(sc, float(baselines[-1]))  # the true right eye
     rendered = time.perf_counter() - started
 
@@ -103,31 +110,27 @@ def run_demo(
     for t, z in enumerate(z_left.numpy()):
         io.write_depth(source / "depth" / f"{t:05d}.npy", 1.0 / z)  # inverse metric depth, --metric-depth
 
-    config = replace(config, depth_from=source / "depth")
-    result = pipeline.convert(clip, out_dir, config, progress=progress)
-
-    # Score the generated right eye, as written by the fill stage (lossless PNG), against the truth.
-    fm = matrix.load_frame_matrix(result.work_dir / "frame_matrix")
-    _, right_view = camera.eye_views(fm.info.num_views, fm.info.layout)
-    known = fm.masks[right_view, :, 0]
-    generated = torch.from_numpy(
-        io.read_frames([result.work_dir / "filled" / pipeline.FILLED_NAME.format(view=right_view, frame=t) for t in range(num_frames)])
-    ).permute(0, 3, 1, 2).float() / 255  # T H W 3 -> T 3 H W
     truth = right.clamp(0, 1)
-    telea = fill.telea_fill(fm.images[right_view], known)
-    origin = torch.from_numpy(np.load(result.work_dir / "filled" / pipeline.ORIGIN_NAME.format(view=right_view)))
+    results, scores = {}, {}
+    for filler in ("classical", "telea"):
+        folder = out_dir if filler == "classical" else out_dir / "telea"
+        result = convert.convert(clip, folder, replace(config, filler=filler, exports=config.exports if filler == "classical" else ExportSettings(exports=("eyes_png",), preview=False)), progress=progress)
+        generated = torch.from_numpy(io.read_frames(io.list_images(result.exports["eyes_png"] / "right"))).permute(0, 3, 1, 2).float() / 255  # T H W 3 -> T 3 H W
+        known = _known(result)
+        results[filler], scores[filler] = result, _scores(generated, truth, known)
+    result = results["classical"]
+    known = _known(result)
     report = {
         "what": "generated right eye vs the renderer's true right eye; 'disoccluded' = pixels the warp left as holes",
         "scene_seed": seed,
         "size": [w, h],
         "frames": num_frames,
         "fps": DEMO_FPS,
-        "baseline_m": config.baseline,
-        "focal_px": fm.info.focal,
+        "baseline_m": matrix.max_baseline,
+        "focal_px": result.plan.focal,
         "disoccluded_share": (~known).float().mean().item(),
-        "filled_from_other_frames_share": (origin == fill.FROM_TIME).sum().item() / max(1, (origin != fill.KNOWN).sum().item()),
-        "classical": _scores(generated, truth, known),
-        "telea_baseline": _scores(telea, truth, known),
+        "classical": scores["classical"],
+        "telea_baseline": scores["telea"],
         "true_video_flicker_disoccluded": metrics.flicker(truth, ~known),
         "exports": {name: str(path) for name, path in result.exports.items()},
         "seconds": {
@@ -145,9 +148,16 @@ def run_demo(
     log.info(
         "demo: right eye PSNR %.2f dB known, %.2f dB disoccluded (Telea %.2f dB); SSIM %.3f / %.3f; flicker %.2f (truth %.2f) -> %s",
         c["psnr_known"], c["psnr_disoccluded"], b["psnr_disoccluded"], c["ssim_known"], c["ssim_disoccluded"],
-        c["flicker_disoccluded"], report["true_video_flicker_disoccluded"], output_path(out_dir, clip.stem, "sbs"),
-    )
+        c["flicker_disoccluded"], report["true_video_flicker_disoccluded"], result.exports["sbs"],
+    )  # fmt: skip
     return path
+
+
+def _known(result: convert.ConvertResult) -> torch.Tensor:
+    """The right eye's known-mask ``(T, H, W)`` bool: what the warp gave (the fill stage records the holes)."""
+    record = json.loads((result.work_dir / "filled.json").read_text())
+    holes = np.concatenate([work.read_chunk(result.work_dir / "filled" / c["file"], ("holes",))["holes"] for c in record["chunks"]])
+    return torch.from_numpy(~holes[:, result.plan.fill_views.index(result.plan.eyes[1])])
 
 
 def _finite(x: object) -> object:

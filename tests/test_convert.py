@@ -18,7 +18,7 @@ import pytest
 
 from svg3d import __main__ as cli
 from svg3d import convert, io, work
-from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig, MatrixConfig
+from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig
 from svg3d.export import ExportSettings
 from svg3d.source import read_clip
 from tests.media import audio_seconds, probe, rendered_clip
@@ -282,7 +282,7 @@ def test_text_to_3d_in_one_command(tmp_path, model_dir):
 
 
 def save_tiny_depth(folder: Path) -> Path:
-    from svg3d.tiny_models import save_tiny_depth_anything
+    from tests.tiny_depth import save_tiny_depth_anything
 
     return save_tiny_depth_anything(folder / "depth-model")
 
@@ -339,3 +339,23 @@ def test_help_shows_each_default_once(capsys):
     entries = re.split(r"\n(?=  -)", text)  # one entry per option, its help wrapped over lines
     assert len(entries) > 40 and "(default: None)" not in text
     assert all(e.count("(default:") <= 1 for e in entries), [e for e in entries if e.count("(default:") > 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# the demo
+
+
+def test_demo_report(tmp_path):
+    from svg3d.demo import run_demo
+
+    report = json.loads(run_demo(tmp_path / "demo", size=(64, 112), num_frames=6).read_text())
+    for method in ("classical", "telea_baseline"):
+        scores = report[method]
+        assert set(scores) == {"psnr_known", "psnr_disoccluded", "ssim_known", "ssim_disoccluded", "flicker_disoccluded"}
+        assert all(isinstance(v, float) for v in scores.values()), scores
+    assert report["classical"]["psnr_known"] > 20
+    assert report["classical"]["psnr_known"] == pytest.approx(report["telea_baseline"]["psnr_known"])  # same known pixels
+    assert 0 < report["disoccluded_share"] < 0.2
+    for name in ("sbs", "anaglyph", "preview"):
+        assert Path(report["exports"][name]).is_file()
+    assert probe(report["exports"]["sbs"]).audio_seconds is not None

@@ -82,7 +82,7 @@ def test_physical_camera_moves_a_pixel_by_exactly_f_b_over_z():
         plan = camera.plan_views(config, w)
         assert plan.screen == 0.0
         disparity = np.full((1, h, w), q, np.float32)
-        source = MatrixSource(lambda a, b: frames, lambda a, b: disparity, np.ones(1), np.ones(1), plan, config)
+        source = MatrixSource(lambda a, b: frames, lambda a, b, d=disparity: d, np.ones(1), np.ones(1), plan, config)
         cells = source.cells(0, 1, views=(1,))
         assert shift_of(frames, cells.images[0, 0], cells.known[0, 0], slice(0, h), slice(60, 90)) == -round(500 * 0.06 * q)
 

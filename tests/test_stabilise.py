@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from svg3d import io
-from svg3d.source import read_clip
 from svg3d.filters import guided_filter
 from svg3d.flow import DISFlow
 from svg3d.scene import make_scene, render
+from svg3d.source import read_clip
 from svg3d.stabilise import (
     StabiliseConfig,
     backward_warp,

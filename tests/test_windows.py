@@ -10,6 +10,8 @@ import torch
 from svg3d import __main__ as cli
 from svg3d import io
 from svg3d.checks import InputError
+from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig
+from svg3d.convert import convert
 from svg3d.denoise import (
     DenoiseConfig,
     denoise_frame_matrix,
@@ -18,11 +20,9 @@ from svg3d.denoise import (
     window_seed,
     window_starts,
 )
+from svg3d.export import ExportSettings
 from svg3d.matrix import save_frame_matrix
 from svg3d.models import load_zeroscope
-from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig
-from svg3d.convert import convert
-from svg3d.export import ExportSettings
 from tests.media import probe, rendered_clip
 from tests.test_denoise import make_matrix
 
