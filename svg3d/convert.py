@@ -142,6 +142,10 @@ class Conversion:
         advance, close = self.progress(store.name, store.num_frames, initial=store.num_frames - todo)
         try:
             body(store, advance)
+        except BaseException as e:  # the log says where a run ended; what is committed stays
+            done = sum(c["count"] for c in store.chunks)
+            log.info("%-10s stopped (%s) with %d of %d frames committed", store.name, type(e).__name__, done, store.num_frames)
+            raise
         finally:
             close()
         digest = store.finish()
