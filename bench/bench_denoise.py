@@ -27,7 +27,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,58 +38,8 @@ import torch  # noqa: E402
 from svg3d import camera, scene  # noqa: E402
 from svg3d.denoise import DenoiseConfig, denoise_frame_matrix  # noqa: E402
 from svg3d.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
-from svg3d.models import Zeroscope, compile_zeroscope  # noqa: E402
-from tests.tiny_zeroscope import TINY_TEXT, TINY_UNET, TINY_VAE, ZEROSCOPE_SCHEDULER, write_clip_tokenizer  # noqa: E402
-
-FULL_UNET = dict(  # cerspense/zeroscope_v2_576w unet/config.json
-    sample_size=32,
-    in_channels=4,
-    out_channels=4,
-    down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-    block_out_channels=(320, 640, 1280, 1280),
-    layers_per_block=2,
-    cross_attention_dim=1024,
-    attention_head_dim=64,
-    norm_num_groups=32,
-)
-FULL_VAE = dict(  # Stable Diffusion 1.x's VAE, which zeroscope ships
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(128, 256, 512, 512),
-    layers_per_block=2,
-    latent_channels=4,
-    norm_num_groups=32,
-    sample_size=512,
-    scaling_factor=0.18215,
-)
-FULL_TEXT = dict(  # OpenCLIP ViT-H/14 text tower, 23 of its 24 layers (zeroscope's text_encoder)
-    vocab_size=49408,
-    hidden_size=1024,
-    intermediate_size=4096,
-    num_hidden_layers=23,
-    num_attention_heads=16,
-    max_position_embeddings=77,
-    hidden_act="gelu",
-    projection_dim=1024,
-)
-
-
-def build_model(device: torch.device, dtype: torch.dtype, *, tiny: bool) -> Zeroscope:
-    """Random-weight zeroscope components built directly on ``device`` (fast init, no download)."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)  # the weights only; denoising uses its own generators
-    with torch.device(device):
-        unet = UNet3DConditionModel(**(TINY_UNET if tiny else FULL_UNET)).to(dtype).eval()
-        vae = AutoencoderKL(**(TINY_VAE if tiny else FULL_VAE)).to(dtype).eval()
-        text = CLIPTextModel(CLIPTextConfig(**(TINY_TEXT if tiny else FULL_TEXT))).to(dtype).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp), model_max_length=77)
-    return Zeroscope(unet, vae, text, tokenizer, DDPMScheduler(**ZEROSCOPE_SCHEDULER), device, dtype, "random")
+from svg3d.models import compile_zeroscope  # noqa: E402
+from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 
 def synthetic_matrix(views: int, frames: int, height: int, width: int):
@@ -194,7 +143,7 @@ def main() -> None:
         torch.set_flush_denormal(True)
 
     t0 = time.perf_counter()
-    model = build_model(device, dtype, tiny=args.tiny)
+    model = build_random_zeroscope(device, dtype, tiny=args.tiny)
     fm = synthetic_matrix(args.views, args.frames, args.height, args.width)
     known = fm.masks.float().mean(dim=(1, 2, 3, 4)).tolist()
     print(

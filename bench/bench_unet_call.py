@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench.bench_denoise import build_model  # noqa: E402
 from svg3d.models import compile_blocks  # noqa: E402
+from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 SHAPES = {"temporal, 7 views": (14, 16), "views, 16 rows": (32, 8), "temporal, target": (2, 16)}
 
@@ -60,7 +60,7 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="print the CUDA kernels that take the most time")
     args = p.parse_args()
     device = torch.device(args.device)
-    model = build_model(device, torch.float16, tiny=False)
+    model = build_random_zeroscope(device, torch.float16, tiny=False)
     gen = torch.Generator(device).manual_seed(0)
     inputs = {}
     for name, (batch, frames) in SHAPES.items():

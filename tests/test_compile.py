@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from svg3d.models import COMPILED_BLOCKS, compile_blocks
-from tests.tiny_zeroscope import TINY_VAE
+from svg3d.tiny_models import TINY_VAE
 
 pytestmark = pytest.mark.slow  # Inductor generates and builds C++ on the CPU: about 30 s
 
