@@ -206,14 +206,28 @@ def randomize_weights_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Modul
     """Redraw every parameter of ``module`` in place so that no layer starts as an identity; returns ``module``.
 
     diffusers zero-initialises the last convolution of every TemporalConvLayer (and fresh norms are exactly 1 and
-    0), so a freshly built UNet3D hides any mistake in those layers. Matrices and kernels get N(0, 1/fan_in)
-    (activations keep their scale), 1-D norm weights 1 + N(0, 0.2^2), biases N(0, 0.2^2).
+    0), so a freshly built UNet3D hides any mistake in those layers. Matrices and kernels get variance 1/fan_in
+    (activations keep their scale), 1-D norm weights 1 +- 0.2 (standard deviation), biases 0 +- 0.2; uniform
+    draws, several times faster than normal ones on a CPU (1.4 B parameters for zeroscope).
     """
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator(next(module.parameters()).device).manual_seed(seed)
     for name, p in module.named_parameters():
-        draw = torch.randn(p.shape, generator=g)
-        if p.ndim == 1:
-            p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * draw)
-        else:
-            p.copy_(draw / p[0].numel() ** 0.5)
+        centre = 1.0 if p.ndim == 1 and name.endswith("weight") else 0.0
+        half_width = 3**0.5 * (0.2 if p.ndim == 1 else p[0].numel() ** -0.5)  # uniform: std = half_width / sqrt(3)
+        p.uniform_(centre - half_width, centre + half_width, generator=g)
     return module
+
+
+def random_unet(config: dict, *, seed: int = 0, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """A ``UNet3DConditionModel`` of ``config`` in eval mode with every weight drawn by ``randomize_weights_``.
+
+    Built on the meta device first, so diffusers' own initialisation (15 s for zeroscope's 1.4 B parameters on
+    2 cores) is skipped: the weights are drawn once.
+    """
+    from diffusers import UNet3DConditionModel
+
+    with torch.device("meta"):
+        unet = UNet3DConditionModel(**config)
+    if any(True for _ in unet.buffers()):
+        raise ValueError("random_unet: the model has buffers, which to_empty would leave undefined")
+    return randomize_weights_(unet.to_empty(device=device), seed).eval()

@@ -42,6 +42,7 @@ apply, and Inductor's caches in a folder per machine and torch version (``compil
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import InputError
+from .checks import InputError, check_shape
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +451,8 @@ class UNet3D(nn.Module):
         _require(unet.time_embedding.post_act is None and unet.time_embedding.cond_proj is None, "this time MLP")
         _require(isinstance(unet.time_embedding.act, nn.SiLU), "a time embedding without SiLU")
         self.temporal_conv = temporal_conv
-        self.dtype = unet.dtype
+        param = next(unet.parameters())
+        self.device, self.dtype = param.device, param.dtype
         self.in_channels, self.out_channels = cfg.in_channels, cfg.out_channels
         proj = unet.time_proj
         self.time_dim, self.time_flip, self.time_shift = (
@@ -502,6 +504,10 @@ class UNet3D(nn.Module):
     ) -> UNet3DOutput | tuple[torch.Tensor]:
         """``sample`` ``(B, c, F, h, w)``, ``timestep`` a number or tensor ``()`` / ``(B,)``, ``encoder_hidden_states``
         ``(B, L, D)`` -> ``UNet3DOutput(sample (B, c, F, h, w))`` (or a 1-tuple), as diffusers' UNet3D."""
+        n = check_shape(sample, "B c F h w", "sample")
+        if n["c"] != self.in_channels:
+            raise ValueError(f"sample: {n['c']} channels, the UNet takes {self.in_channels}")
+        check_shape(encoder_hidden_states, f"{n['B']} L D", "encoder_hidden_states")
         out = self.run(sample, timestep_vector(timestep, sample), encoder_hidden_states)
         return UNet3DOutput(out) if return_dict else (out,)
 
@@ -565,3 +571,27 @@ def timestep_vector(timestep: Any, sample: torch.Tensor) -> torch.Tensor:
     if t.ndim != 1 or t.shape[0] not in (1, sample.shape[0]):
         raise ValueError(f"timestep: expected a number or shape () / (1,) / ({sample.shape[0]},), got {tuple(t.shape)}")
     return t.expand(sample.shape[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# the switch: which forward the loop calls
+
+
+_OURS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # diffusers UNet -> our UNet3D over its weights
+
+
+def unet_for(unet: nn.Module, kind: str) -> Any:
+    """The UNet callable for ``DenoiseConfig.unet``: ``unet`` itself (``"diffusers"``) or our forward over its
+    parameters (``"ours"``), built once per module (again if its device or dtype changed since), and compiled if
+    ``compile_unet`` was called on it. Both take ``(sample, t, encoder_hidden_states=...)`` and return ``.sample``.
+    """
+    if kind == "diffusers":
+        return unet
+    if kind != "ours":
+        raise ValueError(f"unet {kind!r}: expected one of {', '.join(UNET_KINDS)}")
+    ours = _OURS.get(unet)
+    param = next(unet.parameters())
+    if ours is None or (ours.device, ours.dtype) != (param.device, param.dtype):
+        ours = _OURS[unet] = UNet3D.from_diffusers(unet)
+        log.info("our UNet3D forward over %s (%s, %s)", type(unet).__name__, param.device, param.dtype)
+    return ours
