@@ -56,6 +56,7 @@ import torch.nn.functional as F
 
 from . import camera, unet3d
 from .checks import check_shape
+from .models import channels_last_input
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +375,7 @@ def _vae_encode(
     mine = workers.share(frames.shape[0])
     for i in range(mine.start, mine.stop, chunk):
         j = min(i + chunk, mine.stop)
-        dist = model.vae.encode((frames[i:j] * 2 - 1).to(model.dtype)).latent_dist
+        dist = model.vae.encode(channels_last_input(model.vae, (frames[i:j] * 2 - 1).to(model.dtype))).latent_dist
         z = dist.mean.float() if eps is None else dist.mean.float() + dist.std.float() * eps[i:j]
         out[i:j] = z * model.vae.config.scaling_factor
     return workers.combine(out)
@@ -397,7 +398,9 @@ def decode_latents(model, z: torch.Tensor, *, max_frames: int = 16, workers: Wor
         for i in range(mine.start, mine.stop, per_call):
             j = min(i + per_call, mine.stop)
             out[i:j] = (
-                model.vae.decode(z[i:j].flatten(0, 1).to(model.dtype), num_frames=n["T"])
+                model.vae.decode(
+                    channels_last_input(model.vae, z[i:j].flatten(0, 1).to(model.dtype)), num_frames=n["T"]
+                )
                 .sample.float()
                 .unflatten(0, (j - i, n["T"]))
             )
@@ -406,7 +409,7 @@ def decode_latents(model, z: torch.Tensor, *, max_frames: int = 16, workers: Wor
         mine = workers.share(flat.shape[0])
         for i in range(mine.start, mine.stop, max_frames):
             j = min(i + max_frames, mine.stop)
-            frames[i:j] = model.vae.decode(flat[i:j].to(model.dtype)).sample.float()
+            frames[i:j] = model.vae.decode(channels_last_input(model.vae, flat[i:j].to(model.dtype))).sample.float()
     out = workers.combine(out)
     return (out / 2 + 0.5).clamp(0, 1)
 

@@ -178,3 +178,16 @@ def test_the_loop_with_ours_equals_the_loop_with_diffusers(model):
     for view, video in theirs.videos.items():
         assert (ours.videos[view] - video).abs().max() <= 1e-4
     assert unet3d.unet_for(model.unet, "ours") is not model.unet
+
+
+def test_compile_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("SVG3D_COMPILE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert unet3d.compile_cache_dir() == tmp_path / "svg3d" / "compile" / f"torch-{torch.__version__}"
+    monkeypatch.setenv("SVG3D_COMPILE_CACHE", str(tmp_path / "mine"))
+    assert unet3d.compile_cache_dir() == tmp_path / "mine"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # the user's own choice wins
+    assert unet3d.use_compile_cache() == tmp_path / "inductor"
+    (tmp_path / "inductor" / "a").mkdir(parents=True)
+    (tmp_path / "inductor" / "a" / "k.so").write_bytes(b"x" * 10)
+    assert unet3d.folder_bytes(tmp_path / "inductor") == 10
