@@ -109,3 +109,24 @@ def test_svg_py_gpus_2_on_the_cpu_writes_what_one_process_writes(model_dir, tmp_
     bad = [("mine" if a == "ours" else a) for a in argv]
     assert svg.main(bad + ["--output_root", str(tmp_path / "bad")]) == 2
     assert "--unet mine: expected one of diffusers, ours" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_two_gpus_equal_one(model, model_dir, tmp_path):
+    """NCCL on two GPUs against one GPU, fp16: the batch sizes per call differ, so fp16 rounding (1e-2 of the
+    latents' scale, as compiled vs eager in test_compile)."""
+    from svg3d import distributed
+    from svg3d.models import load_zeroscope
+    from tests.test_denoise import make_matrix
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    config = replace(CONFIG, unet="ours")
+    distributed.spawn(_denoise_on_rank, 2, (str(model_dir), str(tmp_path), config, False), device_type="cuda")
+    fm = make_matrix(3, 4)
+    one = load_zeroscope(str(model_dir), device=torch.device("cuda"))
+    single = denoise.denoise_frame_matrix(one, fm.images, fm.masks, "a red car", config)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert torch.equal(ranks[0]["latents"].cpu(), ranks[1]["latents"].cpu())
+    scale = single.latents.abs().max().cpu()
+    assert (ranks[0]["latents"].cpu() - single.latents.cpu()).abs().max() <= 1e-2 * scale

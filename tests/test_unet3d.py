@@ -191,3 +191,13 @@ def test_compile_cache_folder(monkeypatch, tmp_path):
     (tmp_path / "inductor" / "a").mkdir(parents=True)
     (tmp_path / "inductor" / "a" / "k.so").write_bytes(b"x" * 10)
     assert unet3d.folder_bytes(tmp_path / "inductor") == 10
+
+
+def test_flop_count_of_a_frame_evaluation():
+    """zeroscope at 576x320 (40x72 latents): the issue's ~0.89 TFLOP per UNet frame-evaluation, from the config;
+    the tiny UNet's count follows the same formula for one conv by hand (conv_in: 2 * 9 * 4 * 8 per pixel)."""
+    per_frame = unet3d.unet_flops(FULL_UNET, 2, 16, 40, 72) / 32
+    assert 0.88e12 < per_frame < 0.90e12
+    assert unet3d.unet_flops(FULL_UNET, 4, 16, 40, 72) == 2 * unet3d.unet_flops(FULL_UNET, 2, 16, 40, 72)
+    tiny = unet3d.unet_flops(TINY_UNET, 1, 1, 8, 8)
+    assert tiny > 2 * 9 * 4 * 8 * 64  # at least conv_in's multiply-adds
