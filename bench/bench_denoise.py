@@ -16,8 +16,8 @@ disocclusions. The variants (``--variants``, in this order) run in one process o
 - ``ours-compiled``: ours compiled whole per shape plus the VAE compiled whole (``compile_zeroscope(unet="ours")``);
 - ``diffusers-regional``: diffusers' blocks compiled with dynamic shapes (``compile_zeroscope()``, issue 8).
 
-The compiled variants get a freshly built model (same seed, same weights). Their compile time is the 2-step
-warm-up minus the same 2 steps run again once compiled: "cold" with an empty Inductor cache (a new temporary
+The compiled variants get a freshly built model (same seed, same weights). Their compile time is the 3-step
+warm-up minus the same 3 steps run again once compiled: "cold" with an empty Inductor cache (a new temporary
 folder unless ``--compile-cache DIR``), "warm" in a second process that reuses the folder (``--no-warm-probe``
 skips it). The cache's size is reported.
 
@@ -191,10 +191,10 @@ def prepare(name: str, args, device: torch.device, dtype: torch.dtype, shared=No
 
 
 def measure(name: str, model, fm, args, device: torch.device, workers=LOCAL) -> tuple[dict, dict]:
-    """Warm-up (2 steps), the measured run (``--steps``), and for compiled variants the 2 steps again."""
+    """Warm-up (3 steps: t > E, t <= E, last), the measured run (``--steps``), and for compiled variants the warm-up again."""
     full = DenoiseConfig(max_unet_frames=args.max_unet_frames)
     config = variant_config(name, replace(full, num_inference_steps=args.steps))
-    warm = replace(config, num_inference_steps=2)  # one t > E step with every call shape, then the last step
+    warm = replace(config, num_inference_steps=3)  # a t > E step, a t <= E step, the last: every call shape
     start = time.perf_counter()
     run(model, fm, warm, device, workers)  # CUDA context, cuDNN/SDPA choices, allocator; compilation
     warm_s = time.perf_counter() - start
@@ -242,7 +242,7 @@ def probe(args) -> None:
     fm = synthetic_matrix(args.views, args.frames, args.height, args.width)
     model = prepare(args.probe, args, device, dtype)
     warm = replace(
-        variant_config(args.probe, DenoiseConfig(max_unet_frames=args.max_unet_frames)), num_inference_steps=2
+        variant_config(args.probe, DenoiseConfig(max_unet_frames=args.max_unet_frames)), num_inference_steps=3
     )
     start = time.perf_counter()
     run(model, fm, warm, device)
@@ -323,6 +323,8 @@ def main() -> None:
 
         name, scaling = names[0], {}
         del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the ranks need the memory of GPU 0
         for n in [int(g) for g in args.gpus.split(",")]:
             out = Path(tempfile.mkdtemp()) / "rank0.json"
             distributed.spawn(_bench_rank, n, (args, name, str(out)), device_type=device.type)

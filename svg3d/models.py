@@ -418,7 +418,7 @@ def compile_blocks(module: torch.nn.Module, names: tuple[str, ...] = COMPILED_BL
     return len(done)
 
 
-def compile_zeroscope(model: Zeroscope, unet: str = "diffusers") -> int:
+def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = True) -> int:
     """Compile the model for ``DenoiseConfig(unet=unet)``, in place; returns how many modules were compiled.
 
     ``unet="diffusers"``: the UNet's and the VAE's repeated blocks (``compile_blocks``, dynamic shapes). Measured
@@ -431,8 +431,10 @@ def compile_zeroscope(model: Zeroscope, unet: str = "diffusers") -> int:
     finish within 6 minutes with dynamic shapes.
 
     ``unet="ours"``: our channels-last forward compiled whole with static shapes (``unet3d.compile_unet``: CUDA
-    graphs on a GPU) and the VAE's encoder and decoder whole (``compile_vae``), every graph cached on disk in the
-    user cache folder (``unet3d.compile_cache_dir``), so a machine pays the cold compile once per torch version.
+    graphs on a GPU) and, with ``vae``, the VAE's encoder and decoder whole (``compile_vae``), every graph cached
+    on disk in the user cache folder (``unet3d.compile_cache_dir``), so a machine pays the cold compile once per
+    torch version. (On the CPU with the tiny test VAE of 4-8 channels the compiled VAE was slower than eager;
+    the GPU runs of issue 14 decide with ``bench/bench_unet_call.py``.)
     """
     import torch._dynamo
 
@@ -440,7 +442,7 @@ def compile_zeroscope(model: Zeroscope, unet: str = "diffusers") -> int:
         from . import unet3d
 
         unet3d.compile_unet(model.unet)
-        return 1 + compile_vae(model.vae)
+        return 1 + (compile_vae(model.vae) if vae else 0)
     if unet != "diffusers":
         raise ValueError(f"unet {unet!r}: expected 'diffusers' or 'ours'")
     torch._dynamo.config.suppress_errors = True

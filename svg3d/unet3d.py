@@ -64,6 +64,10 @@ TEMPORAL_CONV = ("conv2d", "conv3d", "gemm")
 # GPU choice is measured by the GPU-runs issue with bench/bench_unet_call.py --temporal_conv.
 DEFAULT_TEMPORAL_CONV = "conv2d"
 GROUP_NORM = ("auto", "torch", "grouped")  # see group_norm
+# Temporal attention runs every (pixel, head) of a clip as one "head" of a frames-long sequence; fused attention
+# kernels put heads on a CUDA grid axis (at most 65,535 blocks), so more than this many go in several calls
+# (zeroscope at 576x320 has at most 2,880 x 8 = 23,040; 1024x576 would have 73,728).
+MAX_ATTENTION_HEADS = 2**15
 
 
 @dataclass
@@ -344,7 +348,21 @@ class _Attention(nn.Module):
         def seq(f):  # B F P inner -> B (P heads) F d: every (pixel, head) is a sequence over frames (a view)
             return f(x).reshape(clips, frames, p * self.heads, -1).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(seq(self.q), seq(self.k), seq(self.v))  # B P*heads F d
+        q, k, v = seq(self.q), seq(self.k), seq(self.v)
+        if q.shape[1] <= MAX_ATTENTION_HEADS:
+            out = F.scaled_dot_product_attention(q, k, v)  # B P*heads F d
+        else:  # large frames: keep every kernel launch inside CUDA's grid limits
+            out = torch.cat(
+                [
+                    F.scaled_dot_product_attention(
+                        q[:, i : i + MAX_ATTENTION_HEADS],
+                        k[:, i : i + MAX_ATTENTION_HEADS],
+                        v[:, i : i + MAX_ATTENTION_HEADS],
+                    )
+                    for i in range(0, q.shape[1], MAX_ATTENTION_HEADS)
+                ],
+                dim=1,
+            )
         return self.out(out.transpose(1, 2).reshape(n, p, -1))  # the one transpose back to (B*F, P, inner)
 
 

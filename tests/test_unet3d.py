@@ -201,3 +201,13 @@ def test_flop_count_of_a_frame_evaluation():
     assert unet3d.unet_flops(FULL_UNET, 4, 16, 40, 72) == 2 * unet3d.unet_flops(FULL_UNET, 2, 16, 40, 72)
     tiny = unet3d.unet_flops(TINY_UNET, 1, 1, 8, 8)
     assert tiny > 2 * 9 * 4 * 8 * 64  # at least conv_in's multiply-adds
+
+
+@torch.no_grad()
+def test_temporal_attention_in_chunks_equals_one_call(tiny_unet, monkeypatch):
+    """Frames so large that (pixels x heads) exceed MAX_ATTENTION_HEADS go through attention in several calls."""
+    x, context = _inputs(*PASS_SHAPES["temporal, views"], dim=TINY_UNET["cross_attention_dim"])
+    ours = UNet3D.from_diffusers(tiny_unet)
+    whole = ours(x, 501, context).sample
+    monkeypatch.setattr(unet3d, "MAX_ATTENTION_HEADS", 7)  # 8 x 12 pixels x 8 heads: 14 chunks, the last short
+    assert _rel(ours(x, 501, context).sample, whole) <= 1e-6
