@@ -204,7 +204,7 @@ class _Norm(nn.Module):
 
 
 class _Conv(nn.Module):
-    """A square 2-D convolution with a channels-last copy of its weight."""
+    """A square 2-D convolution on NHWC, reading diffusers' weight (channels-last since ``from_diffusers``)."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
@@ -284,7 +284,6 @@ class _TemporalConv(nn.Module):
         _require(type(layer).__name__ == "TemporalConvLayer", f"a {type(layer).__name__} temporal layer")
         self.variant = variant
         self.norms = nn.ModuleList()
-        self.biases: list[torch.Tensor] = []
         for i, seq in enumerate((layer.conv1, layer.conv2, layer.conv3, layer.conv4)):
             norm, conv = seq[0], seq[-1]
             _require(isinstance(conv, nn.Conv3d) and conv.kernel_size == (3, 1, 1), f"temporal conv {conv}")

@@ -141,8 +141,8 @@ def test_compiled_ours_denoises_like_eager_diffusers_on_cuda(model_dir, tmp_path
     ours = replace(config, unet="ours")
     compiled = denoise_frame_matrix(model, fm.images, fm.masks, "x", ours)
     again = denoise_frame_matrix(model, fm.images, fm.masks, "x", ours)  # CUDA graphs replayed: outputs kept
-    assert torch.equal(again.latents, compiled.latents)
     scale = eager.latents.abs().max()
+    assert (again.latents - compiled.latents).abs().max() <= 1e-3 * scale  # an overwritten output would be O(1)
     assert (compiled.latents - eager.latents).abs().max() <= 1e-2 * scale
     for view, video in eager.videos.items():
         assert (compiled.videos[view] - video).abs().max() <= 4 / 255
