@@ -334,7 +334,9 @@ def main() -> None:
             entry["scaling_efficiency"] = (
                 scaling["1"]["clip_seconds"] / (n * entry["clip_seconds"]) if "1" in scaling else None
             )
-            log(f"{name} on {n} {device.type} process(es): {entry['clip_seconds']:.1f} s/clip, efficiency {entry['scaling_efficiency']}")
+            log(
+                f"{name} on {n} {device.type} process(es): {entry['clip_seconds']:.1f} s/clip, efficiency {entry['scaling_efficiency']}"
+            )
         report["multi_gpu"] = dict(variant=name, runs=scaling)
     else:
         results = {}

@@ -94,7 +94,8 @@ class DenoiseConfig:
     max_unet_frames: int = 256  # ours: latent frames per UNet call, CFG's pair counted (one 8x16 pass)
     max_vae_frames: int = 16  # ours (ref --low_ram_vae): frames per VAE call
     offload: bool = False  # ours: the text encoder and the VAE wait on the CPU while they are idle
-    unet: str = unet3d.DEFAULT_UNET  # ours (issue 13): "diffusers" = its UNet3D forward, "ours" = svg3d.unet3d's
+    unet: str = unet3d.DEFAULT_UNET  # ours (issue 13): "diffusers" (its UNet3D forward; the default until the GPU
+    # runs of issue 14 decide) or "ours" (svg3d.unet3d: the same numbers, channels-last)
 
     def __post_init__(self) -> None:
         checks = [
@@ -370,8 +371,8 @@ def _vae_encode(
     """frames ``(N, 3, H, W)`` in [0, 1] -> scaled latents ``(N, c, h, w)``; ``eps`` ``(N, c, h, w)``
     is the posterior noise (None = the posterior mean). ``workers``: this process encodes its share of frames."""
     f = model.vae_scale_factor
-    out = torch.zeros((frames.shape[0], model.latent_channels, frames.shape[2] // f, frames.shape[3] // f))
-    out = out.to(frames.device)
+    shape = (frames.shape[0], model.latent_channels, frames.shape[2] // f, frames.shape[3] // f)
+    out = torch.zeros(shape, device=frames.device)
     mine = workers.share(frames.shape[0])
     for i in range(mine.start, mine.stop, chunk):
         j = min(i + chunk, mine.stop)

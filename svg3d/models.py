@@ -360,9 +360,7 @@ def load_zeroscope(
             autoencoder = AutoencoderKL.from_pretrained(name_or_path, subfolder="vae", torch_dtype=dtype, **local)
     if vae == "svd":
         with loading(svd_path, "SVD-XT VAE", flag="--svd_path"):
-            autoencoder = AutoencoderKLTemporalDecoder.from_pretrained(
-                svd_path, subfolder="vae", torch_dtype=dtype, **local
-            )
+            autoencoder = AutoencoderKLTemporalDecoder.from_pretrained(svd_path, subfolder="vae", torch_dtype=dtype, **local)
     info = KNOWN_MODELS.get(name_or_path)
     log.info("video model %s (%s, vae %s)%s", name_or_path, dtype, vae, f", licence {info.licence}" if info else "")
     return Zeroscope(
