@@ -431,8 +431,8 @@ def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = 
     ``unet="ours"``: our channels-last forward compiled whole with static shapes (``unet3d.compile_unet``: CUDA
     graphs on a GPU) and, with ``vae``, the VAE's encoder and decoder whole (``compile_vae``), every graph cached
     on disk in the user cache folder (``unet3d.compile_cache_dir``), so a machine pays the cold compile once per
-    torch version. (On the CPU with the tiny test VAE of 4-8 channels the compiled VAE was slower than eager;
-    the GPU runs of issue 14 decide with ``bench/bench_unet_call.py``.)
+    torch version. (On the shared 2-core CPU the tiny test VAE compiled measured 0.5x to 2.2x eager across runs;
+    the GPU runs of issue 14 decide with ``bench/bench_unet_call.py``; ``vae=False`` keeps it eager.)
     """
     import torch._dynamo
 
