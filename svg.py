@@ -222,10 +222,24 @@ def create_parser() -> argparse.ArgumentParser:
         help="keep the idle text encoder and VAE on the CPU (default: off)",
     )
     p.add_argument(
+        "--unet",
+        default=None,
+        help="the UNet forward: diffusers (its UNet3D) or ours (svg3d.unet3d: the same numbers, channels-last) "
+        "(default: svg3d.unet3d.DEFAULT_UNET, diffusers)",
+    )
+    p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the UNet's and VAE's blocks: ~10%% faster steps after minutes of compiling "
-        "(cached on disk); pays off over long --total_frames runs",
+        help="torch.compile for speed, cached on disk: with --unet diffusers its UNet's and VAE's blocks (~10%% "
+        "faster steps after minutes of compiling); with --unet ours the whole forward per input shape (CUDA "
+        "graphs) and the VAE, kept in ~/.cache/svg3d/compile so a machine compiles once",
+    )
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="split each clip across this many GPUs of the machine (one process each); or start svg.py "
+        "with torchrun --nproc-per-node N (default: %(default)s)",
     )
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return p
@@ -263,6 +277,7 @@ def _config(args: argparse.Namespace, seed: int):
             max_unet_frames=args.max_unet_frames,
             max_vae_frames=args.low_ram_vae if args.low_ram_vae > 0 else 16,
             offload=args.offload,
+            **({} if args.unet is None else dict(unet=args.unet)),
         )
     except ValueError as e:
         raise InputError(str(e)) from None
@@ -290,6 +305,8 @@ def _check_sizes(args: argparse.Namespace) -> None:
         raise InputError(f"--overlap {args.overlap}: must be >= 0 and smaller than --num_frames {args.num_frames}")
     if args.batch_size < 1:
         raise InputError(f"--batch_size {args.batch_size}: must be >= 1")
+    if args.gpus < 1:
+        raise InputError(f"--gpus {args.gpus}: must be >= 1")
 
 
 def _layout_flag(args: argparse.Namespace) -> str | None:
@@ -300,25 +317,53 @@ def _layout_flag(args: argparse.Namespace) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from svg3d import distributed
+    from svg3d.checks import InputError
+
     _check_sizes(args)
     _config(args, args.seed)  # bad settings fail before anything heavy happens
     if args.init_image is None:
+        if args.gpus > 1 or distributed.launched():
+            raise InputError("--gpus / torchrun: only for denoising a frame matrix (--init_image)")
         _text_to_video(args)
+    elif args.gpus > 1:  # one process per GPU (gloo processes with --device cpu)
+        device = resolve_device(args.device)
+        if device.type == "cuda" and args.gpus > _cuda_count():
+            raise InputError(f"--gpus {args.gpus}: this machine has {_cuda_count()} CUDA device(s)")
+        distributed.spawn(_stereo_on_rank, args.gpus, (args,), device_type=device.type)
+    elif distributed.launched():  # started by torchrun
+        _stereo_on_rank(*distributed.init_from_env(resolve_device(args.device).type), args)
     else:
         _stereo(args)
 
 
-def _load_model(args: argparse.Namespace):
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _stereo_on_rank(workers, device, args: argparse.Namespace) -> None:
+    """One process of a split run: the same denoising as every other rank; rank 0 writes the results."""
+    if workers.rank > 0:
+        args.quiet = True
+    setup_logging(quiet=args.quiet)
+    _stereo(args, workers, device)
+
+
+def _load_model(args: argparse.Namespace, device=None):
     from svg3d.checks import InputError
     from svg3d.fillers.diffusion import load_model
 
-    model = load_model(args.model_path, resolve_device(args.device), compile=args.compile, flag="model_path", vae=args.vae, svd_path=args.svd_path)
+    device = resolve_device(args.device) if device is None else device
+    unet = _config(args, args.seed).unet
+    model = load_model(args.model_path, device, compile=args.compile, unet=unet, flag="model_path", vae=args.vae, svd_path=args.svd_path)
     if model.vae_scale_factor != args.downscale:
         raise InputError(f"--downscale {args.downscale}: the model's VAE downscales by {model.vae_scale_factor}")
     return model
 
 
-def _stereo(args: argparse.Namespace) -> None:
+def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
     import json
     from dataclasses import asdict
 
@@ -327,7 +372,7 @@ def _stereo(args: argparse.Namespace) -> None:
 
     from svg3d import __version__, camera, io, matrix
     from svg3d.checks import InputError
-    from svg3d.denoise import default_overlap, denoise_long, target_views, window_starts
+    from svg3d.denoise import LOCAL, default_overlap, denoise_long, target_views, window_starts
 
     folder = Path(args.init_image)
     total = None if args.total_frames == -1 else args.total_frames
@@ -357,7 +402,8 @@ def _stereo(args: argparse.Namespace) -> None:
         raise InputError(str(e)) from None
     left, right = (last, 0) if layout == camera.Layout.RIGHT2LEFT.value else (0, last)
 
-    model = _load_model(args)
+    workers = LOCAL if workers is None else workers
+    model = _load_model(args, device)
     root = Path(args.output_root) if args.output_root else Path("results") / folder.name
     for k in range(args.batch_size):
         seed = args.seed + k
@@ -379,9 +425,12 @@ def _stereo(args: argparse.Namespace) -> None:
                 overlap=overlap,
                 layout=layout,
                 progress=advance,
+                workers=workers,
             )
         finally:
             close()
+        if workers.rank > 0:
+            continue  # rank 0 writes the results
         videos = {
             v: (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy() for v, x in result.videos.items()
         }
@@ -407,6 +456,7 @@ def _stereo(args: argparse.Namespace) -> None:
             "overlap": overlap,
             "unet_calls": result.stats.unet_calls,
             "unet_frame_evaluations": result.stats.unet_frames,
+            "gpus": workers.world,
             "svg3d": __version__,
         }
         io.write_text(out / "manifest.json", json.dumps(manifest, indent=1))

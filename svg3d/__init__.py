@@ -19,6 +19,9 @@ Library layout (one module per concept, DESIGN.md §8):
 - ``demo``       the demo: a rendered clip converted and scored against the truth
 - ``metrics``    region PSNR/SSIM and flicker
 - ``models``     every model loader, with a registry of known ids and licences
+- ``unet3d``     our channels-last UNet3D forward over a diffusers checkpoint, compiled once per machine
+- ``distributed`` one clip across the GPUs of a machine (torch.distributed)
+- ``tiny_models`` random-weight tiny and full-size zeroscope models for tests and benchmarks
 - ``scene``      a ground-truth scene renderer for tests and the demo
 - ``io``         clips, images, depth maps, videos; atomic writes
 - ``checks``     input validation helpers and the user-facing error type

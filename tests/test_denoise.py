@@ -16,7 +16,7 @@ from svg3d.checks import InputError
 from svg3d.denoise import DenoiseConfig, Pass
 from svg3d.matrix import FrameMatrix, MatrixInfo, save_frame_matrix
 from svg3d.models import load_zeroscope
-from tests.tiny_zeroscope import save_tiny_svd_vae
+from svg3d.tiny_models import save_tiny_svd_vae
 
 CPU = torch.device("cpu")
 H, W = 64, 96  # latents 8 x 12: unequal sides catch a swapped h/w

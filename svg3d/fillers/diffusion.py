@@ -37,8 +37,8 @@ def denoise_config(config: DiffusionConfig, multiview: bool):
     )  # fmt: skip
 
 
-def load_model(name: str, device: torch.device, *, compile: bool = False, flag: str = "video_model", **kwargs):
-    """zeroscope (``models.load_zeroscope``), compiled when asked (``models.compile_zeroscope``)."""
+def load_model(name: str, device: torch.device, *, compile: bool = False, unet: str = "diffusers", flag: str = "video_model", **kwargs):
+    """zeroscope (``models.load_zeroscope``), compiled for the ``unet`` forward when asked (``models.compile_zeroscope``)."""
     from .. import models
 
     if device.type == "cpu":
@@ -47,7 +47,7 @@ def load_model(name: str, device: torch.device, *, compile: bool = False, flag: 
         torch.set_flush_denormal(True)
     model = models.load_zeroscope(name, device=device, flag=flag, **kwargs)
     if compile:
-        models.compile_zeroscope(model)
+        models.compile_zeroscope(model, unet=unet)
     return model
 
 
