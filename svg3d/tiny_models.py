@@ -1,4 +1,4 @@
-"""Random-weight zeroscope-shaped models for offline tests and benchmarks (no download, DESIGN.md §7).
+"""Random-weight models shaped like the real ones, for offline tests and benchmarks (no download, DESIGN.md §7).
 
 Two sizes of the same architecture:
 
@@ -10,6 +10,8 @@ Two sizes of the same architecture:
 - full (``FULL_UNET``, ``FULL_VAE``, ``FULL_TEXT``): zeroscope_v2_576w's own configs, for benchmarks and the
   equality tests of ``svg3d.unet3d`` at the real channel counts; ``build_random_zeroscope`` builds either size
   directly on a device.
+
+And a tiny Depth Anything (``save_tiny_depth_anything``), saved like a hub checkpoint for stage 1.
 
 The tokenizer is the real CLIP BPE vocabulary (open-clip-torch ships it), so prompts tokenize exactly as with
 the real model. Tests and ``bench/`` both import from here (``bench/`` never imports ``tests/``).
@@ -231,3 +233,48 @@ def random_unet(config: dict, *, seed: int = 0, device: torch.device | str = "cp
     if any(True for _ in unet.buffers()):
         raise ValueError("random_unet: the model has buffers, which to_empty would leave undefined")
     return randomize_weights_(unet.to_empty(device=device), seed).eval()
+
+
+# --------------------------------------------------------------------------------------------------
+# Depth Anything (stage 1): a random tiny model saved like a hub checkpoint (config, weights and a DPT
+# preprocessor_config.json asking for a 70 px short side instead of 518, which the loader must read).
+
+TINY_DEPTH_INPUT = 70  # px, its short side: 5 patches of 14, so that a forward pass is fast
+
+
+def save_tiny_depth_anything(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save a random tiny Depth Anything (relative disparity) and its image processor to ``folder``."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    backbone = Dinov2Config(
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        patch_size=14,
+        image_size=TINY_DEPTH_INPUT,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=16,
+        neck_hidden_sizes=[8, 8, 16, 16],
+        fusion_hidden_size=8,
+        head_hidden_size=4,
+        depth_estimation_type="relative",
+        initializer_range=0.2,  # the default 0.02 makes a random model predict ~1e-9 everywhere
+    )
+    torch.manual_seed(seed)
+    model = DepthAnythingForDepthEstimation(config).eval()
+    processor = DPTImageProcessor(
+        size={"height": TINY_DEPTH_INPUT, "width": TINY_DEPTH_INPUT},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -282,7 +282,7 @@ def test_text_to_3d_in_one_command(tmp_path, model_dir):
 
 
 def save_tiny_depth(folder: Path) -> Path:
-    from tests.tiny_depth import save_tiny_depth_anything
+    from svg3d.tiny_models import save_tiny_depth_anything
 
     return save_tiny_depth_anything(folder / "depth-model")
 
