@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 from svg3d.cli import add_device_flag, progress_bar, resolve_device, run_cli, setup_logging
+from svg3d.config import UNET_KINDS, ZEROSCOPE, DenoiseConfig, default
 
 log = logging.getLogger("svg3d.svg")
 
@@ -104,7 +105,7 @@ def create_parser() -> argparse.ArgumentParser:
     model = p.add_argument_group("model")
     model.add_argument(
         "--model_path",
-        default="cerspense/zeroscope_v2_576w",
+        default=ZEROSCOPE,
         help="zeroscope: hub id or local folder (default: %(default)s)",
     )
     model.add_argument(
@@ -121,85 +122,85 @@ def create_parser() -> argparse.ArgumentParser:
     add_device_flag(model)
 
     d = p.add_argument_group("denoising (defaults: the reference's)")
-    d.add_argument("--num_inference_steps", type=int, default=50, help="DDPM steps (default: %(default)s)")
+    d.add_argument("--num_inference_steps", type=int, default=default(DenoiseConfig, "num_inference_steps"), help="DDPM steps (default: %(default)s)")
     d.add_argument(
-        "--guidance_scale", type=float, default=7.5, help="classifier-free guidance scale (default: %(default)s)"
+        "--guidance_scale", type=float, default=default(DenoiseConfig, "guidance_scale"), help="classifier-free guidance scale (default: %(default)s)"
     )
     d.add_argument(
         "--negative_prompt",
-        default="low-quality, blurry, flickering, ghost",
+        default=default(DenoiseConfig, "negative_prompt"),
         help="CFG's unconditional prompt (default: %(default)r)",
     )
     d.add_argument(
         "--threshold",
         type=float,
-        default=0.7,
+        default=default(DenoiseConfig, "threshold"),
         help="a latent cell is known if this share of its pixels is (default: %(default)s)",
     )
     d.add_argument(
         "--erode_size",
         type=int,
-        default=3,
+        default=default(DenoiseConfig, "erode_size"),
         help="erode the known-mask by this odd square first; 1 = off (default: %(default)s)",
     )
     d.add_argument(
         "--soft_mask_k",
         type=int,
-        default=5,
+        default=default(DenoiseConfig, "soft_mask_k"),
         help="odd kernel size of the soft latent mask; 1 = hard (default: %(default)s)",
     )
     d.add_argument(
         "--soft_mask_type",
         choices=["gaussian", "box"],
-        default="gaussian",
+        default=default(DenoiseConfig, "soft_mask_type"),
         help="soft-mask kernel (default: %(default)s)",
     )
     d.add_argument(
         "--resample",
         type=int,
-        default=6,
+        default=default(DenoiseConfig, "resample"),
         help="resampling passes per step while t > frame_matrix_end; 0 = none (default: %(default)s)",
     )
     d.add_argument(
         "--frame_matrix_end",
         type=int,
-        default=500,
+        default=default(DenoiseConfig, "frame_matrix_end"),
         help="below this t only the eye view(s) are denoised; <= 0: multi-view (default: %(default)s)",
     )
     d.add_argument(
         "--last_view_resample",
         type=int,
-        default=2,
+        default=default(DenoiseConfig, "last_view_resample"),
         help="resampling passes on the eye view(s) later on (default: %(default)s)",
     )
     d.add_argument(
         "--fix_last_view_begin",
         type=int,
-        default=600,
+        default=default(DenoiseConfig, "fix_last_view_begin"),
         help="multi-view: stage 2 (last view held fixed) from this t (default: %(default)s)",
     )
     d.add_argument(
         "--stage2_resample",
         type=int,
-        default=4,
+        default=default(DenoiseConfig, "stage2_resample"),
         help="multi-view: stage-2 resampling passes per step (default: %(default)s)",
     )
     d.add_argument(
         "--stage2_time_direction_denoise_freq",
         type=int,
-        default=3,
+        default=default(DenoiseConfig, "stage2_time_freq"),
         help="multi-view: every n-th stage-2 pass is temporal (default: %(default)s)",
     )
     d.add_argument(
         "--update_source_latent",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=default(DenoiseConfig, "update_source_latent"),
         help="disocclusion boundary re-injection (default: on)",
     )
     d.add_argument(
-        "--update_source_latent_end", type=int, default=0, help="re-inject while t > this (default: %(default)s)"
+        "--update_source_latent_end", type=int, default=default(DenoiseConfig, "update_source_latent_end"), help="re-inject while t > this (default: %(default)s)"
     )
-    d.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=default(DenoiseConfig, "seed"), help="random seed (default: %(default)s)")
     d.add_argument(
         "--batch_size",
         type=int,
@@ -211,10 +212,10 @@ def create_parser() -> argparse.ArgumentParser:
     mem.add_argument(
         "--max_unet_frames",
         type=int,
-        default=256,
+        default=default(DenoiseConfig, "max_unet_frames"),
         help="latent frames per UNet call, CFG pair counted; lower to save memory (default: %(default)s)",
     )
-    mem.add_argument("--low_ram_vae", type=int, default=0, help="frames per VAE call; 0 = 16 (default: %(default)s)")
+    mem.add_argument("--low_ram_vae", type=int, default=0, help=f"frames per VAE call; 0 = {default(DenoiseConfig, 'max_vae_frames')} (default: %(default)s)")
     mem.add_argument(
         "--offload",
         action=argparse.BooleanOptionalAction,
@@ -223,9 +224,10 @@ def create_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--unet",
-        default=None,
+        choices=UNET_KINDS,
+        default=default(DenoiseConfig, "unet"),
         help="the UNet forward: diffusers (its UNet3D) or ours (svg3d.unet3d: the same numbers, channels-last) "
-        "(default: svg3d.unet3d.DEFAULT_UNET, diffusers)",
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--compile",
@@ -248,39 +250,37 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = create_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
-    return run_cli(lambda: _run(args), underscores=True)
+    return run_cli(lambda: _run(args), FLAGS, underscores=True)
 
 
-def _config(args: argparse.Namespace, seed: int):
-    from svg3d.checks import InputError
-    from svg3d.denoise import DenoiseConfig
+def _config(args: argparse.Namespace, seed: int) -> DenoiseConfig:
+    return DenoiseConfig(
+        num_inference_steps=args.num_inference_steps,
+        guidance_scale=args.guidance_scale,
+        negative_prompt=args.negative_prompt,
+        threshold=args.threshold,
+        erode_size=args.erode_size,
+        soft_mask_k=args.soft_mask_k,
+        soft_mask_type=args.soft_mask_type,
+        resample=args.resample,
+        frame_matrix_end=args.frame_matrix_end,
+        last_view_resample=args.last_view_resample,
+        fix_last_view_begin=args.fix_last_view_begin,
+        stage2_resample=args.stage2_resample,
+        stage2_time_freq=args.stage2_time_direction_denoise_freq,
+        update_source_latent=args.update_source_latent,
+        update_source_latent_end=args.update_source_latent_end,
+        last_view_idx=args.last_view_idx,
+        seed=seed,
+        max_unet_frames=args.max_unet_frames,
+        max_vae_frames=args.low_ram_vae if args.low_ram_vae > 0 else default(DenoiseConfig, "max_vae_frames"),
+        offload=args.offload,
+        unet=args.unet,
+    )
 
-    try:
-        return DenoiseConfig(
-            num_inference_steps=args.num_inference_steps,
-            guidance_scale=args.guidance_scale,
-            negative_prompt=args.negative_prompt,
-            threshold=args.threshold,
-            erode_size=args.erode_size,
-            soft_mask_k=args.soft_mask_k,
-            soft_mask_type=args.soft_mask_type,
-            resample=args.resample,
-            frame_matrix_end=args.frame_matrix_end,
-            last_view_resample=args.last_view_resample,
-            fix_last_view_begin=args.fix_last_view_begin,
-            stage2_resample=args.stage2_resample,
-            stage2_time_freq=args.stage2_time_direction_denoise_freq,
-            update_source_latent=args.update_source_latent,
-            update_source_latent_end=args.update_source_latent_end,
-            last_view_idx=args.last_view_idx,
-            seed=seed,
-            max_unet_frames=args.max_unet_frames,
-            max_vae_frames=args.low_ram_vae if args.low_ram_vae > 0 else 16,
-            offload=args.offload,
-            **({} if args.unet is None else dict(unet=args.unet)),
-        )
-    except ValueError as e:
-        raise InputError(str(e)) from None
+
+# svg.py's flags for the DenoiseConfig fields whose names differ (InputError.params)
+FLAGS = {"stage2_time_freq": "--stage2_time_direction_denoise_freq", "max_vae_frames": "--low_ram_vae"}
 
 
 def _check_sizes(args: argparse.Namespace) -> None:
@@ -305,6 +305,8 @@ def _check_sizes(args: argparse.Namespace) -> None:
         raise InputError(f"--overlap {args.overlap}: must be >= 0 and smaller than --num_frames {args.num_frames}")
     if args.batch_size < 1:
         raise InputError(f"--batch_size {args.batch_size}: must be >= 1")
+    if args.low_ram_vae < 0:
+        raise InputError(f"--low_ram_vae {args.low_ram_vae}: must be >= 0 (0: {default(DenoiseConfig, 'max_vae_frames')} frames per VAE call)")
     if args.gpus < 1:
         raise InputError(f"--gpus {args.gpus}: must be >= 1")
 

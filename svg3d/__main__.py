@@ -18,6 +18,7 @@ from svg3d.config import (
     DEPTH_RANGE_CHOICES,
     FILLER_CHOICES,
     FLOW_CHOICES,
+    UNET_KINDS,
     ClipConfig,
     ConvertConfig,
     DepthConfig,
@@ -93,7 +94,8 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     f.add_argument("--offload", action="store_true", help="keep the idle text encoder and VAE on the CPU to save GPU memory")
     f.add_argument("--max-unet-frames", type=int, default=default(DiffusionConfig, "max_unet_frames"), help="latent frames per UNet call, CFG pair counted; lower saves GPU memory (default: %(default)s)")
     f.add_argument("--vae-frames", type=int, default=default(DiffusionConfig, "vae_frames"), help="frames per VAE call; lower saves GPU memory (default: %(default)s)")
-    f.add_argument("--compile", action="store_true", help="torch.compile the UNet's and VAE's blocks: ~10%% faster steps after minutes of compiling; pays off over many windows")
+    f.add_argument("--unet", choices=UNET_KINDS, default=default(DiffusionConfig, "unet"), help="the UNet forward: diffusers' UNet3D, or ours (svg3d.unet3d: the same numbers, channels-last) (default: %(default)s)")
+    f.add_argument("--compile", action="store_true", help="torch.compile: diffusers' blocks, or with --unet ours the whole forward (CUDA graphs), cached per machine in ~/.cache/svg3d/compile; pays off over many windows")
 
     o = c.add_argument_group("outputs", f"exports: {', '.join(EXPORTS)} (docs/exports.md)")
     o.add_argument("--exports", default=",".join(default(ExportSettings, "exports")), help="comma-separated export names, or all (default: %(default)s)")
@@ -172,7 +174,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
     diffusion = DiffusionConfig(
         model=args.video_model, prompt=args.prompt, steps=args.steps, seed=args.seed, window=args.window, overlap=args.overlap,
         size=args.diffusion_size or default(DiffusionConfig, "size"), offload=args.offload, max_unet_frames=args.max_unet_frames,
-        vae_frames=args.vae_frames, compile=args.compile,
+        vae_frames=args.vae_frames, compile=args.compile, unet=args.unet,
     )  # fmt: skip
     return ConvertConfig(
         clip=ClipConfig(start_frame=args.start_frame, num_frames=args.num_frames, size=None if args.width is None else (args.height, args.width)),

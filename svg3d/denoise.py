@@ -56,68 +56,12 @@ import torch.nn.functional as F
 
 from . import camera, unet3d
 from .checks import check_shape
+from .config import DenoiseConfig
 from .models import channels_last_input
 
 log = logging.getLogger(__name__)
 
 TIME, VIEWS, VIEWS_REVERSED = "time", "views", "views_reversed"  # the three denoising directions
-
-
-@dataclass(frozen=True)
-class DenoiseConfig:
-    """Stage 4's settings. Defaults are the reference's flags unless a comment says otherwise.
-
-    "ref" below is the authors' ``svg.py``; where its two published versions differ we follow
-    DESIGN.md §5 and say which version the value comes from.
-    """
-
-    num_inference_steps: int = 50  # ref --num_inference_steps
-    guidance_scale: float = 7.5  # ref denoising_process(guidance_scale=7.5); DESIGN §5
-    negative_prompt: str = "low-quality, blurry, flickering, ghost"  # ref --negative_prompt
-    threshold: float = 0.7  # ref --threshold (first release); a latent cell is known if its 8x8 mean >= it
-    erode_size: int = 3  # ref --erode_size of the latest release (the first had 1); DESIGN §5 "erode 3x3"
-    soft_mask_k: int = 5  # ref --soft_mask_k
-    soft_mask_type: str = "gaussian"  # ref --soft_mask_type ("gaussian" or "box")
-    resample: int = 6  # ref --resample (first release); R while t > E. 0 disables all resampling
-    frame_matrix_end: int = 500  # ref --frame_matrix_end (latest release); DESIGN §5. <= 0: multi-view mode
-    last_view_resample: int = 2  # ref --last_view_resample; R once t <= E, and stage-2 passes on the last view
-    fix_last_view_begin: int = 600  # ref --fix_last_view_begin; multi-view stage 2 starts at t <= this
-    stage2_resample: int = 4  # ref --stage2_resample
-    stage2_time_freq: int = (
-        3  # ref --stage2_time_direction_denoise_freq: stage-2 pass i is temporal iff (i+1) % this == 0
-    )
-    update_source_latent: bool = True  # ref --update_source_latent: disocclusion boundary re-injection
-    update_source_latent_end: int = 0  # ref --update_source_latent_end: re-inject while t > this
-    last_view_idx: int | None = None  # ref --last_view_idx (7 = V - 1 for 8 views); None = V - 1
-    vae_sample: bool = True  # ref images2latents(use_mean=False): S is a posterior sample, not the mean
-    seed: int = 42  # ref generator=torch.manual_seed(42)
-    max_unet_frames: int = 256  # ours: latent frames per UNet call, CFG's pair counted (one 8x16 pass)
-    max_vae_frames: int = 16  # ours (ref --low_ram_vae): frames per VAE call
-    offload: bool = False  # ours: the text encoder and the VAE wait on the CPU while they are idle
-    unet: str = unet3d.DEFAULT_UNET  # ours (issue 13): "diffusers" (its UNet3D forward; the default until the GPU
-    # runs of issue 14 decide) or "ours" (svg3d.unet3d: the same numbers, channels-last)
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.num_inference_steps >= 1, "--num_inference_steps must be >= 1"),
-            (0.0 <= self.threshold <= 1.0, "--threshold must be in [0, 1]"),
-            (self.erode_size >= 1 and self.erode_size % 2 == 1, "--erode_size must be odd and >= 1 (1 = no erosion)"),
-            (self.soft_mask_k >= 1 and self.soft_mask_k % 2 == 1, "--soft_mask_k must be odd and >= 1 (1 = hard mask)"),
-            (self.soft_mask_type in ("gaussian", "box"), "--soft_mask_type must be gaussian or box"),
-            (min(self.resample, self.last_view_resample, self.stage2_resample) >= 0, "resample counts must be >= 0"),
-            (self.stage2_time_freq >= 1, "--stage2_time_direction_denoise_freq must be >= 1"),
-            (self.seed >= 0, "--seed must be >= 0"),
-            (self.max_unet_frames >= 1 and self.max_vae_frames >= 1, "frames per UNet/VAE call must be >= 1"),
-            (self.unet in unet3d.UNET_KINDS, f"--unet {self.unet}: expected one of {', '.join(unet3d.UNET_KINDS)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    @property
-    def multiview(self) -> bool:
-        """Multi-view mode (seed README): every view is denoised to the end and saved."""
-        return self.frame_matrix_end <= 0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -54,11 +54,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import InputError, check_shape
+from .config import UNET_KINDS
 
 log = logging.getLogger(__name__)
 
-UNET_KINDS = ("diffusers", "ours")  # DenoiseConfig.unet / --unet
-DEFAULT_UNET = "diffusers"  # the one place the default forward is chosen (issue 14 decides the GPU default)
 TEMPORAL_CONV = ("conv2d", "conv3d", "gemm")
 # CPU (2 cores, oneDNN), full-size zeroscope channels at 40x72, 16 frames: conv2d was fastest (README); the
 # GPU choice is measured by the GPU-runs issue with bench/bench_unet_call.py --temporal_conv.

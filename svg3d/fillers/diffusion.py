@@ -33,7 +33,7 @@ def denoise_config(config: DiffusionConfig, multiview: bool):
 
     return DenoiseConfig(
         num_inference_steps=config.steps, seed=config.seed, frame_matrix_end=0 if multiview else DenoiseConfig.frame_matrix_end,
-        offload=config.offload, max_unet_frames=config.max_unet_frames, max_vae_frames=config.vae_frames,
+        offload=config.offload, max_unet_frames=config.max_unet_frames, max_vae_frames=config.vae_frames, unet=config.unet,
     )  # fmt: skip
 
 
@@ -138,7 +138,7 @@ class DiffusionFiller:
         starts = window_starts(t_count, cfg.window, cfg.window_overlap)
 
         def body(store, advance):
-            model = load_model(cfg.model, self.device, compile=cfg.compile)
+            model = load_model(cfg.model, self.device, compile=cfg.compile, unet=cfg.unet)
             covered = {f for c in store.chunks for f in range(c["first"], c["first"] + c["count"])}
             done = 0
             for k, start in enumerate(starts):
