@@ -9,15 +9,17 @@ colours from the background only, never from the occluder (``fill_views``, per v
    side there is. Its depth ``z_bg`` places the hidden point in the input view at
    ``x = u + f b / z_bg`` (``camera``: a view at baseline b sees column u of a point the input sees at
    u + f b / Z). ``background_depth``.
-2. Time, along flow. The input's optical flow from this frame to frames ``t +- k`` (``offsets``) says
-   where the background moved; it is read on the background a little away from the occluder's edge
-   (``flow_margin``: flow blurs across motion edges), since at the hidden point itself the flow is
-   the occluder's. Following it gives the hidden point's place in frame ``t + k`` of the input; where
-   the input's depth there is the background's (the expected depth, scaled by the change of the
-   reference point's depth for a dolly) on all four bilinear taps, and the reference kept its colour
-   along the flow, that frame saw the point: its colour comes in (bilinear: sub-pixel exact). Frames
-   are averaged with weights ``decay^(k - 1)``. This works for a moving camera (pan, truck, dolly,
-   shake) and moving objects alike; a static shot is the special case of zero flow.
+2. Time, along the scene's motion. The hidden point may have been seen in the frames around (the
+   camera or the occluder moved). Its place there comes from the input's motion, chained one frame at
+   a time over ``window`` frames each way: the scene's motion (``fit_scene_motion``: plane plus
+   parallax, fitted robustly to OpenCV DIS flow between neighbouring frames at ``flow_width``, exact
+   for a static background whatever the camera does: pan, truck, dolly, shake; it needs no flow near
+   the hole, where the flow is the occluder's), or, for a background that moves by itself, the flow
+   followed from a reference point on the background ``flow_margin`` away from the occluder's edge
+   (flow blurs across motion edges). A frame saw the point where the input's depth there is the
+   expected one on all four bilinear taps and the reference kept its colour (and, for the scene's
+   motion, moved as the scene does); its colour comes in bilinearly (sub-pixel exact). Frames are
+   averaged with weights ``decay^(k - 1)``. A static shot is the special case of no motion.
 3. Space, from the background only. What no frame saw is filled by a pull-push pyramid (normalised
    convolution, as the Lumigraph's hole filling) from known pixels of the hole's own background
    layer: depth at least ``(1 - depth_tolerance) z_bg`` (so the occluder has zero weight at every
@@ -29,16 +31,25 @@ colours from the background only, never from the occluder (``fill_views``, per v
    blocks), ``stretch`` (the edge pixel repeated along the row, smoothed over a few rows), ``float``
    (a floating window: black, straight columns at the edge, as wide as the band within the context
    frames), or ``inpaint`` (step 3). ``crop_width`` gives the columns to crop instead, for a caller
-   that can change the frame size.
+   that can change the frame size. Mirror is the default from looking at rendered real footage with a
+   near object at the edge (a band of ~50 px at 576 wide): stretch streaks on texture, inpaint leaves
+   the flat blocks users complained of, mirror continues the texture; inpaint's flat average scores
+   1-2 dB more PSNR there (PSNR rewards blur), and where the camera moves, step 2 fills most of it.
 
-Chunks: the output for frame t depends only on the inputs of frames within ``FillConfig.context`` of
-it, and every frame is computed on its own (never batched with other frames, so no float reduction
+5. Stillness. Each filled pixel averages the first passes (steps 1-4) of the ``smooth`` frames around,
+   at the place the scene's motion carries its point, where that place was filled for (or shows)
+   the same depth; what other frames saw outweighs spatial guesses (``guess_weight``), so a filled
+   pixel stays put while its background does not move (``_consolidate``).
+
+Chunks: the output for frame t depends only on the inputs of frames within ``FillConfig.context``
+(``window + smooth``) of it, and every frame is computed on its own (never batched with other frames, so no float reduction
 order changes with the chunk), so filling a clip in chunks with their context equals filling it whole.
 
 Conventions from ``camera``: frame matrix ``images (V, T, 3, H, W)`` in [0, 1], ``known (V, T, H, W)``
 bool with True = known; ``depth`` is metric Z in metres (larger = farther), 0 where unknown. CPU-only
 parts: the default flow (OpenCV DIS; pass a ``flow.FlowBackend`` such as RAFT to stay on the GPU) and
-``telea_fill``; everything else is torch and runs on CUDA.
+``telea_fill``; everything else is torch and runs on CUDA. The previous filler (before issue 12: time
+only for a static camera, then pull-push) stays as ``previous_fill`` to compare with.
 """
 
 from __future__ import annotations
@@ -77,7 +88,7 @@ class FillConfig:
     colour_tolerance: float = 24 / 255  # the flow's reference point must keep its colour (mean over channels) from frame to frame
     decay: float = 0.6  # weight of a frame k away: decay^(k-1), nearer frames (less flow error) count more
     far_ratio: float = 3.0  # step 3: known pixels farther than this x the hole's background do not fill it (a sky, a saturated region taken for far)
-    depth_layers: int = 4  # step 3 fills holes in this many groups of background depth, each from its own layer
+    depth_layers: int = 3  # step 3 fills holes in this many groups of background depth, each from its own layer
     border: str = "mirror"  # the out-of-view band: BORDER_CHOICES (module docstring)
     smooth: int = 3  # step 5: filled pixels average the first passes of this many frames each side, along the scene's motion
     smooth_decay: float = 0.9  # step 5: weight of a frame k away: smooth_decay^k (flatter than step 2's: guesses average over more frames)
@@ -204,7 +215,7 @@ def _sample_with_depth(
     """Bilinear samples ``(N, C)`` of pixels ``flat (H*W, C)`` (channels last: one row per tap) whose last
     channel is depth, and the min and max ``(N,)`` of that depth over the 4 taps."""
     index, weight = _taps(h, w, x, y)
-    taps = [flat.index_select(0, i) for i in index]  # 4 x (N, C)
+    taps = flat.index_select(0, torch.cat(index)).view(4, x.numel(), -1)  # one gather: (4 taps, N, C)
     out = taps[0] * weight[0][:, None]
     for tap, wt in zip(taps[1:], weight[1:], strict=True):
         out = out + tap * wt[:, None]
@@ -539,7 +550,7 @@ def pull_push_holes(values: torch.Tensor, weights: torch.Tensor, todo: torch.Ten
 
 
 def background_fill(
-    image: torch.Tensor, known: torch.Tensor, depth: torch.Tensor, todo: torch.Tensor, config: FillConfig
+    image: torch.Tensor, known: torch.Tensor, depth: torch.Tensor, todo: torch.Tensor, config: FillConfig, *, z_bg: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Step 3 on one image: fill the ``todo`` pixels of ``image (3, H, W)`` from their background layer.
 
@@ -549,11 +560,12 @@ def background_fill(
     depth; a bin is filled by pull-push (``pull_push_holes``) from the known pixels with depth in
     ``[(1 - depth_tolerance) z_near, far_ratio z_far]`` (the bin's nearest and farthest background):
     the occluder has zero weight at every scale, and so does what lies far behind the background.
-    Todo pixels whose row has nothing known are filled from every known pixel. Returns ``(3, H, W)``.
+    Todo pixels whose row has nothing known are filled from every known pixel. ``z_bg``:
+    ``background_depth(depth, known)`` when already computed. Returns ``(3, H, W)``.
     """
     if not todo.any() or not known.any():
         return image
-    z_bg = background_depth(depth[None], known[None])[0]
+    z_bg = background_depth(depth[None], known[None])[0] if z_bg is None else z_bg
     inv = torch.where(todo & (z_bg > 0), 1.0 / z_bg.clamp_min(1e-12), 0.0)  # inverse background depth, 0 = none
     has_bg = inv > 0
     out = image
@@ -759,15 +771,21 @@ def _fill_frame(
     now.view(-1)[idx] = True
     origin = torch.zeros_like(known, dtype=torch.uint8)
     origin.view(-1)[idx] = FROM_TIME
-    band = border_band(now, side) if config.border in ("mirror", "stretch") else torch.zeros_like(now)
+    # the row neighbours of what is known now, once for the band, step 3's background depth and the result's depth
+    left, right = _row_neighbours(now)
+    z_left = torch.where(left >= 0, z.gather(-1, left.clamp_min(0)), 0)
+    z_right = torch.where(right >= 0, z.gather(-1, right.clamp_min(0)), 0)
+    z_bg = torch.where(now, 0, torch.maximum(z_left, z_right))  # as background_depth(z, now)
+    band = ~now & ((right < 0) if side > 0 else (left < 0))  # as border_band(now, side)
+    if config.border not in ("mirror", "stretch"):
+        band = torch.zeros_like(now)
     interior = ~now & ~band
-    img = background_fill(img, now, z, interior, config)
+    img = background_fill(img, now, z, interior, config, z_bg=z_bg)
     origin[interior] = FROM_SPACE
     if band.any():
         img = fill_border(img, band, side, config.border)
         origin[band] = FROM_BORDER
-    z = torch.where(now, z, background_depth(z[None], now[None])[0])  # the rest: the depth they were filled for
-    return img.clamp(0, 1), origin, z
+    return img.clamp(0, 1), origin, torch.where(now, z, z_bg)  # filled pixels: the depth they were filled for
 
 
 def _consolidate(
