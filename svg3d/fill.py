@@ -253,15 +253,16 @@ def predict_motion(params: torch.Tensor, u: torch.Tensor, v: torch.Tensor, rho: 
     """Where points of frame t land in frame s under the fitted scene motion (``fit_scene_motion``).
 
     params: float64 ``(12,)``; u, v ``(N,)`` pixel coordinates; rho ``(N,)`` inverse depth 1/Z of each
-    point at frame t. Returns u_s, v_s ``(N,)`` and w ``(N,)``, the model's Z_s / Z_t.
+    point at frame t. Returns u_s, v_s ``(N,)`` and w ``(N,)``, the model's Z_s / Z_t, in the dtype of
+    ``u`` (float32 keeps 1e-4 px at any frame size the project handles; the fit itself is float64).
     """
     h, w = size
-    p, r = params[:11], params[11]
-    x, y, q = (u.double() - 0.5 * w) / w, (v.double() - 0.5 * h) / w, rho.double() * r
-    den = p[6] * x + p[7] * y + 1.0 + p[10] * q
-    xs = (p[0] * x + p[1] * y + p[2] + p[8] * q) / den
-    ys = (p[3] * x + p[4] * y + p[5] + p[9] * q) / den
-    return (xs * w + 0.5 * w).to(u.dtype), (ys * w + 0.5 * h).to(u.dtype), den.to(u.dtype)
+    p = params.tolist()  # Python floats: the coefficients enter every element's arithmetic alike
+    x, y, q = (u - 0.5 * w) * (1.0 / w), (v - 0.5 * h) * (1.0 / w), rho * p[11]
+    den = x * p[6] + y * p[7] + q * p[10] + 1.0
+    xs = (x * p[0] + y * p[1] + q * p[8] + p[2]) / den
+    ys = (x * p[3] + y * p[4] + q * p[9] + p[5]) / den
+    return xs * w + 0.5 * w, ys * w + 0.5 * h, den
 
 
 def fit_scene_motion(
