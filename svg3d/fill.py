@@ -180,8 +180,8 @@ def background_depth(depth: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
 
 def _taps(h: int, w: int, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Flat indices and weights of the 4 bilinear taps of points ``x, y (N,)`` (pixel centres, clamped inside)."""
-    x = x.clamp(0, w - 1)
-    y = y.clamp(0, h - 1)
+    x = x.nan_to_num(0.0).clamp(0, w - 1)  # a point that left to infinity samples a border pixel (and counts as outside)
+    y = y.nan_to_num(0.0).clamp(0, h - 1)
     x0 = x.floor().clamp(max=max(w - 2, 0))
     y0 = y.floor().clamp(max=max(h - 2, 0))
     fx, fy = x - x0, y - y0
@@ -772,11 +772,15 @@ def _fill_frame(
     now.view(-1)[idx] = True
     origin = torch.zeros_like(known, dtype=torch.uint8)
     origin.view(-1)[idx] = FROM_TIME
-    # the row neighbours of what is known now, once for the band, step 3's background depth and the result's depth
-    left, right = _row_neighbours(now)
+    # the row neighbours of what is known now (with a depth: a matrix built elsewhere may disagree with the
+    # warped depth on a few splats), once for the band, step 3's background depth and the result's depth
+    valid = now & (z > 0)
+    left, right = _row_neighbours(valid)
     z_left = torch.where(left >= 0, z.gather(-1, left.clamp_min(0)), 0)
     z_right = torch.where(right >= 0, z.gather(-1, right.clamp_min(0)), 0)
-    z_bg = torch.where(now, 0, torch.maximum(z_left, z_right))  # as background_depth(z, now)
+    z_bg = torch.where(valid, 0, torch.maximum(z_left, z_right))  # as background_depth(z, now)
+    if not torch.equal(valid, now):
+        left, right = _row_neighbours(now)
     band = ~now & ((right < 0) if side > 0 else (left < 0))  # as border_band(now, side)
     if config.border not in ("mirror", "stretch"):
         band = torch.zeros_like(now)
@@ -806,7 +810,7 @@ def _consolidate(
     """
     img, origin, z = cells[t]
     _, h, w = img.shape
-    ys, xs = (origin > 0).nonzero(as_tuple=True)
+    ys, xs = ((origin > 0) & (z > 0)).nonzero(as_tuple=True)  # a pixel filled for no depth (a row with none) stays as it is
     if ys.numel() == 0:
         return img
     flat = ys * w + xs
