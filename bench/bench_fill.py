@@ -109,7 +109,7 @@ def quality(args, device: torch.device, config: fill.FillConfig) -> list[dict]:
         for filler, (images, _, origin) in results.items():
             s = metrics.region_scores(images, truth, hole)
             row[filler] = {k: round(v, 3) for k, v in s.items()}
-            if origin is not None:
+            if filler == "ours":
                 row["from_time_pct"] = 100 * (origin == fill.FROM_TIME).sum().item() / max(1, hole.sum().item())
         rows.append(row)
         print(f"  {name}: ours {row['ours']['psnr']:.2f} dB, previous {row['previous']['psnr']:.2f}, Telea {row['telea']['psnr']:.2f}", flush=True)
