@@ -35,7 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from svg3d import camera, fill, io, matrix, metrics, scene  # noqa: E402
+from svg3d import camera, io, matrix, metrics, scene  # noqa: E402
+from svg3d.fillers import classical as fill  # noqa: E402
+from svg3d.fillers.previous import previous_fill  # noqa: E402
+from svg3d.fillers.telea import telea_fill  # noqa: E402
 
 # clip -> (seed, camera, textures: None or [(video, frames | "play")])
 CLIPS = {
@@ -75,7 +78,7 @@ def make_clip(name: str, frames: int, height: int, width: int):
     truth, _ = scene.render(sc, camera.DEFAULT_BASELINE)
     u8 = (rgb.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # T 3 H W -> T H W 3
     fm = matrix.frame_matrix_from_clip(u8, (1 / z).numpy(), matrix.MatrixConfig(num_views=2, metric_depth=True))
-    depth = fill.warp_depth(z, torch.tensor(fm.info.baselines), fm.info.focal)
+    depth = matrix.warp_depth(z, torch.tensor(fm.info.baselines), fm.info.focal)
     return fm, depth, truth
 
 
@@ -85,8 +88,8 @@ def run_fillers(fm, depth, device: torch.device, config: fill.FillConfig) -> dic
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fillers = {
         "ours": lambda: fill.fill_frame_matrix(images, masks, depth_d, config, views=[1], baselines=fm.info.baselines, focal=fm.info.focal),
-        "previous": lambda: fill.fill_frame_matrix(images, masks, depth_d, views=[1]),
-        "telea": lambda: fill.FillResult((1,), fill.telea_fill(fm.images[1], fm.masks[1, :, 0])[None], None),
+        "previous": lambda: previous_fill(images, masks, depth_d, views=[1]),
+        "telea": lambda: fill.FillResult((1,), telea_fill(fm.images[1], fm.masks[1, :, 0])[None], None),
     }
     out = {}
     for name, run in fillers.items():

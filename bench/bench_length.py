@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench.bench_denoise import synthetic_matrix  # noqa: E402
-from svg3d import camera, fill, scene  # noqa: E402
+from svg3d import camera, scene  # noqa: E402
 from svg3d.denoise import DenoiseConfig, denoise_long, window_starts  # noqa: E402
-from svg3d.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
+from svg3d.fillers import classical as fill  # noqa: E402
+from svg3d.matrix import MatrixInfo, build_frame_matrix, warp_depth  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 
@@ -38,8 +39,8 @@ def classical_seconds(frames: int, height: int, width: int) -> float:
     info = MatrixInfo(2, frames, height, width, tuple(baselines), camera.DEFAULT_BASELINE, "left2right", s.focal)
     start = time.perf_counter()
     fm = build_frame_matrix(rgb, z, info)
-    depth_views = fill.warp_depth(z, torch.tensor(info.baselines), info.focal)
-    fill.fill_frame_matrix(fm.images, fm.masks, depth_views, views=(1,))
+    depth_views = warp_depth(z, torch.tensor(info.baselines), info.focal)
+    fill.fill_frame_matrix(fm.images, fm.masks, depth_views, views=(1,), baselines=info.baselines, focal=info.focal)
     return time.perf_counter() - start
 
 

