@@ -443,3 +443,37 @@ def test_telea_keeps_known_pixels():
     out = telea_fill(images[0], known[0])
     assert torch.equal(out[0][:, known[0, 0]], images[0, 0][:, known[0, 0]])
     assert not torch.equal(out, images[0])
+
+
+def test_a_screen_plane_is_filled_with_its_geometry_and_both_edge_bands():
+    """Views warped with a screen plane (convergence): the filler places hidden points with the same column
+    offset, f b (1/Z - screen), and fills the out-of-view band at both edges. The truth is the rendered right
+    eye shifted by that offset (6 px here, whole, so the shift is exact). Measured (Intel Xeon): 20.1 dB in the holes,
+    18.2 with the offset ignored, Telea 15.5."""
+    h, w, t = 96, 160, 12
+    sc = scene.make_scene(2, num_frames=t, height=h, width=w, camera_motion="truck")
+    rgb, z = scene.render(sc)
+    config = matrix.MatrixConfig(num_views=2, max_baseline=0.045, metric_depth=True, convergence=0.5)
+    plan = camera.plan_views(config, w)
+    offset = plan.focal * plan.baselines[1] * plan.screen
+    assert offset == pytest.approx(6.0)
+    right, _ = scene.render(sc, plan.baselines[1])
+    truth = torch.roll(right, 6, dims=-1)  # u' = u - f b / Z + offset; columns 0..5 came from outside the render
+    frames = (rgb.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    fm = matrix.frame_matrix_from_clip(frames, (1 / z).numpy(), config)
+    assert fm.info.screen == plan.screen
+    depth = matrix.warp_depth(camera.disparity_to_depth(1 / z, metric=True), torch.tensor(fm.info.baselines), fm.info.focal, screen=plan.screen)
+    hole = ~fm.masks[1, :, 0]
+    left_band = fill.border_band(~hole, -1)
+    assert left_band[..., :5].any()  # the screen plane pushes the background right: a band at the LEFT edge too
+    scored = hole.clone()
+    scored[..., :6] = False  # the truth has nothing there
+    kw = dict(views=[1], baselines=fm.info.baselines, focal=fm.info.focal)
+    ours = fill.fill_frame_matrix(fm.images, fm.masks, depth, screen=plan.screen, **kw).images[0]
+    blind = fill.fill_frame_matrix(fm.images, fm.masks, depth, screen=0.0, **kw).images[0]  # the offset ignored
+    telea = telea_fill(fm.images[1], fm.masks[1, :, 0])
+    p_ours, p_blind, p_telea = (metrics.masked_psnr(x, truth, scored) for x in (ours, blind, telea))
+    assert p_ours > p_telea + 1.0 and p_ours > p_blind + 0.5, (p_ours, p_blind, p_telea)
+    assert torch.equal(ours[~hole[:, None].expand_as(ours)], fm.images[1][~hole[:, None].expand_as(ours)])  # known pixels as given
+    band = left_band[:, None].expand_as(ours)
+    assert ours[band].std() > 0.05  # the left band continues the texture (mirrored), not a flat block
