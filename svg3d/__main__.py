@@ -134,6 +134,12 @@ def add_batch_args(b: argparse.ArgumentParser) -> None:
     b.add_argument("--unit-gpus", type=float, default=None, help="Ray: GPUs of one worker (default: 1 on a cluster with GPUs, else 0)")
     b.add_argument("--retries", type=int, default=default(BatchSettings, "retries"), help="Ray: restarts of a worker that dies, its unit retried (default: %(default)s)")
     add_convert_args(b)
+    batch_help = {
+        "work_dir": "root of the inputs' work folders: W/<relative path>/ (default: OUTPUT/<relative path>/work)",
+        "depth_from": "folder with one folder of depth maps per input, at the input's relative path without suffix",
+    }
+    for action in b._actions:
+        action.help = batch_help.get(action.dest, action.help)
 
 
 def create_parser() -> argparse.ArgumentParser:

@@ -124,8 +124,12 @@ def find_inputs(folder: Path, *, recursive: bool = False, exclude: tuple[Path, .
     nothing inside ``exclude`` (the output and work folders). Hidden entries are skipped."""
     excluded = [p.resolve() for p in exclude]
     found: list[Path] = []
+    seen: set[Path] = set()  # folders visited, resolved: a link back up the tree is not followed twice
 
     def visit(d: Path) -> None:
+        if d.resolve() in seen:
+            return
+        seen.add(d.resolve())
         for entry in sorted(d.iterdir(), key=lambda p: (io.natural_key(p.name), p.name)):
             if entry.name.startswith(".") or any(entry.resolve() == x or x in entry.resolve().parents for x in excluded):
                 continue

@@ -322,6 +322,7 @@ def test_inputs_are_found_in_natural_order_with_their_own_folders(tmp_path):
               "seq/1.jpg", ".hidden.mp4", "out/old_SBS_LR.mp4"):  # fmt: skip
         (src / f).parent.mkdir(parents=True, exist_ok=True)
         (src / f).write_bytes(b"")
+    (src / "sub" / "loop").symlink_to(src)  # a link back up the tree: followed once, not forever
     flat = batch.find_inputs(src, exclude=(src / "out",))
     assert [p.relative_to(src).as_posix() for p in flat] == ["clip.mkv", "clip.mp4", "frames", "seq", "x2.mp4", "x10.mp4"]
     deep = batch.find_inputs(src, recursive=True, exclude=(src / "out",))
