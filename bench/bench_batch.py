@@ -7,10 +7,12 @@ The clips are FFmpeg's moving ``testsrc2`` pattern with a tone; each is converte
 (the model's cost is not what is measured; each worker loads it once and keeps it: ``batch.ModelCache``), OpenCV DIS
 flow, the classical filler and the default exports. For each worker count a fresh local cluster is started with that
 many CPUs (``batch.connect(num_cpus=n)``) and the same folder is converted into a fresh output folder with one CPU per
-worker (``unit_cpus=1``, so torch runs one thread in each: the workers, not the threads, are what changes). Reported:
-the batch's wall time once the cluster is up (worker start-up included), clips per minute, and the ratio of the two
-throughputs; an in-process run (this process, torch's default threads) for reference. On a machine whose two cores are
-shared with other work the ratio is below 2 by however much the others take.
+worker (``unit_cpus=1``, so torch runs one thread in each: the workers, not the threads, are what changes). The two
+counts alternate, ``--repeat`` times each in the order 1, 2, 2, 1, ... so that a drift in the machine's load falls on
+both. Reported: each run's wall time once the cluster is up (worker start-up included), the median clips per minute
+of each count and the ratio of the medians, an in-process run (this process, torch's default threads) for reference,
+and the load average before and after: on a machine whose cores are shared with other work the ratio says as much
+about the others as about batch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +63,7 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=8)
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--size", default="320x180", help="WxH")
+    p.add_argument("--repeat", type=int, default=2, help="runs of each worker count")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads must not spin on a shared machine
@@ -71,6 +75,9 @@ def main() -> None:
     from tests.tiny_depth import save_tiny_depth_anything
 
     w, h = (int(x) for x in args.size.split("x"))
+    results = {"clips": args.clips, "frames": args.frames, "size": args.size, "load_before": os.getloadavg()}
+    order = [n for k in range(args.repeat) for n in ((1, 2) if k % 2 == 0 else (2, 1))]
+    runs: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
         tmp = Path(tmp)
         folder = tmp / "in"
@@ -79,20 +86,23 @@ def main() -> None:
             make_clip(folder / f"clip{k:02d}.mp4", args.frames, (w, h), k)
         model = save_tiny_depth_anything(tmp / "depth-model")
         config = ConvertConfig(depth=DepthConfig(model=str(model)), flow="dis", filler="classical")
-        results = {"clips": args.clips, "frames": args.frames, "size": args.size}
-        results["in_process_s"] = run(folder, tmp / "in_process", config, None)
-        for workers in (1, 2):
+        results["in_process_s"] = round(run(folder, tmp / "in_process", config, None), 2)
+        for i, workers in enumerate(order):
             batch.connect(None, num_cpus=workers, include_dashboard=False, object_store_memory=100 * 1024 * 1024)
             try:
-                results[f"ray_{workers}_s"] = run(folder, tmp / f"ray{workers}", config, "auto")
+                runs[workers].append(run(folder, tmp / f"ray{i}", config, "auto"))
             finally:
                 ray.shutdown()
-    for key in ("in_process", "ray_1", "ray_2"):
-        s = results[f"{key}_s"]
-        results[f"{key}_clips_per_min"] = round(60 * args.clips / s, 2)
-        print(f"{key:11s} {s:7.1f} s  {60 * args.clips / s:6.2f} clips/min")
-    results["ratio_2_over_1"] = round(results["ray_1_s"] / results["ray_2_s"], 3)
-    print(f"throughput with two workers / one: {results['ratio_2_over_1']:.2f}x")
+            print(f"ray, {workers} worker{'s' if workers > 1 else ' '} {runs[workers][-1]:7.1f} s", flush=True)
+    results["load_after"] = os.getloadavg()
+    for workers, times in runs.items():
+        results[f"ray_{workers}_s"] = [round(t, 2) for t in times]
+        results[f"ray_{workers}_clips_per_min"] = round(60 * args.clips / statistics.median(times), 2)
+    results["ratio_2_over_1"] = round(statistics.median(runs[1]) / statistics.median(runs[2]), 3)
+    print(f"in-process        {results['in_process_s']:7.1f} s")
+    print(f"clips/min: 1 worker {results['ray_1_clips_per_min']}, 2 workers {results['ray_2_clips_per_min']}; "
+          f"two workers / one: {results['ratio_2_over_1']:.2f}x (load average {results['load_before'][0]:.1f} before, "
+          f"{results['load_after'][0]:.1f} after)")  # fmt: skip
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
