@@ -10,7 +10,9 @@ its own frames. ``join_exports`` makes the exports of the whole span from them:
   agree on codec, size, pixel format, time base and parameter sets (``extradata``), which is checked.
   The audio is the original's over the whole span (``export.audio_track``, given by the caller), not
   the segments' own: each of those is cut to whole packets at its ends, which would click at every join.
-  The stereo metadata is written again (mp4 ``st3d``/``sv3d`` boxes, Matroska ``StereoMode``): it lives
+  Each segment's frames are numbered from its first (Matroska starts every stream late by the audio's AAC
+  priming, and stores no decode timestamps for the frames before the first B-frame's: they are counted back
+  from the first one it has). The stereo metadata is written again (mp4 ``st3d``/``sv3d`` boxes, Matroska ``StereoMode``): it lives
   in the container, not in the packets; an x264 frame-packing SEI is in the packets and comes along.
 - frame folders (``eyes_png``, ``views_png``, ``depth_png``): every segment's files hard-linked (copied
   across file systems) under their frame number in the whole span.
@@ -115,24 +117,38 @@ def join_videos(
                     diff = [f for f in reference.__dataclass_fields__ if getattr(facts, f) != getattr(reference, f)]
                     raise JoinError(f"{path}: its video stream differs from {segments[0].name}'s in {', '.join(diff)}; cannot join without re-encoding")
                 tb = facts.time_base
+                # A segment's first frame (an IDR: shown first) may not be at 0: Matroska shifts every stream by the
+                # AAC priming of the audio. Frames are renumbered from it, then moved to their place in the whole.
                 shift = round(before / fps / tb)  # whole ticks: exact where the time base divides the frame duration (mp4)
+                frame_ticks = 1 / (fps * tb)
+                base, last_dts = None, 0
                 seen: list[int] = []
+                waiting: list = []  # packets before the first with a decode timestamp (Matroska stores none for them)
                 for packet in src.demux(stream):
                     if not packet.size or packet.pts is None:
                         continue  # the demuxer's empty flush packet
-                    if not seen and not packet.is_keyframe:
-                        raise JoinError(f"{path}: does not start with a keyframe; cannot join without re-encoding")
-                    seen.append(_frame_index(packet.pts, tb, fps))
-                    packet.pts += shift
-                    if packet.dts is not None:
-                        packet.dts += shift
-                    packet.stream = video_out
-                    t = float(packet.pts * tb)
-                    while pending is not None and (pending.pts is None or float(pending.pts * audio_in.time_base) < t):
-                        pending.stream = audio_out
-                        out.mux(pending)
-                        pending = next(packets, None)
-                    out.mux(packet)
+                    if base is None:
+                        if not packet.is_keyframe:
+                            raise JoinError(f"{path}: does not start with a keyframe; cannot join without re-encoding")
+                        base = packet.pts
+                    seen.append(_frame_index(packet.pts - base, tb, fps))
+                    packet.pts += shift - base
+                    if packet.dts is None and not waiting and len(seen) > 1:
+                        packet.dts = last_dts + 1  # a gap in the middle: just after the one before
+                    elif packet.dts is None:
+                        waiting.append(packet)
+                        continue
+                    else:
+                        packet.dts += shift - base
+                    for i, early in enumerate(waiting):  # the reorder delay, counted back from the first known one
+                        early.dts = packet.dts - round((len(waiting) - i) * frame_ticks)
+                    last_dts = packet.dts
+                    for p in (*waiting, packet):
+                        pending = _mux_until(out, p, video_out, tb, pending, packets, audio_in, audio_out)
+                    waiting = []
+                for p in waiting:  # no decode timestamps at all: in presentation order (no reordering)
+                    p.dts = p.pts
+                    pending = _mux_until(out, p, video_out, tb, pending, packets, audio_in, audio_out)
                 if sorted(seen) != list(range(count)):
                     raise JoinError(f"{path}: {len(seen)} frames with timestamps of frames {_span(seen)}, expected 0..{count - 1}")
                 before += count
@@ -145,6 +161,18 @@ def join_videos(
         if boxes:
             isobmff.add_sample_entry_boxes(dest, boxes)
     check_video(dest, before, fps=fps, audio=audio is not None)
+
+
+def _mux_until(out, packet, video_out, tb: Fraction, pending, packets, audio_in, audio_out):
+    """Mux the audio packets that start before ``packet`` (interleaved), then ``packet``; returns the next audio packet."""
+    t = float(packet.pts * tb)
+    while pending is not None and (pending.pts is None or float(pending.pts * audio_in.time_base) < t):
+        pending.stream = audio_out
+        out.mux(pending)
+        pending = next(packets, None)
+    packet.stream = video_out
+    out.mux(packet)
+    return pending
 
 
 def _span(indices: Sequence[int]) -> str:
@@ -160,13 +188,13 @@ def check_video(path: Path, num_frames: int, *, fps: Fraction, audio: bool) -> N
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
         tb = Fraction(stream.time_base)
-        frames, last_dts, first_key = [], None, None
+        frames, last_dts, first_key, base = [], None, None, None
         for packet in c.demux(stream):
             if not packet.size or packet.pts is None:
                 continue
             if first_key is None:
-                first_key = packet.is_keyframe
-            frames.append(_frame_index(packet.pts, tb, Fraction(fps)))
+                first_key, base = packet.is_keyframe, packet.pts  # frames counted from the first (module docstring)
+            frames.append(_frame_index(packet.pts - base, tb, Fraction(fps)))
             if packet.dts is not None:
                 if last_dts is not None and packet.dts <= last_dts:
                     raise JoinError(f"{path}: decode timestamps go back at frame {len(frames) - 1}")

@@ -248,11 +248,27 @@ def test_split_at_cuts_keeps_every_segment_at_least_the_minimum():
     assert batch.split_at_cuts(0, 24, [], 8) == ((0, 24),)
 
 
-def make_segment(path: Path, frames: int, *, width: int = 96, seed: int = 0) -> Path:
+def make_segment(path: Path, frames: int, *, width: int = 96, seed: int = 0, fps: Fraction = Fraction(FPS), audio: Path | None = None) -> Path:
     rng = np.random.default_rng(seed)
-    with VideoEncoder(path, EncoderSettings(), fps=Fraction(FPS), width=width, height=64, stereo=StereoTag("sbs")) as v:
+    settings = EncoderSettings(container="mkv" if path.suffix == ".mkv" else "mp4")
+    with VideoEncoder(path, settings, fps=fps, width=width, height=64, stereo=StereoTag("sbs"), audio=audio) as v:
         v.write((rng.random((frames, 64, width, 3)) * 255).astype(np.uint8))
     return path
+
+
+def test_join_in_matroska_at_the_ntsc_rate_with_audio(tmp_path):
+    """Matroska keeps millisecond timestamps (29.97 fps frames are 33 or 34 ms), no decode timestamps for the first
+    B-frames, and shifts every stream by the AAC priming: the joined frames are still the segments' frames."""
+    fps = Fraction(30000, 1001)
+    tone = write_tone(tmp_path / "tone.m4a", 23 / float(fps))
+    segments = [make_segment(tmp_path / f"s{k}.mkv", n, seed=k, fps=fps, audio=tone) for k, n in enumerate((7, 11, 5))]
+    joined = tmp_path / "joined.mkv"
+    join.join_videos(segments, [7, 11, 5], joined, fps=fps, container="mkv", audio=tone, stereo=StereoTag("sbs"))
+    assert np.array_equal(read_clip(joined).frames, np.concatenate([read_clip(s).frames for s in segments]))
+    import av
+
+    with av.open(str(joined)) as c:
+        assert c.streams.video[0].metadata.get("stereo_mode") == "left_right" and c.streams.audio
 
 
 def test_join_refuses_segments_that_do_not_fit(tmp_path):
