@@ -98,7 +98,10 @@ def join_videos(
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(av.open(str(dest), mode="w", format=CONTAINERS[container]))
         with av.open(str(segments[0])) as first:
-            video_out = out.add_stream_from_template(first.streams.video[0])
+            template = first.streams.video[0]
+            video_out = out.add_stream_from_template(template, opaque=True)  # the codec as demuxed: no encoder of it needed
+            if container == "mp4":
+                video_out.codec_tag = template.codec_tag  # the template's tag is reset for remuxing: HEVC would become hev1, not hvc1
         if stereo is not None and container == "mkv":
             video_out.metadata["stereo_mode"] = stereo.matroska()
         pending = audio_in = audio_out = packets = None

@@ -248,9 +248,10 @@ def test_split_at_cuts_keeps_every_segment_at_least_the_minimum():
     assert batch.split_at_cuts(0, 24, [], 8) == ((0, 24),)
 
 
-def make_segment(path: Path, frames: int, *, width: int = 96, seed: int = 0, fps: Fraction = Fraction(FPS), audio: Path | None = None) -> Path:
+def make_segment(path: Path, frames: int, *, width: int = 96, seed: int = 0, fps: Fraction = Fraction(FPS), audio: Path | None = None,
+                 codec: str = "libx264") -> Path:  # fmt: skip
     rng = np.random.default_rng(seed)
-    settings = EncoderSettings(container="mkv" if path.suffix == ".mkv" else "mp4")
+    settings = EncoderSettings(codec=codec, container="mkv" if path.suffix == ".mkv" else "mp4")
     with VideoEncoder(path, settings, fps=fps, width=width, height=64, stereo=StereoTag("sbs"), audio=audio) as v:
         v.write((rng.random((frames, 64, width, 3)) * 255).astype(np.uint8))
     return path
@@ -373,3 +374,20 @@ def test_a_worker_keeps_its_models_loaded_between_units(tmp_path):
     for side in ("left", "right"):
         got = io.read_frames(io.list_images(tmp_path / "out" / "q" / "q_eyes" / side))
         assert np.array_equal(got, io.read_frames(io.list_images(fresh.exports["eyes_png"] / side)))
+
+
+def test_a_joined_hevc_mp4_keeps_its_sample_entry_tag_and_colour(tmp_path):
+    """Remuxing resets the codec tag: HEVC must stay hvc1 (what Apple players take), with the segments' colour tags."""
+    import av
+
+    segments = [make_segment(tmp_path / f"h{k}.mp4", n, seed=k, codec="libx265") for k, n in enumerate((4, 3))]
+    joined = tmp_path / "joined.mp4"
+    join.join_videos(segments, [4, 3], joined, fps=Fraction(FPS), container="mp4", stereo=StereoTag("sbs"))
+    facts = []
+    for path in (segments[0], joined):
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            facts.append((s.codec_tag, s.codec_context.color_primaries, s.codec_context.color_trc, s.codec_context.colorspace,
+                          s.codec_context.color_range))  # fmt: skip
+    assert facts[0][0] == "hvc1" and facts[1] == facts[0]
+    assert np.array_equal(read_clip(joined).frames, np.concatenate([read_clip(s).frames for s in segments]))
