@@ -66,7 +66,6 @@ BATCH_RECORD = "batch.json"  # in an input's work folder: its finished outputs a
 PLAN_RECORD = "segments.json"  # in an input's work folder: its segments
 SEGMENTS = "segments"  # an input's work sub-folder of segment folders
 RAY_REQUIREMENT = "ray==2.60.0"  # the version requirements.txt pins
-PREVIEW = "preview"
 
 
 @dataclass(frozen=True)
