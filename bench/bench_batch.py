@@ -72,7 +72,7 @@ def main() -> None:
 
     from svg3d import batch
     from svg3d.config import ConvertConfig, DepthConfig
-    from tests.tiny_depth import save_tiny_depth_anything
+    from svg3d.tiny_models import save_tiny_depth_anything
 
     w, h = (int(x) for x in args.size.split("x"))
     results = {"clips": args.clips, "frames": args.frames, "size": args.size, "load_before": os.getloadavg()}

@@ -34,7 +34,7 @@ where ``convert``'s own records (content fingerprints) decide what is really lef
 Executors. In-process (``ray=None``): the units one after another in this process. On Ray (``ray="auto"``:
 the cluster this machine belongs to, or a new local one; or a cluster's address): one actor per
 ``unit_gpus`` GPUs (or per ``unit_cpus`` CPUs on a cluster without GPUs), created as units wait for one, each
-keeping the models it loaded for its next units (``ModelCache``); an actor whose process dies is restarted
+keeping the models it loaded for its next units (``models.keep_loaded``); an actor whose process dies is restarted
 and its unit retried (``max_restarts``, ``max_task_retries``: ``retries``). Both run the same ``Worker.run``
 on the same units, so their outputs are the same. Every node must see INPUT_DIR, OUT and the model
 folders at the same paths (a shared file system); svg3d itself is shipped to the workers (``connect``).
@@ -43,8 +43,6 @@ folders at the same paths (a shared file system); svg3d itself is shipped to the
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib
 import logging
 import os
 import shutil
@@ -56,7 +54,7 @@ from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
-from . import __version__, io, work
+from . import __version__, io, models, work
 from .checks import InputError
 from .config import ConvertConfig
 
@@ -351,54 +349,6 @@ class Outcome:
     worker: str = ""  # host:pid that ran it
 
 
-class ModelCache:
-    """The models a worker loaded, kept for its next units: ``convert``'s model loaders memoised while installed.
-
-    ``convert`` loads its models inside the stages that need them; a worker converting unit after unit would
-    load them again each time (seconds to a minute for zeroscope). Installed, the loaders below keep the
-    last model each returned and give it back for the same arguments; a model asked for with other arguments
-    replaces it (one model per loader in memory). ``loads`` counts the real loads.
-    """
-
-    LOADERS = (("svg3d.models", "load_depth_model"), ("svg3d.flow", "load_raft"), ("svg3d.fillers.diffusion", "load_model"))
-
-    def __init__(self) -> None:
-        self.loads: Counter[str] = Counter()
-        self._kept: dict[str, tuple[str, object]] = {}
-        self._saved: list[tuple[object, str, object]] = []
-
-    def install(self) -> None:
-        if self._saved:
-            return
-        for module_name, name in self.LOADERS:
-            module = importlib.import_module(module_name)
-            original = getattr(module, name)
-            self._saved.append((module, name, original))
-            setattr(module, name, self._memoised(name, original))
-
-    def uninstall(self) -> None:
-        for module, name, original in reversed(self._saved):
-            setattr(module, name, original)
-        self._saved.clear()
-        self._kept.clear()
-
-    def _memoised(self, name: str, load: Callable) -> Callable:
-        @functools.wraps(load)
-        def cached(*args, **kwargs):
-            key = repr((args, sorted(kwargs.items())))
-            kept = self._kept.get(name)
-            if kept is not None and kept[0] == key:
-                log.debug("%s: the model loaded for an earlier unit", name)
-                return kept[1]
-            self._kept.pop(name, None)  # drop the old model before loading another
-            model = load(*args, **kwargs)
-            self.loads[name] += 1
-            self._kept[name] = (key, model)
-            return model
-
-        return cached
-
-
 @contextlib.contextmanager
 def _unit_log(path: Path) -> Iterator[None]:
     """The unit's log records (svg3d's, INFO and up) appended to ``path`` too: each input keeps its own log."""
@@ -427,7 +377,7 @@ def _one_line(e: BaseException) -> str:
 
 
 class Worker:
-    """Runs units (``run``), in this process or as a Ray actor; keeps its models loaded between them (``ModelCache``).
+    """Runs units (``run``), in this process or as a Ray actor; keeps its models loaded between them (``models.keep_loaded``).
 
     device: ``--device``; resolved here, where the unit runs (on Ray, ``auto`` is the GPU Ray gave this
     worker, if any). ``progress``: convert's progress bars (in-process only). ``on_chunk(stage, first, count)``:
@@ -437,7 +387,7 @@ class Worker:
     def __init__(self, device: str = "auto", *, progress=None, on_chunk=None, on_ray: bool = False) -> None:
         self.device_name, self.progress, self.on_chunk, self.on_ray = device, progress, on_chunk, on_ray
         self._device = None
-        self.models = ModelCache()
+        self.models = models.KeptModels()
         if on_ray:  # a process of its own: its svg3d records reach the unit logs
             logging.getLogger("svg3d").setLevel(logging.INFO)
 
@@ -465,11 +415,11 @@ class Worker:
         with _unit_log(log_dir / work.LOG_FILE):
             log.info("batch: %s on %s", unit.describe(), where)
             try:
-                self.models.install()
                 if unit.kind == "plan":
                     value = plan_job(job, unit.segment_frames)
                 elif unit.kind == "convert":
-                    value = self._convert(unit)
+                    with models.keep_loaded(self.models):  # the models stay loaded for this worker's next units
+                        value = self._convert(unit)
                 elif unit.kind == "join":
                     value = join_job(job, unit.plan, unit.manifests)
                 else:
@@ -551,7 +501,7 @@ class _InProcess:
         return unit, self.worker.run(unit)
 
     def close(self) -> None:
-        self.worker.models.uninstall()  # the loaders as they were before the batch
+        """Nothing to release: the worker's models are kept per unit (``models.keep_loaded``) and go with it."""
 
 
 def _import_ray():

@@ -169,6 +169,51 @@ def check_available(name: str, what: str, *, flag: str, probe_file: str = "confi
         raise model_not_found(name, what, reason, flag=flag, alternative=alternative)
 
 
+class KeptModels:
+    """Models kept loaded between conversions in one process (a batch worker): one per kind, counted.
+
+    ``keep_loaded()`` installs one for its ``with`` block; while it is installed every loader hands back the
+    model it loaded last for the same arguments instead of loading it again (seconds to a minute for
+    zeroscope), and a model asked for with other arguments replaces it (one model per kind in memory).
+    ``loads[kind]`` counts the real loads.
+    """
+
+    def __init__(self) -> None:
+        self.loads: dict[str, int] = {}
+        self._kept: dict[str, tuple[str, object]] = {}
+
+    def get(self, kind: str, key: object, load):
+        text = repr(key)
+        kept = self._kept.get(kind)
+        if kept is not None and kept[0] == text:
+            log.debug("%s model: the one loaded for an earlier conversion", kind)
+            return kept[1]
+        self._kept.pop(kind, None)  # drop the old model before loading another
+        model = load()
+        self.loads[kind] = self.loads.get(kind, 0) + 1
+        self._kept[kind] = (text, model)
+        return model
+
+
+_KEPT: KeptModels | None = None
+
+
+@contextlib.contextmanager
+def keep_loaded(kept: KeptModels | None = None) -> Iterator[KeptModels]:
+    """Keep every model loaded inside the block for the next load with the same arguments (``KeptModels``)."""
+    global _KEPT
+    previous, _KEPT = _KEPT, kept if kept is not None else (_KEPT or KeptModels())
+    try:
+        yield _KEPT
+    finally:
+        _KEPT = previous
+
+
+def kept(kind: str, key: object, load):
+    """``load()``, or the model ``keep_loaded`` kept for ``kind`` and ``key`` (the loaders call this)."""
+    return load() if _KEPT is None else _KEPT.get(kind, key, load)
+
+
 def default_dtype(device: torch.device) -> torch.dtype:
     """fp16 on CUDA (what Depth Anything and RAFT are run in), fp32 on CPU (fp16 CPU kernels are slow)."""
     return torch.float16 if device.type == "cuda" else torch.float32
@@ -224,9 +269,13 @@ def load_depth_model(
     ``dtype``: None = ``default_dtype(device)``. Raises ``InputError`` if it cannot be found, naming
     ``flag`` (the CLI option that chooses the model) in its advice.
     """
+    dtype = default_dtype(device) if dtype is None else dtype
+    return kept("depth", (name, str(device), str(dtype)), lambda: _load_depth_model(name, device, dtype, flag, alternative))
+
+
+def _load_depth_model(name: str, device: torch.device, dtype: torch.dtype, flag: str, alternative: str | None) -> DepthModel:
     from transformers import AutoModelForDepthEstimation
 
-    dtype = default_dtype(device) if dtype is None else dtype
     with loading(name, "depth model", flag=flag, alternative=alternative):
         net = AutoModelForDepthEstimation.from_pretrained(name, dtype=dtype, local_files_only=offline())
         preprocessor = _preprocessor_config(name)
@@ -312,6 +361,11 @@ def check_raft(name: str) -> None:
 
 
 def load_raft(name_or_path: str = "raft_large", *, device: torch.device, small: bool | None = None) -> torch.nn.Module:
+    """torchvision RAFT in eval mode (``_load_raft``), kept while ``keep_loaded`` is on."""
+    return kept("flow", (name_or_path, str(device), small), lambda: _load_raft(name_or_path, device=device, small=small))
+
+
+def _load_raft(name_or_path: str, *, device: torch.device, small: bool | None) -> torch.nn.Module:
     """torchvision RAFT in eval mode, from ``raft_large``/``raft_small`` or a local state-dict file.
 
     A name takes torchvision's weights, downloaded into the torch hub cache once (never while

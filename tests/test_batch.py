@@ -353,7 +353,7 @@ def test_inputs_are_found_in_natural_order_with_their_own_folders(tmp_path):
 
 def test_a_worker_keeps_its_models_loaded_between_units(tmp_path):
     from svg3d import models
-    from tests.tiny_depth import save_tiny_depth_anything
+    from svg3d.tiny_models import save_tiny_depth_anything
 
     model = save_tiny_depth_anything(tmp_path / "depth-model")
     for name, seed in (("p", 3), ("q", 4)):
@@ -361,15 +361,13 @@ def test_a_worker_keeps_its_models_loaded_between_units(tmp_path):
         io.write_video(tmp_path / "in" / f"{name}.mp4", frames, FPS)
     config = ConvertConfig(depth=DepthConfig(model=str(model)), flow="dis", filler="classical", exports=ExportSettings(exports=("eyes_png",)))
     jobs = batch.make_jobs(tmp_path / "in", tmp_path / "out", config, BatchSettings())
-    original = models.load_depth_model
     worker = batch.Worker("cpu")
     for job in jobs:
         plan = worker.run(Unit("plan", job, segment_frames=0)).value
         outcome = worker.run(Unit("convert", job, plan=plan))
         assert outcome.error is None, outcome.error
-    assert worker.models.loads["load_depth_model"] == 1  # two inputs through the depth model, loaded once
-    worker.models.uninstall()
-    assert models.load_depth_model is original
+    assert worker.models.loads["depth"] == 1  # two inputs through the depth model, loaded once
+    assert models._KEPT is None  # outside a unit nothing is kept: other callers load as usual
     fresh = convert.convert(jobs[1].input, tmp_path / "fresh", config)  # a model loaded for it alone gives the same frames
     for side in ("left", "right"):
         got = io.read_frames(io.list_images(tmp_path / "out" / "q" / "q_eyes" / side))

@@ -45,10 +45,14 @@ def load_model(name: str, device: torch.device, *, compile: bool = False, unet: 
         # Early steps decode extreme x0 predictions; SiLU then underflows into subnormal floats, which x86
         # CPUs process ~100x slower (GPUs do not care). Flushing them changes no visible pixel.
         torch.set_flush_denormal(True)
-    model = models.load_zeroscope(name, device=device, flag=flag, **kwargs)
-    if compile:
-        models.compile_zeroscope(model, unet=unet)
-    return model
+
+    def load():
+        model = models.load_zeroscope(name, device=device, flag=flag, **kwargs)
+        if compile:
+            models.compile_zeroscope(model, unet=unet)
+        return model
+
+    return models.kept("video", (name, str(device), compile, unet, sorted(kwargs.items())), load)
 
 
 def fit_size(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
