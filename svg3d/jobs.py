@@ -368,6 +368,7 @@ class JobQueue:
         self._proc: subprocess.Popen | None = None
         self._running: str | None = None
         self._cancelling: set[str] = set()
+        self._demo_lock = threading.Lock()  # the demo clip is rendered once, by one submit
         self._closed = False
         self.jobs: dict[str, Job] = {}
         for folder in sorted(self.root.iterdir()):
@@ -413,18 +414,19 @@ class JobQueue:
             if path is not None and not (Path(path).is_file() and inside(path, self.root)):
                 raise InputError(f"{what}: not a file uploaded to this server")
         job_id, folder = self.new_folder()
+        name, input_rel = "demo" if demo else safe_name(upload_name or Path(upload).name), ""
         try:
             depth = None
             if demo:
-                video, demo_depth = demo_clip(self.root / ".demo")
-                name, input_rel = "demo", "input/demo.mp4"
+                with self._demo_lock:
+                    video, demo_depth = demo_clip(self.root / ".demo")
+                input_rel = "input/demo.mp4"
                 _link_or_copy(video, folder / input_rel)
                 if depth_zip is None:
                     for f in io.list_depths(demo_depth):
                         _link_or_copy(f, folder / "depth" / f.name)
                     depth = "depth"
             else:
-                name = safe_name(upload_name or Path(upload).name)
                 if Path(name).suffix.lower() == ".zip":
                     unpack_zip(Path(upload), folder / "input" / "frames", suffixes=io.IMAGE_SUFFIXES,
                                max_bytes=UNPACK_FACTOR * max_upload_bytes, what=name)  # fmt: skip
@@ -441,7 +443,10 @@ class JobQueue:
             job.save()
         except InputError as e:
             shutil.rmtree(folder, ignore_errors=True)
-            raise InputError(e.flag_message(FLAGS).replace(f"{folder}/", "")) from None
+            message = e.flag_message(FLAGS)
+            if input_rel:  # the input by the name the user gave it, not the server's path
+                message = message.replace(str(folder / input_rel), name)
+            raise InputError(message.replace(f"{folder}/", "")) from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -475,7 +480,7 @@ class JobQueue:
         return self.jobs[job_id]
 
     def position(self, job_id: str) -> int | None:
-        """0 while the job runs, n >= 1 while n - 1 jobs wait before it, None when it is not queued."""
+        """0 while the job runs, n >= 1 while it waits as the n-th in line (1: it runs next), None otherwise."""
         with self._cv:
             if self._running == job_id:
                 return 0

@@ -83,7 +83,7 @@ def controls() -> list[Control]:
         for a in group._group_actions:
             if a.dest in UI_DESTS or not a.option_strings:
                 continue
-            option = max(a.option_strings, key=len)
+            option = next(o for o in a.option_strings if o.startswith("--") and not o.startswith("--no-"))
             text = (a.help or "") % {**vars(a), "prog": parser.prog} if a.help else ""
             if a.dest == "exports":
                 kind, default, choices = "exports", tuple(parse_exports(a.default)), tuple(EXPORTS)
@@ -117,15 +117,26 @@ def flags_of(specs: Sequence[Control], values: Sequence[object]) -> list[str]:
                 flags += [c.option, ",".join(chosen)]
         elif v is None or (isinstance(v, str) and not v.strip()):
             continue
-        elif c.kind == "int":
-            if int(round(float(v))) != c.default:
-                flags += [c.option, str(int(round(float(v))))]
-        elif c.kind == "float":
-            if c.default is None or float(v) != float(c.default):
-                flags += [c.option, f"{float(v):g}"]
+        elif c.kind in ("int", "float"):
+            x = _number(c, v)
+            if c.default is None or x != c.default:
+                flags += [c.option, str(x) if c.kind == "int" else f"{x:g}"]
         elif str(v) != str(c.default):
             flags += [c.option, str(v).strip()]
     return flags
+
+
+def _number(c: Control, v: object) -> int | float:
+    """A number control's value (a number, or the text of a control whose default is unset) as the flag's type."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"{c.option} {v!r}: not a number") from None
+    if c.kind == "int":
+        if x != int(x):
+            raise InputError(f"{c.option} {v!r}: not a whole number")
+        return int(x)
+    return x
 
 
 FLAG_IN_MESSAGE = re.compile(r"(?<![\w-])(--[a-z0-9][a-z0-9-]*|-o)(?![\w-])")
@@ -165,7 +176,8 @@ def status_markdown(st: dict) -> str:
     state = st["state"]
     text = f"**{html.escape(st['name'])}** (`{st['job']}`): **{state}**"
     if state == "queued" and st["position"]:
-        text += f", position {st['position']} in the queue ({st['position'] - 1} before it)"
+        ahead = st["position"] - 1
+        text += f", number {st['position']} in line (runs after the running job" + (f" and {ahead} more)" if ahead else ")")
     if st["message"]:
         text += f"  \n{html.escape(st['message'])}"
     return text
@@ -314,9 +326,10 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
 
     def check(*values) -> list:
         """Live check of the settings: (command text, the error of each group)."""
-        flags = flags_of(specs, values)
         errors = {t: "" for t in titles}
+        flags: list[str] = []
         try:
+            flags = flags_of(specs, values)
             jobs.parse_flags(flags)
         except InputError as e:
             errors[message_group(str(e), groups) or titles[-1]] = f"⚠ {e}"
@@ -328,10 +341,14 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
         except InputError as e:
             return None, f"⚠ {e}"
         position = queue.position(job.id)
-        return job, f"queued job `{job.id}`" + (f" (position {position})" if position and position > 1 else "")
+        return job, f"queued job `{job.id}`" + (f" (number {position} in line)" if position else "")
 
     def start(source: str, upload, depth_zip, *values):
-        job, message = submit(upload if source == "upload" else None, depth_zip, source == "demo", flags_of(specs, values))
+        try:
+            flags = flags_of(specs, values)
+        except InputError as e:
+            return gr.skip(), f"⚠ {e}"
+        job, message = submit(upload if source == "upload" else None, depth_zip, source == "demo", flags)
         if job is None:
             return gr.skip(), message
         return gr.update(choices=job_choices(), value=job.id), message
@@ -423,13 +440,13 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
                 inputs, group_errors = [], []
                 parser_groups = {g.title: g for g in jobs.convert_parser()._action_groups}
                 for title in titles:
-                    with gr.Accordion(title, open=title in OPEN_GROUPS):
+                    slug = re.sub(r"\W", "", title)
+                    with gr.Accordion(title, open=title in OPEN_GROUPS, elem_id=f"svg3d-group-{slug}"):
                         description = parser_groups[title].description
                         if description:
                             gr.Markdown(description)
                         for c in (c for c in specs if c.group == title):
                             inputs.append(_component(gr, c))
-                        slug = re.sub(r"\W", "", title)
                         group_errors.append(gr.Markdown("", elem_classes=["svg3d-error"], elem_id=f"svg3d-error-{slug}"))
                 command = gr.Textbox(label="convert flags", value="(all defaults)", interactive=False, elem_id="svg3d-command")
                 start_btn = gr.Button("Start", variant="primary", elem_id="svg3d-start")
@@ -482,17 +499,19 @@ def _str(path: Path | None) -> str | None:
 
 
 def _component(gr, c: Control):
-    label, info = c.option, c.help
+    label, info, elem_id = c.option, c.help, f"svg3d-flag-{c.dest}"
     if c.kind == "exports":
-        return gr.CheckboxGroup(list(c.choices), value=list(c.default), label=label, info=info)
+        return gr.CheckboxGroup(list(c.choices), value=list(c.default), label=label, info=info, elem_id=elem_id)
     if c.kind in ("toggle", "bool"):
-        return gr.Checkbox(value=bool(c.default), label=label, info=info)
+        return gr.Checkbox(value=bool(c.default), label=label, info=info, elem_id=elem_id)
     if c.kind == "choice":
         choices = list(c.choices) if c.default is not None else [("default", ""), *[(x, x) for x in c.choices]]
-        return gr.Dropdown(choices, value=c.default if c.default is not None else "", label=label, info=info)
-    if c.kind in ("int", "float"):
-        return gr.Number(value=c.default, label=label, info=info, precision=0 if c.kind == "int" else None)
-    return gr.Textbox(value="" if c.default is None else str(c.default), label=label, info=info)
+        return gr.Dropdown(choices, value=c.default if c.default is not None else "", label=label, info=info, elem_id=elem_id)
+    if c.kind in ("int", "float") and c.default is not None:
+        return gr.Number(value=c.default, label=label, info=info, precision=0 if c.kind == "int" else None, elem_id=elem_id)
+    if c.kind in ("int", "float"):  # unset by default: an empty text box, so that "no value" stays possible
+        return gr.Textbox(value="", label=label, info=info, placeholder="default", elem_id=elem_id)
+    return gr.Textbox(value="" if c.default is None else str(c.default), label=label, info=info, elem_id=elem_id)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -539,7 +558,9 @@ def serve(jobs_dir: str | os.PathLike = DEFAULT_JOBS_DIR, *, host: str = "127.0.
     from gradio import utils as gr_utils
     from starlette.middleware import Middleware
 
+    # deprecations inside Gradio's own code (a log line per request otherwise): nothing a user can act on
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(gradio|starlette|fastapi)(\.|$)")
+    warnings.filterwarnings("ignore", message=r".* is deprecated\. Use .* instead", module=r"gradio(\.|$)")
 
     if not jobs.inside(gr_utils.get_upload_folder(), root):
         raise InputError(f"gradio was imported before its cache was set ({gr_utils.get_upload_folder()}); start the UI in a fresh process")
