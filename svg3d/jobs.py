@@ -489,6 +489,11 @@ class JobQueue:
             except ValueError:
                 return None
 
+    def running(self) -> str | None:
+        """The id of the running job, None when none runs."""
+        with self._cv:
+            return self._running
+
     def queue_length(self) -> int:
         with self._cv:
             return len(self._pending) + (self._running is not None)

@@ -48,7 +48,7 @@ DEFAULT_MAX_UPLOAD_MB = 2048  # about 10 minutes of 1080p H.264 at a camera's bi
 CACHE_DIR = ".gradio"  # Gradio's cache, inside the jobs folder
 POLL_SECONDS = 1.0  # the page asks for progress this often
 UI_DESTS = ("work_dir", "progress_log", "depth_from", "quiet")  # set by the jobs (jobs.UI_FLAGS), no control
-OPEN_GROUPS = ("clip", "3D effect", "outputs")  # groups shown open; the others start folded
+OPEN_GROUPS = ("clip", "3D effect")  # groups shown open; the others start folded
 PLAYABLE = (".mp4", ".webm")  # containers a browser plays (mkv is not)
 PLAYER_ORDER = ("sbs", "hsbs", "cross", "tb", "htb", "anaglyph", "left")  # the first present goes in the player
 UPLOAD_TYPES = [*jobs.VIDEO_SUFFIXES, ".zip"]
@@ -359,13 +359,12 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
         except InputError:
             return None
 
-    def refresh(job_id, shown: dict, known: int):
+    def refresh(job_id, shown: dict):
         """Poll: status and progress always; the results once, when the job shown reaches 'done'."""
         nothing = [gr.skip()] * 7
-        choices = gr.update(choices=job_choices()) if len(queue.jobs) != known else gr.skip()
         job = job_or_none(job_id)
         if job is None:
-            return ["", "", *nothing, shown, len(queue.jobs), choices]
+            return ["", "", *nothing, shown]
         st = status(queue, job)
         key = {"job": job.id, "state": job.state, "runs": len(job.runs)}
         results_out = nothing
@@ -378,13 +377,14 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
                 t = len(list(views[0].glob("*.png"))) if views else 1
                 results_out = [
                     _str(player_video(exports)), _str(anaglyph), _str(depth),
-                    gr.update(maximum=max(v - 1, 1), value=0, visible=v > 1),
-                    gr.update(maximum=max(t - 1, 1), value=0, visible=v > 1),
-                    gr.update(value=_str(view_frame(job, 0, 0)), visible=v > 1), [str(p) for p in downloads(job, exports)],
+                    # the sliders stay visible: Gradio 6.17's page hangs when two sliders are shown and given a new
+                    # maximum in one update
+                    gr.update(maximum=max(v - 1, 1), value=0), gr.update(maximum=max(t - 1, 1), value=0),
+                    _str(view_frame(job, 0, 0)), [str(p) for p in downloads(job, exports)],
                 ]  # fmt: skip
             else:
-                results_out = [None, None, None, gr.update(visible=False), gr.update(visible=False), gr.update(value=None, visible=False), None]
-        return [status_markdown(st), progress_html(st), *results_out, key, len(queue.jobs), choices]
+                results_out = [None, None, None, gr.skip(), gr.skip(), None, None]
+        return [status_markdown(st), progress_html(st), *results_out, key]
 
     def show_view(job_id, view, frame):
         job = job_or_none(job_id)
@@ -437,6 +437,9 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
                 upload = gr.File(label="Video or zip of frames", file_types=UPLOAD_TYPES, elem_id="svg3d-upload")
                 depth_zip = gr.File(label="Depth maps (zip of .npy/.png/.pfm, one per frame; optional: else the depth model)",
                                     file_types=[".zip"], elem_id="svg3d-depth")  # fmt: skip
+                command = gr.Textbox(label="convert flags", value="(all defaults)", interactive=False, elem_id="svg3d-command")
+                start_btn = gr.Button("Start", variant="primary", elem_id="svg3d-start")
+                message = gr.Markdown("", elem_id="svg3d-message")
                 inputs, group_errors = [], []
                 parser_groups = {g.title: g for g in jobs.convert_parser()._action_groups}
                 for title in titles:
@@ -448,11 +451,10 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
                         for c in (c for c in specs if c.group == title):
                             inputs.append(_component(gr, c))
                         group_errors.append(gr.Markdown("", elem_classes=["svg3d-error"], elem_id=f"svg3d-error-{slug}"))
-                command = gr.Textbox(label="convert flags", value="(all defaults)", interactive=False, elem_id="svg3d-command")
-                start_btn = gr.Button("Start", variant="primary", elem_id="svg3d-start")
-                message = gr.Markdown("", elem_id="svg3d-message")
             with gr.Column(scale=3):
-                job_dd = gr.Dropdown(choices=job_choices(), value=None, label="Job", allow_custom_value=True, elem_id="svg3d-job")
+                with gr.Row(equal_height=True):
+                    job_dd = gr.Dropdown(choices=job_choices(), value=None, label="Job", allow_custom_value=True, elem_id="svg3d-job", scale=5)
+                    list_btn = gr.Button("List jobs", elem_id="svg3d-list-jobs", scale=1)
                 status_md = gr.Markdown("", elem_id="svg3d-status")
                 progress = gr.HTML("", elem_id="svg3d-progress")
                 with gr.Row():
@@ -463,12 +465,13 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
                 with gr.Row():
                     anaglyph = gr.Image(label="Anaglyph (first frame)", interactive=False, elem_id="svg3d-anaglyph")
                     depth_img = gr.Image(label="Depth (first frame)", interactive=False, elem_id="svg3d-depth-preview")
-                view_slider = gr.Slider(0, 1, step=1, value=0, label="View (0 = leftmost camera)", visible=False, elem_id="svg3d-view")
-                frame_slider = gr.Slider(0, 1, step=1, value=0, label="Frame", visible=False, elem_id="svg3d-frame")
-                view_img = gr.Image(label="View", interactive=False, visible=False, elem_id="svg3d-view-image")
+                with gr.Accordion("Views of the frame matrix (with the views_png export)", open=True, elem_id="svg3d-views"):
+                    with gr.Row():
+                        view_slider = gr.Slider(0, 1, step=1, value=0, label="View (0 = leftmost camera)", elem_id="svg3d-view")
+                        frame_slider = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="svg3d-frame")
+                    view_img = gr.Image(label="View", interactive=False, elem_id="svg3d-view-image")
                 files = gr.File(label="Downloads: every export and the log", file_count="multiple", interactive=False, elem_id="svg3d-downloads")
         shown = gr.State({})
-        known = gr.State(-1)
         with gr.Row(visible=False):  # the API's inputs and outputs
             api_upload, api_depth = gr.File(), gr.File()
             api_demo, api_flags, api_job = gr.Checkbox(False), gr.Textbox(), gr.Textbox()
@@ -478,10 +481,13 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
         gr.on([c.change for c in inputs], check, inputs, [command, *group_errors], api_visibility="private", show_progress="hidden")
         start_btn.click(start, [source, upload, depth_zip, *inputs], [job_dd, message], api_visibility="private")
         results = [video, anaglyph, depth_img, view_slider, frame_slider, view_img, files]
-        poll = [status_md, progress, *results, shown, known, job_dd]
+        poll = [status_md, progress, *results, shown]
         timer = gr.Timer(POLL_SECONDS)
-        timer.tick(refresh, [job_dd, shown, known], poll, api_visibility="private", show_progress="hidden", concurrency_limit=None)
-        job_dd.change(refresh, [job_dd, gr.State({}), known], poll, api_visibility="private", show_progress="hidden")
+        timer.tick(refresh, [job_dd, shown], poll, api_visibility="private", show_progress="hidden", concurrency_limit=None)
+        job_dd.change(refresh, [job_dd, gr.State({})], poll, api_visibility="private", show_progress="hidden")
+        # the list of jobs (other pages' too, with their states) is read on demand, not polled: an update racing a
+        # selection would undo it
+        list_btn.click(lambda job_id: gr.update(choices=job_choices(), value=job_id), job_dd, job_dd, api_visibility="private")
         gr.on([view_slider.change, frame_slider.change], show_view, [job_dd, view_slider, frame_slider], view_img,
               api_visibility="private", show_progress="hidden")  # fmt: skip
         cancel_btn.click(cancel, job_dd, action, api_visibility="private", concurrency_limit=None)
@@ -585,7 +591,8 @@ def serve(jobs_dir: str | os.PathLike = DEFAULT_JOBS_DIR, *, host: str = "127.0.
             while app.is_running:
                 time.sleep(0.2)
         except KeyboardInterrupt:
-            log.info("stopping: the running job is interrupted (resume it after a restart)")
+            if queue.running() is not None:
+                log.info("stopping: job %s is interrupted (resume it after a restart)", queue.running())
         finally:
             queue.close()
             app.close()

@@ -162,11 +162,12 @@ def test_read_progress_counts_this_runs_rate(tmp_path):
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    """Rendered clips: 8 and 40 frames of 96x64 (mp4, no audio) with exact depth, and their depth maps zipped."""
+    """Rendered clips (mp4, no audio) with exact depth, and their depth maps zipped: "short", 8 frames of 224x128;
+    "long", 32 frames of 96x64."""
     root = tmp_path_factory.mktemp("clips")
     out = {}
-    for name, frames in (("short", 8), ("long", 40)):
-        video, depth, _ = rendered_clip(root / name, frames=frames, audio=False)
+    for name, frames, (h, w) in (("short", 8, (128, 224)), ("long", 32, (64, 96))):
+        video, depth, _ = rendered_clip(root / name, frames=frames, height=h, width=w, audio=False)
         archive = root / name / "depth.zip"
         with zipfile.ZipFile(archive, "w") as zf:
             for f in sorted(depth.iterdir()):
@@ -319,11 +320,18 @@ def _zip_names(path: str) -> list[str]:
         return zf.namelist()
 
 
-def test_api_converts_the_demo_clip_into_every_export(server, tmp_path):
-    client = _client(server, tmp_path)
+@pytest.fixture(scope="module")
+def demo_job(server, tmp_path_factory):
+    """The demo clip converted through the API into every export: (job id, status, downloaded files)."""
+    client = _client(server, tmp_path_factory.mktemp("api"))
     job_id, message = client.predict(None, None, True, f"--num-frames 6 --num-views 4 --exports all {FAST}", api_name="/submit")
     assert jobs.JOB_ID.match(job_id), message
     status, files = client.predict(job_id, api_name="/wait")
+    return job_id, status, files
+
+
+def test_api_converts_the_demo_clip_into_every_export(server, demo_job):
+    job_id, status, files = demo_job
     assert status["state"] == "done", status
     assert set(status["exports"]) == set(EXPORTS) | {"preview"}
     assert [s["stage"] for s in status["stages"]] == ["depth", "stabilised", "filled", "export"]
@@ -376,12 +384,10 @@ def test_api_refuses_what_the_cli_refuses_with_its_message(server, tmp_path):
     assert client.predict("../../etc", api_name="/status") == {"error": "'../../etc': no such job"}
 
 
-def test_file_routes_serve_nothing_outside_gradios_cache(server, tmp_path):
+def test_file_routes_serve_nothing_outside_gradios_cache(server, demo_job):
     import httpx
 
-    client = _client(server, tmp_path)
-    job_id, message = client.predict(None, None, True, f"--num-frames 2 --exports sbs {FAST}", api_name="/submit")
-    status, files = client.predict(job_id, api_name="/wait")
+    job_id, status, _ = demo_job
     assert status["state"] == "done", status
     job = server.jobs_dir / job_id
     # a positive control: the file the API handed out is served, from the cache
@@ -390,21 +396,24 @@ def test_file_routes_serve_nothing_outside_gradios_cache(server, tmp_path):
     ok = httpx.get(f"{server.url}gradio_api/file={cached}")
     assert ok.status_code == 200 and ok.content == sbs
     secret = b"root:"
-    targets = [
+    escapes = [
         "/etc/passwd", "%2Fetc%2Fpasswd", "%252Fetc%252Fpasswd", "..%2F..%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd",
         f"{cached.parent}/../../../../../../etc/passwd", f"{cached.parent}/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
         f"{cached.parent}/..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd", "file:///etc/passwd", "//etc/passwd",
-        str(job / "job.json"), str(job / "out" / "demo_SBS_LR.mp4"), str(job / "out" / "work" / "convert.log"),  # jobs, not cache
-        f"{server.jobs_dir / ui.CACHE_DIR}/../{job_id}/job.json", str(ROOT / "README.md"), "README.md", "svg3d/ui.py",  # cwd
     ]  # fmt: skip
-    routes = ["gradio_api/file=", "gradio_api/file/", "file=", "static/", "assets/", "gradio_api/proxy="]  # Gradio's path routes
+    not_outputs = [  # inside the jobs folder but not in Gradio's cache; the working directory
+        str(job / "job.json"), str(job / "out" / "demo_SBS_LR.mp4"), str(job / "out" / "work" / "convert.log"),
+        f"{server.jobs_dir / ui.CACHE_DIR}/../{job_id}/job.json", str(ROOT / "README.md"), "README.md", "svg3d/ui.py",
+    ]  # fmt: skip
     http = httpx.Client(base_url=server.url, follow_redirects=False)
-    for route in routes:
-        for target in targets:
+    for route in ("gradio_api/file=", "gradio_api/file/"):  # the routes that serve files by path
+        for target in escapes + not_outputs:
             r = http.get(route + target)
-            assert r.status_code != 200 or (secret not in r.content and b'"state"' not in r.content and b"svg3d" not in r.content[:200]), (route, target, r.status_code)
-            if route.endswith("file="):
-                assert r.status_code in (400, 403, 404), (route, target, r.status_code)
+            assert r.status_code in (400, 403, 404) and secret not in r.content, (route, target, r.status_code)
+    for route in ("file=", "static/", "assets/", "gradio_api/proxy="):  # Gradio's other routes that take a path
+        for target in escapes[:5] + not_outputs[:1]:
+            r = http.get(route + target)
+            assert r.status_code != 200 or (secret not in r.content and b'"state"' not in r.content), (route, target, r.status_code)
     # ..: also raw, not normalised by the client
     with socket.create_connection(("127.0.0.1", server.port)) as s:
         s.sendall(b"GET /gradio_api/file=" + str(cached.parent).encode() + b"/../../../../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -553,6 +562,8 @@ def _wait_state(page, state: str, timeout: float = 90) -> None:
 
 
 def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_path):
+    import httpx
+
     video, depth_zip = clips["short"]
     page = _page(browser, server)
     _upload(page, "svg3d-upload", video)
@@ -566,7 +577,12 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     _open_group(page, "depth")
     page.locator("#svg3d-flag-flow input").first.click()
     page.get_by_role("option", name="dis", exact=True).click()
-    page.wait_for_function("() => document.querySelector('#svg3d-command textarea, #svg3d-command input').value.includes('--flow dis')")
+    _open_group(page, "views")
+    _field(page, "num_views").fill("3")
+    _open_group(page, "outputs")
+    page.locator("#svg3d-flag-exports").get_by_text("views_png", exact=True).click()
+    want = "--flow dis --num-views 3 --exports sbs,hsbs,anaglyph,views_png"  # the flags follow the controls
+    page.wait_for_function(f"() => document.querySelector('#svg3d-command textarea').value === {json.dumps(want)}")
     assert page.locator("#svg3d-error-3Deffect").inner_text().strip() == ""
     page.locator("#svg3d-start").click()
     _wait_state(page, "done")
@@ -579,17 +595,28 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     player.wait_for()
     page.wait_for_function("() => { const v = document.querySelector('#svg3d-video video'); return v && v.readyState >= 2; }")
     size = page.evaluate("() => { const v = document.querySelector('#svg3d-video video'); return [v.videoWidth, v.videoHeight]; }")
-    assert size == [2 * 96, 64]  # the SBS export
+    assert size == [2 * 224, 128]  # the SBS export
     page.evaluate("() => { const v = document.querySelector('#svg3d-video video'); v.muted = true; return v.play(); }")
     page.wait_for_function("() => document.querySelector('#svg3d-video video').currentTime > 0.2", timeout=20_000)
     for preview in ("#svg3d-anaglyph img", "#svg3d-depth-preview img"):
         page.locator(preview).scroll_into_view_if_needed()
-        page.wait_for_function(f"() => document.querySelector('{preview}').naturalWidth === 96")  # the input's width
+        page.wait_for_function(f"() => document.querySelector('{preview}').naturalWidth === 224")  # the input's width
+    # the slider walks the views: view 0 is the input itself, the others are warped and filled
+    view_src = "() => document.querySelector('#svg3d-view-image img').src"
+    page.locator("#svg3d-view-image img").wait_for()
+    first = page.evaluate(view_src)
+    slider = page.locator("#svg3d-view input[type=range]")
+    assert slider.get_attribute("max") == "2"
+    slider.fill("2")
+    page.wait_for_function(f"() => ({view_src})() !== {json.dumps(first)}")
+    job_id = page.locator("#svg3d-status code").first.inner_text()
+    views = server.jobs_dir / job_id / "out" / "clip_views"
+    assert httpx.get(first).content == (views / "view_000" / "000000.png").read_bytes()
+    assert httpx.get(page.evaluate(view_src)).content == (views / "view_002" / "000000.png").read_bytes()
     page.locator("#svg3d-status").scroll_into_view_if_needed()
     shot = tmp_path / "ui.png"
     page.screenshot(path=str(shot), full_page=False)
     assert shot.stat().st_size > 10_000
-    shutil.copy(shot, "/tmp/uit/ui-shot.png")
     if os.environ.get("SVG3D_UI_SCREENSHOT") == "1":
         shutil.copy(shot, ROOT / "docs" / "ui.png")
     with page.expect_download() as download:
@@ -597,9 +624,9 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     saved = tmp_path / "downloaded.mp4"
     download.value.save_as(saved)
     p = probe(saved)
-    assert (p.frames, p.width, p.height) == (8, 2 * 96, 64)
+    assert (p.frames, p.width, p.height) == (8, 2 * 224, 128)
     names = page.eval_on_selector_all("#svg3d-downloads a[download]", "links => links.map(a => a.download)")
-    assert sorted(names) == ["clip_HSBS_LR.mp4", "clip_SBS_LR.mp4", "clip_anaglyph.mp4", "clip_preview.png", "convert.log"]
+    assert sorted(names) == ["clip_HSBS_LR.mp4", "clip_SBS_LR.mp4", "clip_anaglyph.mp4", "clip_preview.png", "clip_views.zip", "convert.log"]
     page.close()
 
 
@@ -628,11 +655,11 @@ def test_browser_cancel_keeps_chunks_and_resume_continues(browser, server, clips
     assert time.monotonic() - started < 4.0  # the kill itself: <= CANCEL_GRACE; the rest is the page's polling
     kept = json.loads(record.read_text())["chunks"]
     assert kept and not json.loads(record.read_text())["complete"]
-    assert sum(c["count"] for c in kept) < 40
+    assert sum(c["count"] for c in kept) < 32
     page.locator("#svg3d-resume").click()
     _wait_state(page, "done", timeout=120)
     log_text = (job / "out" / "work" / "convert.log").read_text()
     assert "filled     resumed at frame" in log_text
     assert json.loads(record.read_text())["complete"]
-    assert probe(job / "out" / "clip_SBS_LR.mp4").frames == 40
+    assert probe(job / "out" / "clip_SBS_LR.mp4").frames == 32
     page.close()
