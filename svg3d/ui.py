@@ -322,7 +322,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
     titles = list(dict.fromkeys(c.group for c in specs))
 
     def job_choices() -> list[tuple[str, str]]:
-        return [(f"{j.id} · {j.name} · {j.state}", j.id) for j in sorted(queue.jobs.values(), key=lambda j: j.id, reverse=True)]
+        return [(f"{j.id} · {j.name}", j.id) for j in sorted(queue.jobs.values(), key=lambda j: j.id, reverse=True)]
 
     def check(*values) -> list:
         """Live check of the settings: (command text, the error of each group)."""
@@ -340,8 +340,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
             job = queue.submit(flags, upload=upload, depth_zip=depth_zip, demo=bool(demo), max_upload_bytes=max_upload_bytes)
         except InputError as e:
             return None, f"⚠ {e}"
-        position = queue.position(job.id)
-        return job, f"queued job `{job.id}`" + (f" (number {position} in line)" if position else "")
+        return job, f"submitted job `{job.id}`: its state is on the right"
 
     def start(source: str, upload, depth_zip, *values):
         try:
