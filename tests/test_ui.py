@@ -544,8 +544,16 @@ def _page(browser, server):
 
 
 def _upload(page, elem_id: str, path: Path) -> None:
-    page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
-    page.locator(f"#{elem_id}").get_by_text(path.name).first.wait_for()
+    """Choose ``path`` in a file control and wait until Gradio lists it. A file chosen while the page is still
+    wiring its components up can be dropped (seen under load): choose it again then."""
+    for attempt in range(3):
+        page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
+        try:
+            page.locator(f"#{elem_id} td.filename[aria-label='{path.name}']").wait_for(timeout=20_000)
+            return
+        except Exception:
+            page.screenshot(path=str(path.parent / f"upload-miss-{elem_id}-{attempt}.png"))
+    raise AssertionError(f"{path.name} never showed as uploaded in #{elem_id}")
 
 
 def _open_group(page, slug: str) -> None:
