@@ -381,8 +381,9 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
                     gr.update(maximum=max(v - 1, 1), value=0), gr.update(maximum=max(t - 1, 1), value=0),
                     _str(view_frame(job, 0, 0)), [str(p) for p in downloads(job, exports)],
                 ]  # fmt: skip
-            else:
-                results_out = [None, None, None, gr.skip(), gr.skip(), None, None]
+            else:  # a stopped job offers its log: why it failed, how far it got
+                stopped = job.state not in jobs.ACTIVE and job.log_file.is_file()
+                results_out = [None, None, None, gr.skip(), gr.skip(), None, [str(job.log_file)] if stopped else None]
         return [status_markdown(st), progress_html(st), *results_out, key]
 
     def show_view(job_id, view, frame):
