@@ -673,3 +673,21 @@ def test_browser_cancel_keeps_chunks_and_resume_continues(browser, server, clips
     assert json.loads(record.read_text())["complete"]
     assert probe(job / "out" / "clip_SBS_LR.mp4").frames == 32
     page.close()
+
+
+def test_browser_bad_uploads_give_a_message_on_the_page(browser, server, tmp_path):
+    page = _page(browser, server)
+    before = _files_under(server.jobs_dir)
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(LIMIT_MB * 2**20 + 1))
+    page.locator("#svg3d-upload input[type=file]").set_input_files(str(big))
+    page.get_by_text(f'exceed the maximum allowed size of {LIMIT_MB:.1f} Mb: "big.mp4"').wait_for()  # refused in the page
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("not a video")
+    _upload(page, "svg3d-upload", fake)
+    page.locator("#svg3d-start").click()
+    page.locator("#svg3d-message").get_by_text("⚠ holiday.mp4: cannot read as a video").wait_for()
+    after = _files_under(server.jobs_dir)
+    assert not [p for p in after if p not in before and p.stat().st_size > 2**20]  # the big one never arrived
+    assert not [p for p in after if p not in before and jobs.JOB_ID.match(p.relative_to(server.jobs_dir).parts[0])]
+    page.close()
