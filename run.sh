@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Entry point: sets up .venv on first use, then dispatches a subcommand.
 #   ./run.sh demo            render a synthetic clip and convert it to 3D (no downloads needed)
+#   ./run.sh ui [ARGS]       the web UI on http://127.0.0.1:7860 (python -m svg3d ui ARGS; --help for its flags)
 #   ./run.sh convert ARGS    a video or frames folder to 3D videos (python -m svg3d convert ARGS)
 #   ./run.sh test [ARGS]     run the test suite (pytest ARGS)
 #   ./run.sh depth ARGS      stage 1: third_party/Depth-Anything/svg_run.py ARGS
@@ -32,6 +33,18 @@ setup() {
     "$PY" -m pip install --disable-pip-version-check -q -r requirements.txt 2> >(grep -v 'is ignored: it is neither a file' >&2)
     echo "$want" > "$stamp"
   fi
+}
+
+# Debian's chromium, for the web UI's browser tests (Playwright drives it; it cannot download a browser here).
+# Installed as root when missing; without root, or without apt-get, the browser tests skip and say why.
+browser() {
+  [ -x /usr/bin/chromium ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[run.sh] installing chromium (apt-get) for the web UI's browser tests" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+      || echo "[run.sh] could not install chromium: the browser tests will skip" >&2
+  fi
+  return 0
 }
 
 # The reference recipes (the authors' run.sh) over every clip folder Videos/<clip>/images/ ($SVG_VIDEOS
@@ -75,6 +88,7 @@ case "$cmd" in
   setup) setup ;;
   test)
     setup
+    browser
     exec "$PY" -m pytest "$@" ;;
   demo)
     setup
@@ -82,6 +96,9 @@ case "$cmd" in
   convert)
     setup
     exec "$PY" -m svg3d convert "$@" ;;
+  ui)
+    setup
+    exec "$PY" -m svg3d ui "$@" ;;
   matrix)
     setup
     exec "$PY" create_frame_matrix.py "$@" ;;
@@ -95,7 +112,7 @@ case "$cmd" in
     setup
     reproduce "$@" ;;
   help|-h|--help)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
     echo "run.sh: unknown command '$cmd' (try ./run.sh help)" >&2
     exit 2 ;;

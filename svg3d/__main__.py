@@ -4,6 +4,7 @@
     python -m svg3d convert --prompt TEXT -o OUT      text -> video (zeroscope) -> 3D, the prompt driving the fill
     python -m svg3d demo [--out results/demo]         render scenes, convert them, score them against the truth
     python -m svg3d batch INPUT_DIR -o OUT [options]  every video of a folder, in-process or on Ray (docs/batch.md)
+    python -m svg3d ui [--jobs-dir DIR] [--port N]    the web UI (Gradio) on http://127.0.0.1:7860 (docs/ui.md)
 
 ``convert`` runs every stage in ``OUT/work``, chunk by chunk (resumable: run the same command again after a
 crash or Ctrl-C). Defaults come from ``svg3d.config``; see ``svg3d.convert``.
@@ -30,6 +31,7 @@ from svg3d.config import (
 )
 from svg3d.encode import EncoderSettings
 from svg3d.export import ANAGLYPHS, EXPORTS, NAMINGS, ExportSettings
+from svg3d.ui import DEFAULT_JOBS_DIR, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 
 # convert's flag for each library parameter whose name differs from --param-name (InputError.params)
 FLAGS = {
@@ -162,6 +164,13 @@ def create_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (default: %(default)s)")
     m.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
     m.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
+
+    u = sub.add_parser("ui", help="the web UI: convert videos from a browser, as jobs in a jobs folder")
+    u.add_argument("--jobs-dir", type=Path, default=DEFAULT_JOBS_DIR, help="folder of the jobs: uploads, outputs, work folders (default: %(default)s)")
+    u.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 serves every interface (default: %(default)s, this machine only)")
+    u.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    u.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted, MB; larger ones are refused as they arrive (default: %(default)s)")
+    u.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return p
 
 
@@ -174,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         status = [0]
         code = run_cli(lambda: status.__setitem__(0, _batch(args)), flags=FLAGS)
         return code or status[0]
-    return run_cli(lambda: _convert(args) if args.command == "convert" else _demo(args), flags=FLAGS)
+    commands = {"convert": _convert, "demo": _demo, "ui": _ui}
+    return run_cli(lambda: commands[args.command](args), flags=FLAGS)
 
 
 def config_from_args(args: argparse.Namespace) -> ConvertConfig:
@@ -279,6 +289,16 @@ def _demo(args: argparse.Namespace) -> None:
 
     report = demo.run_demo(args.out, seed=args.seed, progress=lambda desc, total, initial=0: progress_bar(total, desc, initial=initial, disable=args.quiet))
     print(f"report    {report}")
+
+
+def _ui(args: argparse.Namespace) -> None:
+    from svg3d import ui
+
+    if not 0 <= args.port <= 65535:
+        from svg3d.checks import InputError
+
+        raise InputError(f"--port {args.port}: must be in 0..65535")
+    ui.serve(args.jobs_dir, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, block=True)
 
 
 if __name__ == "__main__":
