@@ -145,24 +145,44 @@ class ModelDepth:
 
 
 class FolderDepth:
-    """Depth maps from a folder (``--depth-from``): file ``start + i`` in natural order for frame ``i``.
+    """Depth maps from a folder (``--depth-from``, and the seed scripts' depth folders): file ``start + i`` in
+    natural order for frame ``i``.
 
-    ``num_frames``: the frames of the converted range, which the folder must cover; ``frame_size``: the
-    input's stored (H, W), which every map must have, or the frames' (H, W) when the frames are
-    resized. Maps are resized to the requested size bilinearly. Read lazily, one chunk at a time.
+    ``num_frames``: the frames of the converted range, which the folder must cover; ``total_frames``: the
+    frames of the whole input, which must be exactly as many as the maps when given (``convert``: maps
+    pair with frames by order, so another count means another clip's folder); ``frame_sizes``: the input's
+    stored (H, W), which every map must have, or the frames' (H, W) when the frames are resized.
+    ``files``: the maps in frame order, when the caller listed them (a depth suffix, a seed layout).
+    Maps are resized to the requested size bilinearly. Read lazily, one chunk at a time; partly negative
+    maps are said once in the log (they become infinitely far where negative).
     """
 
-    def __init__(self, folder: Path, *, start: int, num_frames: int, frame_sizes: tuple[tuple[int, int], ...]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        start: int = 0,
+        num_frames: int,
+        frame_sizes: tuple[tuple[int, int], ...],
+        total_frames: int | None = None,
+        files: list[Path] | None = None,
+    ) -> None:
         self.folder, self.start, self.name = Path(folder), start, f"folder:{folder}"
-        self.files = io.list_depths(self.folder)
+        self.files = list(files) if files is not None else io.list_depths(self.folder)
         self.frame_sizes = frame_sizes
         self._warned = False
+        if total_frames is not None and len(self.files) != total_frames:
+            raise InputError(f"depth_from {folder}: {len(self.files)} depth maps for {total_frames} frames", params=("depth_from",))
         if len(self.files) < start + num_frames:
-            raise InputError(f"{folder}: {len(self.files)} depth maps for {start + num_frames} frames", params=("depth_from",))
+            raise InputError(f"depth_from {folder}: {len(self.files)} depth maps for {start + num_frames} frames", params=("depth_from",))
 
     def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int]) -> np.ndarray:
+        return self.read(first, first + len(frames), size)
+
+    def read(self, a: int, b: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The maps of frames ``a .. b-1`` of the range, float32 ``(b - a, h, w)`` at ``size`` (None: as stored)."""
         maps = []
-        for f in self.files[self.start + first : self.start + first + len(frames)]:
+        for f in self.files[self.start + a : self.start + b]:
             d = io.read_depth(f)
             if not self._warned and (d < 0).any():  # once per folder, not once per frame
                 log.warning("%s: negative depth values (from %s on) are taken as 0: infinitely far", self.folder, f.name)
@@ -170,7 +190,7 @@ class FolderDepth:
             if d.shape not in self.frame_sizes:
                 h, w = self.frame_sizes[0]
                 raise InputError(f"{f}: depth size {d.shape[1]}x{d.shape[0]} differs from the frame size {w}x{h}")
-            maps.append(resize_depth(d[None], size)[0])
+            maps.append(d if size is None else resize_depth(d[None], size)[0])
         return np.stack(maps)
 
 
