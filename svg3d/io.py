@@ -82,13 +82,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``uint8`` RGB ``(H, W, 3)``; grey images are expanded to 3 channels, alpha is
-    dropped, and 16-bit images are rounded to 8 bits (as 10-bit videos are: the stages work on 8 bits)."""
+    """Read an image file as ``uint8`` RGB ``(H, W, 3)``, upright (a JPEG's EXIF orientation applied); grey images
+    are expanded to 3 channels, alpha is dropped, and 16-bit images are rounded to 8 bits (as 10-bit videos are:
+    the stages work on 8 bits)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such image file")
     data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    # A JPEG is turned as its EXIF orientation says, as viewers show a phone's photo (IMREAD_UNCHANGED ignores
+    # it); JPEG has neither alpha nor 16 bits to keep.
+    flag = cv2.IMREAD_COLOR if path.suffix.lower() in (".jpg", ".jpeg") else cv2.IMREAD_UNCHANGED
+    img = cv2.imdecode(data, flag) if data.size else None
     if img is None:
         raise InputError(f"{path}: cannot decode image (corrupt or not an image)")
     if img.dtype == np.uint16:

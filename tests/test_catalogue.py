@@ -144,6 +144,8 @@ class Media:
         self.one_frame = str(encode(root / "one_frame.mp4", self.frames[:1], pix_fmt="yuv444p"))
         self.photo = str(root / "photo.png")
         io.write_image(self.photo, self.frames[0])
+        self.phone_photo = str(root / "phone.jpg")  # stored landscape, shown portrait: EXIF orientation 6 (turn 90 degrees clockwise)
+        self._write(Path(self.phone_photo), _jpeg_with_orientation(self.frames[0], 6))
         self.unicode = str(self._copy(Path(self.video), root / f"{UNICODE}.mp4"))
         self.long = str(self._copy(Path(self.video), root / f"{LONG}.mp4"))
 
@@ -259,6 +261,26 @@ def _png(img: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", img)
     assert ok
     return buf.tobytes()
+
+
+def _jpeg_with_orientation(rgb: np.ndarray, orientation: int) -> bytes:
+    import io as pyio
+
+    from PIL import Image
+
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buf = pyio.BytesIO()
+    image.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def _upright_by_pil(path: str) -> np.ndarray:
+    """A JPEG as Pillow shows it upright (``ImageOps.exif_transpose``): another decoder than OpenCV's."""
+    from PIL import Image, ImageOps
+
+    return np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -497,6 +519,14 @@ def _one_frame(stem: str, expected: Callable[[Media], np.ndarray]):
     return check
 
 
+def _phone(m: Media, out: Path) -> None:
+    """Read upright as its EXIF orientation says: 32 wide and 48 high, as Pillow turns it too."""
+    left, right = eyes_of(out, "phone")
+    want = _upright_by_pil(m.phone_photo)
+    assert left.shape == (1, W, H, 3) and want.shape == (W, H, 3)
+    assert np.abs(left[0].astype(int) - want).max() <= 3 and (right != left).any()  # (two JPEG decoders' rounding)
+
+
 def _t2v_long_prompt(m: Media, out: Path) -> None:
     (clip,) = list(out.iterdir())
     assert len(clip.name.encode()) <= 255 and len(io.list_images(clip / "images")) == 2
@@ -533,6 +563,7 @@ CASES = [
     ok("variable-frame-rate", "convert", "{m.vfr} -o {out} " + MODEL, left_is(decoded("vfr"), "vfr"), "{m.vfr}: variable frame rate"),
     ok("one-frame-video", "convert", "{m.one_frame} -o {out} " + MODEL, _one_frame("one_frame", lambda m: decoded("one_frame")(m)[0])),
     ok("a-photo", "convert", "{m.photo} -o {out} " + MODEL, _one_frame("photo", lambda m: m.frames[0])),
+    ok("a-phone-photo-exif-rotated", "convert", "{m.phone_photo} -o {out} " + MODEL, lambda m, out: _phone(m, out)),
     ok("spaces-and-unicode-name", "convert", "{m.unicode} -o {out} --depth-from {m.depth} " + CONVERT, left_is(decoded("video"), UNICODE)),
     ok("240-character-name", "convert", "{m.long} -o {out} --depth-from {m.depth} " + CONVERT.replace("eyes_png", "eyes_png,sbs,anaglyph"), _long),
     # ---- convert: frame folders
