@@ -29,6 +29,7 @@ from svg3d.export import ANAGLYPHS, EXPORTS, NAMINGS, ExportSettings
 
 # convert's flag for each library parameter whose name differs from --param-name (InputError.params)
 FLAGS = {
+    "input": "INPUT",
     "output": "-o",
     "size": "--width/--height",
     "max_baseline": "--baseline",

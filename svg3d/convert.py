@@ -110,6 +110,8 @@ class Conversion:
         self.depth_size = depth.depth_size(self.info.size, config.depth.resolution)
         self.filler_name = fillers.resolve(config.filler, config, device)
         self.filler = fillers.make(self.filler_name, config, device)
+        if config.diffusion.prompt and self.filler_name != "diffusion":
+            log.warning("--prompt is used by the diffusion filler only: the %s filler fills without it", self.filler_name)
         self.plan = camera.plan_views(
             config.matrix, self.info.size[1], filler_views=fillers.VIEWS[self.filler_name], all_views=export.needs_views(config.exports),
         )

@@ -101,10 +101,11 @@ def check_paths(input_path: Path | None, out_dir: Path, work_dir: Path, depth_fr
         if folder is None:
             continue
         for flag, path in (("output", out_dir), ("work_dir", work_dir)):
+            named = (flag, what) if what != "input" else (flag,)  # (the input is no flag's value: convert's INPUT)
             if folder.is_dir() and inside(path, folder):
-                raise InputError(f"{flag} {path}: is inside the {what} folder {folder}; choose an output folder outside it", params=(flag,))
+                raise InputError(f"{flag} {path}: is inside the {what} folder {folder}; choose an output folder outside it", params=named)
             if folder.is_file() and path.resolve() == folder.resolve():
-                raise InputError(f"{flag} {path}: is the {what} file itself", params=(flag,))
+                raise InputError(f"{flag} {path}: is the {what} file itself", params=named)
         if inside(folder, work_dir):  # stage folders are rewritten
             raise InputError(f"{what} {folder}: is inside the work folder {work_dir}, which convert rewrites; copy it elsewhere first", params=(what,))
     for flag, path in (("output", out_dir), ("work_dir", work_dir)):
