@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from . import io
 from .checks import InputError, check_shape
 from .models import DepthModel
+from .parts import Part, remove_stale_parts
 from .work import FrameChunks
 
 log = logging.getLogger(__name__)
@@ -264,7 +266,10 @@ def run_depth(
 class DepthFolder:
     """``FrameChunks`` writing the reference's layout: ``<out>/<stem>_depth.npy`` per frame and previews.
 
-    For the seed script (``svg_run.py``): no resume, every frame is computed.
+    For the seed scripts (``svg_run.py``, ``svg_enhance_depth.py``): no resume, every frame is computed. Used as
+    a context manager: the maps go to a hidden part folder inside ``out`` (``parts``) and are moved into place
+    once every frame is done, so a run that fails or is killed part-way leaves ``out``'s maps as they were,
+    never a set that mixes two runs (a killed run's part is removed by the next run).
     """
 
     def __init__(self, out_dir: Path, names: tuple[str, ...], *, preview: bool = True, grayscale: bool = False, suffix: str = "_depth") -> None:
@@ -272,7 +277,34 @@ class DepthFolder:
         if out_dir.exists() and not out_dir.is_dir():
             raise InputError(f"{out_dir}: exists and is not a folder")
         self.out_dir, self.names, self.preview, self.grayscale, self.suffix = out_dir, names, preview, grayscale, suffix
-        self.written: list[Path] = []
+        self.written: list[Path] = []  # the maps in place, once the run is complete
+        self._part: Part | None = None
+
+    def __enter__(self) -> DepthFolder:
+        remove_stale_parts(self.out_dir)
+        try:
+            self._part = Part(self.out_dir / "depth-maps", folder=True)
+        except OSError as e:
+            raise self._named(e) from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._part.discard()
+            return
+        staged = sorted(f for f in self._part.path.rglob("*") if f.is_file())
+        for f in staged:
+            final = self.out_dir / f.relative_to(self._part.path)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, final)
+            if final.suffix == ".npy":
+                self.written.append(final)
+        self._part.discard()
+
+    def _staged(self, path: Path) -> Path:
+        if self._part is None:
+            raise RuntimeError("DepthFolder is written inside a with block")
+        return self._part.path / path.relative_to(self.out_dir)
 
     def plan(self, chunk_frames: int) -> list[tuple[int, int]]:
         n = len(self.names)
@@ -281,11 +313,19 @@ class DepthFolder:
     def commit(self, first: int, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray] | None = None) -> None:
         disparity = arrays["disparity"]
         names = [f"{stem}{self.suffix}" for stem in self.names[first : first + len(disparity)]]
-        for name, d in zip(names, disparity, strict=True):
-            path = self.out_dir / f"{name}.npy"
-            io.write_depth(path, d)
-            self.written.append(path)
-        if self.preview:
-            write_previews(self.out_dir, names, disparity, grayscale=self.grayscale)
+        try:
+            for name, d in zip(names, disparity, strict=True):
+                io.write_depth(self._staged(self.out_dir / f"{name}.npy"), d)
+            if self.preview:
+                write_previews(self._staged(self.out_dir), names, disparity, grayscale=self.grayscale)
+        except OSError as e:
+            raise self._named(e) from None
+
+    def _named(self, e: OSError) -> OSError:
+        """``e`` naming the file in the folder the user gave, not in the hidden part."""
+        where = Path(e.filename) if e.filename else self.out_dir
+        if self._part is not None and where.is_relative_to(self._part.path):
+            where = self.out_dir / where.relative_to(self._part.path)
+        return OSError(e.errno, e.strerror, str(where))
 
 

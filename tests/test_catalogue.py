@@ -883,6 +883,33 @@ def test_the_catalogue_is_large_and_covers_every_cli():
     assert all(c.cli == "convert" for c in CASES if c.late)  # (only convert has stages a refusal could come after)
 
 
+@pytest.mark.parametrize("cli", ["depth", "stabilise"])
+def test_a_seed_stage_failing_after_its_first_chunk_leaves_the_folder_as_it_was(cli, media, depth_model, tmp_path, capsys):
+    """20 frames, chunks of 16: frame 18 is bad, so one chunk's maps were made before the failure. The output
+    folder holds an earlier run's complete set: it must still hold exactly that set, not a mix of two runs."""
+    n = 20
+    images, depths, out = tmp_path / "images", tmp_path / "depths", tmp_path / "out"
+    frames = np.concatenate([media.frames] * 4)[:n]
+    for t in range(n):
+        io.write_image(images / f"{t:05d}.png", frames[t])
+        io.write_depth(depths / f"{t:05d}_depth.npy", media.disparity[t % T])
+        io.write_depth(out / f"{t:05d}_depth.npy", np.full((H, W), 7.0, np.float32))  # the earlier run's
+    bad = images / "00018.png" if cli == "depth" else depths / "00018_depth.npy"
+    good = bad.read_bytes()
+    bad.write_bytes(b"damaged" if cli == "depth" else _npy(np.full((H, W), np.nan, np.float32)))
+    argv = {"depth": ["--img-path", str(images), "--outdir", str(out), "--model", str(depth_model), "--device", "cpu", "--quiet"],
+            "stabilise": ["--path", str(images), "--depth_path", str(depths), "--out_dir", str(out), "--flow", "dis", "--device", "cpu", "--quiet"]}[cli]  # fmt: skip
+    assert _main(cli)(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad}: ") and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in out.iterdir()) == [f"{t:05d}_depth.npy" for t in range(n)]  # no part, no preview
+    assert all((io.read_depth(p) == 7.0).all() for p in out.iterdir())
+    bad.write_bytes(good)
+    assert _main(cli)(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == [*(f"{t:05d}_depth.npy" for t in range(n)), "preview"]
+    assert not any((io.read_depth(p) == 7.0).all() for p in out.glob("*.npy"))
+
+
 # --------------------------------------------------------------------------------------------------
 # kill -9 in each stage and in the export; a full disk in a stage and in the export
 

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         backend = ModelDepth(load_depth_model(name, device=device), batch_size=args.batch_size)
         advance, close = progress_bar(source.info.num_frames, "depth", disable=args.quiet)
         try:  # the reference keeps depth at the frame size
-            run_depth(source.frames, backend, out, size=source.info.size, chunk_frames=CHUNK_FRAMES, progress=advance)
+            with out:
+                run_depth(source.frames, backend, out, size=source.info.size, chunk_frames=CHUNK_FRAMES, progress=advance)
         finally:
             close()
 

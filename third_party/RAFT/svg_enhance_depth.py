@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         out = DepthFolder(Path(args.out_dir), tuple(f.stem for f in depth_files), preview=args.preview, suffix="")
         advance, close = progress_bar(n, "stabilise", disable=args.quiet)
         try:
-            run_stabilise(source.frames, maps.read, n, flow, out, config, chunk_frames=CHUNK_FRAMES, device=device, progress=advance)
+            with out:
+                run_stabilise(source.frames, maps.read, n, flow, out, config, chunk_frames=CHUNK_FRAMES, device=device, progress=advance)
         finally:
             close()
 
