@@ -389,6 +389,7 @@ def _stereo(args: argparse.Namespace) -> None:
         videos = {
             v: (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy() for v, x in result.videos.items()
         }
+        (out / "manifest.json").unlink(missing_ok=True)  # written last: until then the folder is no complete result
         for v, frames in videos.items():  # the reference's names, so its downstream scripts still work
             for t, frame in enumerate(frames):
                 io.write_image(out / f"view{v:03d}_{t:05d}.jpg", frame)

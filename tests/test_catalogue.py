@@ -1047,6 +1047,21 @@ def test_a_full_disk_inside_the_export_is_one_line_with_every_part_removed(kill_
         same_eyes(out, reference)
 
 
+def test_svg_py_on_a_full_disk_leaves_no_complete_looking_result(frame_matrix, model_dir, tmp_path, capsys):
+    """An earlier result in --output_root, a disk too full for the new one: one line naming a file, and the
+    earlier manifest (which marks a complete result) is gone with the half-replaced views."""
+    with tmpfs(tmp_path / "disk", "256k") as disk:
+        root = disk / "results"
+        io.write_text(root / "manifest.json", "{}")  # the earlier run's
+        fill_up(disk)
+        argv = ["--prompt", "p", "--init_image", str(frame_matrix), "--output_root", str(root), "--model_path", str(model_dir),
+                "--device", "cpu", "--num_inference_steps", "1", "--quiet"]  # fmt: skip
+        assert _main("svg")(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {root}/") and err.endswith(": No space left on device") and len(err.splitlines()) == 1, err
+        assert not (root / "manifest.json").exists() and not (root / "results3d.mp4").exists()
+
+
 # --------------------------------------------------------------------------------------------------
 # the same seed, the same bytes
 
