@@ -70,8 +70,14 @@ class _LogFile(logging.FileHandler):
     """The log file; when it cannot be written (a full disk) it stops, quietly: logging's own handler would print
     a traceback per record, and the run's own writes report the cause in one line."""
 
+    broken = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.broken:
+            super().emit(record)
+
     def handleError(self, record: logging.LogRecord) -> None:
-        logging.getLogger().removeHandler(self)
+        self.broken = True
         with contextlib.suppress(OSError):
             self.close()
 

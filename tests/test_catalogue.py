@@ -375,7 +375,8 @@ class Case:
     ``usage``: refused by argparse (a usage line, then an error line naming the flag). ``warns``: strings of
     a warning an accepted run must print. ``late``: a convert refused only once a stage reads the bad frame
     or map (a per-frame defect, a full disk); every other refusal comes before any stage has run.
-    ``env``: extra environment of a ``run.sh`` case, ``NAME=value`` pairs. ``xfail``: a known defect in code
+    ``env``: extra environment of a ``run.sh`` case, ``NAME=value`` pairs (``BARE=1``: run.sh in a checkout with no
+    ``.venv``, which it must refuse before setting one up: a refusal must not wait for an install). ``xfail``: a known defect in code
     this catalogue may not change (the reason says where).
     """
 
@@ -764,8 +765,8 @@ CASES = [
     ok("stabilise-natural-order", "stabilise", STAB.replace("{m.images}", "{m.f_natural}").replace("{m.depths}", "{m.d_natural}"), _natural_stabilised),
     ok("stabilise-video-input", "stabilise", STAB.replace("{m.images}", "{m.video}"), depth_maps_named(lambda m: [f"{t:05d}_depth" for t in range(T)])),
     # ---- run.sh: its own refusals, and every CLI's, through it
-    bad("run.sh-unknown-command", "run.sh", "nonsense", "run.sh: unknown command 'nonsense'"),
-    bad("run.sh-unknown-recipe", "run.sh", "reproduce sideways", "run.sh reproduce: unknown recipe 'sideways'"),
+    bad("run.sh-unknown-command", "run.sh", "nonsense", "run.sh: unknown command 'nonsense'", env="BARE=1"),
+    bad("run.sh-unknown-recipe", "run.sh", "reproduce sideways", "run.sh reproduce: unknown recipe 'sideways'", env="BARE=1"),
     bad("run.sh-no-clips", "run.sh", "reproduce", "run.sh reproduce: no clip folders with images/ under {m.f_empty}/", env="SVG_VIDEOS={m.f_empty}"),
     bad("run.sh-convert", "run.sh", "convert {m.fast_half} -o {out} " + CONVERT, "{m.fast_half}: its index lists 12 frames", "truncated"),
     bad("run.sh-matrix", "run.sh", "matrix --img_path {m.c_nan} " + MATRIX, "{m.c_nan}/depths_refined/00002_depth.npy: depth has"),
@@ -808,22 +809,33 @@ def _run_sh(argv: list[str], env: dict[str, str], root: Path) -> tuple[int, str]
     return done.returncode, done.stderr
 
 
-@pytest.fixture(scope="module")
-def run_sh_root(tmp_path_factory) -> Path:
-    """The repository as run.sh sees it, with the running interpreter's virtual environment as its ``.venv``
-    (run.sh would otherwise create one and install the requirements: no network in tests)."""
-    import hashlib
-
-    if (ROOT / ".venv" / "bin" / "python").exists():
-        return ROOT
-    stamp = Path(sys.prefix) / ".requirements.sha256"
-    want = hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest()
-    if sys.prefix == sys.base_prefix or not stamp.is_file() or stamp.read_text().strip() != want:
-        pytest.skip("run.sh needs a .venv set up by run.sh (its requirements stamp), and this interpreter has none")
-    root = tmp_path_factory.mktemp("repo")
+def _bare_root(root: Path) -> Path:
+    """The repository without a ``.venv`` (run.sh would create one)."""
+    root.mkdir()
     for entry in ("run.sh", "requirements.txt", "svg.py", "create_frame_matrix.py", "svg3d", "third_party"):
         (root / entry).symlink_to(ROOT / entry)
-    (root / ".venv").symlink_to(sys.prefix)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_sh_root(tmp_path_factory) -> Path:
+    """The repository as run.sh sees it, its ``.venv`` a view of the virtual environment running the tests
+    (its pyvenv.cfg and lib/, and the stamp run.sh's setup compares with requirements.txt), so that run.sh
+    neither creates one nor installs anything (no network in tests)."""
+    import hashlib
+
+    if (ROOT / ".venv" / "bin" / "python").exists():  # CI: ./run.sh test set it up
+        return ROOT
+    prefix = Path(sys.prefix)
+    if sys.prefix == sys.base_prefix or not (prefix / "pyvenv.cfg").is_file():
+        pytest.skip("run.sh needs a virtual environment, and the tests run outside one")
+    root = _bare_root(tmp_path_factory.mktemp("repo") / "repo")
+    venv = root / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    shutil.copy(prefix / "pyvenv.cfg", venv / "pyvenv.cfg")
+    (venv / "lib").symlink_to(prefix / "lib")
+    (venv / "bin" / "python").symlink_to(Path(sys.executable).resolve())
+    (venv / ".requirements.sha256").write_text(hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest() + "\n")
     return root
 
 
@@ -851,7 +863,9 @@ def test_catalogue(case: Case, media: Media, tmp_path, capsys, request, monkeypa
     argv = [_format(t, media, out, extra) for t in shlex.split(case.args)]
     if case.cli == "run.sh":
         env = dict(_format(kv, media, out, extra).split("=", 1) for kv in case.env.split())
-        rc, err = _run_sh(argv, env, request.getfixturevalue("run_sh_root"))
+        root = _bare_root(tmp_path / "bare") if env.pop("BARE", None) else request.getfixturevalue("run_sh_root")
+        rc, err = _run_sh(argv, env, root)
+        assert root == ROOT or (root / ".venv").exists() == (root != tmp_path / "bare")  # (no setup for a refusal)
     elif case.usage:
         with pytest.raises(SystemExit) as exc:
             _main(case.cli)(argv)
