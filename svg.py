@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 from svg3d.cli import add_device_flag, progress_bar, resolve_device, run_cli, setup_logging
+from svg3d.config import UNET_KINDS, ZEROSCOPE, DenoiseConfig, default
 
 log = logging.getLogger("svg3d.svg")
 
@@ -104,7 +105,7 @@ def create_parser() -> argparse.ArgumentParser:
     model = p.add_argument_group("model")
     model.add_argument(
         "--model_path",
-        default="cerspense/zeroscope_v2_576w",
+        default=ZEROSCOPE,
         help="zeroscope: hub id or local folder (default: %(default)s)",
     )
     model.add_argument(
@@ -121,85 +122,85 @@ def create_parser() -> argparse.ArgumentParser:
     add_device_flag(model)
 
     d = p.add_argument_group("denoising (defaults: the reference's)")
-    d.add_argument("--num_inference_steps", type=int, default=50, help="DDPM steps (default: %(default)s)")
+    d.add_argument("--num_inference_steps", type=int, default=default(DenoiseConfig, "num_inference_steps"), help="DDPM steps (default: %(default)s)")
     d.add_argument(
-        "--guidance_scale", type=float, default=7.5, help="classifier-free guidance scale (default: %(default)s)"
+        "--guidance_scale", type=float, default=default(DenoiseConfig, "guidance_scale"), help="classifier-free guidance scale (default: %(default)s)"
     )
     d.add_argument(
         "--negative_prompt",
-        default="low-quality, blurry, flickering, ghost",
+        default=default(DenoiseConfig, "negative_prompt"),
         help="CFG's unconditional prompt (default: %(default)r)",
     )
     d.add_argument(
         "--threshold",
         type=float,
-        default=0.7,
+        default=default(DenoiseConfig, "threshold"),
         help="a latent cell is known if this share of its pixels is (default: %(default)s)",
     )
     d.add_argument(
         "--erode_size",
         type=int,
-        default=3,
+        default=default(DenoiseConfig, "erode_size"),
         help="erode the known-mask by this odd square first; 1 = off (default: %(default)s)",
     )
     d.add_argument(
         "--soft_mask_k",
         type=int,
-        default=5,
+        default=default(DenoiseConfig, "soft_mask_k"),
         help="odd kernel size of the soft latent mask; 1 = hard (default: %(default)s)",
     )
     d.add_argument(
         "--soft_mask_type",
         choices=["gaussian", "box"],
-        default="gaussian",
+        default=default(DenoiseConfig, "soft_mask_type"),
         help="soft-mask kernel (default: %(default)s)",
     )
     d.add_argument(
         "--resample",
         type=int,
-        default=6,
+        default=default(DenoiseConfig, "resample"),
         help="resampling passes per step while t > frame_matrix_end; 0 = none (default: %(default)s)",
     )
     d.add_argument(
         "--frame_matrix_end",
         type=int,
-        default=500,
+        default=default(DenoiseConfig, "frame_matrix_end"),
         help="below this t only the eye view(s) are denoised; <= 0: multi-view (default: %(default)s)",
     )
     d.add_argument(
         "--last_view_resample",
         type=int,
-        default=2,
+        default=default(DenoiseConfig, "last_view_resample"),
         help="resampling passes on the eye view(s) later on (default: %(default)s)",
     )
     d.add_argument(
         "--fix_last_view_begin",
         type=int,
-        default=600,
+        default=default(DenoiseConfig, "fix_last_view_begin"),
         help="multi-view: stage 2 (last view held fixed) from this t (default: %(default)s)",
     )
     d.add_argument(
         "--stage2_resample",
         type=int,
-        default=4,
+        default=default(DenoiseConfig, "stage2_resample"),
         help="multi-view: stage-2 resampling passes per step (default: %(default)s)",
     )
     d.add_argument(
         "--stage2_time_direction_denoise_freq",
         type=int,
-        default=3,
+        default=default(DenoiseConfig, "stage2_time_freq"),
         help="multi-view: every n-th stage-2 pass is temporal (default: %(default)s)",
     )
     d.add_argument(
         "--update_source_latent",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=default(DenoiseConfig, "update_source_latent"),
         help="disocclusion boundary re-injection (default: on)",
     )
     d.add_argument(
-        "--update_source_latent_end", type=int, default=0, help="re-inject while t > this (default: %(default)s)"
+        "--update_source_latent_end", type=int, default=default(DenoiseConfig, "update_source_latent_end"), help="re-inject while t > this (default: %(default)s)"
     )
-    d.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=default(DenoiseConfig, "seed"), help="random seed (default: %(default)s)")
     d.add_argument(
         "--batch_size",
         type=int,
@@ -211,10 +212,10 @@ def create_parser() -> argparse.ArgumentParser:
     mem.add_argument(
         "--max_unet_frames",
         type=int,
-        default=256,
+        default=default(DenoiseConfig, "max_unet_frames"),
         help="latent frames per UNet call, CFG pair counted; lower to save memory (default: %(default)s)",
     )
-    mem.add_argument("--low_ram_vae", type=int, default=0, help="frames per VAE call; 0 = 16 (default: %(default)s)")
+    mem.add_argument("--low_ram_vae", type=int, default=0, help=f"frames per VAE call; 0 = {default(DenoiseConfig, 'max_vae_frames')} (default: %(default)s)")
     mem.add_argument(
         "--offload",
         action=argparse.BooleanOptionalAction,
@@ -222,10 +223,25 @@ def create_parser() -> argparse.ArgumentParser:
         help="keep the idle text encoder and VAE on the CPU (default: off)",
     )
     p.add_argument(
+        "--unet",
+        choices=UNET_KINDS,
+        default=default(DenoiseConfig, "unet"),
+        help="the UNet forward: diffusers (its UNet3D) or ours (svg3d.unet3d: the same numbers, channels-last) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the UNet's and VAE's blocks: ~10%% faster steps after minutes of compiling "
-        "(cached on disk); pays off over long --total_frames runs",
+        help="torch.compile for speed, cached on disk: with --unet diffusers its UNet's and VAE's blocks (~10%% "
+        "faster steps after minutes of compiling); with --unet ours the whole forward per input shape (CUDA "
+        "graphs) and the VAE, kept in ~/.cache/svg3d/compile so a machine compiles once",
+    )
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="split each clip across this many GPUs of the machine (one process each); or start svg.py "
+        "with torchrun --nproc-per-node N (default: %(default)s)",
     )
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return p
@@ -234,38 +250,37 @@ def create_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = create_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
-    return run_cli(lambda: _run(args), underscores=True)
+    return run_cli(lambda: _run(args), FLAGS, underscores=True)
 
 
-def _config(args: argparse.Namespace, seed: int):
-    from svg3d.checks import InputError
-    from svg3d.denoise import DenoiseConfig
+def _config(args: argparse.Namespace, seed: int) -> DenoiseConfig:
+    return DenoiseConfig(
+        num_inference_steps=args.num_inference_steps,
+        guidance_scale=args.guidance_scale,
+        negative_prompt=args.negative_prompt,
+        threshold=args.threshold,
+        erode_size=args.erode_size,
+        soft_mask_k=args.soft_mask_k,
+        soft_mask_type=args.soft_mask_type,
+        resample=args.resample,
+        frame_matrix_end=args.frame_matrix_end,
+        last_view_resample=args.last_view_resample,
+        fix_last_view_begin=args.fix_last_view_begin,
+        stage2_resample=args.stage2_resample,
+        stage2_time_freq=args.stage2_time_direction_denoise_freq,
+        update_source_latent=args.update_source_latent,
+        update_source_latent_end=args.update_source_latent_end,
+        last_view_idx=args.last_view_idx,
+        seed=seed,
+        max_unet_frames=args.max_unet_frames,
+        max_vae_frames=args.low_ram_vae if args.low_ram_vae > 0 else default(DenoiseConfig, "max_vae_frames"),
+        offload=args.offload,
+        unet=args.unet,
+    )
 
-    try:
-        return DenoiseConfig(
-            num_inference_steps=args.num_inference_steps,
-            guidance_scale=args.guidance_scale,
-            negative_prompt=args.negative_prompt,
-            threshold=args.threshold,
-            erode_size=args.erode_size,
-            soft_mask_k=args.soft_mask_k,
-            soft_mask_type=args.soft_mask_type,
-            resample=args.resample,
-            frame_matrix_end=args.frame_matrix_end,
-            last_view_resample=args.last_view_resample,
-            fix_last_view_begin=args.fix_last_view_begin,
-            stage2_resample=args.stage2_resample,
-            stage2_time_freq=args.stage2_time_direction_denoise_freq,
-            update_source_latent=args.update_source_latent,
-            update_source_latent_end=args.update_source_latent_end,
-            last_view_idx=args.last_view_idx,
-            seed=seed,
-            max_unet_frames=args.max_unet_frames,
-            max_vae_frames=args.low_ram_vae if args.low_ram_vae > 0 else 16,
-            offload=args.offload,
-        )
-    except ValueError as e:
-        raise InputError(str(e)) from None
+
+# svg.py's flags for the DenoiseConfig fields whose names differ (InputError.params)
+FLAGS = {"stage2_time_freq": "--stage2_time_direction_denoise_freq", "max_vae_frames": "--low_ram_vae"}
 
 
 def _check_sizes(args: argparse.Namespace) -> None:
@@ -290,6 +305,10 @@ def _check_sizes(args: argparse.Namespace) -> None:
         raise InputError(f"--overlap {args.overlap}: must be >= 0 and smaller than --num_frames {args.num_frames}")
     if args.batch_size < 1:
         raise InputError(f"--batch_size {args.batch_size}: must be >= 1")
+    if args.low_ram_vae < 0:
+        raise InputError(f"--low_ram_vae {args.low_ram_vae}: must be >= 0 (0: {default(DenoiseConfig, 'max_vae_frames')} frames per VAE call)")
+    if args.gpus < 1:
+        raise InputError(f"--gpus {args.gpus}: must be >= 1")
 
 
 def _layout_flag(args: argparse.Namespace) -> str | None:
@@ -300,19 +319,47 @@ def _layout_flag(args: argparse.Namespace) -> str | None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from svg3d import distributed
+    from svg3d.checks import InputError
+
     _check_sizes(args)
     _config(args, args.seed)  # bad settings fail before anything heavy happens
     if args.init_image is None:
+        if args.gpus > 1 or distributed.launched():
+            raise InputError("--gpus / torchrun: only for denoising a frame matrix (--init_image)")
         _text_to_video(args)
+    elif args.gpus > 1:  # one process per GPU (gloo processes with --device cpu)
+        device = resolve_device(args.device)
+        if device.type == "cuda" and args.gpus > _cuda_count():
+            raise InputError(f"--gpus {args.gpus}: this machine has {_cuda_count()} CUDA device(s)")
+        distributed.spawn(_stereo_on_rank, args.gpus, (args,), device_type=device.type)
+    elif distributed.launched():  # started by torchrun
+        _stereo_on_rank(*distributed.init_from_env(resolve_device(args.device).type), args)
     else:
         _stereo(args)
 
 
-def _load_model(args: argparse.Namespace):
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _stereo_on_rank(workers, device, args: argparse.Namespace) -> None:
+    """One process of a split run: the same denoising as every other rank; rank 0 writes the results."""
+    if workers.rank > 0:
+        args.quiet = True
+    setup_logging(quiet=args.quiet)
+    _stereo(args, workers, device)
+
+
+def _load_model(args: argparse.Namespace, device=None):
     from svg3d.checks import InputError
     from svg3d.fillers.diffusion import load_model
 
-    model = load_model(args.model_path, resolve_device(args.device), compile=args.compile, flag="model_path", vae=args.vae, svd_path=args.svd_path)
+    device = resolve_device(args.device) if device is None else device
+    unet = _config(args, args.seed).unet
+    model = load_model(args.model_path, device, compile=args.compile, unet=unet, flag="model_path", vae=args.vae, svd_path=args.svd_path)
     if model.vae_scale_factor != args.downscale:
         raise InputError(f"--downscale {args.downscale}: the model's VAE downscales by {model.vae_scale_factor}")
     timesteps = model.scheduler.config.num_train_timesteps
@@ -321,7 +368,7 @@ def _load_model(args: argparse.Namespace):
     return model
 
 
-def _stereo(args: argparse.Namespace) -> None:
+def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
     import json
     from dataclasses import asdict
 
@@ -330,7 +377,7 @@ def _stereo(args: argparse.Namespace) -> None:
 
     from svg3d import __version__, camera, io, matrix, work
     from svg3d.checks import InputError
-    from svg3d.denoise import default_overlap, denoise_long, target_views, window_starts
+    from svg3d.denoise import LOCAL, default_overlap, denoise_long, target_views, window_starts
 
     folder = Path(args.init_image)
     total = None if args.total_frames == -1 else args.total_frames
@@ -360,9 +407,10 @@ def _stereo(args: argparse.Namespace) -> None:
         raise InputError(str(e)) from None
     left, right = (last, 0) if layout == camera.Layout.RIGHT2LEFT.value else (0, last)
 
+    workers = LOCAL if workers is None else workers
     root = Path(args.output_root) if args.output_root else Path("results") / folder.name
     work.check_writable("output_root", root)  # before the model loads and the matrix is denoised
-    model = _load_model(args)
+    model = _load_model(args, device)
     for k in range(args.batch_size):
         seed = args.seed + k
         out = root if args.batch_size == 1 else root / f"seed{seed}"
@@ -383,9 +431,12 @@ def _stereo(args: argparse.Namespace) -> None:
                 overlap=overlap,
                 layout=layout,
                 progress=advance,
+                workers=workers,
             )
         finally:
             close()
+        if workers.rank > 0:
+            continue  # rank 0 writes the results
         videos = {
             v: (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy() for v, x in result.videos.items()
         }
@@ -412,6 +463,7 @@ def _stereo(args: argparse.Namespace) -> None:
             "overlap": overlap,
             "unet_calls": result.stats.unet_calls,
             "unet_frame_evaluations": result.stats.unet_frames,
+            "gpus": workers.world,
             "svg3d": __version__,
         }
         io.write_text(out / "manifest.json", json.dumps(manifest, indent=1))

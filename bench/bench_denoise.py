@@ -1,96 +1,69 @@
-"""Benchmark: frame-matrix denoising, batched columns/rows against one UNet call per column or row.
+"""Benchmark: the exact frame-matrix denoiser, diffusers' UNet against ours, eager and compiled, on 1 to 8 GPUs.
 
-    python bench/bench_denoise.py --device cuda                 # H100: full-size zeroscope, 8 views x 16 frames
-    python bench/bench_denoise.py --device cuda --steps 10      # shorter run, extrapolated to the 50-step schedule
+    python bench/bench_denoise.py --device cuda --steps 20                              # H200: 1 GPU, 3 variants
+    python bench/bench_denoise.py --device cuda --steps 20 --gpus 1,2,4,8 --variants ours-compiled  # scaling
+    python bench/bench_denoise.py --device cuda --variants diffusers,per-column,diffusers-regional --steps 10
     python bench/bench_denoise.py --device cpu --tiny --views 3 --frames 4 --width 96 --height 64 --steps 4
 
 The model is zeroscope_v2_576w's architecture with random weights (its UNet3D config, SD 1.x's VAE,
-OpenCLIP-H's text tower), so no download is needed; ``--tiny`` swaps in the tests' tiny models. The
-frame matrix is warped from the synthetic scene renderer (``svg3d.scene``), so the holes are real
-disocclusions. The variants run in the same process on the same input, with the same seed:
+OpenCLIP-H's text tower; ``svg3d.tiny_models``), so no download is needed; ``--tiny`` swaps in the tests' tiny
+models. The frame matrix is warped from the synthetic scene renderer (``svg3d.scene``), so the holes are real
+disocclusions. The variants (``--variants``, in this order) run in one process on the same input and seed:
 
-- ``batched``: ``DenoiseConfig.max_unet_frames`` (default 256: a whole 8 x 16 pass per call);
-- ``per-column``: ``max_unet_frames=1``, one column or row per UNet call (the CFG pair still batched);
-- ``compiled`` (``--compile``): ``batched`` after ``svg3d.models.compile_zeroscope``; its 2-step warm-up
-  includes the compilation (run it twice with one ``TORCHINDUCTOR_CACHE_DIR`` for the cached cost).
+- ``diffusers``: diffusers' UNet3D, eager, ``max_unet_frames`` columns/rows per call (default 256: a whole pass);
+- ``per-column``: the same with one column or row per UNet call (the CFG pair still batched);
+- ``ours``: ``DenoiseConfig(unet="ours")``, our channels-last forward (``svg3d.unet3d``), eager;
+- ``ours-compiled``: ours compiled whole per shape plus the VAE compiled whole (``compile_zeroscope(unet="ours")``);
+- ``diffusers-regional``: diffusers' blocks compiled with dynamic shapes (``compile_zeroscope()``, issue 8).
+
+The compiled variants get a freshly built model (same seed, same weights). Their compile time is the 3-step
+warm-up minus the same 3 steps run again once compiled: "cold" with an empty Inductor cache (a new temporary
+folder unless ``--compile-cache DIR``), "warm" in a second process that reuses the folder (``--no-warm-probe``
+skips it). The cache's size is reported.
 
 Reported per variant: seconds per clip, UNet frame-evaluations per second (CFG pair counted twice),
-peak GPU memory, UNet calls; then the ratios and the largest output difference between the two.
-``--steps N`` < 50 runs an N-step schedule and extrapolates to the default 50 steps from the measured
-cost of each kind of step (t > frame_matrix_end, t <= frame_matrix_end, the last step, and setup +
-final decode); the report says which numbers are measured and which are extrapolated.
+utilisation (frame-evaluations/s x FLOP per frame-evaluation, counted from the UNet config by
+``unet3d.unet_flops``, against ``--peak-tflops``, default the H200's dense fp16 989), peak GPU memory, UNet
+calls; then each variant against the first: speed-up and the largest latent and pixel differences.
+``--steps N`` < 50 runs an N-step schedule and extrapolates to the default 50 steps from the measured cost of
+each kind of step (t > frame_matrix_end, t <= frame_matrix_end, the last step, and setup + final decode); the
+report says which numbers are measured and which are extrapolated.
+
+``--gpus 1,2,4,8``: the first variant only, on N GPUs (N processes, ``svg3d.distributed``) for each N, with the
+scaling efficiency s(1) / (N s(N)).
+
+The report is printed as JSON on stdout (progress lines go to stderr) and written to ``--json PATH``, by default
+``bench/results/bench_denoise-<device>-<UTC time>.json``, with the command line that made it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from svg3d import camera, scene  # noqa: E402
-from svg3d.denoise import DenoiseConfig, denoise_frame_matrix  # noqa: E402
+from svg3d import camera, scene, unet3d  # noqa: E402
+from svg3d.denoise import LOCAL, DenoiseConfig, denoise_frame_matrix  # noqa: E402
 from svg3d.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
-from svg3d.models import Zeroscope, compile_zeroscope  # noqa: E402
-from tests.tiny_zeroscope import TINY_TEXT, TINY_UNET, TINY_VAE, ZEROSCOPE_SCHEDULER, write_clip_tokenizer  # noqa: E402
+from svg3d.models import compile_zeroscope  # noqa: E402
+from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
-FULL_UNET = dict(  # cerspense/zeroscope_v2_576w unet/config.json
-    sample_size=32,
-    in_channels=4,
-    out_channels=4,
-    down_block_types=("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-    block_out_channels=(320, 640, 1280, 1280),
-    layers_per_block=2,
-    cross_attention_dim=1024,
-    attention_head_dim=64,
-    norm_num_groups=32,
-)
-FULL_VAE = dict(  # Stable Diffusion 1.x's VAE, which zeroscope ships
-    in_channels=3,
-    out_channels=3,
-    down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4,
-    block_out_channels=(128, 256, 512, 512),
-    layers_per_block=2,
-    latent_channels=4,
-    norm_num_groups=32,
-    sample_size=512,
-    scaling_factor=0.18215,
-)
-FULL_TEXT = dict(  # OpenCLIP ViT-H/14 text tower, 23 of its 24 layers (zeroscope's text_encoder)
-    vocab_size=49408,
-    hidden_size=1024,
-    intermediate_size=4096,
-    num_hidden_layers=23,
-    num_attention_heads=16,
-    max_position_embeddings=77,
-    hidden_act="gelu",
-    projection_dim=1024,
-)
-
-
-def build_model(device: torch.device, dtype: torch.dtype, *, tiny: bool) -> Zeroscope:
-    """Random-weight zeroscope components built directly on ``device`` (fast init, no download)."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)  # the weights only; denoising uses its own generators
-    with torch.device(device):
-        unet = UNet3DConditionModel(**(TINY_UNET if tiny else FULL_UNET)).to(dtype).eval()
-        vae = AutoencoderKL(**(TINY_VAE if tiny else FULL_VAE)).to(dtype).eval()
-        text = CLIPTextModel(CLIPTextConfig(**(TINY_TEXT if tiny else FULL_TEXT))).to(dtype).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp), model_max_length=77)
-    return Zeroscope(unet, vae, text, tokenizer, DDPMScheduler(**ZEROSCOPE_SCHEDULER), device, dtype, "random")
+VARIANTS = ("diffusers", "per-column", "ours", "ours-compiled", "diffusers-regional")
+H200_DENSE_FP16_TFLOPS = 989.0  # NVIDIA H200 SXM datasheet: 1,979 TFLOPS fp16 with sparsity, half of it dense
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def synthetic_matrix(views: int, frames: int, height: int, width: int):
@@ -102,7 +75,7 @@ def synthetic_matrix(views: int, frames: int, height: int, width: int):
     return build_frame_matrix(rgb, z, info)
 
 
-def run(model, fm, config: DenoiseConfig, device: torch.device) -> dict:
+def run(model, fm, config: DenoiseConfig, device: torch.device, workers=LOCAL) -> dict:
     """One clip, timed step by step (synchronised); returns timings, work, memory and outputs."""
 
     def sync() -> float:
@@ -120,7 +93,9 @@ def run(model, fm, config: DenoiseConfig, device: torch.device) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = sync()
-    result = denoise_frame_matrix(model, fm.images, fm.masks, "a synthetic scene", config, callback=callback)
+    result = denoise_frame_matrix(
+        model, fm.images, fm.masks, "a synthetic scene", config, callback=callback, workers=workers
+    )
     end = sync()
     return dict(
         seconds=end - start,
@@ -171,54 +146,158 @@ def add_matrix_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=320)
 
 
-def main() -> None:
+def create_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_matrix_args(p)
     p.add_argument("--steps", type=int, default=50, help="DDPM steps to run; < 50 extrapolates to the 50-step schedule")
     p.add_argument(
-        "--max_unet_frames", type=int, default=DenoiseConfig.max_unet_frames, help="the batched variant's budget"
+        "--variants", default="diffusers,ours,ours-compiled", help=f"comma-separated, of {', '.join(VARIANTS)}"
     )
-    p.add_argument("--skip_per_column", action="store_true", help="time the batched variant only")
-    p.add_argument("--cudnn_benchmark", action="store_true", help="let cuDNN time its kernels per shape first")
     p.add_argument(
-        "--compile", action="store_true", help="also time the batched variant compiled (compile_zeroscope)"
+        "--max_unet_frames", type=int, default=DenoiseConfig.max_unet_frames, help="frames per UNet call (batched)"
     )
-    p.add_argument("--json", default=None, help="also write the report here")
-    args = p.parse_args()
+    p.add_argument("--gpus", default=None, help="e.g. 1,2,4,8: the first variant on that many GPUs each")
+    p.add_argument("--peak-tflops", type=float, default=H200_DENSE_FP16_TFLOPS, help="the card's dense fp16 peak")
+    p.add_argument("--compile-cache", default=None, help="Inductor cache folder (default: a new, empty one)")
+    p.add_argument("--no-warm-probe", dest="warm_probe", action="store_false", help="skip the warm-cache compile")
+    p.add_argument("--cudnn_benchmark", action="store_true", help="let cuDNN time its kernels per shape first")
+    p.add_argument("--json", default=None, help="where to write the report (default: bench/results/...)")
+    p.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # internal: the warm-cache compile of a variant
+    return p
+
+
+def setup(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
     device = torch.device(args.device)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if device.type == "cpu":
         # As svg.py on a CPU: extreme early x0 decode into subnormal floats, ~100x slower on x86 (seen:
         # 28 s vs 0.25 s per step with the tiny models), which would make CPU timings meaningless.
         torch.set_flush_denormal(True)
+    return device, torch.float16 if device.type == "cuda" else torch.float32
+
+
+def variant_config(name: str, config: DenoiseConfig) -> DenoiseConfig:
+    config = replace(config, unet="ours" if name.startswith("ours") else "diffusers")
+    return replace(config, max_unet_frames=1) if name == "per-column" else config
+
+
+def prepare(name: str, args, device: torch.device, dtype: torch.dtype, shared=None):
+    """The model a variant runs: the shared eager one, or a fresh one (same weights) compiled for it."""
+    if name in ("ours-compiled", "diffusers-regional"):
+        model = build_random_zeroscope(device, dtype, tiny=args.tiny)
+        compile_zeroscope(model, unet="ours" if name == "ours-compiled" else "diffusers")
+        return model
+    return shared if shared is not None else build_random_zeroscope(device, dtype, tiny=args.tiny)
+
+
+def measure(name: str, model, fm, args, device: torch.device, workers=LOCAL) -> tuple[dict, dict]:
+    """Warm-up (3 steps: t > E, t <= E, last), the measured run (``--steps``), and for compiled variants the warm-up again."""
+    full = DenoiseConfig(max_unet_frames=args.max_unet_frames)
+    config = variant_config(name, replace(full, num_inference_steps=args.steps))
+    warm = replace(config, num_inference_steps=3)  # a t > E step, a t <= E step, the last: every call shape
+    start = time.perf_counter()
+    run(model, fm, warm, device, workers)  # CUDA context, cuDNN/SDPA choices, allocator; compilation
+    warm_s = time.perf_counter() - start
+    r = run(model, fm, config, device, workers)
+    entry = dict(
+        finite=bool(r["latents"].isfinite().all()),
+        measured_seconds=r["seconds"],
+        measured_frame_evals=r["stats"].unet_frames,
+        unet_calls=r["stats"].unet_calls,
+        peak_gib=r["peak_gib"],
+        warm_up_seconds=warm_s,
+    )
+    if name.endswith(("compiled", "regional")):
+        entry["compile_seconds_cold"] = warm_s - run(model, fm, warm, device, workers)["seconds"]
+    if args.steps == full.num_inference_steps:
+        entry.update(clip_seconds=r["seconds"], frame_evals=r["stats"].unet_frames, extrapolated=False)
+    else:
+        seconds, frames = extrapolate(r, config, replace(config, num_inference_steps=50), model.scheduler)
+        entry.update(clip_seconds=seconds, frame_evals=frames, extrapolated=True)
+    entry["frame_evals_per_s"] = entry["frame_evals"] / entry["clip_seconds"]
+    return entry, r
+
+
+def utilisation(entry: dict, flop_per_frame: float, peak_tflops: float) -> float:
+    return entry["frame_evals_per_s"] * flop_per_frame / (peak_tflops * 1e12)
+
+
+def warm_compile_seconds(name: str, args, cache: Path) -> float | None:
+    """The compile time of ``name`` in a new process whose Inductor cache is ``cache`` (filled by this one)."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--probe", name, "--device", args.device]
+    argv += ["--views", str(args.views), "--frames", str(args.frames), "--width", str(args.width)]
+    argv += ["--height", str(args.height), "--max_unet_frames", str(args.max_unet_frames)]
+    argv += ["--tiny"] * args.tiny + ["--cudnn_benchmark"] * args.cudnn_benchmark
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        log(f"warm-cache probe of {name} failed: {done.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])["compile_seconds"]
+
+
+def probe(args) -> None:
+    """``--probe NAME``: compile NAME with the cache the parent filled; print its compile time as JSON."""
+    device, dtype = setup(args)
+    fm = synthetic_matrix(args.views, args.frames, args.height, args.width)
+    model = prepare(args.probe, args, device, dtype)
+    warm = replace(
+        variant_config(args.probe, DenoiseConfig(max_unet_frames=args.max_unet_frames)), num_inference_steps=3
+    )
+    start = time.perf_counter()
+    run(model, fm, warm, device)
+    first = time.perf_counter() - start
+    print(json.dumps(dict(compile_seconds=first - run(model, fm, warm, device)["seconds"])))
+
+
+def _bench_rank(ranks, device: torch.device, args, name: str, out: str) -> None:
+    """One rank of ``--gpus N``: the variant's warm-up and measured run on this rank's share; rank 0 reports."""
+    _, dtype = setup(argparse.Namespace(**{**vars(args), "device": str(device)}))
+    fm = synthetic_matrix(args.views, args.frames, args.height, args.width)
+    model = prepare(name, args, device, dtype)
+    entry, _ = measure(name, model, fm, args, device, ranks)
+    if ranks.rank == 0:
+        Path(out).write_text(json.dumps(entry))
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    args = create_parser().parse_args()
+    if args.probe:
+        return probe(args)
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown or not names:
+        raise SystemExit(f"--variants: unknown {unknown}; expected some of {', '.join(VARIANTS)}")
+    names = [n for n in VARIANTS if n in names]  # eager ones first; regional last (it wraps modules in place)
+    full = DenoiseConfig(max_unet_frames=args.max_unet_frames)
+    device, dtype = setup(args)
+    cache = Path(args.compile_cache) if args.compile_cache else Path(tempfile.mkdtemp(prefix="svg3d-compile-"))
+    cache_was_empty = unet3d.folder_bytes(cache) == 0
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # compile_zeroscope keeps it (use_compile_cache)
 
     t0 = time.perf_counter()
-    model = build_model(device, dtype, tiny=args.tiny)
+    model = build_random_zeroscope(device, dtype, tiny=args.tiny)
     fm = synthetic_matrix(args.views, args.frames, args.height, args.width)
-    known = fm.masks.float().mean(dim=(1, 2, 3, 4)).tolist()
-    print(
-        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), {dtype}, "
-        f"{'tiny' if args.tiny else 'full-size'} random zeroscope built in {time.perf_counter() - t0:.1f} s"
+    f = model.vae_scale_factor
+    lat_h, lat_w = -(-args.height // f), -(-args.width // f)
+    flop_per_frame = unet3d.unet_flops(model.unet.config, 2, args.frames, lat_h, lat_w) / (2 * args.frames)
+    missing = set(step_kinds(full, model.scheduler)[1:]) - set(
+        step_kinds(replace(full, num_inference_steps=args.steps), model.scheduler)[1:]
     )
-    print(
-        f"matrix {args.views} views x {args.frames} frames at {args.width}x{args.height}; known share per view "
-        + " ".join(f"{k:.2f}" for k in known)
-    )
-
-    full = DenoiseConfig(max_unet_frames=args.max_unet_frames)
-    measured = replace(full, num_inference_steps=args.steps)
-    missing = set(step_kinds(full, model.scheduler)[1:]) - set(step_kinds(measured, model.scheduler)[1:])
     if args.steps != full.num_inference_steps and missing:
         raise SystemExit(f"--steps {args.steps}: no {sorted(missing)} step after the first to extrapolate from")
-    warm = replace(full, num_inference_steps=2)  # one t > E step with every call shape, then the last step
-    variants = {"batched": lambda c: c}
-    if not args.skip_per_column:
-        variants["per-column"] = lambda c: replace(c, max_unet_frames=1)
-    if args.compile:  # last: the blocks are compiled in place once the eager variants have run
-        variants["compiled"] = lambda c: c
     report: dict = dict(
+        command=shlex.join([sys.executable, *sys.argv]),
+        utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         device=str(device),
+        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        gpu_count=torch.cuda.device_count() if device.type == "cuda" else 0,
+        cpu_threads=torch.get_num_threads(),
+        torch=torch.__version__,
         dtype=str(dtype),
         tiny=args.tiny,
         views=args.views,
@@ -226,62 +305,86 @@ def main() -> None:
         width=args.width,
         height=args.height,
         steps_run=args.steps,
+        max_unet_frames=args.max_unet_frames,
+        flop_per_unet_frame_eval=flop_per_frame,
+        peak_tflops=args.peak_tflops,
+        compile_cache=str(cache),
+        compile_cache_was_empty=cache_was_empty,
         variants={},
     )
-    results = {}
-    for name, variant in variants.items():
-        if name == "compiled":
-            compile_zeroscope(model)
-        start = time.perf_counter()
-        run(model, fm, variant(warm), device)  # warm-up: CUDA context, cuDNN/SDPA kernel choice, allocator
-        warm_s = time.perf_counter() - start
-        r = results[name] = run(model, fm, variant(measured), device)
-        entry = dict(
-            finite=bool(r["latents"].isfinite().all()),
-            measured_seconds=r["seconds"],
-            measured_frame_evals=r["stats"].unet_frames,
-            unet_calls=r["stats"].unet_calls,
-            peak_gib=r["peak_gib"],
-            warm_up_seconds=warm_s,
-        )
-        if args.steps == full.num_inference_steps:
-            entry.update(clip_seconds=r["seconds"], frame_evals=r["stats"].unet_frames, extrapolated=False)
-        else:
-            seconds, frames = extrapolate(r, measured, full, model.scheduler)
-            entry.update(clip_seconds=seconds, frame_evals=frames, extrapolated=True)
-        entry["frame_evals_per_s"] = entry["frame_evals"] / entry["clip_seconds"]
-        report["variants"][name] = entry
-        tag = "extrapolated to 50 steps" if entry["extrapolated"] else "measured"
-        print(
-            f"{name:>10}: {entry['clip_seconds']:8.1f} s/clip ({tag}; {args.steps} steps ran in {r['seconds']:.1f} s), "
-            f"{entry['frame_evals']} frame-evals, {entry['frame_evals_per_s']:7.1f} frame-evals/s, "
-            f"{r['stats'].unet_calls} UNet calls, peak {r['peak_gib']:.2f} GiB, finite {entry['finite']}; "
-            f"2-step warm-up {warm_s:.1f} s"
-        )
+    log(
+        f"{report['device_name']}, {dtype}, {'tiny' if args.tiny else 'full-size'} random zeroscope built in "
+        f"{time.perf_counter() - t0:.1f} s; {args.views} views x {args.frames} frames at {args.width}x{args.height}; "
+        f"{flop_per_frame / 1e12:.3f} TFLOP per UNet frame-evaluation"
+    )
 
-    pairs = [("batched", "per-column"), ("compiled", "per-column"), ("compiled", "batched")]
-    for fast, slow in [(a, b) for a, b in pairs if a in results and b in results]:
-        a, b = results[fast], results[slow]
-        ra, rb = report["variants"][fast], report["variants"][slow]
-        scale = b["latents"].abs().max().item()
-        step_diff = [(x - y).abs().max().item() for x, y in zip(a["snapshots"], b["snapshots"], strict=True)]
-        c = report.setdefault("comparison", {})[f"{fast} vs {slow}"] = dict(
-            speedup=rb["clip_seconds"] / ra["clip_seconds"],
-            peak_ratio=ra["peak_gib"] / rb["peak_gib"] if device.type == "cuda" else float("nan"),
-            max_abs_latent_diff=(a["latents"] - b["latents"]).abs().max().item(),
-            latent_scale=scale,
-            max_abs_latent_diff_per_step=step_diff,
-            max_abs_pixel_diff_255=max((a["videos"][v] - b["videos"][v]).abs().max().item() for v in a["videos"]) * 255,
-            finite=bool(a["latents"].isfinite().all() and b["latents"].isfinite().all()),
-        )
-        print(
-            f"{fast} vs {slow}: {c['speedup']:.2f}x faster, peak memory x{c['peak_ratio']:.2f}; "
-            f"max |latent diff| {c['max_abs_latent_diff']:.3g} (latents up to {scale:.3g}; after step 1: "
-            f"{step_diff[0]:.3g}), max |pixel diff| {c['max_abs_pixel_diff_255']:.2f}/255, finite {c['finite']}"
-        )
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1))
+    if args.gpus:
+        from svg3d import distributed
+
+        name, scaling = names[0], {}
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the ranks need the memory of GPU 0
+        for n in [int(g) for g in args.gpus.split(",")]:
+            out = Path(tempfile.mkdtemp()) / "rank0.json"
+            distributed.spawn(_bench_rank, n, (args, name, str(out)), device_type=device.type)
+            entry = json.loads(out.read_text())
+            entry["utilisation"] = utilisation(entry, flop_per_frame, args.peak_tflops) / n
+            scaling[str(n)] = entry
+            entry["scaling_efficiency"] = (
+                scaling["1"]["clip_seconds"] / (n * entry["clip_seconds"]) if "1" in scaling else None
+            )
+            log(
+                f"{name} on {n} {device.type} process(es): {entry['clip_seconds']:.1f} s/clip, efficiency {entry['scaling_efficiency']}"
+            )
+        report["multi_gpu"] = dict(variant=name, runs=scaling)
+    else:
+        results = {}
+        for name in names:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            entry, r = measure(name, prepare(name, args, device, dtype, shared=model), fm, args, device)
+            results[name] = r
+            entry["utilisation"] = utilisation(entry, flop_per_frame, args.peak_tflops)
+            if "compile_seconds_cold" in entry:
+                entry["compile_seconds_warm"] = warm_compile_seconds(name, args, cache) if args.warm_probe else None
+                entry["compile_cache_bytes"] = unet3d.folder_bytes(cache)
+            report["variants"][name] = entry
+            tag = "extrapolated to 50 steps" if entry["extrapolated"] else "measured"
+            log(
+                f"{name:>18}: {entry['clip_seconds']:8.1f} s/clip ({tag}; {args.steps} steps ran in "
+                f"{r['seconds']:.1f} s), {entry['frame_evals_per_s']:7.1f} frame-evals/s, utilisation "
+                f"{100 * entry['utilisation']:.1f} %, peak {r['peak_gib']:.2f} GiB, {r['stats'].unet_calls} UNet calls"
+                + (f", compile {entry['compile_seconds_cold']:.0f} s cold" if "compile_seconds_cold" in entry else "")
+            )
+        base = names[0]
+        for name in names[1:]:
+            a, b = results[name], results[base]
+            scale = b["latents"].abs().max().item()
+            c = report.setdefault("comparison", {})[f"{name} vs {base}"] = dict(
+                speedup=report["variants"][base]["clip_seconds"] / report["variants"][name]["clip_seconds"],
+                max_abs_latent_diff=(a["latents"] - b["latents"]).abs().max().item(),
+                latent_scale=scale,
+                max_abs_latent_diff_per_step=[
+                    (x - y).abs().max().item() for x, y in zip(a["snapshots"], b["snapshots"], strict=True)
+                ],
+                max_abs_pixel_diff_255=max((a["videos"][v] - b["videos"][v]).abs().max().item() for v in a["videos"])
+                * 255,
+            )
+            log(
+                f"{name} vs {base}: {c['speedup']:.2f}x; max |latent diff| {c['max_abs_latent_diff']:.3g} (latents up "
+                f"to {scale:.3g}), max |pixel diff| {c['max_abs_pixel_diff_255']:.2f}/255"
+            )
+    path = (
+        Path(args.json)
+        if args.json
+        else RESULTS
+        / (f"bench_denoise-{report['device_name'].replace(' ', '_')}-{report['utc'].replace(':', '')}.json")
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    log(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 ``classical``: the weight-free path of ``convert`` as library calls on a rendered scene: the frame
 matrix (warp to the eyes) and ``fill.fill_frame_matrix`` of the right eye, timed together.
 ``diffusion``: ``denoise_long`` (windows of 16 frames, overlap 4) with zeroscope's architecture and
-random weights (``bench_denoise.build_model``) on a matrix warped from the same renderer. Only
+random weights (``svg3d.tiny_models.build_random_zeroscope``) on a matrix warped from the same renderer. Only
 ``--steps`` DDPM steps run (default 2: one t > 500 step with resampling, then the last step), so seconds
 per frame are NOT those of the 50-step schedule; what they show is how the cost scales with length
 (in whole windows: 48 frames are 4 windows of 16, 64 denoised frames).
@@ -23,10 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench.bench_denoise import build_model, synthetic_matrix  # noqa: E402
-from svg3d import camera, fill, scene  # noqa: E402
+from bench.bench_denoise import synthetic_matrix  # noqa: E402
+from svg3d import camera, scene  # noqa: E402
 from svg3d.denoise import DenoiseConfig, denoise_long, window_starts  # noqa: E402
-from svg3d.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
+from svg3d.fillers import classical as fill  # noqa: E402
+from svg3d.matrix import MatrixInfo, build_frame_matrix, warp_depth  # noqa: E402
+from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 
 def classical_seconds(frames: int, height: int, width: int) -> float:
@@ -37,8 +39,8 @@ def classical_seconds(frames: int, height: int, width: int) -> float:
     info = MatrixInfo(2, frames, height, width, tuple(baselines), camera.DEFAULT_BASELINE, "left2right", s.focal)
     start = time.perf_counter()
     fm = build_frame_matrix(rgb, z, info)
-    depth_views = fill.warp_depth(z, torch.tensor(info.baselines), info.focal)
-    fill.fill_frame_matrix(fm.images, fm.masks, depth_views, views=(1,))
+    depth_views = warp_depth(z, torch.tensor(info.baselines), info.focal)
+    fill.fill_frame_matrix(fm.images, fm.masks, depth_views, views=(1,), baselines=info.baselines, focal=info.focal)
     return time.perf_counter() - start
 
 
@@ -69,7 +71,7 @@ def main() -> None:
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # as svg.py: subnormal floats are ~100x slower on x86
-    model = build_model(device, dtype, tiny=args.tiny)
+    model = build_random_zeroscope(device, dtype, tiny=args.tiny)
     config = DenoiseConfig(num_inference_steps=args.steps)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(

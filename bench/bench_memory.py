@@ -3,7 +3,7 @@
     python bench/bench_memory.py --device cuda --steps 3       # full-size zeroscope, 8 views x 16 frames, 576x320
     python bench/bench_memory.py --device cpu --tiny --views 3 --frames 4 --width 96 --height 64 --steps 2
 
-The model is zeroscope_v2_576w's architecture with random weights (``bench_denoise.build_model``); the
+The model is zeroscope_v2_576w's architecture with random weights (``svg3d.tiny_models.build_random_zeroscope``); the
 frame matrix is warped from the scene renderer (``bench_denoise.synthetic_matrix``). Variants, in one
 process on the same input and seed, each after a 2-step warm-up:
 
@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench.bench_denoise import add_matrix_args, build_model, run, synthetic_matrix  # noqa: E402
+from bench.bench_denoise import add_matrix_args, run, synthetic_matrix  # noqa: E402
 from svg3d.denoise import DenoiseConfig  # noqa: E402
+from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 TARGET_GIB = 12.0  # issue 6: a 16-frame x 8-view matrix at 576x320 with the options on
 
@@ -54,7 +55,7 @@ def main() -> None:
         torch.set_flush_denormal(True)  # as svg.py: subnormal floats are ~100x slower on x86
 
     t0 = time.perf_counter()
-    model = build_model(device, dtype, tiny=args.tiny)
+    model = build_random_zeroscope(device, dtype, tiny=args.tiny)
     fm = synthetic_matrix(args.views, args.frames, args.height, args.width)
     print(
         f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), {dtype}, "

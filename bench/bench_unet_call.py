@@ -1,152 +1,263 @@
-"""Benchmark: full-size zeroscope UNet calls and VAE round trips, eager against compiled.
+"""Benchmark: zeroscope UNet calls and VAE round trips at the schedule's shapes, every way the code can run them.
 
-    python bench/bench_unet_call.py --device cuda                    # eager vs regional compile
-    python bench/bench_unet_call.py --device cuda --profile          # + the kernels of one eager call
-    python bench/bench_unet_call.py --device cuda --whole dynamic    # + torch.compile of the whole UNet
+    python bench/bench_unet_call.py --device cuda                          # diffusers vs ours, eager and compiled
+    python bench/bench_unet_call.py --device cuda --temporal_conv conv2d,conv3d,gemm --group_norm torch,grouped
+    python bench/bench_unet_call.py --device cuda --profile                # + the kernels of one eager call each
+    python bench/bench_unet_call.py --device cuda --regional --whole static   # + issue 8's compiled diffusers
+    python bench/bench_unet_call.py --device cpu --tiny --repeats 3
 
-Where the time of a denoising step goes (UNet vs VAE re-injection) and what execution options buy.
-The UNet shapes are those of the default stereo schedule at 8 views x 16 frames, 576x320, CFG's pair
-doubled: a temporal pass over the 7 views that have holes (14, 4, 16, 40, 72), a pass along the views
-(32, 4, 8, 40, 72) and a temporal pass on the target view once t <= frame_matrix_end (2, 4, 16, 40, 72).
-``--regional`` (on by default) is ``svg3d.models.compile_blocks`` with dynamic shapes: its compile time
-covers all three shapes. Run it twice with the same ``TORCHINDUCTOR_CACHE_DIR`` to see the compile
-time a machine pays once its cache is warm. Times are medians of CUDA-event timed repeats after
-warm-up; ratios are against eager measured in the same run. Outputs of each variant are compared
-with eager (largest absolute difference, relative to eager's largest magnitude).
+Where the time of a denoising step goes and what each execution option buys. The UNet shapes are those of the
+default stereo schedule at 8 views x 16 frames, 576x320, CFG's pair doubled: a temporal pass over the 7 views
+that have holes (14, 4, 16, 40, 72), a pass along the views (32, 4, 8, 40, 72) and a temporal pass on the target
+view once t <= frame_matrix_end (2, 4, 16, 40, 72). UNet variants:
+
+- ``diffusers``: diffusers' UNet3D, eager (the baseline every ratio is against);
+- ``ours[conv2d, auto]`` ...: ``svg3d.unet3d.UNet3D`` eagerly, for each ``--temporal_conv`` x ``--group_norm``;
+- ``ours compiled``: ``unet3d.compile_unet`` (whole forward, static shapes, ``COMPILE_MODES``: CUDA graphs on a
+  GPU) with the default layers; its compile time covers the three shapes;
+- ``--regional``: diffusers' blocks compiled with dynamic shapes (``compile_blocks``, issue 8); ``--whole``:
+  ``torch.compile`` of diffusers' whole UNet.
+
+VAE round trip (encode + decode of 16 frames at 576x320): eager, eager channels-last, and the encoder and decoder
+compiled whole (``models.compile_vae``, channels-last on or off). Times are medians of ``--repeats`` calls after
+two warm-up calls (CUDA events on a GPU); each variant's output is compared with the baseline (largest
+difference relative to the baseline's largest magnitude). Inductor's cache goes to a new empty folder unless
+``--compile-cache DIR``, so compile times are cold. Prints one JSON report (progress on stderr) and writes it to
+``--json PATH``, by default ``bench/results/bench_unet_call-<device>-<UTC time>.json``, with the command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import os
+import shlex
 import statistics
 import sys
+import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench.bench_denoise import build_model  # noqa: E402
-from svg3d.models import compile_blocks  # noqa: E402
+from svg3d import unet3d  # noqa: E402
+from svg3d.models import compile_blocks, compile_vae  # noqa: E402
+from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 SHAPES = {"temporal, 7 views": (14, 16), "views, 16 rows": (32, 8), "temporal, target": (2, 16)}
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def median_ms(fn, repeats: int) -> float:
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def median_ms(fn, repeats: int, device: torch.device) -> float:
+    """Median milliseconds of ``fn()`` after two warm-up calls (CUDA events on a GPU, perf_counter on a CPU)."""
     fn()
     fn()
     times = []
     for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(1000 * (time.perf_counter() - t0))
     return statistics.median(times)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rel(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((out.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda")
+    p.add_argument("--tiny", action="store_true", help="the tests' tiny models (CPU smoke runs)")
+    p.add_argument("--height", type=int, default=320)
+    p.add_argument("--width", type=int, default=576)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--no-regional", dest="regional", action="store_false", help="skip the regional compile")
-    p.add_argument(
-        "--whole", choices=("static", "dynamic"), default=None, help="also torch.compile the whole UNet (slow to compile)"
-    )
-    p.add_argument("--cudnn_attention", action="store_true", help="also time eager with cuDNN's SDPA backend")
-    p.add_argument("--profile", action="store_true", help="print the CUDA kernels that take the most time")
+    p.add_argument("--shapes", default=None, help="UNet batch x frames to time instead, e.g. 2x16,4x8 (CPU runs)")
+    p.add_argument("--temporal_conv", default=unet3d.DEFAULT_TEMPORAL_CONV, help="comma-separated TEMPORAL_CONV")
+    p.add_argument("--group_norm", default="auto", help="comma-separated GROUP_NORM")
+    p.add_argument("--no-ours-compiled", dest="ours_compiled", action="store_false", help="skip compile_unet")
+    p.add_argument("--regional", action="store_true", help="also diffusers' blocks compiled (issue 8)")
+    p.add_argument("--whole", choices=("static", "dynamic"), default=None, help="also torch.compile(diffusers' UNet)")
+    p.add_argument("--no-vae", dest="vae", action="store_false", help="skip the VAE round trips")
+    p.add_argument("--profile", action="store_true", help="print the kernels of one eager call (diffusers, ours)")
+    p.add_argument("--compile-cache", default=None, help="Inductor cache folder (default: a new, empty one)")
+    p.add_argument("--json", default=None, help="where to write the report (default: bench/results/...)")
     args = p.parse_args()
+    if args.shapes:
+        SHAPES.clear()
+        SHAPES.update({s: tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")})
     device = torch.device(args.device)
-    model = build_model(device, torch.float16, tiny=False)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+    cache = Path(args.compile_cache) if args.compile_cache else Path(tempfile.mkdtemp(prefix="svg3d-compile-"))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
+    model = build_random_zeroscope(device, dtype, tiny=args.tiny)
+    h, w = args.height // 8, args.width // 8
     gen = torch.Generator(device).manual_seed(0)
-    inputs = {}
-    for name, (batch, frames) in SHAPES.items():
-        x = torch.randn(batch, 4, frames, 40, 72, device=device, dtype=torch.float16, generator=gen)
-        hidden = torch.randn(batch, 77, 1024, device=device, dtype=torch.float16, generator=gen)
-        inputs[name] = (x, hidden)
+    dim = model.unet.config.cross_attention_dim
+    inputs = {
+        name: (
+            torch.randn(batch, 4, frames, h, w, device=device, dtype=dtype, generator=gen),
+            torch.randn(batch, 77, dim, device=device, dtype=dtype, generator=gen),
+        )
+        for name, (batch, frames) in SHAPES.items()
+    }
     t = torch.tensor(500, device=device)
-    frames = torch.rand(16, 3, 320, 576, device=device, dtype=torch.float16, generator=gen) * 2 - 1
-    print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}: UNet fp16, 576x320, latents 40x72")
+    name_ = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    report: dict = dict(
+        command=shlex.join([sys.executable, *sys.argv]),
+        utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        device_name=name_,
+        torch=torch.__version__,
+        dtype=str(dtype),
+        tiny=args.tiny,
+        latents=[h, w],
+        compile_cache=str(cache),
+        unet={},
+        vae={},
+    )
+    flops = {n: unet3d.unet_flops(model.unet.config, b, f, h, w) for n, (b, f) in SHAPES.items()}
+    report["tflop_per_call"] = {n: v / 1e12 for n, v in flops.items()}
+    log(f"{name_}, torch {torch.__version__}, {dtype}: latents {h}x{w}; compile cache {cache}")
 
-    def unet_fn(unet, name):
+    def call(unet, name):
         x, hidden = inputs[name]
         return torch.no_grad()(lambda: unet(x, t, encoder_hidden_states=hidden).sample)
 
-    def vae_fn(vae):
-        @torch.no_grad()
-        def run():
-            return vae.decode(vae.encode(frames).latent_dist.mean).sample
+    reference = {name: call(model.unet, name)().clone() for name in SHAPES}
 
-        return run
-
-    eager = {name: median_ms(unet_fn(model.unet, name), args.repeats) for name in SHAPES}
-    reference = {name: unet_fn(model.unet, name)() for name in SHAPES}
-    vae_eager = median_ms(vae_fn(model.vae), args.repeats)
-    vae_reference = vae_fn(model.vae)()
-
-    def report(variant: str, unet, setup_s: float | None) -> None:
-        print(f"{variant}" + ("" if setup_s is None else f" (compile/first calls of all shapes: {setup_s:.0f} s)"))
-        for name, (batch, frames_) in SHAPES.items():
-            ms = median_ms(unet_fn(unet, name), args.repeats)
-            evals = batch * frames_
-            out = unet_fn(unet, name)()
-            ref = reference[name]
-            diff = ((out.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
-            print(
-                f"  {name:18s} {str((batch, 4, frames_, 40, 72)):22s} {ms:8.1f} ms  {evals / ms * 1000:6.0f} "
-                f"frame-evals/s  {evals / ms * 1000 * 0.89:4.0f} TFLOP/s  x{eager[name] / ms:.2f} vs eager  "
-                f"rel. diff {diff:.1e}"
+    def record(variant: str, unet, setup_s: float | None = None) -> None:
+        entry: dict = {} if setup_s is None else dict(compile_seconds=setup_s)
+        for name, (batch, frames) in SHAPES.items():
+            ms = median_ms(call(unet, name), args.repeats, device)
+            base = report["unet"].get("diffusers", {}).get(name, {}).get("ms", ms)
+            entry[name] = dict(
+                ms=ms,
+                frame_evals_per_s=batch * frames / ms * 1000,
+                tflops=flops[name] / ms / 1e9,
+                speedup_vs_diffusers=base / ms,
+                rel_diff=rel(call(unet, name)(), reference[name]),
             )
+        report["unet"][variant] = entry
+        log(f"{variant}" + ("" if setup_s is None else f" (compile + first calls of all shapes: {setup_s:.0f} s)"))
+        for name, e in entry.items():
+            if isinstance(e, dict):
+                log(
+                    f"  {name:18s} {e['ms']:8.1f} ms {e['frame_evals_per_s']:7.0f} frame-evals/s {e['tflops']:6.1f} "
+                    f"TFLOP/s  x{e['speedup_vs_diffusers']:.2f} vs diffusers  rel. diff {e['rel_diff']:.1e}"
+                )
 
-    report("eager", model.unet, None)
-    if args.cudnn_attention:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
-            report("eager, cuDNN attention first", model.unet, None)
+    record("diffusers", model.unet)
+    ours_models = {}
+    for conv in args.temporal_conv.split(","):
+        for norm in args.group_norm.split(","):
+            ours = unet3d.UNet3D.from_diffusers(model.unet, temporal_conv=conv, group_norm=norm)
+            ours_models[(conv, norm)] = ours
+            record(f"ours[{conv}, {norm}]", ours)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        call = unet_fn(model.unet, "temporal, 7 views")
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            call()
-            torch.cuda.synchronize()
-        averages = prof.key_averages()
-        print(averages.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=90))
+        activities = [ProfilerActivity.CUDA] if device.type == "cuda" else [ProfilerActivity.CPU]
+        for label, unet in (("diffusers", model.unet), ("ours", next(iter(ours_models.values())))):
+            fn = call(unet, "temporal, 7 views")
+            with profile(activities=activities) as prof:
+                fn()
+                sync(device)
+            key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+            log(f"profile of one eager call, {label}:")
+            log(prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=90))
+    if args.ours_compiled:
+        compiled_model = build_random_zeroscope(device, dtype, tiny=args.tiny)  # same seed: the same weights
+        start = time.perf_counter()
+        compiled = unet3d.compile_unet(compiled_model.unet)
+        for name in SHAPES:
+            call(compiled, name)()
+        sync(device)
+        record(f"ours compiled ({unet3d.COMPILE_MODES.get(device.type)})", compiled, time.perf_counter() - start)
+        report["compile_cache_bytes_after_ours"] = unet3d.folder_bytes(cache)
+        del compiled_model, compiled
     if args.regional:
         unet = copy.deepcopy(model.unet)
-        vae = copy.deepcopy(model.vae)
         start = time.perf_counter()
-        n_unet, n_vae = compile_blocks(unet), compile_blocks(vae)
+        n = compile_blocks(unet)
         for name in SHAPES:
-            unet_fn(unet, name)()
-        torch.cuda.synchronize()
-        report(f"regional compile, {n_unet} blocks", unet, time.perf_counter() - start)
-        start = time.perf_counter()
-        vae_fn(vae)()
-        torch.cuda.synchronize()
-        vae_compile_s = time.perf_counter() - start
-        vae_ms = median_ms(vae_fn(vae), args.repeats)
-        out = vae_fn(vae)()
-        diff = ((out.float() - vae_reference.float()).abs().max() / 2).item()
-        print(
-            f"VAE encode + decode of 16 frames at 576x320: eager {vae_eager:.1f} ms, regional compile of "
-            f"{n_vae} blocks {vae_ms:.1f} ms (x{vae_eager / vae_ms:.2f}, {vae_compile_s:.0f} s to compile), "
-            f"largest pixel difference {diff * 255:.2f}/255"
-        )
-        del unet, vae
-    else:
-        print(f"VAE encode + decode of 16 frames at 576x320: eager {vae_eager:.1f} ms")
+            call(unet, name)()
+        sync(device)
+        record(f"diffusers, regional compile of {n} blocks", unet, time.perf_counter() - start)
+        del unet
     if args.whole:
         unet = torch.compile(copy.deepcopy(model.unet), dynamic=args.whole == "dynamic")
         start = time.perf_counter()
         for name in SHAPES:
-            unet_fn(unet, name)()
-        torch.cuda.synchronize()
-        report(f"torch.compile(unet), {args.whole} shapes", unet, time.perf_counter() - start)
+            call(unet, name)()
+        sync(device)
+        record(f"diffusers, torch.compile(unet) {args.whole}", unet, time.perf_counter() - start)
+        del unet
+
+    if args.vae:
+        frames = torch.rand(16, 3, args.height, args.width, device=device, dtype=dtype, generator=gen) * 2 - 1
+
+        def round_trip(vae, x):
+            @torch.no_grad()
+            def fn():
+                return vae.decode(vae.encode(x).latent_dist.mean).sample
+
+            return fn
+
+        vae_ref = round_trip(model.vae, frames)().clone()
+        variants = {"eager": (model.vae, False, False), "eager channels-last": (None, True, False)}
+        variants.update({"compiled whole": (None, False, True), "compiled whole, channels-last": (None, True, True)})
+        for label, (vae, channels_last, compiled) in variants.items():
+            vae = vae or copy.deepcopy(model.vae)
+            x = frames
+            setup = None
+            if compiled:
+                start = time.perf_counter()
+                compile_vae(vae, channels_last=channels_last)
+            elif channels_last:
+                vae = vae.to(memory_format=torch.channels_last)
+            if channels_last:
+                x = frames.contiguous(memory_format=torch.channels_last)
+            if compiled:
+                round_trip(vae, x)()
+                sync(device)
+                setup = time.perf_counter() - start
+            ms = median_ms(round_trip(vae, x), args.repeats, device)
+            e = report["vae"][label] = dict(ms=ms, rel_diff=rel(round_trip(vae, x)(), vae_ref), compile_seconds=setup)
+            e["speedup_vs_eager"] = report["vae"]["eager"]["ms"] / ms
+            log(
+                f"VAE encode + decode of 16 frames, {label}: {ms:.1f} ms (x{e['speedup_vs_eager']:.2f}), rel. diff {e['rel_diff']:.1e}"
+            )
+    path = (
+        Path(args.json)
+        if args.json
+        else RESULTS / f"bench_unet_call-{name_.replace(' ', '_')}-{report['utc'].replace(':', '')}.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    log(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python -m svg3d convert INPUT -o OUT [options]    a video file or a frames folder -> 3D videos in OUT
     python -m svg3d convert --prompt TEXT -o OUT      text -> video (zeroscope) -> 3D, the prompt driving the fill
     python -m svg3d demo [--out results/demo]         render scenes, convert them, score them against the truth
+    python -m svg3d batch INPUT_DIR -o OUT [options]  every video of a folder, in-process or on Ray (docs/batch.md)
 
 ``convert`` runs every stage in ``OUT/work``, chunk by chunk (resumable: run the same command again after a
 crash or Ctrl-C). Defaults come from ``svg3d.config``; see ``svg3d.convert``.
@@ -15,13 +16,16 @@ from pathlib import Path
 
 from svg3d import camera
 from svg3d.config import (
+    BORDER_CHOICES,
     DEPTH_RANGE_CHOICES,
     FILLER_CHOICES,
     FLOW_CHOICES,
+    UNET_KINDS,
     ClipConfig,
     ConvertConfig,
     DepthConfig,
     DiffusionConfig,
+    FillConfig,
     default,
 )
 from svg3d.encode import EncoderSettings
@@ -84,6 +88,7 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
 
     f = c.add_argument_group("hole filling")
     f.add_argument("--fill", choices=FILLER_CHOICES, default=default(conv, "filler"), help="auto: diffusion when zeroscope and CUDA are here, else classical (no weights); telea: OpenCV's inpainting (default: %(default)s)")
+    f.add_argument("--border", choices=BORDER_CHOICES, default=default(FillConfig, "border"), help="the out-of-view band at the frame edge (classical): mirror the edge content, stretch it, a black floating window, or inpaint (default: %(default)s)")
     f.add_argument("--video-model", default=default(DiffusionConfig, "model"), help="zeroscope for diffusion: hub id or local folder (default: %(default)s)")
     f.add_argument("--prompt", default=default(DiffusionConfig, "prompt"), help="text describing the video (diffusion); without INPUT, the video is generated from it")
     f.add_argument("--steps", type=int, default=default(DiffusionConfig, "steps"), help="denoising steps (default: %(default)s)")
@@ -94,7 +99,8 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     f.add_argument("--offload", action="store_true", help="keep the idle text encoder and VAE on the CPU to save GPU memory")
     f.add_argument("--max-unet-frames", type=int, default=default(DiffusionConfig, "max_unet_frames"), help="latent frames per UNet call, CFG pair counted; lower saves GPU memory (default: %(default)s)")
     f.add_argument("--vae-frames", type=int, default=default(DiffusionConfig, "vae_frames"), help="frames per VAE call; lower saves GPU memory (default: %(default)s)")
-    f.add_argument("--compile", action="store_true", help="torch.compile the UNet's and VAE's blocks: ~10%% faster steps after minutes of compiling; pays off over many windows")
+    f.add_argument("--unet", choices=UNET_KINDS, default=default(DiffusionConfig, "unet"), help="the UNet forward: diffusers' UNet3D, or ours (svg3d.unet3d: the same numbers, channels-last) (default: %(default)s)")
+    f.add_argument("--compile", action="store_true", help="torch.compile: diffusers' blocks, or with --unet ours the whole forward (CUDA graphs), cached per machine in ~/.cache/svg3d/compile; pays off over many windows")
 
     o = c.add_argument_group("outputs", f"exports: {', '.join(EXPORTS)} (docs/exports.md)")
     o.add_argument("--exports", default=",".join(default(ExportSettings, "exports")), help="comma-separated export names, or all (default: %(default)s)")
@@ -118,6 +124,30 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     r.add_argument("--progress-log", type=Path, default=None, help="also append progress as JSON lines to this file (for programs watching the run)")
 
 
+def add_batch_args(b: argparse.ArgumentParser) -> None:
+    """batch's own flags, then every convert flag (defaults from ``svg3d.batch.BatchSettings``)."""
+    from svg3d.batch import BatchSettings
+
+    b.add_argument("input", type=Path, help="folder of videos and frames folders")
+    b.add_argument("-o", "--output", type=Path, required=True, help="output folder: each input's exports go to OUTPUT/<its relative path>/")
+    b.add_argument("-r", "--recursive", action="store_true", help="also the videos in the sub-folders")
+    b.add_argument("--skip-error", action="store_true", help="go on after an input fails (the summary lists it; the exit status is still 1)")
+    b.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="run on Ray: auto (this machine's cluster, else a new local one) or a cluster's address (default: in this process)")  # fmt: skip
+    b.add_argument("--segment-frames", type=int, default=default(BatchSettings, "segment_frames"),
+                   help="split a video of at least twice this many frames at scene cuts into segments of at least this many, converted in parallel; 0: never (default: %(default)s)")  # fmt: skip
+    b.add_argument("--unit-cpus", type=float, default=default(BatchSettings, "unit_cpus"), help="Ray: CPUs of one worker (default: %(default)s)")
+    b.add_argument("--unit-gpus", type=float, default=None, help="Ray: GPUs of one worker (default: 1 on a cluster with GPUs, else 0)")
+    b.add_argument("--retries", type=int, default=default(BatchSettings, "retries"), help="Ray: restarts of a worker that dies, its unit retried (default: %(default)s)")
+    add_convert_args(b)
+    batch_help = {
+        "work_dir": "root of the inputs' work folders: W/<relative path>/ (default: OUTPUT/<relative path>/work)",
+        "depth_from": "folder with one folder of depth maps per input, at the input's relative path without suffix",
+    }
+    for action in b._actions:
+        action.help = batch_help.get(action.dest, action.help)
+
+
 def create_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m svg3d", description="Stereoscopic 3D video from a monocular video (SVG).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -125,6 +155,9 @@ def create_parser() -> argparse.ArgumentParser:
     c.add_argument("input", type=Path, nargs="?", default=None, help="video file, or folder of frames (or a clip folder with images/); omit with --prompt to generate the video")
     c.add_argument("-o", "--output", type=Path, required=True, help="output folder for the 3D videos")
     add_convert_args(c)
+
+    b = sub.add_parser("batch", help="convert every video and frames folder of a folder, in this process or on a Ray cluster")
+    add_batch_args(b)
 
     m = sub.add_parser("demo", help="render scenes, convert them with no downloads, and score them against the truth")
     m.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder (default: %(default)s)")
@@ -138,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     from svg3d.cli import run_cli, setup_logging
 
     setup_logging(quiet=args.quiet)
+    if args.command == "batch":
+        status = [0]
+        code = run_cli(lambda: status.__setitem__(0, _batch(args)), flags=FLAGS)
+        return code or status[0]
     return run_cli(lambda: _convert(args) if args.command == "convert" else _demo(args), flags=FLAGS)
 
 
@@ -173,7 +210,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
     diffusion = DiffusionConfig(
         model=args.video_model, prompt=args.prompt, steps=args.steps, seed=args.seed, window=args.window, overlap=args.overlap,
         size=args.diffusion_size or default(DiffusionConfig, "size"), offload=args.offload, max_unet_frames=args.max_unet_frames,
-        vae_frames=args.vae_frames, compile=args.compile,
+        vae_frames=args.vae_frames, compile=args.compile, unet=args.unet,
     )  # fmt: skip
     return ConvertConfig(
         clip=ClipConfig(start_frame=args.start_frame, num_frames=args.num_frames, size=None if args.width is None else (args.height, args.width)),
@@ -182,6 +219,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         flow=args.flow,
         matrix=matrix,
         filler=args.fill,
+        classical=FillConfig(border=args.border),
         diffusion=diffusion,
         exports=ExportSettings(
             exports=tuple(dict.fromkeys([*export.parse_exports(args.exports), *(["vr180"] if args.vr180 else [])])),
@@ -212,6 +250,28 @@ def _convert(args: argparse.Namespace) -> None:
     result = convert.convert(args.input, args.output, config, work_dir=work_dir, device=device, progress=progress)
     for name, path in result.exports.items():
         print(f"{name:9s} {path}")
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """The batch, its summary table on stdout; 1 when any input failed (or was not run after a failure)."""
+    from svg3d import batch, work
+    from svg3d.cli import ProgressLog, both, progress_bar, resolve_device, setup_logging
+
+    config = config_from_args(args)
+    settings = batch.BatchSettings(
+        recursive=args.recursive, skip_error=args.skip_error, segment_frames=args.segment_frames, ray=args.ray,
+        unit_cpus=args.unit_cpus, unit_gpus=args.unit_gpus, retries=args.retries, work_root=args.work_dir,
+    )  # fmt: skip
+    device = args.device if args.ray else str(resolve_device(args.device))  # in-process: a bad --device fails now
+    work.check_paths(None, args.output, args.work_dir or args.output)
+    work.make_dirs(args.output)
+    setup_logging(quiet=args.quiet, log_file=args.output / "batch.log")
+    progress = lambda desc, total, initial=0: progress_bar(total, desc, initial=initial, disable=args.quiet)  # noqa: E731
+    if args.progress_log is not None:
+        progress = both(progress, ProgressLog(args.progress_log))
+    report = batch.run_batch(args.input, args.output, config, settings=settings, device=device, progress=progress)
+    print(report.table(FLAGS))
+    return 0 if report.ok else 1
 
 
 def _demo(args: argparse.Namespace) -> None:

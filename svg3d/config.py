@@ -26,9 +26,11 @@ DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"  # Apache-2.0;
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"  # the paper's video model
 FLOW_CHOICES = ("auto", "raft", "raft_small", "dis")
 RAFT_ITERATIONS = 32  # the reference calls RAFT with iters=32 (torchvision's default is 12)
-FILLER_CHOICES = ("auto", "classical", "diffusion", "telea")  # svg3d.fillers.REGISTRY, kept light here
+FILLER_CHOICES = ("auto", "classical", "diffusion", "telea", "previous")  # "auto" + svg3d.fillers.REGISTRY, kept light here
 DEPTH_RANGE_CHOICES = ("shot", "clip")
 DDPM_TIMESTEPS = 1000  # zeroscope's DDPM scheduler is trained on 1000 timesteps: no more inference steps exist
+UNET_KINDS = ("diffusers", "ours")  # the UNet3D forward the denoiser calls (svg3d.unet3d: ours)
+DEFAULT_UNET = "diffusers"  # the one place the default forward is chosen (the GPU runs of issue 14 decide it)
 
 
 def default(cls: type, name: str):
@@ -164,6 +166,64 @@ class MatrixConfig:
 
 
 @dataclass(frozen=True)
+class DenoiseConfig:
+    """Stage 4's settings. Defaults are the reference's flags unless a comment says otherwise.
+
+    "ref" below is the authors' ``svg.py``; where its two published versions differ we follow
+    DESIGN.md §5 and say which version the value comes from.
+    """
+
+    num_inference_steps: int = 50  # ref --num_inference_steps
+    guidance_scale: float = 7.5  # ref denoising_process(guidance_scale=7.5); DESIGN §5
+    negative_prompt: str = "low-quality, blurry, flickering, ghost"  # ref --negative_prompt
+    threshold: float = 0.7  # ref --threshold (first release); a latent cell is known if its 8x8 mean >= it
+    erode_size: int = 3  # ref --erode_size of the latest release (the first had 1); DESIGN §5 "erode 3x3"
+    soft_mask_k: int = 5  # ref --soft_mask_k
+    soft_mask_type: str = "gaussian"  # ref --soft_mask_type ("gaussian" or "box")
+    resample: int = 6  # ref --resample (first release); R while t > E. 0 disables all resampling
+    frame_matrix_end: int = 500  # ref --frame_matrix_end (latest release); DESIGN §5. <= 0: multi-view mode
+    last_view_resample: int = 2  # ref --last_view_resample; R once t <= E, and stage-2 passes on the last view
+    fix_last_view_begin: int = 600  # ref --fix_last_view_begin; multi-view stage 2 starts at t <= this
+    stage2_resample: int = 4  # ref --stage2_resample
+    stage2_time_freq: int = (
+        3  # ref --stage2_time_direction_denoise_freq: stage-2 pass i is temporal iff (i+1) % this == 0
+    )
+    update_source_latent: bool = True  # ref --update_source_latent: disocclusion boundary re-injection
+    update_source_latent_end: int = 0  # ref --update_source_latent_end: re-inject while t > this
+    last_view_idx: int | None = None  # ref --last_view_idx (7 = V - 1 for 8 views); None = V - 1
+    vae_sample: bool = True  # ref images2latents(use_mean=False): S is a posterior sample, not the mean
+    seed: int = 42  # ref generator=torch.manual_seed(42)
+    max_unet_frames: int = 256  # ours: latent frames per UNet call, CFG's pair counted (one 8x16 pass)
+    max_vae_frames: int = 16  # ours (ref --low_ram_vae): frames per VAE call
+    offload: bool = False  # ours: the text encoder and the VAE wait on the CPU while they are idle
+    unet: str = DEFAULT_UNET  # ours (issue 13): "diffusers" (its UNet3D forward; the default until the GPU
+    # runs of issue 14 decide) or "ours" (svg3d.unet3d: the same numbers, channels-last)
+
+    def __post_init__(self) -> None:
+        _check([
+            (self.num_inference_steps >= 1, "num_inference_steps", f"{self.num_inference_steps}: must be >= 1"),
+            (math.isfinite(self.guidance_scale), "guidance_scale", f"{self.guidance_scale}: must be finite"),
+            (0.0 <= self.threshold <= 1.0, "threshold", f"{self.threshold}: must be in [0, 1]"),
+            (self.erode_size >= 1 and self.erode_size % 2 == 1, "erode_size", f"{self.erode_size}: must be odd and >= 1 (1 = no erosion)"),
+            (self.soft_mask_k >= 1 and self.soft_mask_k % 2 == 1, "soft_mask_k", f"{self.soft_mask_k}: must be odd and >= 1 (1 = hard mask)"),
+            (self.soft_mask_type in ("gaussian", "box"), "soft_mask_type", f"{self.soft_mask_type}: must be gaussian or box"),
+            (self.resample >= 0, "resample", f"{self.resample}: must be >= 0"),
+            (self.last_view_resample >= 0, "last_view_resample", f"{self.last_view_resample}: must be >= 0"),
+            (self.stage2_resample >= 0, "stage2_resample", f"{self.stage2_resample}: must be >= 0"),
+            (self.stage2_time_freq >= 1, "stage2_time_freq", f"{self.stage2_time_freq}: must be >= 1"),
+            (self.seed >= 0, "seed", f"{self.seed}: must be >= 0"),
+            (self.max_unet_frames >= 1, "max_unet_frames", f"{self.max_unet_frames}: must be >= 1"),
+            (self.max_vae_frames >= 1, "max_vae_frames", f"{self.max_vae_frames}: must be >= 1"),
+            (self.unet in UNET_KINDS, "unet", f"{self.unet}: expected one of {', '.join(UNET_KINDS)}"),
+        ])  # fmt: skip
+
+    @property
+    def multiview(self) -> bool:
+        """Multi-view mode (seed README): every view is denoised to the end and saved."""
+        return self.frame_matrix_end <= 0
+
+
+@dataclass(frozen=True)
 class DiffusionConfig:
     """Hole filling by frame-matrix denoising (``svg3d.fillers.diffusion``): what ``convert`` sets on top of
     ``denoise.DenoiseConfig`` (whose own defaults are the reference's)."""
@@ -178,11 +238,13 @@ class DiffusionConfig:
     offload: bool = False  # the idle text encoder and VAE wait on the CPU
     max_unet_frames: int = 256  # latent frames per UNet call, CFG pair counted; lower saves GPU memory
     vae_frames: int = 16  # frames per VAE call; lower saves GPU memory
-    compile: bool = False  # torch.compile the UNet's and VAE's blocks (pays off over many windows)
+    compile: bool = False  # torch.compile: diffusers' blocks, or our whole forward (cached per machine)
+    unet: str = DEFAULT_UNET  # the UNet3D forward: diffusers' or ours (svg3d.unet3d, the same numbers, channels-last)
 
     def __post_init__(self) -> None:
         _check([
             (1 <= self.steps <= DDPM_TIMESTEPS, "steps", f"{self.steps}: must be in 1 .. {DDPM_TIMESTEPS} (the scheduler's timesteps)"),
+            (self.unet in UNET_KINDS, "unet", f"{self.unet}: expected one of {', '.join(UNET_KINDS)}"),
             (self.seed >= 0, "seed", f"{self.seed}: must be >= 0"),
             (self.window >= 1, "window", f"{self.window}: must be >= 1"),
             (self.overlap is None or 0 <= self.overlap < self.window, ("overlap", "window"), f"{self.overlap}: must be >= 0 and smaller than window {self.window}"),
@@ -198,17 +260,56 @@ class DiffusionConfig:
         return max(0, min(4, self.window - 1)) if self.overlap is None else self.overlap
 
 
+BORDER_CHOICES = ("mirror", "stretch", "float", "inpaint")
+
+
+@dataclass(frozen=True)
+class FillConfig:
+    """Settings of ``fill_views``; defaults measured on rendered moving-camera scenes (bench/bench_fill.py)."""
+
+    window: int = 6  # frames before AND after searched along the scene's motion (step 2); 9 gained 0.2-0.5 dB for 13 % more time
+    flow_width: int = 288  # px: the source's flow is computed at this width (the full width if narrower): half of 576, ~4 ms a DIS pair
+    flow_margin: float = 0.02  # x frame width: the background's motion is read this far from the occluder's edge (past DIS's blur across it)
+    depth_tolerance: float = 0.08  # relative: a sample is the hole's background if its depth is within this of the expected depth
+    colour_tolerance: float = 24 / 255  # the flow's reference point must keep its colour (mean over channels) from frame to frame
+    decay: float = 0.6  # weight of a frame k away: decay^(k-1), nearer frames (less flow error) count more
+    far_ratio: float = 3.0  # step 3: known pixels farther than this x the hole's background do not fill it (a sky, a saturated region taken for far)
+    depth_layers: int = 3  # step 3 fills holes in this many groups of background depth, each from its own layer
+    border: str = "mirror"  # the out-of-view band: BORDER_CHOICES (module docstring)
+    smooth: int = 3  # step 5: filled pixels average the first passes of this many frames each side, along the scene's motion
+    smooth_decay: float = 0.9  # step 5: weight of a frame k away: smooth_decay^k (flatter than step 2's: guesses average over more frames)
+    guess_weight: float = 0.3  # step 5: weight of a spatial guess (steps 3-4) against a pixel seen in another frame
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("window", self.window, isinstance(self.window, int) and self.window >= 0, "an integer >= 0 (0: nothing from other frames)"),
+            ("flow_width", self.flow_width, self.flow_width >= 16, ">= 16 px"),
+            ("flow_margin", self.flow_margin, 0 <= self.flow_margin < 0.5, "in [0, 0.5) of the width"),
+            ("depth_tolerance", self.depth_tolerance, 0 < self.depth_tolerance < 1, "in (0, 1)"),
+            ("colour_tolerance", self.colour_tolerance, self.colour_tolerance > 0, "> 0"),
+            ("decay", self.decay, 0 < self.decay <= 1, "in (0, 1]"),
+            ("far_ratio", self.far_ratio, self.far_ratio > 1, "> 1"),
+            ("depth_layers", self.depth_layers, isinstance(self.depth_layers, int) and self.depth_layers >= 1, "an integer >= 1"),
+            ("border", self.border, self.border in BORDER_CHOICES, f"one of {', '.join(BORDER_CHOICES)}"),
+            ("smooth", self.smooth, isinstance(self.smooth, int) and self.smooth >= 0, "an integer >= 0 (0: no step 5)"),
+            ("smooth_decay", self.smooth_decay, 0 < self.smooth_decay <= 1, "in (0, 1]"),
+            ("guess_weight", self.guess_weight, 0 < self.guess_weight <= 1, "in (0, 1]"),
+        ]
+        for name, value, ok, expected in checks:
+            if not ok:
+                raise InputError(f"{name} {value!r}: expected {expected}", params=(name,))
+
+    @property
+    def context(self) -> int:
+        """Frames of context needed on EACH side of the frames to fill: step 2's window, plus step 5's frames around."""
+        return self.window + self.smooth
+
+
 def _convert_matrix() -> MatrixConfig:
     """``convert``'s matrix: the effect by strength and screen plane, ranges per shot, views by the plan."""
     return MatrixConfig(
         num_views=None, strength=camera.DEFAULT_STRENGTH, convergence=camera.DEFAULT_CONVERGENCE, depth_range="shot", lossless=True
     )
-
-
-def _fill_config():
-    from .fill import FillConfig
-
-    return FillConfig()
 
 
 @dataclass(frozen=True)
@@ -221,7 +322,7 @@ class ConvertConfig:
     flow: str = "auto"  # stage 2's flow: RAFT if its weights are here, else OpenCV DIS
     matrix: MatrixConfig = field(default_factory=_convert_matrix)
     filler: str = "auto"  # diffusion when zeroscope is here and CUDA is, else classical (svg3d.fillers.resolve)
-    classical: object = field(default_factory=_fill_config)  # svg3d.fill.FillConfig
+    classical: FillConfig = field(default_factory=FillConfig)  # the classical filler's settings (svg3d.fillers.classical)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     exports: ExportSettings = field(default_factory=ExportSettings)  # which exports and how (svg3d.export)
     # Frames per chunk of every stage: memory is bounded by it, never by the clip's length; results do not

@@ -144,6 +144,10 @@ class Conversion:
         advance, close = self.progress(store.name, store.num_frames, initial=store.num_frames - todo)
         try:
             body(store, advance)
+        except BaseException as e:  # the log says where a run ended; what is committed stays
+            done = sum(c["count"] for c in store.chunks)
+            log.info("%-10s stopped (%s) with %d of %d frames committed", store.name, type(e).__name__, done, store.num_frames)
+            raise
         finally:
             close()
         digest = store.finish()
@@ -436,7 +440,7 @@ def generate(work_dir: Path, config: ConvertConfig, device: torch.device, progre
         log.info("%-10s up to date (%d frames from the prompt)", GENERATED, frames)
         return folder
     log.info("%-10s %d frames %dx%d from the prompt %r", GENERATED, frames, size[1], size[0], cfg.prompt)
-    model = load_model(cfg.model, device, compile=cfg.compile)
+    model = load_model(cfg.model, device, compile=cfg.compile, unet=cfg.unet)
     advance, close = (progress or _no_progress)(GENERATED, cfg.steps)
     try:
         video = text_to_video(model, cfg.prompt, num_frames=frames, height=size[0], width=size[1], config=denoise_config(cfg, False), progress=advance)

@@ -1,14 +1,18 @@
-"""The demo: a rendered clip with exact depth, converted to 3D with nothing downloaded, scored against the truth.
+"""The demo: rendered clips with exact depth, converted to 3D with nothing downloaded, scored against the truth.
 
-1. Render a scene (``scene``) from the left eye, and from the right eye as ground truth.
+For each scene of ``SCENES`` (a still camera, and a handheld one: the case a filler that copies still pixels
+gets wrong):
+
+1. Render it (``scene``) from the left eye, and from the right eye as ground truth.
 2. Encode the left view as ``input.mp4`` with a generated audio track (a chord, AAC), so the audio
    path of the exports is exercised, and write the renderer's inverse depth (1/Z, metric) per frame.
 3. ``convert.convert`` with ``--depth-from`` that folder, the renderer's physical camera (its focal, 7 cm,
-   metric inverse depth), OpenCV DIS flow for the stabilisation, the classical filler; SBS, anaglyph and
-   lossless eye exports; and again with the Telea filler, the baseline.
-4. ``report.json``: PSNR and SSIM of the generated right eye against the true one, in the pixels the
-   warp knew and in the disoccluded ones; the flicker of the filled pixels next to the true video's
-   over the same pixels; the same scores for OpenCV Telea inpainting of the same holes; timings.
+   metric inverse depth), OpenCV DIS flow for the stabilisation, and each filler of ``FILLERS``: the
+   classical one (SBS, anaglyph and lossless eye exports), the one of before issue 12 and OpenCV's Telea
+   (lossless right eyes), sharing the depth stages in one work folder.
+4. ``report.json``: per scene and filler, PSNR and SSIM of the generated right eye against the true one in
+   the pixels the warp knew and in the disoccluded ones, the flicker of the filled pixels next to the true
+   video's over the same pixels; timings.
 """
 
 from __future__ import annotations
@@ -79,6 +83,13 @@ def _scores(generated: torch.Tensor, truth: torch.Tensor, known: torch.Tensor) -
     }
 
 
+SCENES = {  # name -> (scene seed offset, camera motion): a still camera and a moving one (the case fillers get wrong)
+    "static": (0, "static"),
+    "handheld": (4, "handheld"),
+}
+FILLERS = ("classical", "previous", "telea")  # the filler, the one of before issue 12, OpenCV's Telea
+
+
 def run_demo(
     out_dir: str | os.PathLike = "results/demo",
     *,
@@ -87,70 +98,70 @@ def run_demo(
     num_frames: int = DEMO_FRAMES,
     progress: convert.ProgressFactory | None = None,
 ) -> Path:
-    """Run the demo into ``out_dir``; returns the path of ``report.json``."""
+    """Run the demo into ``out_dir``: every scene of ``SCENES`` with every filler of ``FILLERS``; returns
+    the path of ``report.json``. The exports of the last scene with the classical filler are the result."""
     out_dir = Path(out_dir)
     started = time.perf_counter()
     h, w = size
-    sc = scene.make_scene(seed, num_frames=num_frames, height=h, width=w)
+    report = {
+        "what": "generated right eye vs the renderer's true right eye; 'disoccluded' = pixels the warp left as holes",
+        "size": [w, h], "frames": num_frames, "fps": DEMO_FPS, "baseline_m": camera.DEFAULT_BASELINE, "scenes": {},
+    }  # fmt: skip
+    for name, (offset, motion) in SCENES.items():
+        sc = scene.make_scene(seed + offset, num_frames=num_frames, height=h, width=w, camera_motion=motion)
+        report["scenes"][name] = _demo_scene(sc, out_dir / name, progress)
+        report["scenes"][name]["camera_motion"] = motion
+    main = report["scenes"][list(SCENES)[-1]]
+    report["exports"] = main.pop("exports")
+    report["seconds_total"] = round(time.perf_counter() - started, 2)
+    report["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
+    report["svg3d"] = __version__
+    path = out_dir / "report.json"
+    io.write_text(path, json.dumps(_finite(report), indent=1))
+    for name, r in report["scenes"].items():
+        c, p, t = r["classical"], r["previous"], r["telea"]
+        log.info(
+            "demo %s: right eye disoccluded PSNR %.2f dB (previous filler %.2f, Telea %.2f), flicker %.2f (truth %.2f)",
+            name, c["psnr_disoccluded"], p["psnr_disoccluded"], t["psnr_disoccluded"], c["flicker_disoccluded"], r["true_video_flicker_disoccluded"],
+        )  # fmt: skip
+    log.info("demo: %s", report["exports"].get("sbs"))
+    return path
+
+
+def _demo_scene(sc: scene.Scene, folder: Path, progress) -> dict:
+    """One scene: rendered, encoded, converted with each filler (sharing the depth stages), scored."""
+    num_frames = sc.num_frames
     # The physical camera of the renderer: its focal, the paper's 7 cm, metric inverse depth.
     matrix = MatrixConfig(num_views=2, focal=sc.focal, metric_depth=True, lossless=True)
-    config = ConvertConfig(
-        depth=DepthConfig(depth_from=out_dir / "source" / "depth"), flow="dis", filler="classical", matrix=matrix,
-        exports=ExportSettings(exports=("sbs", "anaglyph", "eyes_png")),
-    )  # fmt: skip
     left, z_left = scene.render(sc, 0.0)
-    baselines = camera.view_baselines(2, matrix.max_baseline, matrix.layout)
-    right, _ = scene.render(sc, float(baselines[-1]))  # the true right eye
-    rendered = time.perf_counter() - started
-
-    source = out_dir / "source"
+    right, _ = scene.render(sc, float(camera.view_baselines(2, matrix.max_baseline, matrix.layout)[-1]))  # the true right eye
+    source = folder / "source"
     clip = source / "input.mp4"
     tone = write_tone(source / "tone.m4a", num_frames / DEMO_FPS)
     io.write_video(clip, _uint8(left), DEMO_FPS, audio_from=tone)
     for t, z in enumerate(z_left.numpy()):
         io.write_depth(source / "depth" / f"{t:05d}.npy", 1.0 / z)  # inverse metric depth, --metric-depth
-
+    base = ConvertConfig(depth=DepthConfig(depth_from=source / "depth"), flow="dis", matrix=matrix)
     truth = right.clamp(0, 1)
-    results, scores = {}, {}
-    for filler in ("classical", "telea"):
-        folder = out_dir if filler == "classical" else out_dir / "telea"
-        result = convert.convert(clip, folder, replace(config, filler=filler, exports=config.exports if filler == "classical" else ExportSettings(exports=("eyes_png",), preview=False)), progress=progress)
-        generated = torch.from_numpy(io.read_frames(io.list_images(result.exports["eyes_png"] / "right"))).permute(0, 3, 1, 2).float() / 255  # T H W 3 -> T 3 H W
+    out: dict = {"scene_seed": None, "seconds": {}}
+    for filler in reversed(FILLERS):  # the classical filler last: its exports are the scene's result
+        main = filler == "classical"
+        exports = ExportSettings(exports=("sbs", "anaglyph", "eyes_png")) if main else ExportSettings(exports=("eyes_png",), preview=False)
+        result = convert.convert(
+            clip, folder if main else folder / filler, replace(base, filler=filler, exports=exports),
+            work_dir=folder / "work", progress=progress,
+        )  # fmt: skip
+        generated = torch.from_numpy(io.read_frames(io.list_images(result.exports["eyes_png"] / "right"))).permute(0, 3, 1, 2).float() / 255
         known = _known(result)
-        results[filler], scores[filler] = result, _scores(generated, truth, known)
-    result = results["classical"]
-    known = _known(result)
-    report = {
-        "what": "generated right eye vs the renderer's true right eye; 'disoccluded' = pixels the warp left as holes",
-        "scene_seed": seed,
-        "size": [w, h],
-        "frames": num_frames,
-        "fps": DEMO_FPS,
-        "baseline_m": matrix.max_baseline,
-        "focal_px": result.plan.focal,
-        "disoccluded_share": (~known).float().mean().item(),
-        "classical": scores["classical"],
-        "telea_baseline": scores["telea"],
-        "true_video_flicker_disoccluded": metrics.flicker(truth, ~known),
-        "exports": {name: str(path) for name, path in result.exports.items()},
-        "seconds": {
-            "render": round(rendered, 2),
-            **{s.name: round(s.seconds, 2) for s in result.stages},
-            "total": round(time.perf_counter() - started, 2),
-        },
-        "stages_skipped": [s.name for s in result.stages if not s.ran],  # up to date from an earlier run
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
-        "svg3d": __version__,
-    }
-    path = out_dir / "report.json"
-    io.write_text(path, json.dumps(_finite(report), indent=1))
-    c, b = report["classical"], report["telea_baseline"]
-    log.info(
-        "demo: right eye PSNR %.2f dB known, %.2f dB disoccluded (Telea %.2f dB); SSIM %.3f / %.3f; flicker %.2f (truth %.2f) -> %s",
-        c["psnr_known"], c["psnr_disoccluded"], b["psnr_disoccluded"], c["ssim_known"], c["ssim_disoccluded"],
-        c["flicker_disoccluded"], report["true_video_flicker_disoccluded"], result.exports["sbs"],
-    )  # fmt: skip
-    return path
+        out[filler] = _scores(generated, truth, known)
+        out["seconds"][filler] = {s.name: round(s.seconds, 2) for s in result.stages}
+        if main:
+            out["disoccluded_share"] = (~known).float().mean().item()
+            out["true_video_flicker_disoccluded"] = metrics.flicker(truth, ~known)
+            out["focal_px"] = result.plan.focal
+            out["exports"] = {name: str(path) for name, path in result.exports.items()}
+    out.pop("scene_seed")
+    return out
 
 
 def _known(result: convert.ConvertResult) -> torch.Tensor:

@@ -36,6 +36,11 @@ Where we differ from the reference (``svg.py`` of the authors' release) on purpo
   overlap by O; the overlap of each window after the first holds the previous window's final latents
   as known content (M = 1) for the output views, so the seam frames are the same latents in both.
 - Any size: frames whose sides are not multiples of the VAE factor are reflect-padded and cropped back.
+
+Execution, not recipe: ``DenoiseConfig.unet`` picks diffusers' UNet3D forward or ours (``svg3d.unet3d``, same
+numbers, channels-last), and ``workers`` (``Workers``; ``svg3d.distributed.Ranks`` across processes) says which
+share of each pass's UNet batch items and of each VAE call's frames this process computes; every process draws
+every random number of the whole matrix, so a run split across GPUs equals the one-device run.
 """
 
 from __future__ import annotations
@@ -49,66 +54,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import camera
+from . import camera, unet3d
 from .checks import check_shape
+from .config import DenoiseConfig
+from .models import channels_last_input
 
 log = logging.getLogger(__name__)
 
 TIME, VIEWS, VIEWS_REVERSED = "time", "views", "views_reversed"  # the three denoising directions
-
-
-@dataclass(frozen=True)
-class DenoiseConfig:
-    """Stage 4's settings. Defaults are the reference's flags unless a comment says otherwise.
-
-    "ref" below is the authors' ``svg.py``; where its two published versions differ we follow
-    DESIGN.md §5 and say which version the value comes from.
-    """
-
-    num_inference_steps: int = 50  # ref --num_inference_steps
-    guidance_scale: float = 7.5  # ref denoising_process(guidance_scale=7.5); DESIGN §5
-    negative_prompt: str = "low-quality, blurry, flickering, ghost"  # ref --negative_prompt
-    threshold: float = 0.7  # ref --threshold (first release); a latent cell is known if its 8x8 mean >= it
-    erode_size: int = 3  # ref --erode_size of the latest release (the first had 1); DESIGN §5 "erode 3x3"
-    soft_mask_k: int = 5  # ref --soft_mask_k
-    soft_mask_type: str = "gaussian"  # ref --soft_mask_type ("gaussian" or "box")
-    resample: int = 6  # ref --resample (first release); R while t > E. 0 disables all resampling
-    frame_matrix_end: int = 500  # ref --frame_matrix_end (latest release); DESIGN §5. <= 0: multi-view mode
-    last_view_resample: int = 2  # ref --last_view_resample; R once t <= E, and stage-2 passes on the last view
-    fix_last_view_begin: int = 600  # ref --fix_last_view_begin; multi-view stage 2 starts at t <= this
-    stage2_resample: int = 4  # ref --stage2_resample
-    stage2_time_freq: int = (
-        3  # ref --stage2_time_direction_denoise_freq: stage-2 pass i is temporal iff (i+1) % this == 0
-    )
-    update_source_latent: bool = True  # ref --update_source_latent: disocclusion boundary re-injection
-    update_source_latent_end: int = 0  # ref --update_source_latent_end: re-inject while t > this
-    last_view_idx: int | None = None  # ref --last_view_idx (7 = V - 1 for 8 views); None = V - 1
-    vae_sample: bool = True  # ref images2latents(use_mean=False): S is a posterior sample, not the mean
-    seed: int = 42  # ref generator=torch.manual_seed(42)
-    max_unet_frames: int = 256  # ours: latent frames per UNet call, CFG's pair counted (one 8x16 pass)
-    max_vae_frames: int = 16  # ours (ref --low_ram_vae): frames per VAE call
-    offload: bool = False  # ours: the text encoder and the VAE wait on the CPU while they are idle
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.num_inference_steps >= 1, "--num_inference_steps must be >= 1"),
-            (0.0 <= self.threshold <= 1.0, "--threshold must be in [0, 1]"),
-            (self.erode_size >= 1 and self.erode_size % 2 == 1, "--erode_size must be odd and >= 1 (1 = no erosion)"),
-            (self.soft_mask_k >= 1 and self.soft_mask_k % 2 == 1, "--soft_mask_k must be odd and >= 1 (1 = hard mask)"),
-            (self.soft_mask_type in ("gaussian", "box"), "--soft_mask_type must be gaussian or box"),
-            (min(self.resample, self.last_view_resample, self.stage2_resample) >= 0, "resample counts must be >= 0"),
-            (self.stage2_time_freq >= 1, "--stage2_time_direction_denoise_freq must be >= 1"),
-            (self.seed >= 0, "--seed must be >= 0"),
-            (self.max_unet_frames >= 1 and self.max_vae_frames >= 1, "frames per UNet/VAE call must be >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    @property
-    def multiview(self) -> bool:
-        """Multi-view mode (seed README): every view is denoised to the end and saved."""
-        return self.frame_matrix_end <= 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,6 +92,32 @@ def _randn_matrix(shape: Sequence[int], gen: torch.Generator) -> torch.Tensor:
     """
     v, t, c, h, w = shape
     return from_columns(torch.randn((v, c, t, h, w), generator=gen, device=gen.device))
+
+
+# --------------------------------------------------------------------------------------------------
+# who computes what
+
+
+class Workers:
+    """How a run's UNet and VAE work is shared out: here, one process computes all of it.
+
+    ``svg3d.distributed.Ranks`` replaces it to split a clip across processes (GPUs). The loop asks ``share(n)``
+    for the items of a list of n (UNet batch items, VAE frames) this process computes, writes them into a
+    zero-filled tensor of all n, and ``combine`` returns the tensor with every process's items in it.
+    """
+
+    rank, world = 0, 1
+
+    def share(self, n: int) -> range:
+        """The items ``0 .. n-1`` this process computes: all of them."""
+        return range(n)
+
+    def combine(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(n, ...)`` holds this process's share (zeros elsewhere); returns all n items (here: ``x``)."""
+        return x
+
+
+LOCAL = Workers()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,39 +309,54 @@ def encode_prompt(model, prompt: str, negative_prompt: str) -> torch.Tensor:
     return model.text_encoder(tok.input_ids.to(model.device))[0].float()
 
 
-def _vae_encode(model, frames: torch.Tensor, eps: torch.Tensor | None, chunk: int) -> torch.Tensor:
+def _vae_encode(
+    model, frames: torch.Tensor, eps: torch.Tensor | None, chunk: int, workers: Workers = LOCAL
+) -> torch.Tensor:
     """frames ``(N, 3, H, W)`` in [0, 1] -> scaled latents ``(N, c, h, w)``; ``eps`` ``(N, c, h, w)``
-    is the posterior noise (None = the posterior mean)."""
-    out = []
-    for i in range(0, frames.shape[0], chunk):
-        dist = model.vae.encode((frames[i : i + chunk] * 2 - 1).to(model.dtype)).latent_dist
-        z = dist.mean.float() if eps is None else dist.mean.float() + dist.std.float() * eps[i : i + chunk]
-        out.append(z * model.vae.config.scaling_factor)
-    return torch.cat(out)
+    is the posterior noise (None = the posterior mean). ``workers``: this process encodes its share of frames."""
+    f = model.vae_scale_factor
+    shape = (frames.shape[0], model.latent_channels, frames.shape[2] // f, frames.shape[3] // f)
+    out = torch.zeros(shape, device=frames.device)
+    mine = workers.share(frames.shape[0])
+    for i in range(mine.start, mine.stop, chunk):
+        j = min(i + chunk, mine.stop)
+        dist = model.vae.encode(channels_last_input(model.vae, (frames[i:j] * 2 - 1).to(model.dtype))).latent_dist
+        z = dist.mean.float() if eps is None else dist.mean.float() + dist.std.float() * eps[i:j]
+        out[i:j] = z * model.vae.config.scaling_factor
+    return workers.combine(out)
 
 
-def decode_latents(model, z: torch.Tensor, *, max_frames: int = 16) -> torch.Tensor:
+def decode_latents(model, z: torch.Tensor, *, max_frames: int = 16, workers: Workers = LOCAL) -> torch.Tensor:
     """Latent columns ``(N, T, c, h, w)`` -> frames ``(N, T, 3, H, W)`` float32 in [0, 1].
 
     The SD VAE decodes frame by frame (``max_frames`` per call). The SVD-XT temporal decoder mixes the
     frames of a clip, so it always gets whole columns (as many per call as ``max_frames`` allows).
+    ``workers``: this process decodes its share of the frames (of the columns, for the temporal decoder).
     """
     n = check_shape(z, "N T c h w", "z")
     z = z / model.vae.config.scaling_factor
+    f = model.vae_scale_factor
+    out = torch.zeros((n["N"], n["T"], 3, n["h"] * f, n["w"] * f), device=z.device)
     if model.temporal_vae:
+        mine = workers.share(n["N"])
         per_call = max(1, max_frames // n["T"])
-        parts = [
-            model.vae.decode(z[i : i + per_call].flatten(0, 1).to(model.dtype), num_frames=n["T"]).sample
-            for i in range(0, n["N"], per_call)
-        ]
+        for i in range(mine.start, mine.stop, per_call):
+            j = min(i + per_call, mine.stop)
+            out[i:j] = (
+                model.vae.decode(
+                    channels_last_input(model.vae, z[i:j].flatten(0, 1).to(model.dtype)), num_frames=n["T"]
+                )
+                .sample.float()
+                .unflatten(0, (j - i, n["T"]))
+            )
     else:
-        flat = z.flatten(0, 1)
-        parts = [
-            model.vae.decode(flat[i : i + max_frames].to(model.dtype)).sample
-            for i in range(0, flat.shape[0], max_frames)
-        ]
-    frames = torch.cat(parts).float().unflatten(0, (n["N"], n["T"]))
-    return (frames / 2 + 0.5).clamp(0, 1)
+        flat, frames = z.flatten(0, 1), out.view(n["N"] * n["T"], *out.shape[2:])  # frames: a view of out
+        mine = workers.share(flat.shape[0])
+        for i in range(mine.start, mine.stop, max_frames):
+            j = min(i + max_frames, mine.stop)
+            frames[i:j] = model.vae.decode(channels_last_input(model.vae, flat[i:j].to(model.dtype))).sample.float()
+    out = workers.combine(out)
+    return (out / 2 + 0.5).clamp(0, 1)
 
 
 def pad_to_multiple(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -414,8 +408,17 @@ class DenoiseResult:
 class _Denoiser:
     """The state one run shares between passes: model, embeddings, masks, known latents, generators."""
 
-    def __init__(self, model, config: DenoiseConfig, emb: torch.Tensor, gens: Generators, known_cells: torch.Tensor):
-        self.model, self.config, self.emb, self.gens = model, config, emb, gens
+    def __init__(
+        self,
+        model,
+        config: DenoiseConfig,
+        emb: torch.Tensor,
+        gens: Generators,
+        known_cells: torch.Tensor,
+        workers: Workers = LOCAL,
+    ):
+        self.model, self.config, self.emb, self.gens, self.workers = model, config, emb, gens, workers
+        self._unet = None  # resolved at the first UNet call (unet3d.unet_for)
         self.known_cells = known_cells.cpu()  # (V, T) bool: M == 1 and every pixel known
         self.num_views, self.num_frames = known_cells.shape
         self.stats = DenoiseStats()
@@ -432,14 +435,33 @@ class _Denoiser:
         a = float(self.abar[t_to] / self.abar[t_from])
         return a**0.5 * z + (1 - a) ** 0.5 * _randn_matrix(z.shape, self.gens.noise)
 
+    @property
+    def unet(self):
+        """diffusers' UNet module, or our forward over its weights (``DenoiseConfig.unet``)."""
+        if self._unet is None:
+            self._unet = unet3d.unet_for(self.model.unet, self.config.unet)
+        return self._unet
+
     def cfg_eps(self, x: torch.Tensor, t) -> torch.Tensor:
-        """Classifier-free-guided noise prediction for a UNet batch ``(B, c, F, h, w)``, fp32 in and out."""
-        b, frames = x.shape[0], x.shape[2]
-        hidden = self.emb.repeat_interleave(b, dim=0).to(self.model.dtype)  # [negative] * B + [prompt] * B
-        out = self.model.unet(torch.cat([x, x]).to(self.model.dtype), t, encoder_hidden_states=hidden).sample.float()
-        uncond, cond = out.chunk(2)
-        self.stats.unet_calls += 1
-        self.stats.unet_frames += 2 * b * frames
+        """Classifier-free-guided noise prediction for n columns or rows ``(n, c, F, h, w)``, fp32 in and out.
+
+        The UNet batch items are (item, branch) pairs, branch 0 = the negative prompt (CFG's unconditional), 1 =
+        the prompt; a call takes whole pairs, up to ``max_unet_frames`` frames (a column or row is never split),
+        batched as [negatives..., prompts...]. With several workers each computes its share of the pairs.
+        """
+        n, frames = x.shape[0], x.shape[2]
+        units = self.workers.share(2 * n)  # unit u: item u // 2, branch u % 2
+        per_call = 2 * max(1, self.config.max_unet_frames // (2 * frames))
+        out = torch.zeros((2, *x.shape), device=x.device)  # branch, item, c, F, h, w
+        for start in range(units.start, units.stop, per_call):
+            call = sorted(range(start, min(start + per_call, units.stop)), key=lambda u: (u % 2, u // 2))
+            items, branches = [u // 2 for u in call], [u % 2 for u in call]
+            hidden = self.emb[branches].to(self.model.dtype)  # [negative] * k + [prompt] * k
+            pred = self.unet(x[items].to(self.model.dtype), t, encoder_hidden_states=hidden).sample
+            out[branches, items] = pred.float()
+            self.stats.unet_calls += 1
+        self.stats.unet_frames += 2 * n * frames  # the whole pass's work, whoever computed it
+        uncond, cond = self.workers.combine(out)
         return uncond + self.config.guidance_scale * (cond - uncond)
 
     def run_pass(self, z_in: torch.Tensor, t, p: Pass, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -452,20 +474,16 @@ class _Denoiser:
         updated = torch.zeros((v_count, t_count), dtype=torch.bool)
         if p.direction == TIME:
             views = [v for v in p.views if v != p.hold and not self.known_cells[v].all()]
-            per_call = max(1, self.config.max_unet_frames // (2 * t_count))  # a column is never split
-            for i in range(0, len(views), per_call):
-                idx = views[i : i + per_call]
-                eps[idx] = from_columns(self.cfg_eps(to_columns(z_in[idx]), t))
+            if views:
+                eps[views] = from_columns(self.cfg_eps(to_columns(z_in[views]), t))
             updated[views] = True
         else:
             flip = p.direction == VIEWS_REVERSED  # the reference also reads rows right to left
             rows = [r for r in range(t_count) if not self.known_cells[:, r].all()]
-            per_call = max(1, self.config.max_unet_frames // (2 * v_count))
-            for i in range(0, len(rows), per_call):
-                idx = rows[i : i + per_call]
-                x = to_rows(z_in[:, idx])  # n c V h w
+            if rows:
+                x = to_rows(z_in[:, rows])  # n c V h w
                 e = self.cfg_eps(x.flip(2) if flip else x, t)
-                eps[:, idx] = from_rows(e.flip(2) if flip else e)
+                eps[:, rows] = from_rows(e.flip(2) if flip else e)
             updated[:, rows] = True
             if p.hold is not None:
                 updated[p.hold] = False
@@ -490,6 +508,7 @@ def denoise_frame_matrix(
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
     fixed_latents: torch.Tensor | None = None,
     fixed_cells: torch.Tensor | None = None,
+    workers: Workers = LOCAL,
 ) -> DenoiseResult:
     """Fill the holes of a frame matrix by denoising it along time and views (DESIGN.md §5).
 
@@ -502,6 +521,8 @@ def denoise_frame_matrix(
     each step with (step index, t, z ``(V, T, c, h, w)``), for previews.
     fixed_latents ``(V, T, c, h, w)`` with fixed_cells bool ``(V, T)``: cells whose clean latents are
     given (``denoise_long``'s overlap frames): M = 1 and S = these latents, never re-encoded.
+    workers: which share of the UNet and VAE work this process computes (``Workers``; every process of a
+    ``svg3d.distributed`` run calls this with the same arguments and gets the same result).
     """
     config = DenoiseConfig() if config is None else config
     s = check_shape(images, "V T 3 H W", "images")
@@ -533,7 +554,7 @@ def denoise_frame_matrix(
         if cells.any():
             with _resident(model.vae, device, config.offload):
                 known[cells] = _vae_encode(
-                    model, frames[cells], None if eps is None else eps[cells], config.max_vae_frames
+                    model, frames[cells], None if eps is None else eps[cells], config.max_vae_frames, workers
                 )
         return known
 
@@ -546,7 +567,7 @@ def denoise_frame_matrix(
     known_cells = pixel.flatten(2).all(dim=2) & (mask.flatten(2) == 1).all(dim=2)
     with _resident(model.text_encoder, device, config.offload):
         emb = encode_prompt(model, prompt, config.negative_prompt)
-    den = _Denoiser(model, config, emb, gens, known_cells)
+    den = _Denoiser(model, config, emb, gens, known_cells, workers)
 
     # 3. Start from pure noise z_T.
     sched.set_timesteps(config.num_inference_steps)
@@ -567,7 +588,7 @@ def denoise_frame_matrix(
             if views:
                 decoded = torch.zeros_like(images)
                 with _resident(model.vae, device, config.offload):
-                    decoded[views] = decode_latents(model, x0[views], max_frames=config.max_vae_frames)
+                    decoded[views] = decode_latents(model, x0[views], max_frames=config.max_vae_frames, workers=workers)
                 composite = torch.where(pixel, images, decoded)
                 cells = any_known.clone()
                 cells[[v for v in range(v_count) if v not in views]] = False
@@ -592,7 +613,7 @@ def denoise_frame_matrix(
     # 8. Decode the output views.
     views = output_views(v_count, config)
     with _resident(model.vae, device, config.offload):
-        frames = decode_latents(model, z[list(views)], max_frames=config.max_vae_frames)
+        frames = decode_latents(model, z[list(views)], max_frames=config.max_vae_frames, workers=workers)
     frames = frames[..., : s["H"], : s["W"]]  # crop the padding
     log.debug(
         "denoised %d views x %d frames: %d UNet calls, %d frame evaluations",
@@ -658,6 +679,7 @@ def denoise_long(
     layout: camera.Layout | str = camera.Layout.LEFT2RIGHT,
     progress: Callable[[int], None] | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    workers: Workers = LOCAL,
 ) -> DenoiseResult:
     """``denoise_frame_matrix`` over a clip of any length, in sliding windows of ``window`` frames.
 
@@ -669,6 +691,7 @@ def denoise_long(
     clip. Window k uses ``window_seed(config.seed, k)``. Returns the whole clip: latents, known latents
     and mask ``(V, T, ...)`` and the videos ``(T, 3, H, W)``, all on the CPU; ``progress`` ticks
     ``num_inference_steps`` times per window and ``callback`` gets each window's own step indices and z.
+    ``workers``: as ``denoise_frame_matrix``.
     """
     config = DenoiseConfig() if config is None else config
     s = check_shape(images, "V T 3 H W", "images")
@@ -698,6 +721,7 @@ def denoise_long(
             callback=callback,
             fixed_latents=fixed_latents,
             fixed_cells=fixed_cells,
+            workers=workers,
         )
         new = done - start  # the first frame of this window that is not final yet
         parts.append(

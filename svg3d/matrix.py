@@ -335,6 +335,21 @@ def warp_cells(
     return warped[:, :, :3], masks, torch.where(masks[:, :, 0], warped[:, :, 3], 0)
 
 
+def warp_depth(depth: torch.Tensor, baselines: torch.Tensor, focal: float, *, screen: float = 0.0, num_planes: int = 4) -> torch.Tensor:
+    """Metric depth of every frame-matrix cell: Z ``(T, H, W)`` warped to views at ``baselines (V,)``.
+
+    Returns ``(V, T, H, W)``, 0 in holes. It is ``warp.warp_views`` applied to Z itself as a
+    one-channel image, so its holes are exactly the frame matrix's (which depend on Z alone) and the
+    crack clean-up blurs depth where it blurs colour.
+    """
+    check_shape(depth, "T H W", "depth")
+    check_shape(baselines, "V", "baselines")
+    from .warp import warp_views
+
+    warped, known = warp_views(depth[:, None], depth, baselines.to(depth), focal, screen=screen, num_planes=num_planes)
+    return torch.where(known, warped, 0)[:, :, 0]  # (V, T, 1, H, W) -> (V, T, H, W)
+
+
 @dataclass
 class Cells:
     """Frame-matrix cells of a frame range ``first .. first + n - 1`` for some views.
@@ -351,6 +366,9 @@ class Cells:
     depth: torch.Tensor
     source: torch.Tensor
     source_depth: torch.Tensor
+    baselines: tuple[float, ...] = ()  # metres, of ``views``
+    focal: float = 0.0  # pixels
+    screen: float = 0.0  # inverse depth (1/m) of the screen plane (``camera``)
 
 
 class MatrixSource:
@@ -420,4 +438,7 @@ class MatrixSource:
             depth=torch.stack([p[2] for p in parts], 1),
             source=torch.stack([p[3] for p in parts]),
             source_depth=torch.stack([p[4] for p in parts]),
+            baselines=tuple(self.plan.baselines[v] for v in views),
+            focal=self.plan.focal,
+            screen=self.plan.screen,
         )

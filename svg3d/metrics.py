@@ -1,9 +1,9 @@
 """Image metrics restricted to a region: PSNR, SSIM and the temporal flicker of filled pixels.
 
-Used by the demo's report and by the hole-filling tests, where the interesting numbers are those of
-the disoccluded pixels only (a whole-image score is dominated by the known pixels, which are copies).
-Inputs are float ``(N, 3, H, W)`` in [0, 1] with a bool region ``(N, H, W)``; scores are on the 0-1
-scale (PSNR in dB with peak 1), flicker on the 0-255 scale.
+Used by the demo's report, bench/bench_fill.py and the hole-filling tests, where the interesting
+numbers are those of the disoccluded pixels only (a whole-image score is dominated by the known
+pixels, which are copies). Inputs are float ``(N, 3, H, W)`` in [0, 1] with a bool region
+``(N, H, W)``; scores are on the 0-1 scale (PSNR in dB with peak 1), flicker on the 0-255 scale.
 """
 
 from __future__ import annotations
@@ -88,3 +88,31 @@ def flicker(frames: torch.Tensor, region: torch.Tensor) -> float:
         return math.nan
     change = (frames[1:].double() - frames[:-1].double()).abs().mean(1)  # (T-1, H, W), mean over channels
     return 255.0 * change[both].mean().item()
+
+
+def flicker_ratio(frames: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> float:
+    """``flicker`` of ``frames`` over ``region`` divided by the true video's over the same pixels.
+
+    frames, truth: float ``(T, 3, H, W)`` in [0, 1]; region: bool ``(T, H, W)``. 1 means the filled
+    pixels change from frame to frame exactly as much as the truth does there (a moving camera moves
+    the background too); above 1 is flicker. NaN when the region has no pair of frames, inf when
+    the truth does not change there but the frames do.
+    """
+    check_same([check_shape(truth, "T 3 H W", "truth"), check_shape(frames, "T 3 H W", "frames")], "T H W", ["truth", "frames"])
+    ours, true = flicker(frames, region), flicker(truth, region)
+    if math.isnan(ours) or math.isnan(true):
+        return math.nan
+    if true == 0:
+        return math.inf if ours > 0 else 1.0
+    return ours / true
+
+
+def region_scores(generated: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> dict[str, float]:
+    """PSNR, SSIM, flicker and flicker ratio of a video ``(T, 3, H, W)`` against the truth over ``region (T, H, W)``."""
+    _check(generated, truth, region)
+    return {
+        "psnr": masked_psnr(generated, truth, region),
+        "ssim": masked_ssim(generated, truth, region),
+        "flicker": flicker(generated, region),
+        "flicker_ratio": flicker_ratio(generated, truth, region),
+    }

@@ -169,6 +169,51 @@ def check_available(name: str, what: str, *, flag: str, probe_file: str = "confi
         raise model_not_found(name, what, reason, flag=flag, alternative=alternative)
 
 
+class KeptModels:
+    """Models kept loaded between conversions in one process (a batch worker): one per kind, counted.
+
+    ``keep_loaded()`` installs one for its ``with`` block; while it is installed every loader hands back the
+    model it loaded last for the same arguments instead of loading it again (seconds to a minute for
+    zeroscope), and a model asked for with other arguments replaces it (one model per kind in memory).
+    ``loads[kind]`` counts the real loads.
+    """
+
+    def __init__(self) -> None:
+        self.loads: dict[str, int] = {}
+        self._kept: dict[str, tuple[str, object]] = {}
+
+    def get(self, kind: str, key: object, load):
+        text = repr(key)
+        kept = self._kept.get(kind)
+        if kept is not None and kept[0] == text:
+            log.debug("%s model: the one loaded for an earlier conversion", kind)
+            return kept[1]
+        self._kept.pop(kind, None)  # drop the old model before loading another
+        model = load()
+        self.loads[kind] = self.loads.get(kind, 0) + 1
+        self._kept[kind] = (text, model)
+        return model
+
+
+_KEPT: KeptModels | None = None
+
+
+@contextlib.contextmanager
+def keep_loaded(kept: KeptModels | None = None) -> Iterator[KeptModels]:
+    """Keep every model loaded inside the block for the next load with the same arguments (``KeptModels``)."""
+    global _KEPT
+    previous, _KEPT = _KEPT, kept if kept is not None else (_KEPT or KeptModels())
+    try:
+        yield _KEPT
+    finally:
+        _KEPT = previous
+
+
+def kept(kind: str, key: object, load):
+    """``load()``, or the model ``keep_loaded`` kept for ``kind`` and ``key`` (the loaders call this)."""
+    return load() if _KEPT is None else _KEPT.get(kind, key, load)
+
+
 def default_dtype(device: torch.device) -> torch.dtype:
     """fp16 on CUDA (what Depth Anything and RAFT are run in), fp32 on CPU (fp16 CPU kernels are slow)."""
     return torch.float16 if device.type == "cuda" else torch.float32
@@ -224,9 +269,13 @@ def load_depth_model(
     ``dtype``: None = ``default_dtype(device)``. Raises ``InputError`` if it cannot be found, naming
     ``flag`` (the CLI option that chooses the model) in its advice.
     """
+    dtype = default_dtype(device) if dtype is None else dtype
+    return kept("depth", (name, str(device), str(dtype)), lambda: _load_depth_model(name, device, dtype, flag, alternative))
+
+
+def _load_depth_model(name: str, device: torch.device, dtype: torch.dtype, flag: str, alternative: str | None) -> DepthModel:
     from transformers import AutoModelForDepthEstimation
 
-    dtype = default_dtype(device) if dtype is None else dtype
     with loading(name, "depth model", flag=flag, alternative=alternative):
         net = AutoModelForDepthEstimation.from_pretrained(name, dtype=dtype, local_files_only=offline())
         preprocessor = _preprocessor_config(name)
@@ -312,6 +361,11 @@ def check_raft(name: str) -> None:
 
 
 def load_raft(name_or_path: str = "raft_large", *, device: torch.device, small: bool | None = None) -> torch.nn.Module:
+    """torchvision RAFT in eval mode (``_load_raft``), kept while ``keep_loaded`` is on."""
+    return kept("flow", (name_or_path, str(device), small), lambda: _load_raft(name_or_path, device=device, small=small))
+
+
+def _load_raft(name_or_path: str, *, device: torch.device, small: bool | None) -> torch.nn.Module:
     """torchvision RAFT in eval mode, from ``raft_large``/``raft_small`` or a local state-dict file.
 
     A name takes torchvision's weights, downloaded into the torch hub cache once (never while
@@ -496,19 +550,73 @@ def compile_blocks(module: torch.nn.Module, names: tuple[str, ...] = COMPILED_BL
     return len(done)
 
 
-def compile_zeroscope(model: Zeroscope) -> int:
-    """Compile the UNet's and the VAE's repeated blocks in place (``compile_blocks``); returns how many.
+def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = True) -> int:
+    """Compile the model for ``DenoiseConfig(unet=unet)``, in place; returns how many modules were compiled.
 
-    Opt-in (``--compile``) because it pays only over long runs. Measured on an H100 with the full-size
-    architecture: UNet calls 1.09x and VAE round trips 1.16x faster; the default stereo schedule on a
-    16-frame x 8-view matrix at 576x320 takes 202 s instead of 224 s and peaks at 14.0 instead of
-    18.9 GiB (fused blocks keep fewer intermediates). Compiling costs about 200 s on a machine's first
-    run and about a minute once Inductor's on-disk cache holds the kernels, so it pays off over several
-    windows or clips. A block that fails to compile runs eagerly (with Dynamo's warning) instead of
-    stopping the run. Compiling the whole UNet makes a call 1.40x faster but costs 156 s per input
-    shape, and did not finish within 6 minutes with dynamic shapes.
+    ``unet="diffusers"``: the UNet's and the VAE's repeated blocks (``compile_blocks``, dynamic shapes). Measured
+    on an H100 with the full-size architecture: UNet calls 1.09x and VAE round trips 1.16x faster; the default
+    stereo schedule on a 16-frame x 8-view matrix at 576x320 takes 202 s instead of 224 s and peaks at 14.0
+    instead of 18.9 GiB (fused blocks keep fewer intermediates). Compiling costs about 200 s on a machine's first
+    run and about a minute once Inductor's on-disk cache holds the kernels, so it pays off over several windows
+    or clips. A block that fails to compile runs eagerly (with Dynamo's warning) instead of stopping the run.
+    Compiling the whole diffusers UNet makes a call 1.40x faster but costs 156 s per input shape, and did not
+    finish within 6 minutes with dynamic shapes.
+
+    ``unet="ours"``: our channels-last forward compiled whole with static shapes (``unet3d.compile_unet``: CUDA
+    graphs on a GPU) and, with ``vae``, the VAE's encoder and decoder whole (``compile_vae``), every graph cached
+    on disk in the user cache folder (``unet3d.compile_cache_dir``), so a machine pays the cold compile once per
+    torch version. (On the shared 2-core CPU the tiny test VAE compiled measured 0.5x to 2.2x eager across runs;
+    the GPU runs of issue 14 decide with ``bench/bench_unet_call.py``; ``vae=False`` keeps it eager.)
     """
     import torch._dynamo
 
+    if unet == "ours":
+        from . import unet3d
+
+        unet3d.compile_unet(model.unet)
+        return 1 + (compile_vae(model.vae) if vae else 0)
+    if unet != "diffusers":
+        raise ValueError(f"unet {unet!r}: expected 'diffusers' or 'ours'")
     torch._dynamo.config.suppress_errors = True
     return compile_blocks(model.unet) + compile_blocks(model.vae)
+
+
+# Channels-last VAE per device type, the one place it is chosen. CPU (oneDNN, 2 cores, SD's VAE at 288x160):
+# a round trip 1.17x faster channels-last. H100 eager: no gain (issue 8); compiled, Inductor picks conv layouts
+# itself on a GPU. Issue 14 measures it with bench/bench_unet_call.py.
+VAE_CHANNELS_LAST = {"cpu": True, "cuda": False}
+VAE_COMPILE_MODE = "default"  # no CUDA graphs: a VAE call is ~100 ms of large kernels, launches do not matter
+
+
+def compile_vae(vae: torch.nn.Module, *, channels_last: bool | None = None, cache: bool = True) -> int:
+    """Compile ``vae``'s encoder and decoder whole with static shapes, in place; returns how many (2).
+
+    ``channels_last``: None = ``VAE_CHANNELS_LAST`` for its device; True converts its weights to channels-last
+    memory format in place (``denoise`` then feeds it channels-last frames). The denoising loop calls the VAE
+    with a few shapes (chunks of ``max_vae_frames`` frames and their tails), one graph each; ``cache``: Inductor's
+    on-disk caches in the user cache folder (``unet3d.use_compile_cache``).
+    """
+    import torch._dynamo
+
+    from . import unet3d
+
+    device = next(vae.parameters()).device
+    if channels_last is None:
+        channels_last = VAE_CHANNELS_LAST.get(device.type, False)
+    if channels_last:
+        vae.to(memory_format=torch.channels_last)
+    if cache:
+        unet3d.use_compile_cache()
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+    vae.encoder.compile(dynamic=False, mode=VAE_COMPILE_MODE)
+    vae.decoder.compile(dynamic=False, mode=VAE_COMPILE_MODE)
+    return 2
+
+
+def channels_last_input(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(N, C, H, W)`` in the memory format of ``module``'s first convolution weight (a VAE made
+    channels-last by ``compile_vae`` gets channels-last frames; anything else gets ``x`` unchanged)."""
+    conv = next((m for m in module.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if conv is not None and conv.weight.is_contiguous(memory_format=torch.channels_last) and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tiny_zeroscope import save_tiny_zeroscope
+from svg3d.tiny_models import save_tiny_zeroscope
 
 
 @pytest.fixture(autouse=True)

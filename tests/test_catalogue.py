@@ -308,7 +308,7 @@ def frame_matrix(tmp_path_factory, media) -> Path:
 
 @pytest.fixture(scope="module")
 def depth_model(tmp_path_factory) -> Path:
-    from tests.tiny_depth import save_tiny_depth_anything
+    from svg3d.tiny_models import save_tiny_depth_anything
 
     return save_tiny_depth_anything(tmp_path_factory.mktemp("depth-model"))
 
@@ -675,14 +675,14 @@ CASES = [
     bad("svg-layout-differs", "svg", SVG + " --right2left", "{fm}: the frame matrix was made left2right, but --right2left was given"),
     bad("svg-monocular-idx", "svg", SVG + " --monocular_video_idx 2", "--monocular_video_idx 2: the input view of a 3-view left2right matrix is 0"),
     bad("svg-last-view-idx", "svg", SVG + " --last_view_idx 9", "--last_view_idx 9: the matrix has views 0..2"),
-    bad("svg-steps-zero", "svg", SVG + " --num_inference_steps 0", "--num_inference_steps must be >= 1"),
-    bad("svg-even-erode", "svg", SVG + " --erode_size 2", "--erode_size must be odd"),
-    bad("svg-threshold-above-one", "svg", SVG + " --threshold 2", "--threshold must be in [0, 1]"),
+    bad("svg-steps-zero", "svg", SVG + " --num_inference_steps 0", "--num_inference_steps 0: must be >= 1"),
+    bad("svg-even-erode", "svg", SVG + " --erode_size 2", "--erode_size 2: must be odd"),
+    bad("svg-threshold-above-one", "svg", SVG + " --threshold 2", "--threshold 2.0: must be in [0, 1]"),
     bad("svg-steps-past-the-scheduler", "svg", SVG + " --num_inference_steps 2000 --model_path {model} --device cpu",
         "--num_inference_steps 2000: the model's scheduler has 1000 timesteps"),  # fmt: skip
     bad("svg-downscale", "svg", SVG + " --downscale 4 --model_path {model} --device cpu", "--downscale 4: the model's VAE downscales by 8"),
-    bad("svg-guidance-nan", "svg", SVG + " --guidance_scale nan --num_inference_steps 1 --model_path {model} --device cpu", "--guidance_scale nan",
-        xfail="svg3d/denoise.py: DenoiseConfig accepts a non-finite guidance_scale (NaN frames, exit 0)"),  # fmt: skip
+    bad("svg-guidance-nan", "svg", SVG + " --guidance_scale nan", "--guidance_scale nan: must be finite"),
+    bad("svg-guidance-inf", "svg", SVG + " --guidance_scale inf", "--guidance_scale inf: must be finite"),
     bad("svg-missing-model", "svg", SVG + " --model_path {m.root}/no-zeroscope --device cpu", "--model_path", "no-zeroscope"),
     bad("svg-no-cuda", "svg", SVG + " --device cuda:7", "--device cuda:7: no CUDA device"),
     bad("svg-output-is-a-file", "svg", SVG.replace("{out}", "{m.a_file}"), "--output_root {m.a_file}: {m.a_file} is a file, not a folder"),

@@ -282,7 +282,7 @@ def test_text_to_3d_in_one_command(tmp_path, model_dir):
 
 
 def save_tiny_depth(folder: Path) -> Path:
-    from tests.tiny_depth import save_tiny_depth_anything
+    from svg3d.tiny_models import save_tiny_depth_anything
 
     return save_tiny_depth_anything(folder / "depth-model")
 
@@ -346,16 +346,17 @@ def test_help_shows_each_default_once(capsys):
 
 
 def test_demo_report(tmp_path):
-    from svg3d.demo import run_demo
+    from svg3d.demo import FILLERS, SCENES, run_demo
 
     report = json.loads(run_demo(tmp_path / "demo", size=(64, 112), num_frames=6).read_text())
-    for method in ("classical", "telea_baseline"):
-        scores = report[method]
-        assert set(scores) == {"psnr_known", "psnr_disoccluded", "ssim_known", "ssim_disoccluded", "flicker_disoccluded"}
-        assert all(isinstance(v, float) for v in scores.values()), scores
-    assert report["classical"]["psnr_known"] > 20
-    assert report["classical"]["psnr_known"] == pytest.approx(report["telea_baseline"]["psnr_known"])  # same known pixels
-    assert 0 < report["disoccluded_share"] < 0.2
+    assert set(report["scenes"]) == set(SCENES)
+    for name, scene_report in report["scenes"].items():
+        for filler in FILLERS:
+            scores = scene_report[filler]
+            assert set(scores) == {"psnr_known", "psnr_disoccluded", "ssim_known", "ssim_disoccluded", "flicker_disoccluded"}
+            assert all(isinstance(v, float) for v in scores.values()), (name, filler, scores)
+            assert scores["psnr_known"] == pytest.approx(scene_report["classical"]["psnr_known"])  # the same known pixels
+        assert scene_report["classical"]["psnr_known"] > 20 and 0 < scene_report["disoccluded_share"] < 0.2
     for name in ("sbs", "anaglyph", "preview"):
         assert Path(report["exports"][name]).is_file()
     assert probe(report["exports"]["sbs"]).audio_seconds is not None

@@ -16,7 +16,7 @@ from svg3d.checks import InputError
 from svg3d.denoise import DenoiseConfig, Pass
 from svg3d.matrix import FrameMatrix, MatrixInfo, save_frame_matrix
 from svg3d.models import load_zeroscope
-from tests.tiny_zeroscope import save_tiny_svd_vae
+from svg3d.tiny_models import save_tiny_svd_vae
 
 CPU = torch.device("cpu")
 H, W = 64, 96  # latents 8 x 12: unequal sides catch a swapped h/w
@@ -364,8 +364,8 @@ def test_svd_temporal_vae(model_dir, tmp_path):
 
 
 def test_config_rejects_bad_values():
-    for bad in (dict(erode_size=2), dict(soft_mask_k=4), dict(threshold=1.5), dict(seed=-1), dict(max_unet_frames=0)):
-        with pytest.raises(ValueError):
+    for bad in (dict(erode_size=2), dict(soft_mask_k=4), dict(threshold=1.5), dict(seed=-1), dict(max_unet_frames=0), dict(unet="x")):
+        with pytest.raises(InputError, match=f"^{next(iter(bad))} "):  # the message names the parameter
             DenoiseConfig(**bad)
     with pytest.raises(ValueError, match="input view"):
         denoise.target_views(3, "middle2leftright", 1)
@@ -454,7 +454,9 @@ def small_matrix(tmp_path) -> Path:
         (["--right2left"], "made left2right, but --right2left"),
         (["--last_view_idx", "0"], "is the input view"),
         (["--monocular_video_idx", "1"], "--monocular_video_idx 1"),
-        (["--erode_size", "2"], "--erode_size must be odd"),
+        (["--erode_size", "2"], "--erode_size 2: must be odd"),
+        (["--stage2_time_direction_denoise_freq", "0"], "--stage2_time_direction_denoise_freq 0: must be >= 1"),
+        (["--low_ram_vae", "-1"], "--low_ram_vae -1: must be >= 0"),
         (["--model_path", "./no/such/model"], "video model './no/such/model': cannot load it"),
     ],
 )

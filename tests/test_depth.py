@@ -19,7 +19,7 @@ from svg3d import io
 from svg3d.checks import InputError
 from svg3d.depth import ModelDepth, network_size, predict_disparity, preprocess
 from svg3d.models import SEED_ENCODERS, depth_model_name, load_depth_model
-from tests.tiny_depth import TINY_INPUT_SIZE, save_tiny_depth_anything
+from svg3d.tiny_models import TINY_DEPTH_INPUT, save_tiny_depth_anything
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "third_party" / "Depth-Anything" / "svg_run.py"
@@ -97,7 +97,7 @@ def network_atol(prediction: np.ndarray) -> float:
 
 def test_loader_reads_the_processor_config(tiny_model_dir):
     model = load_depth_model(str(tiny_model_dir), device=CPU)
-    assert model.input_size == TINY_INPUT_SIZE and model.multiple == 14
+    assert model.input_size == TINY_DEPTH_INPUT and model.multiple == 14
     assert model.dtype == torch.float32 and not model.net.training
 
 

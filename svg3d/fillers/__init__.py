@@ -61,6 +61,8 @@ class Filler(Protocol):
 
     def prepare(self, context: FillContext) -> None: ...
 
+    def stages(self) -> tuple[str, ...]: ...  # the names of its own pre-pass stages (cleaned with the others)
+
     def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor: ...
 
 
@@ -76,6 +78,12 @@ def _telea(config: ConvertConfig, device: torch.device) -> Filler:
     return TeleaFiller()
 
 
+def _previous(config: ConvertConfig, device: torch.device) -> Filler:
+    from .previous import PreviousFiller
+
+    return PreviousFiller()
+
+
 def _diffusion(config: ConvertConfig, device: torch.device) -> Filler:
     from .diffusion import DiffusionFiller
 
@@ -86,9 +94,10 @@ REGISTRY: dict[str, Callable[[ConvertConfig, torch.device], Filler]] = {
     "classical": _classical,  # weight-free: background from other frames along flow and depth, then space
     "diffusion": _diffusion,  # the paper's: frame-matrix denoising with zeroscope
     "telea": _telea,  # OpenCV's Telea inpainting, blind to depth and time: the baseline
+    "previous": _previous,  # the weight-free filler before issue 12 (a static camera's), kept to compare with
 }
 # Views a filler needs in the matrix beyond the eyes (diffusion denoises along the paper's 8 views).
-VIEWS: dict[str, int | None] = {"classical": None, "diffusion": 8, "telea": None}
+VIEWS: dict[str, int | None] = {"classical": None, "diffusion": 8, "telea": None, "previous": None}
 
 
 def make(name: str, config: ConvertConfig, device: torch.device) -> Filler:

@@ -33,22 +33,26 @@ def denoise_config(config: DiffusionConfig, multiview: bool):
 
     return DenoiseConfig(
         num_inference_steps=config.steps, seed=config.seed, frame_matrix_end=0 if multiview else DenoiseConfig.frame_matrix_end,
-        offload=config.offload, max_unet_frames=config.max_unet_frames, max_vae_frames=config.vae_frames,
+        offload=config.offload, max_unet_frames=config.max_unet_frames, max_vae_frames=config.vae_frames, unet=config.unet,
     )  # fmt: skip
 
 
-def load_model(name: str, device: torch.device, *, compile: bool = False, flag: str = "video_model", **kwargs):
-    """zeroscope (``models.load_zeroscope``), compiled when asked (``models.compile_zeroscope``)."""
+def load_model(name: str, device: torch.device, *, compile: bool = False, unet: str = "diffusers", flag: str = "video_model", **kwargs):
+    """zeroscope (``models.load_zeroscope``), compiled for the ``unet`` forward when asked (``models.compile_zeroscope``)."""
     from .. import models
 
     if device.type == "cpu":
         # Early steps decode extreme x0 predictions; SiLU then underflows into subnormal floats, which x86
         # CPUs process ~100x slower (GPUs do not care). Flushing them changes no visible pixel.
         torch.set_flush_denormal(True)
-    model = models.load_zeroscope(name, device=device, flag=flag, **kwargs)
-    if compile:
-        models.compile_zeroscope(model)
-    return model
+
+    def load():
+        model = models.load_zeroscope(name, device=device, flag=flag, **kwargs)
+        if compile:
+            models.compile_zeroscope(model, unet=unet)
+        return model
+
+    return models.kept("video", (name, str(device), compile, unet, sorted(kwargs.items())), load)
 
 
 def fit_size(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
@@ -138,7 +142,7 @@ class DiffusionFiller:
         starts = window_starts(t_count, cfg.window, cfg.window_overlap)
 
         def body(store, advance):
-            model = load_model(cfg.model, self.device, compile=cfg.compile)
+            model = load_model(cfg.model, self.device, compile=cfg.compile, unet=cfg.unet)
             covered = {f for c in store.chunks for f in range(c["first"], c["first"] + c["count"])}
             done = 0
             for k, start in enumerate(starts):

@@ -1,25 +1,8 @@
-"""Classical, weight-free hole filling of the frame matrix (DESIGN.md §7: a real result with no weights).
+"""The weight-free filler of before issue 12, kept as a registered filler (``--fill previous``) to compare with.
 
-A hole in a warped view is a disocclusion: background the input camera did not see because a nearer
-object covered it. So the filling takes its colours from the background only, never from the occluder:
-
-1. Background depth. Along its row, a hole pixel has a nearest known pixel on each side; the farther of
-   the two is the background side (the nearer one is the occluder's edge). ``background_depth``.
-2. Time. The same view at other frames may have seen that background (the occluder moved). A hole pixel
-   takes the mean of the frames where the pixel is known, at least as far as the hole's background
-   (not the occluder, which may have moved onto it), and whose background around it agrees in colour
-   with this frame's: where copying the pixel at the same place is right, i.e. a static camera. A
-   panning camera fails that check, and such pixels fall through to step 3. ``temporal_fill``.
-3. Space. The rest is filled by a pull-push pyramid (normalised convolution, as the Lumigraph's
-   hole filling) from the known background: for each hole, known pixels nearer than its background
-   get zero weight at every scale, so the occluder does not bleed into the disocclusion. ``spatial_fill``.
-
-Consistency over time: every step is a deterministic function of the frame-matrix cells, so identical
-frames (a static shot) get identical fills, and background seen in any frame of a static shot is
-copied into all of them; nothing is drawn at random.
-
-Conventions from ``camera``: frame matrix ``images (V, T, 3, H, W)`` in [0, 1], ``masks (V, T, 1, H, W)``
-bool with True = known; ``depth`` is metric Z in metres (larger = farther), 0 where unknown.
+It fills each hole from the frames where the same place showed background, which is right for a static
+camera only, then from space by a depth-layered pull-push; ``classical`` replaced it (background along
+the scene's motion). The demo's report and ``bench/bench_fill.py`` put the two side by side.
 """
 
 from __future__ import annotations
@@ -27,26 +10,23 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import check_same, check_shape
-from .filters import box_filter
-from .warp import warp_views
+from ..checks import check_same, check_shape
+from ..filters import box_filter
+from ..matrix import Cells
+from .classical import FROM_SPACE, FROM_TIME, KNOWN, FillResult, background_depth, pull_push
 
 log = logging.getLogger(__name__)
 
-# Origin of each output pixel (FillResult.origin).
-KNOWN, FROM_TIME, FROM_SPACE = 0, 1, 2
 
 
 @dataclass(frozen=True)
-class FillConfig:
-    """Settings of the classical filling; the defaults were tuned on rendered scenes (tests/test_fill.py)."""
+class PreviousFillConfig:
+    """Settings of the previous filler (``previous_fill``): kept so that its results can be compared."""
 
     window: int = 16  # frames before and after a frame searched for background seen there (step 2)
     depth_tolerance: float = 0.05  # relative depth: Z >= (1 - tol) * Z_background counts as background
@@ -71,61 +51,6 @@ class FillConfig:
                 raise ValueError(message)
 
 
-@dataclass
-class FillResult:
-    """Filled views of a frame matrix.
-
-    views:  the view indices filled, in order.
-    images: float ``(len(views), T, 3, H, W)`` in [0, 1], no holes.
-    origin: uint8 ``(len(views), T, H, W)``: ``KNOWN``, ``FROM_TIME`` or ``FROM_SPACE`` per pixel.
-    """
-
-    views: tuple[int, ...]
-    images: torch.Tensor
-    origin: torch.Tensor
-
-
-# --------------------------------------------------------------------------------------------------
-# depth in the target views
-
-
-def warp_depth(
-    depth: torch.Tensor, baselines: torch.Tensor, focal: float, *, num_planes: int = 4
-) -> torch.Tensor:
-    """Metric depth of every frame-matrix cell: Z ``(T, H, W)`` warped to views at ``baselines (V,)``.
-
-    Returns ``(V, T, H, W)``, 0 in holes. It is ``warp.warp_views`` applied to Z itself as a
-    one-channel image, so its holes are exactly the frame matrix's (which depend on Z alone) and the
-    crack clean-up blurs depth where it blurs colour.
-    """
-    check_shape(depth, "T H W", "depth")
-    check_shape(baselines, "V", "baselines")
-    warped, known = warp_views(depth[:, None], depth, baselines.to(depth), focal, num_planes=num_planes)
-    return torch.where(known, warped, 0)[:, :, 0]  # (V, T, 1, H, W) -> (V, T, H, W)
-
-
-def background_depth(depth: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """For each hole pixel, the depth of the farther of its nearest known neighbours along the row.
-
-    depth: Z ``(N, H, W)``; known: bool ``(N, H, W)`` (pixels with depth <= 0 count as unknown).
-    Returns ``(N, H, W)``: that depth in holes, 0 at known pixels and in rows with nothing known.
-    """
-    check_same([check_shape(depth, "N H W", "depth"), check_shape(known, "N H W", "known")], "N H W", ["depth", "known"])
-    valid = known & (depth > 0)
-    w = depth.shape[-1]
-    cols = torch.arange(w, device=depth.device).expand_as(depth)
-    left = torch.where(valid, cols, -1).cummax(dim=-1).values  # nearest valid column at or left of each pixel; -1: none
-    mirrored = torch.where(valid.flip(-1), cols, -1).cummax(dim=-1).values.flip(-1)  # the same in mirrored columns
-    right = torch.where(mirrored >= 0, w - 1 - mirrored, -1)  # nearest valid column at or right of each pixel
-    z_left = torch.where(left >= 0, depth.gather(-1, left.clamp_min(0)), 0)
-    z_right = torch.where(right >= 0, depth.gather(-1, right.clamp_min(0)), 0)
-    return torch.where(valid, 0, torch.maximum(z_left, z_right))
-
-
-# --------------------------------------------------------------------------------------------------
-# step 2: time
-
-
 def _max_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Max over the ``(2r+1) x (2r+1)`` window of each pixel of float ``(N, H, W)`` (outside counts as -inf).
 
@@ -146,7 +71,7 @@ def _max_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     return x
 
 
-def _patch_mean(x: torch.Tensor, config: FillConfig) -> torch.Tensor:
+def _patch_mean(x: torch.Tensor, config: PreviousFillConfig) -> torch.Tensor:
     """Mean of ``x`` over the patch around each cell: float ``(n, H, W)`` -> ``(n, ceil(H / c), ceil(W / c))``."""
     c = config.patch_cell
     cells = F.avg_pool2d(x[:, None], c, ceil_mode=True)[:, 0]  # mean per c x c cell
@@ -158,15 +83,15 @@ def _to_pixels(cells: torch.Tensor, c: int, size: tuple[int, int]) -> torch.Tens
     return cells.repeat_interleave(c, dim=1).repeat_interleave(c, dim=2)[:, : size[0], : size[1]]
 
 
-def temporal_fill(
+def previous_temporal_fill(
     images: torch.Tensor,
     known: torch.Tensor,
     depth: torch.Tensor,
-    config: FillConfig,
+    config: PreviousFillConfig,
     *,
     frames: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Step 2 on one view: fill hole pixels from the frames where the same place showed background.
+    """The previous filler's time step on one view: hole pixels from frames where the same place showed background.
 
     images: float ``(T, 3, H, W)``; known: bool ``(T, H, W)``; depth: Z ``(T, H, W)`` (0 where unknown).
     ``frames``: the frames to fill (default all); the others only serve as sources.
@@ -214,36 +139,8 @@ def temporal_fill(
     return torch.stack(out_img), torch.stack(out_filled), torch.stack(out_depth)
 
 
-# --------------------------------------------------------------------------------------------------
-# step 3: space
-
-
-def pull_push(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Fill zero-weight pixels by pull-push (Gortler et al. 1996): a pyramid of weighted averages.
-
-    values: float ``(N, C, H, W)``; weights: float ``(N, 1, H, W)`` in [0, 1]. Pull: halve the
-    resolution, averaging weight-premultiplied values, down to one pixel on the short side (always
-    the whole pyramid, so an image's result does not depend on the others in the batch). Push: from
-    coarse to fine, each level's pixel is its own average blended with the bilinear upsampling of
-    the coarser level by its coverage. Pixels of weight 1 are returned unchanged; an image with no
-    weight at all comes back as zeros.
-    """
-    check_same([check_shape(values, "N C H W", "values"), check_shape(weights, "N 1 H W", "weights")], "N H W", ["values", "weights"])
-    levels = [(values * weights, weights)]
-    while min(levels[-1][1].shape[-2:]) > 1:
-        p, w = levels[-1]
-        levels.append((F.avg_pool2d(p, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
-    p, w = levels[-1]
-    colour = p / w.clamp_min(1e-12)
-    for p, w in reversed(levels[:-1]):
-        up = F.interpolate(colour, size=p.shape[-2:], mode="bilinear", align_corners=False)
-        alpha = w.clamp(0, 1)
-        colour = p / w.clamp_min(1e-12) * alpha + up * (1 - alpha)
-    return torch.where(weights >= 1, values, colour)
-
-
-def spatial_fill(images: torch.Tensor, known: torch.Tensor, depth: torch.Tensor, config: FillConfig) -> torch.Tensor:
-    """Step 3: fill every hole of ``images (N, 3, H, W)`` from the known background around it.
+def previous_spatial_fill(images: torch.Tensor, known: torch.Tensor, depth: torch.Tensor, config: PreviousFillConfig) -> torch.Tensor:
+    """The previous filler's space step: fill every hole of ``images (N, 3, H, W)`` from the known background around it.
 
     known: bool ``(N, H, W)``; depth: Z ``(N, H, W)`` (0 where unknown). Holes are grouped by their
     background depth (``background_depth``) into ``depth_layers`` bins, even in inverse depth; each
@@ -276,26 +173,26 @@ def spatial_fill(images: torch.Tensor, known: torch.Tensor, depth: torch.Tensor,
     return out
 
 
-# --------------------------------------------------------------------------------------------------
-# the frame matrix
-
-
-def fill_frame_matrix(
+def previous_fill(
     images: torch.Tensor,
     masks: torch.Tensor,
     depth: torch.Tensor,
-    config: FillConfig | None = None,
+    config: PreviousFillConfig | None = None,
     *,
     views: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> FillResult:
-    """Fill the holes of frame-matrix views (module docstring: background depth, time, space).
+    """The previous filler (before issue 12), kept to compare with: time only for a static camera, then pull-push.
+
+    Per view: a hole pixel takes the mean of the frames where the same pixel showed background whose
+    surroundings agree in colour (a static camera); the rest is filled by depth-layered pull-push from
+    everything at least as far as its background.
 
     images: float ``(V, T, 3, H, W)`` in [0, 1]; masks: bool ``(V, T, 1, H, W)``, True = known;
     depth: Z ``(V, T, H, W)`` of every cell, 0 in holes (``warp_depth``). ``views``: which views to
     fill (default all). ``progress(n)`` after each batch of n frames of a view.
     """
-    config = FillConfig() if config is None else config
+    config = PreviousFillConfig() if config is None else config
     s = check_shape(images, "V T 3 H W", "images")
     m = check_shape(masks, "V T 1 H W", "masks")
     d = check_shape(depth, "V T H W", "depth")
@@ -309,11 +206,11 @@ def fill_frame_matrix(
         for t0 in range(0, s["T"], config.frames_per_batch):
             batch = list(range(t0, min(s["T"], t0 + config.frames_per_batch)))
             if config.window > 0:
-                img_b, from_time, z_b = temporal_fill(img, known, z, config, frames=batch)
+                img_b, from_time, z_b = previous_temporal_fill(img, known, z, config, frames=batch)
             else:
                 img_b, from_time, z_b = img[batch], torch.zeros_like(known[batch]), z[batch]
             now_known = known[batch] | from_time
-            filled_view[batch] = spatial_fill(img_b, now_known, z_b, config)
+            filled_view[batch] = previous_spatial_fill(img_b, now_known, z_b, config)
             origin[batch] = torch.where(from_time, FROM_TIME, origin[batch]).to(torch.uint8)
             if progress is not None:
                 progress(len(batch))
@@ -325,18 +222,24 @@ def fill_frame_matrix(
     return FillResult(views, torch.stack(out_images), torch.stack(out_origin))
 
 
-def telea_fill(images: torch.Tensor, known: torch.Tensor, *, radius: int = 3) -> torch.Tensor:
-    """The naive baseline: OpenCV's Telea inpainting of each image's holes, blind to depth and time.
+class PreviousFiller:
+    """``previous_fill`` behind the ``Filler`` protocol (``fillers.REGISTRY["previous"]``)."""
 
-    images: float ``(N, 3, H, W)`` in [0, 1]; known: bool ``(N, H, W)``. Returns ``(N, 3, H, W)``
-    (computed on 8-bit images, as ``cv2.inpaint`` requires; known pixels are unchanged).
-    """
-    check_same([check_shape(images, "N 3 H W", "images"), check_shape(known, "N H W", "known")], "N H W", ["images", "known"])
-    out = images.clone()
-    rgb = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # N H W 3
-    holes = (~known).to(torch.uint8).cpu().numpy()
-    for i in range(len(rgb)):
-        if holes[i].any():
-            filled = cv2.inpaint(np.ascontiguousarray(rgb[i]), holes[i], radius, cv2.INPAINT_TELEA)
-            out[i] = torch.from_numpy(filled).permute(2, 0, 1).to(out) / 255  # H W 3 -> 3 H W
-    return torch.where(known[:, None], images, out)
+    name = "previous"
+
+    def __init__(self, config: PreviousFillConfig | None = None) -> None:
+        self.config = PreviousFillConfig() if config is None else config
+        self.context = self.config.window
+
+    def params(self) -> dict:
+        return {"config": asdict(self.config)}
+
+    def stages(self) -> tuple[str, ...]:
+        return ()
+
+    def prepare(self, context) -> None:
+        pass
+
+    def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
+        a, b = core[0] - cells.first, core[1] - cells.first
+        return previous_fill(cells.images, cells.known[:, :, None], cells.depth, self.config).images[:, a:b]
