@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from svg3d import camera, depth, io, matrix, shots
+    from svg3d import camera, depth, io, matrix, shots, work
     from svg3d.checks import InputError
     from svg3d.cli import progress_bar, resolve_device
     from svg3d.config import MatrixConfig
@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
     img_path = Path(args.img_path)
+    work.check_writable("output_path", Path(args.output_path))
     size = None if args.width is None else (args.height, args.width)
     full = open_source(img_path)
     depth_dir = depth_folder(Path(args.depth_path or args.img_path), bool(args.use_refined_depth))
@@ -108,17 +109,10 @@ def _run(args: argparse.Namespace) -> None:
     info = source.info
     if size is not None and (args.width % 2 or args.height % 2):
         log.warning("--width/--height %dx%d: odd sizes cannot be encoded as yuv420p video later", args.width, args.height)
-    files = depth_files[info.start : info.start + info.num_frames]
+    maps = depth.FolderDepth(depth_dir, start=info.start, num_frames=info.num_frames, frame_sizes=(info.stored_size,), files=depth_files)
 
     def disparity(a: int, b: int) -> np.ndarray:
-        maps = []
-        for f in files[a:b]:
-            d = io.read_depth(f)
-            if d.shape != info.stored_size:
-                h, w = info.stored_size
-                raise InputError(f"{f}: depth size {d.shape[1]}x{d.shape[0]} differs from the frame size {w}x{h}")
-            maps.append(d)
-        return depth.resize_depth(np.stack(maps), info.size)
+        return maps.read(a, b, info.size)
 
     # The reference normalises over the whole clip: one pass over the depth maps for their range.
     stats = {"min": [], "max": []}

@@ -51,15 +51,19 @@ browser() {
 # instead of Videos/, $SVG_RESULTS instead of results/). The prompt is Videos/<clip>/prompt.txt, or the
 # folder name without its _HxW suffix, underscores as spaces. Stages 1-2 run only where depths/ or
 # depths_refined/ are missing.
-reproduce() {
-  local recipes=("$@") clip name prompt recipe matrix_dir videos results
-  videos=$(realpath -m "${SVG_VIDEOS:-Videos}") results=$(realpath -m "${SVG_RESULTS:-results}")
-  [ ${#recipes[@]} -eq 0 ] && recipes=(left2right)
-  for recipe in "${recipes[@]}"; do
+check_recipes() {  # before setup: a typo must not wait for a first install
+  local recipe
+  for recipe in "$@"; do
     case "$recipe" in left2right|right2left|middle2leftright|multiview) ;;
       *) echo "run.sh reproduce: unknown recipe '$recipe' (left2right right2left middle2leftright multiview)" >&2; exit 2 ;;
     esac
   done
+}
+
+reproduce() {
+  local recipes=("$@") clip name prompt recipe matrix_dir videos results
+  videos=$(realpath -m "${SVG_VIDEOS:-Videos}") results=$(realpath -m "${SVG_RESULTS:-results}")
+  [ ${#recipes[@]} -eq 0 ] && recipes=(left2right)
   local found=0
   for clip in "$videos"/*/; do
     clip=${clip%/}
@@ -109,6 +113,7 @@ case "$cmd" in
     setup
     exec "$PY" third_party/RAFT/svg_enhance_depth.py "$@" ;;
   reproduce)
+    check_recipes "$@"
     setup
     reproduce "$@" ;;
   help|-h|--help)

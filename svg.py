@@ -362,6 +362,9 @@ def _load_model(args: argparse.Namespace, device=None):
     model = load_model(args.model_path, device, compile=args.compile, unet=unet, flag="model_path", vae=args.vae, svd_path=args.svd_path)
     if model.vae_scale_factor != args.downscale:
         raise InputError(f"--downscale {args.downscale}: the model's VAE downscales by {model.vae_scale_factor}")
+    timesteps = model.scheduler.config.num_train_timesteps
+    if args.num_inference_steps > timesteps:
+        raise InputError(f"--num_inference_steps {args.num_inference_steps}: the model's scheduler has {timesteps} timesteps")
     return model
 
 
@@ -372,7 +375,7 @@ def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
     import numpy as np
     import torch
 
-    from svg3d import __version__, camera, io, matrix
+    from svg3d import __version__, camera, io, matrix, work
     from svg3d.checks import InputError
     from svg3d.denoise import LOCAL, default_overlap, denoise_long, target_views, window_starts
 
@@ -405,8 +408,9 @@ def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
     left, right = (last, 0) if layout == camera.Layout.RIGHT2LEFT.value else (0, last)
 
     workers = LOCAL if workers is None else workers
-    model = _load_model(args, device)
     root = Path(args.output_root) if args.output_root else Path("results") / folder.name
+    work.check_writable("output_root", root)  # before the model loads and the matrix is denoised
+    model = _load_model(args, device)
     for k in range(args.batch_size):
         seed = args.seed + k
         out = root if args.batch_size == 1 else root / f"seed{seed}"
@@ -436,6 +440,7 @@ def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
         videos = {
             v: (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy() for v, x in result.videos.items()
         }
+        (out / "manifest.json").unlink(missing_ok=True)  # written last: until then the folder is no complete result
         for v, frames in videos.items():  # the reference's names, so its downstream scripts still work
             for t, frame in enumerate(frames):
                 io.write_image(out / f"view{v:03d}_{t:05d}.jpg", frame)
@@ -468,12 +473,14 @@ def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
 def _text_to_video(args: argparse.Namespace) -> None:
     import torch
 
-    from svg3d import io
+    from svg3d import io, work
     from svg3d.denoise import text_to_video
 
     args.height, args.width = args.height or T2V_SIZE[0], args.width or T2V_SIZE[1]
     _check_sizes(args)
-    name = args.clip_name or f"{re.sub(r'[^A-Za-z0-9]+', '_', args.prompt).strip('_')}_{args.height}x{args.width}"
+    # (the prompt's first 100 characters: a long prompt must not make a folder name over 255 bytes)
+    name = args.clip_name or f"{re.sub(r'[^A-Za-z0-9]+', '_', args.prompt)[:100].strip('_')}_{args.height}x{args.width}"
+    work.check_writable("videos_root", Path(args.videos_root) / name)
     model = _load_model(args)
     for k in range(args.batch_size):
         seed = args.seed + k

@@ -35,6 +35,7 @@ from svg3d.ui import DEFAULT_JOBS_DIR, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 
 # convert's flag for each library parameter whose name differs from --param-name (InputError.params)
 FLAGS = {
+    "input": "INPUT",
     "output": "-o",
     "size": "--width/--height",
     "max_baseline": "--baseline",

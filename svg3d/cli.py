@@ -8,6 +8,7 @@ becomes one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Callable
@@ -57,12 +58,28 @@ def setup_logging(*, quiet: bool = False, log_file: str | Path | None = None) ->
     root.addHandler(console)
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file)
+        fh = _LogFile(log_file)
         fh.setLevel(logging.DEBUG)
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(fh)
     for noisy in ("PIL", "matplotlib", "urllib3", "filelock", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _LogFile(logging.FileHandler):
+    """The log file; when it cannot be written (a full disk) it stops, quietly: logging's own handler would print
+    a traceback per record, and the run's own writes report the cause in one line."""
+
+    broken = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.broken:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError):
+            self.close()
 
 
 def progress_bar(total: int, desc: str, *, initial: int = 0, disable: bool = False) -> tuple[Callable[[int], None], Callable[[], None]]:
@@ -119,8 +136,11 @@ class ProgressLog:
         import json
         import time
 
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"stage": stage, "done": done, "total": total, "time": round(time.time(), 3)}) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"stage": stage, "done": done, "total": total, "time": round(time.time(), 3)}) + "\n")
+        except OSError as e:  # (a full disk fails the write with no file name)
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
 
     def __call__(self, desc: str, total: int, initial: int = 0) -> tuple[Callable[[int], None], Callable[[], None]]:
         import time

@@ -130,14 +130,18 @@ def colour_of_stream(stream: av.video.stream.VideoStream, path: str | os.PathLik
     ctx = stream.codec_context
     pix_fmt = ctx.pix_fmt or "yuv420p"
     try:
-        bits = av.VideoFormat(pix_fmt).components[0].bits
+        fmt = av.VideoFormat(pix_fmt)
+        bits, rgb = fmt.components[0].bits, fmt.is_rgb or fmt.has_palette
     except (ValueError, IndexError):
-        bits = 8
+        bits, rgb = 8, False
     guess = guess_colour(ctx.width, ctx.height, bit_depth=bits, full_range=pix_fmt.startswith("yuvj"))
     prim = PRIMARIES.get(ctx.color_primaries, "unspecified")
     trc = TRANSFERS.get(ctx.color_trc, "unspecified")
     matrix = MATRICES.get(ctx.colorspace, "unspecified")
     rng = RANGES.get(ctx.color_range, "unspecified")
+    if rgb:  # R'G'B' samples (PNG or QuickTime Animation in MOV, x264rgb): decoded as they are (``decode_rgb``);
+        # the matrix and range describe the YUV exports, written as players take an untagged video of this size
+        matrix, rng = "unspecified", "unspecified"
     unset = [what for what, v in (("primaries", prim), ("transfer", trc), ("matrix", matrix), ("range", rng)) if v == "unspecified"]
     if unset:
         log.info("%s: no %s tag; taking %s as players do", path, "/".join(unset), guess.describe())
@@ -219,13 +223,14 @@ def _plane(frame: av.VideoFrame, index: int, height: int, width: int, dtype) -> 
 def decode_rgb(frame: av.VideoFrame, colour: ColourInfo) -> np.ndarray:
     """A decoded PyAV frame as ``uint8 (H, W, 3)`` R'G'B', converted with ``colour``'s matrix and range.
 
-    Planar YUV formats are read directly; any other (NV12 from hardware decoders, packed 4:2:2, RGB)
-    goes through swscale to planar YUV 4:4:4 first, which keeps the code values. Out-of-range values
+    Planar YUV formats are read directly, RGB ones (of any depth, and palettes) as RGB; any other (NV12
+    from hardware decoders, packed 4:2:2) goes through swscale to planar YUV 4:4:4 first, which keeps the
+    code values. Out-of-range values
     (limited-range "super-whites") are clipped. ``colour.bit_depth`` is not used: the frame's format
     says how many bits its samples have.
     """
     fmt = frame.format.name
-    if fmt in ("rgb24", "bgr24", "gbrp", "rgba", "bgra", "argb", "abgr"):
+    if frame.format.is_rgb or frame.format.has_palette:  # RGB of any depth and packing: no matrix applies
         return frame.to_ndarray(format="rgb24")
     if fmt in ("gray", "gray10le", "gray12le", "gray16le"):  # no chroma: grey is grey in every matrix
         bits = frame.format.components[0].bits

@@ -28,6 +28,7 @@ FLOW_CHOICES = ("auto", "raft", "raft_small", "dis")
 RAFT_ITERATIONS = 32  # the reference calls RAFT with iters=32 (torchvision's default is 12)
 FILLER_CHOICES = ("auto", "classical", "diffusion", "telea", "previous")  # "auto" + svg3d.fillers.REGISTRY, kept light here
 DEPTH_RANGE_CHOICES = ("shot", "clip")
+DDPM_TIMESTEPS = 1000  # zeroscope's DDPM scheduler is trained on 1000 timesteps: no more inference steps exist
 UNET_KINDS = ("diffusers", "ours")  # the UNet3D forward the denoiser calls (svg3d.unet3d: ours)
 DEFAULT_UNET = "diffusers"  # the one place the default forward is chosen (the GPU runs of issue 14 decide it)
 
@@ -242,7 +243,7 @@ class DiffusionConfig:
 
     def __post_init__(self) -> None:
         _check([
-            (self.steps >= 1, "steps", f"{self.steps}: must be >= 1"),
+            (1 <= self.steps <= DDPM_TIMESTEPS, "steps", f"{self.steps}: must be in 1 .. {DDPM_TIMESTEPS} (the scheduler's timesteps)"),
             (self.unet in UNET_KINDS, "unet", f"{self.unet}: expected one of {', '.join(UNET_KINDS)}"),
             (self.seed >= 0, "seed", f"{self.seed}: must be >= 0"),
             (self.window >= 1, "window", f"{self.window}: must be >= 1"),

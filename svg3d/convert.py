@@ -110,6 +110,8 @@ class Conversion:
         self.depth_size = depth.depth_size(self.info.size, config.depth.resolution)
         self.filler_name = fillers.resolve(config.filler, config, device)
         self.filler = fillers.make(self.filler_name, config, device)
+        if config.diffusion.prompt and self.filler_name != "diffusion":
+            log.warning("--prompt is used by the diffusion filler only: the %s filler fills without it", self.filler_name)
         self.plan = camera.plan_views(
             config.matrix, self.info.size[1], filler_views=fillers.VIEWS[self.filler_name], all_views=export.needs_views(config.exports),
         )
@@ -179,9 +181,15 @@ class Conversion:
         return self._store("stabilised", {"flow": self.config.flow, "config": asdict(self.config.stabilise)}, {"depth": depth_digest})
 
     def check_models(self) -> None:
-        """Fail now, not after hours of earlier stages, when a model a stage that will run needs is missing."""
+        """Fail now, not after hours of earlier stages, when a model a stage that will run needs is missing, the
+        depth maps given do not pair with the frames, or the exports cannot be written as asked."""
         cfg = self.config
+        from .source import stem_of
+
+        export.check_export(self.out_dir, stem_of(self.input_path), cfg.exports, num_views=self.plan.num_views, size=self.info.size)
         depth_store = self._depth_store()
+        if not depth_store.complete and cfg.depth.depth_from is not None:
+            self._folder_depth()
         if not depth_store.complete and cfg.depth.depth_from is None:
             models.check_available(cfg.depth.model, "depth model", flag="depth_model", alternative="depth_from")
         if cfg.stabilise is not None and cfg.flow in ("raft", "raft_small"):
@@ -194,8 +202,7 @@ class Conversion:
 
         def body(store, advance):
             if cfg.depth_from is not None:
-                sizes = (self.info.stored_size, self.info.size)
-                backend = depth.FolderDepth(cfg.depth_from, start=self.info.start, num_frames=self.info.num_frames, frame_sizes=sizes)
+                backend = self._folder_depth()
             else:
                 model = models.load_depth_model(cfg.model, device=self.device, flag="depth_model", alternative="depth_from")
                 backend = depth.ModelDepth(model, batch_size=cfg.batch_size)
@@ -205,6 +212,14 @@ class Conversion:
             )  # fmt: skip
 
         return store, self._run(store, need_data, body)
+
+    def _folder_depth(self) -> depth.FolderDepth:
+        """The ``--depth-from`` maps: one per frame of the whole input (checked), file ``start + i`` for frame ``i``."""
+        sizes = (self.info.stored_size, self.info.size)
+        return depth.FolderDepth(
+            self.config.depth.depth_from, start=self.info.start, num_frames=self.info.num_frames, frame_sizes=sizes,
+            total_frames=self.info.total_frames,
+        )  # fmt: skip
 
     def _shot_scores(self, first: int, rgb: np.ndarray) -> dict[str, np.ndarray]:
         """Shot-change score of each frame of a chunk (``shots.cut_scores``), against the frame before it."""
@@ -263,9 +278,10 @@ class Conversion:
         mid = self.info.num_frames // 2
         share = float(source.cells(mid, mid + 1, views=(far,)).known.float().mean())
         if share < LOW_KNOWN_SHARE:
+            flags = "--strength" if self.config.matrix.strength is not None else "--baseline (or --focal)"
             log.warning(
-                "the %s eye shows only %.0f%% of the input at frame %d: the 3D effect is too strong for this clip; "
-                "lower --strength (or --baseline / --focal)", "right" if far == self.plan.eyes[1] else "left", 100 * share, mid,
+                "the %s eye shows only %.0f%% of the input at frame %d: the 3D effect is too strong for this clip; lower %s",
+                "right" if far == self.plan.eyes[1] else "left", 100 * share, mid, flags,
             )  # fmt: skip
 
     # -- stage 4: filling

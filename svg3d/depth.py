@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from . import io
 from .checks import InputError, check_shape
 from .models import DepthModel
+from .parts import Part, remove_stale_parts
 from .work import FrameChunks
 
 log = logging.getLogger(__name__)
@@ -145,24 +147,44 @@ class ModelDepth:
 
 
 class FolderDepth:
-    """Depth maps from a folder (``--depth-from``): file ``start + i`` in natural order for frame ``i``.
+    """Depth maps from a folder (``--depth-from``, and the seed scripts' depth folders): file ``start + i`` in
+    natural order for frame ``i``.
 
-    ``num_frames``: the frames of the converted range, which the folder must cover; ``frame_size``: the
-    input's stored (H, W), which every map must have, or the frames' (H, W) when the frames are
-    resized. Maps are resized to the requested size bilinearly. Read lazily, one chunk at a time.
+    ``num_frames``: the frames of the converted range, which the folder must cover; ``total_frames``: the
+    frames of the whole input, which must be exactly as many as the maps when given (``convert``: maps
+    pair with frames by order, so another count means another clip's folder); ``frame_sizes``: the input's
+    stored (H, W), which every map must have, or the frames' (H, W) when the frames are resized.
+    ``files``: the maps in frame order, when the caller listed them (a depth suffix, a seed layout).
+    Maps are resized to the requested size bilinearly. Read lazily, one chunk at a time; partly negative
+    maps are said once in the log (they become infinitely far where negative).
     """
 
-    def __init__(self, folder: Path, *, start: int, num_frames: int, frame_sizes: tuple[tuple[int, int], ...]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        start: int = 0,
+        num_frames: int,
+        frame_sizes: tuple[tuple[int, int], ...],
+        total_frames: int | None = None,
+        files: list[Path] | None = None,
+    ) -> None:
         self.folder, self.start, self.name = Path(folder), start, f"folder:{folder}"
-        self.files = io.list_depths(self.folder)
+        self.files = list(files) if files is not None else io.list_depths(self.folder)
         self.frame_sizes = frame_sizes
         self._warned = False
+        if total_frames is not None and len(self.files) != total_frames:
+            raise InputError(f"depth_from {folder}: {len(self.files)} depth maps for {total_frames} frames", params=("depth_from",))
         if len(self.files) < start + num_frames:
-            raise InputError(f"{folder}: {len(self.files)} depth maps for {start + num_frames} frames", params=("depth_from",))
+            raise InputError(f"depth_from {folder}: {len(self.files)} depth maps for {start + num_frames} frames", params=("depth_from",))
 
     def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int]) -> np.ndarray:
+        return self.read(first, first + len(frames), size)
+
+    def read(self, a: int, b: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The maps of frames ``a .. b-1`` of the range, float32 ``(b - a, h, w)`` at ``size`` (None: as stored)."""
         maps = []
-        for f in self.files[self.start + first : self.start + first + len(frames)]:
+        for f in self.files[self.start + a : self.start + b]:
             d = io.read_depth(f)
             if not self._warned and (d < 0).any():  # once per folder, not once per frame
                 log.warning("%s: negative depth values (from %s on) are taken as 0: infinitely far", self.folder, f.name)
@@ -170,7 +192,7 @@ class FolderDepth:
             if d.shape not in self.frame_sizes:
                 h, w = self.frame_sizes[0]
                 raise InputError(f"{f}: depth size {d.shape[1]}x{d.shape[0]} differs from the frame size {w}x{h}")
-            maps.append(resize_depth(d[None], size)[0])
+            maps.append(d if size is None else resize_depth(d[None], size)[0])
         return np.stack(maps)
 
 
@@ -244,7 +266,10 @@ def run_depth(
 class DepthFolder:
     """``FrameChunks`` writing the reference's layout: ``<out>/<stem>_depth.npy`` per frame and previews.
 
-    For the seed script (``svg_run.py``): no resume, every frame is computed.
+    For the seed scripts (``svg_run.py``, ``svg_enhance_depth.py``): no resume, every frame is computed. Used as
+    a context manager: the maps go to a hidden part folder inside ``out`` (``parts``) and are moved into place
+    once every frame is done, so a run that fails or is killed part-way leaves ``out``'s maps as they were,
+    never a set that mixes two runs (a killed run's part is removed by the next run).
     """
 
     def __init__(self, out_dir: Path, names: tuple[str, ...], *, preview: bool = True, grayscale: bool = False, suffix: str = "_depth") -> None:
@@ -252,7 +277,34 @@ class DepthFolder:
         if out_dir.exists() and not out_dir.is_dir():
             raise InputError(f"{out_dir}: exists and is not a folder")
         self.out_dir, self.names, self.preview, self.grayscale, self.suffix = out_dir, names, preview, grayscale, suffix
-        self.written: list[Path] = []
+        self.written: list[Path] = []  # the maps in place, once the run is complete
+        self._part: Part | None = None
+
+    def __enter__(self) -> DepthFolder:
+        remove_stale_parts(self.out_dir)
+        try:
+            self._part = Part(self.out_dir / "depth-maps", folder=True)
+        except OSError as e:
+            raise self._named(e) from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._part.discard()
+            return
+        staged = sorted(f for f in self._part.path.rglob("*") if f.is_file())
+        for f in staged:
+            final = self.out_dir / f.relative_to(self._part.path)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, final)
+            if final.suffix == ".npy":
+                self.written.append(final)
+        self._part.discard()
+
+    def _staged(self, path: Path) -> Path:
+        if self._part is None:
+            raise RuntimeError("DepthFolder is written inside a with block")
+        return self._part.path / path.relative_to(self.out_dir)
 
     def plan(self, chunk_frames: int) -> list[tuple[int, int]]:
         n = len(self.names)
@@ -261,11 +313,19 @@ class DepthFolder:
     def commit(self, first: int, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray] | None = None) -> None:
         disparity = arrays["disparity"]
         names = [f"{stem}{self.suffix}" for stem in self.names[first : first + len(disparity)]]
-        for name, d in zip(names, disparity, strict=True):
-            path = self.out_dir / f"{name}.npy"
-            io.write_depth(path, d)
-            self.written.append(path)
-        if self.preview:
-            write_previews(self.out_dir, names, disparity, grayscale=self.grayscale)
+        try:
+            for name, d in zip(names, disparity, strict=True):
+                io.write_depth(self._staged(self.out_dir / f"{name}.npy"), d)
+            if self.preview:
+                write_previews(self._staged(self.out_dir), names, disparity, grayscale=self.grayscale)
+        except OSError as e:
+            raise self._named(e) from None
+
+    def _named(self, e: OSError) -> OSError:
+        """``e`` naming the file in the folder the user gave, not in the hidden part."""
+        where = Path(e.filename) if e.filename else self.out_dir
+        if self._part is not None and where.is_relative_to(self._part.path):
+            where = self.out_dir / where.relative_to(self._part.path)
+        return OSError(e.errno, e.strerror, str(where))
 
 

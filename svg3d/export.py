@@ -71,7 +71,7 @@ from .parts import MAX_NAME, Part, remove_stale_parts
 
 __all__ = [
     "ANAGLYPHS", "DEFAULT_EXPORTS", "EXPORTS", "Export", "ExportSettings", "ExportWriter", "anaglyph", "audio_track",
-    "cross_eyed", "depth_video", "equirect_maps", "grid", "grid_layout", "needs", "needs_depth", "needs_views",
+    "check_export", "cross_eyed", "depth_video", "equirect_maps", "grid", "grid_layout", "needs", "needs_depth", "needs_views",
     "output_path", "parse_exports", "quilt", "quilt_layout", "quilt_suffix", "remove_stale_parts", "rgbd",
     "side_by_side", "top_bottom", "vr180", "write_exports",
 ]  # fmt: skip
@@ -549,6 +549,23 @@ class _FrameFolder:
         self.part.discard()
 
 
+def check_export(out_dir: Path, stem: str, settings: ExportSettings, *, num_views: int, size: tuple[int, int]) -> tuple[dict[str, Path], Path]:
+    """What ``ExportWriter`` refuses, checkable before anything is computed (``convert`` does): the encoder
+    settings (when a video export is asked for, or when they are not the defaults: a flag given for nothing
+    is still checked), VR180's container, the names' lengths. Returns the paths of the exports and of the
+    preview. ``InputError`` naming the flag or the file."""
+    if any(EXPORTS[n].kind == "video" for n in settings.exports) or settings.encoder != EncoderSettings():
+        check_encoder(settings.encoder)
+    if "vr180" in settings.exports and settings.encoder.container != "mp4":
+        raise InputError("--vr180 needs --container mp4: the Spherical Video V2 boxes headsets and YouTube read are mp4 boxes")
+    paths = {n: output_path(Path(out_dir), stem, n, settings, num_views=num_views, size=size) for n in settings.exports}
+    preview = Path(out_dir) / f"{stem}{PREVIEW_SUFFIX}"
+    for p in [*paths.values(), preview]:
+        if len(p.name.encode()) > MAX_NAME:
+            raise InputError(f"{p}: the file name is {len(p.name.encode())} bytes, over the {MAX_NAME} file systems allow; use a shorter stem")
+    return paths, preview
+
+
 class ExportWriter:
     """Every requested export of one clip, written chunk by chunk (see the module docstring).
 
@@ -615,22 +632,13 @@ class ExportWriter:
         if self.depth_range is not None and not (math.isfinite(self.depth_range[0]) and math.isfinite(self.depth_range[1])):
             raise ValueError(f"depth_range must be finite, got {depth_range}")
         self.order = list(range(num_views)) if self.eyes[0] < self.eyes[1] else list(range(num_views))[::-1]
-        videos = [n for n in settings.exports if EXPORTS[n].kind == "video"]
-        if videos:
-            check_encoder(settings.encoder)
+        self.paths, self.paths_preview = check_export(self.out_dir, stem, settings, num_views=num_views, size=self.size)
         if "vr180" in settings.exports:
-            if settings.encoder.container != "mp4":
-                raise InputError("--vr180 needs --container mp4: the Spherical Video V2 boxes headsets and YouTube read are mp4 boxes")
             f = camera.default_focal(w) if focal is None else float(focal)
             if settings.vr180_fov is not None:
                 f = (w / 2) / math.tan(math.radians(settings.vr180_fov) / 2)
             eye = settings.vr180_size or vr180_eye_size(f)
             self._vr_maps = equirect_maps(h, w, f, eye)
-        self.paths = {n: output_path(self.out_dir, stem, n, settings, num_views=num_views, size=self.size) for n in settings.exports}
-        self.paths_preview = self.out_dir / f"{stem}{PREVIEW_SUFFIX}"
-        for p in [*self.paths.values(), self.paths_preview]:
-            if len(p.name.encode()) > MAX_NAME:
-                raise InputError(f"{p}: the file name is {len(p.name.encode())} bytes, over the {MAX_NAME} file systems allow; use a shorter stem")
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             for name in settings.exports:

@@ -49,13 +49,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     # A name that fits must not overflow as a temporary: keep the stem short (file systems allow 255 bytes).
     stem = path.stem.encode()[:TEMP_STEM_BYTES].decode(errors="ignore")
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as e:
+        # A full disk fails a write with no file name (or the temporary one): name the file being written.
+        if e.filename is None or e.filename == str(tmp_path):
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -74,16 +82,23 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``uint8`` RGB ``(H, W, 3)``; grey images are expanded to 3 channels."""
+    """Read an image file as ``uint8`` RGB ``(H, W, 3)``, upright (a JPEG's EXIF orientation applied); grey images
+    are expanded to 3 channels, alpha is dropped, and 16-bit images are rounded to 8 bits (as 10-bit videos are:
+    the stages work on 8 bits)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such image file")
     data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    # A JPEG is turned as its EXIF orientation says, as viewers show a phone's photo (IMREAD_UNCHANGED ignores
+    # it); JPEG has neither alpha nor 16 bits to keep.
+    flag = cv2.IMREAD_COLOR if path.suffix.lower() in (".jpg", ".jpeg") else cv2.IMREAD_UNCHANGED
+    img = cv2.imdecode(data, flag) if data.size else None
     if img is None:
         raise InputError(f"{path}: cannot decode image (corrupt or not an image)")
+    if img.dtype == np.uint16:
+        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v / 257): 65535 -> 255
     if img.dtype != np.uint8:
-        raise InputError(f"{path}: expected an 8-bit image, got {img.dtype}")
+        raise InputError(f"{path}: expected an 8- or 16-bit image, got {img.dtype}")
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
     elif img.shape[2] == 4:
@@ -304,10 +319,11 @@ def write_depth(path: str | os.PathLike, depth: np.ndarray, *, png_scale: float 
             raise ValueError(f"{path}: unknown depth format (expected one of {', '.join(DEPTH_SUFFIXES)})")
 
 
-def list_depths(folder: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+def list_depths(folder: str | os.PathLike, suffix: str | None = None, *, choosable: bool = False) -> list[Path]:
     """Depth files of a folder, in natural order (``2_depth.npy`` before ``10_depth.npy``).
 
-    ``suffix`` (``.npy``/``.png``/``.pfm``) picks the format; ``None`` takes the one format present.
+    ``suffix`` (``.npy``/``.png``/``.pfm``) picks the format; ``None`` takes the one format present
+    (``choosable``: the caller has a ``depth_suffix`` parameter, which the mixed-formats error then names).
     Sub-folders and hidden files are ignored; any other file is reported (a foreign file in a depth
     folder usually means the wrong folder was given).
     """
@@ -321,7 +337,8 @@ def list_depths(folder: str | os.PathLike, suffix: str | None = None) -> list[Pa
     if suffix is None:
         kinds = sorted({f.suffix.lower() for f in files})
         if len(kinds) > 1:
-            raise InputError(f"{folder}: mixed depth formats {kinds}; keep one format in this folder")
+            pick = ", or pick one with depth_suffix" if choosable else ""
+            raise InputError(f"{folder}: mixed depth formats {kinds}; keep one format in this folder{pick}", params=("depth_suffix",) if choosable else ())
         suffix = kinds[0] if kinds else ".npy"
     files = natural_sorted([f for f in files if f.suffix.lower() == suffix], "depth maps")
     if not files:

@@ -10,8 +10,9 @@ On disk, the reference layout, so that matrices made by either implementation lo
     {frame:05d}_baseline_{B}_{view:03d}_mask.png   known-mask, 0 / 255
     manifest.json                                  ours: baselines, layout, focal, sizes, format
 
-``manifest.json`` is written last, so a folder with a manifest is complete. Folders without one
-(made by the reference) are read by parsing the file names.
+``manifest.json`` is written last, so a folder with a manifest is complete; while a folder is being
+written it holds ``.unfinished``, and a folder a failed or killed run left with it is refused. Folders
+without either (made by the reference) are read by parsing the file names.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .checks import InputError, check_shape
 from .config import MatrixConfig
 
 MANIFEST = "manifest.json"
+UNFINISHED = ".unfinished"  # in a frame-matrix folder being written (``MatrixWriter``); removed once complete
 _NAME = re.compile(r"^(\d+)_baseline_(.+)_(\d+)_mask\.png$")
 
 
@@ -122,7 +124,10 @@ class MatrixWriter:
     def _init(self, folder: str | Path, info: MatrixInfo, jpeg_quality: int) -> None:
         self.folder, self.info, self.jpeg_quality = Path(folder), info, jpeg_quality
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / MANIFEST).unlink(missing_ok=True)  # incomplete until rewritten
+        # Incomplete until ``close``: without its manifest the cells written so far would read as a shorter
+        # matrix (``_infer_info``), so the folder is marked until then.
+        io.write_text(self.folder / UNFINISHED, "create_frame_matrix.py has not finished this frame matrix\n")
+        (self.folder / MANIFEST).unlink(missing_ok=True)
 
     def write(self, first: int, images: torch.Tensor, known: torch.Tensor) -> None:
         """Cells of frames ``first ..``: images ``(V, n, 3, H, W)`` in [0, 1], known ``(V, n, H, W)`` bool."""
@@ -136,6 +141,7 @@ class MatrixWriter:
 
     def close(self) -> None:
         io.write_text(self.folder / MANIFEST, json.dumps(asdict(self.info), indent=1))
+        (self.folder / UNFINISHED).unlink(missing_ok=True)
 
 
 def read_matrix_info(folder: str | Path) -> MatrixInfo:
@@ -143,6 +149,8 @@ def read_matrix_info(folder: str | Path) -> MatrixInfo:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such frame-matrix folder")
+    if (folder / UNFINISHED).exists():
+        raise InputError(f"{folder}: an unfinished frame matrix (its writer stopped before the end); make it again")
     manifest = folder / MANIFEST
     if manifest.is_file():
         try:

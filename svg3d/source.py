@@ -15,13 +15,15 @@ Every decoded frame is counted, so a file that decodes fewer frames than it demu
 instead of making a shorter video.
 
 Frames of a folder are its image files in natural order (``io.list_images``: ``2.png`` before
-``10.png``), read one file per frame.
+``10.png``), read one file per frame; numbered files with numbers missing are used as consecutive
+frames, and the log says which number is missing first. A single image file is a clip of one frame.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MIN_SIDE = 16  # px: smaller videos cannot be converted (optical flow and the VAE need some pixels)
 VFR_TOLERANCE = 0.1  # relative spread of frame durations above which a video counts as variable-rate
+TEXT_DEMUXERS = ("tty",)  # FFmpeg demuxers that read any file as text rendered into frames: not a video
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ def open_source(
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
         info = _probe_folder(path, suffix)
+    elif path.suffix.lower() in io.IMAGE_SUFFIXES:  # a photo: a clip of one frame (FFmpeg would read it as RGB "video")
+        info = _probe_files([path], path.parent)
     else:
         info = _probe_video(path)
     total = info["total"]
@@ -236,6 +241,11 @@ def frame_files(path: Path, suffix: str | None = None) -> list[Path]:
 
 def _probe_folder(path: Path, suffix: str | None) -> dict:
     files = frame_files(path, suffix)
+    return _probe_files(files, io.frames_folder(path))
+
+
+def _probe_files(files: list[Path], folder: Path) -> dict:
+    _warn_gaps(files, folder)
     first = io.read_image(files[0])
     return {
         "kind": "frames",
@@ -247,12 +257,27 @@ def _probe_folder(path: Path, suffix: str | None) -> dict:
     }
 
 
+def _warn_gaps(files: list[Path], folder: Path) -> None:
+    """Say so when numbered frame files skip numbers (``00001, 00003``: a frame lost on the way?)."""
+    parts = [re.fullmatch(r"(.*?)(\d+)", f.stem) for f in files]
+    if len(files) < 2 or not all(parts) or len({m.group(1) for m in parts}) > 1:
+        return
+    numbers = [int(m.group(2)) for m in parts]
+    missing = sum(b - a - 1 for a, b in zip(numbers, numbers[1:], strict=False) if b > a + 1)
+    if missing:
+        i = next(i for i in range(len(numbers) - 1) if numbers[i + 1] > numbers[i] + 1)
+        first = f"{parts[i].group(1)}{numbers[i] + 1:0{len(parts[i].group(2))}d}"
+        log.warning("%s: %d frame number(s) missing, the first %s; the frames are used as consecutive frames", folder, missing, first)
+
+
 def _probe_video(path: Path) -> dict:
     """Count the video packets (a demux pass) and decode the first frame (size, rotation)."""
     import av
 
     try:
         with av.open(str(path)) as container:
+            if container.format.name in TEXT_DEMUXERS:
+                raise InputError(f"{path}: not a video (FFmpeg reads it as text)")
             if not container.streams.video:
                 kind = "audio only" if container.streams.audio else "no video stream"
                 raise InputError(f"{path}: not a video ({kind})")
@@ -260,7 +285,19 @@ def _probe_video(path: Path) -> dict:
             claimed = stream.frames  # the container's index (mp4: the sample table), 0 when it has none
             rate = stream.average_rate or stream.guessed_rate
             audio = bool(container.streams.audio)
-            pts = [p.pts for p in container.demux(stream) if p.size and p.pts is not None]
+            pts = []
+            try:
+                for packet in container.demux(stream):
+                    if packet.size and packet.pts is not None:
+                        pts.append(packet.pts)
+            except av.error.FFmpegError:
+                if not claimed or len(pts) >= claimed:
+                    raise
+                truncated = True  # the index (written first: a "faststart" file) points past the end of the file
+            else:
+                truncated = bool(claimed) and len(pts) < claimed
+            if truncated:
+                raise InputError(f"{path}: its index lists {claimed} frames but only {len(pts)} are in the file; it is truncated")
             container.seek(0)
             first = next(container.decode(stream), None)
             rotation = first.rotation if first is not None else 0
@@ -271,8 +308,6 @@ def _probe_video(path: Path) -> dict:
         raise InputError(f"{path}: cannot read as a video ({e.strerror or type(e).__name__})") from None
     if first is None or not pts:
         raise InputError(f"{path}: the video has no frames")
-    if claimed and len(pts) < claimed:
-        raise InputError(f"{path}: its index lists {claimed} frames but only {len(pts)} are in the file; it is truncated")
     rate = Fraction(rate).limit_denominator(1001) if rate else Fraction(io.DEFAULT_FPS).limit_denominator(1001)
     vfr = False
     if len(pts) > 2 and time_base:

@@ -235,7 +235,7 @@ def load_inputs(
     """
     images, depths = Path(images), Path(depths)
     source = open_source(images, suffix=file_suffix)
-    depth_files = io.list_depths(depths, depth_suffix)
+    depth_files = io.list_depths(depths, depth_suffix, choosable=True)
     if len(depth_files) != source.info.num_frames:
         raise InputError(f"{depths}: {len(depth_files)} depth maps for {source.info.num_frames} frames in {images}")
     return source, depth_files

@@ -101,20 +101,29 @@ def check_paths(input_path: Path | None, out_dir: Path, work_dir: Path, depth_fr
         if folder is None:
             continue
         for flag, path in (("output", out_dir), ("work_dir", work_dir)):
+            named = (flag, what) if what != "input" else (flag,)  # (the input is no flag's value: convert's INPUT)
             if folder.is_dir() and inside(path, folder):
-                raise InputError(f"{flag} {path}: is inside the {what} folder {folder}; choose an output folder outside it", params=(flag,))
+                raise InputError(f"{flag} {path}: is inside the {what} folder {folder}; choose an output folder outside it", params=named)
             if folder.is_file() and path.resolve() == folder.resolve():
-                raise InputError(f"{flag} {path}: is the {what} file itself", params=(flag,))
+                raise InputError(f"{flag} {path}: is the {what} file itself", params=named)
         if inside(folder, work_dir):  # stage folders are rewritten
             raise InputError(f"{what} {folder}: is inside the work folder {work_dir}, which convert rewrites; copy it elsewhere first", params=(what,))
     for flag, path in (("output", out_dir), ("work_dir", work_dir)):
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            raise InputError(f"{flag} {path}: {existing} is a file, not a folder", params=(flag,))
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise InputError(f"{flag} {path}: cannot write in {existing} (permission denied)", params=(flag,))
+        check_writable(flag, path)
+
+
+def check_writable(param: str, path: Path) -> None:
+    """Refuse an output folder ``path`` (parameter ``param``) that is a file or sits where nothing can be written."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{param} {path}: {existing} is a file, not a folder", params=(param,))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY  # (POSIX only)
+        why = "read-only file system" if read_only else "permission denied"
+        raise InputError(f"{param} {path}: cannot write in {existing} ({why})", params=(param,))
 
 
 def make_dirs(*folders: Path) -> None:
@@ -299,6 +308,10 @@ class StageStore:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.record_path.unlink(missing_ok=True)
             self._stale = False
+        # A run killed inside a write leaves that file's temporary (``io.atomic_path``); the work folder is
+        # locked, so no live writer holds one: they are litter.
+        for tmp in [*self.folder.glob(".*.part.*"), *self.root.glob(f".{self.name}.*.part.json")]:
+            tmp.unlink(missing_ok=True)
         kept = [c for c in self.chunks if self._chunk_ok(c)]
         if len(kept) != len(self.chunks) or self.record.get("cleaned"):
             self.record.update(chunks=kept, complete=False, digest=None, cleaned=False)

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(quiet=args.quiet)
 
     def body() -> None:
+        from svg3d import work
         from svg3d.checks import InputError
         from svg3d.depth import DepthFolder, ModelDepth, run_depth
         from svg3d.models import depth_model_name, load_depth_model
@@ -73,12 +74,14 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("--grayscale styles the previews, but --no-preview turns them off")
         name = depth_model_name(args.model, args.encoder)
         device = resolve_device(args.device)
+        work.check_writable("outdir", Path(args.outdir))
         source = open_source(args.img_path)  # a bad clip fails before the model loads
         out = DepthFolder(args.outdir, source.info.names, preview=args.preview, grayscale=args.grayscale)
         backend = ModelDepth(load_depth_model(name, device=device), batch_size=args.batch_size)
         advance, close = progress_bar(source.info.num_frames, "depth", disable=args.quiet)
         try:  # the reference keeps depth at the frame size
-            run_depth(source.frames, backend, out, size=source.info.size, chunk_frames=CHUNK_FRAMES, progress=advance)
+            with out:
+                run_depth(source.frames, backend, out, size=source.info.size, chunk_frames=CHUNK_FRAMES, progress=advance)
         finally:
             close()
 

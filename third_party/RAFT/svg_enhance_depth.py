@@ -100,11 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(quiet=args.quiet)
 
     def body() -> None:
-        import numpy as np
 
-        from svg3d import io
+        from svg3d import work
         from svg3d.checks import InputError
-        from svg3d.depth import DepthFolder
+        from svg3d.depth import DepthFolder, FolderDepth
         from svg3d.flow import make_flow
         from svg3d.stabilise import load_inputs, run_stabilise
 
@@ -126,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         source, depth_files = load_inputs(args.path, args.depth_path, file_suffix=args.file_suffix, depth_suffix=args.depth_suffix)
         if Path(args.out_dir).resolve() == Path(args.depth_path).resolve():
             raise InputError(f"--out_dir {args.out_dir}: is the depth folder; it would overwrite its input")
+        work.check_writable("out_dir", Path(args.out_dir))
         flow = make_flow(
             args.flow,
             device=device,
@@ -134,20 +134,13 @@ def main(argv: list[str] | None = None) -> int:
             iterations=args.iters,
             mixed_precision=args.mixed_precision,
         )
-        size = source.info.size
-
-        def disparity(a, b):
-            maps = [io.read_depth(f) for f in depth_files[a:b]]
-            for f, d in zip(depth_files[a:b], maps, strict=True):
-                if d.shape != size:
-                    raise InputError(f"{f}: depth size {d.shape[1]}x{d.shape[0]} differs from the frame size {size[1]}x{size[0]}")
-            return np.stack(maps)
-
-        out = DepthFolder(Path(args.out_dir), tuple(f.stem for f in depth_files), preview=args.preview, suffix="")
         n = source.info.num_frames
+        maps = FolderDepth(Path(args.depth_path), num_frames=n, frame_sizes=(source.info.size,), files=depth_files)
+        out = DepthFolder(Path(args.out_dir), tuple(f.stem for f in depth_files), preview=args.preview, suffix="")
         advance, close = progress_bar(n, "stabilise", disable=args.quiet)
         try:
-            run_stabilise(source.frames, disparity, n, flow, out, config, chunk_frames=CHUNK_FRAMES, device=device, progress=advance)
+            with out:
+                run_stabilise(source.frames, maps.read, n, flow, out, config, chunk_frames=CHUNK_FRAMES, device=device, progress=advance)
         finally:
             close()
 
