@@ -350,6 +350,11 @@ def warp_depth(depth: torch.Tensor, baselines: torch.Tensor, focal: float, *, sc
     return torch.where(known, warped, 0)[:, :, 0]  # (V, T, 1, H, W) -> (V, T, H, W)
 
 
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Colours in [0, 1] as 8 bits (round to nearest): the exact value of every 8-bit input colour."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
 @dataclass
 class Cells:
     """Frame-matrix cells of a frame range ``first .. first + n - 1`` for some views.
@@ -377,8 +382,8 @@ class MatrixSource:
     frames(a, b): the input frames ``uint8 (n, H, W, 3)``; disparity(a, b): the (stabilised) disparity
     ``float32 (n, h, w)``, upsampled to the frame size bilinearly; lo, hi: per-frame normalisation range
     ``(T,)`` (``svg3d.shots``); plan: the views; config: how disparity becomes Z. Recent frames' cells
-    are kept (``cache_frames``), so a stage reading a chunk and its temporal context warps each frame
-    once. Everything is computed on ``device``.
+    are kept (``cache_frames``, colours as 8 bits), so a stage reading a chunk and its temporal context
+    warps each frame once. Everything is computed on ``device``.
     """
 
     def __init__(
@@ -423,7 +428,10 @@ class MatrixSource:
             baselines = torch.tensor([self.plan.baselines[v] for v in views], dtype=torch.float64)
             images, masks, depth = warp_cells(rgb, z, baselines, self.plan.focal, screen=self.plan.screen, num_planes=self.config.num_planes)
             for i, t in enumerate(range(t0, t1)):
-                self._cache[t, views] = (images[:, i], masks[:, i, 0], depth[:, i], rgb[i], z[i])
+                # colours kept as 8 bits (a quarter of the memory): the warp's pixels are 8-bit values of the
+                # input, and the crack clean-up's blends are rounded here, where every reader of the cells
+                # (the fill stage, the export) gets them the same way
+                self._cache[t, views] = (_to_uint8(images[:, i]), masks[:, i, 0], depth[:, i], _to_uint8(rgb[i]), z[i])
             for key in sorted(self._cache):
                 if len(self._cache) <= self.cache_frames:
                     break
@@ -433,10 +441,10 @@ class MatrixSource:
         return Cells(
             first=a,
             views=views,
-            images=torch.stack([p[0] for p in parts], 1),  # per frame (V, 3, H, W) -> (V, n, 3, H, W)
+            images=torch.stack([p[0] for p in parts], 1).float() / 255,  # per frame (V, 3, H, W) -> (V, n, 3, H, W)
             known=torch.stack([p[1] for p in parts], 1),
             depth=torch.stack([p[2] for p in parts], 1),
-            source=torch.stack([p[3] for p in parts]),
+            source=torch.stack([p[3] for p in parts]).float() / 255,
             source_depth=torch.stack([p[4] for p in parts]),
             baselines=tuple(self.plan.baselines[v] for v in views),
             focal=self.plan.focal,

