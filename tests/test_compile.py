@@ -73,6 +73,7 @@ def _cache_in(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.mark.slow  # Inductor builds C++ for each shape: ~60 s on 2 cores
 def test_compiled_ours_equals_eager_per_shape_and_fills_the_cache(tmp_path, monkeypatch):
     """One graph per input shape (about 70-100 s of C++ builds for the tiny UNet on 2 cores): compiled equals eager
     within 1e-4 relative (Inductor fuses and reorders float32 sums, the same argument as tests/test_unet3d.py), a
@@ -100,6 +101,7 @@ def test_compiled_ours_equals_eager_per_shape_and_fills_the_cache(tmp_path, monk
     assert unet3d.use_compile_cache() == cache and unet3d.folder_bytes(cache) > 0
 
 
+@pytest.mark.slow  # ~30 s of Inductor C++ builds on 2 cores
 def test_compiled_channels_last_vae_round_trip_equals_eager(tmp_path, monkeypatch):
     """The VAE's encoder and decoder compiled whole, channels-last (~50 s on 2 cores): encode and decode equal
     eager within 1e-4 relative (fp32; fused and reordered sums), and the frames are fed channels-last."""

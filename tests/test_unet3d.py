@@ -107,7 +107,7 @@ def test_unsupported_variants_are_one_line(tiny_unet):
         UNet3D.from_diffusers(sliced)
     with pytest.raises(ValueError, match="temporal_conv"):
         UNet3D.from_diffusers(tiny_unet, temporal_conv="fft")
-    with pytest.raises(ValueError, match="--unet"):
+    with pytest.raises(InputError, match="^unet mine: expected one of diffusers, ours"):
         DenoiseConfig(unet="mine")
 
 
