@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     from torchvision.models.optical_flow import raft_large
 
     from svg3d.cli import resolve_device
-    from svg3d.depth import iter_disparity, network_size
+    from svg3d.depth import ModelDepth, network_size
     from svg3d.flow import DISFlow, RaftFlow
     from svg3d.models import DepthModel, default_dtype
     from svg3d.scene import make_scene, render
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def depth_stage() -> None:
             nonlocal disparity
-            disparity = np.concatenate([d for _, d in iter_disparity(model, frames, batch_size=args.batch_size)])
+            disparity = ModelDepth(model, batch_size=args.batch_size)(frames, 0, (h, w))
 
         nh, nw = network_size(h, w)
         seconds = timed(depth_stage, device)

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from svg3d import camera, io, matrix, metrics, scene  # noqa: E402
+from svg3d.config import BORDER_CHOICES  # noqa: E402
 from svg3d.fillers import classical as fill  # noqa: E402
 from svg3d.fillers.previous import previous_fill  # noqa: E402
 from svg3d.fillers.telea import telea_fill  # noqa: E402
@@ -158,7 +159,7 @@ def main() -> None:
     p.add_argument("--speed-clip", default="truck", choices=list(CLIPS))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--border", default=fill.FillConfig().border, choices=fill.BORDER_CHOICES)
+    p.add_argument("--border", default=fill.FillConfig().border, choices=BORDER_CHOICES)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     args = p.parse_args()
