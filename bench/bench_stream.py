@@ -49,7 +49,7 @@ def folder_bytes(folder: Path) -> int:
 def run_convert(clip: Path, out: Path, model: Path, extra: list[str], device: str = "cpu") -> dict:
     cmd = [sys.executable, "-m", "svg3d", "convert", str(clip), "-o", str(out), "--depth-model", str(model),
            "--flow", "dis", "--fill", "classical", "--device", device, "--quiet", *extra]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# The GPU-runs issue's measurements, in two calls of the device tool (each well inside its 10 minutes).
+# The GPU-runs issue's measurements, as named steps, so that one call of the device tool (10 minutes at most)
+# takes several:
 #
-#   bench/gpu_runs.sh paths     # pytest -m gpu, the weight-free path at 1080p, the filler, depth V2-S
-#   bench/gpu_runs.sh denoise   # the exact schedule: diffusers' UNet eager, ours eager, ours compiled
+#   bench/gpu_runs.sh machine pytest-eager fill depth stream   # the weight-free path at 1080p, depth V2-S
+#   bench/gpu_runs.sh denoise unet-call                          # the exact schedule; one UNet call per variant
+#
+# Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
+# nothing), fill (filler speed, 1080p), depth (Depth Anything V2-S, RAFT-large, DIS at 1080p), stream (convert of
+# 240 frames of 1080p, depth model tiny), denoise (bench_denoise: diffusers, ours, ours compiled), unet-call (one
+# call per pass shape: diffusers and ours with each temporal convolution and group norm).
 #
 # The device machine has its own torch (its image's python3); what it lacks travels as wheels in .whl/
 # (diffusers, PyAV, importlib_metadata) with the 1080p clips made here in .whl/clips/ (it has no FFmpeg CLI).
@@ -14,7 +20,7 @@ OUT=${OUT:-results/gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 PY=${PYTHON:-python3}
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+if ! $PY -c 'import diffusers, av' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then  # the device machine
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || exit 1
     export PYTHONPATH=/tmp/site:$PWD
@@ -30,27 +36,40 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to $OUT/
     tail -n 6 "$OUT/$name.log"
 }
 
-case ${1:-} in
-paths)
-    {
-        nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
-        $PY -c 'import torch, diffusers, av, cv2; print("torch", torch.__version__, "diffusers", diffusers.__version__,
-"av", av.__version__, "cv2", cv2.__version__, torch.cuda.get_device_name(), "cpus", __import__("os").cpu_count())'
-    } >"$OUT/machine.log" 2>&1
-    cat "$OUT/machine.log"
-    step pytest_gpu 180 $PY -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra --strict-markers"
-    step fill_1080p 80 $PY bench/bench_fill.py --mode speed --device cuda --size 1920x1080 --frames 16 --repeats 3 \
-        --json "$OUT/fill_1080p.json"
-    step depth_1080p 80 $PY bench/bench_depth_stages.py --device cuda --frames 16 --height 1080 --width 1920
-    step stream_1080p 200 $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda \
-        --clips .whl/clips --json "$OUT/stream_1080p.json"
-    ;;
-denoise)
-    step denoise 560 $PY bench/bench_denoise.py --device cuda --steps 4 --variants diffusers,ours,ours-compiled \
-        --json "$OUT/denoise.json"
-    ;;
-*)
-    echo "usage: bench/gpu_runs.sh paths|denoise" >&2
-    exit 2
-    ;;
-esac
+for name in "$@"; do
+    case $name in
+    machine)
+        {
+            nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+            $PY -c 'import os, torch, diffusers, av, cv2; print("torch", torch.__version__, "diffusers",
+diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.get_device_name(), "cpus", os.cpu_count())'
+        } >"$OUT/machine.log" 2>&1
+        cat "$OUT/machine.log"
+        ;;
+    pytest) step pytest 300 $PY -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra --strict-markers" ;;
+    pytest-eager)
+        step pytest_eager 130 $PY -m pytest -m gpu -k "not compile" -q -p no:cacheprovider -o addopts="-ra --strict-markers"
+        ;;
+    fill)
+        step fill_1080p 80 $PY bench/bench_fill.py --mode speed --device cuda --size 1920x1080 --frames 16 --repeats 3 \
+            --json "$OUT/fill_1080p.json"
+        ;;
+    depth) step depth_1080p 90 $PY bench/bench_depth_stages.py --device cuda --frames 6 --height 1080 --width 1920 ;;
+    stream)
+        step stream_1080p 150 $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda \
+            --clips .whl/clips --json "$OUT/stream_1080p.json"
+        ;;
+    denoise)
+        step denoise 560 $PY bench/bench_denoise.py --device cuda --steps 4 --variants diffusers,ours,ours-compiled \
+            --json "$OUT/denoise.json"
+        ;;
+    unet-call)
+        step unet_call 140 $PY bench/bench_unet_call.py --device cuda --repeats 3 --temporal_conv conv2d,conv3d,gemm \
+            --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
+        ;;
+    *)
+        echo "unknown step $name (machine, pytest, pytest-eager, fill, depth, stream, denoise, unet-call)" >&2
+        exit 2
+        ;;
+    esac
+done

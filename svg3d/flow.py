@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 RAFT_MULTIPLE = 8  # RAFT works at 1/8 resolution: both sides must be multiples of 8
 RAFT_MIN_SIDE = 128  # torchvision's 4-level correlation pyramid needs feature maps of >= 16 = 128 / 8
+# RAFT samples its correlation pyramid with grid_sample over a batch of pairs x (H/8) x (W/8) volumes; cuDNN's
+# grid sampler refuses batches past 65535 (CUDNN_STATUS_NOT_SUPPORTED, seen at 1080p with 8 pairs per call on an
+# H200), so a call takes at most this many feature positions: 2 pairs of 1080p, 22 of 576x320.
+RAFT_MAX_POSITIONS = 65535
 
 
 class FlowBackend(Protocol):
@@ -69,6 +73,8 @@ class RaftFlow:
     Inputs are padded by edge replication to multiples of 8, and to at least 128 px a side (split
     evenly between the two sides, as RAFT's ``InputPadder``), and scaled to [-1, 1] (torchvision's RAFT
     transforms); the flow is cropped back. ``mixed_precision`` runs under fp16 autocast on CUDA (the reference's ``--mixed_precision``).
+    Pairs go through the network in groups of at most ``max_positions`` 1/8-resolution positions
+    (``RAFT_MAX_POSITIONS``; RAFT treats every pair on its own, so the grouping changes no result).
     """
 
     def __init__(
@@ -78,10 +84,12 @@ class RaftFlow:
         iterations: int = RAFT_ITERATIONS,
         mixed_precision: bool = False,
         name: str = "raft",
+        max_positions: int = RAFT_MAX_POSITIONS,
     ) -> None:
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         self.net, self.iterations, self.mixed_precision, self.name = net, iterations, mixed_precision, name
+        self.max_positions = max_positions
 
     @torch.inference_mode()
     def __call__(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
@@ -92,8 +100,13 @@ class RaftFlow:
         pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)  # (left, right, top, bottom)
         x = torch.cat([src, dst]).to(device, torch.float32) * 2.0 - 1.0  # (2N, 3, H, W) in [-1, 1]
         x = F.pad(x, pad, mode="replicate")
+        group = max(1, self.max_positions // ((h + ph) // RAFT_MULTIPLE * ((w + pw) // RAFT_MULTIPLE)))
+        flows = []
         with torch.autocast(device.type, dtype=torch.float16, enabled=self.mixed_precision and device.type == "cuda"):
-            flow = self.net(x[:n], x[n:], num_flow_updates=self.iterations)[-1]  # (N, 2, H + ph, W + pw)
+            for i in range(0, n, group):
+                j = min(n, i + group)
+                flows.append(self.net(x[i:j], x[n + i : n + j], num_flow_updates=self.iterations)[-1])
+        flow = torch.cat(flows)  # (N, 2, H + ph, W + pw)
         flow = flow[:, :, pad[2] : pad[2] + h, pad[0] : pad[0] + w]
         return flow.float().to(src.device)
 
