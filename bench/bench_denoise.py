@@ -311,7 +311,20 @@ def main() -> None:
         compile_cache=str(cache),
         compile_cache_was_empty=cache_was_empty,
         variants={},
+        complete=False,  # until every variant ran: the report is saved after each one (a run cut short keeps those)
     )
+    path = (
+        Path(args.json)
+        if args.json
+        else RESULTS / f"bench_denoise-{report['device_name'].replace(' ', '_')}-{report['utc'].replace(':', '')}.json"
+    )
+
+    def save(report: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(report, indent=1))
+        tmp.replace(path)
+
     log(
         f"{report['device_name']}, {dtype}, {'tiny' if args.tiny else 'full-size'} random zeroscope built in "
         f"{time.perf_counter() - t0:.1f} s; {args.views} views x {args.frames} frames at {args.width}x{args.height}; "
@@ -322,6 +335,7 @@ def main() -> None:
         from svg3d import distributed
 
         name, scaling = names[0], {}
+        report["multi_gpu"] = dict(variant=name, runs=scaling)
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the ranks need the memory of GPU 0
@@ -337,7 +351,7 @@ def main() -> None:
             log(
                 f"{name} on {n} {device.type} process(es): {entry['clip_seconds']:.1f} s/clip, efficiency {entry['scaling_efficiency']}"
             )
-        report["multi_gpu"] = dict(variant=name, runs=scaling)
+            save(report)
     else:
         results = {}
         for name in names:
@@ -350,6 +364,7 @@ def main() -> None:
                 entry["compile_seconds_warm"] = warm_compile_seconds(name, args, cache) if args.warm_probe else None
                 entry["compile_cache_bytes"] = unet3d.folder_bytes(cache)
             report["variants"][name] = entry
+            save(report)
             tag = "extrapolated to 50 steps" if entry["extrapolated"] else "measured"
             log(
                 f"{name:>18}: {entry['clip_seconds']:8.1f} s/clip ({tag}; {args.steps} steps ran in "
@@ -375,14 +390,8 @@ def main() -> None:
                 f"{name} vs {base}: {c['speedup']:.2f}x; max |latent diff| {c['max_abs_latent_diff']:.3g} (latents up "
                 f"to {scale:.3g}), max |pixel diff| {c['max_abs_pixel_diff_255']:.2f}/255"
             )
-    path = (
-        Path(args.json)
-        if args.json
-        else RESULTS
-        / (f"bench_denoise-{report['device_name'].replace(' ', '_')}-{report['utc'].replace(':', '')}.json")
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
+    report["complete"] = True
+    save(report)
     print(json.dumps(report, indent=1))
     log(f"wrote {path}")
 

@@ -82,7 +82,6 @@ def timed(fn: Callable[[], object], device) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = create_parser().parse_args(argv)
 
-    import numpy as np
     import torch
     from torchvision.models.optical_flow import raft_large
 

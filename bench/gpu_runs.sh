@@ -48,15 +48,15 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         ;;
     pytest) step pytest 300 $PY -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra --strict-markers" ;;
     pytest-eager)
-        step pytest_eager 130 $PY -m pytest -m gpu -k "not compile" -q -p no:cacheprovider -o addopts="-ra --strict-markers"
+        step pytest_eager 120 $PY -m pytest -m gpu -k "not compile" -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         ;;
     fill)
         step fill_1080p 80 $PY bench/bench_fill.py --mode speed --device cuda --size 1920x1080 --frames 16 --repeats 3 \
             --json "$OUT/fill_1080p.json"
         ;;
-    depth) step depth_1080p 90 $PY bench/bench_depth_stages.py --device cuda --frames 6 --height 1080 --width 1920 ;;
+    depth) step depth_1080p 80 $PY bench/bench_depth_stages.py --device cuda --frames 6 --height 1080 --width 1920 ;;
     stream)
-        step stream_1080p 150 $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda \
+        step stream_1080p 130 $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda \
             --clips .whl/clips --json "$OUT/stream_1080p.json"
         ;;
     denoise)
@@ -64,7 +64,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --json "$OUT/denoise.json"
         ;;
     unet-call)
-        step unet_call 140 $PY bench/bench_unet_call.py --device cuda --repeats 3 --temporal_conv conv2d,conv3d,gemm \
+        step unet_call 120 $PY bench/bench_unet_call.py --device cuda --repeats 3 --temporal_conv conv2d,conv3d,gemm \
             --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
         ;;
     *)

@@ -36,7 +36,7 @@ def frame_signature(frames: np.ndarray) -> np.ndarray:
         small = cv2.resize(f, SIGNATURE_SIZE, interpolation=cv2.INTER_AREA)
         hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
         for c, top in enumerate((180, 256, 256)):  # OpenCV's 8-bit hue runs 0..179
-            hist = cv2.calcHist([hsv], [c], None, [HIST_BINS], [0, top])[:, 0]
+            hist = cv2.calcHist([hsv], [c], None, [HIST_BINS], [0, top]).reshape(-1)  # (bins, 1) in OpenCV 4, (bins,) in 5
             out[i, c * HIST_BINS : (c + 1) * HIST_BINS] = hist / max(hist.sum(), 1.0)
     return out
 
