@@ -175,7 +175,8 @@ class DiffusionFiller:
 
     def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
         a, b = core
-        generated = torch.from_numpy(self.store.read(a, b, "views")).to(cells.images.device)  # (n, V', th, tw, 3)
+        # a copy: the store hands out read-only views of its cached chunk
+        generated = torch.from_numpy(self.store.read(a, b, "views").copy()).to(cells.images.device)  # (n, V', th, tw, 3)
         out = []
         size = tuple(cells.images.shape[-2:])
         for i, view in enumerate(cells.views):
