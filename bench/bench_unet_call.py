@@ -12,7 +12,7 @@ that have holes (14, 4, 16, 40, 72), a pass along the views (32, 4, 8, 40, 72) a
 view once t <= frame_matrix_end (2, 4, 16, 40, 72). UNet variants:
 
 - ``diffusers``: diffusers' UNet3D, eager (the baseline every ratio is against);
-- ``ours[conv2d, auto]`` ...: ``svg3d.unet3d.UNet3D`` eagerly, for each ``--temporal_conv`` x ``--group_norm``;
+- ``ours[conv2d, torch]`` ...: ``svg3d.unet3d.UNet3D`` eagerly, for each ``--temporal_conv`` x ``--group_norm``;
 - ``ours compiled``: ``unet3d.compile_unet`` (whole forward, static shapes, ``COMPILE_MODES``: CUDA graphs on a
   GPU) with the default layers; its compile time covers the three shapes;
 - ``--regional``: diffusers' blocks compiled with dynamic shapes (``compile_blocks``, issue 8); ``--whole``:
@@ -94,7 +94,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--shapes", default=None, help="UNet batch x frames to time instead, e.g. 2x16,4x8 (CPU runs)")
     p.add_argument("--temporal_conv", default=unet3d.DEFAULT_TEMPORAL_CONV, help="comma-separated TEMPORAL_CONV")
-    p.add_argument("--group_norm", default="auto", help="comma-separated GROUP_NORM")
+    p.add_argument("--group_norm", default=unet3d.DEFAULT_GROUP_NORM, help="comma-separated GROUP_NORM")
     p.add_argument("--no-ours-compiled", dest="ours_compiled", action="store_false", help="skip compile_unet")
     p.add_argument("--regional", action="store_true", help="also diffusers' blocks compiled (issue 8)")
     p.add_argument("--whole", choices=("static", "dynamic"), default=None, help="also torch.compile(diffusers' UNet)")

@@ -85,7 +85,7 @@ def level_report(c: int, h: int, w: int, b: int, f: int, device: torch.device, d
 
     ref = diffusers_norm().permute(0, 2, 3, 4, 1).reshape(b * f, h, w, c)
     entry["group_norm_silu"]["diffusers NCDHW"] = dict(ms=1000 * timed(diffusers_norm, repeats, device))
-    for impl in unet3d.GROUP_NORM[1:]:
+    for impl in unet3d.GROUP_NORM:
 
         def ours_norm(impl=impl):
             return unet3d.group_norm(x_nhwc, 32, norm.weight, norm.bias, norm.eps, frames=f, silu=True, impl=impl)

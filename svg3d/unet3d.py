@@ -59,10 +59,13 @@ from .config import UNET_KINDS
 log = logging.getLogger(__name__)
 
 TEMPORAL_CONV = ("conv2d", "conv3d", "gemm")
-# CPU (2 cores, oneDNN), full-size zeroscope channels at 40x72, 16 frames: conv2d was fastest (README); the
-# GPU choice is measured by the GPU-runs issue with bench/bench_unet_call.py --temporal_conv.
+# CPU (2 cores, oneDNN), full-size zeroscope channels at 40x72, 16 frames: conv2d was fastest (README); on an
+# H200 (fp16, bench/bench_unet_call.py) conv2d and conv3d were within 1 % of each other and the GEMMs 4-6 % slower.
 DEFAULT_TEMPORAL_CONV = "conv2d"
-GROUP_NORM = ("auto", "torch", "grouped")  # see group_norm
+GROUP_NORM = ("torch", "grouped")  # see group_norm
+# torch's: the CPU has a native channels-last kernel, and on an H200 (fp16, eager) a whole UNet call was 4-5 %
+# faster with it than with "grouped" (904 vs 948 ms and 1110 vs 1160 ms at the schedule's two larger shapes)
+DEFAULT_GROUP_NORM = "torch"
 # Temporal attention runs every (pixel, head) of a clip as one "head" of a frames-long sequence; fused attention
 # kernels put heads on a CUDA grid axis (at most 65,535 blocks), so more than this many go in several calls
 # (zeroscope at 576x320 has at most 2,880 x 8 = 23,040; 1024x576 would have 73,728).
@@ -89,7 +92,7 @@ def group_norm(
     *,
     frames: int = 1,
     silu: bool = False,
-    impl: str = "auto",
+    impl: str = DEFAULT_GROUP_NORM,
 ) -> torch.Tensor:
     """GroupNorm (then SiLU) of channels-last ``x`` ``(N, H, W, C)``; same shape and dtype, contiguous.
 
@@ -98,11 +101,9 @@ def group_norm(
     ``impl`` (``GROUP_NORM``): ``"torch"`` runs torch's GroupNorm on the channels-last NCHW / NCDHW view (a native
     channels-last kernel on the CPU; on CUDA torch makes the input contiguous first, a layout copy);
     ``"grouped"`` normalises a grouped view ``(clips, frames*H*W, groups, C/groups)`` with statistics, affine and
-    SiLU in fp32 (no layout copy; Inductor fuses it); ``"auto"``: torch on the CPU, grouped elsewhere.
+    SiLU in fp32 (no layout copy, but several passes over fp32 data when eager; ``DEFAULT_GROUP_NORM``).
     """
     n, h, w, c = x.shape
-    if impl == "auto":
-        impl = "torch" if x.device.type == "cpu" else "grouped"
     if impl == "torch":
         if frames == 1:
             y = F.group_norm(x.permute(0, 3, 1, 2), groups, weight, bias, eps).permute(0, 2, 3, 1)
@@ -190,7 +191,7 @@ def _require(ok: bool, what: str) -> None:
 class _Norm(nn.Module):
     """GroupNorm parameters (shared with diffusers) and settings."""
 
-    impl = "auto"  # set for the whole model by UNet3D
+    impl = DEFAULT_GROUP_NORM  # set for the whole model by UNet3D
 
     def __init__(self, gn: nn.GroupNorm):
         super().__init__()
@@ -456,7 +457,7 @@ class _Level(nn.Module):
 class UNet3D(nn.Module):
     """The whole UNet3D on channels-last activations; built with ``from_diffusers``."""
 
-    def __init__(self, unet: nn.Module, *, temporal_conv: str = DEFAULT_TEMPORAL_CONV, group_norm: str = "auto"):
+    def __init__(self, unet: nn.Module, *, temporal_conv: str = DEFAULT_TEMPORAL_CONV, group_norm: str = DEFAULT_GROUP_NORM):
         super().__init__()
         if temporal_conv not in TEMPORAL_CONV:
             raise ValueError(f"temporal_conv {temporal_conv!r}: expected one of {', '.join(TEMPORAL_CONV)}")
@@ -497,7 +498,7 @@ class UNet3D(nn.Module):
 
     @classmethod
     def from_diffusers(
-        cls, unet: nn.Module, *, temporal_conv: str = DEFAULT_TEMPORAL_CONV, group_norm: str = "auto"
+        cls, unet: nn.Module, *, temporal_conv: str = DEFAULT_TEMPORAL_CONV, group_norm: str = DEFAULT_GROUP_NORM
     ) -> UNet3D:
         """Our forward over ``unet``'s parameters (a diffusers ``UNet3DConditionModel``, eval mode assumed).
 
