@@ -366,6 +366,7 @@ class Conversion:
                     left, right = out[plan.eyes[0]], out[plan.eyes[1]]
                     writer.write(left, right, views=all_views, disparity=disparity, depth_range=(lo[a:b], hi[a:b]) if disparity is not None else None)
                     advance(b - a)
+                    work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)
                 written = writer.close()
         finally:
             close()
