@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,20 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def make_clip(path: Path, frames: int, size: tuple[int, int], seed: int, fps: int = 25) -> Path:
-    import imageio_ffmpeg
-
-    w, h = size
-    cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={fps},hue=h={37 * seed}",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-frames:v", str(frames), "-t", f"{frames / fps:.3f}",
-        "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True)
-    return path
+from testsrc import make_clip  # noqa: E402  (bench/ is the script's folder on sys.path)
 
 
 def run(folder: Path, out: Path, config, ray: str | None) -> float:
@@ -83,7 +69,7 @@ def main() -> None:
         folder = tmp / "in"
         folder.mkdir()
         for k in range(args.clips):
-            make_clip(folder / f"clip{k:02d}.mp4", args.frames, (w, h), k)
+            make_clip(folder / f"clip{k:02d}.mp4", args.frames, (w, h), hue=37 * k)
         model = save_tiny_depth_anything(tmp / "depth-model")
         config = ConvertConfig(depth=DepthConfig(model=str(model)), flow="dis", filler="classical")
         results["in_process_s"] = round(run(folder, tmp / "in_process", config, None), 2)

@@ -26,20 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def make_clip(path: Path, frames: int, size: tuple[int, int], fps: int = 25) -> Path:
-    import imageio_ffmpeg
-
-    w, h = size
-    cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y",
-        "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={fps}",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-frames:v", str(frames), "-t", f"{frames / fps:.3f}",
-        "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True)
-    return path
+from testsrc import make_clip  # noqa: E402  (bench/ is the script's folder on sys.path)
 
 
 def folder_bytes(folder: Path) -> int:

@@ -12,7 +12,8 @@ every known pixel unchanged; its result may depend only on the cells it is given
 chunks equals the clip filled whole. ``context`` is the frames it needs on each side of a chunk;
 ``params()`` is what decides its output (the stage record's key).
 
-A new filler is one module with a class following ``Filler`` and one line in ``REGISTRY``.
+A new filler is one module with a class following ``Filler`` (``SinglePass`` gives one without a pre-pass its
+``prepare`` and ``stages``) and one line in ``REGISTRY``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,16 @@ class Filler(Protocol):
     def stages(self) -> tuple[str, ...]: ...  # the names of its own pre-pass stages (cleaned with the others)
 
     def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor: ...
+
+
+class SinglePass:
+    """For fillers that fill each chunk from its cells alone: no pre-pass, no stages of their own."""
+
+    def stages(self) -> tuple[str, ...]:
+        return ()
+
+    def prepare(self, context: FillContext) -> None:
+        pass
 
 
 def _classical(config: ConvertConfig, device: torch.device) -> Filler:

@@ -66,6 +66,7 @@ from ..checks import check_same, check_shape
 from ..config import FillConfig
 from ..flow import DISFlow, FlowBackend
 from ..matrix import Cells
+from . import SinglePass
 
 log = logging.getLogger(__name__)
 
@@ -844,7 +845,7 @@ def fill_frame_matrix(
     return FillResult(views, out, origin)
 
 
-class ClassicalFiller:
+class ClassicalFiller(SinglePass):
     """``fill_views`` behind the ``Filler`` protocol (``fillers.REGISTRY["classical"]``)."""
 
     name = "classical"
@@ -855,12 +856,6 @@ class ClassicalFiller:
 
     def params(self) -> dict:
         return {"config": asdict(self.config)}
-
-    def stages(self) -> tuple[str, ...]:
-        return ()
-
-    def prepare(self, context) -> None:
-        pass
 
     def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
         return fill_views(

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ..checks import check_same, check_shape
 from ..filters import box_filter
 from ..matrix import Cells
+from . import SinglePass
 from .classical import FROM_SPACE, FROM_TIME, KNOWN, FillResult, background_depth, pull_push
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ def previous_fill(
     return FillResult(views, torch.stack(out_images), torch.stack(out_origin))
 
 
-class PreviousFiller:
+class PreviousFiller(SinglePass):
     """``previous_fill`` behind the ``Filler`` protocol (``fillers.REGISTRY["previous"]``)."""
 
     name = "previous"
@@ -233,12 +234,6 @@ class PreviousFiller:
 
     def params(self) -> dict:
         return {"config": asdict(self.config)}
-
-    def stages(self) -> tuple[str, ...]:
-        return ()
-
-    def prepare(self, context) -> None:
-        pass
 
     def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
         a, b = core[0] - cells.first, core[1] - cells.first

@@ -8,6 +8,7 @@ import torch
 
 from ..checks import check_same, check_shape
 from ..matrix import Cells
+from . import SinglePass
 
 TELEA_RADIUS = 3  # px: cv2.inpaint's neighbourhood (OpenCV's documented example uses 3)
 
@@ -29,7 +30,7 @@ def telea_fill(images: torch.Tensor, known: torch.Tensor, *, radius: int = TELEA
     return torch.where(known[:, None], images, out)
 
 
-class TeleaFiller:
+class TeleaFiller(SinglePass):
     """Each hole of each cell filled by ``cv2.inpaint`` (Telea), blind to depth and to the other frames."""
 
     name = "telea"
@@ -37,12 +38,6 @@ class TeleaFiller:
 
     def params(self) -> dict:
         return {"radius": TELEA_RADIUS}
-
-    def stages(self) -> tuple[str, ...]:
-        return ()
-
-    def prepare(self, context) -> None:
-        pass
 
     def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
         a, b = core[0] - cells.first, core[1] - cells.first
