@@ -88,10 +88,6 @@ class Export:
     needs: frozenset[str] = frozenset()  # what write() must be given besides the eyes: "views", "disparity"
     stereo: StereoTag | None = None  # stereo metadata written into the file
 
-    @property
-    def needs_all_views(self) -> bool:
-        return "views" in self.needs
-
 
 _DEPTH = frozenset({"disparity"})
 _VIEWS = frozenset({"views"})
