@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from svg3d import camera, depth, io, matrix, shots, work
+    from svg3d import camera, io, shots, work
+    from svg3d.stages import depth
+    from svg3d.stages import matrix
     from svg3d.checks import InputError
     from svg3d.cli import progress_bar, resolve_device
     from svg3d.config import MatrixConfig

@@ -355,7 +355,7 @@ def _stereo_on_rank(workers, device, args: argparse.Namespace) -> None:
 
 def _load_model(args: argparse.Namespace, device=None):
     from svg3d.checks import InputError
-    from svg3d.fillers.diffusion import load_model
+    from svg3d.stages.fill.diffusion import load_model
 
     device = resolve_device(args.device) if device is None else device
     unet = _config(args, args.seed).unet
@@ -375,7 +375,8 @@ def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
     import numpy as np
     import torch
 
-    from svg3d import __version__, camera, io, matrix, work
+    from svg3d import __version__, camera, io, work
+    from svg3d.stages import matrix
     from svg3d.checks import InputError
     from svg3d.denoise import LOCAL, default_overlap, denoise_long, target_views, window_starts
 

@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     from torchvision.models.optical_flow import raft_large
 
     from svg3d.cli import resolve_device
-    from svg3d.depth import ModelDepth, network_size
+    from svg3d.stages.depth import ModelDepth, network_size
     from svg3d.flow import DISFlow, RaftFlow
     from svg3d.models import DepthModel, default_dtype
     from svg3d.scene import make_scene, render
-    from svg3d.stabilise import StabiliseConfig, stabilise_disparity
+    from svg3d.stages.stabilise import StabiliseConfig, stabilise_disparity
 
     stages = set(args.stages.split(","))
     if not stages or not stages <= {"depth", "raft", "dis"}:

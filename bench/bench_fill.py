@@ -37,9 +37,9 @@ import torch  # noqa: E402
 
 from svg3d import camera, matrix, metrics, scene  # noqa: E402
 from svg3d.config import BORDER_CHOICES  # noqa: E402
-from svg3d.fillers import classical as fill  # noqa: E402
-from svg3d.fillers.previous import previous_fill  # noqa: E402
-from svg3d.fillers.telea import telea_fill  # noqa: E402
+from svg3d.stages.fill import classical as fill  # noqa: E402
+from svg3d.stages.fill.previous import previous_fill  # noqa: E402
+from svg3d.stages.fill.telea import telea_fill  # noqa: E402
 from svg3d.source import read_clip  # noqa: E402
 
 # clip -> (seed, camera, textures: None or [(video, frames | "play")])

@@ -26,8 +26,8 @@ import torch  # noqa: E402
 from bench.bench_denoise import synthetic_matrix  # noqa: E402
 from svg3d import camera, scene  # noqa: E402
 from svg3d.denoise import DenoiseConfig, denoise_long, window_starts  # noqa: E402
-from svg3d.fillers import classical as fill  # noqa: E402
-from svg3d.matrix import MatrixInfo, build_frame_matrix, warp_depth  # noqa: E402
+from svg3d.stages.fill import classical as fill  # noqa: E402
+from svg3d.stages.matrix import MatrixInfo, build_frame_matrix, warp_depth  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 

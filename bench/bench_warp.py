@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from svg3d import camera, scene  # noqa: E402
-from svg3d.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
+from svg3d.stages.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
 from tests.numpy_warp import warp_views_numpy  # noqa: E402
 
 

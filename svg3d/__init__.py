@@ -14,7 +14,7 @@ Library layout (one module per concept, DESIGN.md §8):
 - ``shots``       shot cuts and the depth range each frame is normalised over
 - ``warp``        z-buffered forward warping and crack clean-up (pure tensor functions)
 - ``matrix``      stage 3: the frame matrix (views x frames): built, streamed, saved, loaded
-- ``fillers``     stage 4: one protocol, a registry (classical, diffusion, telea, previous), ``--fill auto``
+- ``stages.fill`` stage 4: one protocol, a registry (classical, diffusion, telea, previous), ``--fill auto``
 - ``denoise``     frame-matrix denoising with a video diffusion model (the diffusion filler's loop)
 - ``unet3d``      our channels-last UNet3D forward over a diffusers checkpoint, compiled once per machine
 - ``distributed`` one clip across the GPUs of a machine (torch.distributed)

@@ -30,7 +30,7 @@ from svg3d.config import (
     default,
 )
 from svg3d.encode import EncoderSettings
-from svg3d.export import ANAGLYPHS, EXPORTS, NAMINGS, ExportSettings
+from svg3d.stages.export import ANAGLYPHS, EXPORTS, NAMINGS, ExportSettings
 from svg3d.ui import DEFAULT_JOBS_DIR, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 
 # convert's flag for each library parameter whose name differs from --param-name (InputError.params)
@@ -192,7 +192,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
     """The ``ConvertConfig`` the flags describe; cross-checks flags (one place) before anything is read."""
     from dataclasses import replace
 
-    from svg3d import export
+    from svg3d.stages import export
     from svg3d.checks import InputError
     from svg3d.config import StabiliseConfig
 

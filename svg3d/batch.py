@@ -451,7 +451,7 @@ class Worker:
 
 def join_job(job: Job, plan: Plan, manifests: tuple[dict[str, str], ...]) -> dict[str, str]:
     """The input's exports from its segments' (``join.join_exports``) with the original's audio; its batch record."""
-    from . import export
+    from .stages import export
     from .join import join_exports
 
     busy = f"another convert or batch is writing {job.out_dir}; wait for it"

@@ -20,13 +20,13 @@ from pathlib import Path
 from . import camera
 from .camera import Layout
 from .checks import InputError
-from .export import ExportSettings
+from .stages.export import ExportSettings
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"  # Apache-2.0; the paper used v1 ViT-L
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"  # the paper's video model
 FLOW_CHOICES = ("auto", "raft", "raft_small", "dis")
 RAFT_ITERATIONS = 32  # the reference calls RAFT with iters=32 (torchvision's default is 12)
-FILLER_CHOICES = ("auto", "classical", "diffusion", "telea", "previous")  # "auto" + svg3d.fillers.REGISTRY, kept light here
+FILLER_CHOICES = ("auto", "classical", "diffusion", "telea", "previous")  # "auto" + svg3d.stages.fill.REGISTRY, kept light here
 DEPTH_RANGE_CHOICES = ("shot", "clip")
 DDPM_TIMESTEPS = 1000  # zeroscope's DDPM scheduler is trained on 1000 timesteps: no more inference steps exist
 UNET_KINDS = ("diffusers", "ours")  # the UNet3D forward the denoiser calls (svg3d.unet3d: ours)
@@ -225,7 +225,7 @@ class DenoiseConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Hole filling by frame-matrix denoising (``svg3d.fillers.diffusion``): what ``convert`` sets on top of
+    """Hole filling by frame-matrix denoising (``svg3d.stages.fill.diffusion``): what ``convert`` sets on top of
     ``denoise.DenoiseConfig`` (whose own defaults are the reference's)."""
 
     model: str = ZEROSCOPE  # hub id or local folder in the diffusers layout
@@ -321,10 +321,10 @@ class ConvertConfig:
     stabilise: StabiliseConfig | None = field(default_factory=StabiliseConfig)  # None: no stabilisation
     flow: str = "auto"  # stage 2's flow: RAFT if its weights are here, else OpenCV DIS
     matrix: MatrixConfig = field(default_factory=_convert_matrix)
-    filler: str = "auto"  # diffusion when zeroscope is here and CUDA is, else classical (svg3d.fillers.resolve)
-    classical: FillConfig = field(default_factory=FillConfig)  # the classical filler's settings (svg3d.fillers.classical)
+    filler: str = "auto"  # diffusion when zeroscope is here and CUDA is, else classical (svg3d.stages.fill.resolve)
+    classical: FillConfig = field(default_factory=FillConfig)  # the classical filler's settings (svg3d.stages.fill.classical)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    exports: ExportSettings = field(default_factory=ExportSettings)  # which exports and how (svg3d.export)
+    exports: ExportSettings = field(default_factory=ExportSettings)  # which exports and how (svg3d.stages.export)
     # Frames per chunk of every stage: memory is bounded by it, never by the clip's length; results do not
     # depend on it. 16 frames of 1080p keep a classical run under ~3 GB of memory.
     chunk_frames: int = 16

@@ -32,10 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, camera, depth, export, fillers, io, models, shots, work
+from . import __version__, camera, io, models, shots, work
+from .stages import depth
+from .stages import export
+from .stages import fill as fillers
 from .checks import InputError
 from .config import ConvertConfig
-from .matrix import MatrixSource
+from .stages.matrix import MatrixSource
 from .source import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -238,7 +241,7 @@ class Conversion:
 
         def body(store, advance):
             from .flow import make_flow
-            from .stabilise import run_stabilise
+            from .stages.stabilise import run_stabilise
 
             raw, _ = self.depth(need_data=True)
             backend = make_flow(self.config.flow, device=self.device)
@@ -429,7 +432,7 @@ def generate(work_dir: Path, config: ConvertConfig, device: torch.device, progre
     steps, length and size reuses it. Returns the folder.
     """
     from .denoise import text_to_video
-    from .fillers.diffusion import denoise_config, load_model
+    from .stages.fill.diffusion import denoise_config, load_model
 
     cfg = config.diffusion
     frames = config.clip.num_frames or GENERATED_FRAMES

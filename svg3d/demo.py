@@ -32,7 +32,7 @@ import torch
 
 from . import __version__, camera, convert, io, metrics, scene, work
 from .config import ConvertConfig, DepthConfig, MatrixConfig
-from .export import ExportSettings
+from .stages.export import ExportSettings
 
 log = logging.getLogger(__name__)
 

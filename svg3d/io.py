@@ -229,7 +229,7 @@ def write_video(
     ``colour.guess_colour``). The container follows the suffix (``.mkv``: Matroska, else mp4).
     ``audio_from``: a media file whose first audio stream is copied (not re-encoded) into the output;
     its codec must be one mp4 holds (``MP4_AUDIO_CODECS``), else ``ValueError`` before anything is
-    written (``svg3d.export.audio_track`` re-encodes any audio to AAC first). yuv420p needs even sides:
+    written (``svg3d.stages.export.audio_track`` re-encodes any audio to AAC first). yuv420p needs even sides:
     an odd last row/column is repeated (and said in the log).
     """
     from .encode import EncoderSettings, VideoEncoder

@@ -36,7 +36,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .encode import CONTAINERS, StereoTag
-from .export import EXPORTS, FRAME_NAME, ExportSettings
+from .stages.export import EXPORTS, FRAME_NAME, ExportSettings
 from .parts import Part
 
 log = logging.getLogger(__name__)

@@ -75,7 +75,7 @@ class Control:
 
 def controls() -> list[Control]:
     """The convert flags but those the jobs set (``UI_DESTS``), in ``--help`` order, from the CLI's parser."""
-    from .export import EXPORTS, parse_exports
+    from .stages.export import EXPORTS, parse_exports
 
     out = []
     parser = jobs.convert_parser()
@@ -219,7 +219,8 @@ def previews(job: Job, exports: dict[str, Path]) -> tuple[Path | None, Path | No
 
     import numpy as np
 
-    from . import export, io, work
+    from . import io, work
+    from .stages import export
 
     folder = job.folder / "previews"
     anaglyph, depth = folder / "anaglyph.png", folder / "depth.png"
@@ -280,7 +281,7 @@ def view_folders(exports: dict[str, Path]) -> list[Path]:
 
 def view_frame(job: Job, view: int, frame: int) -> Path | None:
     """Frame ``frame`` of view ``view`` of the job's ``views_png`` export, None when there is no such file."""
-    from .export import FRAME_NAME
+    from .stages.export import FRAME_NAME
 
     views = view_folders(jobs.results(job))
     if not views:

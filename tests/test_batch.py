@@ -30,7 +30,7 @@ from svg3d.batch import BatchSettings, Unit
 from svg3d.config import ClipConfig, ConvertConfig, DepthConfig
 from svg3d.demo import write_tone
 from svg3d.encode import EncoderSettings, StereoTag, VideoEncoder
-from svg3d.export import ExportSettings
+from svg3d.stages.export import ExportSettings
 from svg3d.source import read_clip
 from tests.media import audio_seconds, probe
 from tests.test_export import mp4_boxes

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from svg3d import io, matrix, scene
+from svg3d import io, scene
+from svg3d.stages import matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W, T = 32, 48, 6  # the clip: small, so the whole catalogue runs in seconds

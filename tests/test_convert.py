@@ -19,7 +19,7 @@ import pytest
 from svg3d import __main__ as cli
 from svg3d import convert, io, work
 from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig
-from svg3d.export import ExportSettings
+from svg3d.stages.export import ExportSettings
 from svg3d.source import read_clip
 from tests.media import audio_seconds, probe, rendered_clip
 
@@ -98,7 +98,7 @@ def test_known_pixels_are_the_exact_warp_and_holes_the_upsampled_diffusion(clip,
     """Full resolution with diffusion: the matrix is denoised at a smaller size; only holes take its pixels."""
     import torch
 
-    from svg3d.fillers.diffusion import composite, grow
+    from svg3d.stages.fill.diffusion import composite, grow
 
     video, depth, _ = clip
     diffusion = DiffusionConfig(model=str(model_dir), steps=1, window=10, size=(32, 48))
@@ -125,7 +125,7 @@ def test_known_pixels_are_the_exact_warp_and_holes_the_upsampled_diffusion(clip,
 def test_composite_keeps_known_pixels_and_feathers_only_near_them():
     import torch
 
-    from svg3d.fillers.diffusion import FEATHER, composite
+    from svg3d.stages.fill.diffusion import FEATHER, composite
 
     warped = torch.rand(1, 3, 20, 60)
     generated = torch.rand(1, 3, 20, 60)

@@ -90,7 +90,7 @@ def test_svg_py_gpus_2_on_the_cpu_writes_what_one_process_writes(model_dir, tmp_
 
     import svg
     from svg3d.io import read_image
-    from svg3d.matrix import save_frame_matrix
+    from svg3d.stages.matrix import save_frame_matrix
     from tests.test_denoise import make_matrix
 
     save_frame_matrix(make_matrix(3, 4), tmp_path / "fm")

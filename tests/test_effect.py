@@ -9,7 +9,7 @@ import torch
 from svg3d import camera, shots
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, MatrixConfig
-from svg3d.matrix import MatrixSource
+from svg3d.stages.matrix import MatrixSource
 from svg3d.scene import make_scene, render
 
 

@@ -17,12 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
-from svg3d import camera, colour, export, io, parts, scene
+from svg3d import camera, colour, io, parts, scene
+from svg3d.stages import export
 from svg3d.checks import InputError
 from svg3d.colour import ColourInfo
 from svg3d.demo import write_tone
 from svg3d.encode import EncoderSettings
-from svg3d.export import ExportSettings, ExportWriter
+from svg3d.stages.export import ExportSettings, ExportWriter
 from tests.media import audio_seconds, pcm_video, probe
 
 LOSSLESS = EncoderSettings(crf=0, pix_fmt="yuv444p")  # x264 qp 0 in 4:4:4: only the RGB <-> YUV rounding is lost
@@ -561,7 +562,7 @@ def test_a_killed_writer_leaves_only_parts_that_the_next_run_removes(tmp_path):
         import sys, time
         from fractions import Fraction
         import numpy as np
-        from svg3d.export import ExportSettings, ExportWriter
+        from svg3d.stages.export import ExportSettings, ExportWriter
         left = np.zeros((2, 16, 16, 3), np.uint8)
         w = ExportWriter({str(out)!r}, "clip", ExportSettings(exports=("sbs", "eyes_png")), fps=Fraction(8), size=(16, 16))
         w.write(left, left)
@@ -614,7 +615,7 @@ def test_a_full_disk_is_an_input_error_naming_the_file_with_parts_removed(tmp_pa
         from fractions import Fraction
         import numpy as np
         from svg3d.checks import InputError
-        from svg3d.export import ExportSettings, ExportWriter
+        from svg3d.stages.export import ExportSettings, ExportWriter
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 12, 1 << 12))
         noise = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)

@@ -14,14 +14,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from svg3d import camera, matrix, metrics, scene
+from svg3d import camera, metrics, scene
+from svg3d.stages import matrix
 from svg3d.checks import InputError
 from svg3d.config import FillConfig
-from svg3d.fillers import classical as fill
-from svg3d.fillers import previous
-from svg3d.fillers.classical import FROM_BORDER, FROM_SPACE, FROM_TIME, KNOWN
-from svg3d.fillers.previous import PreviousFillConfig, previous_fill
-from svg3d.fillers.telea import telea_fill
+from svg3d.stages.fill import classical as fill
+from svg3d.stages.fill import previous
+from svg3d.stages.fill.classical import FROM_BORDER, FROM_SPACE, FROM_TIME, KNOWN
+from svg3d.stages.fill.previous import PreviousFillConfig, previous_fill
+from svg3d.stages.fill.telea import telea_fill
 from svg3d.source import read_clip
 from svg3d.warp import warp_views
 
@@ -420,8 +421,8 @@ def test_floating_window_is_straight_and_black():
 
 def test_previous_filler_is_a_registered_filler_equal_to_its_function():
     """--fill previous: the filler of before issue 12 through the Filler protocol, chunk for chunk."""
-    from svg3d.fillers import REGISTRY
-    from svg3d.matrix import Cells
+    from svg3d.stages.fill import REGISTRY
+    from svg3d.stages.matrix import Cells
 
     fm, depth, _ = rendered(0, static=True, t=4, h=48, w=80)
     whole = previous_fill(fm.images, fm.masks, depth, PreviousFillConfig(), views=[1])

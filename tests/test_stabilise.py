@@ -21,7 +21,7 @@ from svg3d.filters import guided_filter
 from svg3d.flow import DISFlow
 from svg3d.scene import make_scene, render
 from svg3d.source import read_clip
-from svg3d.stabilise import (
+from svg3d.stages.stabilise import (
     StabiliseConfig,
     backward_warp,
     consistency_mask,

@@ -27,7 +27,7 @@ pytest.importorskip("gradio")
 
 from svg3d import io, jobs, ui  # noqa: E402
 from svg3d.checks import InputError  # noqa: E402
-from svg3d.export import EXPORTS  # noqa: E402
+from svg3d.stages.export import EXPORTS  # noqa: E402
 from tests.media import probe, rendered_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

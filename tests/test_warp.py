@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from svg3d import camera, scene, warp
-from svg3d.matrix import MatrixInfo, build_frame_matrix
+from svg3d.stages.matrix import MatrixInfo, build_frame_matrix
 from tests.numpy_warp import warp_views_numpy
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]

@@ -20,8 +20,8 @@ from svg3d.denoise import (
     window_seed,
     window_starts,
 )
-from svg3d.export import ExportSettings
-from svg3d.matrix import save_frame_matrix
+from svg3d.stages.export import ExportSettings
+from svg3d.stages.matrix import save_frame_matrix
 from svg3d.models import load_zeroscope
 from tests.media import probe, rendered_clip
 from tests.test_denoise import make_matrix

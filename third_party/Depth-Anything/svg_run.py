@@ -1,4 +1,4 @@
-"""Stage 1, depth: the seed's ``svg_run.py`` command line over ``svg3d.depth`` (no vendored model code).
+"""Stage 1, depth: the seed's ``svg_run.py`` command line over ``svg3d.stages.depth`` (no vendored model code).
 
     cd third_party/Depth-Anything/
     python svg_run.py --encoder vitl --img-path ../../Videos/<clip>/images/ --outdir ../../Videos/<clip>/depths/
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 from svg3d.cli import add_device_flag, progress_bar, resolve_device, run_cli, setup_logging  # noqa: E402
 from svg3d.config import DEFAULT_DEPTH_MODEL, DepthConfig, default  # noqa: E402
 
-CHUNK_FRAMES = 16  # frames read and predicted at a time: memory only (svg3d.depth.run_depth)
+CHUNK_FRAMES = 16  # frames read and predicted at a time: memory only (svg3d.stages.depth.run_depth)
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         from svg3d import work
         from svg3d.checks import InputError
-        from svg3d.depth import DepthFolder, ModelDepth, run_depth
+        from svg3d.stages.depth import DepthFolder, ModelDepth, run_depth
         from svg3d.models import depth_model_name, load_depth_model
         from svg3d.source import open_source
 

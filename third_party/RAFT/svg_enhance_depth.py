@@ -1,4 +1,4 @@
-"""Stage 2, depth stabilisation: the seed's ``svg_enhance_depth.py`` command line over ``svg3d.stabilise``.
+"""Stage 2, depth stabilisation: the seed's ``svg_enhance_depth.py`` command line over ``svg3d.stages.stabilise``.
 
     cd third_party/RAFT/
     python svg_enhance_depth.py --path=../../Videos/<clip>/images/ --depth_path=../../Videos/<clip>/depths/ \\
@@ -21,7 +21,7 @@ from svg3d.cli import add_device_flag, progress_bar, resolve_device, run_cli, se
 from svg3d.config import FLOW_CHOICES, RAFT_ITERATIONS, StabiliseConfig, default  # noqa: E402
 
 log = logging.getLogger("svg3d.svg_enhance_depth")
-CHUNK_FRAMES = 16  # frames stabilised at a time: memory only (svg3d.stabilise.run_stabilise)
+CHUNK_FRAMES = 16  # frames stabilised at a time: memory only (svg3d.stages.stabilise.run_stabilise)
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from svg3d import work
         from svg3d.checks import InputError
-        from svg3d.depth import DepthFolder, FolderDepth
+        from svg3d.stages.depth import DepthFolder, FolderDepth
         from svg3d.flow import make_flow
-        from svg3d.stabilise import load_inputs, run_stabilise
+        from svg3d.stages.stabilise import load_inputs, run_stabilise
 
         config = StabiliseConfig(
             window_size=args.window_size,

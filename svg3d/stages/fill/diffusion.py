@@ -18,8 +18,8 @@ from dataclasses import asdict, replace
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_shape
-from ..config import DiffusionConfig
+from ...checks import check_shape
+from ...config import DiffusionConfig
 from ..matrix import Cells
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ FEATHER = 8  # px at the source resolution: hole pixels this close to a known pi
 
 def denoise_config(config: DiffusionConfig, multiview: bool):
     """The ``denoise.DenoiseConfig`` for a convert: the reference's schedule, multi-view mode when every view is an output."""
-    from ..denoise import DenoiseConfig
+    from ...denoise import DenoiseConfig
 
     return DenoiseConfig(
         num_inference_steps=config.steps, seed=config.seed, frame_matrix_end=0 if multiview else DenoiseConfig.frame_matrix_end,
@@ -39,7 +39,7 @@ def denoise_config(config: DiffusionConfig, multiview: bool):
 
 def load_model(name: str, device: torch.device, *, compile: bool = False, unet: str = "diffusers", flag: str = "video_model", **kwargs):
     """zeroscope (``models.load_zeroscope``), compiled for the ``unet`` forward when asked (``models.compile_zeroscope``)."""
-    from .. import models
+    from ... import models
 
     if device.type == "cpu":
         # Early steps decode extreme x0 predictions; SiLU then underflows into subnormal floats, which x86
@@ -123,7 +123,7 @@ class DiffusionFiller:
         self._fill_views: tuple[int, ...] = ()
 
     def params(self) -> dict:
-        from ..denoise import DenoiseConfig
+        from ...denoise import DenoiseConfig
 
         return {"config": asdict(self.config), "denoise": asdict(DenoiseConfig())}
 
@@ -131,7 +131,7 @@ class DiffusionFiller:
         return ("denoised",)
 
     def prepare(self, context) -> None:
-        from ..denoise import denoise_frame_matrix, output_views, window_fixed, window_seed, window_starts
+        from ...denoise import denoise_frame_matrix, output_views, window_fixed, window_seed, window_starts
 
         cfg, plan = self.config, context.plan
         dconfig = denoise_config(cfg, plan.multiview)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..checks import check_same, check_shape
+from ...checks import check_same, check_shape
 from ..matrix import Cells
 from . import SinglePass
 

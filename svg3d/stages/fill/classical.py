@@ -62,9 +62,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_same, check_shape
-from ..config import FillConfig
-from ..flow import DISFlow, FlowBackend
+from ...checks import check_same, check_shape
+from ...config import FillConfig
+from ...flow import DISFlow, FlowBackend
 from ..matrix import Cells
 from . import SinglePass
 

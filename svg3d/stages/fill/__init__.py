@@ -23,13 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..checks import InputError
+from ...checks import InputError
 
 if TYPE_CHECKING:
     import torch
 
-    from ..camera import ViewPlan
-    from ..config import ConvertConfig
+    from ...camera import ViewPlan
+    from ...config import ConvertConfig
     from ..matrix import Cells, MatrixSource
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def resolve(name: str, config: ConvertConfig, device: torch.device) -> str:
     """``auto`` -> ``diffusion`` when the video model is here and the device is CUDA, else ``classical``
     (said in one line); any other name as it is. ``diffusion`` with its model missing fails now, before
     any stage runs."""
-    from .. import models
+    from ... import models
 
     if name == "diffusion":
         models.check_available(config.diffusion.model, "video model", flag="video_model", probe_file="unet/config.json")

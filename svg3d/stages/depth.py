@@ -29,11 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import io
-from .checks import InputError, check_shape
-from .models import DepthModel
-from .parts import Part, remove_stale_parts
-from .work import FrameChunks
+from .. import io
+from ..checks import InputError, check_shape
+from ..models import DepthModel
+from ..parts import Part, remove_stale_parts
+from ..work import FrameChunks
 
 log = logging.getLogger(__name__)
 

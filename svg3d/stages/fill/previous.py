@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_same, check_shape
-from ..filters import box_filter
+from ...checks import check_same, check_shape
+from ...filters import box_filter
 from ..matrix import Cells
 from . import SinglePass
 from .classical import FROM_SPACE, FROM_TIME, KNOWN, FillResult, background_depth, pull_push

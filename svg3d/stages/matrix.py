@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import camera, io
-from .checks import InputError, check_shape
-from .config import MatrixConfig
+from .. import camera, io
+from ..checks import InputError, check_shape
+from ..config import MatrixConfig
 
 MANIFEST = "manifest.json"
 UNFINISHED = ".unfinished"  # in a frame-matrix folder being written (``MatrixWriter``); removed once complete
@@ -253,7 +253,7 @@ def build_frame_matrix(
     2 on the CPU (the working set then stays in cache, ~2x faster than 16), all frames on CUDA.
     ``progress``: called with the number of frames done after each chunk.
     """
-    from .warp import warp_views
+    from ..warp import warp_views
 
     s = check_shape(frames, "T 3 H W", "frames")
     d = check_shape(depth, "T H W", "depth")
@@ -326,7 +326,7 @@ def warp_cells(
     holes). Z travels as a fourth channel of the same warp, so its holes are exactly the images' and the
     crack clean-up blurs depth where it blurs colour.
     """
-    from .warp import warp_views
+    from ..warp import warp_views
 
     s = check_shape(frames, "T 3 H W", "frames")
     check_shape(depth, f"{s['T']} {s['H']} {s['W']}", "depth")
@@ -344,7 +344,7 @@ def warp_depth(depth: torch.Tensor, baselines: torch.Tensor, focal: float, *, sc
     """
     check_shape(depth, "T H W", "depth")
     check_shape(baselines, "V", "baselines")
-    from .warp import warp_views
+    from ..warp import warp_views
 
     warped, known = warp_views(depth[:, None], depth, baselines.to(depth), focal, screen=screen, num_planes=num_planes)
     return torch.where(known, warped, 0)[:, :, 0]  # (V, T, 1, H, W) -> (V, T, H, W)

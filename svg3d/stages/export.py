@@ -63,11 +63,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import io
-from .checks import InputError
-from .colour import ColourInfo
-from .encode import EncoderSettings, StereoTag, VideoEncoder, check_encoder
-from .parts import MAX_NAME, Part, remove_stale_parts
+from .. import io
+from ..checks import InputError
+from ..colour import ColourInfo
+from ..encode import EncoderSettings, StereoTag, VideoEncoder, check_encoder
+from ..parts import MAX_NAME, Part, remove_stale_parts
 
 __all__ = [
     "ANAGLYPHS", "DEFAULT_EXPORTS", "EXPORTS", "Export", "ExportSettings", "ExportWriter", "anaglyph", "audio_track",
@@ -600,7 +600,7 @@ class ExportWriter:
         depth_range: tuple[float, float] | None = None,
         focal: float | None = None,
     ):
-        from . import camera
+        from .. import camera
 
         self.out_dir = Path(out_dir)
         self.stem = stem

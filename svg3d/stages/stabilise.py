@@ -27,14 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import io
-from .checks import InputError, check_same, check_shape
-from .config import StabiliseConfig
+from .. import io
+from ..checks import InputError, check_same, check_shape
+from ..config import StabiliseConfig
 from .depth import frame_stats
-from .filters import guided_filter
-from .flow import FlowBackend
-from .source import Source, open_source
-from .work import FrameChunks
+from ..filters import guided_filter
+from ..flow import FlowBackend
+from ..source import Source, open_source
+from ..work import FrameChunks
 
 log = logging.getLogger(__name__)
 
