@@ -74,12 +74,11 @@ def _run(args: argparse.Namespace) -> None:
     import numpy as np
 
     from svg3d import camera, io, shots, work
-    from svg3d.stages import depth
-    from svg3d.stages import matrix
     from svg3d.checks import InputError
     from svg3d.cli import progress_bar, resolve_device
     from svg3d.config import MatrixConfig
     from svg3d.source import open_source
+    from svg3d.stages import depth, matrix
 
     if args.num_frames == 0 or args.num_frames < -1:
         raise InputError(f"--num_frames {args.num_frames}: give a positive count, or -1 for all frames")

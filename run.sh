@@ -10,11 +10,13 @@
 #   ./run.sh reproduce [RECIPE ...]  the authors' recipes over every clip in Videos/ (left2right right2left
 #                            middle2leftright multiview; default left2right); extra svg.py flags in $SVG_ARGS
 #   ./run.sh setup           only create / update the virtual environment
+# Paths on the command line are the caller's: every command runs in the folder run.sh was called from (the tests
+# excepted, which run in the project), with the project on PYTHONPATH.
 set -euo pipefail
-cd "$(dirname "$0")"
-ROOT=$(pwd)
+ROOT=$(cd "$(dirname "$0")" && pwd)
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # PyTorch's OpenMP threads spin while waiting by default; when other processes share the cores that
 # makes CPU work 5-40x slower (measured: the demo's renderer 39 s instead of 1 s on 2 busy cores).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
@@ -26,11 +28,11 @@ setup() {
   fi
   # Reinstall only when requirements.txt changed since the last successful install.
   local stamp="$VENV/.requirements.sha256" want
-  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  want=$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[run.sh] installing requirements.txt into .venv (first run takes a few minutes)" >&2
     # (this machine's pip configuration warns about every package missing from its local mirrors: noise)
-    "$PY" -m pip install --disable-pip-version-check -q -r requirements.txt 2> >(grep -v 'is ignored: it is neither a file' >&2)
+    "$PY" -m pip install --disable-pip-version-check -q -r "$ROOT/requirements.txt" 2> >(grep -v 'is ignored: it is neither a file' >&2)
     echo "$want" > "$stamp"
   fi
 }
@@ -71,16 +73,16 @@ reproduce() {
     found=1
     name=$(basename "$clip")
     if [ -f "$clip/prompt.txt" ]; then prompt=$(cat "$clip/prompt.txt"); else prompt=$(echo "${name%_[0-9]*x[0-9]*}" | tr '_' ' '); fi
-    [ -d "$clip/depths" ] || (cd third_party/Depth-Anything && "$PY" svg_run.py --img-path "$clip/images/" --outdir "$clip/depths/")
-    [ -d "$clip/depths_refined" ] || (cd third_party/RAFT && "$PY" svg_enhance_depth.py --path="$clip/images/" --depth_path="$clip/depths/" --out_dir="$clip/depths_refined/")
+    [ -d "$clip/depths" ] || "$PY" "$ROOT/third_party/Depth-Anything/svg_run.py" --img-path "$clip/images/" --outdir "$clip/depths/"
+    [ -d "$clip/depths_refined" ] || "$PY" "$ROOT/third_party/RAFT/svg_enhance_depth.py" --path="$clip/images/" --depth_path="$clip/depths/" --out_dir="$clip/depths_refined/"
     for recipe in "${recipes[@]}"; do
       local layout=$recipe extra=()
       if [ "$recipe" = multiview ]; then layout=left2right; extra=(--frame_matrix_end 0 --fix_last_view_begin 600); fi
       matrix_dir="$videos/frame_matrix/${name%_[0-9]*x[0-9]*}_$layout"
       echo "[run.sh] $name: $recipe ('$prompt')" >&2
-      "$PY" create_frame_matrix.py --img_path="$clip/" --depth_path="$clip/" --output_path="$matrix_dir/" --num_frames 16 --max_baseline 0.08 --num_training_views 8 "--$layout"
+      "$PY" "$ROOT/create_frame_matrix.py" --img_path="$clip/" --depth_path="$clip/" --output_path="$matrix_dir/" --num_frames 16 --max_baseline 0.08 --num_training_views 8 "--$layout"
       # shellcheck disable=SC2086
-      "$PY" svg.py --prompt "$prompt" --init_image "$matrix_dir" --output_root "$results/$name/$recipe/" --num_frames 16 "--$layout" "${extra[@]}" ${SVG_ARGS:-}
+      "$PY" "$ROOT/svg.py" --prompt "$prompt" --init_image "$matrix_dir" --output_root "$results/$name/$recipe/" --num_frames 16 "--$layout" "${extra[@]}" ${SVG_ARGS:-}
     done
   done
   [ $found -eq 1 ] || { echo "run.sh reproduce: no clip folders with images/ under $videos/" >&2; exit 2; }
@@ -93,6 +95,7 @@ case "$cmd" in
   test)
     setup
     browser
+    cd "$ROOT"
     exec "$PY" -m pytest "$@" ;;
   demo)
     setup
@@ -105,13 +108,13 @@ case "$cmd" in
     exec "$PY" -m svg3d ui "$@" ;;
   matrix)
     setup
-    exec "$PY" create_frame_matrix.py "$@" ;;
+    exec "$PY" "$ROOT/create_frame_matrix.py" "$@" ;;
   depth)
     setup
-    exec "$PY" third_party/Depth-Anything/svg_run.py "$@" ;;
+    exec "$PY" "$ROOT/third_party/Depth-Anything/svg_run.py" "$@" ;;
   stabilise)
     setup
-    exec "$PY" third_party/RAFT/svg_enhance_depth.py "$@" ;;
+    exec "$PY" "$ROOT/third_party/RAFT/svg_enhance_depth.py" "$@" ;;
   reproduce)
     check_recipes "$@"
     setup

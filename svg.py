@@ -376,9 +376,9 @@ def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
     import torch
 
     from svg3d import __version__, camera, io, work
-    from svg3d.stages import matrix
     from svg3d.checks import InputError
     from svg3d.denoise import LOCAL, default_overlap, denoise_long, target_views, window_starts
+    from svg3d.stages import matrix
 
     folder = Path(args.init_image)
     total = None if args.total_frames == -1 else args.total_frames

@@ -56,7 +56,7 @@ from pathlib import Path
 
 from . import __version__, io, models, work
 from .checks import InputError
-from .config import ConvertConfig
+from .config import BatchSettings, ConvertConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,34 +64,6 @@ BATCH_RECORD = "batch.json"  # in an input's work folder: its finished outputs a
 PLAN_RECORD = "segments.json"  # in an input's work folder: its segments
 SEGMENTS = "segments"  # an input's work sub-folder of segment folders
 RAY_REQUIREMENT = "ray==2.60.0"  # the version requirements.txt pins
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """How a batch runs (its flags besides convert's)."""
-
-    recursive: bool = False  # also the inputs in the sub-folders of INPUT_DIR
-    skip_error: bool = False  # go on after an input fails (it is reported; the exit status still says so)
-    # A video with at least twice this many frames is split at scene cuts into segments of at least this many,
-    # converted in parallel. 1800 = a minute at 30 fps: long enough that a segment's start-up (the frames before
-    # it decoded to reach it, the first chunks of every stage) stays small beside its conversion. 0: never split.
-    segment_frames: int = 1800
-    ray: str | None = None  # None: in-process; "auto": this machine's Ray cluster (or a new local one); or an address
-    unit_cpus: float = 1.0  # Ray resources of one worker: CPUs (torch in it uses this many threads)
-    unit_gpus: float | None = None  # ... and GPUs; None: 1 on a cluster with GPUs, else 0
-    retries: int = 3  # a dead worker is restarted, and its unit retried, this many times (Ray max_restarts, max_task_retries)
-    work_root: Path | None = None  # the inputs' work folders in work_root/<rel>/ instead of OUT/<rel>/work/
-
-    def __post_init__(self) -> None:
-        rules = [
-            (self.segment_frames >= 0, "segment_frames", f"{self.segment_frames}: must be >= 0 (0: never split)"),
-            (self.unit_cpus > 0, "unit_cpus", f"{self.unit_cpus}: must be > 0"),
-            (self.unit_gpus is None or self.unit_gpus >= 0, "unit_gpus", f"{self.unit_gpus}: must be >= 0"),
-            (self.retries >= 0, "retries", f"{self.retries}: must be >= 0"),
-        ]
-        for ok, param, message in rules:
-            if not ok:
-                raise InputError(f"{param} {message}", params=(param,))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,8 +423,8 @@ class Worker:
 
 def join_job(job: Job, plan: Plan, manifests: tuple[dict[str, str], ...]) -> dict[str, str]:
     """The input's exports from its segments' (``join.join_exports``) with the original's audio; its batch record."""
-    from .stages import export
     from .join import join_exports
+    from .stages import export
 
     busy = f"another convert or batch is writing {job.out_dir}; wait for it"
     job.out_dir.mkdir(parents=True, exist_ok=True)

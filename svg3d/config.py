@@ -28,6 +28,7 @@ FLOW_CHOICES = ("auto", "raft", "raft_small", "dis")
 RAFT_ITERATIONS = 32  # the reference calls RAFT with iters=32 (torchvision's default is 12)
 FILLER_CHOICES = ("auto", "classical", "diffusion", "telea", "previous")  # "auto" + svg3d.stages.fill.REGISTRY, kept light here
 DEPTH_RANGE_CHOICES = ("shot", "clip")
+DEPTH_KINDS = ("inverse", "disparity", "depth")  # what --depth-from maps hold (DepthConfig.depth_kind)
 DDPM_TIMESTEPS = 1000  # zeroscope's DDPM scheduler is trained on 1000 timesteps: no more inference steps exist
 UNET_KINDS = ("diffusers", "ours")  # the UNet3D forward the denoiser calls (svg3d.unet3d: ours)
 DEFAULT_UNET = "diffusers"  # the one place the default forward is chosen (the GPU runs of issue 14 decide it)
@@ -64,9 +65,11 @@ class ClipConfig:
     start_frame: int = 0  # first input frame used
     num_frames: int | None = None  # frames from there; None = to the end
     size: tuple[int, int] | None = None  # (height, width) to resize to (area); None = as the input
+    fps: float | None = None  # a folder of frames' rate; None: its fps.txt, else io.DEFAULT_FPS (8, zeroscope's)
 
     def __post_init__(self) -> None:
         _check([
+            (self.fps is None or (math.isfinite(self.fps) and 0 < self.fps <= 1000), "fps", f"{self.fps}: must be in (0, 1000] frames per second"),
             (self.start_frame >= 0, "start_frame", f"{self.start_frame}: must be >= 0"),
             (self.num_frames is None or self.num_frames >= 1, "num_frames", f"{self.num_frames}: must be >= 1"),
             (self.size is None or min(self.size) >= 16, "size", f"{self.size}: both sides must be >= 16 px"),
@@ -79,6 +82,10 @@ class DepthConfig:
 
     model: str = DEFAULT_DEPTH_MODEL  # any AutoModelForDepthEstimation: hub id or local folder
     depth_from: Path | None = None  # a folder of one depth map per frame instead of the model
+    # What depth_from's maps hold: "inverse" relative inverse depth (larger = nearer, what depth networks give),
+    # "disparity" stereo disparity in pixels (proportional to inverse depth: read as it is), "depth" distance
+    # (larger = farther: inverted on reading).
+    depth_kind: str = "inverse"
     batch_size: int = 4  # frames per forward pass; memory only, results do not depend on it
     # Depth is kept with its short side at most this (px): Depth Anything predicts at 518 px, so a
     # larger map holds no more detail, and a 1080p frame's map takes 4x less disk and stabilisation time.
@@ -87,6 +94,7 @@ class DepthConfig:
     def __post_init__(self) -> None:
         _check([
             (self.batch_size >= 1, "depth_batch_size", f"{self.batch_size}: must be >= 1"),
+            (self.depth_kind in DEPTH_KINDS, "depth_kind", f"{self.depth_kind}: expected one of {', '.join(DEPTH_KINDS)}"),
             (self.resolution >= 16, "depth_resolution", f"{self.resolution}: must be >= 16 px"),
         ])  # fmt: skip
 
@@ -329,10 +337,54 @@ class ConvertConfig:
     # depend on it. 16 frames of 1080p keep a classical run under ~3 GB of memory.
     chunk_frames: int = 16
     clean_work: bool = False  # after the exports, delete the stages' bulky files (their records stay)
+    # Stages overlap: chunk i of a stage is computed while the stage before it computes chunk i+1 (work.Runner);
+    # False runs them one after another. The outputs are the same bytes either way (tested).
+    overlap: bool = True
 
     def __post_init__(self) -> None:
         _check([
             (self.flow in FLOW_CHOICES, "flow", f"{self.flow}: expected one of {', '.join(FLOW_CHOICES)}"),
             (self.filler in FILLER_CHOICES, "fill", f"{self.filler}: expected one of {', '.join(FILLER_CHOICES)}"),
             (self.chunk_frames >= 1, "chunk_frames", f"{self.chunk_frames}: must be >= 1"),
+        ])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a batch runs (its flags besides convert's)."""
+
+    recursive: bool = False  # also the inputs in the sub-folders of INPUT_DIR
+    skip_error: bool = False  # go on after an input fails (it is reported; the exit status still says so)
+    # A video with at least twice this many frames is split at scene cuts into segments of at least this many,
+    # converted in parallel. 1800 = a minute at 30 fps: long enough that a segment's start-up (the frames before
+    # it decoded to reach it, the first chunks of every stage) stays small beside its conversion. 0: never split.
+    segment_frames: int = 1800
+    ray: str | None = None  # None: in-process; "auto": this machine's Ray cluster (or a new local one); or an address
+    unit_cpus: float = 1.0  # Ray resources of one worker: CPUs (torch in it uses this many threads)
+    unit_gpus: float | None = None  # ... and GPUs; None: 1 on a cluster with GPUs, else 0
+    retries: int = 3  # a dead worker is restarted, and its unit retried, this many times (Ray max_restarts, max_task_retries)
+    work_root: Path | None = None  # the inputs' work folders in work_root/<rel>/ instead of OUT/<rel>/work/
+
+    def __post_init__(self) -> None:
+        _check([
+            (self.segment_frames >= 0, "segment_frames", f"{self.segment_frames}: must be >= 0 (0: never split)"),
+            (math.isfinite(self.unit_cpus) and self.unit_cpus > 0, "unit_cpus", f"{self.unit_cpus}: must be a finite number > 0"),
+            (self.unit_gpus is None or (math.isfinite(self.unit_gpus) and self.unit_gpus >= 0), "unit_gpus", f"{self.unit_gpus}: must be a finite number >= 0"),
+            (self.retries >= 0, "retries", f"{self.retries}: must be >= 0"),
+        ])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UISettings:
+    """The web UI's server (``python -m svg3d ui``)."""
+
+    jobs_dir: Path = Path("results/ui-jobs")  # uploads, outputs and work folders of the jobs
+    host: str = "127.0.0.1"  # this machine only; 0.0.0.0 serves every interface
+    port: int = 7860  # Gradio's usual port
+    max_upload_mb: float = 2048  # about 10 minutes of 1080p H.264 at a camera's bitrate
+
+    def __post_init__(self) -> None:
+        _check([
+            (0 <= self.port <= 65535, "port", f"{self.port}: must be in 0..65535"),
+            (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0, "max_upload_mb", f"{self.max_upload_mb}: must be a finite number > 0 (MB)"),
         ])  # fmt: skip

@@ -31,7 +31,6 @@ import numpy as np
 from . import isobmff
 from .checks import InputError
 from .colour import LUMA_WEIGHTS, PLANAR_YUV, ColourInfo, encode_frame, guess_colour
-from .io import MP4_AUDIO_CODECS
 from .parts import Part
 
 log = logging.getLogger(__name__)
@@ -61,6 +60,9 @@ CODECS: dict[str, CodecSpec] = {
     "libvpx-vp9": CodecSpec(("crf", 0, 63), ("deadline", ("good", "best", "realtime")), options={"row-mt": "1"}),
     "ffv1": CodecSpec(None, None, mp4=False),  # lossless archive codec (mkv)
 }
+
+
+MP4_AUDIO_CODECS = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")  # what the mp4 muxer takes as is
 
 
 @dataclass(frozen=True)

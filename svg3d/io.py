@@ -211,7 +211,6 @@ def has_audio(path: str | os.PathLike) -> bool:
         return False
 
 
-MP4_AUDIO_CODECS = ("aac", "mp3", "ac3", "eac3", "opus", "flac", "alac")  # what the mp4 muxer takes as is
 
 
 def write_video(
@@ -228,7 +227,7 @@ def write_video(
     tagged as players take an untagged video of that size (BT.601 for SD, BT.709 for HD, limited range;
     ``colour.guess_colour``). The container follows the suffix (``.mkv``: Matroska, else mp4).
     ``audio_from``: a media file whose first audio stream is copied (not re-encoded) into the output;
-    its codec must be one mp4 holds (``MP4_AUDIO_CODECS``), else ``ValueError`` before anything is
+    its codec must be one mp4 holds (``encode.MP4_AUDIO_CODECS``), else ``ValueError`` before anything is
     written (``svg3d.stages.export.audio_track`` re-encodes any audio to AAC first). yuv420p needs even sides:
     an odd last row/column is repeated (and said in the log).
     """

@@ -84,8 +84,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def convert_parser() -> argparse.ArgumentParser:
-    """The convert flags (``__main__.add_convert_args``), without INPUT and -o, which the jobs set."""
-    from .__main__ import add_convert_args
+    """The convert flags (``cli.add_convert_args``), without INPUT and -o, which the jobs set."""
+    from .cli import add_convert_args
 
     p = _Parser(prog="convert", add_help=False)
     add_convert_args(p)
@@ -102,7 +102,7 @@ def parse_flags(flags: Sequence[str]) -> ConvertConfig:
     Raises ``InputError`` with the CLI's one-line message (flag names, ``FLAGS``). Refuses the flags the UI sets
     (``UI_FLAGS``) and model flags that are not hub ids.
     """
-    from .__main__ import FLAGS, config_from_args
+    from .cli import FLAGS, config_from_args
 
     flags = list(flags)
     for i, token in enumerate(flags):
@@ -322,9 +322,9 @@ def read_progress(path: Path, since: float = 0.0) -> list[StageProgress]:
 
 def results(job: Job) -> dict[str, Path]:
     """The exports of a finished job (its export record), name -> file or folder, each inside the job folder."""
-    from . import convert, work
+    from . import work
 
-    record = work.OutputRecord(job.out / work.WORK_DIR / convert.EXPORT_RECORD)
+    record = work.OutputRecord(job.out / work.WORK_DIR / "export.json")
     return {name: p for name, p in record.outputs().items() if p.exists() and inside(p, job.folder)}
 
 
@@ -404,7 +404,7 @@ class JobQueue:
         Raises ``InputError`` (one line, the CLI's flag names) for bad flags, a bad upload (not a video, corrupt,
         a frame range outside it) or a bad zip; nothing of a refused job is kept.
         """
-        from .__main__ import FLAGS
+        from .cli import FLAGS
 
         config = parse_flags(flags)
         if demo == (upload is not None):

@@ -36,8 +36,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from .encode import CONTAINERS, StereoTag
-from .stages.export import EXPORTS, FRAME_NAME, ExportSettings
 from .parts import Part
+from .stages.export import EXPORTS, FRAME_NAME, ExportSettings
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ def model_not_found(
     if looks_like_path(name) or Path(name).exists():
         hint = f"give {flag} a folder saved with save_pretrained"
     else:
-        where = "offline (HF_HUB_OFFLINE is set)" if offline() else "could not download it"
+        where = ("offline (HF_HUB_OFFLINE is set)" if not _AUTO_OFFLINE else "offline (the hub does not answer)") if offline() else "could not download it"
         download = download or f"run `huggingface-cli download {name} --local-dir DIR`, copy DIR here and pass {flag} DIR"
         hint = f"{where}: on a connected machine {download}"
     if alternative is not None:
@@ -108,6 +109,7 @@ def loading(name: str, what: str, *, flag: str = "model", download: str | None =
         raise model_not_found(name, what, e, flag=flag, download=download, alternative=alternative) from None
 
 
+_AUTO_OFFLINE = False  # HF_HUB_OFFLINE was set by ``check_available``, not by the user
 HUB_TIMEOUT = 2.0  # seconds to wait for the hub before treating it as unreachable (no retry storms)
 _reachable: dict[str, bool] = {}
 
@@ -162,11 +164,14 @@ def check_available(name: str, what: str, *, flag: str, probe_file: str = "confi
     When the hub does not answer, ``HF_HUB_OFFLINE`` is set for the rest of the process, so that later
     loads look only in the cache instead of retrying the network many times.
     """
+    global _AUTO_OFFLINE
     reason = missing_reason(name, probe_file)
     if reason is not None:
+        error = model_not_found(name, what, reason, flag=flag, alternative=alternative)
         if not offline() and not looks_like_path(name) and not Path(name).expanduser().exists():
             os.environ["HF_HUB_OFFLINE"] = "1"
-        raise model_not_found(name, what, reason, flag=flag, alternative=alternative)
+            _AUTO_OFFLINE = True  # (said so in later messages: the user did not set it)
+        raise error
 
 
 class KeptModels:
@@ -209,9 +214,18 @@ def keep_loaded(kept: KeptModels | None = None) -> Iterator[KeptModels]:
         _KEPT = previous
 
 
+_LOADING = threading.Lock()
+
+
 def kept(kind: str, key: object, load):
-    """``load()``, or the model ``keep_loaded`` kept for ``kind`` and ``key`` (the loaders call this)."""
-    return load() if _KEPT is None else _KEPT.get(kind, key, load)
+    """``load()``, or the model ``keep_loaded`` kept for ``kind`` and ``key`` (the loaders call this).
+
+    One load at a time: stages run in threads, and transformers' and diffusers' loaders build a model's modules on
+    the meta device through a process-wide patch of ``torch.nn.Module`` (accelerate's ``init_empty_weights``), which
+    turns a model being built in another thread meanwhile into empty tensors.
+    """
+    with _LOADING:
+        return load() if _KEPT is None else _KEPT.get(kind, key, load)
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -353,7 +367,7 @@ def check_raft(name: str) -> None:
         return
     url = _raft_url(name)
     if offline() or not host_reachable(url):
-        why = "HF_HUB_OFFLINE is set" if offline() else f"{url.split('/')[2]} does not answer"
+        why = ("HF_HUB_OFFLINE is set" if not _AUTO_OFFLINE else "offline") if offline() else f"{url.split('/')[2]} does not answer"
         raise InputError(
             f"flow {name}: its weights are not in {path.parent} and {why}; download {url} into that folder, or use flow dis",
             params=("flow",),

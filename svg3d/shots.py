@@ -50,11 +50,16 @@ def cut_scores(signatures: np.ndarray, previous: np.ndarray | None = None) -> np
     return 0.5 * np.abs(sig - before).sum(1) / 3
 
 
-def detect_cuts(scores: np.ndarray) -> list[int]:
-    """First frames of the shots after the first (sorted): where ``cut_scores`` ``(T,)`` has a clear, isolated peak."""
+def detect_cuts(scores: np.ndarray, *, start: int = 1, cuts: list[int] | None = None) -> list[int]:
+    """First frames of the shots after the first (sorted): where ``cut_scores`` ``(T,)`` has a clear, isolated peak.
+
+    A cut at ``t`` depends on the scores of ``t - CUT_NEIGHBOURHOOD .. t + CUT_NEIGHBOURHOOD`` and on the cut
+    before it: the cuts found in a clip's first frames are those of the whole clip up to ``CUT_NEIGHBOURHOOD``
+    frames from the end of what is known. ``start`` and ``cuts``: go on from frame ``start`` after these cuts.
+    """
     d = np.asarray(scores, np.float64)
-    cuts: list[int] = []
-    for t in range(1, len(d)):
+    cuts = list(cuts or [])
+    for t in range(max(1, start), len(d)):
         around = np.concatenate([d[max(1, t - CUT_NEIGHBOURHOOD) : t], d[t + 1 : t + 1 + CUT_NEIGHBOURHOOD]])
         level = float(np.median(around)) if around.size else 0.0
         if d[t] >= CUT_THRESHOLD and d[t] >= CUT_RATIO * level and t - (cuts[-1] if cuts else 0) >= MIN_SHOT:
@@ -68,37 +73,54 @@ def shot_bounds(num_frames: int, cuts: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
 
 
+def smooth_radius(fps: float) -> int:
+    """Frames on each side of the running median and of the running mean (``_smooth``): half of ``SMOOTH_SECONDS``."""
+    return max(1, round(SMOOTH_SECONDS * fps / 2))
+
+
+def range_lookahead(fps: float) -> int:
+    """Frames past frame i whose statistics decide frame i's range (``depth_ranges``, mode ``shot``): the median's
+    and the mean's radius, and the scores that decide a cut there."""
+    return 2 * smooth_radius(fps) + CUT_NEIGHBOURHOOD + 1
+
+
 def _smooth(x: np.ndarray, radius: int) -> np.ndarray:
     """A running median over ``2 radius + 1`` frames (a spike of a few frames does not move it), then a running
-    mean over the same span (no steps); edges use the frames there are."""
+    mean over the same span (no steps); edges use the frames there are. Each value is computed from its own window
+    (no running sums), so a window of a longer series gives the same numbers."""
     if radius < 1 or len(x) < 3:
         return x.copy()
-    med = np.array([np.median(x[max(0, i - radius) : i + radius + 1]) for i in range(len(x))])
-    csum = np.concatenate([[0.0], np.cumsum(med)])
-    idx = np.arange(len(x))
-    lo, hi = np.maximum(0, idx - radius), np.minimum(len(x), idx + radius + 1)
-    return (csum[hi] - csum[lo]) / (hi - lo)
+    n = len(x)
+    med = np.array([np.median(x[max(0, i - radius) : i + radius + 1]) for i in range(n)])
+    return np.array([med[max(0, i - radius) : i + radius + 1].mean() for i in range(n)])
 
 
 def depth_ranges(
-    stats: dict[str, np.ndarray], mode: str, *, cuts: list[int] | None = None, fps: float = 25.0
+    stats: dict[str, np.ndarray], mode: str, *, cuts: list[int] | None = None, fps: float = 25.0, frames: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame normalisation range ``(lo, hi)``, each ``float32 (T,)``.
+    """Per-frame normalisation range ``(lo, hi)`` of ``frames`` ``(a, b)`` (default: all), each ``float32 (b - a,)``.
 
     stats: per-frame ``min``, ``max``, ``p01``, ``p99`` of the disparity (``depth.frame_stats``).
     ``clip``: the clip's min and max for every frame (the reference). ``shot``: per shot (``cuts``), the
-    1st/99th percentiles smoothed over ``SMOOTH_SECONDS`` (``_smooth``), never a wider span than the
-    shot's own min..max.
+    1st/99th percentiles smoothed over ``SMOOTH_SECONDS`` (``_smooth``); frame i's range depends on frames
+    ``i - 2 radius .. i + 2 radius`` of its shot alone, so the statistics of the first ``b + range_lookahead(fps)``
+    frames give frames ``a .. b-1`` exactly as the whole clip does. (The percentiles lie inside each frame's
+    min..max, so the smoothed range never leaves its shot's min..max.)
     """
     n = len(stats["min"])
+    a, b = frames if frames is not None else (0, n)
     if mode == "clip":
         lo, hi = float(np.min(stats["min"])), float(np.max(stats["max"]))
-        return np.full(n, lo, np.float32), np.full(n, hi, np.float32)
+        return np.full(b - a, lo, np.float32), np.full(b - a, hi, np.float32)
     if mode != "shot":
         raise ValueError(f"mode must be 'clip' or 'shot', got {mode!r}")
-    radius = max(1, round(SMOOTH_SECONDS * fps / 2))
-    lo, hi = np.empty(n), np.empty(n)
-    for a, b in shot_bounds(n, cuts or []):
-        lo[a:b] = np.maximum(_smooth(stats["p01"][a:b], radius), stats["min"][a:b].min())
-        hi[a:b] = np.minimum(_smooth(stats["p99"][a:b], radius), stats["max"][a:b].max())
+    radius = smooth_radius(fps)
+    lo, hi = np.empty(b - a), np.empty(b - a)
+    for s0, s1 in shot_bounds(n, cuts or []):
+        f0, f1 = max(s0, a), min(s1, b)
+        if f0 >= f1:
+            continue
+        w0, w1 = max(s0, f0 - 2 * radius), min(s1, f1 + 2 * radius)  # what decides frames f0 .. f1-1
+        lo[f0 - a : f1 - a] = _smooth(np.asarray(stats["p01"][w0:w1], np.float64), radius)[f0 - w0 : f1 - w0]
+        hi[f0 - a : f1 - a] = _smooth(np.asarray(stats["p99"][w0:w1], np.float64), radius)[f0 - w0 : f1 - w0]
     return lo.astype(np.float32), hi.astype(np.float32)

@@ -22,6 +22,7 @@ frames, and the log says which number is missing first. A single image file is a
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections import OrderedDict
@@ -113,6 +114,10 @@ class Source:
         self._store(i, image)
         return image
 
+    def decoded_from(self) -> int:
+        """The first frame ``frame`` gives without decoding from the start again."""
+        return min(self._cache, default=self._next)
+
     def close(self) -> None:
         self._decoder = None
         self._cache.clear()
@@ -171,11 +176,13 @@ def open_source(
     size: tuple[int, int] | None = None,
     suffix: str | None = None,
     window: int = 64,
+    fps: float | None = None,
 ) -> Source:
     """Probe ``path`` (a video file, or a folder of frames / a clip folder with ``images/``) and select a range.
 
     ``start``: first frame; ``count``: frames from there (None = to the end); ``size``: (H, W) to resize
-    to (area interpolation; None = as stored). ``suffix``: a folder's frames with this suffix only (the seed's
+    to (area interpolation; None = as stored). ``fps``: a folder's frame rate (None: its ``fps.txt``, else
+    ``io.DEFAULT_FPS``). ``suffix``: a folder's frames with this suffix only (the seed's
     ``--file_suffix``). ``InputError`` (naming the parameter or the file) for a
     missing path, an unreadable input, a range outside the clip, or a video smaller than ``MIN_SIDE``.
     """
@@ -208,6 +215,12 @@ def open_source(
         raise InputError(f"size {size[1]}x{size[0]}: at least {MIN_SIDE} px a side", params=("size",))
     names = info["names"][start : start + num] if info["names"] else tuple(f"{i:05d}" for i in range(start, start + num))
     rate = info["rate"]
+    if fps is not None:  # frames carry no rate: the user's (a video's own rate is what its frames are)
+        if info["kind"] != "frames":
+            raise InputError(f"fps {fps}: a video has its own rate ({float(rate):.3g} fps); fps is for folders of frames", params=("fps",))
+        if not (math.isfinite(fps) and 0 < fps <= 1000):
+            raise InputError(f"fps {fps}: must be a number of frames per second in (0, 1000]", params=("fps",))
+        rate = Fraction(fps).limit_denominator(1001)
     result = SourceInfo(
         path=path,
         kind=info["kind"],
@@ -244,6 +257,24 @@ def _probe_folder(path: Path, suffix: str | None) -> dict:
     return _probe_files(files, io.frames_folder(path))
 
 
+RATE_FILE = "fps.txt"  # beside frame files: their rate (one number, e.g. 23.976 or 24000/1001)
+
+
+def folder_rate(folder: Path) -> Fraction | None:
+    """The rate written beside a folder's frames (``RATE_FILE``, in the folder or the clip folder above it), or None."""
+    for candidate in (folder / RATE_FILE, folder.parent / RATE_FILE):
+        if candidate.is_file():
+            text = candidate.read_text().strip()
+            try:
+                rate = Fraction(text).limit_denominator(1001)
+            except (ValueError, ZeroDivisionError):
+                raise InputError(f"{candidate}: {text!r} is not a frame rate (write e.g. 25 or 24000/1001)") from None
+            if not 0 < rate <= 1000:
+                raise InputError(f"{candidate}: {text!r} is not a frame rate (write e.g. 25 or 24000/1001)")
+            return rate
+    return None
+
+
 def _probe_files(files: list[Path], folder: Path) -> dict:
     _warn_gaps(files, folder)
     first = io.read_image(files[0])
@@ -253,7 +284,7 @@ def _probe_files(files: list[Path], folder: Path) -> dict:
         "size": first.shape[:2],
         "names": tuple(f.stem for f in files),
         "files": tuple(files),
-        "rate": Fraction(io.DEFAULT_FPS).limit_denominator(1001),
+        "rate": folder_rate(folder) or Fraction(io.DEFAULT_FPS).limit_denominator(1001),
     }
 
 

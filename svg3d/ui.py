@@ -38,13 +38,14 @@ from pathlib import Path
 
 from . import jobs
 from .checks import InputError
+from .config import UISettings, default
 from .jobs import Job, JobQueue
 
 log = logging.getLogger(__name__)
 
-DEFAULT_JOBS_DIR = Path("results/ui-jobs")
-DEFAULT_PORT = 7860
-DEFAULT_MAX_UPLOAD_MB = 2048  # about 10 minutes of 1080p H.264 at a camera's bitrate
+DEFAULT_JOBS_DIR = default(UISettings, "jobs_dir")
+DEFAULT_PORT = default(UISettings, "port")
+DEFAULT_MAX_UPLOAD_MB = default(UISettings, "max_upload_mb")
 CACHE_DIR = ".gradio"  # Gradio's cache, inside the jobs folder
 POLL_SECONDS = 1.0  # the page asks for progress this often
 UI_DESTS = ("work_dir", "progress_log", "depth_from", "quiet")  # set by the jobs (jobs.UI_FLAGS), no control

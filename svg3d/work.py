@@ -27,9 +27,11 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -70,10 +72,6 @@ def input_fingerprint(path: Path) -> str:
     if path.is_file():
         return sha256_file(path)
     return digest({f.name: sha256_file(f) for f in io.list_images(io.frames_folder(path))})
-
-
-def depth_fingerprint(folder: Path) -> str:
-    return digest({f.name: sha256_file(f) for f in io.list_depths(folder)})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,6 +134,27 @@ def make_dirs(*folders: Path) -> None:
             (folder / ".write-test").unlink()
         except OSError as e:
             raise InputError(f"{folder}: cannot write to this folder ({e.strerror or e})") from None
+
+
+@contextlib.contextmanager
+def fresh_folders(*folders: Path) -> Iterator[Callable[[], None]]:
+    """``make_dirs(*folders)`` for a run that may still fail in its checks: until the run calls the callable this
+    yields (its stages start), an error removes what it made there — the folders it created, and in folders that
+    were there the lock files — so a run refused before it started leaves nothing behind."""
+    created = [f for f in folders if not Path(f).exists()]
+    locks = [Path(f) / n for f in folders for n in (LOCK_FILE, OUTPUT_LOCK_FILE) if not (Path(f) / n).exists()]  # ours to remove
+    make_dirs(*folders)
+    state = {"started": False}
+    try:
+        yield lambda: state.update(started=True)
+    except BaseException:
+        if not state["started"]:
+            for folder in folders:
+                if folder in created:
+                    shutil.rmtree(folder, ignore_errors=True)
+            for path in locks:  # (never another run's lock file: that one's holder would lose its lock)
+                path.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager
@@ -252,6 +271,10 @@ def frame_hashes(arrays: dict[str, np.ndarray], count: int) -> list[str]:
 # stages
 
 
+class StageStopped(RuntimeError):
+    """A reader waited for frames that the stage computing them will not deliver (it failed or was stopped)."""
+
+
 class FrameChunks(Protocol):
     """Where a stage writes: the ranges still to compute and a commit per chunk (``work.StageStore`` or a folder)."""
 
@@ -274,6 +297,13 @@ class StageStore:
         self._started = time.perf_counter()
         self.resumed_from: int | None = None  # first frame computed by this run when earlier chunks were kept
         self.record = self._load()
+        # Readers in other threads (the next stage, running concurrently) wait on this for chunks to be committed;
+        # ``_failed`` wakes them when the producer stopped, so that none waits forever.
+        self._changed = threading.Condition()
+        self._producing = False
+        self._failed: BaseException | None = None
+        self.stopping = False  # the run stops: no more commits (``Runner``)
+        self._read_lock = threading.Lock()  # the one-chunk read cache is shared by a stage's readers
 
     # the record
 
@@ -366,6 +396,8 @@ class StageStore:
 
     def commit(self, first: int, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray] | None = None) -> None:
         """Write the chunk of frames ``first ..`` (every array's first axis is its frames) and record it."""
+        if self._failed is not None and self._producing is False and self.stopping:
+            raise StageStopped(f"stage {self.name} stopped before frame {first}")
         counts = {len(a) for a in arrays.values()}
         if len(counts) != 1:
             raise ValueError(f"chunk arrays disagree on the frame count: { {k: len(a) for k, a in arrays.items()} }")
@@ -381,8 +413,10 @@ class StageStore:
             "stats": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in (stats or {}).items()},
         }  # fmt: skip
         chunks = [c for c in self.chunks if c["first"] != first] + [entry]
-        self.record["chunks"] = sorted(chunks, key=lambda c: c["first"])
-        self._save()
+        with self._changed:
+            self.record["chunks"] = sorted(chunks, key=lambda c: c["first"])
+            self._save()
+            self._changed.notify_all()
         release_memory()
 
     def finish(self) -> str:
@@ -396,7 +430,30 @@ class StageStore:
             finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )  # fmt: skip
         self._save()
+        self.producing(False)
         return self.record["digest"]
+
+    # concurrent readers (``Runner``)
+
+    def producing(self, on: bool, error: BaseException | None = None) -> None:
+        """Mark the stage as being computed by another thread (readers then wait for its chunks), or stopped."""
+        with self._changed:
+            self._producing, self._failed = on, error
+            self._changed.notify_all()
+
+    def _covered(self, a: int, b: int) -> bool:
+        todo = b - a
+        for c in self.chunks:
+            todo -= max(0, min(b, c["first"] + c["count"]) - max(a, c["first"]))
+        return todo <= 0
+
+    def wait(self, a: int, b: int) -> None:
+        """Block until frames ``a .. b-1`` are committed (at once when they are, or when nobody computes them)."""
+        with self._changed:
+            while self._producing and not self._covered(a, b):
+                self._changed.wait(0.5)
+            if self._failed is not None and not self._covered(a, b):
+                raise StageStopped(f"stage {self.name} stopped before frame {b - 1}") from self._failed
 
     def clean(self) -> int:
         """Delete the chunk files (the record stays, marked cleaned); returns the bytes freed."""
@@ -415,21 +472,28 @@ class StageStore:
         raise RuntimeError(f"stage {self.name}: frame {i} is not computed")
 
     def read(self, a: int, b: int, name: str) -> np.ndarray:
-        """Frames ``a .. b-1`` of the array ``name``, across chunk files."""
+        """Frames ``a .. b-1`` of the array ``name``, across chunk files (waiting for them while the stage runs)."""
+        self.wait(a, b)
         parts, i = [], a
-        while i < b:
-            c = self._chunk_at(i)
-            if self._cache is None or self._cache[0] != c["first"]:
-                self._cache = (c["first"], read_chunk(self.folder / c["file"]))
-            data = self._cache[1][name]
-            j = min(b, c["first"] + c["count"])
-            parts.append(data[i - c["first"] : j - c["first"]])
-            i = j
+        with self._read_lock:
+            while i < b:
+                c = self._chunk_at(i)
+                if self._cache is None or self._cache[0] != c["first"]:
+                    self._cache = (c["first"], read_chunk(self.folder / c["file"]))
+                data = self._cache[1][name]
+                j = min(b, c["first"] + c["count"])
+                parts.append(data[i - c["first"] : j - c["first"]])
+                i = j
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    def stats(self, name: str) -> np.ndarray:
-        """Per-frame statistic ``name`` over the whole stage, float64 ``(T, ...)``."""
-        return np.concatenate([np.asarray(c["stats"][name], dtype=np.float64) for c in self.chunks])
+    def stats(self, name: str, end: int | None = None) -> np.ndarray:
+        """Per-frame statistic ``name`` of frames ``0 .. end-1`` (default: the whole stage), float64 ``(end, ...)``;
+        waits for them while the stage runs."""
+        end = self.num_frames if end is None else min(end, self.num_frames)
+        self.wait(0, end)
+        with self._changed:
+            chunks = list(self.chunks)
+        return np.concatenate([np.asarray(c["stats"][name], dtype=np.float64) for c in chunks])[:end]
 
     def bytes(self) -> int:
         return sum(c["size"] for c in self.chunks)
@@ -471,3 +535,225 @@ class OutputRecord:
             "outputs": {name: entry(Path(p)) for name, p in outputs.items()},
         }  # fmt: skip
         io.write_text(self.path, json.dumps(self.record, indent=1))
+
+
+class OutputStore:
+    """A stage that writes finished files elsewhere (the exports), behind the ``StageStore`` calls the runner makes.
+
+    Its files are written whole by every run (each atomically); it is complete when its ``OutputRecord`` has this
+    key and every output is there. The stage puts what it wrote in ``outputs`` before ``finish`` records it.
+    """
+
+    def __init__(self, root: Path, name: str, *, key: str, num_frames: int) -> None:
+        self.root, self.name, self.key, self.num_frames = root, name, key, num_frames
+        self.record_file = OutputRecord(root / f"{name}.json")
+        self.record = {"digest": None}
+        self.outputs: dict[str, Path] = {}
+        self.resumed_from = None
+        self.chunks: list[dict] = []
+
+    @property
+    def complete(self) -> bool:
+        return self.record_file.current(self.key)
+
+    has_data = True
+
+    def start(self) -> list[tuple[int, int]]:
+        return [(0, self.num_frames)]
+
+    def plan(self, chunk_frames: int) -> list[tuple[int, int]]:
+        return [(a, min(a + chunk_frames, self.num_frames)) for a in range(0, self.num_frames, chunk_frames)]
+
+    def producing(self, on: bool, error: BaseException | None = None) -> None:
+        pass
+
+    def finish(self) -> None:
+        self.record_file.write(self.key, self.outputs)
+
+    def bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.outputs.values() if Path(p).is_file())
+
+    def clean(self) -> int:
+        return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# the runner
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What one stage did: ``ran`` False when it was up to date; ``resumed_from``: first frame this run computed."""
+
+    name: str
+    ran: bool
+    seconds: float
+    frames: int
+    resumed_from: int | None = None
+
+
+def _no_progress(desc: str, total: int, initial: int = 0):
+    return (lambda n: None), (lambda: None)
+
+
+class Runner:
+    """Evaluates a pipeline of stages lazily, as ``make`` does, and runs the stages that must run concurrently.
+
+    Each stage's key holds its parameters and the keys of the stages it reads (``needs``), so every key is known
+    before anything runs: a stage that is complete for its key is skipped, one that is partly done resumes at its
+    first missing chunk, and a stage runs only when a later one needs its data. The stages that run are each a
+    thread: a stage reads its inputs' chunks as they are committed (``StageStore.read`` waits for them), so chunk i
+    of stage k+1 is computed while stage k computes chunk i+1. The hand-off is the committed chunk file, so memory
+    stays one chunk (and its declared context) per stage, and results are those of running the stages one after
+    another (each chunk is a function of its inputs' frames alone; tested byte for byte). ``concurrent=False``
+    runs them one after another in this thread.
+
+    A stage follows ``svg3d.stages.Stage``. ``stores[name]`` are made by ``make_store(name, key, params)``; a stage's ``run(inputs, store, chunks, progress)``
+    gets its inputs' stores by name. The first error of any stage stops the others at their next chunk and is
+    raised here; what they committed stays.
+    """
+
+    def __init__(
+        self,
+        stages: list,
+        make_store: Callable[[str, str, dict], object],
+        *,
+        chunk_frames: int,
+        progress: Callable | None = None,
+        concurrent: bool = True,
+        finished: Callable[[str], None] | None = None,
+    ) -> None:
+        self.finished = finished or (lambda name: None)  # told when a stage's thread ends, however it ends
+        self.stages = {s.name: s for s in stages}
+        self.order = [s.name for s in stages]  # the pipeline order: every stage after the ones it needs
+        self.chunk_frames, self.concurrent = chunk_frames, concurrent
+        self.progress = progress or _no_progress
+        self.reports: dict[str, StageReport] = {}
+        self.stores: dict[str, object] = {}
+        self._jobs: list[_StageJob] = []
+        for name in self.order:
+            stage = self.stages[name]
+            missing = [n for n in stage.needs if n not in self.stores]
+            if missing:
+                raise ValueError(f"stage {name} needs {missing}, which no earlier stage makes")
+            params = stage.params()
+            key = digest({"stage": name, "svg3d": __version__, "params": params, "inputs": {n: self.stores[n].key for n in stage.needs}})
+            self.stores[name] = make_store(name, key, params)
+
+    def todo(self, target: str) -> list[str]:
+        """The stages that must run for ``target`` to be complete, in pipeline order."""
+        run: set[str] = set()
+
+        def visit(name: str, need_data: bool) -> None:
+            store = self.stores[name]
+            if name in run or (store.complete and (store.has_data or not need_data)):
+                return
+            run.add(name)
+            for up in self.stages[name].needs:
+                visit(up, True)
+
+        visit(target, False)
+        return [n for n in self.order if n in run]
+
+    def run(self, target: str) -> dict[str, StageReport]:
+        """Make ``target`` complete (and every stage it needs that is not); returns a report per stage visited."""
+        names = self.todo(target)
+        for name in self.order:
+            if name not in names and name not in self.reports and (name == target or self._feeds(name, names, target)):
+                log.info("%-10s up to date (%d frames)", name, self.stores[name].num_frames)
+                self.reports[name] = StageReport(name, False, 0.0, self.stores[name].num_frames)
+        if not names:
+            return self.reports
+        jobs = self._jobs = [_StageJob(self, name) for name in names]
+        for job in jobs:
+            job.start()
+        if hasattr(self.progress, "plan"):  # (a pipeline progress: "stage k of n" and an overall ETA)
+            self.progress.plan([(j.name, j.store.num_frames, j.store.num_frames - j.todo) for j in jobs])
+        if not self.concurrent or len(jobs) == 1:
+            for job in jobs:
+                job.body()
+                if job.error is not None:
+                    raise job.error
+            return self.reports
+        threads = [threading.Thread(target=job.body, name=f"stage-{job.name}", daemon=True) for job in jobs]
+        for t in threads:
+            t.start()
+        try:
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)  # (a plain join would hold Ctrl-C back until the thread ends)
+        except BaseException as e:  # Ctrl-C here: the stages stop at their next chunk or read
+            _stop_all(jobs, e)
+            for t in threads:
+                t.join(STOP_GRACE / len(threads))
+            raise
+        errors = [j.error for j in jobs if j.error is not None]
+        first = next((e for e in errors if not isinstance(e, StageStopped)), errors[0] if errors else None)
+        if first is not None:
+            raise first
+        return self.reports
+
+    def _feeds(self, name: str, names: list[str], target: str) -> bool:
+        """``name`` is read by a stage that runs (its report says it was up to date)."""
+        return any(name in self.stages[n].needs for n in names)
+
+
+STOP_GRACE = 1.0  # s a stopped run waits for its stage threads to finish their chunk before it leaves them
+
+
+def _stop_all(jobs: list, error: BaseException) -> None:
+    for job in jobs:
+        job.stop = True
+        job.store.stopping = True
+        job.store.producing(False, error)
+
+
+class _StageJob:
+    """One stage's run inside ``Runner.run``: its store prepared, its body, its report and its error."""
+
+    def __init__(self, runner: Runner, name: str) -> None:
+        self.runner, self.name = runner, name
+        self.stage, self.store = runner.stages[name], runner.stores[name]
+        self.error: BaseException | None = None
+        self.stop = False
+
+    def start(self) -> None:
+        store = self.store
+        self.was_complete = store.complete and store.record.get("digest")
+        self.missing = store.start()
+        self.todo = sum(b - a for a, b in self.missing)
+        if store.resumed_from is not None:
+            log.info("%-10s resumed at frame %d: %d of %d frames were done", self.name, store.resumed_from, store.num_frames - self.todo, store.num_frames)
+        elif self.was_complete:
+            log.info("%-10s its files were cleaned: computing it again", self.name)
+        store.producing(True)
+
+    def body(self) -> None:
+        runner, store = self.runner, self.store
+        inputs = {n: runner.stores[n] for n in self.stage.needs}
+        started = time.perf_counter()
+        advance, close = runner.progress(self.name, store.num_frames, initial=store.num_frames - self.todo)
+
+        def step(n: int) -> None:
+            if self.stop:
+                raise StageStopped(f"stage {self.name} stopped: another stage stopped")
+            advance(n)
+
+        try:
+            self.stage.run(inputs, store, store.plan(runner.chunk_frames), step)
+            digest_ = store.finish()
+        except BaseException as e:  # the log says where a run ended; what is committed stays
+            self.error = e
+            done = sum(c["count"] for c in store.chunks)
+            if not isinstance(e, StageStopped):
+                log.info("%-10s stopped (%s) with %d of %d frames committed", self.name, type(e).__name__, done, store.num_frames)
+            _stop_all(runner._jobs, e)  # the others stop at their next chunk; their readers wake
+            return
+        finally:
+            close()
+            runner.finished(self.name)
+        if self.was_complete and digest_ != self.was_complete:
+            log.warning("%s: recomputed with different results (a nondeterministic model?); the stages after it were made from the earlier results", self.name)
+        seconds = time.perf_counter() - started
+        log.info("%-10s done: %d frames in %.1f s, %.1f MB", self.name, self.todo, seconds, store.bytes() / 1e6)
+        runner.reports[self.name] = StageReport(self.name, True, seconds, self.todo, store.resumed_from)

@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from svg3d import __main__ as cli
-from svg3d import batch, convert, io, join, scene
+from svg3d import batch, cli, convert, io, join, scene
+from svg3d.__main__ import main
 from svg3d.batch import BatchSettings, Unit
 from svg3d.config import ClipConfig, ConvertConfig, DepthConfig
 from svg3d.demo import write_tone
 from svg3d.encode import EncoderSettings, StereoTag, VideoEncoder
-from svg3d.stages.export import ExportSettings
 from svg3d.source import read_clip
+from svg3d.stages.export import ExportSettings
 from tests.media import audio_seconds, probe
 from tests.test_export import mp4_boxes
 
@@ -95,7 +95,7 @@ def run_main(argv: list[str]) -> tuple[int, str]:
     """``python -m svg3d`` in this process: (exit status, stdout)."""
     out = stdio.StringIO()
     with kept_logging(), contextlib.redirect_stdout(out):
-        code = cli.main(argv)
+        code = main(argv)
     return code, out.getvalue()
 
 
@@ -328,7 +328,7 @@ def test_bad_batch_arguments_are_one_line(media, tmp_path, capsys):
         (["batch", str(media / "in"), "-o", str(tmp_path / "o"), "--codec", "nope"], "--codec nope"),
     ):
         with kept_logging():
-            assert cli.main(argv) == 2
+            assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err, err
 

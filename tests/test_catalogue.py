@@ -1133,7 +1133,7 @@ def _parser(cli: str):
     import argparse
 
     if cli == "convert":
-        from svg3d.__main__ import create_parser
+        from svg3d.cli import create_parser
 
         sub = next(a for a in create_parser()._actions if isinstance(a, argparse._SubParsersAction))
         return sub.choices["convert"]

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from svg3d import __main__ as cli
 from svg3d import convert, io, work
+from svg3d.__main__ import main
 from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig
-from svg3d.stages.export import ExportSettings
 from svg3d.source import read_clip
+from svg3d.stages.export import ExportSettings
+from svg3d.stages.generate import GENERATED
 from tests.media import audio_seconds, probe, rendered_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,7 +265,7 @@ def test_fail_fast_before_any_stage_output_exists(clip, tmp_path, capsys, monkey
     with work.lock_folders(tmp_path / "other-work", tmp_path / "c"):
         assert "the output folder" in run_bad(argv, capsys)
     nothing_computed(tmp_path / "c")
-    assert cli.main(argv) == 0  # released: usable again
+    assert main(argv) == 0  # released: usable again
 
 
 def test_text_to_3d_in_one_command(tmp_path, model_dir):
@@ -275,7 +276,7 @@ def test_text_to_3d_in_one_command(tmp_path, model_dir):
     )  # fmt: skip
     result = convert.convert(None, tmp_path / "out", replace(config, depth=DepthConfig(model=str(save_tiny_depth(tmp_path)))))
     assert result.filler == "diffusion"
-    assert len(io.list_images(result.work_dir / convert.GENERATED)) == 4
+    assert len(io.list_images(result.work_dir / GENERATED)) == 4
     p = probe(result.exports["sbs"])
     assert (p.width, p.height, p.frames) == (96, 32, 4)
     assert json.loads((result.work_dir / "denoised.json").read_text())["params"]["filler"]["config"]["prompt"] == "a red ball"
@@ -292,7 +293,7 @@ def save_tiny_depth(folder: Path) -> Path:
 
 
 def run_bad(argv: list[str], capsys) -> str:
-    rc = cli.main(argv)
+    rc = main(argv)
     err = capsys.readouterr().err.strip()
     assert rc == 2, err
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
@@ -302,7 +303,7 @@ def run_bad(argv: list[str], capsys) -> str:
 def test_cli_convert_and_its_log(clip, tmp_path, capsys):
     video, depth, _ = clip
     out = tmp_path / "out"
-    rc = cli.main(["convert", str(video), "-o", str(out), "--depth-from", str(depth), "--flow", "dis", "--fill", "classical",
+    rc = main(["convert", str(video), "-o", str(out), "--depth-from", str(depth), "--flow", "dis", "--fill", "classical",
                    "--exports", "sbs,anaglyph", "--chunk-frames", "4", "--device", "cpu", "--quiet"])  # fmt: skip
     assert rc == 0
     printed = capsys.readouterr().out
@@ -334,11 +335,21 @@ def test_bad_flags_are_one_line(clip, tmp_path, capsys, flags, message):
 
 def test_help_shows_each_default_once(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["convert", "--help"])
+        main(["convert", "--help-all"])
     text = capsys.readouterr().out
     entries = re.split(r"\n(?=  -)", text)  # one entry per option, its help wrapped over lines
     assert len(entries) > 40 and "(default: None)" not in text
     assert all(e.count("(default:") <= 1 for e in entries), [e for e in entries if e.count("(default:") > 1]
+
+
+def test_short_help_has_examples_and_points_to_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and "--help-all" in text and "--strength" in text
+    assert "--vae-frames" not in text and len(text.splitlines()) < 90  # the advanced flags only with --help-all
+    assert main(["convert", "x.mp4", "-o", "out", "--vae-frames", "0"]) == 2  # a flag the short help hides still works
+    assert "--vae-frames 0" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------

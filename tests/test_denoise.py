@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from svg3d import camera, denoise
 from svg3d.checks import InputError
 from svg3d.denoise import DenoiseConfig, Pass
-from svg3d.stages.matrix import FrameMatrix, MatrixInfo, save_frame_matrix
 from svg3d.models import load_zeroscope
+from svg3d.stages.matrix import FrameMatrix, MatrixInfo, save_frame_matrix
 from svg3d.tiny_models import save_tiny_svd_vae
 
 CPU = torch.device("cpu")

@@ -17,8 +17,8 @@ import torch
 
 from svg3d import io
 from svg3d.checks import InputError
-from svg3d.stages.depth import ModelDepth, network_size, predict_disparity, preprocess
 from svg3d.models import SEED_ENCODERS, depth_model_name, load_depth_model
+from svg3d.stages.depth import ModelDepth, network_size, predict_disparity, preprocess
 from svg3d.tiny_models import TINY_DEPTH_INPUT, save_tiny_depth_anything
 
 ROOT = Path(__file__).resolve().parents[1]

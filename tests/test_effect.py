@@ -9,8 +9,8 @@ import torch
 from svg3d import camera, shots
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, MatrixConfig
-from svg3d.stages.matrix import MatrixSource
 from svg3d.scene import make_scene, render
+from svg3d.stages.matrix import MatrixSource
 
 
 def texture(h: int, w: int) -> np.ndarray:

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from svg3d import camera, colour, io, parts, scene
-from svg3d.stages import export
 from svg3d.checks import InputError
 from svg3d.colour import ColourInfo
 from svg3d.demo import write_tone
 from svg3d.encode import EncoderSettings
+from svg3d.stages import export
 from svg3d.stages.export import ExportSettings, ExportWriter
 from tests.media import audio_seconds, pcm_video, probe
 

@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from svg3d import camera, metrics, scene
-from svg3d.stages import matrix
 from svg3d.checks import InputError
 from svg3d.config import FillConfig
+from svg3d.source import read_clip
+from svg3d.stages import matrix
 from svg3d.stages.fill import classical as fill
 from svg3d.stages.fill import previous
 from svg3d.stages.fill.classical import FROM_BORDER, FROM_SPACE, FROM_TIME, KNOWN
 from svg3d.stages.fill.previous import PreviousFillConfig, previous_fill
 from svg3d.stages.fill.telea import telea_fill
-from svg3d.source import read_clip
 from svg3d.warp import warp_views
 
 # --------------------------------------------------------------------------------------------------

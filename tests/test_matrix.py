@@ -11,9 +11,9 @@ import torch
 
 import create_frame_matrix
 from svg3d import camera, io, scene
-from svg3d.stages import matrix
 from svg3d.checks import InputError
 from svg3d.source import read_clip
+from svg3d.stages import matrix
 
 
 def test_view_layouts():

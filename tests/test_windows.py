@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from svg3d import __main__ as cli
 from svg3d import io
+from svg3d.__main__ import main
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig
 from svg3d.convert import convert
@@ -20,9 +20,9 @@ from svg3d.denoise import (
     window_seed,
     window_starts,
 )
+from svg3d.models import load_zeroscope
 from svg3d.stages.export import ExportSettings
 from svg3d.stages.matrix import save_frame_matrix
-from svg3d.models import load_zeroscope
 from tests.media import probe, rendered_clip
 from tests.test_denoise import make_matrix
 
@@ -162,7 +162,7 @@ def test_convert_100x60_clip_in_windows_round_trips_its_size(model_dir, tmp_path
 def test_convert_rejects_an_overlap_as_long_as_the_window(tmp_path, capsys):
     with pytest.raises(InputError, match="overlap 8: must be >= 0 and smaller than window 8"):
         DiffusionConfig(window=8, overlap=8)
-    rc = cli.main(["convert", str(tmp_path / "x.mp4"), "-o", str(tmp_path / "out"), "--window", "4", "--overlap", "5"])
+    rc = main(["convert", str(tmp_path / "x.mp4"), "-o", str(tmp_path / "out"), "--window", "4", "--overlap", "5"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err == "error: --overlap 5: must be >= 0 and smaller than --window 4", err
     assert DiffusionConfig(window=3).window_overlap == 2 and DiffusionConfig().window_overlap == 4

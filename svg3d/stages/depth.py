@@ -154,7 +154,8 @@ class FolderDepth:
     frames of the whole input, which must be exactly as many as the maps when given (``convert``: maps
     pair with frames by order, so another count means another clip's folder); ``frame_sizes``: the input's
     stored (H, W), which every map must have, or the frames' (H, W) when the frames are resized.
-    ``files``: the maps in frame order, when the caller listed them (a depth suffix, a seed layout).
+    ``files``: the maps in frame order, when the caller listed them (a depth suffix, a seed layout). ``kind``: what
+    the maps hold (``config.DEPTH_KINDS``): inverse depth or disparity are read as they are, depth is inverted.
     Maps are resized to the requested size bilinearly. Read lazily, one chunk at a time; partly negative
     maps are said once in the log (they become infinitely far where negative).
     """
@@ -168,8 +169,9 @@ class FolderDepth:
         frame_sizes: tuple[tuple[int, int], ...],
         total_frames: int | None = None,
         files: list[Path] | None = None,
+        kind: str = "inverse",
     ) -> None:
-        self.folder, self.start, self.name = Path(folder), start, f"folder:{folder}"
+        self.folder, self.start, self.name, self.kind = Path(folder), start, f"folder:{folder}", kind
         self.files = list(files) if files is not None else io.list_depths(self.folder)
         self.frame_sizes = frame_sizes
         self._warned = False
@@ -181,8 +183,10 @@ class FolderDepth:
     def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int]) -> np.ndarray:
         return self.read(first, first + len(frames), size)
 
-    def read(self, a: int, b: int, size: tuple[int, int] | None = None) -> np.ndarray:
-        """The maps of frames ``a .. b-1`` of the range, float32 ``(b - a, h, w)`` at ``size`` (None: as stored)."""
+    def read(self, a: int, b: int, size: tuple[int, int] | str | None = None) -> np.ndarray:
+        """The maps of frames ``a .. b-1`` of the range, float32 ``(b - a, h, w)`` at ``size`` (None, or the name
+        ``"disparity"`` as a stage store is read: as stored)."""
+        size = None if isinstance(size, str) else size
         maps = []
         for f in self.files[self.start + a : self.start + b]:
             d = io.read_depth(f)
@@ -192,6 +196,8 @@ class FolderDepth:
             if d.shape not in self.frame_sizes:
                 h, w = self.frame_sizes[0]
                 raise InputError(f"{f}: depth size {d.shape[1]}x{d.shape[0]} differs from the frame size {w}x{h}")
+            if self.kind == "depth":  # distance -> inverse depth; no distance (0 or less) is infinitely far
+                d = np.where(d > 0, 1.0 / np.maximum(d, 1e-12), 0.0).astype(np.float32)
             maps.append(d if size is None else resize_depth(d[None], size)[0])
         return np.stack(maps)
 
@@ -237,19 +243,19 @@ def run_depth(
     frames: Callable[[int, int], np.ndarray],
     backend: DepthBackend,
     out: FrameChunks,
+    chunks: list[tuple[int, int]],
     *,
     size: tuple[int, int],
-    chunk_frames: int,
     analyse: Callable[[int, np.ndarray], dict[str, np.ndarray]] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Stage 1, chunk by chunk: ``frames(a, b)`` -> disparity ``(n, h, w)`` at ``size`` -> ``out.commit``.
+    """Stage 1 over ``chunks`` [(a, b), ...]: ``frames(a, b)`` -> disparity ``(n, h, w)`` at ``size`` -> ``out.commit``.
 
     Each chunk commits ``{"disparity": ...}`` with ``frame_stats`` and ``analyse(a, frames)``'s per-frame
     statistics (``convert`` measures shot changes there, on frames it has decoded anyway). Memory holds
     one chunk.
     """
-    for a, b in out.plan(chunk_frames):
+    for a, b in chunks:
         rgb = frames(a, b)
         disparity = backend(rgb, a, size).astype(np.float32, copy=False)
         bad = ~np.isfinite(disparity)
@@ -329,3 +335,116 @@ class DepthFolder:
         return OSError(e.errno, e.strerror, str(where))
 
 
+
+
+# --------------------------------------------------------------------------------------------------
+# the stage
+
+
+# the parameters a missing model's message names (``models.model_not_found``): convert's; the seed script names its own
+CONVERT_FLAGS = {"flag": "depth_model", "alternative": "depth_from"}
+
+
+def _model_backend(config, clip, device, flags=CONVERT_FLAGS) -> DepthBackend:
+    from .. import models
+
+    model = models.load_depth_model(config.model, device=device, **flags)
+    return ModelDepth(model, batch_size=config.batch_size)
+
+
+def _folder_backend(config, clip, device, flags=CONVERT_FLAGS) -> DepthBackend:
+    """The ``--depth-from`` maps: one per frame of the whole input (checked), file ``start + i`` for frame ``i``."""
+    info = clip.info
+    return FolderDepth(
+        config.depth_from, start=info.start, num_frames=info.num_frames, frame_sizes=(info.stored_size, info.size),
+        total_frames=info.total_frames, kind=config.depth_kind,
+    )  # fmt: skip
+
+
+def check_depth_kind(maps: FolderDepth, num_frames: int, samples: int = 5) -> None:
+    """Warn when ``--depth-from`` maps said to be inverse depth look like distances (or the other way round).
+
+    In most footage the top of the frame is farther than the bottom (sky, ceilings, the far side of a room over the
+    floor in front): inverse depth is then smaller at the top. Maps whose top rows are larger than their bottom rows
+    on most of a few frames probably hold the other kind, which would turn the 3D inside out.
+    """
+    frames = sorted({round(i * (num_frames - 1) / max(1, samples - 1)) for i in range(samples)})
+    votes = 0
+    for i in frames:
+        d = maps.read(i, i + 1)[0]
+        band = max(1, d.shape[0] // 5)
+        top, bottom = float(np.median(d[:band])), float(np.median(d[-band:]))
+        votes += top > bottom * 1.5
+    if votes > len(frames) / 2:
+        other = "depth" if maps.kind in ("inverse", "disparity") else "inverse"
+        log.warning(
+            "depth_from %s: the maps are larger at the top of the frame than at the bottom in %d of %d frames looked at, as "
+            "%s maps are; they are read as %s (larger = %s): if they hold %s, pass --depth-kind %s",
+            maps.folder, votes, len(frames), other, maps.kind, "nearer" if maps.kind != "depth" else "farther", other, other,
+        )  # fmt: skip
+
+
+def _model_check(config, flags=CONVERT_FLAGS) -> None:
+    from .. import models
+
+    models.check_available(config.model, "depth model", **flags)
+
+
+# Where disparity comes from: name -> (make(config, clip, device, flags), check(config, flags), what identifies it in the
+# key).
+# A new backend is one class following ``DepthBackend`` and one row here (and a way for the config to choose it).
+BACKENDS: dict[str, tuple[Callable, Callable, Callable]] = {
+    "model": (_model_backend, _model_check, lambda c: {"model": c.model}),
+    "folder": (_folder_backend, lambda c, flags: None, lambda c: {"from": depth_fingerprint(c.depth_from), "kind": c.depth_kind}),
+}
+
+
+def depth_fingerprint(folder: Path) -> str:
+    from ..work import digest, sha256_file
+
+    return digest({f.name: sha256_file(f) for f in io.list_depths(folder)})
+
+
+class DepthStage:
+    """Stage 1 in the pipeline (``svg3d.stages``): disparity at ``depth_size``, frame statistics, shot-change scores."""
+
+    name = "depth"
+    needs = ()
+    lookahead = 0
+
+    def __init__(self, clip, config, device: torch.device, *, flags: dict = CONVERT_FLAGS) -> None:
+        from .. import shots
+
+        self.clip, self.config, self.device, self.flags = clip, config, device, flags
+        self.backend_name = "folder" if config.depth_from is not None else "model"
+        self.size = depth_size(clip.info.size, config.resolution)
+        self._shots = shots
+
+    def params(self) -> dict:
+        info = self.clip.info
+        source = BACKENDS[self.backend_name][2](self.config)
+        clip = {"input": self.clip.fingerprint, "start": info.start, "frames": info.num_frames, "size": info.size}
+        return {**source, "size": self.size, "clip": clip}
+
+    def check(self) -> None:
+        if self.backend_name == "folder":
+            check_depth_kind(_folder_backend(self.config, self.clip, self.device), self.clip.num_frames)  # and they pair with the frames
+        BACKENDS[self.backend_name][1](self.config, self.flags)
+
+    def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress: Callable[[int], None]) -> None:
+        backend = BACKENDS[self.backend_name][0](self.config, self.clip, self.device, self.flags)
+        frames = self.clip.reader(self.name)
+        shots = self._shots
+        last: dict[int, np.ndarray] = {}  # the signature of the frame before the next chunk
+
+        def cut_scores(first: int, rgb: np.ndarray) -> dict[str, np.ndarray]:
+            """Shot-change score of each frame of a chunk (``shots.cut_scores``), against the frame before it."""
+            previous = None
+            if first > 0:  # the previous chunk's last frame; read again only where a run resumes
+                previous = last[first - 1] if first - 1 in last else shots.frame_signature(self.clip.frames(first - 1, first))[0]
+            signatures = shots.frame_signature(rgb)
+            last.clear()
+            last[first + len(rgb) - 1] = signatures[-1]
+            return {"cut": shots.cut_scores(signatures, previous)}
+
+        run_depth(frames, backend, store, chunks, size=self.size, analyse=cut_scores, progress=progress)

@@ -66,7 +66,7 @@ import numpy as np
 from .. import io
 from ..checks import InputError
 from ..colour import ColourInfo
-from ..encode import EncoderSettings, StereoTag, VideoEncoder, check_encoder
+from ..encode import MP4_AUDIO_CODECS, EncoderSettings, StereoTag, VideoEncoder, check_encoder
 from ..parts import MAX_NAME, Part, remove_stale_parts
 
 __all__ = [
@@ -867,7 +867,7 @@ def audio_track(
     end = math.inf if duration is None else start + duration
     with av.open(str(source)) as src, io.atomic_path(dest) as tmp, av.open(str(tmp), mode="w", format="mp4") as out:
         stream = src.streams.audio[0]
-        if stream.codec_context.name in io.MP4_AUDIO_CODECS:
+        if stream.codec_context.name in MP4_AUDIO_CODECS:
             _copy_audio(src, stream, out, start, end)
         else:
             log.info("%s: %s audio cannot go into mp4 as is; re-encoding it to AAC", source, stream.codec_context.name)
@@ -961,3 +961,78 @@ def write_exports(
         for _ in settings.exports:
             progress(1)
     return writer.manifest
+
+
+# --------------------------------------------------------------------------------------------------
+# the stage
+
+
+class ExportStage:
+    """The exports in the pipeline (``svg3d.stages``): every requested export, encoded as the filled chunks arrive.
+
+    Its store is a ``work.OutputStore``: the files are written whole (each atomically) by every run that is not
+    current. ``views`` are the views ``ExportWriter`` needs (all of the plan's, or the eyes and the reference); the
+    input's own view is its decoded frames, never a float round trip.
+    """
+
+    name = "export"
+    lookahead = 0
+
+    def __init__(self, clip, config, plan, *, out_dir: Path, stem: str, disparity: str, device, work_dir: Path) -> None:
+        self.clip, self.config, self.plan, self.out_dir, self.stem = clip, config, plan, out_dir, stem
+        self.disparity, self.device, self.work_dir = disparity, device, work_dir
+        self.needs = ("depth", disparity, "filled") if disparity != "depth" else ("depth", "filled")
+
+    def params(self) -> dict:
+        from dataclasses import asdict
+
+        info = self.clip.info
+        return {
+            "settings": asdict(self.config.exports), "stem": self.stem, "fps": str(info.rate), "audio": info.has_audio,
+            "plan": asdict(self.plan), "out": str(self.out_dir.resolve()),
+        }  # fmt: skip
+
+    def check(self) -> None:
+        check_export(self.out_dir, self.stem, self.config.exports, num_views=self.plan.num_views, size=self.clip.info.size)
+
+    def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress) -> None:
+        from .. import work
+        from .depth import resize_depth
+        from .fill.stage import matrix_source, views
+
+        info, plan = self.clip.info, self.plan
+        source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, self.device, self.config.chunk_frames)
+        disparity = inputs[self.disparity]
+        writer = ExportWriter(
+            self.out_dir, self.stem, self.config.exports, fps=info.rate, size=info.size, num_views=plan.num_views, eyes=plan.eyes,
+            reference=plan.reference, colour=info.colour, audio=self._audio(), focal=plan.focal,
+        )  # fmt: skip
+        wanted = tuple(range(plan.num_views)) if writer.needs_views else tuple(sorted({*plan.eyes, plan.reference}))
+        frames = self.clip.reader(self.name)
+        with writer:
+            for a, b in chunks:
+                out = views(source, inputs["filled"], plan.fill_views, tuple(v for v in wanted if v != plan.reference), a, b)
+                if plan.reference in wanted:
+                    out[plan.reference] = frames(a, b)  # the input itself
+                all_views = None
+                if writer.needs_views:  # views that are not made (the plan fills the eyes only) stay black
+                    blank = np.zeros_like(out[plan.reference])
+                    all_views = np.stack([out.get(v, blank) for v in range(plan.num_views)])
+                d, depth_range = None, None
+                if writer.needs_depth:  # the input view's disparity, normalised as the matrix used it
+                    d = resize_depth(disparity.read(a, b, "disparity"), info.size)
+                    depth_range = source.ranges(a, b)
+                writer.write(out[plan.eyes[0]], out[plan.eyes[1]], views=all_views, disparity=d, depth_range=depth_range)
+                progress(b - a)
+                work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)
+            store.outputs = writer.close()
+
+    def _audio(self) -> Path | None:
+        """The clip's span of the input's audio, in a form mp4 takes (``audio_track``)."""
+        info = self.clip.info
+        if not info.has_audio:
+            return None
+        trimmed = info.start > 0 or info.num_frames < info.total_frames
+        return audio_track(
+            self.clip.path, self.work_dir / "audio.m4a", start=info.start / info.fps, duration=info.duration if trimmed else None,
+        )  # fmt: skip

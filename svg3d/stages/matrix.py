@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -381,7 +382,8 @@ class MatrixSource:
 
     frames(a, b): the input frames ``uint8 (n, H, W, 3)``; disparity(a, b): the (stabilised) disparity
     ``float32 (n, h, w)``, upsampled to the frame size bilinearly; lo, hi: per-frame normalisation range
-    ``(T,)`` (``svg3d.shots``); plan: the views; config: how disparity becomes Z. Recent frames' cells
+    ``(T,)`` (``svg3d.shots``), or ``ranges(a, b) -> (lo, hi)`` instead (``Ranges``, computed as the statistics
+    arrive); plan: the views; config: how disparity becomes Z. Recent frames' cells
     are kept (``cache_frames``, colours as 8 bits), so a stage reading a chunk and its temporal context
     warps each frame once. Everything is computed on ``device``.
     """
@@ -390,16 +392,20 @@ class MatrixSource:
         self,
         frames,
         disparity,
-        lo: np.ndarray,
-        hi: np.ndarray,
+        lo: np.ndarray | None,
+        hi: np.ndarray | None,
         plan: camera.ViewPlan,
         config: MatrixConfig,
         *,
         device: torch.device | str = "cpu",
         cache_frames: int = 32,
+        ranges=None,
     ) -> None:
         self._frames, self._disparity = frames, disparity
-        self.lo, self.hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+        if ranges is None:
+            lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+            ranges = lambda a, b: (lo[a:b], hi[a:b])  # noqa: E731
+        self.ranges = ranges
         self.plan, self.config, self.device = plan, config, torch.device(device)
         self.cache_frames = cache_frames
         self._cache: dict[tuple[int, tuple[int, ...]], tuple[torch.Tensor, ...]] = {}
@@ -412,9 +418,10 @@ class MatrixSource:
         if d.shape[-2:] != (h, w):
             d = torch.nn.functional.interpolate(d[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         c = self.config
+        lo, hi = self.ranges(a, b)
         z = camera.disparity_to_depth(
             d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth,
-            lo=torch.from_numpy(self.lo[a:b]).to(self.device), hi=torch.from_numpy(self.hi[a:b]).to(self.device),
+            lo=torch.from_numpy(np.asarray(lo, np.float32)).to(self.device), hi=torch.from_numpy(np.asarray(hi, np.float32)).to(self.device),
         )  # fmt: skip
         return rgb, z
 
@@ -450,3 +457,42 @@ class MatrixSource:
             focal=self.plan.focal,
             screen=self.plan.screen,
         )
+
+
+class Ranges:
+    """The per-frame normalisation ranges of a conversion (``shots.depth_ranges``), as the statistics arrive.
+
+    ``ranges(a, b) -> (lo, hi)`` float32 ``(b - a,)`` waits for the statistics that decide them: in mode ``shot``
+    those of the first ``b + shots.range_lookahead(fps)`` frames (``lookahead``), in mode ``clip`` the whole clip's.
+    ``cuts`` come from the depth stage's shot-change scores, ``stats`` from the disparity the matrix uses.
+    """
+
+    def __init__(self, cuts_store, stats_store, mode: str, fps: float) -> None:
+        from .. import shots
+
+        self._shots, self.cuts_store, self.stats_store, self.mode, self.fps = shots, cuts_store, stats_store, mode, fps
+        self.num_frames = stats_store.num_frames
+        self.lookahead = shots.range_lookahead(fps) if mode == "shot" else None
+        self._cuts: list[int] = []
+        self._cuts_until = 1  # cuts before this frame are final
+        self._lock = threading.Lock()
+
+    def __call__(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        shots, n = self._shots, self.num_frames
+        end = n if self.lookahead is None else min(n, b + self.lookahead)
+        stats = {k: self.stats_store.stats(k, end) for k in ("min", "max", "p01", "p99")}
+        with self._lock:
+            if self.mode == "shot":
+                scores = self.cuts_store.stats("cut", end)
+                final = len(scores) if end == n else len(scores) - shots.CUT_NEIGHBOURHOOD
+                found = shots.detect_cuts(scores, start=self._cuts_until, cuts=self._cuts)
+                self._cuts = [t for t in found if t < final]
+                self._cuts_until = max(self._cuts_until, final)
+                cuts = found
+            else:
+                cuts = []
+        return shots.depth_ranges(stats, self.mode, cuts=cuts, fps=self.fps, frames=(a, b))
+
+    def cuts(self) -> list[int]:
+        """Every cut of the clip (waits for the whole clip's scores)."""
+        return self._shots.detect_cuts(self.cuts_store.stats("cut")) if self.mode == "shot" else []

@@ -30,11 +30,11 @@ import torch.nn.functional as F
 from .. import io
 from ..checks import InputError, check_same, check_shape
 from ..config import StabiliseConfig
-from .depth import frame_stats
 from ..filters import guided_filter
 from ..flow import FlowBackend
 from ..source import Source, open_source
 from ..work import FrameChunks
+from .depth import frame_stats
 
 log = logging.getLogger(__name__)
 
@@ -196,21 +196,21 @@ def run_stabilise(
     num_frames: int,
     flow: FlowBackend,
     out: FrameChunks,
+    chunks: list[tuple[int, int]],
     config: StabiliseConfig | None = None,
     *,
-    chunk_frames: int,
     device: torch.device | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Stage 2, chunk by chunk: each chunk reads its frames and raw disparity with ``half_window`` frames of
-    context, and commits ``{"disparity": ...}`` with ``depth.frame_stats`` — equal to the whole clip at once.
+    """Stage 2 over ``chunks`` [(a, b), ...]: each chunk reads its frames and raw disparity with ``half_window``
+    frames of context, and commits ``{"disparity": ...}`` with ``depth.frame_stats`` — equal to the whole clip at once.
 
     frames(a, b): ``uint8 (n, h, w, 3)`` at the disparity's size; disparity(a, b): float32 ``(n, h, w)``.
     """
     config = StabiliseConfig() if config is None else config
     r = config.half_window
     log.info("stabilise: %d frames, flow %s, window %d", num_frames, flow.name, config.window_size)
-    for a, b in out.plan(chunk_frames):
+    for a, b in chunks:
         lo, hi = max(0, a - r), min(num_frames, b + r)
         rgb = torch.from_numpy(frames(lo, hi)).permute(0, 3, 1, 2)  # (n, h, w, 3) -> (n, 3, h, w) uint8, a view
         raw = torch.from_numpy(disparity(lo, hi))
@@ -239,3 +239,37 @@ def load_inputs(
     if len(depth_files) != source.info.num_frames:
         raise InputError(f"{depths}: {len(depth_files)} depth maps for {source.info.num_frames} frames in {images}")
     return source, depth_files
+
+
+class StabiliseStage:
+    """Stage 2 in the pipeline (``svg3d.stages``): the depth stage's disparity, stabilised along the flow."""
+
+    name = "stabilised"
+    needs = ("depth",)
+
+    def __init__(self, clip, config: StabiliseConfig, flow: str, depth_size: tuple[int, int], device: torch.device, *,
+                 backend: FlowBackend | None = None) -> None:  # fmt: skip
+        self.clip, self.config, self.flow, self.size, self.device = clip, config, flow, depth_size, device
+        self.backend = backend  # a flow made by the caller (the seed script's RAFT options); None: ``make_flow(flow)``
+        self.lookahead = config.half_window  # the neighbours of a chunk's last frame
+
+    def params(self) -> dict:
+        from dataclasses import asdict
+
+        return {"flow": self.flow, "config": asdict(self.config)}
+
+    def check(self) -> None:
+        if self.flow in ("raft", "raft_small"):
+            from .. import models
+
+            models.check_raft("raft_small" if self.flow == "raft_small" else "raft_large")
+
+    def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress: Callable[[int], None]) -> None:
+        from ..flow import make_flow
+
+        raw = inputs["depth"]
+        backend = self.backend or make_flow(self.flow, device=self.device)
+        run_stabilise(
+            self.clip.reader(self.name, self.size), lambda a, b: raw.read(a, b, "disparity"), self.clip.num_frames,
+            backend, store, chunks, self.config, device=self.device, progress=progress,
+        )  # fmt: skip

@@ -64,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         from svg3d import work
         from svg3d.checks import InputError
-        from svg3d.stages.depth import DepthFolder, ModelDepth, run_depth
-        from svg3d.models import depth_model_name, load_depth_model
+        from svg3d.config import DepthConfig
+        from svg3d.models import depth_model_name
         from svg3d.source import open_source
+        from svg3d.stages.clip import Clip
+        from svg3d.stages.depth import DepthFolder, DepthStage
 
         if args.batch_size < 1:
             raise InputError(f"--batch-size {args.batch_size}: must be >= 1")
@@ -77,11 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         work.check_writable("outdir", Path(args.outdir))
         source = open_source(args.img_path)  # a bad clip fails before the model loads
         out = DepthFolder(args.outdir, source.info.names, preview=args.preview, grayscale=args.grayscale)
-        backend = ModelDepth(load_depth_model(name, device=device), batch_size=args.batch_size)
+        # the reference keeps depth at the frame size: a resolution no smaller than the frame
+        config = DepthConfig(model=name, batch_size=args.batch_size, resolution=max(source.info.size))
+        stage = DepthStage(Clip(Path(args.img_path), source), config, device, flags={"flag": "model"})
+        stage.check()  # the model is here, before anything is written
         advance, close = progress_bar(source.info.num_frames, "depth", disable=args.quiet)
-        try:  # the reference keeps depth at the frame size
+        try:
             with out:
-                run_depth(source.frames, backend, out, size=source.info.size, chunk_frames=CHUNK_FRAMES, progress=advance)
+                stage.run({}, out, out.plan(CHUNK_FRAMES), advance)
         finally:
             close()
 

@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from svg3d import work
         from svg3d.checks import InputError
-        from svg3d.stages.depth import DepthFolder, FolderDepth
         from svg3d.flow import make_flow
-        from svg3d.stages.stabilise import load_inputs, run_stabilise
+        from svg3d.stages.clip import Clip
+        from svg3d.stages.depth import DepthFolder, FolderDepth
+        from svg3d.stages.stabilise import StabiliseStage, load_inputs
 
         config = StabiliseConfig(
             window_size=args.window_size,
@@ -138,9 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         maps = FolderDepth(Path(args.depth_path), num_frames=n, frame_sizes=(source.info.size,), files=depth_files)
         out = DepthFolder(Path(args.out_dir), tuple(f.stem for f in depth_files), preview=args.preview, suffix="")
         advance, close = progress_bar(n, "stabilise", disable=args.quiet)
+        stage = StabiliseStage(Clip(Path(args.path), source), config, args.flow, source.info.size, device, backend=flow)
         try:
             with out:
-                run_stabilise(source.frames, maps.read, n, flow, out, config, chunk_frames=CHUNK_FRAMES, device=device, progress=advance)
+                stage.run({"depth": maps}, out, out.plan(CHUNK_FRAMES), advance)
         finally:
             close()
 

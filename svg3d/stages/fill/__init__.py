@@ -1,10 +1,11 @@
 """Hole fillers: one protocol, a registry, and the choice behind ``--fill auto``.
 
 A filler turns frame-matrix cells (``matrix.Cells``: warped views with holes, their depth, the input
-view) into hole-free views. The fill stage calls it chunk by chunk::
+view) into hole-free views. The fill stage (``stage.FillStage``) calls it chunk by chunk::
 
     filler = make("classical", config, device)          # REGISTRY[name](config, device)
-    filler.prepare(context)                             # optional pre-pass (diffusion denoises its windows)
+    filler.stages(clip, plan, ...)                      # its pre-pass stages, run before the fill (diffusion: denoised)
+    filler.bind(inputs)                                 # the stores of the stages it reads
     views = filler.fill(cells, core=(a, b))             # cells cover a - context .. b + context - 1
 
 ``fill`` returns ``(V, b - a, 3, H, W)`` in [0, 1] for ``cells.views`` and the frames ``a .. b-1``, with
@@ -13,68 +14,24 @@ chunks equals the clip filled whole. ``context`` is the frames it needs on each 
 ``params()`` is what decides its output (the stage record's key).
 
 A new filler is one module with a class following ``Filler`` (``SinglePass`` gives one without a pre-pass its
-``prepare`` and ``stages``) and one line in ``REGISTRY``.
+``stages`` and ``bind``) and one line in ``REGISTRY``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ...checks import InputError
+from .base import Filler
 
 if TYPE_CHECKING:
     import torch
 
-    from ...camera import ViewPlan
     from ...config import ConvertConfig
-    from ..matrix import Cells, MatrixSource
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FillContext:
-    """What a filler's ``prepare`` may use: the clip's cells, its view plan, and stage stores of its own.
-
-    stage(name, params, inputs) -> ``work.StageStore`` for a resumable pre-pass, and run(store, need_data,
-    body) to compute it (skipped when complete, resumed when partly done, with a progress bar); inputs:
-    the digests the fill stage's key holds, for the pre-pass's own key.
-    """
-
-    source: MatrixSource
-    plan: ViewPlan
-    num_frames: int
-    chunk_frames: int
-    stage: Callable
-    progress: Callable
-    inputs: dict
-    run: Callable
-
-
-class Filler(Protocol):
-    name: str
-    context: int  # frames of temporal context on each side of a chunk
-
-    def params(self) -> dict: ...
-
-    def prepare(self, context: FillContext) -> None: ...
-
-    def stages(self) -> tuple[str, ...]: ...  # the names of its own pre-pass stages (cleaned with the others)
-
-    def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor: ...
-
-
-class SinglePass:
-    """For fillers that fill each chunk from its cells alone: no pre-pass, no stages of their own."""
-
-    def stages(self) -> tuple[str, ...]:
-        return ()
-
-    def prepare(self, context: FillContext) -> None:
-        pass
 
 
 def _classical(config: ConvertConfig, device: torch.device) -> Filler:

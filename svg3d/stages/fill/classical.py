@@ -66,7 +66,7 @@ from ...checks import check_same, check_shape
 from ...config import FillConfig
 from ...flow import DISFlow, FlowBackend
 from ..matrix import Cells
-from . import SinglePass
+from .base import SinglePass
 
 log = logging.getLogger(__name__)
 

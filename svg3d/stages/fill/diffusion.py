@@ -127,51 +127,15 @@ class DiffusionFiller:
 
         return {"config": asdict(self.config), "denoise": asdict(DenoiseConfig())}
 
-    def stages(self) -> tuple[str, ...]:
-        return ("denoised",)
+    def stages(self, clip, plan, config, *, disparity: str) -> tuple:
+        from ...denoise import output_views
 
-    def prepare(self, context) -> None:
-        from ...denoise import denoise_frame_matrix, output_views, window_fixed, window_seed, window_starts
+        outputs = output_views(plan.num_views, denoise_config(self.config, plan.multiview))
+        self._fill_views = tuple(v for v in outputs if v in plan.fill_views)  # the views the pre-pass keeps, in its order
+        return (DenoisedStage(self, clip, plan, config, disparity=disparity),)
 
-        cfg, plan = self.config, context.plan
-        dconfig = denoise_config(cfg, plan.multiview)
-        outputs = output_views(plan.num_views, dconfig)  # their final latents carry into the next window's overlap
-        self._fill_views = tuple(v for v in outputs if v in plan.fill_views)
-        store = context.stage("denoised", {"filler": self.params(), "plan": asdict(plan)}, context.inputs)
-        t_count = context.num_frames
-        starts = window_starts(t_count, cfg.window, cfg.window_overlap)
-
-        def body(store, advance):
-            model = load_model(cfg.model, self.device, compile=cfg.compile, unet=cfg.unet)
-            covered = {f for c in store.chunks for f in range(c["first"], c["first"] + c["count"])}
-            done = 0
-            for k, start in enumerate(starts):
-                end = min(start + cfg.window, t_count)
-                if all(f in covered for f in range(done, end)):
-                    done = end
-                    continue
-                cells = context.source.cells(start, end, views=tuple(range(plan.num_views)))
-                v, n = cells.images.shape[:2]
-                images, known = shrink_cells(cells.images.flatten(0, 1), cells.known.flatten(0, 1), cfg.size)
-                images, known = images.unflatten(0, (v, n)), known.unflatten(0, (v, n))[:, :, None]
-                fixed_cells = fixed_latents = None
-                if done > start:
-                    final = torch.from_numpy(store.read(start, done, "latents")).transpose(0, 1)  # n V c h w -> V n c h w
-                    fixed_cells, fixed_latents = window_fixed(final, outputs, plan.num_views, end - start)
-                result = denoise_frame_matrix(
-                    model, images, known, cfg.prompt, replace(dconfig, seed=window_seed(cfg.seed, k)), layout=plan.layout,
-                    fixed_latents=fixed_latents, fixed_cells=fixed_cells,
-                )  # fmt: skip
-                new = done - start
-                latents = torch.stack([result.latents[view, new:] for view in outputs], 1)  # (n, V', c, h, w)
-                frames = torch.stack([result.videos[view][new:] for view in self._fill_views], 1)  # (n, V', 3, th, tw)
-                rgb = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)  # n V 3 h w -> n V h w 3
-                store.commit(done, {"latents": latents.cpu().numpy(), "views": rgb.cpu().numpy()})
-                advance(end - done)
-                done = end
-
-        context.run(store, True, body)
-        self.store = store
+    def bind(self, inputs: dict) -> None:
+        self.store = inputs[DenoisedStage.name]
 
     def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
         a, b = core
@@ -185,3 +149,63 @@ class DiffusionFiller:
             out.append(composite(cells.images[i, a - cells.first : b - cells.first], cells.known[i, a - cells.first : b - cells.first], up))
         return torch.stack(out)
 
+
+
+class DenoisedStage:
+    """The diffusion filler's pre-pass (``svg3d.stages``): the frame matrix denoised window by window at the model's
+    size (``denoise.denoise_frame_matrix``); each window continues the previous one's final latents in its overlap."""
+
+    name = "denoised"
+
+    def __init__(self, filler: DiffusionFiller, clip, plan, config, *, disparity: str) -> None:
+        from ... import shots
+
+        self.filler, self.clip, self.plan, self.config, self.disparity = filler, clip, plan, config, disparity
+        self.needs = ("depth", disparity) if disparity != "depth" else ("depth",)
+        self.lookahead = None if config.matrix.depth_range == "clip" else filler.config.window + shots.range_lookahead(clip.info.fps)
+
+    def params(self) -> dict:
+        return {"filler": self.filler.params(), "plan": asdict(self.plan), "matrix": asdict(self.config.matrix), "fps": self.clip.info.fps}
+
+    def check(self) -> None:
+        from ... import models
+
+        models.check_available(self.filler.config.model, "video model", flag="video_model", probe_file="unet/config.json")
+
+    def run(self, inputs: dict, store, chunks, progress) -> None:
+        from ...denoise import denoise_frame_matrix, output_views, window_fixed, window_seed, window_starts
+        from .stage import matrix_source
+
+        cfg, plan, device = self.filler.config, self.plan, self.filler.device
+        dconfig = denoise_config(cfg, plan.multiview)
+        outputs = output_views(plan.num_views, dconfig)  # their final latents carry into the next window's overlap
+        t_count = self.clip.num_frames
+        starts = window_starts(t_count, cfg.window, cfg.window_overlap)
+        source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, device, cfg.window)
+        model = load_model(cfg.model, device, compile=cfg.compile, unet=cfg.unet)
+        covered = {f for c in store.chunks for f in range(c["first"], c["first"] + c["count"])}
+        done = 0
+        for k, start in enumerate(starts):
+            end = min(start + cfg.window, t_count)
+            if all(f in covered for f in range(done, end)):
+                done = end
+                continue
+            cells = source.cells(start, end, views=tuple(range(plan.num_views)))
+            v, n = cells.images.shape[:2]
+            images, known = shrink_cells(cells.images.flatten(0, 1), cells.known.flatten(0, 1), cfg.size)
+            images, known = images.unflatten(0, (v, n)), known.unflatten(0, (v, n))[:, :, None]
+            fixed_cells = fixed_latents = None
+            if done > start:
+                final = torch.from_numpy(store.read(start, done, "latents")).transpose(0, 1)  # n V c h w -> V n c h w
+                fixed_cells, fixed_latents = window_fixed(final, outputs, plan.num_views, end - start)
+            result = denoise_frame_matrix(
+                model, images, known, cfg.prompt, replace(dconfig, seed=window_seed(cfg.seed, k)), layout=plan.layout,
+                fixed_latents=fixed_latents, fixed_cells=fixed_cells,
+            )  # fmt: skip
+            new = done - start
+            latents = torch.stack([result.latents[view, new:] for view in outputs], 1)  # (n, V', c, h, w)
+            frames = torch.stack([result.videos[view][new:] for view in self.filler._fill_views], 1)  # (n, V', 3, th, tw)
+            rgb = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)  # n V 3 h w -> n V h w 3
+            store.commit(done, {"latents": latents.cpu().numpy(), "views": rgb.cpu().numpy()})
+            progress(end - done)
+            done = end

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ...checks import check_same, check_shape
 from ...filters import box_filter
 from ..matrix import Cells
-from . import SinglePass
+from .base import SinglePass
 from .classical import FROM_SPACE, FROM_TIME, KNOWN, FillResult, background_depth, pull_push
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import torch
 
 from ...checks import check_same, check_shape
 from ..matrix import Cells
-from . import SinglePass
+from .base import SinglePass
 
 TELEA_RADIUS = 3  # px: cv2.inpaint's neighbourhood (OpenCV's documented example uses 3)
 

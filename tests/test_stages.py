@@ -1,0 +1,257 @@
+"""The stage runner (``work.Runner``): lazy, resumable, and concurrent with the same bytes as one stage after another."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from svg3d import shots, work
+from svg3d.config import ConvertConfig
+
+N = 40  # frames of the toy clip
+CHUNK = 8
+
+
+class Source:
+    """A toy first stage: frame i is ``[i, i**2]``; it can wait for an event before its last chunk."""
+
+    name, needs, lookahead = "source", (), 0
+
+    def __init__(self, before_last: threading.Event | None = None, fail_at: int | None = None) -> None:
+        self.before_last, self.fail_at = before_last, fail_at
+
+    def params(self) -> dict:
+        return {"kind": "toy"}
+
+    def check(self) -> None:
+        pass
+
+    def run(self, inputs, store, chunks, progress) -> None:
+        for a, b in chunks:
+            if self.fail_at is not None and a >= self.fail_at:
+                raise RuntimeError(f"source failed at {a}")
+            if b == N and self.before_last is not None:
+                assert self.before_last.wait(20), "the next stage did not start before this one finished"
+            x = np.arange(a, b, dtype=np.float64)
+            store.commit(a, {"x": np.stack([x, x**2], 1)}, {"mean": x})
+            progress(b - a)
+
+
+class Window:
+    """A toy second stage with one frame of look-ahead: frame i sums frames i-1, i, i+1 of the source."""
+
+    name, needs, lookahead = "window", ("source",), 1
+
+    def __init__(self, first_commit: threading.Event | None = None) -> None:
+        self.first_commit = first_commit
+
+    def params(self) -> dict:
+        return {"radius": 1}
+
+    def check(self) -> None:
+        pass
+
+    def run(self, inputs, store, chunks, progress) -> None:
+        src = inputs["source"]
+        for a, b in chunks:
+            lo, hi = max(0, a - 1), min(N, b + 1)
+            x = src.read(lo, hi, "x")
+            padded = np.concatenate([np.zeros((1, 2)) if a == 0 else x[:0], x, np.zeros((1, 2)) if b == N else x[:0]])
+            out = padded[:-2] + padded[1:-1] + padded[2:]
+            store.commit(a, {"y": out})
+            if self.first_commit is not None:
+                self.first_commit.set()
+            progress(b - a)
+
+
+def run(root: Path, stages, *, concurrent: bool = True) -> work.Runner:
+    def make_store(name, key, params):
+        return work.StageStore(root, name, key=key, params=params, inputs={}, num_frames=N)
+
+    runner = work.Runner(stages, make_store, chunk_frames=CHUNK, concurrent=concurrent)
+    runner.run(stages[-1].name)
+    return runner
+
+
+def chunk_bytes(root: Path, name: str) -> bytes:
+    record = json.loads((root / f"{name}.json").read_text())
+    return b"".join((root / name / c["file"]).read_bytes() for c in record["chunks"]) + record["digest"].encode()
+
+
+def test_concurrent_stages_overlap_and_equal_the_sequential_run(tmp_path):
+    # The source's last chunk waits until the window stage has committed its first: that only happens if the two run
+    # at once (one after another, the wait would time out and the assertion in the stage fail).
+    first = threading.Event()
+    runner = run(tmp_path / "c", [Source(before_last=first), Window(first_commit=first)])
+    assert {r.name for r in runner.reports.values() if r.ran} == {"source", "window"}
+    sequential = run(tmp_path / "s", [Source(), Window()], concurrent=False)
+    for name in ("source", "window"):
+        assert chunk_bytes(tmp_path / "c", name) == chunk_bytes(tmp_path / "s", name)
+    y = sequential.stores["window"].read(0, N, "y")[:, 0]
+    x = np.arange(N, dtype=np.float64)
+    assert np.array_equal(y, np.convolve(x, [1, 1, 1])[1:-1])  # the sums with the clip's ends as zeros
+
+
+def test_a_failing_stage_stops_the_next_and_a_rerun_resumes(tmp_path):
+    with pytest.raises(RuntimeError, match="source failed at 24"):
+        run(tmp_path, [Source(fail_at=24), Window()])
+    kept = work.StageStore(tmp_path, "source", key=run_key(), params={}, inputs={}, num_frames=N)
+    assert kept.missing() == [(24, N)]  # what was committed stays
+    runner = run(tmp_path, [Source(), Window()])
+    assert runner.reports["source"].resumed_from == 24
+    sequential = run(tmp_path / "s", [Source(), Window()], concurrent=False)
+    assert np.array_equal(runner.stores["window"].read(0, N, "y"), sequential.stores["window"].read(0, N, "y"))
+
+
+def run_key() -> str:
+    return work.digest({"stage": "source", "svg3d": work.__version__, "params": Source().params(), "inputs": {}})
+
+
+def test_a_complete_pipeline_runs_nothing(tmp_path):
+    run(tmp_path, [Source(), Window()])
+    again = run(tmp_path, [Source(), Window()])
+    assert not any(r.ran for r in again.reports.values())
+
+
+def test_ranges_of_a_prefix_equal_the_whole_clip():
+    """The per-shot range of frames a..b-1 needs the statistics of b + lookahead frames only (the concurrent
+    fill stage reads them as the stabilisation commits them)."""
+    rng = np.random.default_rng(0)
+    n, fps = 200, 24.0
+    p01 = np.cumsum(rng.normal(0, 0.05, n)) + 1
+    stats = {"min": p01 - 0.5, "max": p01 + 3, "p01": p01, "p99": p01 + 2 + rng.normal(0, 0.1, n)}
+    cuts = [60, 131]
+    lo_all, hi_all = shots.depth_ranges(stats, "shot", cuts=cuts, fps=fps)
+    look = shots.range_lookahead(fps)
+    for a, b in [(0, 16), (48, 64), (120, 136), (184, 200)]:
+        end = min(n, b + look)
+        prefix = {k: v[:end] for k, v in stats.items()}
+        lo, hi = shots.depth_ranges(prefix, "shot", cuts=[c for c in cuts if c < end], fps=fps, frames=(a, b))
+        assert np.array_equal(lo, lo_all[a:b]) and np.array_equal(hi, hi_all[a:b])
+
+
+def test_overlapping_stages_give_the_bytes_of_one_after_another(tmp_path):
+    """convert with its stages overlapping (the default) against one after another: the same stage data (digests
+    hash every frame's bytes) and the same lossless exports."""
+    from svg3d import convert
+    from svg3d.config import DepthConfig, ExportSettings
+    from tests.media import rendered_clip
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=12)
+    config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=3,
+                           exports=ExportSettings(exports=("eyes_png", "sbs")))  # fmt: skip
+    results = {}
+    for overlap in (True, False):
+        out = tmp_path / f"overlap_{overlap}"
+        result = convert.convert(video, out, replace(config, overlap=overlap))
+        digests = {name: json.loads((out / "work" / f"{name}.json").read_text())["digest"] for name in ("depth", "stabilised", "filled")}
+        folder = result.exports["eyes_png"]
+        pngs = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+        results[overlap] = (digests, pngs)
+    assert results[True][0] == results[False][0]
+    assert results[True][1] == results[False][1] and len(results[True][1]) == 24
+
+
+def test_sigterm_is_handled_as_ctrl_c_and_the_rerun_resumes(tmp_path):
+    import os
+    import signal
+    import time
+
+    from tests.media import rendered_clip
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=12)
+    out = tmp_path / "out"
+    root = Path(__file__).parents[1]
+    argv = [sys.executable, "-m", "svg3d", "convert", str(video), "-o", str(out), "--depth-from", str(depth), "--flow", "dis",
+            "--fill", "classical", "--chunk-frames", "2", "--exports", "eyes_png", "--device", "cpu", "--quiet"]  # fmt: skip
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(argv, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+    record = out / "work" / "filled.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if len(json.loads(record.read_text())["chunks"]) >= 1:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    assert proc.poll() is None, "convert ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated: finished outputs are kept" in err and "Traceback" not in err
+    assert "terminated (SIGTERM)" in (out / "work" / work.LOG_FILE).read_text()
+    res = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "filled     resumed at frame" in (out / "work" / work.LOG_FILE).read_text()
+
+
+def test_help_and_flag_errors_import_no_torch():
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['svg3d', 'convert', '--help']\n"
+        "try:\n    runpy.run_module('svg3d', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
+    bad = subprocess.run([sys.executable, "-m", "svg3d", "convert", "in.mp4", "-o", "out", "--strength", "x"], capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).parents[1])  # fmt: skip
+    assert bad.returncode == 2 and "--strength" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_no_import_cycles_in_the_package():
+    """No module of svg3d imports a module that imports it back, directly or through others, at its top or inside a
+    function (``TYPE_CHECKING`` blocks aside): the package's layers go one way."""
+    import ast
+
+    root = Path(__file__).parents[1] / "svg3d"
+
+    def name_of(path: Path) -> str:
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        me = name_of(path)
+        package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+        deps = set()
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                       for n in ast.walk(node)}  # fmt: skip
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.ImportFrom):
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                target = (base + "." + node.module if node.module else base) if node.level else node.module
+                deps.add(target)
+                deps.update(f"{target}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                deps.update(alias.name for alias in node.names)
+        graph[me] = {d for d in deps if d.startswith("svg3d")}
+    modules = set(graph)
+    graph = {m: {d for d in deps if d in modules and d != m} for m, deps in graph.items()}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            m = todo.pop()
+            if m == goal:
+                return True
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph.get(m, ()))
+        return False
+
+    cycles = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if reaches(d, m) and not d.startswith(m + ".") and not m.startswith(d + "."))
+    assert not cycles, cycles
