@@ -367,7 +367,8 @@ class Conversion:
                     if writer.needs_depth:  # the input view's disparity, normalised as the matrix used it
                         disparity = depth.resize_depth(disparity_store.read(a, b, "disparity"), self.info.size)
                     left, right = out[plan.eyes[0]], out[plan.eyes[1]]
-                    writer.write(left, right, views=all_views, disparity=disparity, depth_range=(lo[a:b], hi[a:b]) if disparity is not None else None)
+                    writer.write(left, right, reference=out[plan.reference], views=all_views, disparity=disparity,
+                                 depth_range=(lo[a:b], hi[a:b]) if disparity is not None else None)  # fmt: skip
                     advance(b - a)
                     work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)
                 written = writer.close()
