@@ -152,6 +152,34 @@ def _shifted(data: bytes | bytearray, start: int, end: int, shift: int) -> bytes
     return b"".join(out)
 
 
+def sample_entry_boxes(path: str | os.PathLike, kinds: tuple[str, ...] = ("st3d", "sv3d")) -> bytes:
+    """The boxes of ``kinds`` in the first video sample entry of the mp4 at ``path``, whole and in file order (to carry
+    one file's stereo and spherical metadata to another: ``join``)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        file_size = f.seek(0, os.SEEK_END)
+        moov = next(((o, s) for k, o, s in _top_level(f, file_size, path) if k == "moov"), None)
+        if moov is None:
+            raise ValueError(f"{path}: no moov box")
+        f.seek(moov[0])
+        data = f.read(moov[1])
+    _, _, mh, ms = next(_children(data, 0, len(data)))
+    for kind, o, h, s in _children(data, mh, ms):
+        if kind != "trak":
+            continue
+        found = (o, h, s)
+        for inner in ("mdia", "minf", "stbl", "stsd"):
+            found = _find(data, found[0] + found[1], found[0] + found[2], inner)
+            if found is None:
+                break
+        else:
+            _, eo, eh, es = next(_children(data, found[0] + found[1] + 8, found[0] + found[2]))
+            if data[eo + 4 : eo + 8] in (b"avc1", b"avc3", b"hvc1", b"hev1", b"av01", b"vp09"):
+                children = _children(data, eo + eh + _VISUAL_ENTRY_HEADER, eo + es)
+                return b"".join(data[c : c + cs] for k, c, _, cs in children if k in kinds)
+    return b""
+
+
 def finish_mp4(path: str | os.PathLike, extra: bytes = b"", *, block: int = 8 << 20) -> None:
     """Make the mp4 FFmpeg wrote at ``path`` (``moov`` last) start fast, in place: ``extra`` (whole boxes, e.g. ``st3d``)
     go into the video sample entry, and ``moov`` moves right after ``ftyp``, before the media data, so that a

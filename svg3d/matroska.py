@@ -72,14 +72,18 @@ def element(element_id: int, payload: bytes, size_length: int = 1) -> bytes:
     return _id_bytes(element_id) + _size(len(payload), size_length) + payload
 
 
-def _children(data: bytes, start: int, end: int):
-    """(id, offset, header length, payload length, size length) of the elements in ``data[start:end]``."""
+def _children(data: bytes, start: int, end: int, *, partial: bool = False):
+    """(id, offset, header length, payload length, size length) of the elements in ``data[start:end]``; with
+    ``partial`` (``data`` is the head of a file), the last may run past ``end``."""
     off = start
     while off < end:
         eid, n1 = _element_id(data, off)
         size, n2 = _vint(data, off + n1)
         if off + n1 + n2 + size > end:
-            raise ValueError(f"corrupt EBML element {eid:#x} at byte {off}")
+            if not partial:
+                raise ValueError(f"corrupt EBML element {eid:#x} at byte {off}")
+            yield eid, off, n1 + n2, size, n2
+            return
         yield eid, off, n1 + n2, size, n2
         off += n1 + n2 + size
 
@@ -197,3 +201,30 @@ def _void(total: int) -> bytes:
         if 0 <= payload < (1 << (7 * n)) - 1:
             return bytes([VOID]) + ((1 << (7 * n)) | payload).to_bytes(n, "big") + bytes(payload)
     raise ValueError(f"no Void of {total} bytes")
+
+
+def projection_of(path: str | os.PathLike) -> bytes | None:
+    """The ``Projection`` element of the first video track of the mkv at ``path``, whole, or None (to carry it to
+    another file: ``join``)."""
+    with open(path, "rb") as f:
+        head = f.read(_HEAD)
+
+    def find(start: int, end: int, path_ids: tuple[int, ...]) -> bytes | None:
+        for eid, o, h, s, _ in _children(head, start, min(end, len(head)), partial=True):
+            if eid == CLUSTER:
+                return None
+            if eid == path_ids[0]:
+                if len(path_ids) == 1:
+                    return head[o : o + h + s]
+                if eid == TRACK_ENTRY and not any(k == TRACK_TYPE and head[ko + kh : ko + kh + ks] == b"\x01"
+                                                  for k, ko, kh, ks, _ in _children(head, o + h, o + h + s)):  # fmt: skip
+                    continue
+                found = find(o + h, o + h + s, path_ids[1:])
+                if found is not None:
+                    return found
+        return None
+
+    try:
+        return find(0, len(head), (SEGMENT, TRACKS, TRACK_ENTRY, VIDEO, PROJECTION))
+    except (ValueError, IndexError):
+        return None
