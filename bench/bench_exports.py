@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -57,7 +59,9 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--exports", default="sbs,hsbs,anaglyph")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
+    report: dict = {"command": " ".join(sys.argv), "machine": os.uname().nodename, "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
 
     with av.open(str(bunny())) as c:
         stream = c.streams.video[0]
@@ -106,6 +110,8 @@ def main() -> None:
         print(f"export  at once {at_once * 1e3:7.1f} ms/frame   one after another {in_turn * 1e3:7.1f} ms/frame   "
               f"speed-up {in_turn / at_once:5.2f}, {encoder_threads(videos)} encoder threads each on {encoder_threads(1)} cores, "
               f"files identical: {files['at once'] == files['in turn']}")  # fmt: skip
+        report.update(exports=names, frames=n, size=f"{w}x{h}", ms_per_frame_at_once=at_once * 1e3, ms_per_frame_in_turn=in_turn * 1e3,
+                      speed_up=in_turn / at_once, encoder_threads=encoder_threads(videos), identical=files["at once"] == files["in turn"])  # fmt: skip
 
         for frames in (n // 2, n):
             tracemalloc.start()
@@ -119,6 +125,9 @@ def main() -> None:
             whole = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             print(f"memory  {frames:4d} frames: streamed peak {streamed / 2**20:7.1f} MiB   whole-clip arrays {whole / 2**20:7.1f} MiB")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -3,15 +3,18 @@
 ``VideoEncoder`` keeps one PyAV encoder open and takes RGB frames in chunks of any size, so memory is
 bounded by a chunk whatever the clip's length. Each frame is converted to the encoder's pixel
 format with the source's matrix and range (``colour.encode_frame``) and the file is tagged with the
-source's primaries, transfer, matrix and range. The audio of a given file is copied packet by packet,
-interleaved with the video as it is written. Stereo metadata (``StereoTag``): mp4 gets the Spherical
+source's primaries, transfer, matrix and range. Every audio track of a given file is copied packet by
+packet, interleaved with the video as it is written. Stereo metadata (``StereoTag``): mp4 gets the Spherical
 Video V2 ``st3d`` box (and ``sv3d`` for VR180; ``isobmff``), mkv the Matroska ``StereoMode``
-element (FFmpeg writes it from the stream's ``stereo_mode`` tag), and half side-by-side /
-top-bottom H.264 an x264 frame-packing SEI, which 3D TVs read. The file is written as a part
+element (FFmpeg writes it from the stream's ``stereo_mode`` tag) and for VR180 the ``Projection`` element
+(``matroska``), and half side-by-side / top-bottom H.264 an x264 frame-packing SEI, which 3D TVs read. An mp4
+gets its index first (fast start, ``isobmff.finish_mp4``). The encoder runs on a chosen number of threads
+(``encoder_threads``), never on what it finds: the bytes must not depend on the CPUs a run happened to
+have (``encoder_threads`` says why). The file is written as a part
 (``parts``) and renamed into place only when complete; an ``OSError`` (disk full, folder removed)
 becomes an ``InputError`` naming the file, with the part removed.
 
-``EncoderSettings`` are the user's ``--codec --crf --preset --pix-fmt --container``;
+``EncoderSettings`` are the user's ``--codec --crf --preset --pix-fmt --container`` (and ``threads``);
 ``check_encoder`` validates them in one line each, listing what this FFmpeg build offers.
 """
 

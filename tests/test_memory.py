@@ -41,6 +41,7 @@ def test_largest_chunk_fits_the_budget():
     assert memory.available_mb() is None or memory.available_mb() > 0
 
 
+@pytest.mark.slow  # a convert of its own: ~25 s on a quiet 2-core machine, ~60 s on a busy one
 def test_a_measured_convert_lies_within_the_stated_factor(tmp_path):
     """A real convert (640x360, 8 frames, chunks of 4, the default exports) in its own process: peak RSS measured by
     the kernel (``wait4``) against the estimate for the same settings."""
