@@ -975,3 +975,25 @@ def test_lossy_exports_of_a_resumed_convert_equal_an_uninterrupted_one(tmp_path)
     for name in config.exports.exports:
         a = first.exports[name].read_bytes()
         assert a == second.exports[name].read_bytes() == resumed.exports[name].read_bytes(), name
+
+
+def test_an_audio_track_that_cannot_be_kept_is_named_in_one_warning(tmp_path, monkeypatch, caplog):
+    """A track neither mp4 nor the decoders take (simulated: the PCM track's encoder refuses) is dropped with one
+    warning naming it; the other track is kept."""
+    import logging
+
+    left, _ = eyes(12, 16, 16)
+    source = two_track_video(tmp_path / "two.mkv", left, 12)
+    keep = export._EncodeTrack
+
+    def refuse(stream, *args):
+        if stream.codec_context.name == "pcm_s16le":
+            raise ValueError("no decoder here")
+        return keep(stream, *args)
+
+    monkeypatch.setattr(export, "_EncodeTrack", refuse)
+    with caplog.at_level(logging.WARNING, logger="svg3d"):
+        m4a = export.audio_track(source, tmp_path / "audio.m4a")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{source}: audio track 2 (pcm_s16le: no decoder here) dropped: neither mp4 nor this FFmpeg's decoders take it"]
+    assert [(c, lang) for c, lang, _, _ in dominant_frequencies(m4a)] == [("aac", "eng")]
