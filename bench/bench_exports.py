@@ -9,7 +9,9 @@ Prints, on the same frames, each median of several runs:
    (swscale, BT.601 limited whatever the tags), per frame.
 2. encode: ``colour.encode_frame`` (RGB -> tagged yuv420p) against PyAV's swscale ``reformat``, per frame.
 3. export: ``ExportWriter`` writing the exports in chunks of 8, against encoding the same SBS frames with
-   PyAV directly (the former ``io.write_video`` loop: from_ndarray, swscale, libx264), seconds per frame.
+   PyAV directly (the former ``io.write_video`` loop: from_ndarray, swscale, libx264), seconds per frame;
+   and the exports built and encoded at once (one thread each, the default) against one after another
+   (``workers=1``), with the same encoder threads (``encode.encoder_threads``): the files are compared too.
 4. memory: peak Python-traced memory (numpy arrays included) of streaming chunks of 8 against handing
    the whole clip to ``write_exports``: streaming stays flat as the clip grows.
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import statistics
 import sys
 import tempfile
@@ -31,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from svg3d import colour, export  # noqa: E402
+from svg3d import colour  # noqa: E402
+from svg3d.encode import encoder_threads  # noqa: E402
+from svg3d.stages import export  # noqa: E402
 
 
 def bunny() -> Path:
@@ -53,7 +59,9 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--exports", default="sbs,hsbs,anaglyph")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
+    report: dict = {"command": " ".join(sys.argv), "machine": os.uname().nodename, "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
 
     with av.open(str(bunny())) as c:
         stream = c.streams.video[0]
@@ -77,10 +85,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         right = np.ascontiguousarray(rgb[:, :, ::-1])  # a stand-in second eye (mirrored), same cost
 
-        def stream_exports(out: str) -> None:
-            with export.ExportWriter(out, "clip", settings, fps=Fraction(24), size=(h, w), colour=info) as writer:
+        def stream_exports(out: str, workers: int | None = None) -> dict:
+            with export.ExportWriter(out, "clip", settings, fps=Fraction(24), size=(h, w), colour=info, workers=workers) as writer:
                 for s in range(0, n, 8):
                     writer.write(rgb[s : s + 8], right[s : s + 8])
+            return {name: path.read_bytes() for name, path in writer.manifest.items()}
 
         def pyav_sbs(out: str) -> None:
             with av.open(f"{out}/raw.mp4", "w") as container:
@@ -94,6 +103,15 @@ def main() -> None:
         base = median_time(lambda: pyav_sbs(tmp), 1) / n
         print(f"export  {','.join(names)}: {ours * 1e3:7.1f} ms/frame   PyAV SBS alone {base * 1e3:7.1f} ms/frame   "
               f"ratio {ours / base:5.2f} (for {len(names)} files)")  # fmt: skip
+        files = {}
+        at_once = median_time(lambda: files.setdefault("at once", stream_exports(tmp)), args.repeats) / n
+        in_turn = median_time(lambda: files.setdefault("in turn", stream_exports(tmp, workers=1)), args.repeats) / n
+        videos = sum(export.EXPORTS[x].kind == "video" for x in names)
+        print(f"export  at once {at_once * 1e3:7.1f} ms/frame   one after another {in_turn * 1e3:7.1f} ms/frame   "
+              f"speed-up {in_turn / at_once:5.2f}, {encoder_threads(videos)} encoder threads each on {encoder_threads(1)} cores, "
+              f"files identical: {files['at once'] == files['in turn']}")  # fmt: skip
+        report.update(exports=names, frames=n, size=f"{w}x{h}", ms_per_frame_at_once=at_once * 1e3, ms_per_frame_in_turn=in_turn * 1e3,
+                      speed_up=in_turn / at_once, encoder_threads=encoder_threads(videos), identical=files["at once"] == files["in turn"])  # fmt: skip
 
         for frames in (n // 2, n):
             tracemalloc.start()
@@ -107,6 +125,9 @@ def main() -> None:
             whole = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             print(f"memory  {frames:4d} frames: streamed peak {streamed / 2**20:7.1f} MiB   whole-clip arrays {whole / 2**20:7.1f} MiB")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ BATCH_RECORD = "batch.json"  # in an input's work folder: its finished outputs a
 PLAN_RECORD = "segments.json"  # in an input's work folder: its segments
 SEGMENTS = "segments"  # an input's work sub-folder of segment folders
 RAY_REQUIREMENT = "ray==2.60.0"  # the version requirements.txt pins
+RAY_CONNECT_TIMEOUT = 10.0  # seconds to reach a given cluster address (Ray alone retries for minutes: issue 24)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -484,10 +485,33 @@ def _import_ray():
     return ray
 
 
-def connect(address: str | None = "auto", **init_kwargs) -> None:
+def _unreachable(address: str, timeout: float) -> str | None:
+    """Why nothing accepts a TCP connection at ``address`` (``host:port`` or ``ray://host:port``) within ``timeout``
+    seconds, or None when something does (or the address names no port to try)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except OSError as e:
+        return e.strerror or type(e).__name__
+
+
+def connect(address: str | None = "auto", *, timeout: float = RAY_CONNECT_TIMEOUT, **init_kwargs) -> None:
     """Connect to a Ray cluster (``auto``/None: the one this machine belongs to, else a new local one) with svg3d
     shipped to its workers (the job's ``py_modules``, so every node runs this very code). ``init_kwargs`` go to
-    ``ray.init`` (a new local cluster's ``num_cpus``, ``include_dashboard``, ``object_store_memory`` ...)."""
+    ``ray.init`` (a new local cluster's ``num_cpus``, ``include_dashboard``, ``object_store_memory`` ...).
+
+    A given address is tried first for ``timeout`` seconds: where nothing listens, Ray itself retries for
+    minutes before it fails; this says so in one line at once."""
+    if address not in (None, "auto", "local"):
+        why = _unreachable(address, timeout)
+        if why is not None:
+            raise InputError(f"ray {address}: no Ray cluster answers there ({why}); start one with 'ray start --head' or use --ray auto",
+                             params=("ray",))  # fmt: skip
     ray = _import_ray()
     runtime_env = {"py_modules": [str(Path(__file__).resolve().parent)]}
     try:

@@ -25,18 +25,20 @@ from .config import (
     DEPTH_RANGE_CHOICES,
     FILLER_CHOICES,
     FLOW_CHOICES,
+    NAMINGS,
     UNET_KINDS,
     BatchSettings,
     ClipConfig,
     ConvertConfig,
     DepthConfig,
     DiffusionConfig,
+    ExportSettings,
     FillConfig,
     UISettings,
     default,
 )
 from .encode import EncoderSettings
-from .stages.export import ANAGLYPHS, EXPORTS, NAMINGS, ExportSettings
+from .layouts import ANAGLYPHS, EXPORTS
 
 log = logging.getLogger("svg3d")
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from . import camera
 from .camera import Layout
 from .checks import InputError
-from .stages.export import ExportSettings
+from .encode import EncoderSettings
+from .layouts import ANAGLYPHS, DEFAULT_EXPORTS, EXPORTS
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"  # Apache-2.0; the paper used v1 ViT-L
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"  # the paper's video model
@@ -28,6 +29,7 @@ FLOW_CHOICES = ("auto", "raft", "raft_small", "dis")
 RAFT_ITERATIONS = 32  # the reference calls RAFT with iters=32 (torchvision's default is 12)
 FILLER_CHOICES = ("auto", "classical", "diffusion", "telea", "previous")  # "auto" + svg3d.stages.fill.REGISTRY, kept light here
 DEPTH_RANGE_CHOICES = ("shot", "clip")
+NAMINGS = ("svg3d", "iw3")  # export file names: ours, or iw3's (for players set up for iw3's files)
 DEPTH_KINDS = ("inverse", "disparity", "depth")  # what --depth-from maps hold (DepthConfig.depth_kind)
 DDPM_TIMESTEPS = 1000  # zeroscope's DDPM scheduler is trained on 1000 timesteps: no more inference steps exist
 UNET_KINDS = ("diffusers", "ours")  # the UNet3D forward the denoiser calls (svg3d.unet3d: ours)
@@ -318,6 +320,34 @@ def _convert_matrix() -> MatrixConfig:
     return MatrixConfig(
         num_views=None, strength=camera.DEFAULT_STRENGTH, convergence=camera.DEFAULT_CONVERGENCE, depth_range="shot", lossless=True
     )
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Which exports to write and how (``--exports --naming --anaglyph --vr180-fov --vr180-size`` and the encoder flags)."""
+
+    exports: tuple[str, ...] = DEFAULT_EXPORTS  # layouts.DEFAULT_EXPORTS says why these
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)  # every video export's codec, quality, container
+    naming: str = "svg3d"  # "svg3d": our suffixes; "iw3": iw3's, for tools and players set up for iw3's files
+    anaglyph: str = "dubois"  # the anaglyph kind (ANAGLYPHS): Dubois red-cyan ghosts least
+    vr180_fov: float | None = None  # degrees, horizontal field of view of the input; None: from the focal given to the writer
+    vr180_size: int | None = None  # pixels of each eye's width; None: the input's resolution at its centre, <= 2048
+    preview: bool = True  # <stem>_preview.png: the first stereo pair side by side
+
+    def __post_init__(self):
+        unknown = [n for n in self.exports if n not in EXPORTS]
+        if unknown or not self.exports:
+            raise InputError(f"--exports: unknown export {', '.join(unknown) or '(none given)'}; choose from {', '.join(EXPORTS)}")
+        if len(set(self.exports)) != len(self.exports):
+            raise InputError(f"--exports: {', '.join(self.exports)} names an export twice")
+        if self.naming not in NAMINGS:
+            raise InputError(f"--naming {self.naming}: choose {' or '.join(NAMINGS)}")
+        if self.anaglyph not in ANAGLYPHS:
+            raise InputError(f"--anaglyph {self.anaglyph}: choose from {', '.join(ANAGLYPHS)}")
+        if self.vr180_fov is not None and not 1.0 <= self.vr180_fov < 180.0:
+            raise InputError(f"--vr180-fov {self.vr180_fov}: degrees of the input's horizontal view, in 1 .. 179")
+        if self.vr180_size is not None and not (16 <= self.vr180_size <= 8192 and self.vr180_size % 2 == 0):
+            raise InputError(f"--vr180-size {self.vr180_size}: an even number of pixels across each eye, 16 .. 8192")
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,7 @@ import numpy as np
 import torch
 
 from . import __version__, camera, convert, io, metrics, scene, work
-from .config import ConvertConfig, DepthConfig, MatrixConfig
-from .stages.export import ExportSettings
+from .config import ConvertConfig, DepthConfig, ExportSettings, MatrixConfig
 
 log = logging.getLogger(__name__)
 

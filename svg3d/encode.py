@@ -3,15 +3,18 @@
 ``VideoEncoder`` keeps one PyAV encoder open and takes RGB frames in chunks of any size, so memory is
 bounded by a chunk whatever the clip's length. Each frame is converted to the encoder's pixel
 format with the source's matrix and range (``colour.encode_frame``) and the file is tagged with the
-source's primaries, transfer, matrix and range. The audio of a given file is copied packet by packet,
-interleaved with the video as it is written. Stereo metadata (``StereoTag``): mp4 gets the Spherical
+source's primaries, transfer, matrix and range. Every audio track of a given file is copied packet by
+packet, interleaved with the video as it is written. Stereo metadata (``StereoTag``): mp4 gets the Spherical
 Video V2 ``st3d`` box (and ``sv3d`` for VR180; ``isobmff``), mkv the Matroska ``StereoMode``
-element (FFmpeg writes it from the stream's ``stereo_mode`` tag), and half side-by-side /
-top-bottom H.264 an x264 frame-packing SEI, which 3D TVs read. The file is written as a part
+element (FFmpeg writes it from the stream's ``stereo_mode`` tag) and for VR180 the ``Projection`` element
+(``matroska``), and half side-by-side / top-bottom H.264 an x264 frame-packing SEI, which 3D TVs read. An mp4
+gets its index first (fast start, ``isobmff.finish_mp4``). The encoder runs on a chosen number of threads
+(``encoder_threads``), never on what it finds: the bytes must not depend on the CPUs a run happened to
+have (``encoder_threads`` says why). The file is written as a part
 (``parts``) and renamed into place only when complete; an ``OSError`` (disk full, folder removed)
 becomes an ``InputError`` naming the file, with the part removed.
 
-``EncoderSettings`` are the user's ``--codec --crf --preset --pix-fmt --container``;
+``EncoderSettings`` are the user's ``--codec --crf --preset --pix-fmt --container`` (and ``threads``);
 ``check_encoder`` validates them in one line each, listing what this FFmpeg build offers.
 """
 
@@ -28,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import isobmff
+from . import isobmff, matroska
 from .checks import InputError
 from .colour import LUMA_WEIGHTS, PLANAR_YUV, ColourInfo, encode_frame, guess_colour
 from .parts import Part
@@ -74,6 +77,7 @@ class EncoderSettings:
     preset: str = "medium"  # x264/x265's default speed/size trade-off; on a codec with another scale, its default
     pix_fmt: str = "yuv420p"  # 4:2:0 8-bit: what hardware decoders take; yuv444p keeps anaglyph colour edges
     container: str = "mp4"  # mp4: st3d/sv3d metadata, every player; mkv: Matroska StereoMode, any codec
+    threads: int | None = None  # threads per encoder; None: the machine's cores shared among the exports (encoder_threads)
 
     @property
     def suffix(self) -> str:
@@ -125,6 +129,35 @@ def check_encoder(settings: EncoderSettings) -> None:
         raise InputError(f"--preset {settings.preset}: {settings.codec} takes {', '.join(spec.preset[1])}")
     if spec.preset is None and settings.preset != "medium":
         raise InputError(f"--preset {settings.preset}: {settings.codec} has no presets")
+    if settings.threads is not None and not (isinstance(settings.threads, int) and 1 <= settings.threads <= 256):
+        raise InputError(f"--encoder-threads {settings.threads}: a whole number of threads, 1 .. 256")
+
+
+def encoder_threads(concurrent: int = 1, *, cpus: int | None = None) -> int:
+    """Threads for each of ``concurrent`` encoders working at once: the machine's cores shared out, at least one.
+
+    Chosen, not inherited: left to itself (PyAV's default, ``thread_count`` 0) x264 counts the CPUs this process
+    may run on *when the encoder opens* and cuts every frame into that many slices, so the same frames gave other
+    bytes in every frame when a run was resumed under another CPU set (``taskset``, a container's cpuset, a Ray
+    worker). ``os.cpu_count()`` is the machine's, whatever the affinity: runs and resumes on one machine agree.
+    The bytes of a lossy file depend on this count (x264 and x265 frame threads); ``EncoderSettings.threads``
+    pins it, e.g. for identical files from machines with other core counts.
+    """
+    cpus = (os.cpu_count() or 1) if cpus is None else cpus
+    return max(1, cpus // max(1, concurrent))
+
+
+def threading_options(codec: str, threads: int) -> tuple[dict[str, str], int, str]:
+    """(extra codec options, ``thread_count``, ``thread_type``) that run ``codec`` on exactly ``threads`` threads.
+
+    x264: frame threads (one frame per thread in flight; sliced threads cut every frame into ``threads`` slices,
+    costing compression). x265: a pool of ``threads`` workers (wavefront rows) and frame threads as x265 picks
+    them for that many cores, both given so that nothing depends on the machine it runs on.
+    """
+    if codec == "libx265":
+        frame_threads = 1 if threads < 4 else 2 if threads < 8 else 3 if threads < 16 else 4
+        return {"x265-params": f"pools={threads}:frame-threads={frame_threads}"}, 0, "FRAME"
+    return {}, threads, "FRAME"
 
 
 def codec_options(settings: EncoderSettings) -> dict[str, str]:
@@ -145,7 +178,7 @@ class StereoTag:
     packing: str  # "sbs" (eyes side by side) or "tb" (top and bottom)
     swapped: bool = False  # right eye first (cross-eyed viewing)
     half: bool = False  # each eye squeezed to half the width (sbs) or height (tb)
-    vr180: bool = False  # each eye a 180-degree equirectangular image
+    equirect: tuple[int, int, int, int] | None = None  # each eye equirectangular: projection bounds (top, bottom, left, right; 0.32)
 
     def __post_init__(self):
         if self.packing not in ("sbs", "tb"):
@@ -162,8 +195,9 @@ class StereoTag:
         if self.swapped:
             return b""
         boxes = isobmff.st3d(isobmff.ST3D_LEFT_RIGHT if self.packing == "sbs" else isobmff.ST3D_TOP_BOTTOM)
-        if self.vr180:  # each eye covers the middle half of a 360-degree frame's width, all of its height
-            boxes += isobmff.sv3d_equirect(left=isobmff.HALF_TURN, right=isobmff.HALF_TURN)
+        if self.equirect is not None:
+            top, bottom, left, right = self.equirect
+            boxes += isobmff.sv3d_equirect(top=top, bottom=bottom, left=left, right=right)
         return boxes
 
     def x264_frame_packing(self) -> int | None:
@@ -182,9 +216,10 @@ class VideoEncoder:
     colour: the source's colour. ``None`` (frame folders, rendered clips): what players take an untagged
             video of this size to be (``colour.guess_colour``: BT.601 for SD, BT.709 for HD, limited
             range), so that even readers that ignore the tags (PyAV's ``to_ndarray``) decode it right.
-    audio:  a media file whose first audio stream is copied in (must suit the container:
-            ``export.audio_track`` makes an mp4-ready one); ``None``: no audio.
+    audio:  a media file whose audio streams are all copied in (they must suit the container:
+            ``export.audio_track`` makes an mp4-ready file of every track); ``None``: no audio.
     stereo: stereo metadata, or ``None`` for a flat video.
+    threads: encoder threads (``encoder_threads``); default ``settings.threads``, else every core.
     """
 
     def __init__(
@@ -198,6 +233,7 @@ class VideoEncoder:
         colour: ColourInfo | None = None,
         audio: str | os.PathLike | None = None,
         stereo: StereoTag | None = None,
+        threads: int | None = None,
     ):
         import av
 
@@ -214,8 +250,10 @@ class VideoEncoder:
         if self.colour.is_hdr or self.colour.matrix not in LUMA_WEIGHTS:  # colour.check_colour refuses such inputs first
             raise ValueError(f"colour {self.colour.describe()}: SDR with a matrix of {', '.join(LUMA_WEIGHTS)} only")
         self.stereo = stereo
+        self.threads = threads or settings.threads or encoder_threads()
         self.frames = 0
-        self._audio_src = self._audio_in = self._pending = None
+        self._audio_src = self._pending = None
+        self._audio_map: dict = {}
         self._out = None
         self._part = None
         self._closed = False
@@ -238,9 +276,9 @@ class VideoEncoder:
         with av.open(str(audio)) as src:
             if not src.streams.audio:
                 raise ValueError(f"{audio}: no audio stream to copy")
-            codec = src.streams.audio[0].codec_context.name
-        if self.settings.container == "mp4" and codec not in MP4_AUDIO_CODECS:
-            raise ValueError(f"{audio}: {codec} audio cannot be copied into mp4; re-encode it first (export.audio_track)")
+            codecs = [a.codec_context.name for a in src.streams.audio]
+        if self.settings.container == "mp4" and any(c not in MP4_AUDIO_CODECS for c in codecs):
+            raise ValueError(f"{audio}: {', '.join(codecs)} audio cannot be copied into mp4; re-encode it first (export.audio_track)")
 
     def _open(self, av, audio) -> None:
         spec = CODECS[self.settings.codec]
@@ -254,6 +292,9 @@ class VideoEncoder:
         packing = self.stereo.x264_frame_packing() if self.stereo is not None else None
         if packing is not None and self.settings.codec == "libx264":
             options["x264-params"] = f"frame-packing={packing}"
+        extra, stream.codec_context.thread_count, stream.codec_context.thread_type = threading_options(self.settings.codec, self.threads)
+        for key, value in extra.items():  # x265-params: one string of key=value pairs joined by ':'
+            options[key] = f"{options[key]}:{value}" if key in options else value
         stream.options = options
         if spec.tag and self.settings.container == "mp4":
             stream.codec_tag = spec.tag
@@ -262,20 +303,24 @@ class VideoEncoder:
         self._stream = stream
         if audio is not None:
             self._audio_src = av.open(str(audio))
-            self._audio_in = self._audio_src.streams.audio[0]
-            self._audio_out = self._out.add_stream_from_template(self._audio_in)
+            for track in self._audio_src.streams.audio:  # every track, in order, with its language and title
+                out = self._out.add_stream_from_template(track)
+                for key in ("language", "title"):
+                    if key in track.metadata:
+                        out.metadata[key] = track.metadata[key]
+                self._audio_map[track.index] = out
             self._audio_packets = self._demux_audio()
             self._pending = next(self._audio_packets, None)
 
     def _demux_audio(self) -> Iterator:
-        for packet in self._audio_src.demux(self._audio_in):
+        for packet in self._audio_src.demux(*self._audio_src.streams.audio):
             if packet.dts is not None:
                 yield packet
 
     def _mux_audio_until(self, seconds: float) -> None:
         """Mux the audio packets that start before ``seconds`` (all of them for ``inf``): interleaved with the video."""
-        while self._pending is not None and (self._pending.pts is None or float(self._pending.pts * self._audio_in.time_base) < seconds):
-            self._pending.stream = self._audio_out
+        while self._pending is not None and (self._pending.pts is None or float(self._pending.pts * self._pending.time_base) < seconds):
+            self._pending.stream = self._audio_map[self._pending.stream.index]
             self._out.mux(self._pending)
             self._pending = next(self._audio_packets, None)
 
@@ -313,10 +358,10 @@ class VideoEncoder:
             self._out.close()
             self._out = None
             self._close_audio()
-            if self.stereo is not None and self.settings.container == "mp4":
-                boxes = self.stereo.mp4_boxes()
-                if boxes:
-                    isobmff.add_sample_entry_boxes(self._part.path, boxes)
+            if self.settings.container == "mp4":  # the stereo boxes, and the index before the media (fast start)
+                isobmff.finish_mp4(self._part.path, self.stereo.mp4_boxes() if self.stereo is not None else b"")
+            elif self.stereo is not None and self.stereo.equirect is not None:
+                matroska.add_projection(self._part.path, matroska.projection_equirect(self.stereo.equirect))
         except (OSError, av.error.FFmpegError) as e:
             self.abort()
             raise self._error(e) from None

@@ -8,12 +8,13 @@ its own frames. ``join_exports`` makes the exports of the whole span from them:
   frames before it. No re-encoding, so no second generation of loss and no time: this needs every
   segment to start with a keyframe (an encoder's first frame always is) and the segments' streams to
   agree on codec, size, pixel format, time base and parameter sets (``extradata``), which is checked.
-  The audio is the original's over the whole span (``export.audio_track``, given by the caller), not
+  The audio (every track) is the original's over the whole span (``export.audio_track``, given by the caller), not
   the segments' own: each of those is cut to whole packets at its ends, which would click at every join.
   Each segment's frames are numbered from its first (Matroska starts every stream late by the audio's AAC
   priming, and stores no decode timestamps for the frames before the first B-frame's: they are counted back
-  from the first one it has). The stereo metadata is written again (mp4 ``st3d``/``sv3d`` boxes, Matroska ``StereoMode``): it lives
-  in the container, not in the packets; an x264 frame-packing SEI is in the packets and comes along.
+  from the first one it has). The stereo metadata is written again (mp4 ``st3d``/``sv3d`` boxes copied from the first
+  segment, Matroska ``StereoMode`` and ``Projection``): it lives in the container, not in the packets; an x264
+  frame-packing SEI is in the packets and comes along. mp4s get their index first, as the exports do.
 - frame folders (``eyes_png``, ``views_png``, ``depth_png``): every segment's files hard-linked (copied
   across file systems) under their frame number in the whole span.
 - the preview: the first segment's (the first stereo pair of the whole).
@@ -35,9 +36,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from .config import ExportSettings
 from .encode import CONTAINERS, StereoTag
 from .parts import Part
-from .stages.export import EXPORTS, FRAME_NAME, ExportSettings
+from .stages.export import EXPORTS, FRAME_NAME
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +84,14 @@ def join_videos(
 ) -> None:
     """Remux the video packets of ``segments`` (in order; ``counts[k]`` frames each) into ``dest`` (module docstring).
 
-    ``container``: ``EncoderSettings.container`` (``mp4``/``mkv``); ``audio``: a file whose first audio stream
-    is copied in over the whole span, interleaved with the video; ``stereo``: the metadata to write.
+    ``container``: ``EncoderSettings.container`` (``mp4``/``mkv``); ``audio``: a file whose audio tracks are all
+    copied in over the whole span, interleaved with the video; ``stereo``: the metadata to write (the spherical
+    projection, which depends on the clip's field of view, is carried over from the first segment).
     Raises ``JoinError`` when the segments do not fit together or the result fails its checks.
     """
     import av
 
-    from . import isobmff
+    from . import isobmff, matroska
 
     if len(segments) != len(counts) or not segments:
         raise ValueError(f"{len(segments)} segment files for {len(counts)} frame counts")
@@ -104,12 +107,16 @@ def join_videos(
                 video_out.codec_tag = template.codec_tag  # the template's tag is reset for remuxing: HEVC would become hev1, not hvc1
         if stereo is not None and container == "mkv":
             video_out.metadata["stereo_mode"] = stereo.matroska()
-        pending = audio_in = audio_out = packets = None
+        pending = packets = None
+        tracks: dict = {}  # audio stream index in the audio file -> its output stream
         if audio is not None:
             audio_src = stack.enter_context(av.open(str(audio)))
-            audio_in = audio_src.streams.audio[0]
-            audio_out = out.add_stream_from_template(audio_in)
-            packets = (p for p in audio_src.demux(audio_in) if p.dts is not None)
+            for track in audio_src.streams.audio:
+                tracks[track.index] = out.add_stream_from_template(track)
+                for key in ("language", "title"):
+                    if key in track.metadata:
+                        tracks[track.index].metadata[key] = track.metadata[key]
+            packets = (p for p in audio_src.demux(*audio_src.streams.audio) if p.dts is not None)
             pending = next(packets, None)
         before = 0  # frames of the segments already written
         for path, count in zip(segments, counts, strict=True):
@@ -147,30 +154,30 @@ def join_videos(
                         early.dts = packet.dts - round((len(waiting) - i) * frame_ticks)
                     last_dts = packet.dts
                     for p in (*waiting, packet):
-                        pending = _mux_until(out, p, video_out, tb, pending, packets, audio_in, audio_out)
+                        pending = _mux_until(out, p, video_out, tb, pending, packets, tracks)
                     waiting = []
                 for p in waiting:  # no decode timestamps at all: in presentation order (no reordering)
                     p.dts = p.pts
-                    pending = _mux_until(out, p, video_out, tb, pending, packets, audio_in, audio_out)
+                    pending = _mux_until(out, p, video_out, tb, pending, packets, tracks)
                 if sorted(seen) != list(range(count)):
                     raise JoinError(f"{path}: {len(seen)} frames with timestamps of frames {_span(seen)}, expected 0..{count - 1}")
                 before += count
         while pending is not None:
-            pending.stream = audio_out
+            pending.stream = tracks[pending.stream.index]
             out.mux(pending)
             pending = next(packets, None)
-    if stereo is not None and container == "mp4":
-        boxes = stereo.mp4_boxes()
-        if boxes:
-            isobmff.add_sample_entry_boxes(dest, boxes)
+    if container == "mp4":  # the segment's stereo and spherical boxes as they are, and the index first
+        isobmff.finish_mp4(dest, isobmff.sample_entry_boxes(segments[0]))
+    elif stereo is not None and (projection := matroska.projection_of(segments[0])) is not None:
+        matroska.add_projection(dest, projection)
     check_video(dest, before, fps=fps, audio=audio is not None)
 
 
-def _mux_until(out, packet, video_out, tb: Fraction, pending, packets, audio_in, audio_out):
+def _mux_until(out, packet, video_out, tb: Fraction, pending, packets, tracks: dict):
     """Mux the audio packets that start before ``packet`` (interleaved), then ``packet``; returns the next audio packet."""
     t = float(packet.pts * tb)
-    while pending is not None and (pending.pts is None or float(pending.pts * audio_in.time_base) < t):
-        pending.stream = audio_out
+    while pending is not None and (pending.pts is None or float(pending.pts * pending.time_base) < t):
+        pending.stream = tracks[pending.stream.index]
         out.mux(pending)
         pending = next(packets, None)
     packet.stream = video_out

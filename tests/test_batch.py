@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import io as stdio
 import json
+import re
 import logging
 import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -389,3 +391,18 @@ def test_a_joined_hevc_mp4_keeps_its_sample_entry_tag_and_colour(tmp_path):
                           s.codec_context.color_range))  # fmt: skip
     assert facts[0][0] == "hvc1" and facts[1] == facts[0]
     assert np.array_equal(read_clip(joined).frames, np.concatenate([read_clip(s).frames for s in segments]))
+
+
+def test_a_ray_address_where_no_cluster_listens_gives_up_at_once_in_one_line(tmp_path):
+    """``--ray 127.0.0.1:1`` (a closed port on loopback): Ray alone retries for minutes; batch says so in one line."""
+    folder = tmp_path / "in"
+    write_clip(tmp_path, "a", [(1, 4)])
+    started = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "svg3d", "batch", str(folder), "-o", str(tmp_path / "out"), "--depth-from",
+                          str(tmp_path / "depth"), *FLAGS, "--ray", "127.0.0.1:1"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    seconds = time.monotonic() - started
+    assert res.returncode != 0 and seconds < 30, (res.returncode, seconds)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and re.search(r"ray 127\.0\.0\.1:1: no Ray cluster answers there \(Connection refused\)", lines[0]), res.stderr
+    assert "Traceback" not in res.stderr

@@ -632,7 +632,7 @@ CASES = [
     bad("unknown-codec-png-exports-only", "convert", GOOD + " --codec nocodec", "--codec nocodec: not available"),
     bad("crf-out-of-range", "convert", GOOD.replace("eyes_png", "sbs") + " --crf 99", "--crf 99: libx264 takes 0..51"),
     bad("unknown-pix-fmt", "convert", GOOD.replace("eyes_png", "sbs") + " --pix-fmt rgb99", "--pix-fmt rgb99: libx264 takes"),
-    bad("vr180-in-mkv", "convert", GOOD + " --vr180 --container mkv", "--vr180 needs --container mp4"),
+    bad("export-named-twice", "convert", GOOD.replace("--exports eyes_png", "--exports sbs,sbs"), "--exports 'sbs,sbs': sbs named more than once"),
     bad("vr180-fov", "convert", GOOD + " --vr180 --vr180-fov 500", "--vr180-fov 500.0"),
     bad("no-cuda", "convert", GOOD.replace("--device cpu", "--device cuda:7"), "--device cuda:7: no CUDA device"),
     bad("unknown-device", "convert", GOOD.replace("--device cpu", "--device tpu"), "--device tpu: not a device"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from svg3d import camera, colour, io, parts, scene
+from svg3d import camera, colour, io, layouts, parts, scene
 from svg3d.checks import InputError
 from svg3d.colour import ColourInfo
 from svg3d.demo import write_tone
@@ -118,23 +119,23 @@ def write_all(out: Path, settings: ExportSettings, left, right, *, chunk: int | 
 
 def test_full_layouts_put_each_eye_in_its_place():
     left, right = eyes()
-    sbs = export.side_by_side(left, right)
+    sbs = layouts.side_by_side(left, right)
     assert sbs.shape == (3, 10, 28, 3)
     assert np.array_equal(sbs[:, :, :14], left) and np.array_equal(sbs[:, :, 14:], right)
-    tb = export.top_bottom(left, right)
+    tb = layouts.top_bottom(left, right)
     assert tb.shape == (3, 20, 14, 3)
     assert np.array_equal(tb[:, :10], left) and np.array_equal(tb[:, 10:], right)
-    cross = export.cross_eyed(left, right)
+    cross = layouts.cross_eyed(left, right)
     assert np.array_equal(cross[:, :, :14], right) and np.array_equal(cross[:, :, 14:], left)
 
 
 def test_half_layouts_squeeze_each_eye():
     left = np.zeros((2, 10, 14, 3), np.uint8)
     right = np.full((2, 10, 14, 3), 200, np.uint8)
-    hsbs = export.side_by_side(left, right, half=True)
+    hsbs = layouts.side_by_side(left, right, half=True)
     assert hsbs.shape == (2, 10, 14, 3)
     assert (hsbs[:, :, :7] == 0).all() and (hsbs[:, :, 7:] == 200).all()
-    htb = export.top_bottom(left, right, half=True)
+    htb = layouts.top_bottom(left, right, half=True)
     assert htb.shape == (2, 10, 14, 3)
     assert (htb[:, :5] == 0).all() and (htb[:, 5:] == 200).all()
 
@@ -144,10 +145,10 @@ def test_dubois_anaglyph_colours():
     white = np.full((1, 2, 2, 3), 255, np.uint8)
     black = np.zeros_like(white)
     grey = np.full_like(white, 128)
-    assert np.abs(export.anaglyph(grey, grey).astype(int) - 128).max() <= 1
-    assert np.abs(export.anaglyph(white, white).astype(int) - 255).max() <= 1
-    red = export.anaglyph(white, black)[0, 0, 0]
-    cyan = export.anaglyph(black, white)[0, 0, 0]
+    assert np.abs(layouts.anaglyph(grey, grey).astype(int) - 128).max() <= 1
+    assert np.abs(layouts.anaglyph(white, white).astype(int) - 255).max() <= 1
+    red = layouts.anaglyph(white, black)[0, 0, 0]
+    cyan = layouts.anaglyph(black, white)[0, 0, 0]
     assert red[0] > 200 and red[1] == 0 and red[2] == 0, red
     assert cyan[0] == 0 and cyan[1] > 200 and cyan[2] > 200, cyan
 
@@ -157,10 +158,10 @@ def test_dubois_anaglyphs_match_the_float64_formula():
     move a value across a rounding boundary now and then (by < 0.1 level), so at most 1 level, rarely."""
     rng = np.random.default_rng(1)
     left, right = rng.integers(0, 256, (2, 1, 40, 50, 3), dtype=np.uint8)
-    for kind, (ml, mr) in (("dubois", (export.DUBOIS_LEFT, export.DUBOIS_RIGHT)), ("green-magenta", (export.DUBOIS_GM_LEFT, export.DUBOIS_GM_RIGHT))):
-        lin = export._srgb_to_linear(left / 255.0) @ ml.T + export._srgb_to_linear(right / 255.0) @ mr.T
-        exact = np.round(export._linear_to_srgb(lin) * 255.0)
-        diff = np.abs(export.anaglyph(left, right, kind).astype(int) - exact)
+    for kind, (ml, mr) in (("dubois", (layouts.DUBOIS_LEFT, layouts.DUBOIS_RIGHT)), ("green-magenta", (layouts.DUBOIS_GM_LEFT, layouts.DUBOIS_GM_RIGHT))):
+        lin = layouts._srgb_to_linear(left / 255.0) @ ml.T + layouts._srgb_to_linear(right / 255.0) @ mr.T
+        exact = np.round(layouts._linear_to_srgb(lin) * 255.0)
+        diff = np.abs(layouts.anaglyph(left, right, kind).astype(int) - exact)
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01, kind
 
 
@@ -169,29 +170,29 @@ def test_green_magenta_and_simple_anaglyphs():
     black = np.zeros_like(white)
     grey = np.full_like(white, 128)
     # Dubois green-magenta: rows of L + R sum to 1 (grey stays grey); the left eye shows through green, the right through magenta
-    assert np.abs(export.anaglyph(grey, grey, "green-magenta").astype(int) - 128).max() <= 1
-    g = export.anaglyph(white, black, "green-magenta")[0, 0, 0]
-    m = export.anaglyph(black, white, "green-magenta")[0, 0, 0]
+    assert np.abs(layouts.anaglyph(grey, grey, "green-magenta").astype(int) - 128).max() <= 1
+    g = layouts.anaglyph(white, black, "green-magenta")[0, 0, 0]
+    m = layouts.anaglyph(black, white, "green-magenta")[0, 0, 0]
     assert g[1] > 200 and g[0] == 0 and g[2] < 60, g
     assert m[0] > 200 and m[2] > 200 and m[1] == 0, m
     rng = np.random.default_rng(5)
     left, right = rng.integers(0, 256, (2, 1, 4, 4, 3), dtype=np.uint8)
-    luma = lambda x: np.round(x.astype(np.float32) @ export.LUMA_601)  # noqa: E731
-    colour_ = export.anaglyph(left, right, "colour")
+    luma = lambda x: np.round(x.astype(np.float32) @ layouts.LUMA_601)  # noqa: E731
+    colour_ = layouts.anaglyph(left, right, "colour")
     assert np.array_equal(colour_[..., 0], left[..., 0]) and np.array_equal(colour_[..., 1:], right[..., 1:])
-    half = export.anaglyph(left, right, "half-colour")
+    half = layouts.anaglyph(left, right, "half-colour")
     assert np.array_equal(half[..., 0], luma(left)) and np.array_equal(half[..., 1:], right[..., 1:])
-    grey_ = export.anaglyph(left, right, "grey")
+    grey_ = layouts.anaglyph(left, right, "grey")
     assert np.array_equal(grey_[..., 0], luma(left)) and np.array_equal(grey_[..., 1], luma(right)) and np.array_equal(grey_[..., 2], luma(right))
     with pytest.raises(ValueError, match="anaglyph kind 'blue'"):
-        export.anaglyph(left, right, "blue")
+        layouts.anaglyph(left, right, "blue")
 
 
 def test_grid_tiles_eight_views_with_no_empty_cell():
     views = np.stack([np.full((2, 6, 8, 3), 10 * (v + 1), np.uint8) for v in range(8)])  # V T H W 3
-    cols, rows, ch, cw = export.grid_layout(8, 6, 8)
+    cols, rows, ch, cw = layouts.grid_layout(8, 6, 8)
     assert cols * rows == 8 and (ch, cw) == (6, 8)
-    g = export.grid(views)
+    g = layouts.grid(views)
     assert g.shape == (2, rows * 6, cols * 8, 3)
     for v in range(8):  # row-major from the top left
         r, c = divmod(v, cols)
@@ -202,58 +203,78 @@ def test_grid_tiles_eight_views_with_no_empty_cell():
 
 def test_grid_of_a_prime_view_count_marks_empty_cells_visibly():
     views = np.stack([np.full((1, 6, 8, 3), 30 * (v + 1), np.uint8) for v in range(5)])
-    g = export.grid(views)
-    cols, rows, _, _ = export.grid_layout(5, 6, 8)
+    g = layouts.grid(views)
+    cols, rows, _, _ = layouts.grid_layout(5, 6, 8)
     assert (cols, rows) == (3, 2)  # 5 x 1 would be a strip 7.5 times wider than tall
     empty = g[0, 6:, 16:]
     assert len(np.unique(empty)) == 2 and not (empty == 0).any()  # a two-tone checkerboard, never a black "view"
-    assert np.array_equal(export.grid(views, order=[4, 3, 2, 1, 0])[0, :6, :8], views[4, 0])
+    assert np.array_equal(layouts.grid(views, order=[4, 3, 2, 1, 0])[0, :6, :8], views[4, 0])
 
 
 def test_grid_scales_wide_grids_down():
     views = np.zeros((4, 1, 540, 1280, 3), np.uint8)
-    g = export.grid(views)
-    assert g.shape[2] <= export.GRID_MAX_WIDTH and g.shape[1] % 2 == 0 and g.shape[2] % 2 == 0
+    g = layouts.grid(views)
+    assert g.shape[2] <= layouts.GRID_MAX_WIDTH and g.shape[1] % 2 == 0 and g.shape[2] % 2 == 0
 
 
 def test_quilt_layout_and_its_looking_glass_name():
-    assert export.quilt_layout(48, 560, 420)[:2] == (8, 6)  # the Looking Glass Portrait's 8 x 6
-    assert export.quilt_layout(45, 100, 100)[:2] == (9, 5)
-    assert export.quilt_layout(7, 32, 48)[:2] == (7, 1)  # a prime count: one row, no empty tile
-    cols, rows, th, tw = export.quilt_layout(8, 1080, 1920)
-    assert (cols, rows) == (4, 2) and cols * tw <= export.QUILT_MAX_SIDE and th % 2 == 0
-    name = f"clip{export.quilt_suffix(8, 320, 576)}.mp4"
+    assert layouts.quilt_layout(48, 560, 420)[:2] == (8, 6)  # the Looking Glass Portrait's 8 x 6
+    assert layouts.quilt_layout(45, 100, 100)[:2] == (9, 5)
+    assert layouts.quilt_layout(7, 32, 48)[:2] == (7, 1)  # a prime count: one row, no empty tile
+    cols, rows, th, tw = layouts.quilt_layout(8, 1080, 1920)
+    assert (cols, rows) == (4, 2) and cols * tw <= layouts.QUILT_MAX_SIDE and th % 2 == 0
+    name = f"clip{layouts.quilt_suffix(8, 320, 576)}.mp4"
     # the regex Looking Glass' own software parses quilt settings with (LookingGlassUserSystem.cs)
     m = re.search(r"_qs(?P<cols>[0-9]*)x(?P<rows>[0-9]*)a(?P<aspect>[0-9]*\.?[0-9]*)", name)
     assert m and (int(m["cols"]), int(m["rows"]), float(m["aspect"])) == (4, 2, 1.8)
 
 
 def test_equirect_maps_follow_the_pinhole_camera():
-    h, w, f, eye = 32, 48, 40.0, 200
-    mx, my = export.equirect_maps(h, w, f, eye)
-    ang = (np.arange(eye) + 0.5) / eye * math.pi - math.pi / 2  # longitude of each column (latitude of each row, negated)
-    mid = eye // 2  # the row just below the horizon
-    lat = -ang[mid]
+    h, w, f, eh, ew = 32, 48, 40.0, 100, 200
+    mx, my = layouts.equirect_maps(h, w, f, eh, ew, math.pi / 2, math.pi / 2)  # the whole hemisphere ahead
+    ang = (np.arange(ew) + 0.5) / ew * math.pi - math.pi / 2  # longitude of each column
+    mid = eh // 2  # the row just below the horizon
+    lat = math.pi / 2 - (mid + 0.5) / eh * math.pi
     inside = np.abs(mx[mid]) < 1e3
     # along a row: u = W/2 + f tan(lon) (the row's latitude tilts the ray, which scales x/z by 1 at any lat for v)
     assert np.allclose(mx[mid][inside], w / 2 + f * np.tan(ang[inside]), atol=1e-3)
     assert np.allclose(my[mid][inside], h / 2 - f * np.tan(lat) / np.cos(ang[inside]), atol=1e-3)
     # the image covers 2 atan(W / 2f) of longitude; everything else is black
     fov = 2 * math.degrees(math.atan(w / 2 / f))
-    covered = inside.sum() / eye * 180
-    assert abs(covered - fov) <= 180 / eye + 1e-9
+    covered = inside.sum() / ew * 180
+    assert abs(covered - fov) <= 180 / ew + 1e-9
     frame = np.full((1, h, w, 3), 200, np.uint8)
-    out = export.vr180(frame, frame, (mx, my))
-    assert out.shape == (1, eye, 2 * eye, 3)
-    assert (out[0, 0] == 0).all() and (out[0, mid, eye // 2] == 200).all() and (out[0, mid, eye + eye // 2] == 200).all()
+    out = layouts.vr180(frame, frame, (mx, my))
+    assert out.shape == (1, eh, 2 * ew, 3)
+    assert (out[0, 0] == 0).all() and (out[0, mid, ew // 2] == 200).all() and (out[0, mid, ew + ew // 2] == 200).all()
+
+
+def test_vr180_window_is_the_inputs_field_of_view():
+    """Not a 180-degree sphere of black around a small picture: the frame holds the input's field of view at its
+    central resolution, and the projection bounds place it on the sphere."""
+    h, w = 360, 640
+    f = camera.default_focal(w)
+    vr = layouts.vr180_view((h, w), f)
+    lon, lat = math.atan(w / 2 / f), math.atan(h / 2 / f)
+    assert (vr.lon, vr.lat) == pytest.approx((lon, lat))
+    assert abs(vr.width - 2 * lon * f) <= 2 and abs(vr.height - 2 * lat * f) <= 2 and vr.width % 2 == vr.height % 2 == 0
+    frame = np.full((1, h, w, 3), 200, np.uint8)
+    picture = (layouts.vr180(frame, frame, vr.maps)[0] > 0).any(axis=2).mean()
+    assert picture > 0.95  # was 2.6 % in a 4096 x 2048 sphere
+    top, bottom, left, right = vr.bounds()
+    assert left == right == round((math.pi - lon) / (2 * math.pi) * 2**32) and top == bottom == round((math.pi / 2 - lat) / math.pi * 2**32)
+    wide = layouts.vr180_view((h, w), f, fov=120.0)  # --vr180-fov: an action camera's 120 degrees
+    assert math.degrees(2 * wide.lon) == pytest.approx(120.0)
+    assert layouts.vr180_view((h, w), f, eye_width=4000).width == layouts.VR180_MAX_EYE  # within H.264 level 5.1 side by side
+    assert layouts.vr180_view((h, w), f, eye_width=320).width == 320
 
 
 # ---- names --------------------------------------------------------------------------------------------
 
 
 def test_names_ours_and_iw3s():
-    ours = {n: export.output_path("o", "clip", n, num_views=8, size=(320, 576)).name for n in export.EXPORTS}
-    iw3 = {n: export.output_path("o", "clip", n, ExportSettings(naming="iw3"), num_views=8, size=(320, 576)).name for n in export.EXPORTS}
+    ours = {n: export.output_path("o", "clip", n, num_views=8, size=(320, 576)).name for n in layouts.EXPORTS}
+    iw3 = {n: export.output_path("o", "clip", n, ExportSettings(naming="iw3"), num_views=8, size=(320, 576)).name for n in layouts.EXPORTS}
     assert ours["sbs"] == "clip_SBS_LR.mp4" and ours["hsbs"] == "clip_HSBS_LR.mp4"
     assert ours["tb"] == "clip_FTB.mp4" and ours["htb"] == "clip_HTB.mp4"  # full TB is not "_TB": iw3 and players read that as half
     assert not any(re.search(r"_TB(\.|_)", n) for k, n in ours.items() if k == "tb")
@@ -269,8 +290,10 @@ def test_names_ours_and_iw3s():
 
 
 def test_parse_exports():
-    assert export.parse_exports("sbs, anaglyph,sbs") == ("sbs", "anaglyph")
-    assert export.parse_exports("all") == tuple(export.EXPORTS)
+    assert export.parse_exports("sbs, anaglyph") == ("sbs", "anaglyph")
+    with pytest.raises(InputError, match=r"^--exports 'sbs,sbs': sbs named more than once; name each export once$"):
+        export.parse_exports("sbs,sbs")  # an error, not a silent de-duplication
+    assert export.parse_exports("all") == tuple(layouts.EXPORTS)
     with pytest.raises(InputError, match="unknown export stereo.*choose from"):
         export.parse_exports("sbs,stereo")
     with pytest.raises(InputError, match="none given"):
@@ -298,8 +321,6 @@ def test_settings_are_validated_in_one_line_naming_the_flag(tmp_path):
         with pytest.raises(InputError, match=message) as e:
             write_all(tmp_path / "o", ExportSettings(exports=("sbs",), encoder=encoder), left, right)
         assert "\n" not in str(e.value)
-    with pytest.raises(InputError, match="--vr180 needs --container mp4"):
-        write_all(tmp_path / "o", ExportSettings(exports=("vr180",), encoder=EncoderSettings(container="mkv")), left, right)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # nothing written
 
 
@@ -312,15 +333,15 @@ def test_every_export_has_its_size_frames_fps_audio_and_colour(tmp_path, rendere
     tone = write_tone(tmp_path / "tone.m4a", t / 12)
     info = ColourInfo(range="pc")  # a full-range BT.709 input: every export must stay full-range BT.709, tagged
     manifest = write_all(
-        tmp_path / "out", ExportSettings(exports=tuple(export.EXPORTS)), views[0], views[-1], chunk=3, views=views,
+        tmp_path / "out", ExportSettings(exports=tuple(layouts.EXPORTS)), views[0], views[-1], chunk=3, views=views,
         disparity=disparity, num_views=v, eyes=(0, v - 1), colour=info, audio=tone,
         depth_range=(float(disparity.min()), float(disparity.max())), focal=focal,
     )  # fmt: skip
-    assert set(manifest) == {*export.EXPORTS, "preview"}
-    gc, gr, gh, gw = export.grid_layout(v, h, w)
-    eye = export.vr180_eye_size(focal)
+    assert set(manifest) == {*layouts.EXPORTS, "preview"}
+    gc, gr, gh, gw = layouts.grid_layout(v, h, w)
+    vr = layouts.vr180_view((h, w), focal)
     sizes = {"sbs": (2 * w, h), "hsbs": (w, h), "tb": (w, 2 * h), "htb": (w, h), "cross": (2 * w, h), "anaglyph": (w, h), "left": (w, h),
-             "right": (w, h), "rgbd": (2 * w, h), "hrgbd": (w, h), "vr180": (2 * eye, eye), "grid": (gc * gw, gr * gh),
+             "right": (w, h), "rgbd": (2 * w, h), "hrgbd": (w, h), "vr180": (2 * vr.width, vr.height), "grid": (gc * gw, gr * gh),
              "quilt": (v * w, h), "depth": (w, h)}  # fmt: skip
     audio = audio_seconds(tone)
     for name, size in sizes.items():
@@ -349,17 +370,19 @@ def test_stereo_metadata_in_the_mp4_box_tree_and_as_ffmpeg_reads_it(tmp_path):
         assert struct.unpack("<i", frame_side_data(manifest[name])["STEREO3D"][:4])[0] == kind, name
     says = {name: ffmpeg_says(manifest[name]) for name in ("sbs", "tb", "vr180")}
     assert "stereo3d: side by side" in says["sbs"] and "stereo3d: top and bottom" in says["tb"]
-    # VR180: sv3d/proj/equi cropping a quarter of a 360-degree width on each side, nothing vertically
+    # VR180: sv3d/proj/equi cropping the sphere to the input's field of view
+    top, bottom, left_, right_ = layouts.vr180_view((16, 24), camera.default_focal(24)).bounds()
+    assert left_ == right_ > 1 << 30 and top == bottom > 0  # less than 180 x 180 degrees
     boxes = mp4_boxes(manifest["vr180"])
     children = [k[len(entry) :] for k in boxes if k.startswith(entry) and "/" not in k[len(entry) :]]
     assert children[:3] == ["avcC", "st3d", "sv3d"], children  # the RFC's place: after the codec's box, before colr/pasp/btrt
     assert boxes[entry + "sv3d/svhd"] == b"\0\0\0\0svg3d\0"
     assert boxes[entry + "sv3d/proj/prhd"] == bytes(16)
-    assert boxes[entry + "sv3d/proj/equi"] == struct.pack(">IIIII", 0, 0, 0, 1 << 30, 1 << 30)
+    assert boxes[entry + "sv3d/proj/equi"] == struct.pack(">IIIII", 0, top, bottom, left_, right_)
     spherical = frame_side_data(manifest["vr180"])["SPHERICAL"]
     projection, *_ = struct.unpack("<i", spherical[:4])
     bounds = struct.unpack("<IIII", spherical[16:32])  # left, top, right, bottom
-    assert projection == 2 and bounds == (1 << 30, 0, 1 << 30, 0)  # AV_SPHERICAL_EQUIRECTANGULAR_TILE
+    assert projection == 2 and bounds == (left_, top, right_, bottom)  # AV_SPHERICAL_EQUIRECTANGULAR_TILE
     assert "spherical: tiled equirectangular" in says["vr180"]
     # no stereo box where it would mislead: a flat eye, and cross-eyed (st3d has no right-left mode FFmpeg reads)
     for name in ("left", "cross"):
@@ -372,10 +395,18 @@ def test_ffmpeg_ignores_the_right_left_st3d_mode(tmp_path):
     from svg3d import isobmff
 
     left, right = eyes(2, 16, 16)
-    manifest = write_all(tmp_path / "o", ExportSettings(exports=("cross",)), left, right)
-    isobmff.add_sample_entry_boxes(manifest["cross"], isobmff.st3d(4))
-    assert mp4_boxes(manifest["cross"])["moov/trak/mdia/minf/stbl/stsd/avc1/st3d"] == bytes([0, 0, 0, 0, 4])
-    assert "STEREO3D" not in frame_side_data(manifest["cross"]) and len(decode(manifest["cross"])) == 2
+    path = tmp_path / "cross.mp4"
+    import av
+
+    with av.open(str(path), "w") as out:  # as FFmpeg writes it: moov last
+        stream = out.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 32, 16, "yuv420p"
+        for frame in layouts.cross_eyed(left, right):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    isobmff.finish_mp4(path, isobmff.st3d(4))
+    assert mp4_boxes(path)["moov/trak/mdia/minf/stbl/stsd/avc1/st3d"] == bytes([0, 0, 0, 0, 4])
+    assert "STEREO3D" not in frame_side_data(path) and len(decode(path)) == 2
 
 
 def frame_packing_types(path: Path) -> set[int]:
@@ -438,7 +469,7 @@ def test_quilt_tiles_run_from_the_leftmost_view_bottom_left_to_the_rightmost_top
     eyes_ = camera.eye_views(num, layout)
     manifest = write_all(tmp_path / layout, ExportSettings(exports=("quilt",), encoder=LOSSLESS), views[eyes_[0]], views[eyes_[1]],
                          views=views, num_views=num, eyes=eyes_)  # fmt: skip
-    cols, rows, th, tw = export.quilt_layout(num, 24, 32)
+    cols, rows, th, tw = layouts.quilt_layout(num, 24, 32)
     assert manifest["quilt"].name == f"clip_qs{cols}x{rows}a1.33333.mp4" and (cols, rows) == (3, 2)
     q = decode(manifest["quilt"]).astype(int)
     by_position = np.argsort(baselines)  # view indices from the leftmost camera to the rightmost
@@ -461,11 +492,11 @@ def test_rgbd_and_depth_exports_against_the_given_disparity(tmp_path, rendered):
     assert (rgbd[..., w:, 0] == rgbd[..., w:, 1]).all() and (rgbd[..., w:, 1] == rgbd[..., w:, 2]).all()
     assert np.abs(rgbd[..., :w, :].astype(int) - views[0]).max() <= 1  # colour: the input view (full-range 4:4:4 rounding)
     half = decode(manifest["hrgbd"])
-    assert half.shape == (t, h, w, 3) and np.abs(half[..., w // 2 :, 0].astype(int) - export._resize(np.round(d01 * 255).astype(np.uint8)[..., None], w // 2, h)[..., 0]).max() <= 1
+    assert half.shape == (t, h, w, 3) and np.abs(half[..., w // 2 :, 0].astype(int) - layouts._resize(np.round(d01 * 255).astype(np.uint8)[..., None], w // 2, h)[..., 0]).max() <= 1
     png = np.stack([io.read_depth(p) for p in sorted(manifest["depth_png"].glob("*.png"))])
     assert np.array_equal(png, np.round(d01 * 65535).astype(np.float32))  # 16-bit, exact
     depth = decode(manifest["depth"]).astype(int)
-    inferno = export.depth_video(disparity, lo, hi).astype(int)
+    inferno = layouts.depth_video(disparity, lo, hi).astype(int)
     assert np.abs(depth - inferno).max() <= 2
     near = np.unravel_index(np.argmax(disparity), disparity.shape)
     far = np.unravel_index(np.argmin(disparity), disparity.shape)
@@ -493,16 +524,53 @@ def test_per_frame_depth_ranges(tmp_path):
 def test_vr180_eyes_are_equirectangular_maps_of_each_eye(tmp_path, rendered):
     views, _, focal = rendered
     manifest = write_all(tmp_path / "o", ExportSettings(exports=("vr180",), encoder=LOSSLESS), views[0], views[-1], colour=FULL, focal=focal)
-    eye = export.vr180_eye_size(focal)
-    maps = export.equirect_maps(32, 48, focal, eye)
-    expected = export.vr180(views[0], views[-1], maps).astype(int)
+    vr = layouts.vr180_view((32, 48), focal)
+    expected = layouts.vr180(views[0], views[-1], vr.maps).astype(int)
     assert np.abs(decode(manifest["vr180"]).astype(int) - expected).max() <= 1
     fov = ExportSettings(exports=("vr180",), vr180_fov=90.0, vr180_size=64)
     m2 = write_all(tmp_path / "p", fov, views[0], views[-1])
     frame = decode(m2["vr180"])[0]
-    assert frame.shape == (64, 128, 3)
-    lit = np.flatnonzero(frame[32, :64].max(axis=1) > 0)  # a 90-degree field of view covers half of the 180-degree width
-    assert lit.min() >= 15 and lit.max() <= 48 and len(lit) >= 30
+    assert frame.shape == (48, 128, 3)  # 90 x 67.4 degrees (a 48 x 32 input at f = 24) at 64 px across
+    assert (frame[:, :64].max(axis=2) > 0).mean() > 0.9  # the picture fills the window
+
+
+def test_vr180_in_matroska_carries_the_projection_element(tmp_path, rendered):
+    """Google's Spherical Video V2 for Matroska: Video/Projection with ProjectionType 1 and ProjectionPrivate the equi
+    box's body, parsed from the file's bytes (our own EBML walk, CRC-32 checked) and as FFmpeg reads it."""
+    import zlib
+
+    from svg3d import matroska
+
+    views, _, focal = rendered
+    settings = ExportSettings(exports=("vr180", "sbs"), encoder=EncoderSettings(container="mkv"))
+    manifest = write_all(tmp_path / "o", settings, views[0], views[-1], focal=focal)
+    bounds = layouts.vr180_view((32, 48), focal).bounds()
+    data = manifest["vr180"].read_bytes()
+    found = {}
+
+    def walk(start: int, end: int, path: str) -> None:
+        for eid, off, header, size, _ in matroska._children(data, start, end):
+            name = f"{path}/{eid:x}"
+            found[name] = data[off + header : off + header + size]
+            if eid in (matroska.SEGMENT, matroska.TRACKS, matroska.TRACK_ENTRY, matroska.VIDEO, matroska.PROJECTION, matroska.SEEKHEAD):
+                kids = list(matroska._children(data, off + header, off + header + size))
+                if kids and kids[0][0] == matroska.CRC32:  # the master's CRC-32 covers the rest of its data
+                    crc = struct.unpack("<I", data[kids[0][1] + kids[0][2] : kids[0][1] + kids[0][2] + 4])[0]
+                    assert crc == zlib.crc32(data[kids[0][1] + kids[0][2] + 4 : off + header + size]), name
+                walk(off + header, off + header + size, name)
+            if eid == matroska.CLUSTER:
+                return
+
+    walk(0, len(data), "")
+    video = "/18538067/1654ae6b/ae/e0/7670"
+    assert found[video + "/7671"] == b"\x01"  # equirectangular
+    assert found[video + "/7672"] == struct.pack(">IIIII", 0, *bounds)
+    spherical = frame_side_data(manifest["vr180"])["SPHERICAL"]
+    assert struct.unpack("<i", spherical[:4])[0] == 2  # AV_SPHERICAL_EQUIRECTANGULAR_TILE
+    assert struct.unpack("<IIII", spherical[16:32]) == (bounds[2], bounds[0], bounds[3], bounds[1])  # left, top, right, bottom
+    assert "spherical: tiled equirectangular" in ffmpeg_says(manifest["vr180"])  # an independent FFmpeg too
+    assert len(decode(manifest["vr180"])) == len(views[0])  # every frame still decodes after the insertion
+    assert "SPHERICAL" not in frame_side_data(manifest["sbs"])
 
 
 def test_lossless_frame_folders_hold_every_frame_bit_for_bit(tmp_path, rendered):
@@ -522,14 +590,15 @@ def test_rgbd_of_the_middle_layout_shows_the_input_view(tmp_path, rendered):
     settings = ExportSettings(exports=("rgbd",), encoder=LOSSLESS)
     with ExportWriter(tmp_path / "o", "clip", settings, fps=Fraction(8), size=(32, 48), num_views=v, eyes=(0, v - 1), reference=v // 2,
                       colour=FULL, depth_range=(float(disparity.min()), float(disparity.max()))) as w:  # fmt: skip
-        assert w.needs == {"views", "disparity"}  # the input view is neither eye
-        with pytest.raises(ValueError, match="views: rgbd need every view"):
+        assert w.needs == export.needs(settings) == {"depth"}  # the input view is neither eye, and still no other view
+        with pytest.raises(ValueError, match=r"reference: the input view \(view 2\) is neither eye: give its frames"):
             w.write(views[0], views[-1], disparity=disparity)
         w.abort()
-    with ExportWriter(tmp_path / "p", "clip", settings, fps=Fraction(8), size=(32, 48), num_views=v, eyes=(0, v - 1), reference=v // 2,
-                      colour=FULL, depth_range=(float(disparity.min()), float(disparity.max()))) as w:  # fmt: skip
-        w.write(views[0], views[-1], views=views, disparity=disparity)
-    assert np.abs(decode(w.manifest["rgbd"])[..., :48, :].astype(int) - views[v // 2]).max() <= 1
+    for out, given in (("p", dict(reference=views[v // 2])), ("q", dict(views=views))):
+        with ExportWriter(tmp_path / out, "clip", settings, fps=Fraction(8), size=(32, 48), num_views=v, eyes=(0, v - 1),
+                          reference=v // 2, colour=FULL, depth_range=(float(disparity.min()), float(disparity.max()))) as w:  # fmt: skip
+            w.write(views[0], views[-1], disparity=disparity, **given)
+        assert np.abs(decode(w.manifest["rgbd"])[..., :48, :].astype(int) - views[v // 2]).max() <= 1, out
 
 
 # ---- streaming, atomicity, failures ----------------------------------------------------------------------
@@ -718,3 +787,213 @@ def codec_of(path) -> str:
 
     with av.open(str(path)) as c:
         return c.streams.audio[0].codec_context.name
+
+
+# ---- index first, every audio track, reproducible lossy files ----------------------------------------------
+
+
+def top_level(path: Path) -> list[str]:
+    return [k for k in mp4_boxes(path) if "/" not in k]
+
+
+def test_mp4s_have_their_index_first(tmp_path, rendered):
+    """Fast start: moov before mdat (parsed), every frame and the audio still where the moved offsets say."""
+    views, disparity, focal = rendered
+    tone = write_tone(tmp_path / "tone.m4a", 0.4)
+    settings = ExportSettings(exports=("sbs", "vr180", "depth", "left"), encoder=LOSSLESS)
+    manifest = write_all(tmp_path / "o", settings, views[0], views[-1], disparity=disparity, audio=tone, colour=FULL, focal=focal,
+                         depth_range=(0.0, float(disparity.max())))  # fmt: skip
+    for name in settings.exports:
+        boxes = top_level(manifest[name])
+        assert boxes[:2] == ["ftyp", "moov"] and boxes.index("moov") < boxes.index("mdat"), (name, boxes)
+        assert audio_seconds(manifest[name]) == pytest.approx(audio_seconds(tone), abs=1e-3), name
+    assert np.abs(decode(manifest["left"]).astype(int) - views[0]).max() <= 1  # the samples are where stco says
+
+
+def test_chunk_offsets_past_4_gib_become_co64():
+    from svg3d import isobmff
+
+    stco = isobmff.full_box("stco", struct.pack(">III", 2, 100, 200))
+    moov = isobmff.box("moov", isobmff.box("trak", isobmff.box("mdia", isobmff.box("minf", isobmff.box("stbl", stco)))))
+    near = isobmff._shifted(moov, 8, len(moov), 1000)
+    assert near.endswith(isobmff.full_box("stco", struct.pack(">III", 2, 1100, 1200)))
+    far = isobmff._shifted(moov, 8, len(moov), 1 << 32)
+    assert far.endswith(isobmff.full_box("co64", struct.pack(">IQQ", 2, (1 << 32) + 100, (1 << 32) + 200)))
+    assert struct.unpack(">I", far[:4])[0] == len(far)  # the enclosing boxes grew with it
+
+
+def two_track_video(path: Path, frames: np.ndarray, fps: int, *, rate: int = 48000) -> Path:
+    """``frames`` as H.264 in Matroska with two audio tracks: AAC at 440 Hz ("eng") and 16-bit PCM at 1000 Hz ("fra")."""
+    import av
+
+    n = round(len(frames) / fps * rate)
+    t = np.arange(n) / rate
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.height, v.width, v.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
+        tracks = []
+        for codec, freq, lang, fmt in (("aac", 440, "eng", "fltp"), ("pcm_s16le", 1000, "fra", "s16")):
+            a = out.add_stream(codec, rate=rate, layout="stereo")
+            a.metadata["language"] = lang
+            wave = 0.3 * np.sin(2 * np.pi * freq * t)
+            tracks.append((a, np.repeat(wave[None], 2, 0).astype(np.float32) if fmt == "fltp" else (wave * 32767).astype(np.int16).repeat(2)[None], fmt))
+        for f in frames:
+            out.mux(v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(v.encode())
+        for a, samples, fmt in tracks:
+            step = 1024
+            for i in range(0, n, step):
+                part = samples[:, i : i + step] if fmt == "fltp" else samples[:, 2 * i : 2 * (i + step)]
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(part), format=fmt, layout="stereo")
+                frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+                out.mux(a.encode(frame))
+            out.mux(a.encode(None))
+    return path
+
+
+def dominant_frequencies(path: Path) -> list[tuple[str, str, float, float]]:
+    """(codec, language, seconds, dominant frequency in Hz) of every audio track."""
+    import av
+
+    found = []
+    with av.open(str(path)) as probe_:
+        count = len(probe_.streams.audio)
+    for k in range(count):
+        with av.open(str(path)) as c:  # one pass per track: a decode reads the file to its end
+            a = c.streams.audio[k]
+            samples = np.concatenate([f.to_ndarray()[0] for f in c.decode(a)]).astype(np.float64)  # first channel
+            spectrum = np.abs(np.fft.rfft(samples))
+            found.append((a.codec_context.name, a.metadata.get("language", ""), len(samples) / a.sample_rate,
+                          float(np.argmax(spectrum) * a.sample_rate / len(samples))))  # fmt: skip
+    return found
+
+
+def test_every_audio_track_is_kept(tmp_path):
+    """A 2-track input (AAC + camera PCM): both tracks, in order, with their languages, in every container."""
+    left, right = eyes(12, 16, 16)
+    source = two_track_video(tmp_path / "two.mkv", left, 12)
+    m4a = export.audio_track(source, tmp_path / "audio.m4a")
+    for container in ("mp4", "mkv"):
+        manifest = write_all(tmp_path / container, ExportSettings(exports=("sbs",), encoder=EncoderSettings(container=container)),
+                             left, right, audio=m4a)  # fmt: skip
+        tracks = dominant_frequencies(manifest["sbs"])
+        assert [(c, lang) for c, lang, _, _ in tracks] == [("aac", "eng"), ("aac", "fra")], tracks  # PCM re-encoded for mp4
+        assert [f for *_, f in tracks] == [pytest.approx(440, abs=5), pytest.approx(1000, abs=5)], tracks
+        assert all(s == pytest.approx(1.0, abs=0.05) for _, _, s, _ in tracks), tracks
+    cut = export.audio_track(source, tmp_path / "cut.m4a", start=0.25, duration=0.5)  # a span: both tracks cut alike
+    assert [round(s, 1) for *_, s, _ in dominant_frequencies(cut)] == [0.5, 0.5]
+
+
+def one_cpu():
+    """This thread on one CPU (as under ``taskset -c 0``, a container's cpuset, or a Ray worker of one CPU)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+one_cpu = contextlib.contextmanager(one_cpu)
+needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to run on one of them")
+
+
+@needs_two_cpus
+def test_lossy_files_do_not_depend_on_concurrency_or_the_cpu_set(tmp_path, rendered):
+    """Threaded crf-18 encoding: exports encoded one after another or at once, on every CPU or one, give the same bytes.
+
+    The cause of issue 24's resumed SBS that differed in every frame: x264 left to PyAV's default threading counts
+    the CPUs the process may use when the encoder opens and cuts every frame into that many slices."""
+    views, _, _ = rendered
+    settings = ExportSettings(exports=("sbs", "hsbs", "anaglyph"), encoder=EncoderSettings(threads=3))
+    runs = {"at once": {}, "in turn": dict(workers=1), "one cpu": {}}
+    files = {}
+    for run, kw in runs.items():
+        with one_cpu() if run == "one cpu" else contextlib.nullcontext():
+            manifest = write_all(tmp_path / run.replace(" ", "_"), settings, views[0], views[-1], chunk=2, **kw)
+        files[run] = {n: manifest[n].read_bytes() for n in settings.exports}
+    for name in settings.exports:
+        assert b"threads=3 lookahead_threads=1 sliced_threads=0" in files["at once"][name], name  # frame threads, chosen
+        assert files["at once"][name] == files["in turn"][name] == files["one cpu"][name], name
+
+
+def test_encoder_threads_share_the_machine():
+    from svg3d.encode import encoder_threads, threading_options
+
+    assert encoder_threads(1) == (os.cpu_count() or 1)
+    assert [encoder_threads(n, cpus=16) for n in (1, 3, 5, 16, 40)] == [16, 5, 3, 1, 1]
+    assert threading_options("libx264", 4) == ({}, 4, "FRAME")
+    assert threading_options("libx265", 8) == ({"x265-params": "pools=8:frame-threads=3"}, 0, "FRAME")
+
+
+# ---- through convert ---------------------------------------------------------------------------------------
+
+
+def test_convert_rgbd_of_the_middle_of_five_views(tmp_path):
+    """``convert --layout middle2leftright --num-views 5 --exports rgbd`` ended in a ValueError (fill_views.index):
+    the writer asked for every view while the plan made the eyes only. One answer now: rgbd needs the input view."""
+    from dataclasses import replace
+
+    from svg3d import convert
+    from svg3d.config import ConvertConfig
+    from svg3d.source import read_clip
+    from tests.media import rendered_clip
+    from tests.test_convert import base_config
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=3, height=32, width=48, audio=False)
+    matrix = replace(ConvertConfig().matrix, layout="middle2leftright", num_views=5)
+    config = replace(base_config(depth, matrix=matrix), exports=ExportSettings(exports=("rgbd", "eyes_png"), encoder=LOSSLESS))
+    assert not export.needs_views(config.exports)
+    result = convert.convert(video, tmp_path / "out", config)
+    assert result.plan.reference == 2 and result.plan.eyes == (0, 4)
+    rgbd = decode(result.exports["rgbd"])
+    assert rgbd.shape == (3, 32, 96, 3)
+    assert np.abs(rgbd[..., :48, :].astype(int) - read_clip(video).frames).max() <= 2  # the input view beside its depth
+
+
+@needs_two_cpus
+def test_lossy_exports_of_a_resumed_convert_equal_an_uninterrupted_one(tmp_path):
+    """Two runs, and a run interrupted in the fill stage then resumed on one CPU: the same crf-18 bytes."""
+    from svg3d import convert
+    from tests.media import rendered_clip
+    from tests.test_convert import base_config
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=6)
+    config = base_config(depth, chunk_frames=2, exports=("sbs", "hsbs", "anaglyph"))
+    first = convert.convert(video, tmp_path / "a", config)
+    second = convert.convert(video, tmp_path / "b", config)
+
+    def stop(stage: str, start: int, count: int) -> None:
+        if stage == "filled" and start == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert.convert(video, tmp_path / "c", config, on_chunk=stop)
+    with one_cpu():
+        resumed = convert.convert(video, tmp_path / "c", config)
+    assert resumed.stage("filled").resumed_from == 4
+    for name in config.exports.exports:
+        a = first.exports[name].read_bytes()
+        assert a == second.exports[name].read_bytes() == resumed.exports[name].read_bytes(), name
+
+
+def test_an_audio_track_that_cannot_be_kept_is_named_in_one_warning(tmp_path, monkeypatch, caplog):
+    """A track neither mp4 nor the decoders take (simulated: the PCM track's encoder refuses) is dropped with one
+    warning naming it; the other track is kept."""
+    import logging
+
+    left, _ = eyes(12, 16, 16)
+    source = two_track_video(tmp_path / "two.mkv", left, 12)
+    keep = export._EncodeTrack
+
+    def refuse(stream, *args):
+        if stream.codec_context.name == "pcm_s16le":
+            raise ValueError("no decoder here")
+        return keep(stream, *args)
+
+    monkeypatch.setattr(export, "_EncodeTrack", refuse)
+    with caplog.at_level(logging.WARNING, logger="svg3d"):
+        m4a = export.audio_track(source, tmp_path / "audio.m4a")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{source}: audio track 2 (pcm_s16le: no decoder here) dropped: neither mp4 nor this FFmpeg's decoders take it"]
+    assert [(c, lang) for c, lang, _, _ in dominant_frequencies(m4a)] == [("aac", "eng")]

@@ -1,0 +1,65 @@
+"""The memory estimate: its parts grow as they should, and a measured convert's peak RSS lies within its stated factor."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from svg3d import memory
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTOR = 1.5  # a measured peak RSS lies within [estimate / FACTOR, estimate * FACTOR] (bench/results/rss.json)
+
+
+def test_the_estimate_grows_with_what_a_run_holds():
+    base = dict(chunk_frames=16, num_views=2, filler="classical", exports=("sbs", "hsbs", "anaglyph"))
+    e = memory.estimate_peak((720, 1280), **base)
+    assert e.parts["process"] == memory.PROCESS_MB and e.total_mb == e.parts["process"] + max(e.parts["fill"], e.parts["export"])
+    frames = 16 + 2 * memory.CONTEXT["classical"]
+    assert e.parts["fill"] == pytest.approx(memory.CELL_BYTES * 720 * 1280 * frames * 2 / 2**20)
+    assert memory.estimate_peak((1440, 2560), **base).parts["fill"] == pytest.approx(4 * e.parts["fill"])  # pixels
+    assert memory.estimate_peak((720, 1280), **{**base, "num_views": 8}).parts["fill"] == pytest.approx(4 * e.parts["fill"])  # views
+    short = memory.estimate_peak((720, 1280), **base, num_frames=1)  # a single image holds one frame, whatever the chunk
+    assert short.parts["fill"] == pytest.approx(e.parts["fill"] / frames)
+    encoders = {n: memory.estimate_peak((720, 1280), **{**base, "exports": n}).parts["export"] for n in (("sbs",), ("hsbs",), ("eyes_png",))}
+    assert encoders[("sbs",)] - encoders[("eyes_png",)] == pytest.approx(2 * (encoders[("hsbs",)] - encoders[("eyes_png",)]))  # 2 eyes wide
+    assert encoders[("eyes_png",)] > 0  # no encoder, but the chunk's views
+    assert memory.estimate_peak((720, 1280), **base, model_mb=1300).parts["process"] == memory.PROCESS_MB + 1300
+    with pytest.raises(ValueError, match="unknown nope"):
+        memory.estimate_peak((720, 1280), **{**base, "exports": ("nope",)})
+
+
+def test_largest_chunk_fits_the_budget():
+    kw = dict(num_views=2, filler="classical", exports=("sbs",))
+    budget = memory.estimate_peak((1080, 1920), chunk_frames=10, **kw).total_mb + 1
+    assert memory.largest_chunk((1080, 1920), budget, **kw) == 10
+    assert memory.largest_chunk((1080, 1920), memory.PROCESS_MB, **kw) == 0  # not even one frame
+    assert memory.available_mb() is None or memory.available_mb() > 0
+
+
+@pytest.mark.slow  # a convert of its own: ~25 s on a quiet 2-core machine, ~60 s on a busy one
+def test_a_measured_convert_lies_within_the_stated_factor(tmp_path):
+    """A real convert (640x360, 8 frames, chunks of 4, the default exports) in its own process: peak RSS measured by
+    the kernel (``wait4``) against the estimate for the same settings."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from testsrc import make_clip
+
+    from svg3d.tiny_models import save_tiny_depth_anything
+
+    clip = make_clip(tmp_path / "clip.mp4", 8, (640, 360))
+    model = save_tiny_depth_anything(tmp_path / "model")
+    cmd = [sys.executable, "-m", "svg3d", "convert", str(clip), "-o", str(tmp_path / "out"), "--depth-model", str(model), "--flow", "dis",
+           "--fill", "classical", "--chunk-frames", "4", "--device", "cpu", "--quiet"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()
+    measured = usage.ru_maxrss / 1024  # kB -> MB
+    model_mb = sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 2**20
+    estimate = memory.estimate_peak((360, 640), chunk_frames=4, num_views=2, filler="classical", exports=("sbs", "hsbs", "anaglyph"),
+                                    model_mb=model_mb, num_frames=8).total_mb  # fmt: skip
+    assert estimate / FACTOR <= measured <= estimate * FACTOR, (measured, estimate)
