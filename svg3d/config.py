@@ -24,7 +24,7 @@ from .stages.export import ExportSettings
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"  # Apache-2.0; the paper used v1 ViT-L
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"  # the paper's video model
-FLOW_CHOICES = ("auto", "raft", "raft_small", "dis")
+FLOW_CHOICES = ("auto", "raft", "raft_small", "dis", "torch")  # dis: OpenCV's, on the CPU; torch: ours, on any device
 RAFT_ITERATIONS = 32  # the reference calls RAFT with iters=32 (torchvision's default is 12)
 FILLER_CHOICES = ("auto", "classical", "diffusion", "telea", "previous")  # "auto" + svg3d.stages.fill.REGISTRY, kept light here
 DEPTH_RANGE_CHOICES = ("shot", "clip")
@@ -117,6 +117,39 @@ class StabiliseConfig:
     @property
     def half_window(self) -> int:
         return self.window_size // 2
+
+
+@dataclass(frozen=True)
+class TorchFlowConfig:
+    """Our own flow (``flow.TorchFlow``); defaults are OpenCV DIS's MEDIUM preset where it has the setting."""
+
+    patch_size: int = 9  # px, odd: DIS MEDIUM's 8, made odd so that a pixel's patch is centred on it
+    # pyramid level the flow is computed at, then upsampled: 0 = full size. DIS MEDIUM stops at 1 (half size); ours is
+    # 0.07 px less accurate there on the rendered scenes (bench/bench_flow.py), and a GPU has the time for the last level
+    finest_level: int = 0
+    descent_iterations: int = 25  # Gauss-Newton steps of the inverse search per level: DIS MEDIUM's
+    # added to the diagonal of the patch Hessian (a mean over the patch, grey levels^2 per px): damped Gauss-Newton
+    # steps, as a gradient of ~30 grey levels/px; patches with little texture or only an edge (aperture) keep the
+    # coarser level's flow. Swept on the rendered scenes: 1 -> 0.55 px EPE, 100 -> 0.34, 1000 -> 0.31, 1e4 -> 0.31
+    hessian_eps: float = 1000.0
+    refine_iterations: int = 5  # fixed-point steps of the variational refinement per level: DIS MEDIUM's
+    sor_iterations: int = 5  # red-black SOR sweeps per fixed-point step: OpenCV's VariationalRefinement's
+    omega: float = 1.6  # SOR over-relaxation: OpenCV's
+    alpha: float = 20.0  # smoothness weight: DIS MEDIUM's (grey levels in [0, 255])
+    delta: float = 5.0  # brightness constancy weight: DIS MEDIUM's
+    gamma: float = 10.0  # gradient constancy weight: DIS MEDIUM's
+
+    def __post_init__(self) -> None:
+        _check([
+            (self.patch_size >= 3 and self.patch_size % 2 == 1, "patch_size", f"{self.patch_size}: must be odd and >= 3"),
+            (self.finest_level >= 0, "finest_level", f"{self.finest_level}: must be >= 0"),
+            (self.descent_iterations >= 0, "descent_iterations", f"{self.descent_iterations}: must be >= 0"),
+            (self.hessian_eps > 0, "hessian_eps", f"{self.hessian_eps}: must be > 0"),
+            (self.refine_iterations >= 0, "refine_iterations", f"{self.refine_iterations}: must be >= 0"),
+            (self.sor_iterations >= 1, "sor_iterations", f"{self.sor_iterations}: must be >= 1"),
+            (0 < self.omega < 2, "omega", f"{self.omega}: must be in (0, 2)"),
+            (min(self.alpha, self.delta, self.gamma) >= 0, "alpha", "alpha, delta, gamma: must be >= 0"),
+        ])  # fmt: skip
 
 
 @dataclass(frozen=True)
