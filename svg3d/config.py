@@ -124,20 +124,24 @@ class TorchFlowConfig:
     """Our own flow (``flow.TorchFlow``); defaults are OpenCV DIS's MEDIUM preset where it has the setting."""
 
     patch_size: int = 9  # px, odd: DIS MEDIUM's 8, made odd so that a pixel's patch is centred on it
-    # pyramid level the flow is computed at, then upsampled: 0 = full size. DIS MEDIUM stops at 1 (half size); ours is
-    # 0.07 px less accurate there on the rendered scenes (bench/bench_flow.py), and a GPU has the time for the last level
+    # pyramid level the flow is computed at, then upsampled: 0 = full size. DIS MEDIUM stops at 1 (half size), where
+    # ours is ~5x faster and less accurate on the rendered scenes (bench_flow, 320x180: mean EPE 0.196 px, not 0.175)
     finest_level: int = 0
-    descent_iterations: int = 25  # Gauss-Newton steps of the inverse search per level: DIS MEDIUM's
+    # Gauss-Newton steps of the inverse search per level, each after a spatial propagation: DIS MEDIUM does 25; with
+    # a propagation before every step (DIS: one per patch) 10 are as accurate on the rendered scenes (25: 0.193 px)
+    descent_iterations: int = 10
     # added to the diagonal of the patch Hessian (a mean over the patch, grey levels^2 per px): damped Gauss-Newton
     # steps, as a gradient of ~30 grey levels/px; patches with little texture or only an edge (aperture) keep the
-    # coarser level's flow. Swept on the rendered scenes: 1 -> 0.55 px EPE, 100 -> 0.34, 1000 -> 0.31, 1e4 -> 0.31
+    # coarser level's flow. Mean EPE on the rendered scenes at 320x180 (bench_flow): 100 -> 0.20 px, 1000 -> 0.175
+    # (1 -> 0.55, 1e4 as 1000, before the propagation and at half size)
     hessian_eps: float = 1000.0
     refine_iterations: int = 5  # fixed-point steps of the variational refinement per level: DIS MEDIUM's
     sor_iterations: int = 5  # red-black SOR sweeps per fixed-point step: OpenCV's VariationalRefinement's
     omega: float = 1.6  # SOR over-relaxation: OpenCV's
-    alpha: float = 20.0  # smoothness weight: DIS MEDIUM's (grey levels in [0, 255])
-    delta: float = 5.0  # brightness constancy weight: DIS MEDIUM's
-    gamma: float = 10.0  # gradient constancy weight: DIS MEDIUM's
+    # smoothness weight (grey levels in [0, 255]): DIS MEDIUM's is 20; 40 is 0.01 px better on the rendered scenes,
+    # whose surfaces are smooth (real footage has more motion edges: no more than that)
+    alpha: float = 40.0
+    delta: float = 5.0  # brightness constancy weight: DIS MEDIUM's (its gradient constancy term is left out: flow._refine)
 
     def __post_init__(self) -> None:
         _check([
@@ -148,7 +152,8 @@ class TorchFlowConfig:
             (self.refine_iterations >= 0, "refine_iterations", f"{self.refine_iterations}: must be >= 0"),
             (self.sor_iterations >= 1, "sor_iterations", f"{self.sor_iterations}: must be >= 1"),
             (0 < self.omega < 2, "omega", f"{self.omega}: must be in (0, 2)"),
-            (min(self.alpha, self.delta, self.gamma) >= 0, "alpha", "alpha, delta, gamma: must be >= 0"),
+            (self.alpha >= 0, "alpha", f"{self.alpha}: must be >= 0"),
+            (self.delta >= 0, "delta", f"{self.delta}: must be >= 0"),
         ])  # fmt: skip
 
 
