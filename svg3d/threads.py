@@ -1,7 +1,8 @@
 """Thread counts chosen from the machine and from what runs at once, never inherited from the environment.
 
-Three pools share the cores: torch's intra-op threads (OpenMP on a CPU: convolutions, the guided filter, the
-warps), OpenCV's (DIS flow, resizes, colour conversions) and the video encoders' (libx264/libx265 frame threads).
+Four pools share the cores: torch's intra-op threads (OpenMP on a CPU: convolutions, the guided filter, the
+warps), OpenCV's (DIS flow, resizes, colour conversions), the input's decoder (FFmpeg frame and slice threads) and
+the video encoders' (libx264/libx265 frame threads).
 Left alone each takes every core: torch and OpenCV one thread per core, libx264 1.5 per core, per encoder. With
 the concurrent runner's stages (up to ~3 at once) and the other programs on the machine that is several threads
 per core, and OpenMP's threads spin while they wait for each other at every parallel region's barrier: a thread
@@ -40,13 +41,15 @@ GPU_TORCH_THREADS = 2  # torch's CPU threads per stage on CUDA: one launches ker
 class ThreadPlan:
     """Threads for each pool of one process; ``apply`` sets them (torch and OpenCV are process-wide settings).
 
-    torch: ``torch.set_num_threads``. opencv: ``cv2.setNumThreads``. encoder: each video encoder's
-    ``codec_context.thread_count`` (libx264/libx265), for ``encoders`` encoders running at once.
+    torch: ``torch.set_num_threads``. opencv: ``cv2.setNumThreads``. decoder: the input's decoder threads
+    (``source.open_source(threads=)``). encoder: each video encoder's ``codec_context.thread_count``
+    (libx264/libx265), for ``encoders`` encoders running at once.
     cpus: the cores planned for (free ones); concurrent_stages, device: what the plan was made for.
     """
 
     torch: int
     opencv: int
+    decoder: int
     encoder: int
     cpus: int
     concurrent_stages: int
@@ -54,7 +57,7 @@ class ThreadPlan:
 
     def describe(self) -> str:
         return (
-            f"threads: torch {self.torch}, OpenCV {self.opencv}, {self.encoder} per encoder "
+            f"threads: torch {self.torch}, OpenCV {self.opencv}, decoder {self.decoder}, {self.encoder} per encoder "
             f"({self.cpus} free cores, {self.concurrent_stages} stages at once, {self.device})"
         )
 
@@ -90,6 +93,7 @@ def plan_threads(cpus: int, concurrent_stages: int = 1, device: str = "cpu", *, 
     return ThreadPlan(
         torch=torch_threads,
         opencv=opencv,
+        decoder=opencv,  # decoding runs in the depth stage, beside its OpenCV work (colour conversion, resize)
         encoder=max(1, encoder_cores // encoders),
         cpus=cpus,
         concurrent_stages=concurrent_stages,

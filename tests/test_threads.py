@@ -14,10 +14,10 @@ from svg3d.threads import ThreadPlan, free_cpus, plan_threads
 @pytest.mark.parametrize("stages", [1, 2, 3])
 def test_cpu_plans_never_oversubscribe(cpus, stages):
     plan = plan_threads(cpus, stages, "cpu")
-    assert min(plan.torch, plan.opencv, plan.encoder) >= 1
+    assert min(plan.torch, plan.opencv, plan.decoder, plan.encoder) >= 1
     # a stage runs torch, OpenCV and its encoders one after the other: each pool within the stage's share
     if cpus >= stages:
-        assert stages * max(plan.torch, plan.opencv, plan.encoder) <= cpus
+        assert stages * max(plan.torch, plan.opencv, plan.decoder, plan.encoder) <= cpus
     else:  # fewer cores than stages: one thread each, the least there is
         assert plan.torch == plan.opencv == plan.encoder == 1
 
@@ -56,7 +56,7 @@ def test_available_cpus_is_the_affinity():
 def test_apply_sets_torch_and_opencv():
     before = torch.get_num_threads(), cv2.getNumThreads()
     try:
-        threads.apply(ThreadPlan(torch=1, opencv=1, encoder=1, cpus=1, concurrent_stages=1, device="cpu"))
+        threads.apply(ThreadPlan(torch=1, opencv=1, decoder=1, encoder=1, cpus=1, concurrent_stages=1, device="cpu"))
         assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 1
     finally:
         torch.set_num_threads(before[0])
