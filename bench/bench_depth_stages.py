@@ -87,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     from torchvision.models.optical_flow import raft_large
 
     from svg3d.cli import resolve_device
-    from svg3d.stages.depth import ModelDepth, network_size
     from svg3d.flow import DISFlow, RaftFlow, TorchFlow
     from svg3d.models import DepthModel, default_dtype
     from svg3d.scene import make_scene, render
+    from svg3d.stages.depth import ModelDepth, network_size
     from svg3d.stages.stabilise import StabiliseConfig, stabilise_disparity
 
     stages = set(args.stages.split(","))

@@ -53,7 +53,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", default="640x360,1920x1080", help="WxH,... (default: %(default)s)")
     p.add_argument("--cameras", default=",".join(CAMERAS), help="camera presets (default: %(default)s)")
-    p.add_argument("--hd-cameras", default="truck,handheld", help="presets at 1080p and above on a CPU (ours takes ~1 min a pair there)")
+    p.add_argument(
+        "--hd-cameras",
+        default="truck,handheld",
+        help="presets at 1080p and above on a CPU (ours takes ~1 min a pair there)",
+    )
     p.add_argument("--device", default="cpu", help="where our flow runs (DIS always on the CPU)")
     p.add_argument("--batch", type=int, default=1, help="pairs per call (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=1)
@@ -90,7 +94,10 @@ def main() -> None:
         summary[size] = {
             "cameras": sorted(cams),
             **{f"{f}_epe": round(statistics.mean(r["epe"] for r in rs), 4) for f, rs in per.items()},
-            **{f"{f}_ms_per_pair": round(1e3 * statistics.mean(r["seconds_per_pair"] for r in rs), 2) for f, rs in per.items()},
+            **{
+                f"{f}_ms_per_pair": round(1e3 * statistics.mean(r["seconds_per_pair"] for r in rs), 2)
+                for f, rs in per.items()
+            },
         }
         s = summary[size]
         s["torch_speedup_over_dis"] = round(s["dis_ms_per_pair"] / s["torch_ms_per_pair"], 3)
@@ -98,7 +105,9 @@ def main() -> None:
               f"{s['torch_ms_per_pair']:.1f} ms/pair (ours x{s['torch_speedup_over_dis']} DIS's speed)")  # fmt: skip
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+        card = (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+        )
         report = {"command": " ".join(sys.argv), "machine": platform.node(), "device": card, "threads": plan.describe(),
                   "torch": torch.__version__, "runs": rows, "summary": summary}  # fmt: skip
         args.json.write_text(json.dumps(report, indent=1))

@@ -58,7 +58,11 @@ def spin(stop) -> None:  # a busy core: another program's work
 def run(plan: str, clip: Path, out: Path, model: Path) -> dict:
     cmd = [sys.executable, "-c", CHILD, plan, "convert", str(clip), "-o", str(out), "--depth-model", str(model),
            "--flow", "dis", "--fill", "classical", "--device", "cpu", "--quiet"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):  # inherited means torch's own defaults
         env.pop(var, None)
     load = os.getloadavg()[0]
@@ -111,10 +115,17 @@ def main() -> None:
                     s.join()
     summary = {}
     for busy in (0, args.busy):
-        best = {plan: min(r["seconds_per_frame"] for r in rows if r["busy"] == busy and r["plan"] == plan) for plan in plans}
+        best = {
+            plan: min(r["seconds_per_frame"] for r in rows if r["busy"] == busy and r["plan"] == plan) for plan in plans
+        }
         if "inherited" in best:
-            summary[f"busy_{busy}"] = {plan: round(best["inherited"] / s, 3) for plan, s in best.items()}  # speed-up over inherited
-            print(f"busy {busy}: speed-up over inherited threads " + ", ".join(f"{k} x{v}" for k, v in summary[f"busy_{busy}"].items()))
+            summary[f"busy_{busy}"] = {
+                plan: round(best["inherited"] / s, 3) for plan, s in best.items()
+            }  # speed-up over inherited
+            print(
+                f"busy {busy}: speed-up over inherited threads "
+                + ", ".join(f"{k} x{v}" for k, v in summary[f"busy_{busy}"].items())
+            )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         report = {

@@ -355,7 +355,7 @@ def make_flow(
         net = load_raft(arch, device=device)
     elif offline() and not raft_cache_path(arch).is_file():
         fallback = weight_free_flow(device)
-        log.info("flow: %s weights are not in the torch hub cache (offline): using %s instead", arch, _describe(fallback))
+        log.info("flow: %s weights are not in the torch hub cache (offline): using %s instead", arch, _describe(fallback))  # fmt: skip
         return fallback
     else:
         try:

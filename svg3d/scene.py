@@ -395,7 +395,9 @@ def _render_frame(scene: Scene, baseline: float, t: int, device: torch.device) -
     return rgb, z.reshape(h, w)
 
 
-def true_flow(scene: Scene, depth: torch.Tensor, t: int, s: int, *, depth_s: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def true_flow(
+    scene: Scene, depth: torch.Tensor, t: int, s: int, *, depth_s: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact optical flow from frame ``t`` to frame ``s`` of a scene whose objects do not move (``static``).
 
     depth: float32 ``(H, W)`` metric depth of frame ``t`` (``render``). Returns flow float32 ``(2, H, W)`` in
@@ -408,7 +410,8 @@ def true_flow(scene: Scene, depth: torch.Tensor, t: int, s: int, *, depth_s: tor
     h, w = depth.shape
     f32 = dict(dtype=torch.float32, device=depth.device)
     v, u = torch.meshgrid(torch.arange(h, **f32), torch.arange(w, **f32), indexing="ij")
-    cam_t = torch.stack([(u - 0.5 * w) / scene.focal, (v - 0.5 * h) / scene.focal, torch.ones_like(u)], -1) * depth[..., None]
+    rays = torch.stack([(u - 0.5 * w) / scene.focal, (v - 0.5 * h) / scene.focal, torch.ones_like(u)], -1)  # unit z
+    cam_t = rays * depth[..., None]  # (H, W, 3) camera coordinates in frame t
     (rt, ct), (rs, cs) = _pose(scene, t), _pose(scene, s)
     world = cam_t @ torch.tensor(rt.T, **f32) + torch.tensor(ct, **f32)  # (H, W, 3): x_world = R_t x_cam + c_t
     cam_s = (world - torch.tensor(cs, **f32)) @ torch.tensor(rs, **f32)  # x_cam = R_s^T (x_world - c_s)

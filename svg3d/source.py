@@ -81,7 +81,9 @@ class SourceInfo:
 class Source:
     """Frames of a probed input by index range (module docstring). Not thread-safe."""
 
-    def __init__(self, info: SourceInfo, *, window: int = 64, files: tuple[Path, ...] | None = None, threads: int = 0) -> None:
+    def __init__(
+        self, info: SourceInfo, *, window: int = 64, files: tuple[Path, ...] | None = None, threads: int = 0
+    ) -> None:
         self.info = info
         self.window = window  # frames kept decoded behind the newest one
         self.threads = threads  # decoder threads (FFmpeg's frame and slice threads); 0: FFmpeg's choice, one per core

@@ -79,7 +79,9 @@ def plan_threads(cpus: int, concurrent_stages: int = 1, device: str = "cpu", *, 
     """Thread counts for ``cpus`` free cores and ``concurrent_stages`` stages at once on ``device`` ("cpu", "cuda",
     or a ``torch.device``'s string), with ``encoders`` video encoders writing at once (module docstring's rule)."""
     if cpus < 1 or concurrent_stages < 1 or encoders < 1:
-        raise ValueError(f"cpus, concurrent_stages and encoders must be >= 1, got {cpus}, {concurrent_stages}, {encoders}")
+        raise ValueError(
+            f"cpus, concurrent_stages and encoders must be >= 1, got {cpus}, {concurrent_stages}, {encoders}"
+        )
     kind = str(device).split(":")[0]
     share = max(1, cpus // concurrent_stages)  # each stage's cores
     if kind == "cuda":

@@ -17,8 +17,8 @@ import torch
 
 from svg3d import io
 from svg3d.checks import InputError
-from svg3d.stages.depth import ModelDepth, network_size, predict_disparity, preprocess
 from svg3d.models import SEED_ENCODERS, depth_model_name, load_depth_model
+from svg3d.stages.depth import ModelDepth, network_size, predict_disparity, preprocess
 from svg3d.tiny_models import TINY_DEPTH_INPUT, save_tiny_depth_anything
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +116,8 @@ def test_model_depth_on_cpu_is_the_float32_prediction(tiny_model_dir):
     # maths as predict_disparity on the frames in [0, 1], to the bit when the batch is the same.
     model = load_depth_model(str(tiny_model_dir), device=CPU)
     frames = np.random.default_rng(3).integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
-    expected = predict_disparity(model, torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255, size=(20, 30)).numpy()
+    rgb = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255  # (T, H, W, 3) uint8 -> (T, 3, H, W) [0, 1]
+    expected = predict_disparity(model, rgb, size=(20, 30)).numpy()
     got = ModelDepth(model, batch_size=3)(frames, 0, (20, 30))
     assert got.dtype == np.float32 and got.shape == (3, 20, 30)
     np.testing.assert_array_equal(got, expected)

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torchvision.models.optical_flow import raft_large, raft_small
 
-from svg3d.checks import InputError
 from svg3d import scene
+from svg3d.checks import InputError
 from svg3d.config import TorchFlowConfig
 from svg3d.flow import DISFlow, RaftFlow, TorchFlow, make_flow, weight_free_flow
 from svg3d.models import load_raft, raft_cache_path
@@ -207,7 +207,7 @@ def test_raft_groups_of_pairs_change_no_result():
 def test_torch_flow_on_cuda_matches_the_cpu():
     # The same maths on another device: float32 sums in another order, and the propagation's comparisons may pick
     # another vector where two fit alike; the flows agree to a small fraction of a pixel nearly everywhere.
-    for camera, src, dst, truth, valid in rendered_pairs(("truck", "handheld")):
+    for camera, src, dst, _, _ in rendered_pairs(("truck", "handheld")):
         cpu = TorchFlow()(src, dst)
         gpu = TorchFlow()(src.cuda(), dst.cuda())
         assert gpu.device.type == "cuda" and gpu.dtype == torch.float32

@@ -149,7 +149,8 @@ class ModelDepth:
         rgb = _to_device(frames, device)  # (T, H, W, 3) uint8
         out = []
         for i in range(0, len(frames), self.batch_size):
-            batch = rgb[i : i + self.batch_size].permute(0, 3, 1, 2).float() / 255.0  # (B, H, W, 3) uint8 -> (B, 3, H, W) [0, 1]
+            batch = rgb[i : i + self.batch_size].permute(0, 3, 1, 2)  # (B, H, W, 3) -> (B, 3, H, W) uint8
+            batch = batch.float() / 255.0  # [0, 1]
             out.append(predict_disparity(self.model, batch, size=size))  # (B, h, w) float32 on the device
         return torch.cat(out).cpu().numpy()
 
