@@ -252,21 +252,14 @@ def _propagate(i1: torch.Tensor, t0: torch.Tensor, patches: torch.Tensor, k: int
     above or below it where that fits its template ``t0`` better (mean absolute mean-normalised residual); a
     good vector spreads ``k // 2`` px per call. i1, t0 ``(N, 1, h, w)``, patches ``(N, 2, h, w)``."""
     s = k // 2
-    h, w = patches.shape[-2:]
-
-    def cost(c: torch.Tensor) -> torch.Tensor:  # (N, 1, h, w)
-        r = _warp(i1, c)
-        return _box((r - _box(r, k) - t0).abs(), k)
-
-    best, best_cost = patches, cost(patches)
+    n, _, h, w = patches.shape
     padded = F.pad(patches, (s, s, s, s), mode="replicate")
-    for dy, dx in ((0, s), (0, -s), (s, 0), (-s, 0)):
-        candidate = padded[..., s + dy : s + dy + h, s + dx : s + dx + w]  # the neighbour's vector at each pixel
-        c = cost(candidate)
-        better = c < best_cost  # ties keep the patch's own vector: deterministic
-        best = torch.where(better, candidate, best)
-        best_cost = torch.where(better, c, best_cost)
-    return best
+    shifted = [padded[..., s + dy : s + dy + h, s + dx : s + dx + w] for dy, dx in ((0, s), (0, -s), (s, 0), (-s, 0))]
+    candidates = torch.cat([patches, *shifted])  # (5N, 2, h, w): the patch's own vector first, then its neighbours'
+    r = _warp(i1.repeat(5, 1, 1, 1), candidates)  # all five in one call: 1/5 of the kernel launches
+    cost = _box((r - _box(r, k) - t0.repeat(5, 1, 1, 1)).abs(), k).view(5, n, 1, h, w)
+    best = cost.argmin(0, keepdim=True)  # (1, N, 1, h, w): the first of equal costs, so ties keep the patch's own
+    return candidates.view(5, n, 2, h, w).gather(0, best.expand(1, n, 2, h, w))[0]
 
 
 def _neighbour_sum(x: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,16 @@ The rule (``plan_threads``):
   ops (``GPU_TORCH_THREADS``), OpenCV does the CPU side of decoding and the classical filler's rest; the cores
   left over go to the encoders, which are then the main CPU work (``convert`` at 1080p: three libx264 streams).
 
-Measured on this project's 2-core machine (``bench/bench_threads.py``, results in ``bench/results/threads.json``):
-see that file for the figures; README's "Threads" section quotes them.
+Measured on this project's 2-core machine (``bench/bench_threads.py``, ``bench/results/threads.json``: ``convert`` of
+16 frames of 640x360 on the CPU, DIS and the classical filler). The machine was shared with other work throughout (load
+average 13-17 on its 2 cores), so "quiet" is not quiet: wall time per frame, inherited threads (2) -> one thread ->
+``machine_plan`` (which chose one thread from the load):
+
+- no extra load: 17.4 s -> 6.6 s (2.6x) -> 8.9 s (2.0x); CPU time 4.0 -> 1.3 -> 1.7 s per frame;
+- two more spinning processes: 38.0 s -> 19.0 s (2.0x) -> 16.1 s (2.4x); CPU time 4.6 -> 1.6 -> 1.4 s per frame.
+
+On a quiet 2-core machine the issue saw one thread 1.2x slower than two: there the load average is ~0, and
+``machine_plan`` gives a single stage both cores. Not measured here (no quiet machine was available).
 """
 
 from __future__ import annotations
