@@ -357,7 +357,7 @@ class ConvertConfig:
     clip: ClipConfig = field(default_factory=ClipConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
     stabilise: StabiliseConfig | None = field(default_factory=StabiliseConfig)  # None: no stabilisation
-    flow: str = "auto"  # stage 2's flow: RAFT if its weights are here, else OpenCV DIS
+    flow: str = "auto"  # stage 2's flow: RAFT if its weights are here, else flow.weight_free_flow (ours on CUDA, else DIS)
     matrix: MatrixConfig = field(default_factory=_convert_matrix)
     filler: str = "auto"  # diffusion when zeroscope is here and CUDA is, else classical (svg3d.stages.fill.resolve)
     classical: FillConfig = field(default_factory=FillConfig)  # the classical filler's settings (svg3d.stages.fill.classical)

@@ -191,7 +191,7 @@ class TorchFlow:
     3. Variational refinement (DIS §2.3, OpenCV's ``VariationalRefinement`` less its gradient term: ``_refine``).
 
     The flow of ``finest_level`` (0: full size) is upsampled bilinearly. Every pair of a batch is independent;
-    deterministic on a device (no atomics). The level sizes, the patch and the coarsest level follow OpenCV's.
+    deterministic on a device (no atomics). The coarsest level follows OpenCV's rule.
     """
 
     name = "torch"
