@@ -157,14 +157,21 @@ def _pyramid(img: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """``[img, img / 2, ...]``: ``levels + 1`` images ``(N, 1, h, w)``, each the one before blurred by the binomial
     ``[1, 4, 6, 4, 1] / 16`` (as ``cv2.pyrDown``: fine textures must not alias into false structure at coarse levels)
     and decimated, odd sides rounded up."""
-    kernel = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=img.device, dtype=img.dtype) / 16.0
     out = [img]
     for _ in range(levels):
-        x = F.pad(out[-1], (2, 2, 2, 2), mode="reflect")
-        x = F.conv2d(x, kernel.view(1, 1, 1, 5))  # rows, then columns: separable
-        x = F.conv2d(x, kernel.view(1, 1, 5, 1))
-        out.append(x[..., ::2, ::2])
+        # rows, then columns (separable), as sums of shifted slices: a convolution may run in TF32 on CUDA (cuDNN's
+        # default), a quarter of a grey level off, and the GPU's flow would drift from the CPU's
+        p = F.pad(out[-1], (2, 2, 2, 2), mode="reflect")
+        p = _binomial(_binomial(p, -1), -2)
+        out.append(p[..., ::2, ::2])
     return out
+
+
+def _binomial(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[1, 4, 6, 4, 1] / 16`` along ``dim`` of ``x``, valid part only (4 shorter)."""
+    n = x.shape[dim] - 4
+    t = [x.narrow(dim, i, n) for i in range(5)]
+    return (t[0] + 4 * t[1] + 6 * t[2] + 4 * t[3] + t[4]) / 16
 
 
 def _resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
