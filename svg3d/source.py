@@ -11,8 +11,8 @@ and a container whose index promises more frames than its packets hold (a file c
 before any stage runs. Decoding runs on FFmpeg's frame and slice threads (``threads``), in order;
 ``frames`` keeps a sliding window of recent frames so that stages reading overlapping ranges (a chunk and
 its temporal context) decode each frame once. A range before the window reopens the file and decodes
-from the start (only a resumed run does that). Every decoded frame is counted, so a file that decodes fewer frames than it demuxed fails loudly
-instead of making a shorter video.
+from the start (only a resumed run does that). Every decoded frame is counted, so a file that decodes
+fewer frames than it demuxed fails loudly instead of making a shorter video.
 
 Frames of a folder are its image files in natural order (``io.list_images``: ``2.png`` before
 ``10.png``), read one file per frame; numbered files with numbers missing are used as consecutive
