@@ -206,14 +206,18 @@ def test_raft_groups_of_pairs_change_no_result():
 @pytest.mark.gpu
 def test_torch_flow_on_cuda_matches_the_cpu():
     # The same maths on another device: float32 sums in another order, and the propagation's comparisons may pick
-    # another vector where two fit alike; the flows agree to a small fraction of a pixel nearly everywhere.
-    for camera, src, dst, _, _ in rendered_pairs(("truck", "handheld")):
+    # another vector where two fit alike. The flow is that sensitive on a CPU too: inputs 1e-6 to 1e-4 apart give
+    # flows 0.002-0.011 px apart on average (99th percentile 0.02-0.07 px) and the same EPE to 0.002 px. So: as
+    # far apart as that, with room, and as accurate against the exact flow.
+    for camera, src, dst, truth, valid in rendered_pairs(("truck", "handheld")):
         cpu = TorchFlow()(src, dst)
         gpu = TorchFlow()(src.cuda(), dst.cuda())
         assert gpu.device.type == "cuda" and gpu.dtype == torch.float32
         diff = ((gpu.cpu() - cpu) ** 2).sum(1).sqrt()[0]
-        print(f"{camera}: |cuda - cpu| mean {diff.mean():.4f} px, 99th percentile {diff.quantile(0.99):.4f} px")
-        assert diff.mean() < 0.01 and diff.quantile(0.99) < 0.1
+        epe = [((f[0].cpu() - truth) ** 2).sum(0).sqrt()[valid].mean().item() for f in (cpu, gpu)]
+        print(f"{camera}: |cuda - cpu| mean {diff.mean():.4f} px, 99th pct {diff.quantile(0.99):.4f} px; EPE {epe}")
+        assert diff.mean() < 0.03 and diff.quantile(0.99) < 0.2
+        assert abs(epe[1] - epe[0]) < 0.01
         assert torch.equal(TorchFlow()(src.cuda(), dst.cuda()), gpu)  # deterministic on the device
 
 
