@@ -5,7 +5,8 @@
 
 Stage 1: Depth Anything V2-Small built from its config (random weights: the speed is the same),
 fp16 on CUDA, fp32 on CPU, network input 518 px on the short side. Stage 2: RAFT-large (random
-weights, 32 iterations) and OpenCV DIS; with a CUDA device the DIS run is also timed on the CPU alone.
+weights, 32 iterations), OpenCV DIS and our torch flow (``flow.TorchFlow``); with a CUDA device the DIS run is also
+timed on the CPU alone.
 Frames come from the synthetic scene renderer. Each timing follows one untimed warm-up run.
 """
 
@@ -31,8 +32,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs-per-batch", type=int, default=8, help="flow pairs per RAFT call (default: %(default)s)")
     p.add_argument(
         "--stages",
-        default="depth,raft,dis",
-        help="comma-separated subset of depth,raft,dis (default: %(default)s); without depth, "
+        default="depth,raft,dis,torch",
+        help="comma-separated subset of depth,raft,dis,torch (default: %(default)s); without depth, "
         "stage 2 stabilises the renderer's true disparity",
     )
     return p
@@ -86,15 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     from torchvision.models.optical_flow import raft_large
 
     from svg3d.cli import resolve_device
-    from svg3d.stages.depth import ModelDepth, network_size
-    from svg3d.flow import DISFlow, RaftFlow
+    from svg3d.flow import DISFlow, RaftFlow, TorchFlow
     from svg3d.models import DepthModel, default_dtype
     from svg3d.scene import make_scene, render
+    from svg3d.stages.depth import ModelDepth, network_size
     from svg3d.stages.stabilise import StabiliseConfig, stabilise_disparity
 
     stages = set(args.stages.split(","))
-    if not stages or not stages <= {"depth", "raft", "dis"}:
-        raise SystemExit(f"--stages {args.stages}: expected a comma-separated subset of depth,raft,dis")
+    if not stages or not stages <= {"depth", "raft", "dis", "torch"}:
+        raise SystemExit(f"--stages {args.stages}: expected a comma-separated subset of depth,raft,dis,torch")
     device = resolve_device(args.device)
     torch.manual_seed(0)
     t, h, w = args.frames, args.height, args.width
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(("DIS", DISFlow(), device))
         if device.type == "cuda":
             runs.append(("DIS", DISFlow(), torch.device("cpu")))
+    if "torch" in stages:
+        runs.append(("ours (TorchFlow)", TorchFlow(), device))
     for label, flow, dev in runs:
         seconds = timed(lambda flow=flow, dev=dev: stabilise_disparity(rgb8, d, flow, config, device=dev), dev)
         print(f"stage 2 stabilise  {label} on {dev}: {seconds / t:.4f} s/frame")

@@ -2,11 +2,12 @@
 # The GPU-runs issue's measurements, as named steps, so that one call of the device tool (10 minutes at most)
 # takes several:
 #
-#   bench/gpu_runs.sh machine pytest-eager fill depth stream   # the weight-free path at 1080p, depth V2-S
+#   bench/gpu_runs.sh machine pytest-eager fill depth flow stream   # the weight-free path at 1080p, depth V2-S
 #   bench/gpu_runs.sh denoise unet-call                          # the exact schedule; one UNet call per variant
 #
 # Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
-# nothing), fill (filler speed, 1080p), depth (Depth Anything V2-S, RAFT-large, DIS at 1080p), stream (convert of
+# nothing), fill (filler speed, 1080p), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
+# (bench_flow: EPE and time per pair of our flow on the GPU and DIS on the CPU, 640x360 and 1080p), stream (convert of
 # 240 frames of 1080p, depth model tiny), denoise (bench_denoise: diffusers, ours, ours compiled), unet-call (one
 # call per pass shape: diffusers and ours with each temporal convolution and group norm).
 #
@@ -54,7 +55,10 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         step fill_1080p 80 $PY bench/bench_fill.py --mode speed --device cuda --size 1920x1080 --frames 16 --repeats 3 \
             --json "$OUT/fill_1080p.json"
         ;;
-    depth) step depth_1080p 80 $PY bench/bench_depth_stages.py --device cuda --frames 6 --height 1080 --width 1920 ;;
+    depth) step depth_1080p 100 $PY bench/bench_depth_stages.py --device cuda --frames 6 --height 1080 --width 1920 ;;
+    flow)
+        step flow 150 $PY bench/bench_flow.py --device cuda --batch 8 --repeats 3 --json "$OUT/flow_cuda.json"
+        ;;
     stream)
         step stream_1080p 130 $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda \
             --clips .whl/clips --json "$OUT/stream_1080p.json"
@@ -68,7 +72,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
         ;;
     *)
-        echo "unknown step $name (machine, pytest, pytest-eager, fill, depth, stream, denoise, unet-call)" >&2
+        echo "unknown step $name (machine, pytest, pytest-eager, fill, depth, flow, stream, denoise, unet-call)" >&2
         exit 2
         ;;
     esac

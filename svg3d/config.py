@@ -25,7 +25,7 @@ from .layouts import ANAGLYPHS, DEFAULT_EXPORTS, EXPORTS
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"  # Apache-2.0; the paper used v1 ViT-L
 ZEROSCOPE = "cerspense/zeroscope_v2_576w"  # the paper's video model
-FLOW_CHOICES = ("auto", "raft", "raft_small", "dis")
+FLOW_CHOICES = ("auto", "raft", "raft_small", "dis", "torch")  # dis: OpenCV's, on the CPU; torch: ours, on any device
 RAFT_ITERATIONS = 32  # the reference calls RAFT with iters=32 (torchvision's default is 12)
 FILLER_CHOICES = ("auto", "classical", "diffusion", "telea", "previous")  # "auto" + svg3d.stages.fill.REGISTRY, kept light here
 DEPTH_RANGE_CHOICES = ("shot", "clip")
@@ -127,6 +127,44 @@ class StabiliseConfig:
     @property
     def half_window(self) -> int:
         return self.window_size // 2
+
+
+@dataclass(frozen=True)
+class TorchFlowConfig:
+    """Our own flow (``flow.TorchFlow``); defaults are OpenCV DIS's MEDIUM preset where it has the setting."""
+
+    patch_size: int = 9  # px, odd: DIS MEDIUM's 8, made odd so that a pixel's patch is centred on it
+    # pyramid level the flow is computed at, then upsampled: 0 = full size. DIS MEDIUM stops at 1 (half size), where
+    # ours is ~5x faster and less accurate on the rendered scenes (bench_flow, 320x180: mean EPE 0.196 px, not 0.175)
+    finest_level: int = 0
+    # Gauss-Newton steps of the inverse search per level, each after a spatial propagation: DIS MEDIUM does 25; with
+    # a propagation before every step (DIS: one per patch) 10 are as accurate on the rendered scenes (25: 0.193 px)
+    descent_iterations: int = 10
+    # added to the diagonal of the patch Hessian (a mean over the patch, grey levels^2 per px): damped Gauss-Newton
+    # steps, as a gradient of ~30 grey levels/px; patches with little texture or only an edge (aperture) keep the
+    # coarser level's flow. Mean EPE on the rendered scenes at 320x180 (bench_flow): 100 -> 0.20 px, 1000 -> 0.175
+    # (1 -> 0.55, 1e4 as 1000, before the propagation and at half size)
+    hessian_eps: float = 1000.0
+    refine_iterations: int = 5  # fixed-point steps of the variational refinement per level: DIS MEDIUM's
+    sor_iterations: int = 5  # red-black SOR sweeps per fixed-point step: OpenCV's VariationalRefinement's
+    omega: float = 1.6  # SOR over-relaxation: OpenCV's
+    # smoothness weight (grey levels in [0, 255]): DIS MEDIUM's is 20; 40 is 0.01 px better on the rendered scenes,
+    # whose surfaces are smooth (real footage has more motion edges: no more than that)
+    alpha: float = 40.0
+    delta: float = 5.0  # brightness constancy weight: DIS MEDIUM's (its gradient constancy term is left out: flow._refine)
+
+    def __post_init__(self) -> None:
+        _check([
+            (self.patch_size >= 3 and self.patch_size % 2 == 1, "patch_size", f"{self.patch_size}: must be odd and >= 3"),
+            (self.finest_level >= 0, "finest_level", f"{self.finest_level}: must be >= 0"),
+            (self.descent_iterations >= 0, "descent_iterations", f"{self.descent_iterations}: must be >= 0"),
+            (self.hessian_eps > 0, "hessian_eps", f"{self.hessian_eps}: must be > 0"),
+            (self.refine_iterations >= 0, "refine_iterations", f"{self.refine_iterations}: must be >= 0"),
+            (self.sor_iterations >= 1, "sor_iterations", f"{self.sor_iterations}: must be >= 1"),
+            (0 < self.omega < 2, "omega", f"{self.omega}: must be in (0, 2)"),
+            (self.alpha >= 0, "alpha", f"{self.alpha}: must be >= 0"),
+            (self.delta >= 0, "delta", f"{self.delta}: must be >= 0"),
+        ])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -357,7 +395,7 @@ class ConvertConfig:
     clip: ClipConfig = field(default_factory=ClipConfig)
     depth: DepthConfig = field(default_factory=DepthConfig)
     stabilise: StabiliseConfig | None = field(default_factory=StabiliseConfig)  # None: no stabilisation
-    flow: str = "auto"  # stage 2's flow: RAFT if its weights are here, else OpenCV DIS
+    flow: str = "auto"  # stage 2's flow: RAFT if its weights are here, else flow.weight_free_flow (ours on CUDA, else DIS)
     matrix: MatrixConfig = field(default_factory=_convert_matrix)
     filler: str = "auto"  # diffusion when zeroscope is here and CUDA is, else classical (svg3d.stages.fill.resolve)
     classical: FillConfig = field(default_factory=FillConfig)  # the classical filler's settings (svg3d.stages.fill.classical)

@@ -393,3 +393,35 @@ def _render_frame(scene: Scene, baseline: float, t: int, device: torch.device) -
         rgb[idx] = colour * shade[:, None]
     rgb = rgb.clamp(0, 1).reshape(h, w, 3).permute(2, 0, 1)  # H W 3 -> 3 H W
     return rgb, z.reshape(h, w)
+
+
+def true_flow(
+    scene: Scene, depth: torch.Tensor, t: int, s: int, *, depth_s: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact optical flow from frame ``t`` to frame ``s`` of a scene whose objects do not move (``static``).
+
+    depth: float32 ``(H, W)`` metric depth of frame ``t`` (``render``). Returns flow float32 ``(2, H, W)`` in
+    pixels (``flow`` module's convention: pixel ``(u, v)`` of ``t`` shows what ``s`` shows at ``(u, v) + flow``)
+    and ``valid`` bool ``(H, W)``: the point lands inside frame ``s`` and, when ``depth_s (H, W)`` (frame ``s``'s
+    depth) is given, is seen there (not occluded: the depth ``s`` has where it lands agrees within 1 %).
+    """
+    if np.any(scene.box_velocity) or np.any(scene.sphere_velocity):
+        raise ValueError("true_flow: the scene's objects move; make it with static=True")
+    h, w = depth.shape
+    f32 = dict(dtype=torch.float32, device=depth.device)
+    v, u = torch.meshgrid(torch.arange(h, **f32), torch.arange(w, **f32), indexing="ij")
+    rays = torch.stack([(u - 0.5 * w) / scene.focal, (v - 0.5 * h) / scene.focal, torch.ones_like(u)], -1)  # unit z
+    cam_t = rays * depth[..., None]  # (H, W, 3) camera coordinates in frame t
+    (rt, ct), (rs, cs) = _pose(scene, t), _pose(scene, s)
+    world = cam_t @ torch.tensor(rt.T, **f32) + torch.tensor(ct, **f32)  # (H, W, 3): x_world = R_t x_cam + c_t
+    cam_s = (world - torch.tensor(cs, **f32)) @ torch.tensor(rs, **f32)  # x_cam = R_s^T (x_world - c_s)
+    z = cam_s[..., 2]
+    us = scene.focal * cam_s[..., 0] / z + 0.5 * w
+    vs = scene.focal * cam_s[..., 1] / z + 0.5 * h
+    flow = torch.stack([us - u, vs - v])
+    valid = (z > 0) & (depth < 1e3) & (us >= 0) & (us <= w - 1) & (vs >= 0) & (vs <= h - 1)
+    if depth_s is not None:
+        grid = torch.stack([us / max(w - 1, 1) * 2 - 1, vs / max(h - 1, 1) * 2 - 1], -1)[None]  # align_corners=True
+        seen = F.grid_sample(depth_s[None, None], grid, mode="nearest", align_corners=True)[0, 0]
+        valid &= (seen - z).abs() <= 0.01 * z
+    return flow, valid

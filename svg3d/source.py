@@ -8,11 +8,11 @@ A video's frames are converted to RGB with its own colour matrix and range (``co
 an HDR video is refused at the probe (``colour.check_colour``). A video is probed by demuxing every packet (no decoding: a fraction of a second per minute of video)
 and decoding its first frame: the packet count is the frame count the stages plan their chunks with,
 and a container whose index promises more frames than its packets hold (a file cut short) is refused
-before any stage runs. Decoding is sequential; ``frames`` keeps a sliding window of recent frames so
-that stages reading overlapping ranges (a chunk and its temporal context) decode each frame once. A
-range before the window reopens the file and decodes from the start (only a resumed run does that).
-Every decoded frame is counted, so a file that decodes fewer frames than it demuxed fails loudly
-instead of making a shorter video.
+before any stage runs. Decoding runs on FFmpeg's frame and slice threads (``threads``), in order;
+``frames`` keeps a sliding window of recent frames so that stages reading overlapping ranges (a chunk and
+its temporal context) decode each frame once. A range before the window reopens the file and decodes
+from the start (only a resumed run does that). Every decoded frame is counted, so a file that decodes
+fewer frames than it demuxed fails loudly instead of making a shorter video.
 
 Frames of a folder are its image files in natural order (``io.list_images``: ``2.png`` before
 ``10.png``), read one file per frame; numbered files with numbers missing are used as consecutive
@@ -82,9 +82,12 @@ class SourceInfo:
 class Source:
     """Frames of a probed input by index range (module docstring). Not thread-safe."""
 
-    def __init__(self, info: SourceInfo, *, window: int = 64, files: tuple[Path, ...] | None = None) -> None:
+    def __init__(
+        self, info: SourceInfo, *, window: int = 64, files: tuple[Path, ...] | None = None, threads: int = 0
+    ) -> None:
         self.info = info
         self.window = window  # frames kept decoded behind the newest one
+        self.threads = threads  # decoder threads (FFmpeg's frame and slice threads); 0: FFmpeg's choice, one per core
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._decoder: Iterator[np.ndarray] | None = None
         self._next = 0  # index (in the range) of the frame the decoder yields next
@@ -151,7 +154,9 @@ class Source:
         try:
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
+                # frame and slice threads (FFmpeg's "AUTO"): the same frames as one thread, in the same order (tested)
                 stream.thread_type = "AUTO"
+                stream.codec_context.thread_count = self.threads
                 for index, frame in enumerate(container.decode(stream)):
                     if index < info.start:
                         continue
@@ -177,13 +182,15 @@ def open_source(
     suffix: str | None = None,
     window: int = 64,
     fps: float | None = None,
+    threads: int = 0,
 ) -> Source:
     """Probe ``path`` (a video file, or a folder of frames / a clip folder with ``images/``) and select a range.
 
     ``start``: first frame; ``count``: frames from there (None = to the end); ``size``: (H, W) to resize
     to (area interpolation; None = as stored). ``fps``: a folder's frame rate (None: its ``fps.txt``, else
     ``io.DEFAULT_FPS``). ``suffix``: a folder's frames with this suffix only (the seed's
-    ``--file_suffix``). ``InputError`` (naming the parameter or the file) for a
+    ``--file_suffix``). ``threads``: a video's decoder threads (``threads.ThreadPlan.decoder``; 0 = FFmpeg's choice).
+    ``InputError`` (naming the parameter or the file) for a
     missing path, an unreadable input, a range outside the clip, or a video smaller than ``MIN_SIDE``.
     """
     path = Path(path)
@@ -237,7 +244,7 @@ def open_source(
         variable_rate=info.get("vfr", False),
         colour=info.get("colour"),
     )
-    return Source(result, window=window, files=info.get("files"))
+    return Source(result, window=window, files=info.get("files"), threads=threads)
 
 
 def frame_files(path: Path, suffix: str | None = None) -> list[Path]:

@@ -111,6 +111,18 @@ def test_prediction_shape_range_and_batch_independence(tiny_model_dir):
     np.testing.assert_allclose(one_by_one, together, rtol=0, atol=network_atol(together))
 
 
+def test_model_depth_on_cpu_is_the_float32_prediction(tiny_model_dir):
+    # The CPU path is unchanged by the GPU's (uint8 frames to the device once, maps back once): the same float32
+    # maths as predict_disparity on the frames in [0, 1], to the bit when the batch is the same.
+    model = load_depth_model(str(tiny_model_dir), device=CPU)
+    frames = np.random.default_rng(3).integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
+    rgb = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255  # (T, H, W, 3) uint8 -> (T, 3, H, W) [0, 1]
+    expected = predict_disparity(model, rgb, size=(20, 30)).numpy()
+    got = ModelDepth(model, batch_size=3)(frames, 0, (20, 30))
+    assert got.dtype == np.float32 and got.shape == (3, 20, 30)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_depth_stage_cli_writes_npy_and_previews(tiny_model_dir, tmp_path, capsys):
     frames = write_frames(tmp_path / "clip" / "images")
     out = tmp_path / "clip" / "depths"
@@ -189,3 +201,18 @@ def test_fp16_on_cuda_matches_cpu(tiny_model_dir):
     assert model.dtype == torch.float16
     gpu = ModelDepth(model)(frames, 0, (48, 64))
     np.testing.assert_allclose(gpu, cpu, atol=0.05 * cpu.max())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("h, w", [(1080, 1920), (270, 480)])  # shrunk (antialiased) and enlarged to 518 px
+def test_preprocess_on_cuda_matches_cpu(h, w):
+    # The resize to multiples of 14 and the normalisation run on the GPU in float32: the same numbers as on a CPU
+    # up to float32 rounding (bicubic weights summed in another order), on a scale of values in about [-2.1, 2.7].
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    frames = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (2, h, w, 3), dtype=np.uint8))
+    frames = frames.permute(0, 3, 1, 2).float() / 255.0
+    size = network_size(h, w)
+    cpu = preprocess(frames, size, mean=mean, std=std)
+    gpu = preprocess(frames.cuda(), size, mean=mean, std=std)
+    assert gpu.device.type == "cuda" and gpu.shape == cpu.shape == (2, 3, *size)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-4)

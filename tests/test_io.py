@@ -9,7 +9,7 @@ import pytest
 
 from svg3d import io
 from svg3d.checks import InputError
-from svg3d.source import read_clip
+from svg3d.source import open_source, read_clip
 
 
 def write_frames(folder: Path, count: int, h: int = 16, w: int = 24, suffix: str = ".png") -> np.ndarray:
@@ -39,6 +39,22 @@ def test_video_round_trip_keeps_fps_and_frames(tmp_path):
     assert clip.frames.shape == frames.shape and clip.fps == pytest.approx(12.5)
     assert np.abs(clip.frames.astype(int) - frames).mean() < 3
     assert not clip.has_audio
+
+
+def test_threaded_decoding_gives_the_same_frames(tmp_path):
+    # FFmpeg's frame threads decode several frames at once and hand them back in order: the frames of a clip with
+    # B-frames (libx264's defaults) are those of one thread, bit for bit, whole and from the middle
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (36, 52, 3)).astype(np.float64)
+    frames = np.stack([np.roll(base, (t, 2 * t), axis=(0, 1)) + 3 * t for t in range(24)]).clip(0, 255).astype(np.uint8)
+    io.write_video(tmp_path / "v.mp4", frames, 24.0)
+    one = open_source(tmp_path / "v.mp4", threads=1)
+    for threads in (0, 2, 4):
+        source = open_source(tmp_path / "v.mp4", threads=threads)
+        assert source.threads == threads
+        assert np.array_equal(source.frames(0, 24), one.frames(0, 24))
+        middle = open_source(tmp_path / "v.mp4", start=7, threads=threads).frames(0, 10)
+        assert np.array_equal(middle, one.frames(7, 17))
 
 
 @pytest.mark.parametrize("degrees", [90, -90, 180])

@@ -49,7 +49,7 @@ def test_every_convert_flag_is_a_control_with_the_parsers_default():
     assert {c.option for c in specs} == flags - {"--work-dir", "--progress-log", "--depth-from", "--quiet"}
     by_dest = {c.dest: c for c in specs}
     assert by_dest["strength"].group == "3D effect" and by_dest["exports"].group == "outputs"
-    assert by_dest["flow"].default == parser.get_default("flow") and by_dest["flow"].choices == ("auto", "raft", "raft_small", "dis")
+    assert by_dest["flow"].default == parser.get_default("flow") and by_dest["flow"].choices == ("auto", "raft", "raft_small", "dis", "torch")
     assert by_dest["exports"].default == ("sbs", "hsbs", "anaglyph")
     assert by_dest["stabilise"].kind == "toggle" and by_dest["stabilise"].option == "--stabilise"
     # every control at its default gives no flag; a changed one gives exactly its flag, which the parser reads back

@@ -1,0 +1,63 @@
+"""Thread counts from the machine and the stages at once (svg3d.threads): no pool beyond its share of the cores."""
+
+from __future__ import annotations
+
+import cv2
+import pytest
+import torch
+
+from svg3d import threads
+from svg3d.threads import ThreadPlan, free_cpus, plan_threads
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 16, 64])
+@pytest.mark.parametrize("stages", [1, 2, 3])
+def test_cpu_plans_never_oversubscribe(cpus, stages):
+    plan = plan_threads(cpus, stages, "cpu")
+    assert min(plan.torch, plan.opencv, plan.decoder, plan.encoder) >= 1
+    # a stage runs torch, OpenCV and its encoders one after the other: each pool within the stage's share
+    if cpus >= stages:
+        assert stages * max(plan.torch, plan.opencv, plan.decoder, plan.encoder) <= cpus
+    else:  # fewer cores than stages: one thread each, the least there is
+        assert plan.torch == plan.opencv == plan.encoder == 1
+
+
+def test_plans_for_the_issues_machines():
+    # the 2-core machine: one stage takes both cores; three stages at once get one thread each
+    assert (plan_threads(2, 1, "cpu").torch, plan_threads(2, 3, "cpu").torch) == (2, 1)
+    # one H100 host, 16 cores, 3 stages: torch launches kernels with 2 threads per stage, the encoders get the rest
+    gpu = plan_threads(16, 3, "cuda:0", encoders=3)
+    assert gpu.device == "cuda" and gpu.torch == 2 and gpu.opencv == 5
+    assert gpu.encoder == (16 - 2 * 2) // 3
+    assert "3 stages at once" in gpu.describe()
+
+
+def test_free_cpus_subtracts_the_load():
+    assert free_cpus(2, 0.0) == 2
+    assert free_cpus(2, 0.4) == 2  # a little background activity is not a taken core
+    assert free_cpus(2, 0.6) == 1
+    assert free_cpus(2, 9.0) == 1  # a busy machine: one thread, so nothing spins against the others
+    assert free_cpus(16, 3.2) == 13
+    assert free_cpus(4, -1.0) == 4
+
+
+def test_bad_plans_are_refused():
+    with pytest.raises(ValueError, match="concurrent_stages"):
+        plan_threads(2, 0)
+
+
+def test_available_cpus_is_the_affinity():
+    import os
+
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert threads.available_cpus() == expected
+
+
+def test_apply_sets_torch_and_opencv():
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        threads.apply(ThreadPlan(torch=1, opencv=1, decoder=1, encoder=1, cpus=1, concurrent_stages=1, device="cpu"))
+        assert torch.get_num_threads() == 1 and cv2.getNumThreads() == 1
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
