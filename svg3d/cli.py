@@ -375,6 +375,7 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     r = c.add_argument_group("run")
     r.add_argument("--chunk-frames", type=int, default=default(conv, "chunk_frames"), help="frames per chunk of every stage: memory is bounded by it (default: %(default)s)")
     r.add_argument("--clean-work", action="store_true", help="after the exports, delete the stages' bulky files (a later run recomputes what it needs)")
+    r.add_argument("--threads", type=int, default=None, help="cores to plan threads for (torch, OpenCV, decoding); on a machine busy with other work, fewer (default: every core this process may use)")
     r.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N (default: auto)")
     r.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
     r.add_argument("--progress-log", type=Path, default=None, help="also append progress as JSON lines to this file (for programs watching the run)")
@@ -505,4 +506,5 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         ),
         chunk_frames=args.chunk_frames,
         clean_work=args.clean_work,
+        threads=args.threads,
     )

@@ -408,12 +408,16 @@ class ConvertConfig:
     # Stages overlap: chunk i of a stage is computed while the stage before it computes chunk i+1 (work.Runner);
     # False runs them one after another. The outputs are the same bytes either way (tested).
     overlap: bool = True
+    # Cores the run plans its threads for (svg3d.threads); None: those this process may run on. Not the load of the
+    # moment: the counts must be the same when a run resumes, or float sums could round otherwise.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         _check([
             (self.flow in FLOW_CHOICES, "flow", f"{self.flow}: expected one of {', '.join(FLOW_CHOICES)}"),
             (self.filler in FILLER_CHOICES, "fill", f"{self.filler}: expected one of {', '.join(FILLER_CHOICES)}"),
             (self.chunk_frames >= 1, "chunk_frames", f"{self.chunk_frames}: must be >= 1"),
+            (self.threads is None or self.threads >= 1, "threads", f"{self.threads}: must be >= 1 (cores)"),
         ])  # fmt: skip
 
 

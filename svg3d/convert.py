@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import camera, models, work
+from . import camera, models, threads, work
 from .checks import InputError
 from .config import ConvertConfig
 from .source import stem_of
@@ -151,6 +151,10 @@ def convert(
 
         runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=config.overlap, finished=clip.done)
         todo = runner.todo("export")
+        # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts
+        thread_plan = threads.plan_threads(config.threads or threads.available_cpus(), len(stages) if config.overlap else 1, device.type)
+        threads.apply(thread_plan)
+        clip.decoder_threads(thread_plan.decoder)
         for stage in stages:  # fail now, not after hours of earlier stages
             if stage.name in todo:
                 stage.check()

@@ -52,6 +52,10 @@ class Clip:
         """Frames ``a .. b-1`` ``uint8 (n, H, W, 3)`` for a caller that is no registered reader (checks, previews)."""
         return self.reader("")(a, b)
 
+    def decoder_threads(self, n: int) -> None:
+        """Decode with ``n`` threads (``threads.ThreadPlan.decoder``), from the next decoder started on."""
+        self._source.threads = n
+
     def register(self, name: str, first: int) -> None:
         """``name`` will read from frame ``first`` on: frames from there are kept for it."""
         with self._lock:
@@ -97,6 +101,7 @@ class Clip:
         # behind the shared decoder, or a caller outside the pipeline: a decoder of this reader's own
         if not private:
             private.append(self._reopen() if self._reopen is not None else self._source)
+            private[0].threads = self._source.threads
         return private[0].frames(a, b)
 
     def _ahead_of_decoder(self, a: int, b: int) -> bool:
