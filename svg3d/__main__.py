@@ -171,6 +171,7 @@ def create_parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 serves every interface (default: %(default)s, this machine only)")
     u.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
     u.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, help="largest upload accepted, MB; larger ones are refused as they arrive (default: %(default)s)")
+    u.add_argument("--models-dir", type=Path, action="append", default=[], help="a folder of depth models (saved with save_pretrained, or folders of them) the page offers besides those in the Hugging Face cache; repeatable")
     u.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return p
 
@@ -299,7 +300,7 @@ def _ui(args: argparse.Namespace) -> None:
         from svg3d.checks import InputError
 
         raise InputError(f"--port {args.port}: must be in 0..65535")
-    ui.serve(args.jobs_dir, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, block=True)
+    ui.serve(args.jobs_dir, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, models_dirs=args.models_dir, block=True)
 
 
 if __name__ == "__main__":

@@ -42,20 +42,30 @@ LIMIT_MB = 2  # the depth zip of the short clip is ~0.9 MB
 # settings: the convert parser as controls
 
 
-def test_every_convert_flag_is_a_control_with_the_parsers_default():
+def test_every_convert_flag_is_a_control_with_a_plain_label_and_the_parsers_default():
     parser = jobs.convert_parser()
     flags = {o for a in parser._actions for o in a.option_strings if not o.startswith("--no-")}
     specs = ui.controls()
-    assert {c.option for c in specs} == flags - {"--work-dir", "--progress-log", "--depth-from", "--quiet"}
+    assert {c.option for c in specs} == flags - {"--work-dir", "--progress-log", "--depth-from", "--depth-model", "--quiet"}
+    # the 3D controls first, in the page's order, then the clip trimming, then the rest
+    assert [c.dest for c in specs[: len(ui.MAIN)]] == list(ui.MAIN) and {c.section for c in specs[: len(ui.MAIN)]} == {ui.MAIN_TITLE}
+    titles = ui.section_titles(specs)
+    assert titles[:2] == [ui.MAIN_TITLE, ui.SECTIONS["clip"]] and len(titles) == len(set(titles))
+    # people read labels, not flags; the flag is in the info line
+    for c in specs:
+        assert c.label and "--" not in c.label and c.label != c.dest, c
     by_dest = {c.dest: c for c in specs}
-    assert by_dest["strength"].group == "3D effect" and by_dest["exports"].group == "outputs"
+    assert by_dest["strength"].section == ui.MAIN_TITLE and by_dest["exports"].section == ui.SECTIONS["outputs"]
     assert by_dest["flow"].default == parser.get_default("flow") and by_dest["flow"].choices == ("auto", "raft", "raft_small", "dis")
     assert by_dest["exports"].default == ("sbs", "hsbs", "anaglyph")
     assert by_dest["stabilise"].kind == "toggle" and by_dest["stabilise"].option == "--stabilise"
+    # the sliders start at the value convert takes without the flag, so they give no flag there
+    assert (by_dest["strength"].kind, by_dest["strength"].default) == ("slider", jobs.parse_flags([]).matrix.strength)
+    assert by_dest["convergence"].default == jobs.parse_flags([]).matrix.convergence
     # every control at its default gives no flag; a changed one gives exactly its flag, which the parser reads back
     defaults = [c.default for c in specs]
     assert ui.flags_of(specs, defaults) == []
-    changed = {"strength": "4.5", "num_frames": "6", "stabilise": False, "layout": "right2left", "exports": ["sbs", "depth"],
+    changed = {"strength": 4.5, "num_frames": "6", "stabilise": False, "layout": "right2left", "exports": ["sbs", "depth"],
                "chunk_frames": 4.0, "metric_depth": False}  # fmt: skip
     values = [changed.get(c.dest, c.default) for c in specs]
     flags = ui.flags_of(specs, values)
@@ -64,18 +74,21 @@ def test_every_convert_flag_is_a_control_with_the_parsers_default():
     config = jobs.parse_flags(flags)
     assert config.matrix.strength == 4.5 and config.clip.num_frames == 6 and config.stabilise is None
     assert config.exports.exports == ("sbs", "depth") and config.chunk_frames == 4
-    with pytest.raises(InputError, match=r"--num-frames 'six': not a number"):
-        ui.flags_of(specs, [{"num_frames": "six"}.get(c.dest, c.default) for c in specs])
+    for bad, message in (("six", "not a number"), ("nan", "not a finite number"), ("inf", "not a finite number")):
+        with pytest.raises(InputError, match=rf"--num-frames '{bad}': {message}"):
+            ui.flags_of(specs, [{"num_frames": bad}.get(c.dest, c.default) for c in specs])
 
 
-def test_flag_checks_are_the_clis_and_land_in_the_group_of_their_flag():
-    groups = jobs.flag_groups()
+def test_flag_checks_are_the_clis_and_land_in_the_section_of_their_flag():
+    specs = ui.controls()
+    groups = ui.flag_sections(specs)
     cases = [
-        (["--strength", "3", "--baseline", "0.1"], "--strength and --baseline both set the 3D effect", "3D effect"),
-        (["--num-views", "1"], "--num-views 1: need at least 2", "views"),
-        (["--width", "64"], "--width and --height go together", "clip"),
-        (["--fill", "magic"], "argument --fill: invalid choice", "hole filling"),
-        (["--exports", "sbs,nonsense"], "nonsense", "outputs"),
+        (["--strength", "3", "--baseline", "0.1"], "--strength and --baseline both set the 3D effect", ui.MAIN_TITLE),
+        (["--num-views", "1"], "--num-views 1: need at least 2", ui.SECTIONS["views"]),
+        (["--width", "64"], "--width and --height go together", ui.SECTIONS["clip"]),
+        (["--fill", "magic"], "argument --fill: invalid choice", ui.MAIN_TITLE),
+        (["--exports", "sbs,nonsense"], "nonsense", ui.SECTIONS["outputs"]),
+        (["--near", "0.5", "--far", "0.2"], "--near", ui.SECTIONS["3D effect"]),
     ]
     for flags, message, group in cases:
         with pytest.raises(InputError) as e:
@@ -90,6 +103,21 @@ def test_flag_checks_are_the_clis_and_land_in_the_group_of_their_flag():
         with pytest.raises(InputError, match="hub id"):
             jobs.parse_flags(["--depth-model", model])
     assert jobs.parse_flags(["--depth-model", "depth-anything/Depth-Anything-V2-Base-hf"]).depth.model.endswith("Base-hf")
+
+
+def test_max_upload_mb_must_be_a_finite_positive_number(tmp_path):
+    assert ui.check_max_upload_mb("1.5") == 1.5 and ui.check_max_upload_mb(2048) == 2048
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for value in ("-1", "-inf", "0", "1e-9", "many"):
+        with pytest.raises(InputError, match="max_upload_mb"):
+            ui.check_max_upload_mb(value)
+    for value in ("nan", "inf"):  # through the command, as a user types them (each start imports torch: ~3 s)
+        jobs_dir = tmp_path / f"jobs-{value}"
+        done = subprocess.run([sys.executable, "-m", "svg3d", "ui", "--jobs-dir", str(jobs_dir), f"--max-upload-mb={value}"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2, (value, done.stderr)
+        assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith("error: --max-upload-mb "), done.stderr
+        assert "must be a finite number of megabytes > 0" in done.stderr and not jobs_dir.exists()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,6 +186,60 @@ def test_read_progress_counts_this_runs_rate(tmp_path):
     assert (second.stage, second.done, second.total) == ("filled", 7, 10) and second.eta == pytest.approx(1.0)
     assert jobs.read_progress(log, since=0.0)[1].eta == pytest.approx(3 / ((7 - 0) / 100.0))
     assert jobs.read_progress(tmp_path / "missing.jsonl") == []
+
+
+def test_overall_progress_counts_every_stage_and_estimates_those_to_come():
+    S = jobs.StageProgress
+    expected = jobs.expected_stages([])
+    assert expected == ("depth", "stabilised", "filled", "export") and jobs.expected_stages(["--no-stabilise"]) == ("depth", "filled", "export")
+    # depth done; stabilised at 4 of 10 frames, 2 frames/s: 3 s left, and 5 s for each stage to come (0.5 s a frame)
+    stages = [S("depth", 10, 10, 0.0, 5.0), S("stabilised", 4, 10, 3.0, 2.0)]
+    o = jobs.overall_progress(stages, expected)
+    assert (o.stage, o.stages, o.done, o.total) == (2, 4, 14, 40)
+    assert o.eta == pytest.approx(3.0 + 2 * 10 * (1 / 5.0 + 1 / 2.0) / 2)
+    assert jobs.overall_progress([S("depth", 2, 10, None, None)], expected).eta is None  # no rate yet: unknown
+    # a filler's own pre-pass joins where it starts; all done: the last stage, nothing left
+    done = [S(n, 10, 10, 0.0, 1.0) for n in ("depth", "stabilised", "denoised", "filled", "export")]
+    o = jobs.overall_progress(done, expected)
+    assert (o.stage, o.stages, o.done, o.total, o.eta) == (5, 5, 50, 50, 0.0)
+
+
+def test_preview_is_the_pair_convert_makes_of_that_frame(tmp_path):
+    """The preview's pair equals, pixel for pixel, the eyes convert writes for a one-frame clip with the same
+    settings and depth (the same warp and fill code); a filler that is not quick is previewed by classical."""
+    from dataclasses import replace
+
+    from svg3d import convert, preview
+
+    _, depth_dir, frames = rendered_clip(tmp_path / "clip", frames=1, height=64, width=96, audio=False)
+    io.write_image(tmp_path / "frames" / "00000.png", frames[0])
+    disparity = io.read_depth(depth_dir / "00000.npy")
+    for flags in (["--fill", "classical", "--strength", "4"], ["--fill", "telea", "--convergence", "0.2", "--layout", "right2left"]):
+        config = jobs.parse_flags([*flags, "--no-stabilise", "--exports", "eyes_png", "--no-preview"])
+        result = convert.convert(tmp_path / "frames", tmp_path / "out", replace(config, depth=replace(config.depth, depth_from=depth_dir)))
+        eyes = result.exports["eyes_png"]
+        pair = preview.stereo_pair(frames[0], disparity, config)
+        assert pair.filler == config.filler and 0 < pair.holes < 0.5
+        np.testing.assert_array_equal(pair.left, io.read_image(eyes / "left" / "000000.png"), err_msg=str(flags))
+        np.testing.assert_array_equal(pair.right, io.read_image(eyes / "right" / "000000.png"), err_msg=str(flags))
+        input_eye = pair.right if "right2left" in flags else pair.left
+        np.testing.assert_array_equal(input_eye, frames[0])
+    # stronger effect, more to fill; diffusion (minutes) is previewed with the classical filler
+    weak, strong = (preview.stereo_pair(frames[0], disparity, jobs.parse_flags(["--strength", s])) for s in ("1", "6"))
+    assert strong.holes > 2 * weak.holes
+    assert preview.stereo_pair(frames[0], disparity, jobs.parse_flags(["--fill", "diffusion"])).filler == "classical"
+    sbs = preview.side_by_side(strong)
+    assert sbs.shape == (64, 192, 3) and (sbs[:, :96] == strong.left).all() and (sbs[:, 96:] == strong.right).all()
+    gif = preview.write_wiggle(tmp_path / "w.gif", strong)
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.n_frames == 2 and im.size == (96, 64) and im.info["loop"] == 0
+    # the cache: a key is computed once
+    cache = preview.Previewer(cache_frames=2)
+    for key in ("a", "a", "b", "a", "c", "b"):
+        cache.get((key,), lambda k=key: np.array(k))
+    assert cache.computed == 4  # a, b, c, then b again (pushed out by c; "a" was used more recently)
 
 
 @pytest.fixture(scope="module")
