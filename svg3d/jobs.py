@@ -519,13 +519,13 @@ class JobQueue:
         from .__main__ import FLAGS
 
         config = parse_flags(flags)
+        if demo == (upload is not None):
+            raise InputError("give a video (or a zip of frames) or choose the demo clip" if not demo else
+                             "the demo clip or an upload: choose one")  # fmt: skip
         if depth_model is not None and (depth_zip is not None or any(_flag_name(f) == "--depth-model" for f in flags)):
             raise InputError("the depth model is chosen twice: give one depth source")
         if depth_zip is None and not (demo and depth_model is None):
             check_depth_model(depth_model or config.depth.model)
-        if demo == (upload is not None):
-            raise InputError("give a video (or a zip of frames) or choose the demo clip" if not demo else
-                             "the demo clip or an upload: choose one")  # fmt: skip
         for what, path in (("upload", upload), ("depth maps", depth_zip)):
             if path is not None and not (Path(path).is_file() and inside(path, self.root)):
                 raise InputError(f"{what}: not a file uploaded to this server")

@@ -800,7 +800,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[s
                 message = gr.Markdown("", elem_id="svg3d-message")
             with gr.Column(scale=3):
                 with gr.Group(elem_id="svg3d-preview"):
-                    frame_pick = gr.Slider(0, 1, step=1, value=0, label="Preview frame", elem_id="svg3d-preview-frame")
+                    frame_pick = gr.Slider(0, 1, step=1, value=0, label="Frame to preview (of the input)", elem_id="svg3d-preview-frame")
                     with gr.Tabs():
                         with gr.Tab("Anaglyph", elem_id="svg3d-tab-anaglyph"):
                             pv_anaglyph = gr.Image(label="Preview: anaglyph (red/cyan glasses)", interactive=False, elem_id="svg3d-preview-anaglyph")
@@ -849,7 +849,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[s
         preview_out = [pv_anaglyph, pv_sbs, pv_wiggle, pv_depth, pv_message]
         gr.on([source.change, upload.change], input_changed, [source, upload], frame_pick, **private).then(
             show_preview, preview_in, preview_out, concurrency_limit=1, concurrency_id="preview", **private)  # fmt: skip
-        gr.on([frame_pick.release, depth_dd.change, depth_zip.change, *[c.change for c in inputs]], show_preview, preview_in,
+        gr.on([frame_pick.change, depth_dd.change, depth_zip.change, *[c.change for c in inputs]], show_preview, preview_in,
               preview_out, trigger_mode="always_last", concurrency_limit=1, concurrency_id="preview", **private)  # fmt: skip
         results = [video, anaglyph, depth_img, view_slider, frame_slider, view_img, files, cancel_btn, resume_btn, download_btn]
         poll = [status_md, progress, *results, shown]

@@ -353,7 +353,9 @@ class Server:
         self.jobs_dir, self.port = jobs_dir, _free_port()
         self.url = f"http://{host}:{self.port}/"
         self.log = jobs_dir.parent / f"server-{self.port}.log"
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
+        # offline, with an empty Hugging Face cache: the hub's depth models are missing, the tiny one of --models-dir is here
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False",
+               "HF_HUB_OFFLINE": "1", "HF_HOME": str(jobs_dir.parent / "hf")}  # fmt: skip
         argv = [*wrapper, sys.executable, "-m", "svg3d", "ui", "--jobs-dir", str(jobs_dir), "--port", str(self.port),
                 "--max-upload-mb", str(LIMIT_MB), *extra]  # fmt: skip
         with open(self.log, "wb") as log:
@@ -384,9 +386,16 @@ class Server:
                 self.proc.wait()
 
 
+TINY_DEPTH = "tiny-depth"  # the folder name of the server's tiny depth model, which the page shows
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("ui") / "jobs").wait_ready()
+    from svg3d.tiny_models import save_tiny_depth_anything
+
+    root = tmp_path_factory.mktemp("ui")
+    save_tiny_depth_anything(root / "models" / TINY_DEPTH)
+    s = Server(root / "jobs", "--models-dir", str(root / "models")).wait_ready()
     yield s
     s.stop()
 
@@ -444,19 +453,24 @@ def test_api_converts_the_demo_clip_into_every_export(server, demo_job):
     assert list((server.jobs_dir / ui.CACHE_DIR).rglob("demo_SBS_LR.mp4"))
 
 
-def test_api_refuses_what_the_cli_refuses_with_its_message(server, tmp_path):
+def test_api_refuses_what_the_cli_refuses_with_its_message(server, clips, tmp_path):
     from gradio_client import handle_file
 
     client = _client(server, tmp_path)
     before = sorted(p.name for p in server.jobs_dir.iterdir())
     (tmp_path / "fake.mp4").write_text("this is text, not a video")
+    depth_zip = clips["short"][1]
     cases = [
         ((None, None, True, "--strength 3 --baseline 0.1"), "--strength and --baseline both set the 3D effect"),
         ((None, None, True, "--work-dir /etc"), "--work-dir: set by the web UI"),
         ((None, None, True, "--depth-model /etc"), "give a hub id"),
         ((None, None, True, "--prompt 'unclosed"), "flags: No closing quotation"),
-        ((handle_file(str(tmp_path / "fake.mp4")), None, False, FAST), "fake.mp4: cannot read as a video"),
+        ((handle_file(str(tmp_path / "fake.mp4")), handle_file(str(depth_zip)), False, FAST), "fake.mp4: cannot read as a video"),
         ((None, None, False, FAST), "give a video"),
+        # no depth maps: the model must be on this server, which is offline with an empty cache
+        ((handle_file(str(tmp_path / "fake.mp4")), None, False, FAST),
+         "depth model depth-anything/Depth-Anything-V2-Small-hf: not on this server (not in the Hugging Face cache)"),
+        ((None, None, True, "--depth-model depth-anything/Depth-Anything-V2-Base-hf"), "Base-hf: not on this server"),
     ]
     for args, expected in cases:
         job_id, message = client.predict(*args, api_name="/submit")
@@ -638,17 +652,140 @@ def _upload(page, elem_id: str, path: Path) -> None:
     raise AssertionError(f"{path.name} never showed as uploaded in #{elem_id}")
 
 
-def _open_group(page, slug: str) -> None:
+def _open_group(page, title: str) -> None:
+    slug = "".join(ch for ch in title if ch.isalnum() or ch == "_")
     page.locator(f"#svg3d-group-{slug} > button.label-wrap").click()
 
 
 def _field(page, dest: str):
-    """The text field of a flag's control (a number input, or the text box of a flag unset by default)."""
-    return page.locator(f"#svg3d-flag-{dest} input, #svg3d-flag-{dest} textarea").first
+    """The text field of a flag's control (a number input, a slider's number box, or the text box of a flag unset
+    by default)."""
+    return page.locator(f"#svg3d-flag-{dest} input:not([type=range]), #svg3d-flag-{dest} textarea").first
+
+
+def _choose(page, elem_id: str, option: str) -> None:
+    """Pick ``option`` (its label) in a dropdown."""
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option", name=option, exact=True).click()
 
 
 def _wait_state(page, state: str, timeout: float = 90) -> None:
     page.locator("#svg3d-status").get_by_text(state, exact=True).wait_for(timeout=timeout * 1000)
+
+
+def _enabled(page, elem_id: str) -> bool:
+    return page.locator(f"#{elem_id}").is_enabled()
+
+
+def _buttons(page) -> tuple[bool, bool, bool]:
+    """(Cancel, Resume, Download) enabled."""
+    return _enabled(page, "svg3d-cancel"), _enabled(page, "svg3d-resume"), _enabled(page, "svg3d-download")
+
+
+def _wait_buttons(page, want: tuple[bool, bool, bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while _buttons(page) != want:
+        assert time.monotonic() < deadline, f"buttons {_buttons(page)}, expected {want}"
+        time.sleep(0.2)
+
+
+def _screenshot(page, tmp_path: Path, name: str) -> Path:
+    """A screenshot of the page; with ``SVG3D_UI_SCREENSHOT=1`` also ``docs/<name>`` in 256 colours (a third of the size)."""
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=False)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SVG3D_UI_SCREENSHOT") == "1":
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(ROOT / "docs" / name, optimize=True)
+    return shot
+
+
+def _preview_message(page, *parts: str, timeout: float = 60) -> str:
+    """Wait until the preview's line holds every one of ``parts``; return it."""
+    where = page.locator("#svg3d-preview-message")
+    deadline = time.monotonic() + timeout
+    while not all(p in (text := where.inner_text()) for p in parts):
+        assert time.monotonic() < deadline, f"the preview says {text!r}, not {parts}"
+        time.sleep(0.1)
+    return text
+
+
+def _img_src(page, elem_id: str) -> str:
+    return page.evaluate(f"() => {{ const i = document.querySelector('#{elem_id} img'); return i ? i.src : ''; }}")
+
+
+def test_browser_preview_follows_the_settings_and_keeps_the_frames_depth(browser, server, clips, tmp_path):
+    """The preview of a chosen frame with the server's tiny depth model: the depth of a frame is computed once,
+    then every setting re-warps only; anaglyph, side by side, wiggle and depth show; a refused source says why."""
+    import httpx
+    from PIL import Image
+
+    video, depth_zip = clips["short"]
+    page = _page(browser, server)
+    # the server's models: the tiny one (usable, chosen) first, the hub's (offline, empty cache) marked missing
+    assert page.locator("#svg3d-depth-source input").first.input_value() == f"{TINY_DEPTH} (folder on the server)"
+    # the 3D controls come first, open, with plain labels; the flag is in the info line
+    order = page.eval_on_selector_all("[id^=svg3d-group-]", "els => els.map(e => e.id)")
+    assert order[:2] == ["svg3d-group-3Deffect", "svg3d-group-Cliptrimandresize"]
+    assert page.locator("#svg3d-flag-strength").get_by_text("3D strength (% of the picture width)").is_visible()
+    assert page.locator("#svg3d-flag-strength").get_by_text("--strength", exact=False).is_visible()
+    assert not page.locator("#svg3d-flag-start_frame").is_visible()  # clip trimming: folded, after
+    _upload(page, "svg3d-upload", video)
+    first = _preview_message(page, "frame 0:", "depth computed")
+    assert "classical fill" in first
+    anaglyph = _img_src(page, "svg3d-preview-anaglyph")
+    assert anaglyph
+    # the strength slider: a new warp of the same depth
+    _field(page, "strength").fill("6")
+    _field(page, "strength").press("Enter")
+    stronger = _preview_message(page, "frame 0:", "depth kept from before")
+    page.wait_for_function(f"() => document.querySelector('#svg3d-preview-anaglyph img').src !== {json.dumps(anaglyph)}")
+    share = lambda text: float(text.split("; ")[1].split("%")[0])  # noqa: E731 (the line's "x.y% of the other eye")
+    assert share(stronger) > share(first)
+    # the filler: telea previews as itself
+    _choose(page, "svg3d-flag-fill", "telea")
+    _preview_message(page, "telea fill", "depth kept from before")
+    page.locator("#svg3d-tab-sbs-button").click()
+    page.wait_for_function("() => { const i = document.querySelector('#svg3d-preview-sbs img'); return i && i.naturalWidth === 2 * 224; }")
+    page.locator("#svg3d-tab-wiggle-button").click()
+    page.wait_for_function("() => { const i = document.querySelector('#svg3d-preview-wiggle img'); return i && i.naturalWidth === 224; }")
+    gif = tmp_path / "wiggle.gif"
+    gif.write_bytes(httpx.get(_img_src(page, "svg3d-preview-wiggle")).content)
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 2
+    _screenshot(page, tmp_path, "ui-preview.png")
+    # another frame: its depth is computed, once
+    frame_box = page.locator("#svg3d-preview-frame input[type=number]")
+    frame_box.fill("5")
+    frame_box.press("Enter")
+    _preview_message(page, "frame 5:", "depth computed")
+    # the depth source: the user's maps (no zip yet: said so), then with them
+    _choose(page, "svg3d-depth-source", "My depth maps (a zip I upload)")
+    _preview_message(page, "upload the depth maps")
+    _upload(page, "svg3d-depth", depth_zip)
+    _preview_message(page, "frame 5:", "depth computed")
+    page.locator("#svg3d-tab-depth-button").click()
+    page.wait_for_function("() => { const i = document.querySelector('#svg3d-preview-depth img'); return i && i.naturalWidth === 224; }")
+    page.close()
+
+
+def test_browser_refuses_a_missing_depth_model_before_queueing(browser, server, clips, tmp_path):
+    video, _ = clips["short"]
+    page = _page(browser, server)
+    before = sorted(p.name for p in server.jobs_dir.iterdir())
+    _upload(page, "svg3d-upload", video)
+    missing = "depth-anything/Depth-Anything-V2-Small-hf"
+    _choose(page, "svg3d-depth-source", f"{missing} (not on this server)")
+    _preview_message(page, f"depth model {missing}: not on this server")
+    page.locator("#svg3d-start").click()
+    refusal = page.locator("#svg3d-message").get_by_text(f"⚠ depth model {missing}: not on this server (not in the Hugging Face cache)")
+    refusal.wait_for()
+    assert "upload depth maps" in refusal.inner_text()
+    _screenshot(page, tmp_path, "ui-missing-model.png")
+    assert sorted(p.name for p in server.jobs_dir.iterdir()) == before  # nothing queued, nothing kept
+    assert _buttons(page) == (False, False, False)
+    page.close()
 
 
 def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_path):
@@ -656,20 +793,24 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
 
     video, depth_zip = clips["short"]
     page = _page(browser, server)
+    assert _buttons(page) == (False, False, False)  # no job: nothing to cancel, resume or download
     _upload(page, "svg3d-upload", video)
+    _choose(page, "svg3d-depth-source", "My depth maps (a zip I upload)")
     _upload(page, "svg3d-depth", depth_zip)
-    # an invalid combination shows the CLI's message in the group of its flag, and the flags follow the controls
+    # an invalid combination shows the CLI's message in the section of its flag, and the flags follow the controls
+    _open_group(page, ui.SECTIONS["3D effect"])
     _field(page, "strength").fill("3")
+    _field(page, "strength").press("Enter")
     _field(page, "baseline").fill("0.1")
     page.locator("#svg3d-error-3Deffect").get_by_text("--strength and --baseline both set the 3D effect").wait_for()
     _field(page, "baseline").fill("")
-    _field(page, "strength").fill("")
-    _open_group(page, "depth")
-    page.locator("#svg3d-flag-flow input").first.click()
-    page.get_by_role("option", name="dis", exact=True).click()
-    _open_group(page, "views")
+    _field(page, "strength").fill("2.5")
+    _field(page, "strength").press("Enter")
+    _open_group(page, ui.SECTIONS["depth"])
+    _choose(page, "svg3d-flag-flow", "dis")
+    _open_group(page, ui.SECTIONS["views"])
     _field(page, "num_views").fill("3")
-    _open_group(page, "outputs")
+    _open_group(page, ui.SECTIONS["outputs"])
     page.locator("#svg3d-flag-exports").get_by_text("views_png", exact=True).click()
     want = "--flow dis --num-views 3 --exports sbs,hsbs,anaglyph,views_png"  # the flags follow the controls
     page.wait_for_function(f"() => document.querySelector('#svg3d-command textarea').value === {json.dumps(want)}")
@@ -681,6 +822,10 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     for i in range(4):
         stage = progress.nth(i)
         assert stage.get_attribute("data-done") == stage.get_attribute("data-total") == "8"
+    overall = page.locator("#svg3d-progress .svg3d-overall")
+    assert (overall.get_attribute("data-stage"), overall.get_attribute("data-stages")) == ("4", "4")
+    assert overall.get_attribute("data-done") == overall.get_attribute("data-total") == "32" and "done" in overall.inner_text()
+    _wait_buttons(page, (False, False, True))  # done: only Download applies
     player = page.locator("#svg3d-video video")
     player.wait_for()
     page.wait_for_function("() => { const v = document.querySelector('#svg3d-video video'); return v && v.readyState >= 2; }")
@@ -704,17 +849,12 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     assert httpx.get(first).content == (views / "view_000" / "000000.png").read_bytes()
     assert httpx.get(page.evaluate(view_src)).content == (views / "view_002" / "000000.png").read_bytes()
     page.locator("#svg3d-status").scroll_into_view_if_needed()
-    shot = tmp_path / "ui.png"
-    page.screenshot(path=str(shot), full_page=False)
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("SVG3D_UI_SCREENSHOT") == "1":  # docs/ui.png, in 256 colours: a third of the size
-        from PIL import Image
-
-        Image.open(shot).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(ROOT / "docs" / "ui.png", optimize=True)
+    _screenshot(page, tmp_path, "ui.png")
     with page.expect_download() as download:
-        page.locator('#svg3d-downloads a[download="clip_SBS_LR.mp4"]').click()
+        page.locator("#svg3d-download").click()
     saved = tmp_path / "downloaded.mp4"
     download.value.save_as(saved)
+    assert saved.read_bytes() == (server.jobs_dir / job_id / "out" / "clip_SBS_LR.mp4").read_bytes()
     p = probe(saved)
     assert (p.frames, p.width, p.height) == (8, 2 * 224, 128)
     names = page.eval_on_selector_all("#svg3d-downloads a[download]", "links => links.map(a => a.download)")
@@ -722,29 +862,36 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     page.close()
 
 
-def test_browser_cancel_keeps_chunks_and_resume_continues(browser, server, clips):
+def test_browser_cancel_keeps_chunks_and_resume_continues(browser, server, clips, tmp_path):
     video, depth_zip = clips["long"]
     page = _page(browser, server)
     _upload(page, "svg3d-upload", video)
+    _choose(page, "svg3d-depth-source", "My depth maps (a zip I upload)")
     _upload(page, "svg3d-depth", depth_zip)
-    _open_group(page, "run")
+    _open_group(page, ui.SECTIONS["run"])
     _field(page, "chunk_frames").fill("2")
-    _open_group(page, "views")
+    _open_group(page, ui.SECTIONS["views"])
     _field(page, "num_views").fill("4")
     _field(page, "num_views").press("Tab")
     page.wait_for_function("() => document.querySelector('#svg3d-command textarea, #svg3d-command input').value.includes('--chunk-frames 2')")
     page.locator("#svg3d-start").click()
     _wait_state(page, "running")
+    _wait_buttons(page, (True, False, False))  # running: only Cancel applies
     job_id = page.locator("#svg3d-status code").first.inner_text()
     job = server.jobs_dir / job_id
     # wait until the fill stage has committed a chunk or two, then cancel
     page.wait_for_selector(".svg3d-stage[data-stage=filled]:not([data-done='0'])", timeout=90_000)
+    overall = page.locator("#svg3d-progress .svg3d-overall")
+    assert overall.get_attribute("data-stage") == "3" and overall.get_attribute("data-stages") == "4"
+    assert "ETA" in overall.inner_text()
+    _screenshot(page, tmp_path, "ui-progress.png")
     record = job / "out" / "work" / "filled.json"
     assert json.loads(record.read_text())["chunks"]
     page.locator("#svg3d-cancel").click()
     started = time.monotonic()
     _wait_state(page, "cancelled", timeout=10)
     assert time.monotonic() - started < 4.0  # the kill itself: <= CANCEL_GRACE; the rest is the page's polling
+    _wait_buttons(page, (False, True, False))  # cancelled: only Resume applies
     kept = json.loads(record.read_text())["chunks"]
     assert kept and not json.loads(record.read_text())["complete"]
     assert sum(c["count"] for c in kept) < 32
