@@ -522,9 +522,13 @@ class JobQueue:
         if demo == (upload is not None):
             raise InputError("give a video (or a zip of frames) or choose the demo clip" if not demo else
                              "the demo clip or an upload: choose one")  # fmt: skip
-        if depth_model is not None and (depth_zip is not None or any(_flag_name(f) == "--depth-model" for f in flags)):
+        flag_model = any(_flag_name(f) == "--depth-model" for f in flags)
+        if (depth_model is not None or flag_model) and depth_zip is not None:
+            raise InputError("depth maps and a depth model both given: choose one depth source")
+        if depth_model is not None and flag_model:
             raise InputError("the depth model is chosen twice: give one depth source")
-        if depth_zip is None and not (demo and depth_model is None):
+        demo_depth = demo and depth_zip is None and depth_model is None and not flag_model  # the demo's exact depth
+        if depth_zip is None and not demo_depth:
             check_depth_model(depth_model or config.depth.model)
         for what, path in (("upload", upload), ("depth maps", depth_zip)):
             if path is not None and not (Path(path).is_file() and inside(path, self.root)):
@@ -534,11 +538,11 @@ class JobQueue:
         try:
             depth = None
             if demo:
-                video, demo_depth = self.demo()
+                video, demo_depth_dir = self.demo()
                 input_rel = "input/demo.mp4"
                 _link_or_copy(video, folder / input_rel)
-                if depth_zip is None and depth_model is None:
-                    for f in io.list_depths(demo_depth):
+                if demo_depth:
+                    for f in io.list_depths(demo_depth_dir):
                         _link_or_copy(f, folder / "depth" / f.name)
                     depth = "depth"
             else:

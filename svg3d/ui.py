@@ -609,6 +609,17 @@ def depth_source_choices(found: Sequence[jobs.DepthChoice]) -> list[tuple[str, s
             ("The demo clip's exact depth (with the demo clip)", DEPTH_DEMO)]  # fmt: skip
 
 
+def depth_note_text(found: Sequence[jobs.DepthChoice], choice: str) -> str:
+    """What the page says under the depth source: why a model the server lacks cannot be used (else nothing)."""
+    for c in found:
+        if c.name == choice and c.missing is not None:
+            try:
+                jobs.check_depth_model(c.name)
+            except InputError as e:
+                return f"⚠ {e}"
+    return ""
+
+
 def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[str | os.PathLike] = ()):
     """The Gradio page (``gr.Blocks``) over ``queue``; ``max_upload_bytes`` bounds what a zip may unpack to;
     ``models_dirs``: folders of depth models on this server (``jobs.depth_models``)."""
@@ -781,6 +792,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[s
                 depth_dd = gr.Dropdown(depth_source_choices(found), value=default_depth, label="Depth from",
                                        info="a depth model this server has, or your own depth maps (relative inverse depth: "
                                             "larger = nearer), as --depth-model / --depth-from", elem_id="svg3d-depth-source")  # fmt: skip
+                depth_note = gr.Markdown(depth_note_text(found, default_depth), elem_classes=["svg3d-error"], elem_id="svg3d-depth-note")
                 depth_zip = gr.File(label="Depth maps: a zip of .npy/.png/.pfm, one per frame", file_types=[".zip"],
                                     elem_id="svg3d-depth", visible=default_depth == DEPTH_ZIP)  # fmt: skip
                 inputs, group_errors = [], []
@@ -844,7 +856,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[s
         start_btn.click(start, [source, upload, depth_dd, depth_zip, *inputs], [job_dd, message], api_visibility="private")
         # the demo brings its exact depth; the depth zip shows when it is the depth source
         source.change(lambda s, d: DEPTH_DEMO if s == "demo" else (default_depth if d == DEPTH_DEMO else d), [source, depth_dd], depth_dd, **private)
-        depth_dd.change(lambda d: gr.update(visible=d == DEPTH_ZIP), depth_dd, depth_zip, **private)
+        depth_dd.change(lambda d: (gr.update(visible=d == DEPTH_ZIP), depth_note_text(found, d)), depth_dd, [depth_zip, depth_note], **private)
         preview_in = [source, upload, depth_dd, depth_zip, frame_pick, *inputs]
         preview_out = [pv_anaglyph, pv_sbs, pv_wiggle, pv_depth, pv_message]
         gr.on([source.change, upload.change], input_changed, [source, upload], frame_pick, **private).then(

@@ -271,15 +271,17 @@ def test_queue_runs_one_job_at_a_time_in_order_and_cancels_within_a_second(tmp_p
     root = tmp_path / "jobs"
     root.mkdir()
     shutil.copy(video, root / "upload.mp4")  # uploads are files inside the jobs folder
+    shutil.copy(clips["short"][1], root / "depth.zip")
     queue = jobs.JobQueue(root, python=_fake_python(tmp_path, "trap '' TERM\necho started >> \"$PWD/../order\"\nsleep 30"))
     try:
-        a, b, c = (queue.submit([], upload=root / "upload.mp4", max_upload_bytes=2**20) for _ in range(3))
+        a, b, c = (queue.submit([], upload=root / "upload.mp4", depth_zip=root / "depth.zip", max_upload_bytes=2**20) for _ in range(3))
         deadline = time.monotonic() + 10
         while queue.position(a.id) != 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert [queue.position(j.id) for j in (a, b, c)] == [0, 1, 2]  # 0: running; 1: next
         assert a.command(queue.python)[3:] == ["convert", str(a.folder / "input/upload.mp4"), "-o", str(a.folder / "out"),
-                                               "--progress-log", str(a.folder / "progress.jsonl"), "--quiet"]  # fmt: skip
+                                               "--progress-log", str(a.folder / "progress.jsonl"), "--quiet",
+                                               "--depth-from", str(a.folder / "depth")]  # fmt: skip
         assert queue.cancel(b.id).state == "cancelled" and queue.position(c.id) == 1  # a queued job just leaves the queue
         time.sleep(0.3)  # let the stand-in install its trap
         started = time.monotonic()
@@ -301,7 +303,8 @@ def test_queue_runs_one_job_at_a_time_in_order_and_cancels_within_a_second(tmp_p
         again.close()
 
 
-def test_submit_refuses_bad_uploads_and_keeps_nothing_of_them(tmp_path, clips):
+def test_submit_refuses_bad_uploads_and_keeps_nothing_of_them(tmp_path, clips, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     video, depth_zip = clips["short"]
     root = tmp_path / "jobs"
     root.mkdir()
@@ -321,9 +324,13 @@ def test_submit_refuses_bad_uploads_and_keeps_nothing_of_them(tmp_path, clips):
             (dict(upload=video), "upload: not a file uploaded to this server"),  # outside the jobs folder
             (dict(upload=root / "clip.mp4", depth_zip=video), "depth maps: not a file uploaded"),
             (dict(), "give a video"),
+            (dict(upload=root / "clip.mp4", depth_zip=None, flags=["--depth-model", "nobody/no-such-depth"]),
+             "depth model nobody/no-such-depth: not on this server (not in the Hugging Face cache)"),
         ]
         for kwargs, message in cases:
             flags = kwargs.pop("flags", [])
+            if "upload" in kwargs:
+                kwargs.setdefault("depth_zip", root / "depth.zip")
             with pytest.raises(InputError) as e:
                 queue.submit(flags, max_upload_bytes=2**20, **kwargs)
             assert message in str(e.value), (kwargs, str(e.value))
@@ -332,6 +339,40 @@ def test_submit_refuses_bad_uploads_and_keeps_nothing_of_them(tmp_path, clips):
         job = queue.submit(["--num-frames", "4"], upload=root / "clip.mp4", depth_zip=root / "depth.zip", max_upload_bytes=2**20)
         assert job.depth == "depth" and len(io.list_depths(job.folder / "depth")) == 8
         assert job.command()[-2:] == ["--depth-from", str(job.folder / "depth")]
+    finally:
+        queue.close()
+
+
+def test_depth_models_are_the_servers_folders_and_the_known_ids_and_jobs_use_them(tmp_path, clips, monkeypatch):
+    from svg3d import models
+    from svg3d.tiny_models import save_tiny_depth_anything
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tiny = save_tiny_depth_anything(tmp_path / "models" / "tiny").resolve()
+    io.write_text(tmp_path / "models" / "text" / "config.json", json.dumps({"architectures": ["CLIPTextModel"]}))
+    found = jobs.depth_models([tmp_path / "models", tmp_path / "nowhere"])
+    assert (found[0].name, found[0].label, found[0].missing) == (str(tiny), "tiny (folder on the server)", None)
+    assert not [c for c in found if "text" in c.name]  # a model, but not a depth model
+    known = {n for n, info in models.KNOWN_MODELS.items() if info.kind == "depth"}
+    assert known <= {c.name for c in found}
+    for c in found[1:]:  # the hub's, each with its availability here (in the cache or not: this machine's)
+        assert c.missing == models.missing_reason(c.name) and ("not on this server" in c.label) == (c.missing is not None)
+    jobs.check_depth_model(str(tiny))
+    with pytest.raises(InputError, match=r"depth model nobody/none: not on this server \(not in the Hugging Face cache\)"):
+        jobs.check_depth_model("nobody/none")
+    # a job with the server's model gets it as --depth-model; nothing of a refused one is kept
+    root = tmp_path / "jobs"
+    root.mkdir()
+    shutil.copy(clips["short"][0], root / "clip.mp4")
+    shutil.copy(clips["short"][1], root / "depth.zip")
+    queue = jobs.JobQueue(root, python=_fake_python(tmp_path, "exit 0"))
+    try:
+        job = queue.submit([], upload=root / "clip.mp4", depth_model=str(tiny), max_upload_bytes=2**20)
+        assert job.command()[-2:] == ["--depth-model", str(tiny)] and jobs.Job.load(job.folder).depth_model == str(tiny)
+        for kwargs, message in ((dict(flags=["--depth-model", "a/b"]), "chosen twice"), (dict(depth_zip=root / "depth.zip"), "both given")):
+            with pytest.raises(InputError, match=message):
+                queue.submit(kwargs.pop("flags", []), upload=root / "clip.mp4", depth_model=str(tiny), max_upload_bytes=2**20, **kwargs)
+        assert list(queue.jobs) == [job.id]
     finally:
         queue.close()
 
@@ -701,6 +742,11 @@ def _screenshot(page, tmp_path: Path, name: str) -> Path:
     return shot
 
 
+def _scroll_to(page, elem_id: str) -> None:
+    """Scroll so that the element is at the top of the window (the screenshots' framing)."""
+    page.evaluate(f"() => document.querySelector('#{elem_id}').scrollIntoView({{block: 'start'}})")
+
+
 def _preview_message(page, *parts: str, timeout: float = 60) -> str:
     """Wait until the preview's line holds every one of ``parts``; return it."""
     where = page.locator("#svg3d-preview-message")
@@ -777,12 +823,14 @@ def test_browser_refuses_a_missing_depth_model_before_queueing(browser, server, 
     _upload(page, "svg3d-upload", video)
     missing = "depth-anything/Depth-Anything-V2-Small-hf"
     _choose(page, "svg3d-depth-source", f"{missing} (not on this server)")
+    page.locator("#svg3d-depth-note").get_by_text(f"⚠ depth model {missing}: not on this server").wait_for()  # said at once
     _preview_message(page, f"depth model {missing}: not on this server")
+    _scroll_to(page, "svg3d-source")
+    _screenshot(page, tmp_path, "ui-missing-model.png")
     page.locator("#svg3d-start").click()
     refusal = page.locator("#svg3d-message").get_by_text(f"⚠ depth model {missing}: not on this server (not in the Hugging Face cache)")
     refusal.wait_for()
     assert "upload depth maps" in refusal.inner_text()
-    _screenshot(page, tmp_path, "ui-missing-model.png")
     assert sorted(p.name for p in server.jobs_dir.iterdir()) == before  # nothing queued, nothing kept
     assert _buttons(page) == (False, False, False)
     page.close()
@@ -848,7 +896,7 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     views = server.jobs_dir / job_id / "out" / "clip_views"
     assert httpx.get(first).content == (views / "view_000" / "000000.png").read_bytes()
     assert httpx.get(page.evaluate(view_src)).content == (views / "view_002" / "000000.png").read_bytes()
-    page.locator("#svg3d-status").scroll_into_view_if_needed()
+    _scroll_to(page, "svg3d-job")
     _screenshot(page, tmp_path, "ui.png")
     with page.expect_download() as download:
         page.locator("#svg3d-download").click()
@@ -884,6 +932,7 @@ def test_browser_cancel_keeps_chunks_and_resume_continues(browser, server, clips
     overall = page.locator("#svg3d-progress .svg3d-overall")
     assert overall.get_attribute("data-stage") == "3" and overall.get_attribute("data-stages") == "4"
     assert "ETA" in overall.inner_text()
+    _scroll_to(page, "svg3d-job")
     _screenshot(page, tmp_path, "ui-progress.png")
     record = job / "out" / "work" / "filled.json"
     assert json.loads(record.read_text())["chunks"]
