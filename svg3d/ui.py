@@ -75,6 +75,7 @@ PLAYER_ORDER = ("sbs", "hsbs", "cross", "tb", "htb", "anaglyph", "left")  # the 
 UPLOAD_TYPES = [*jobs.VIDEO_SUFFIXES, ".zip"]
 MULTIPART_SLACK = 64 * 1024  # bytes of an upload request that are not the file: boundaries, headers, names
 RESUMABLE = ("cancelled", "interrupted", "failed")  # the states Resume applies to
+KEEP_WIGGLES = 8  # the preview's latest wiggle GIFs kept in <jobs>/.preview/wiggle (pages being served may read them)
 
 # The 3D controls, shown first and open, in this order (a flag added to convert is one entry here to join them).
 MAIN = ("strength", "convergence", "fill", "layout")
@@ -578,6 +579,8 @@ class PagePreview:
         cached = self.depths.computed == computed
         pair = preview.stereo_pair(frame, d, config)
         wiggle = preview.write_wiggle(self.folder / "wiggle" / f"{time.time_ns()}.gif", pair)
+        for old in sorted(wiggle.parent.glob("*.gif"))[:-KEEP_WIGGLES]:  # Gradio has its copy of those it showed
+            old.unlink(missing_ok=True)
         kept = 1.0 - pair.holes
         line = f"frame {index}: {pair.filler} fill"
         if pair.filler != config.filler:

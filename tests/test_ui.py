@@ -111,13 +111,15 @@ def test_max_upload_mb_must_be_a_finite_positive_number(tmp_path):
     for value in ("-1", "-inf", "0", "1e-9", "many"):
         with pytest.raises(InputError, match="max_upload_mb"):
             ui.check_max_upload_mb(value)
-    for value in ("nan", "inf"):  # through the command, as a user types them (each start imports torch: ~3 s)
-        jobs_dir = tmp_path / f"jobs-{value}"
-        done = subprocess.run([sys.executable, "-m", "svg3d", "ui", "--jobs-dir", str(jobs_dir), f"--max-upload-mb={value}"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert done.returncode == 2, (value, done.stderr)
-        assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith("error: --max-upload-mb "), done.stderr
-        assert "must be a finite number of megabytes > 0" in done.stderr and not jobs_dir.exists()
+    # through the command, as a user types them; both at once (each start imports torch: seconds on a busy machine)
+    runs = {value: subprocess.Popen([sys.executable, "-m", "svg3d", "ui", "--jobs-dir", str(tmp_path / f"jobs-{value}"),
+                                     f"--max-upload-mb={value}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for value in ("nan", "inf")}  # fmt: skip
+    for value, proc in runs.items():
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (value, stderr)
+        assert stderr.splitlines() == [f"error: --max-upload-mb {value}: must be a finite number of megabytes > 0"], stderr
+        assert not (tmp_path / f"jobs-{value}").exists()
 
 
 # --------------------------------------------------------------------------------------------------
