@@ -16,6 +16,10 @@ chunks a killed run finished are kept, and resuming runs the same command again,
 folder stops ("resumed at frame N" in the log). Jobs found in the folder when a server starts are listed again;
 those it had queued or running are ``interrupted`` and can be resumed.
 
+Depth comes from a depth zip, the demo's exact depth, or a depth model: one the server found (``depth_models``: its
+``--models-dir`` folders, the Hugging Face cache, the known hub ids), given as ``--depth-model``; a model the server
+cannot load now is refused when the job is submitted (``check_depth_model``), not queued to fail.
+
 Nothing a client sends is used as a path outside the jobs folder: flags that name files (``UI_FLAGS``) are set
 here and refused from clients; model flags take hub ids only (``MODEL_ID``); uploads are checked to lie inside
 the jobs folder and are copied (hard-linked where possible) into the job; zips are unpacked flat, refusing

@@ -131,11 +131,12 @@ class Previewer:
         return value
 
 
-def model_disparity(model, frame: np.ndarray) -> np.ndarray:
-    """The disparity ``float32 (H, W)`` of one ``uint8 (H, W, 3)`` frame by a ``models.DepthModel``."""
+def model_disparity(model, frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The disparity ``float32 (h, w)`` of one ``uint8 (H, W, 3)`` frame by a ``models.DepthModel``, at ``size``
+    (default: the frame's; ``convert`` keeps depth at ``stages.depth.depth_size``)."""
     import torch
 
     from .stages import depth as depth_stage
 
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0  # H W 3 -> 1 3 H W, [0, 1]
-    return depth_stage.predict_disparity(model, x)[0].cpu().numpy()
+    return depth_stage.predict_disparity(model, x, size=size)[0].cpu().numpy()

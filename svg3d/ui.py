@@ -528,9 +528,11 @@ class PagePreview:
 
         return self.frames.get((str(path), index, size), read)
 
-    def disparity(self, choice: str, depth_zip, source: str, path: Path, index: int, frame: np.ndarray) -> np.ndarray:
-        """The depth of the frame by the chosen source (refused when the server does not have it)."""
+    def disparity(self, choice: str, depth_zip, source: str, path: Path, index: int, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The depth of the frame by the chosen source at ``size`` (h, w), the size convert keeps depth at (refused
+        when the server does not have the source)."""
         from . import io
+        from .stages import depth as depth_stage
 
         if choice == DEPTH_ZIP:
             if depth_zip is None:
@@ -541,17 +543,17 @@ class PagePreview:
                 raise InputError("the demo clip's depth goes with the demo clip: choose a depth model or upload depth maps")
             folder = self.queue.demo()[1]
         else:
-            return self.depths.get(("model", choice, str(path), index, frame.shape), lambda: self._model_depth(choice, frame))
+            return self.depths.get(("model", choice, str(path), index, frame.shape, size), lambda: self._model_depth(choice, frame, size))
 
         def read():
             files = io.list_depths(folder)
             if index >= len(files):
                 raise InputError(f"depth maps: {len(files)} maps, no map for frame {index}")
-            return io.read_depth(files[index])
+            return depth_stage.resize_depth(io.read_depth(files[index])[None], size)[0]  # as convert's FolderDepth
 
-        return self.depths.get(("folder", str(folder), index), read)
+        return self.depths.get(("folder", str(folder), index, size), read)
 
-    def _model_depth(self, name: str, frame: np.ndarray) -> np.ndarray:
+    def _model_depth(self, name: str, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         import torch
 
         from . import models, preview
@@ -564,7 +566,7 @@ class PagePreview:
                 self._model = None  # the previous one goes before the next loads
                 self._model = (name, models.load_depth_model(name, device=torch.device("cpu"), flag="depth_model"))
             model = self._model[1]
-        return preview.model_disparity(model, frame)
+        return preview.model_disparity(model, frame, size)
 
     def render(self, source: str, upload, choice: str, depth_zip, index: int, config) -> dict:
         """The preview of frame ``index``: anaglyph, side by side, wiggle GIF (a file), depth, and a line on it."""
@@ -575,7 +577,8 @@ class PagePreview:
         path = self.input_path(source, upload)
         frame = self.frame(path, index, config.clip.size)
         computed = self.depths.computed
-        d = self.disparity(choice, depth_zip, source, path, index, frame)
+        size = depth_stage.depth_size(frame.shape[:2], config.depth.resolution)
+        d = self.disparity(choice, depth_zip, source, path, index, frame, size)
         cached = self.depths.computed == computed
         pair = preview.stereo_pair(frame, d, config)
         wiggle = preview.write_wiggle(self.folder / "wiggle" / f"{time.time_ns()}.gif", pair)
