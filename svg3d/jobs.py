@@ -124,16 +124,6 @@ def parse_flags(flags: Sequence[str]) -> ConvertConfig:
         raise InputError(e.flag_message(FLAGS)) from None
 
 
-def flag_groups() -> dict[str, str]:
-    """Each convert flag (its first option string) -> the title of its group in ``--help``."""
-    out = {}
-    for group in convert_parser()._action_groups:
-        for action in group._group_actions:
-            for option in action.option_strings:
-                out[option] = group.title
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # inputs
 

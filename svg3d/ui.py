@@ -944,6 +944,9 @@ def serve(jobs_dir: str | os.PathLike = DEFAULT_JOBS_DIR, *, host: str = "127.0.
     in this process (``InputError`` otherwise). ``block``: serve until interrupted, then stop the running job.
     """
     max_upload_mb = check_max_upload_mb(max_upload_mb)
+    for folder in models_dirs:
+        if not Path(folder).is_dir():
+            raise InputError(f"models_dir {folder}: no such folder", params=("models_dir",))
     root = Path(jobs_dir).resolve()
     cache = root / CACHE_DIR
     cache.mkdir(parents=True, exist_ok=True)

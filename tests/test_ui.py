@@ -105,21 +105,25 @@ def test_flag_checks_are_the_clis_and_land_in_the_section_of_their_flag():
     assert jobs.parse_flags(["--depth-model", "depth-anything/Depth-Anything-V2-Base-hf"]).depth.model.endswith("Base-hf")
 
 
-def test_max_upload_mb_must_be_a_finite_positive_number(tmp_path):
+def test_ui_flags_max_upload_mb_finite_and_positive_models_dir_a_folder(tmp_path):
     assert ui.check_max_upload_mb("1.5") == 1.5 and ui.check_max_upload_mb(2048) == 2048
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for value in ("-1", "-inf", "0", "1e-9", "many"):
         with pytest.raises(InputError, match="max_upload_mb"):
             ui.check_max_upload_mb(value)
-    # through the command, as a user types them; both at once (each start imports torch: seconds on a busy machine)
-    runs = {value: subprocess.Popen([sys.executable, "-m", "svg3d", "ui", "--jobs-dir", str(tmp_path / f"jobs-{value}"),
-                                     f"--max-upload-mb={value}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for value in ("nan", "inf")}  # fmt: skip
-    for value, proc in runs.items():
+    # through the command, as a user types them; all at once (each start imports torch: seconds on a busy machine)
+    cases = {
+        "nan": (["--max-upload-mb=nan"], "error: --max-upload-mb nan: must be a finite number of megabytes > 0"),
+        "inf": (["--max-upload-mb=inf"], "error: --max-upload-mb inf: must be a finite number of megabytes > 0"),
+        "models": (["--models-dir", str(tmp_path / "nowhere")], f"error: --models-dir {tmp_path / 'nowhere'}: no such folder"),
+    }
+    runs = {name: subprocess.Popen([sys.executable, "-m", "svg3d", "ui", "--jobs-dir", str(tmp_path / f"jobs-{name}"), *args],
+                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name, (args, _) in cases.items()}  # fmt: skip
+    for name, proc in runs.items():
         _, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 2, (value, stderr)
-        assert stderr.splitlines() == [f"error: --max-upload-mb {value}: must be a finite number of megabytes > 0"], stderr
-        assert not (tmp_path / f"jobs-{value}").exists()
+        assert proc.returncode == 2 and stderr.splitlines() == [cases[name][1]], (name, stderr)
+        assert not (tmp_path / f"jobs-{name}").exists()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -352,13 +356,14 @@ def test_depth_models_are_the_servers_folders_and_the_known_ids_and_jobs_use_the
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tiny = save_tiny_depth_anything(tmp_path / "models" / "tiny").resolve()
     io.write_text(tmp_path / "models" / "text" / "config.json", json.dumps({"architectures": ["CLIPTextModel"]}))
-    found = jobs.depth_models([tmp_path / "models", tmp_path / "nowhere"])
-    assert (found[0].name, found[0].label, found[0].missing) == (str(tiny), "tiny (folder on the server)", None)
-    assert not [c for c in found if "text" in c.name]  # a model, but not a depth model
+    found = jobs.depth_models([tmp_path / "models"])
+    folders = [c for c in found if c.name.startswith(str(tmp_path))]
+    assert [(c.name, c.label, c.missing) for c in folders] == [(str(tiny), "tiny (folder on the server)", None)]  # not "text"
     known = {n for n, info in models.KNOWN_MODELS.items() if info.kind == "depth"}
     assert known <= {c.name for c in found}
-    for c in found[1:]:  # the hub's, each with its availability here (in the cache or not: this machine's)
+    for c in found:  # the hub's, each with its availability here (in the cache or not: this machine's)
         assert c.missing == models.missing_reason(c.name) and ("not on this server" in c.label) == (c.missing is not None)
+    assert [c.missing is None for c in found] == sorted((c.missing is None for c in found), reverse=True)  # usable first
     jobs.check_depth_model(str(tiny))
     with pytest.raises(InputError, match=r"depth model nobody/none: not on this server \(not in the Hugging Face cache\)"):
         jobs.check_depth_model("nobody/none")
