@@ -528,22 +528,31 @@ class PagePreview:
 
         return self.frames.get((str(path), index, size), read)
 
-    def disparity(self, choice: str, depth_zip, source: str, path: Path, index: int, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """The depth of the frame by the chosen source at ``size`` (h, w), the size convert keeps depth at (refused
-        when the server does not have the source)."""
-        from . import io
-        from .stages import depth as depth_stage
-
+    def depth_source(self, choice: str, source: str, depth_zip) -> tuple[Path | None, str | None]:
+        """(depth zip, depth model) of the page's depth source, both None for the demo's exact depth; ``InputError``
+        when it cannot be used (no zip uploaded, the demo's depth without the demo, a model the server lacks)."""
         if choice == DEPTH_ZIP:
             if depth_zip is None:
                 raise InputError("upload the depth maps (a zip, one map per frame), or choose a depth model")
-            folder = self._unpacked(self._upload(depth_zip, "depth maps"), "depth", io.DEPTH_SUFFIXES)
-        elif choice == DEPTH_DEMO:
+            return self._upload(depth_zip, "depth maps"), None
+        if choice == DEPTH_DEMO:
             if source != "demo":
                 raise InputError("the demo clip's depth goes with the demo clip: choose a depth model or upload depth maps")
-            folder = self.queue.demo()[1]
-        else:
-            return self.depths.get(("model", choice, str(path), index, frame.shape, size), lambda: self._model_depth(choice, frame, size))
+            return None, None
+        if choice not in self.models:
+            raise InputError(f"depth model {choice!r}: not one of this server's")
+        jobs.check_depth_model(choice)
+        return None, choice
+
+    def disparity(self, choice: str, depth_zip, source: str, path: Path, index: int, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The depth of the frame by the chosen source at ``size`` (h, w), the size convert keeps depth at."""
+        from . import io
+        from .stages import depth as depth_stage
+
+        archive, model = self.depth_source(choice, source, depth_zip)
+        if model is not None:
+            return self.depths.get(("model", model, str(path), index, size), lambda: self._model_depth(model, frame, size))
+        folder = self._unpacked(archive, "depth", io.DEPTH_SUFFIXES) if archive is not None else self.queue.demo()[1]
 
         def read():
             files = io.list_depths(folder)
@@ -558,9 +567,6 @@ class PagePreview:
 
         from . import models, preview
 
-        if name not in self.models:
-            raise InputError(f"depth model {name!r}: not one of this server's")
-        jobs.check_depth_model(name)
         with self._lock:
             if self._model is None or self._model[0] != name:
                 self._model = None  # the previous one goes before the next loads
@@ -661,25 +667,10 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[s
             return None, f"⚠ {e}"
         return job, f"submitted job `{job.id}`: its state is on the right"
 
-    def depth_of_choice(choice: str, source: str, depth_zip) -> tuple[object, str | None]:
-        """(depth zip, depth model) of the page's depth source; ``InputError`` when it cannot be used."""
-        if choice == DEPTH_ZIP:
-            if depth_zip is None:
-                raise InputError("upload the depth maps (a zip, one map per frame), or choose a depth model")
-            return depth_zip, None
-        if choice == DEPTH_DEMO:
-            if source != "demo":
-                raise InputError("the demo clip's depth goes with the demo clip: choose a depth model or upload depth maps")
-            return None, None
-        if choice not in page_preview.models:
-            raise InputError(f"depth model {choice!r}: not one of this server's")
-        jobs.check_depth_model(choice)
-        return None, choice
-
     def start(source: str, upload, depth_choice: str, depth_zip, *values):
         try:
             flags = flags_of(specs, values)
-            zip_file, model = depth_of_choice(depth_choice, source, depth_zip)
+            zip_file, model = page_preview.depth_source(depth_choice, source, depth_zip)
         except InputError as e:
             return gr.skip(), f"⚠ {e}"
         job, message = submit(upload if source == "upload" else None, zip_file, source == "demo", flags, model)
