@@ -17,7 +17,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ QUICK_FILLERS = ("classical", "telea")  # fill a single frame in well under a se
 STAND_IN_FILLER = "classical"  # what previews a filler that is not quick (diffusion, auto)
 WIGGLE_MS = 140  # ms per eye in the wiggle GIF: fast enough to see depth, slow enough to follow
 CACHE_FRAMES = 16  # disparity maps kept (one per frame, source and size)
+MAX_WIDTH = 960  # px: the page shows the preview smaller; a wider frame is previewed downscaled (1080p: ~4x faster)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,22 @@ def stereo_pair(frame: np.ndarray, disparity: np.ndarray, config: ConvertConfig)
     left, right = plan.eyes
     holes = float((~cells.known).float().mean())
     return PreviewPair(out[left], out[right], filler_name, holes)
+
+
+def downscale(frame: np.ndarray, config: ConvertConfig, max_width: int = MAX_WIDTH) -> tuple[np.ndarray, ConvertConfig]:
+    """``frame`` ``uint8 (H, W, 3)`` at most ``max_width`` wide (area interpolation, aspect kept) and ``config`` with
+    a given focal length (pixels) scaled alike, so that the effect looks as at full size: the strength is in % of
+    the width and the default focal follows the width."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    if w <= max_width:
+        return frame, config
+    scale = max_width / w
+    small = cv2.resize(frame, (max_width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    if config.matrix.focal is not None:
+        config = replace(config, matrix=replace(config.matrix, focal=config.matrix.focal * scale))
+    return small, config
 
 
 def anaglyph(pair: PreviewPair, kind: str) -> np.ndarray:

@@ -586,7 +586,8 @@ class PagePreview:
         size = depth_stage.depth_size(frame.shape[:2], config.depth.resolution)
         d = self.disparity(choice, depth_zip, source, path, index, frame, size)
         cached = self.depths.computed == computed
-        pair = preview.stereo_pair(frame, d, config)
+        small, small_config = preview.downscale(frame, config)
+        pair = preview.stereo_pair(small, d, small_config)
         wiggle = preview.write_wiggle(self.folder / "wiggle" / f"{time.time_ns()}.gif", pair)
         for old in sorted(wiggle.parent.glob("*.gif"))[:-KEEP_WIGGLES]:  # Gradio has its copy of those it showed
             old.unlink(missing_ok=True)
@@ -595,6 +596,8 @@ class PagePreview:
         if pair.filler != config.filler:
             line += f" (standing in for {config.filler}, which fills in the real run)"
         line += f"; {pair.holes:.1%} of the other eye was hidden and filled · depth {'kept from before' if cached else 'computed'}"
+        if small is not frame:
+            line += f" · previewed at {small.shape[1]}×{small.shape[0]}"
         line += f" · {1000 * (time.perf_counter() - started):.0f} ms"
         if kept < convert.LOW_KNOWN_SHARE:
             line += f"  \n⚠ the other eye shows only {kept:.0%} of the picture: the effect is too strong; lower the 3D strength"

@@ -241,6 +241,11 @@ def test_preview_is_the_pair_convert_makes_of_that_frame(tmp_path):
 
     with Image.open(gif) as im:
         assert im.n_frames == 2 and im.size == (96, 64) and im.info["loop"] == 0
+    # a frame wider than the preview's width: downscaled with a given focal, so the effect looks the same
+    small, cfg = preview.downscale(frames[0], jobs.parse_flags(["--baseline", "0.05", "--focal", "300"]), max_width=48)
+    assert small.shape == (32, 48, 3) and cfg.matrix.focal == 150 and cfg.matrix.max_baseline == 0.05
+    frame = frames[0]
+    assert preview.downscale(frame, config, max_width=96)[0] is frame  # narrow enough: as it is
     # the cache: a key is computed once
     cache = preview.Previewer(cache_frames=2)
     for key in ("a", "a", "b", "a", "c", "b"):
