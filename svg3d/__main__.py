@@ -82,7 +82,7 @@ def _ui(args: argparse.Namespace) -> None:
     settings = UISettings(jobs_dir=args.jobs_dir, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)  # checked first
     from svg3d import ui
 
-    ui.serve(settings.jobs_dir, host=settings.host, port=settings.port, max_upload_mb=settings.max_upload_mb, block=True)
+    ui.serve(settings.jobs_dir, host=settings.host, port=settings.port, max_upload_mb=settings.max_upload_mb, models_dirs=args.models_dir, block=True)
 
 
 if __name__ == "__main__":

@@ -448,6 +448,7 @@ def create_parser(*, full: bool = True) -> argparse.ArgumentParser:
     u.add_argument("--host", default=default(UISettings, "host"), help="address to listen on; 0.0.0.0 serves every interface (default: %(default)s, this machine only)")
     u.add_argument("--port", type=int, default=default(UISettings, "port"), help="port (default: %(default)s)")
     u.add_argument("--max-upload-mb", type=float, default=default(UISettings, "max_upload_mb"), help="largest upload accepted, MB; larger ones are refused as they arrive (default: %(default)s)")
+    u.add_argument("--models-dir", type=Path, action="append", default=[], help="a folder of depth models (saved with save_pretrained, or folders of them) the page offers besides those in the Hugging Face cache; repeatable")
     u.add_argument("--quiet", action="store_true", help="warnings and errors only")
     return p
 

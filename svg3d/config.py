@@ -458,5 +458,6 @@ class UISettings:
     def __post_init__(self) -> None:
         _check([
             (0 <= self.port <= 65535, "port", f"{self.port}: must be in 0..65535"),
-            (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0, "max_upload_mb", f"{self.max_upload_mb}: must be a finite number > 0 (MB)"),
+            (isinstance(self.max_upload_mb, (int, float)) and math.isfinite(self.max_upload_mb) and self.max_upload_mb * 2**20 >= 1,
+             "max_upload_mb", f"{self.max_upload_mb}: must be a finite number of megabytes > 0"),
         ])  # fmt: skip

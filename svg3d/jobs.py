@@ -16,6 +16,10 @@ chunks a killed run finished are kept, and resuming runs the same command again,
 folder stops ("resumed at frame N" in the log). Jobs found in the folder when a server starts are listed again;
 those it had queued or running are ``interrupted`` and can be resumed.
 
+Depth comes from a depth zip, the demo's exact depth, or a depth model: one the server found (``depth_models``: its
+``--models-dir`` folders, the Hugging Face cache, the known hub ids), given as ``--depth-model``; a model the server
+cannot load now is refused when the job is submitted (``check_depth_model``), not queued to fail.
+
 Nothing a client sends is used as a path outside the jobs folder: flags that name files (``UI_FLAGS``) are set
 here and refused from clients; model flags take hub ids only (``MODEL_ID``); uploads are checked to lie inside
 the jobs folder and are copied (hard-linked where possible) into the job; zips are unpacked flat, refusing
@@ -120,16 +124,6 @@ def parse_flags(flags: Sequence[str]) -> ConvertConfig:
         raise InputError(e.flag_message(FLAGS)) from None
 
 
-def flag_groups() -> dict[str, str]:
-    """Each convert flag (its first option string) -> the title of its group in ``--help``."""
-    out = {}
-    for group in convert_parser()._action_groups:
-        for action in group._group_actions:
-            for option in action.option_strings:
-                out[option] = group.title
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # inputs
 
@@ -225,6 +219,66 @@ def demo_clip(folder: Path) -> tuple[Path, Path]:
 
 
 # --------------------------------------------------------------------------------------------------
+# depth models on this server
+
+
+@dataclass(frozen=True)
+class DepthChoice:
+    """A depth model a job may use: ``name`` as convert takes it (hub id or folder), ``label`` for people,
+    ``missing``: why it cannot be used here (``models.missing_reason``), None when it can."""
+
+    name: str
+    label: str
+    missing: str | None
+
+
+def _is_depth_config(path: Path) -> bool:
+    """A ``config.json`` of a depth-estimation model (transformers' ``...ForDepthEstimation`` classes)."""
+    try:
+        architectures = json.loads(path.read_text()).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(str(a).endswith("ForDepthEstimation") for a in architectures)
+
+
+def depth_models(folders: Sequence[str | os.PathLike] = ()) -> list[DepthChoice]:
+    """The depth models of this server: every model folder (``save_pretrained``) in ``folders`` (the folders
+    themselves or their sub-folders), every depth model in the Hugging Face cache, and the known hub ids
+    (``models.KNOWN_MODELS``) with why each missing one cannot be used. Usable ones first, the default model
+    first among them. Nothing is downloaded (a hub id not in the cache is usable only while the hub answers)."""
+    from . import models
+
+    found: dict[str, DepthChoice] = {}
+    for folder in map(Path, folders):
+        for candidate in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []:
+            if _is_depth_config(candidate / "config.json"):
+                found[str(candidate.resolve())] = DepthChoice(str(candidate.resolve()), f"{candidate.name} (folder on the server)", None)
+    hub = [name for name, info in models.KNOWN_MODELS.items() if info.kind == "depth"]
+    with contextlib.suppress(Exception):  # no cache folder yet, or one huggingface_hub cannot read: the known ids
+        from huggingface_hub import scan_cache_dir, try_to_load_from_cache
+
+        for repo in scan_cache_dir().repos:
+            config = try_to_load_from_cache(repo.repo_id, "config.json") if repo.repo_type == "model" else None
+            if isinstance(config, str) and _is_depth_config(Path(config)) and repo.repo_id not in hub:
+                hub.append(repo.repo_id)
+    for name in hub:
+        reason = models.missing_reason(name)
+        found[name] = DepthChoice(name, name if reason is None else f"{name} (not on this server)", reason)
+    default = ConvertConfig().depth.model
+    return sorted(found.values(), key=lambda c: (c.missing is not None, c.name != default))
+
+
+def check_depth_model(name: str) -> None:
+    """Refuse (``InputError``, one line) a depth model this server cannot load now, before a job is queued."""
+    from . import models
+
+    reason = models.missing_reason(name)
+    if reason is not None:
+        raise InputError(f"depth model {name}: not on this server ({reason}); choose a depth model the server has, "
+                         "or upload depth maps (a zip, one map per frame)")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
 # jobs
 
 
@@ -238,6 +292,7 @@ class Job:
     input: str  # path of the input, relative to the folder
     flags: list[str]  # the convert flags the user chose (``parse_flags``)
     depth: str | None = None  # the depth maps' folder, relative, given as --depth-from
+    depth_model: str | None = None  # a depth model the server found (hub id or its folder), given as --depth-model
     state: str = "queued"  # one of STATES
     message: str = ""  # why it failed, or what it did
     created: float = field(default_factory=time.time)
@@ -264,6 +319,8 @@ class Job:
         argv += ["--progress-log", str(self.progress_log), "--quiet", *self.flags]
         if self.depth is not None:
             argv += ["--depth-from", str(self.folder / self.depth)]
+        elif self.depth_model is not None:
+            argv += ["--depth-model", self.depth_model]
         return argv
 
     def save(self) -> None:
@@ -278,12 +335,14 @@ class Job:
 
 @dataclass(frozen=True)
 class StageProgress:
-    """One stage of a job as its progress log tells it: frames ``done`` of ``total``, seconds left (None: unknown)."""
+    """One stage of a job as its progress log tells it: frames ``done`` of ``total``, seconds left and frames per
+    second of this run (None: unknown yet)."""
 
     stage: str
     done: int
     total: int
     eta: float | None
+    rate: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -310,14 +369,57 @@ def read_progress(path: Path, since: float = 0.0) -> list[StageProgress]:
             first[stage] = {"done": done, "time": t, "total": total}
     out = []
     for stage, e in latest.items():
-        eta = None
-        if e["done"] >= e["total"]:
-            eta = 0.0
-        elif stage in first and e["time"] > first[stage]["time"] and e["done"] > first[stage]["done"]:
+        eta = rate = None
+        if stage in first and e["time"] > first[stage]["time"] and e["done"] > first[stage]["done"]:
             rate = (e["done"] - first[stage]["done"]) / (e["time"] - first[stage]["time"])
             eta = (e["total"] - e["done"]) / rate
-        out.append(StageProgress(stage, e["done"], e["total"], eta))
+        if e["done"] >= e["total"]:
+            eta = 0.0
+        out.append(StageProgress(stage, e["done"], e["total"], eta, rate))
     return out
+
+
+def expected_stages(flags: Sequence[str]) -> tuple[str, ...]:
+    """The stages a job with these convert flags runs, in order (a filler's own pre-pass shows up once it starts)."""
+    try:
+        config = parse_flags(flags)
+    except InputError:
+        return ()
+    return ("depth", *(("stabilised",) if config.stabilise is not None else ()), "filled", "export")
+
+
+@dataclass(frozen=True)
+class Overall:
+    """A job's progress over all its stages: ``stage`` (1-based, the one running) of ``stages``, frames ``done`` of
+    ``total`` summed over the stages, and seconds left (None: unknown until a stage has a rate)."""
+
+    stage: int
+    stages: int
+    done: int
+    total: int
+    eta: float | None
+
+
+def overall_progress(stages: Sequence[StageProgress], expected: Sequence[str]) -> Overall:
+    """The whole job's progress: the stages of its log and those still to come (``expected``). A stage to come
+    is estimated at the mean seconds per frame of the stages with a rate (a rough guide: stages differ)."""
+    seen = {s.stage: s for s in stages}
+    names = list(dict.fromkeys([*(s.stage for s in stages), *expected]))  # stages start in pipeline order
+    frames = max((s.total for s in stages), default=0)
+    rates = [1.0 / s.rate for s in stages if s.rate]
+    per_frame = sum(rates) / len(rates) if rates else None
+    eta: float | None = 0.0
+    done = total = 0
+    for n in names:
+        s = seen.get(n)
+        done += s.done if s else 0
+        total += s.total if s else frames
+        left = (s.eta if s else (None if per_frame is None else per_frame * frames))
+        if s is not None and s.done >= s.total:
+            left = 0.0
+        eta = None if eta is None or left is None else eta + left
+    current = next((i for i, n in enumerate(names, 1) if n not in seen or seen[n].done < seen[n].total), len(names))
+    return Overall(current, len(names), done, total, eta)
 
 
 def results(job: Job) -> dict[str, Path]:
@@ -397,12 +499,16 @@ class JobQueue:
                 return job_id, folder
 
     def submit(self, flags: Sequence[str], *, upload: str | os.PathLike | None = None, upload_name: str | None = None,
-               depth_zip: str | os.PathLike | None = None, demo: bool = False, max_upload_bytes: int) -> Job:  # fmt: skip
+               depth_zip: str | os.PathLike | None = None, demo: bool = False, depth_model: str | None = None,
+               max_upload_bytes: int) -> Job:  # fmt: skip
         """Check and queue a job; returns it. ``upload``: an uploaded video or zip of frames (a file inside the jobs
-        folder, as the web server stores uploads); ``depth_zip``: a zip of depth maps; ``demo``: the bundled clip.
+        folder, as the web server stores uploads); ``depth_zip``: a zip of depth maps; ``demo``: the bundled clip
+        (with its exact depth unless a depth zip or model is given); ``depth_model``: a depth model the server
+        found (``depth_models``: a hub id or a server folder, never a client's path).
 
         Raises ``InputError`` (one line, the CLI's flag names) for bad flags, a bad upload (not a video, corrupt,
-        a frame range outside it) or a bad zip; nothing of a refused job is kept.
+        a frame range outside it), a bad zip, or a depth model this server does not have (``check_depth_model``:
+        refused now, not queued to fail); nothing of a refused job is kept.
         """
         from .cli import FLAGS
 
@@ -410,6 +516,14 @@ class JobQueue:
         if demo == (upload is not None):
             raise InputError("give a video (or a zip of frames) or choose the demo clip" if not demo else
                              "the demo clip or an upload: choose one")  # fmt: skip
+        flag_model = any(_flag_name(f) == "--depth-model" for f in flags)
+        if (depth_model is not None or flag_model) and depth_zip is not None:
+            raise InputError("depth maps and a depth model both given: choose one depth source")
+        if depth_model is not None and flag_model:
+            raise InputError("the depth model is chosen twice: give one depth source")
+        demo_depth = demo and depth_zip is None and depth_model is None and not flag_model  # the demo's exact depth
+        if depth_zip is None and not demo_depth:
+            check_depth_model(depth_model or config.depth.model)
         for what, path in (("upload", upload), ("depth maps", depth_zip)):
             if path is not None and not (Path(path).is_file() and inside(path, self.root)):
                 raise InputError(f"{what}: not a file uploaded to this server")
@@ -418,12 +532,11 @@ class JobQueue:
         try:
             depth = None
             if demo:
-                with self._demo_lock:
-                    video, demo_depth = demo_clip(self.root / ".demo")
+                video, demo_depth_dir = self.demo()
                 input_rel = "input/demo.mp4"
                 _link_or_copy(video, folder / input_rel)
-                if depth_zip is None:
-                    for f in io.list_depths(demo_depth):
+                if demo_depth:
+                    for f in io.list_depths(demo_depth_dir):
                         _link_or_copy(f, folder / "depth" / f.name)
                     depth = "depth"
             else:
@@ -439,7 +552,8 @@ class JobQueue:
                            max_bytes=UNPACK_FACTOR * max_upload_bytes, what=safe_name(Path(depth_zip).name))  # fmt: skip
                 depth = "depth"
             self._probe(folder / input_rel, config, name)
-            job = Job(id=job_id, folder=folder, name=name, input=input_rel, flags=list(flags), depth=depth)
+            job = Job(id=job_id, folder=folder, name=name, input=input_rel, flags=list(flags), depth=depth,
+                      depth_model=None if depth is not None else depth_model)  # fmt: skip
             job.save()
         except InputError as e:
             shutil.rmtree(folder, ignore_errors=True)
@@ -464,6 +578,11 @@ class JobQueue:
             raise InputError(f"{name}: not a video or a zip of frames (expected {', '.join(VIDEO_SUFFIXES)} or .zip)")
         clip = config.clip
         open_source(path, start=clip.start_frame, count=clip.num_frames, size=clip.size).close()
+
+    def demo(self) -> tuple[Path, Path]:
+        """The demo clip and its depth folder (``demo_clip``), rendered once into ``<jobs>/.demo``."""
+        with self._demo_lock:
+            return demo_clip(self.root / ".demo")
 
     # -- the queue
 

@@ -1,13 +1,25 @@
 """``python -m svg3d ui``: a Gradio page over ``convert``, its jobs run by ``svg3d.jobs``.
 
-The settings are the convert CLI's flags, generated from its parser (``jobs.convert_parser``), grouped as its
-``--help`` groups them, with its defaults and choices: one source. Every change is checked with the CLI's own
-parser and ``config_from_args`` and the CLI's one-line message shown in the group of the flag it names. Start
-queues a job (``jobs.JobQueue``): a ``convert`` subprocess in the jobs folder; the page polls its progress log
-(a bar and ETA per stage, the queue position) and shows its results: the side-by-side video in a player, the
-anaglyph and depth previews, a slider over the views of a ``views_png`` export, a download of every export
-(folders as zips) and of the log. Cancel kills the job within about a second, keeping its finished chunks;
-Resume continues it.
+The settings are the convert CLI's flags, generated from its parser (``jobs.convert_parser``), with its defaults
+and choices: one source. Each has a plain-language label (``LABELS``; the flag and its help are the control's
+info line); the 3D controls come first (``MAIN``: strength, screen plane, filler, layout; adding one is one
+entry there), then clip trimming and the other flags in folded sections (``SECTIONS``). Every change is checked
+with the CLI's own parser and ``config_from_args`` and the CLI's one-line message shown in the section of the
+flag it names.
+
+The depth source is chosen on the page (``jobs.depth_models``: the model folders given with ``--models-dir``, the
+depth models in the Hugging Face cache, the known hub ids; or an uploaded zip of depth maps; the demo clip's
+exact depth); a model this server does not have is refused on the page, before anything is queued.
+
+Before any long run, the preview shows the effect on a chosen frame in seconds (``svg3d.preview``: the depth of
+that frame by the chosen source, the warp and a quick fill convert uses) as an anaglyph, side by side, a wiggle
+GIF and the depth, and follows every setting; the frame's depth is cached, so a moved slider only re-warps.
+
+Start queues a job (``jobs.JobQueue``): a ``convert`` subprocess in the jobs folder; the page polls its progress
+log (a bar and ETA per stage, and the whole job's stage k of n and ETA) and shows its results: the side-by-side
+video in a player, the anaglyph and depth previews, a slider over the views of a ``views_png`` export, a download
+of every export (folders as zips) and of the log. Cancel (while queued or running) kills the job within about a
+second, keeping its finished chunks; Resume (once stopped) continues it; Download (once done) gives the video.
 
 Serving: bound to 127.0.0.1 unless ``host`` says otherwise; uploads larger than ``max_upload_mb`` are refused
 while they stream in (Gradio's ``max_file_size``: the request is cut at the limit and its partial file deleted)
@@ -19,27 +31,35 @@ assets only: not the jobs' work folders, not the working directory.
 API (``gradio_client``): ``/submit(upload, depth_zip, demo, flags) -> (job_id, message)`` with convert flags as
 one string (``jobs.parse_flags`` checks them), ``/wait(job_id) -> (status, files)`` blocking until the job
 stops, ``/status``, ``/cancel``, ``/resume`` ``(job_id) -> status``; ``status`` is a dict (state, message,
-queue position, stages, exports).
+queue position, stages, overall progress, exports).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
 import logging
+import math
 import os
 import re
 import shlex
 import tempfile
+import threading
+import time
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import jobs
+from . import camera, jobs
 from .checks import InputError
 from .config import UISettings, default
 from .jobs import Job, JobQueue
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +67,88 @@ DEFAULT_JOBS_DIR = default(UISettings, "jobs_dir")
 DEFAULT_PORT = default(UISettings, "port")
 DEFAULT_MAX_UPLOAD_MB = default(UISettings, "max_upload_mb")
 CACHE_DIR = ".gradio"  # Gradio's cache, inside the jobs folder
+PREVIEW_DIR = ".preview"  # the preview's unpacked uploads and wiggle GIFs, inside the jobs folder
 POLL_SECONDS = 1.0  # the page asks for progress this often
-UI_DESTS = ("work_dir", "progress_log", "depth_from", "quiet")  # set by the jobs (jobs.UI_FLAGS), no control
-OPEN_GROUPS = ("clip", "3D effect")  # groups shown open; the others start folded
+# set by the jobs (jobs.UI_FLAGS) or by the page's depth source: no control
+UI_DESTS = ("work_dir", "progress_log", "depth_from", "depth_model", "quiet")
 PLAYABLE = (".mp4", ".webm")  # containers a browser plays (mkv is not)
 PLAYER_ORDER = ("sbs", "hsbs", "cross", "tb", "htb", "anaglyph", "left")  # the first present goes in the player
 UPLOAD_TYPES = [*jobs.VIDEO_SUFFIXES, ".zip"]
 MULTIPART_SLACK = 64 * 1024  # bytes of an upload request that are not the file: boundaries, headers, names
+RESUMABLE = ("cancelled", "interrupted", "failed")  # the states Resume applies to
+KEEP_WIGGLES = 8  # the preview's latest wiggle GIFs kept in <jobs>/.preview/wiggle (pages being served may read them)
+
+# The 3D controls, shown first and open, in this order (a flag added to convert is one entry here to join them).
+MAIN = ("strength", "convergence", "fill", "layout")
+MAIN_TITLE = "3D effect"
+# Sliders: (minimum, maximum, step, the value convert takes when the flag is not given). The strength slider
+# stops at 10 % of the width (beyond it few people fuse the pair; the flag takes up to 20).
+SLIDERS = {
+    "strength": (0.5, 10.0, 0.1, camera.DEFAULT_STRENGTH),
+    "convergence": (0.0, 1.0, 0.05, camera.DEFAULT_CONVERGENCE),
+}
+# Page sections for the other parser groups (by --help title), in page order after MAIN; folded. A group not
+# listed keeps its --help title and comes last.
+SECTIONS = {
+    "clip": "Clip: trim and resize",
+    "depth": "Depth",
+    "3D effect": "Physical camera and depth range",
+    "views": "Views",
+    "hole filling": "Hole filling: diffusion settings",
+    "outputs": "Outputs",
+    "run": "Run",
+}
+# Plain-language labels; the flag is in the control's info line. A flag not listed gets its name in words.
+LABELS = {
+    "strength": "3D strength (% of the picture width)",
+    "convergence": "Screen plane (0 = all in front, 1 = all behind)",
+    "fill": "Hole filler",
+    "layout": "The input is the…",
+    "start_frame": "First frame",
+    "num_frames": "Number of frames",
+    "width": "Width (px)",
+    "height": "Height (px)",
+    "depth_resolution": "Depth resolution (short side, px)",
+    "stabilise": "Steady the depth over time",
+    "flow": "Motion estimator",
+    "depth_range": "Depth range normalised per",
+    "baseline": "Eye distance (m)",
+    "focal": "Focal length (px)",
+    "near": "Nearest point (m)",
+    "far": "Farthest point (m)",
+    "metric_depth": "Depth maps are in 1/metres",
+    "num_views": "Number of views",
+    "border": "Picture edge",
+    "video_model": "Video model",
+    "prompt": "Describe the video (diffusion)",
+    "steps": "Denoising steps",
+    "seed": "Random seed",
+    "window": "Frames per window",
+    "overlap": "Window overlap (frames)",
+    "diffusion_size": "Diffusion size (WxH)",
+    "offload": "Save GPU memory (offload)",
+    "max_unet_frames": "Frames per UNet call",
+    "vae_frames": "Frames per VAE call",
+    "unet": "UNet implementation",
+    "compile": "Compile the model (torch.compile)",
+    "exports": "Files to make",
+    "naming": "File names",
+    "anaglyph": "Anaglyph colours",
+    "vr180": "Also a VR180 video",
+    "vr180_fov": "Field of view for VR180 (degrees)",
+    "vr180_size": "VR180 size per eye (px)",
+    "codec": "Video codec",
+    "crf": "Quality (CRF, lower = better)",
+    "preset": "Encoder speed preset",
+    "pix_fmt": "Pixel format",
+    "container": "Container",
+    "preview": "Also a preview picture",
+    "chunk_frames": "Frames per chunk",
+    "clean_work": "Delete the work files afterwards",
+    "device": "Device",
+}
+LAYOUT_LABELS = {"left2right": "left eye", "right2left": "right eye", "middle2leftright": "middle, between the eyes"}
+DEPTH_ZIP, DEPTH_DEMO = "zip", "demo"  # depth-source choices that are not models
 
 
 # --------------------------------------------------------------------------------------------------
@@ -62,8 +157,9 @@ MULTIPART_SLACK = 64 * 1024  # bytes of an upload request that are not the file:
 
 @dataclass(frozen=True)
 class Control:
-    """A convert flag as a control: ``kind`` is toggle (--x/--no-x), bool (store_true), choice, int, float, text or
-    exports (a set of export names)."""
+    """A convert flag as a control: ``kind`` is toggle (--x/--no-x), bool (store_true), choice, int, float, slider
+    (a number with a slider and a default convert takes when the flag is absent), text or exports (a set of export
+    names); ``label``: what people read; ``section``: the page section it is in."""
 
     dest: str
     option: str
@@ -72,10 +168,13 @@ class Control:
     choices: tuple[str, ...]
     help: str
     group: str
+    label: str = ""
+    section: str = ""
 
 
 def controls() -> list[Control]:
-    """The convert flags but those the jobs set (``UI_DESTS``), in ``--help`` order, from the CLI's parser."""
+    """The convert flags but those the page sets itself (``UI_DESTS``), ``MAIN`` first, the others in ``--help``
+    order, from the CLI's parser."""
     from .stages.export import EXPORTS, parse_exports
 
     out = []
@@ -88,6 +187,8 @@ def controls() -> list[Control]:
             text = (a.help or "") % {**vars(a), "prog": parser.prog} if a.help else ""
             if a.dest == "exports":
                 kind, default, choices = "exports", tuple(parse_exports(a.default)), tuple(EXPORTS)
+            elif a.dest in SLIDERS:
+                kind, default, choices = "slider", SLIDERS[a.dest][3], ()
             elif isinstance(a, argparse.BooleanOptionalAction):
                 kind, default, choices = "toggle", a.default, ()
             elif isinstance(a, argparse._StoreTrueAction):
@@ -98,7 +199,29 @@ def controls() -> list[Control]:
                 kind, default, choices = a.type.__name__, a.default, ()
             else:
                 kind, default, choices = "text", a.default, ()
-            out.append(Control(a.dest, option, kind, default, choices, text, group.title))
+            label = LABELS.get(a.dest, a.dest.replace("_", " ").capitalize())
+            section = MAIN_TITLE if a.dest in MAIN else SECTIONS.get(group.title, group.title)
+            out.append(Control(a.dest, option, kind, default, choices, text, group.title, label, section))
+    main = sorted((c for c in out if c.dest in MAIN), key=lambda c: MAIN.index(c.dest))
+    return main + [c for c in out if c.dest not in MAIN]
+
+
+def section_titles(specs: Sequence[Control]) -> list[str]:
+    """The page's sections in order: ``MAIN_TITLE``, then ``SECTIONS``' order, then any other group."""
+    present = list(dict.fromkeys(c.section for c in specs))
+    order = [MAIN_TITLE, *SECTIONS.values()]
+    return sorted(present, key=lambda t: order.index(t) if t in order else len(order) + present.index(t))
+
+
+def flag_sections(specs: Sequence[Control]) -> dict[str, str]:
+    """Each convert option string (--x and --no-x) -> the page section of its control; the flags with no control
+    (``UI_DESTS``) -> the section of their --help group."""
+    by_dest = {c.dest: c.section for c in specs}
+    out = {}
+    for group in jobs.convert_parser()._action_groups:
+        for action in group._group_actions:
+            for option in action.option_strings:
+                out[option] = by_dest.get(action.dest, SECTIONS.get(group.title, group.title))
     return out
 
 
@@ -118,9 +241,9 @@ def flags_of(specs: Sequence[Control], values: Sequence[object]) -> list[str]:
                 flags += [c.option, ",".join(chosen)]
         elif v is None or (isinstance(v, str) and not v.strip()):
             continue
-        elif c.kind in ("int", "float"):
+        elif c.kind in ("int", "float", "slider"):
             x = _number(c, v)
-            if c.default is None or x != c.default:
+            if c.default is None or not math.isclose(x, c.default, rel_tol=0, abs_tol=1e-9):
                 flags += [c.option, str(x) if c.kind == "int" else f"{x:g}"]
         elif str(v) != str(c.default):
             flags += [c.option, str(v).strip()]
@@ -133,6 +256,8 @@ def _number(c: Control, v: object) -> int | float:
         x = float(v)
     except (TypeError, ValueError):
         raise InputError(f"{c.option} {v!r}: not a number") from None
+    if not math.isfinite(x):
+        raise InputError(f"{c.option} {v!r}: not a finite number")
     if c.kind == "int":
         if x != int(x):
             raise InputError(f"{c.option} {v!r}: not a whole number")
@@ -144,15 +269,13 @@ FLAG_IN_MESSAGE = re.compile(r"(?<![\w-])(--[a-z0-9][a-z0-9-]*|-o)(?![\w-])")
 
 
 def message_group(message: str, groups: dict[str, str]) -> str | None:
-    """The group of the first flag an error message names (``jobs.flag_groups``), None when it names none."""
+    """The section of the first flag an error message names (``flag_sections``), None when it names none."""
     for m in FLAG_IN_MESSAGE.finditer(message):
         flag = m.group(1)
         for option in (flag, flag.replace("--no-", "--", 1)):
             if option in groups:
                 return groups[option]
     return None
-
-
 # --------------------------------------------------------------------------------------------------
 # what the page shows of a job
 
@@ -160,10 +283,13 @@ def message_group(message: str, groups: dict[str, str]) -> str | None:
 def status(queue: JobQueue, job: Job) -> dict:
     """A job's state as the API returns it (JSON-able)."""
     since = job.runs[-1]["started"] if job.runs else 0.0
-    stages = [{"stage": s.stage, "done": s.done, "total": s.total, "eta": s.eta} for s in jobs.read_progress(job.progress_log, since)]
+    progress = jobs.read_progress(job.progress_log, since)
+    stages = [{"stage": s.stage, "done": s.done, "total": s.total, "eta": s.eta} for s in progress]
+    whole = jobs.overall_progress(progress, jobs.expected_stages(job.flags))
+    overall = {"stage": whole.stage, "stages": whole.stages, "done": whole.done, "total": whole.total, "eta": whole.eta}
     exports = {name: p.name for name, p in jobs.results(job).items()} if job.state == "done" else {}
     return {"job": job.id, "name": job.name, "state": job.state, "message": job.message, "position": queue.position(job.id),
-            "queued": queue.queue_length(), "flags": job.flags, "stages": stages, "exports": exports}  # fmt: skip
+            "queued": queue.queue_length(), "flags": job.flags, "stages": stages, "overall": overall, "exports": exports}  # fmt: skip
 
 
 def _seconds(s: float | None) -> str:
@@ -185,7 +311,17 @@ def status_markdown(st: dict) -> str:
 
 
 def progress_html(st: dict) -> str:
+    """The whole job (stage k of n, frames over all stages, ETA) above a bar per stage (frames, ETA)."""
     rows = []
+    o = st.get("overall")
+    if o and st["stages"]:
+        finished = st["state"] == "done" or o["done"] >= o["total"] > 0
+        eta = "done" if finished else _seconds(o["eta"])
+        rows.append(
+            f'<div class="svg3d-overall" data-stage="{o["stage"]}" data-stages="{o["stages"]}" data-done="{o["done"]}" '
+            f'data-total="{o["total"]}"><span class="svg3d-stage-name">stage {o["stage"]} of {o["stages"]}</span>'
+            f'<progress value="{o["done"]}" max="{max(o["total"], 1)}"></progress><span>overall · {eta}</span></div>'
+        )
     for s in st["stages"]:
         done, total = s["done"], s["total"]
         eta = "done" if done >= total else _seconds(s["eta"])
@@ -303,31 +439,208 @@ def player_video(exports: dict[str, Path]) -> Path | None:
     return None
 
 
+
+# --------------------------------------------------------------------------------------------------
+# the preview of the effect, before a job
+
+
+class PagePreview:
+    """The page's preview (``svg3d.preview``) over the inputs a job would get: an upload (a video, or a zip of
+    frames unpacked once into ``<jobs>/.preview``), or the demo clip; depth from a server's model (one kept
+    loaded), an uploaded zip of maps, or the demo's exact depth. Frames and depth maps are cached per frame.
+    """
+
+    def __init__(self, queue: JobQueue, *, max_upload_bytes: int, depth_models: Sequence[jobs.DepthChoice]) -> None:
+        from . import preview
+
+        self.queue, self.max_upload_bytes = queue, max_upload_bytes
+        self.folder = queue.root / PREVIEW_DIR
+        self.models = {c.name: c for c in depth_models}
+        self.frames, self.depths = preview.Previewer(), preview.Previewer()
+        self._lock = threading.Lock()  # unpacking and model loading, one at a time
+        self._model: tuple[str, object] | None = None
+
+    def _upload(self, upload, what: str) -> Path:
+        if upload is None or not (Path(upload).is_file() and jobs.inside(upload, self.queue.root)):
+            raise InputError(f"{what}: not a file uploaded to this server")
+        return Path(upload)
+
+    def _unpacked(self, archive: Path, kind: str, suffixes: Sequence[str]) -> Path:
+        """The files of an uploaded zip, unpacked once (``jobs.unpack_zip``, the jobs' checks and bounds)."""
+        st = archive.stat()
+        digest = hashlib.sha256(f"{archive}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        folder = self.folder / digest / kind
+        with self._lock:
+            if not (folder / ".done").is_file():
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)
+                jobs.unpack_zip(archive, folder, suffixes=suffixes, max_bytes=jobs.UNPACK_FACTOR * self.max_upload_bytes,
+                                what=jobs.safe_name(archive.name))  # fmt: skip
+                (folder / ".done").touch()
+        return folder
+
+    def input_path(self, source: str, upload) -> Path:
+        """The video or frames folder to preview (``InputError`` when there is none)."""
+        from . import io
+
+        if source == "demo":
+            return self.queue.demo()[0]
+        if upload is None:
+            raise InputError("choose a video (or a zip of frames) to preview, or the demo clip")
+        path = self._upload(upload, "upload")
+        if path.suffix.lower() == ".zip":
+            return self._unpacked(path, "frames", io.IMAGE_SUFFIXES)
+        if path.suffix.lower() not in jobs.VIDEO_SUFFIXES:
+            raise InputError(f"{path.name}: not a video or a zip of frames")
+        return path
+
+    def frame_count(self, source: str, upload) -> int:
+        from .source import open_source
+
+        src = open_source(self.input_path(source, upload))
+        src.close()
+        return src.info.total_frames
+
+    def frame(self, path: Path, index: int, size) -> np.ndarray:
+        from .source import open_source
+
+        def read():
+            src = open_source(path, size=size)
+            try:
+                if not 0 <= index < src.info.total_frames:
+                    raise InputError(f"frame {index}: the clip has {src.info.total_frames} frames")
+                return src.frames(index, index + 1)[0]
+            finally:
+                src.close()
+
+        return self.frames.get((str(path), index, size), read)
+
+    def depth_source(self, choice: str, source: str, depth_zip) -> tuple[Path | None, str | None]:
+        """(depth zip, depth model) of the page's depth source, both None for the demo's exact depth; ``InputError``
+        when it cannot be used (no zip uploaded, the demo's depth without the demo, a model the server lacks)."""
+        if choice == DEPTH_ZIP:
+            if depth_zip is None:
+                raise InputError("upload the depth maps (a zip, one map per frame), or choose a depth model")
+            return self._upload(depth_zip, "depth maps"), None
+        if choice == DEPTH_DEMO:
+            if source != "demo":
+                raise InputError("the demo clip's depth goes with the demo clip: choose a depth model or upload depth maps")
+            return None, None
+        if choice not in self.models:
+            raise InputError(f"depth model {choice!r}: not one of this server's")
+        jobs.check_depth_model(choice)
+        return None, choice
+
+    def disparity(self, choice: str, depth_zip, source: str, path: Path, index: int, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The depth of the frame by the chosen source at ``size`` (h, w), the size convert keeps depth at."""
+        from . import io
+        from .stages import depth as depth_stage
+
+        archive, model = self.depth_source(choice, source, depth_zip)
+        if model is not None:
+            return self.depths.get(("model", model, str(path), index, size), lambda: self._model_depth(model, frame, size))
+        folder = self._unpacked(archive, "depth", io.DEPTH_SUFFIXES) if archive is not None else self.queue.demo()[1]
+
+        def read():
+            files = io.list_depths(folder)
+            if index >= len(files):
+                raise InputError(f"depth maps: {len(files)} maps, no map for frame {index}")
+            return depth_stage.resize_depth(io.read_depth(files[index])[None], size)[0]  # as convert's FolderDepth
+
+        return self.depths.get(("folder", str(folder), index, size), read)
+
+    def _model_depth(self, name: str, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        import torch
+
+        from . import models, preview
+
+        with self._lock:
+            if self._model is None or self._model[0] != name:
+                self._model = None  # the previous one goes before the next loads
+                self._model = (name, models.load_depth_model(name, device=torch.device("cpu"), flag="depth_model"))
+            model = self._model[1]
+        return preview.model_disparity(model, frame, size)
+
+    def render(self, source: str, upload, choice: str, depth_zip, index: int, config) -> dict:
+        """The preview of frame ``index``: anaglyph, side by side, wiggle GIF (a file), depth, and a line on it."""
+        from . import convert, preview
+        from .stages import depth as depth_stage
+
+        started = time.perf_counter()
+        path = self.input_path(source, upload)
+        frame = self.frame(path, index, config.clip.size)
+        computed = self.depths.computed
+        size = depth_stage.depth_size(frame.shape[:2], config.depth.resolution)
+        d = self.disparity(choice, depth_zip, source, path, index, frame, size)
+        cached = self.depths.computed == computed
+        small, small_config = preview.downscale(frame, config)
+        pair = preview.stereo_pair(small, d, small_config)
+        wiggle = preview.write_wiggle(self.folder / "wiggle" / f"{time.time_ns()}.gif", pair)
+        for old in sorted(wiggle.parent.glob("*.gif"))[:-KEEP_WIGGLES]:  # Gradio has its copy of those it showed
+            old.unlink(missing_ok=True)
+        kept = 1.0 - pair.holes
+        line = f"frame {index}: {pair.filler} fill"
+        if pair.filler != config.filler:
+            line += f" (standing in for {config.filler}, which fills in the real run)"
+        line += f"; {pair.holes:.1%} of the other eye was hidden and filled · depth {'kept from before' if cached else 'computed'}"
+        if small is not frame:
+            line += f" · previewed at {small.shape[1]}×{small.shape[0]}"
+        line += f" · {1000 * (time.perf_counter() - started):.0f} ms"
+        if kept < convert.LOW_KNOWN_SHARE:
+            line += f"  \n⚠ the other eye shows only {kept:.0%} of the picture: the effect is too strong; lower the 3D strength"
+        return {"anaglyph": preview.anaglyph(pair, config.exports.anaglyph), "sbs": preview.side_by_side(pair), "wiggle": wiggle,
+                "depth": depth_stage.preview_image(d), "message": line}  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------------
 # the page
 
 
 CSS = """
-.svg3d-stage { display: flex; gap: .75em; align-items: center; margin: .2em 0; font-variant-numeric: tabular-nums; }
-.svg3d-stage-name { width: 6em; font-weight: 600; }
-.svg3d-stage progress { flex: 1; height: 1em; }
+.svg3d-stage, .svg3d-overall { display: flex; gap: .75em; align-items: center; margin: .2em 0; font-variant-numeric: tabular-nums; }
+.svg3d-overall { font-weight: 600; }
+.svg3d-stage-name { width: 7em; font-weight: 600; }
+.svg3d-stage progress, .svg3d-overall progress { flex: 1; height: 1em; }
 .svg3d-error p { color: #c0392b; font-weight: 600; }
 """
 
 
-def build_app(queue: JobQueue, *, max_upload_bytes: int):
-    """The Gradio page (``gr.Blocks``) over ``queue``; ``max_upload_bytes`` bounds what a zip may unpack to."""
+def depth_source_choices(found: Sequence[jobs.DepthChoice]) -> list[tuple[str, str]]:
+    """The page's depth sources: the server's models (usable first), the user's depth maps, the demo's depth."""
+    return [*((c.label, c.name) for c in found), ("My depth maps (a zip I upload)", DEPTH_ZIP),
+            ("The demo clip's exact depth (with the demo clip)", DEPTH_DEMO)]  # fmt: skip
+
+
+def depth_note_text(found: Sequence[jobs.DepthChoice], choice: str) -> str:
+    """What the page says under the depth source: why a model the server lacks cannot be used (else nothing)."""
+    for c in found:
+        if c.name == choice and c.missing is not None:
+            try:
+                jobs.check_depth_model(c.name)
+            except InputError as e:
+                return f"⚠ {e}"
+    return ""
+
+
+def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[str | os.PathLike] = ()):
+    """The Gradio page (``gr.Blocks``) over ``queue``; ``max_upload_bytes`` bounds what a zip may unpack to;
+    ``models_dirs``: folders of depth models on this server (``jobs.depth_models``)."""
     import gradio as gr
 
     specs = controls()
-    groups = jobs.flag_groups()
-    titles = list(dict.fromkeys(c.group for c in specs))
+    groups = flag_sections(specs)
+    titles = section_titles(specs)
+    found = jobs.depth_models(models_dirs)
+    usable = [c.name for c in found if c.missing is None]
+    default_depth = usable[0] if usable else DEPTH_ZIP
+    page_preview = PagePreview(queue, max_upload_bytes=max_upload_bytes, depth_models=found)
 
     def job_choices() -> list[tuple[str, str]]:
         return [(f"{j.id} · {j.name}", j.id) for j in sorted(queue.jobs.values(), key=lambda j: j.id, reverse=True)]
 
     def check(*values) -> list:
-        """Live check of the settings: (command text, the error of each group)."""
+        """Live check of the settings: (command text, the error of each section)."""
         errors = {t: "" for t in titles}
         flags: list[str] = []
         try:
@@ -337,22 +650,40 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
             errors[message_group(str(e), groups) or titles[-1]] = f"⚠ {e}"
         return [shlex.join(flags) or "(all defaults)", *errors.values()]
 
-    def submit(upload, depth_zip, demo: bool, flags: list[str]) -> tuple[Job | None, str]:
+    def submit(upload, depth_zip, demo: bool, flags: list[str], depth_model: str | None = None) -> tuple[Job | None, str]:
         try:
-            job = queue.submit(flags, upload=upload, depth_zip=depth_zip, demo=bool(demo), max_upload_bytes=max_upload_bytes)
+            job = queue.submit(flags, upload=upload, depth_zip=depth_zip, demo=bool(demo), depth_model=depth_model,
+                               max_upload_bytes=max_upload_bytes)  # fmt: skip
         except InputError as e:
             return None, f"⚠ {e}"
         return job, f"submitted job `{job.id}`: its state is on the right"
 
-    def start(source: str, upload, depth_zip, *values):
+    def start(source: str, upload, depth_choice: str, depth_zip, *values):
         try:
             flags = flags_of(specs, values)
+            zip_file, model = page_preview.depth_source(depth_choice, source, depth_zip)
         except InputError as e:
             return gr.skip(), f"⚠ {e}"
-        job, message = submit(upload if source == "upload" else None, depth_zip, source == "demo", flags)
+        job, message = submit(upload if source == "upload" else None, zip_file, source == "demo", flags, model)
         if job is None:
             return gr.skip(), message
         return gr.update(choices=job_choices(), value=job.id), message
+
+    def input_changed(source: str, upload):
+        """A new input: the preview's frame slider spans its frames."""
+        try:
+            n = page_preview.frame_count(source, upload)
+        except InputError:
+            return gr.update(maximum=1, value=0)
+        return gr.update(maximum=max(n - 1, 1), value=0)
+
+    def show_preview(source: str, upload, depth_choice: str, depth_zip, index, *values):
+        try:
+            config = jobs.parse_flags(flags_of(specs, values))
+            out = page_preview.render(source, upload, depth_choice, depth_zip, int(index or 0), config)
+        except InputError as e:
+            return None, None, None, None, f"⚠ {e}"
+        return out["anaglyph"], out["sbs"], str(out["wiggle"]), out["depth"], out["message"]
 
     def job_or_none(job_id) -> Job | None:
         try:
@@ -360,12 +691,20 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
         except InputError:
             return None
 
+    def buttons(job: Job | None) -> list:
+        """Cancel while queued or running, Resume once stopped short, Download once done (its video)."""
+        done = job is not None and job.state == "done"
+        video = player_video(jobs.results(job)) if done else None
+        return [gr.update(interactive=job is not None and job.state in jobs.ACTIVE),
+                gr.update(interactive=job is not None and job.state in RESUMABLE),
+                gr.update(interactive=video is not None, value=_str(video))]  # fmt: skip
+
     def refresh(job_id, shown: dict):
-        """Poll: status and progress always; the results once, when the job shown reaches 'done'."""
-        nothing = [gr.skip()] * 7
+        """Poll: status and progress always; the results and buttons once per change of the job shown."""
+        nothing = [gr.skip()] * 10
         job = job_or_none(job_id)
         if job is None:
-            return ["", "", *nothing, shown]
+            return ["", "", *nothing[:7], *buttons(None), shown]
         st = status(queue, job)
         key = {"job": job.id, "state": job.state, "runs": len(job.runs)}
         results_out = nothing
@@ -381,11 +720,11 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
                     # the sliders stay visible: Gradio 6.17's page hangs when two sliders are shown and given a new
                     # maximum in one update
                     gr.update(maximum=max(v - 1, 1), value=0), gr.update(maximum=max(t - 1, 1), value=0),
-                    _str(view_frame(job, 0, 0)), [str(p) for p in downloads(job, exports)],
+                    _str(view_frame(job, 0, 0)), [str(p) for p in downloads(job, exports)], *buttons(job),
                 ]  # fmt: skip
             else:  # a stopped job offers its log: why it failed, how far it got
                 stopped = job.state not in jobs.ACTIVE and job.log_file.is_file()
-                results_out = [None, None, None, gr.skip(), gr.skip(), None, [str(job.log_file)] if stopped else None]
+                results_out = [None, None, None, gr.skip(), gr.skip(), None, [str(job.log_file)] if stopped else None, *buttons(job)]
         return [status_markdown(st), progress_html(st), *results_out, key]
 
     def show_view(job_id, view, frame):
@@ -431,37 +770,57 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
         return {"error": f"{job_id!r}: no such job"} if job is None else status(queue, queue.resume(job.id))
 
     with gr.Blocks(title="svg3d: 2D video to 3D") as app:
-        gr.Markdown("## svg3d: a monocular video to stereoscopic 3D\nThe settings are `python -m svg3d convert`'s flags, "
-                    "with its defaults; the page runs the command it shows.")  # fmt: skip
+        gr.Markdown("## svg3d: a video to stereoscopic 3D\nChoose a video, set the 3D effect while the preview follows, "
+                    "then convert. Each setting names its `python -m svg3d convert` flag.")  # fmt: skip
         with gr.Row():
             with gr.Column(scale=2):
-                source = gr.Radio(["upload", "demo"], value="upload", label="Input", info="upload a video or a zip of frames, or use the bundled demo clip")  # fmt: skip
+                source = gr.Radio([("A video or a zip of frames", "upload"), ("The demo clip", "demo")], value="upload",
+                                  label="Input", elem_id="svg3d-source")  # fmt: skip
                 upload = gr.File(label="Video or zip of frames", file_types=UPLOAD_TYPES, elem_id="svg3d-upload")
-                depth_zip = gr.File(label="Depth maps (zip of .npy/.png/.pfm, one per frame; optional: else the depth model)",
-                                    file_types=[".zip"], elem_id="svg3d-depth")  # fmt: skip
-                command = gr.Textbox(label="convert flags", value="(all defaults)", interactive=False, elem_id="svg3d-command")
-                start_btn = gr.Button("Start", variant="primary", elem_id="svg3d-start")
-                message = gr.Markdown("", elem_id="svg3d-message")
+                depth_dd = gr.Dropdown(depth_source_choices(found), value=default_depth, label="Depth from",
+                                       info="a depth model this server has, or your own depth maps (relative inverse depth: "
+                                            "larger = nearer), as --depth-model / --depth-from", elem_id="svg3d-depth-source")  # fmt: skip
+                depth_note = gr.Markdown(depth_note_text(found, default_depth), elem_classes=["svg3d-error"], elem_id="svg3d-depth-note")
+                depth_zip = gr.File(label="Depth maps: a zip of .npy/.png/.pfm, one per frame", file_types=[".zip"],
+                                    elem_id="svg3d-depth", visible=default_depth == DEPTH_ZIP)  # fmt: skip
                 inputs, group_errors = [], []
                 parser_groups = {g.title: g for g in jobs.convert_parser()._action_groups}
+                descriptions = {SECTIONS.get(t, t): g.description for t, g in parser_groups.items()}
                 for title in titles:
                     slug = re.sub(r"\W", "", title)
-                    with gr.Accordion(title, open=title in OPEN_GROUPS, elem_id=f"svg3d-group-{slug}"):
-                        description = parser_groups[title].description
-                        if description:
-                            gr.Markdown(description)
-                        for c in (c for c in specs if c.group == title):
+                    with gr.Accordion(title, open=title == MAIN_TITLE, elem_id=f"svg3d-group-{slug}"):
+                        if title != MAIN_TITLE and descriptions.get(title):
+                            gr.Markdown(descriptions[title])
+                        for c in (c for c in specs if c.section == title):
                             inputs.append(_component(gr, c))
                         group_errors.append(gr.Markdown("", elem_classes=["svg3d-error"], elem_id=f"svg3d-error-{slug}"))
+                command = gr.Textbox(label="The same on the command line (convert flags)", value="(all defaults)",
+                                     interactive=False, elem_id="svg3d-command")  # fmt: skip
+                start_btn = gr.Button("Convert", variant="primary", elem_id="svg3d-start")
+                message = gr.Markdown("", elem_id="svg3d-message")
             with gr.Column(scale=3):
+                with gr.Group(elem_id="svg3d-preview"):
+                    frame_pick = gr.Slider(0, 1, step=1, value=0, label="Frame to preview (of the input)", elem_id="svg3d-preview-frame")
+                    with gr.Tabs():
+                        with gr.Tab("Anaglyph", elem_id="svg3d-tab-anaglyph"):
+                            pv_anaglyph = gr.Image(label="Preview: anaglyph (red/cyan glasses)", interactive=False, elem_id="svg3d-preview-anaglyph")
+                        with gr.Tab("Side by side", elem_id="svg3d-tab-sbs"):
+                            pv_sbs = gr.Image(label="Preview: side by side (left eye left)", interactive=False, elem_id="svg3d-preview-sbs")
+                        with gr.Tab("Wiggle", elem_id="svg3d-tab-wiggle"):
+                            pv_wiggle = gr.Image(label="Preview: wiggle (the two eyes in turn)", interactive=False, type="filepath",
+                                                 elem_id="svg3d-preview-wiggle")  # fmt: skip
+                        with gr.Tab("Depth", elem_id="svg3d-tab-depth"):
+                            pv_depth = gr.Image(label="Preview: depth (bright = near)", interactive=False, elem_id="svg3d-preview-depth")
+                    pv_message = gr.Markdown("", elem_id="svg3d-preview-message")
                 with gr.Row(equal_height=True):
                     job_dd = gr.Dropdown(choices=job_choices(), value=None, label="Job", allow_custom_value=True, elem_id="svg3d-job", scale=5)
                     list_btn = gr.Button("List jobs", elem_id="svg3d-list-jobs", scale=1)
                 status_md = gr.Markdown("", elem_id="svg3d-status")
                 progress = gr.HTML("", elem_id="svg3d-progress")
                 with gr.Row():
-                    cancel_btn = gr.Button("Cancel", variant="stop", elem_id="svg3d-cancel")
-                    resume_btn = gr.Button("Resume", elem_id="svg3d-resume")
+                    cancel_btn = gr.Button("Cancel", variant="stop", interactive=False, elem_id="svg3d-cancel")
+                    resume_btn = gr.Button("Resume", interactive=False, elem_id="svg3d-resume")
+                    download_btn = gr.DownloadButton("Download the video", interactive=False, elem_id="svg3d-download")
                 action = gr.Markdown("", elem_id="svg3d-action")
                 video = gr.Video(label="Side by side", interactive=False, elem_id="svg3d-video")
                 with gr.Row():
@@ -480,18 +839,27 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
             api_message, api_state, api_files = gr.Textbox(), gr.JSON(), gr.File(file_count="multiple")
             api_go = gr.Button()
 
-        gr.on([c.change for c in inputs], check, inputs, [command, *group_errors], api_visibility="private", show_progress="hidden")
-        start_btn.click(start, [source, upload, depth_zip, *inputs], [job_dd, message], api_visibility="private")
-        results = [video, anaglyph, depth_img, view_slider, frame_slider, view_img, files]
+        private = dict(api_visibility="private", show_progress="hidden")
+        gr.on([c.change for c in inputs], check, inputs, [command, *group_errors], **private)
+        start_btn.click(start, [source, upload, depth_dd, depth_zip, *inputs], [job_dd, message], api_visibility="private")
+        # the demo brings its exact depth; the depth zip shows when it is the depth source
+        source.change(lambda s, d: DEPTH_DEMO if s == "demo" else (default_depth if d == DEPTH_DEMO else d), [source, depth_dd], depth_dd, **private)
+        depth_dd.change(lambda d: (gr.update(visible=d == DEPTH_ZIP), depth_note_text(found, d)), depth_dd, [depth_zip, depth_note], **private)
+        preview_in = [source, upload, depth_dd, depth_zip, frame_pick, *inputs]
+        preview_out = [pv_anaglyph, pv_sbs, pv_wiggle, pv_depth, pv_message]
+        gr.on([source.change, upload.change], input_changed, [source, upload], frame_pick, **private).then(
+            show_preview, preview_in, preview_out, concurrency_limit=1, concurrency_id="preview", **private)  # fmt: skip
+        gr.on([frame_pick.change, depth_dd.change, depth_zip.change, *[c.change for c in inputs]], show_preview, preview_in,
+              preview_out, trigger_mode="always_last", concurrency_limit=1, concurrency_id="preview", **private)  # fmt: skip
+        results = [video, anaglyph, depth_img, view_slider, frame_slider, view_img, files, cancel_btn, resume_btn, download_btn]
         poll = [status_md, progress, *results, shown]
         timer = gr.Timer(POLL_SECONDS)
-        timer.tick(refresh, [job_dd, shown], poll, api_visibility="private", show_progress="hidden", concurrency_limit=None)
-        job_dd.change(refresh, [job_dd, gr.State({})], poll, api_visibility="private", show_progress="hidden")
+        timer.tick(refresh, [job_dd, shown], poll, concurrency_limit=None, **private)
+        job_dd.change(refresh, [job_dd, gr.State({})], poll, **private)
         # the list of jobs (other pages' too, with their states) is read on demand, not polled: an update racing a
         # selection would undo it
         list_btn.click(lambda job_id: gr.update(choices=job_choices(), value=job_id), job_dd, job_dd, api_visibility="private")
-        gr.on([view_slider.change, frame_slider.change], show_view, [job_dd, view_slider, frame_slider], view_img,
-              api_visibility="private", show_progress="hidden")  # fmt: skip
+        gr.on([view_slider.change, frame_slider.change], show_view, [job_dd, view_slider, frame_slider], view_img, **private)
         cancel_btn.click(cancel, job_dd, action, api_visibility="private", concurrency_limit=None)
         resume_btn.click(resume, job_dd, action, api_visibility="private", concurrency_limit=None)
         api_go.click(api_submit, [api_upload, api_depth, api_demo, api_flags], [api_job, api_message], api_name="submit")
@@ -507,13 +875,17 @@ def _str(path: Path | None) -> str | None:
 
 
 def _component(gr, c: Control):
-    label, info, elem_id = c.option, c.help, f"svg3d-flag-{c.dest}"
+    label, info, elem_id = c.label, f"{c.help} · {c.option}" if c.help else c.option, f"svg3d-flag-{c.dest}"
     if c.kind == "exports":
         return gr.CheckboxGroup(list(c.choices), value=list(c.default), label=label, info=info, elem_id=elem_id)
+    if c.kind == "slider":
+        lo, hi, step, _ = SLIDERS[c.dest]
+        return gr.Slider(lo, hi, step=step, value=c.default, label=label, info=info, elem_id=elem_id)
     if c.kind in ("toggle", "bool"):
         return gr.Checkbox(value=bool(c.default), label=label, info=info, elem_id=elem_id)
     if c.kind == "choice":
-        choices = list(c.choices) if c.default is not None else [("default", ""), *[(x, x) for x in c.choices]]
+        named = [(LAYOUT_LABELS.get(x, x) if c.dest == "layout" else x, x) for x in c.choices]
+        choices = named if c.default is not None else [("default", ""), *named]
         return gr.Dropdown(choices, value=c.default if c.default is not None else "", label=label, info=info, elem_id=elem_id)
     if c.kind in ("int", "float") and c.default is not None:
         return gr.Number(value=c.default, label=label, info=info, precision=0 if c.kind == "int" else None, elem_id=elem_id)
@@ -544,14 +916,19 @@ class _UploadLimit:
 
 
 def serve(jobs_dir: str | os.PathLike = DEFAULT_JOBS_DIR, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, block: bool = True):  # fmt: skip
+          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, models_dirs: Sequence[str | os.PathLike] = (), block: bool = True):  # fmt: skip
     """Start the page on ``host:port`` over the jobs of ``jobs_dir``; returns (app, queue, url).
+
+    ``max_upload_mb``: checked first (``config.UISettings``); ``models_dirs``: folders of depth models the page
+    offers (``jobs.depth_models``).
 
     Gradio reads its cache folder when it is imported, so ``serve`` must run before anything imports gradio
     in this process (``InputError`` otherwise). ``block``: serve until interrupted, then stop the running job.
     """
-    if max_upload_mb <= 0:
-        raise InputError(f"max_upload_mb {max_upload_mb}: must be > 0", params=("max_upload_mb",))
+    max_upload_mb = UISettings(max_upload_mb=max_upload_mb).max_upload_mb  # checked before anything is made
+    for folder in models_dirs:
+        if not Path(folder).is_dir():
+            raise InputError(f"models_dir {folder}: no such folder", params=("models_dir",))
     root = Path(jobs_dir).resolve()
     cache = root / CACHE_DIR
     cache.mkdir(parents=True, exist_ok=True)
@@ -574,7 +951,7 @@ def serve(jobs_dir: str | os.PathLike = DEFAULT_JOBS_DIR, *, host: str = "127.0.
         raise InputError(f"gradio was imported before its cache was set ({gr_utils.get_upload_folder()}); start the UI in a fresh process")
     max_bytes = int(max_upload_mb * 2**20)
     queue = JobQueue(root)
-    app = build_app(queue, max_upload_bytes=max_bytes)
+    app = build_app(queue, max_upload_bytes=max_bytes, models_dirs=models_dirs)
     app.queue(default_concurrency_limit=4)
     _, url, _ = app.launch(
         server_name=host, server_port=port, share=False, allowed_paths=[], max_file_size=max_bytes, quiet=True,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import io as stdio
 import json
-import re
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys

@@ -42,20 +42,30 @@ LIMIT_MB = 2  # the depth zip of the short clip is ~0.9 MB
 # settings: the convert parser as controls
 
 
-def test_every_convert_flag_is_a_control_with_the_parsers_default():
+def test_every_convert_flag_is_a_control_with_a_plain_label_and_the_parsers_default():
     parser = jobs.convert_parser()
     flags = {o for a in parser._actions for o in a.option_strings if not o.startswith("--no-")}
     specs = ui.controls()
-    assert {c.option for c in specs} == flags - {"--work-dir", "--progress-log", "--depth-from", "--quiet"}
+    assert {c.option for c in specs} == flags - {"--work-dir", "--progress-log", "--depth-from", "--depth-model", "--quiet"}
+    # the 3D controls first, in the page's order, then the clip trimming, then the rest
+    assert [c.dest for c in specs[: len(ui.MAIN)]] == list(ui.MAIN) and {c.section for c in specs[: len(ui.MAIN)]} == {ui.MAIN_TITLE}
+    titles = ui.section_titles(specs)
+    assert titles[:2] == [ui.MAIN_TITLE, ui.SECTIONS["clip"]] and len(titles) == len(set(titles))
+    # people read labels, not flags; the flag is in the info line
+    for c in specs:
+        assert c.label and "--" not in c.label and c.label != c.dest, c
     by_dest = {c.dest: c for c in specs}
-    assert by_dest["strength"].group == "3D effect" and by_dest["exports"].group == "outputs"
+    assert by_dest["strength"].section == ui.MAIN_TITLE and by_dest["exports"].section == ui.SECTIONS["outputs"]
     assert by_dest["flow"].default == parser.get_default("flow") and by_dest["flow"].choices == ("auto", "raft", "raft_small", "dis", "torch")
     assert by_dest["exports"].default == ("sbs", "hsbs", "anaglyph")
     assert by_dest["stabilise"].kind == "toggle" and by_dest["stabilise"].option == "--stabilise"
+    # the sliders start at the value convert takes without the flag, so they give no flag there
+    assert (by_dest["strength"].kind, by_dest["strength"].default) == ("slider", jobs.parse_flags([]).matrix.strength)
+    assert by_dest["convergence"].default == jobs.parse_flags([]).matrix.convergence
     # every control at its default gives no flag; a changed one gives exactly its flag, which the parser reads back
     defaults = [c.default for c in specs]
     assert ui.flags_of(specs, defaults) == []
-    changed = {"strength": "4.5", "num_frames": "6", "stabilise": False, "layout": "right2left", "exports": ["sbs", "depth"],
+    changed = {"strength": 4.5, "num_frames": "6", "stabilise": False, "layout": "right2left", "exports": ["sbs", "depth"],
                "chunk_frames": 4.0, "metric_depth": False}  # fmt: skip
     values = [changed.get(c.dest, c.default) for c in specs]
     flags = ui.flags_of(specs, values)
@@ -64,18 +74,21 @@ def test_every_convert_flag_is_a_control_with_the_parsers_default():
     config = jobs.parse_flags(flags)
     assert config.matrix.strength == 4.5 and config.clip.num_frames == 6 and config.stabilise is None
     assert config.exports.exports == ("sbs", "depth") and config.chunk_frames == 4
-    with pytest.raises(InputError, match=r"--num-frames 'six': not a number"):
-        ui.flags_of(specs, [{"num_frames": "six"}.get(c.dest, c.default) for c in specs])
+    for bad, message in (("six", "not a number"), ("nan", "not a finite number"), ("inf", "not a finite number")):
+        with pytest.raises(InputError, match=rf"--num-frames '{bad}': {message}"):
+            ui.flags_of(specs, [{"num_frames": bad}.get(c.dest, c.default) for c in specs])
 
 
-def test_flag_checks_are_the_clis_and_land_in_the_group_of_their_flag():
-    groups = jobs.flag_groups()
+def test_flag_checks_are_the_clis_and_land_in_the_section_of_their_flag():
+    specs = ui.controls()
+    groups = ui.flag_sections(specs)
     cases = [
-        (["--strength", "3", "--baseline", "0.1"], "--strength and --baseline both set the 3D effect", "3D effect"),
-        (["--num-views", "1"], "--num-views 1: need at least 2", "views"),
-        (["--width", "64"], "--width and --height go together", "clip"),
-        (["--fill", "magic"], "argument --fill: invalid choice", "hole filling"),
-        (["--exports", "sbs,nonsense"], "nonsense", "outputs"),
+        (["--strength", "3", "--baseline", "0.1"], "--strength and --baseline both set the 3D effect", ui.MAIN_TITLE),
+        (["--num-views", "1"], "--num-views 1: need at least 2", ui.SECTIONS["views"]),
+        (["--width", "64"], "--width and --height go together", ui.SECTIONS["clip"]),
+        (["--fill", "magic"], "argument --fill: invalid choice", ui.MAIN_TITLE),
+        (["--exports", "sbs,nonsense"], "nonsense", ui.SECTIONS["outputs"]),
+        (["--near", "0.5", "--far", "0.2"], "--near", ui.SECTIONS["3D effect"]),
     ]
     for flags, message, group in cases:
         with pytest.raises(InputError) as e:
@@ -90,6 +103,29 @@ def test_flag_checks_are_the_clis_and_land_in_the_group_of_their_flag():
         with pytest.raises(InputError, match="hub id"):
             jobs.parse_flags(["--depth-model", model])
     assert jobs.parse_flags(["--depth-model", "depth-anything/Depth-Anything-V2-Base-hf"]).depth.model.endswith("Base-hf")
+
+
+def test_ui_flags_max_upload_mb_finite_and_positive_models_dir_a_folder(tmp_path):
+    from svg3d.config import UISettings
+
+    assert UISettings(max_upload_mb=1.5).max_upload_mb == 1.5 and UISettings().max_upload_mb == 2048
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for value in (-1, float("-inf"), 0, 1e-9, "many"):
+        with pytest.raises(InputError, match="max_upload_mb"):
+            UISettings(max_upload_mb=value)
+    # through the command, as a user types them; all at once (each start imports torch: seconds on a busy machine)
+    cases = {
+        "nan": (["--max-upload-mb=nan"], "error: --max-upload-mb nan: must be a finite number of megabytes > 0"),
+        "inf": (["--max-upload-mb=inf"], "error: --max-upload-mb inf: must be a finite number of megabytes > 0"),
+        "models": (["--models-dir", str(tmp_path / "nowhere")], f"error: --models-dir {tmp_path / 'nowhere'}: no such folder"),
+    }
+    runs = {name: subprocess.Popen([sys.executable, "-m", "svg3d", "ui", "--jobs-dir", str(tmp_path / f"jobs-{name}"), *args],
+                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name, (args, _) in cases.items()}  # fmt: skip
+    for name, proc in runs.items():
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 2 and stderr.splitlines() == [cases[name][1]], (name, stderr)
+        assert not (tmp_path / f"jobs-{name}").exists()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,6 +196,65 @@ def test_read_progress_counts_this_runs_rate(tmp_path):
     assert jobs.read_progress(tmp_path / "missing.jsonl") == []
 
 
+def test_overall_progress_counts_every_stage_and_estimates_those_to_come():
+    S = jobs.StageProgress
+    expected = jobs.expected_stages([])
+    assert expected == ("depth", "stabilised", "filled", "export") and jobs.expected_stages(["--no-stabilise"]) == ("depth", "filled", "export")
+    # depth done; stabilised at 4 of 10 frames, 2 frames/s: 3 s left, and 5 s for each stage to come (0.5 s a frame)
+    stages = [S("depth", 10, 10, 0.0, 5.0), S("stabilised", 4, 10, 3.0, 2.0)]
+    o = jobs.overall_progress(stages, expected)
+    assert (o.stage, o.stages, o.done, o.total) == (2, 4, 14, 40)
+    assert o.eta == pytest.approx(3.0 + 2 * 10 * (1 / 5.0 + 1 / 2.0) / 2)
+    assert jobs.overall_progress([S("depth", 2, 10, None, None)], expected).eta is None  # no rate yet: unknown
+    # a filler's own pre-pass joins where it starts; all done: the last stage, nothing left
+    done = [S(n, 10, 10, 0.0, 1.0) for n in ("depth", "stabilised", "denoised", "filled", "export")]
+    o = jobs.overall_progress(done, expected)
+    assert (o.stage, o.stages, o.done, o.total, o.eta) == (5, 5, 50, 50, 0.0)
+
+
+def test_preview_is_the_pair_convert_makes_of_that_frame(tmp_path):
+    """The preview's pair equals, pixel for pixel, the eyes convert writes for a one-frame clip with the same
+    settings and depth (the same warp and fill code); a filler that is not quick is previewed by classical."""
+    from dataclasses import replace
+
+    from svg3d import convert, preview
+
+    _, depth_dir, frames = rendered_clip(tmp_path / "clip", frames=1, height=64, width=96, audio=False)
+    io.write_image(tmp_path / "frames" / "00000.png", frames[0])
+    disparity = io.read_depth(depth_dir / "00000.npy")
+    for flags in (["--fill", "classical", "--strength", "4"], ["--fill", "telea", "--convergence", "0.2", "--layout", "right2left"]):
+        config = jobs.parse_flags([*flags, "--no-stabilise", "--exports", "eyes_png", "--no-preview"])
+        result = convert.convert(tmp_path / "frames", tmp_path / "out", replace(config, depth=replace(config.depth, depth_from=depth_dir)))
+        eyes = result.exports["eyes_png"]
+        pair = preview.stereo_pair(frames[0], disparity, config)
+        assert pair.filler == config.filler and 0 < pair.holes < 0.5
+        np.testing.assert_array_equal(pair.left, io.read_image(eyes / "left" / "000000.png"), err_msg=str(flags))
+        np.testing.assert_array_equal(pair.right, io.read_image(eyes / "right" / "000000.png"), err_msg=str(flags))
+        input_eye = pair.right if "right2left" in flags else pair.left
+        np.testing.assert_array_equal(input_eye, frames[0])
+    # stronger effect, more to fill; diffusion (minutes) is previewed with the classical filler
+    weak, strong = (preview.stereo_pair(frames[0], disparity, jobs.parse_flags(["--strength", s])) for s in ("1", "6"))
+    assert strong.holes > 2 * weak.holes
+    assert preview.stereo_pair(frames[0], disparity, jobs.parse_flags(["--fill", "diffusion"])).filler == "classical"
+    sbs = preview.side_by_side(strong)
+    assert sbs.shape == (64, 192, 3) and (sbs[:, :96] == strong.left).all() and (sbs[:, 96:] == strong.right).all()
+    gif = preview.write_wiggle(tmp_path / "w.gif", strong)
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.n_frames == 2 and im.size == (96, 64) and im.info["loop"] == 0
+    # a frame wider than the preview's width: downscaled with a given focal, so the effect looks the same
+    small, cfg = preview.downscale(frames[0], jobs.parse_flags(["--baseline", "0.05", "--focal", "300"]), max_width=48)
+    assert small.shape == (32, 48, 3) and cfg.matrix.focal == 150 and cfg.matrix.max_baseline == 0.05
+    frame = frames[0]
+    assert preview.downscale(frame, config, max_width=96)[0] is frame  # narrow enough: as it is
+    # the cache: a key is computed once
+    cache = preview.Previewer(cache_frames=2)
+    for key in ("a", "a", "b", "a", "c", "b"):
+        cache.get((key,), lambda k=key: np.array(k))
+    assert cache.computed == 4  # a, b, c, then b again (pushed out by c; "a" was used more recently)
+
+
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """Rendered clips (mp4, no audio) with exact depth, and their depth maps zipped: "short", 8 frames of 224x128;
@@ -189,15 +284,17 @@ def test_queue_runs_one_job_at_a_time_in_order_and_cancels_within_a_second(tmp_p
     root = tmp_path / "jobs"
     root.mkdir()
     shutil.copy(video, root / "upload.mp4")  # uploads are files inside the jobs folder
+    shutil.copy(clips["short"][1], root / "depth.zip")
     queue = jobs.JobQueue(root, python=_fake_python(tmp_path, "trap '' TERM\necho started >> \"$PWD/../order\"\nsleep 30"))
     try:
-        a, b, c = (queue.submit([], upload=root / "upload.mp4", max_upload_bytes=2**20) for _ in range(3))
+        a, b, c = (queue.submit([], upload=root / "upload.mp4", depth_zip=root / "depth.zip", max_upload_bytes=2**20) for _ in range(3))
         deadline = time.monotonic() + 10
         while queue.position(a.id) != 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert [queue.position(j.id) for j in (a, b, c)] == [0, 1, 2]  # 0: running; 1: next
         assert a.command(queue.python)[3:] == ["convert", str(a.folder / "input/upload.mp4"), "-o", str(a.folder / "out"),
-                                               "--progress-log", str(a.folder / "progress.jsonl"), "--quiet"]  # fmt: skip
+                                               "--progress-log", str(a.folder / "progress.jsonl"), "--quiet",
+                                               "--depth-from", str(a.folder / "depth")]  # fmt: skip
         assert queue.cancel(b.id).state == "cancelled" and queue.position(c.id) == 1  # a queued job just leaves the queue
         time.sleep(0.3)  # let the stand-in install its trap
         started = time.monotonic()
@@ -219,7 +316,8 @@ def test_queue_runs_one_job_at_a_time_in_order_and_cancels_within_a_second(tmp_p
         again.close()
 
 
-def test_submit_refuses_bad_uploads_and_keeps_nothing_of_them(tmp_path, clips):
+def test_submit_refuses_bad_uploads_and_keeps_nothing_of_them(tmp_path, clips, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     video, depth_zip = clips["short"]
     root = tmp_path / "jobs"
     root.mkdir()
@@ -239,9 +337,13 @@ def test_submit_refuses_bad_uploads_and_keeps_nothing_of_them(tmp_path, clips):
             (dict(upload=video), "upload: not a file uploaded to this server"),  # outside the jobs folder
             (dict(upload=root / "clip.mp4", depth_zip=video), "depth maps: not a file uploaded"),
             (dict(), "give a video"),
+            (dict(upload=root / "clip.mp4", depth_zip=None, flags=["--depth-model", "nobody/no-such-depth"]),
+             "depth model nobody/no-such-depth: not on this server (not in the Hugging Face cache)"),
         ]
         for kwargs, message in cases:
             flags = kwargs.pop("flags", [])
+            if "upload" in kwargs:
+                kwargs.setdefault("depth_zip", root / "depth.zip")
             with pytest.raises(InputError) as e:
                 queue.submit(flags, max_upload_bytes=2**20, **kwargs)
             assert message in str(e.value), (kwargs, str(e.value))
@@ -250,6 +352,41 @@ def test_submit_refuses_bad_uploads_and_keeps_nothing_of_them(tmp_path, clips):
         job = queue.submit(["--num-frames", "4"], upload=root / "clip.mp4", depth_zip=root / "depth.zip", max_upload_bytes=2**20)
         assert job.depth == "depth" and len(io.list_depths(job.folder / "depth")) == 8
         assert job.command()[-2:] == ["--depth-from", str(job.folder / "depth")]
+    finally:
+        queue.close()
+
+
+def test_depth_models_are_the_servers_folders_and_the_known_ids_and_jobs_use_them(tmp_path, clips, monkeypatch):
+    from svg3d import models
+    from svg3d.tiny_models import save_tiny_depth_anything
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tiny = save_tiny_depth_anything(tmp_path / "models" / "tiny").resolve()
+    io.write_text(tmp_path / "models" / "text" / "config.json", json.dumps({"architectures": ["CLIPTextModel"]}))
+    found = jobs.depth_models([tmp_path / "models"])
+    folders = [c for c in found if c.name.startswith(str(tmp_path))]
+    assert [(c.name, c.label, c.missing) for c in folders] == [(str(tiny), "tiny (folder on the server)", None)]  # not "text"
+    known = {n for n, info in models.KNOWN_MODELS.items() if info.kind == "depth"}
+    assert known <= {c.name for c in found}
+    for c in found:  # the hub's, each with its availability here (in the cache or not: this machine's)
+        assert c.missing == models.missing_reason(c.name) and ("not on this server" in c.label) == (c.missing is not None)
+    assert [c.missing is None for c in found] == sorted((c.missing is None for c in found), reverse=True)  # usable first
+    jobs.check_depth_model(str(tiny))
+    with pytest.raises(InputError, match=r"depth model nobody/none: not on this server \(not in the Hugging Face cache\)"):
+        jobs.check_depth_model("nobody/none")
+    # a job with the server's model gets it as --depth-model; nothing of a refused one is kept
+    root = tmp_path / "jobs"
+    root.mkdir()
+    shutil.copy(clips["short"][0], root / "clip.mp4")
+    shutil.copy(clips["short"][1], root / "depth.zip")
+    queue = jobs.JobQueue(root, python=_fake_python(tmp_path, "exit 0"))
+    try:
+        job = queue.submit([], upload=root / "clip.mp4", depth_model=str(tiny), max_upload_bytes=2**20)
+        assert job.command()[-2:] == ["--depth-model", str(tiny)] and jobs.Job.load(job.folder).depth_model == str(tiny)
+        for kwargs, message in ((dict(flags=["--depth-model", "a/b"]), "chosen twice"), (dict(depth_zip=root / "depth.zip"), "both given")):
+            with pytest.raises(InputError, match=message):
+                queue.submit(kwargs.pop("flags", []), upload=root / "clip.mp4", depth_model=str(tiny), max_upload_bytes=2**20, **kwargs)
+        assert list(queue.jobs) == [job.id]
     finally:
         queue.close()
 
@@ -271,7 +408,9 @@ class Server:
         self.jobs_dir, self.port = jobs_dir, _free_port()
         self.url = f"http://{host}:{self.port}/"
         self.log = jobs_dir.parent / f"server-{self.port}.log"
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
+        # offline, with an empty Hugging Face cache: the hub's depth models are missing, the tiny one of --models-dir is here
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False",
+               "HF_HUB_OFFLINE": "1", "HF_HOME": str(jobs_dir.parent / "hf")}  # fmt: skip
         argv = [*wrapper, sys.executable, "-m", "svg3d", "ui", "--jobs-dir", str(jobs_dir), "--port", str(self.port),
                 "--max-upload-mb", str(LIMIT_MB), *extra]  # fmt: skip
         with open(self.log, "wb") as log:
@@ -302,9 +441,16 @@ class Server:
                 self.proc.wait()
 
 
+TINY_DEPTH = "tiny-depth"  # the folder name of the server's tiny depth model, which the page shows
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("ui") / "jobs").wait_ready()
+    from svg3d.tiny_models import save_tiny_depth_anything
+
+    root = tmp_path_factory.mktemp("ui")
+    save_tiny_depth_anything(root / "models" / TINY_DEPTH)
+    s = Server(root / "jobs", "--models-dir", str(root / "models")).wait_ready()
     yield s
     s.stop()
 
@@ -362,19 +508,24 @@ def test_api_converts_the_demo_clip_into_every_export(server, demo_job):
     assert list((server.jobs_dir / ui.CACHE_DIR).rglob("demo_SBS_LR.mp4"))
 
 
-def test_api_refuses_what_the_cli_refuses_with_its_message(server, tmp_path):
+def test_api_refuses_what_the_cli_refuses_with_its_message(server, clips, tmp_path):
     from gradio_client import handle_file
 
     client = _client(server, tmp_path)
     before = sorted(p.name for p in server.jobs_dir.iterdir())
     (tmp_path / "fake.mp4").write_text("this is text, not a video")
+    depth_zip = clips["short"][1]
     cases = [
         ((None, None, True, "--strength 3 --baseline 0.1"), "--strength and --baseline both set the 3D effect"),
         ((None, None, True, "--work-dir /etc"), "--work-dir: set by the web UI"),
         ((None, None, True, "--depth-model /etc"), "give a hub id"),
         ((None, None, True, "--prompt 'unclosed"), "flags: No closing quotation"),
-        ((handle_file(str(tmp_path / "fake.mp4")), None, False, FAST), "fake.mp4: cannot read as a video"),
+        ((handle_file(str(tmp_path / "fake.mp4")), handle_file(str(depth_zip)), False, FAST), "fake.mp4: cannot read as a video"),
         ((None, None, False, FAST), "give a video"),
+        # no depth maps: the model must be on this server, which is offline with an empty cache
+        ((handle_file(str(tmp_path / "fake.mp4")), None, False, FAST),
+         "depth model depth-anything/Depth-Anything-V2-Small-hf: not on this server (not in the Hugging Face cache)"),
+        ((None, None, True, "--depth-model depth-anything/Depth-Anything-V2-Base-hf"), "Base-hf: not on this server"),
     ]
     for args, expected in cases:
         job_id, message = client.predict(*args, api_name="/submit")
@@ -556,17 +707,147 @@ def _upload(page, elem_id: str, path: Path) -> None:
     raise AssertionError(f"{path.name} never showed as uploaded in #{elem_id}")
 
 
-def _open_group(page, slug: str) -> None:
+def _open_group(page, title: str) -> None:
+    slug = "".join(ch for ch in title if ch.isalnum() or ch == "_")
     page.locator(f"#svg3d-group-{slug} > button.label-wrap").click()
 
 
 def _field(page, dest: str):
-    """The text field of a flag's control (a number input, or the text box of a flag unset by default)."""
-    return page.locator(f"#svg3d-flag-{dest} input, #svg3d-flag-{dest} textarea").first
+    """The text field of a flag's control (a number input, a slider's number box, or the text box of a flag unset
+    by default)."""
+    return page.locator(f"#svg3d-flag-{dest} input:not([type=range]), #svg3d-flag-{dest} textarea").first
+
+
+def _choose(page, elem_id: str, option: str) -> None:
+    """Pick ``option`` (its label) in a dropdown."""
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option", name=option, exact=True).click()
 
 
 def _wait_state(page, state: str, timeout: float = 90) -> None:
     page.locator("#svg3d-status").get_by_text(state, exact=True).wait_for(timeout=timeout * 1000)
+
+
+def _enabled(page, elem_id: str) -> bool:
+    return page.locator(f"#{elem_id}").is_enabled()
+
+
+def _buttons(page) -> tuple[bool, bool, bool]:
+    """(Cancel, Resume, Download) enabled."""
+    return _enabled(page, "svg3d-cancel"), _enabled(page, "svg3d-resume"), _enabled(page, "svg3d-download")
+
+
+def _wait_buttons(page, want: tuple[bool, bool, bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while _buttons(page) != want:
+        assert time.monotonic() < deadline, f"buttons {_buttons(page)}, expected {want}"
+        time.sleep(0.2)
+
+
+def _screenshot(page, tmp_path: Path, name: str) -> Path:
+    """A screenshot of the page; with ``SVG3D_UI_SCREENSHOT=1`` also ``docs/<name>`` in 256 colours (a third of the size)."""
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=False)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SVG3D_UI_SCREENSHOT") == "1":
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(ROOT / "docs" / name, optimize=True)
+    return shot
+
+
+def _scroll_to(page, elem_id: str) -> None:
+    """Scroll so that the element is at the top of the window (the screenshots' framing)."""
+    page.evaluate(f"() => document.querySelector('#{elem_id}').scrollIntoView({{block: 'start'}})")
+
+
+def _preview_message(page, *parts: str, timeout: float = 60) -> str:
+    """Wait until the preview's line holds every one of ``parts``; return it."""
+    where = page.locator("#svg3d-preview-message")
+    deadline = time.monotonic() + timeout
+    while not all(p in (text := where.inner_text()) for p in parts):
+        assert time.monotonic() < deadline, f"the preview says {text!r}, not {parts}"
+        time.sleep(0.1)
+    return text
+
+
+def _img_src(page, elem_id: str) -> str:
+    return page.evaluate(f"() => {{ const i = document.querySelector('#{elem_id} img'); return i ? i.src : ''; }}")
+
+
+def test_browser_preview_follows_the_settings_and_keeps_the_frames_depth(browser, server, clips, tmp_path):
+    """The preview of a chosen frame with the server's tiny depth model: the depth of a frame is computed once,
+    then every setting re-warps only; anaglyph, side by side, wiggle and depth show; a refused source says why."""
+    import httpx
+    from PIL import Image
+
+    video, depth_zip = clips["short"]
+    page = _page(browser, server)
+    # the server's models: the tiny one (usable, chosen) first, the hub's (offline, empty cache) marked missing
+    assert page.locator("#svg3d-depth-source input").first.input_value() == f"{TINY_DEPTH} (folder on the server)"
+    # the 3D controls come first, open, with plain labels; the flag is in the info line
+    order = page.eval_on_selector_all("[id^=svg3d-group-]", "els => els.map(e => e.id)")
+    assert order[:2] == ["svg3d-group-3Deffect", "svg3d-group-Cliptrimandresize"]
+    assert page.locator("#svg3d-flag-strength").get_by_text("3D strength (% of the picture width)").is_visible()
+    assert page.locator("#svg3d-flag-strength").get_by_text("--strength", exact=False).is_visible()
+    assert not page.locator("#svg3d-flag-start_frame").is_visible()  # clip trimming: folded, after
+    _upload(page, "svg3d-upload", video)
+    first = _preview_message(page, "frame 0:", "depth computed")
+    assert "classical fill" in first
+    anaglyph = _img_src(page, "svg3d-preview-anaglyph")
+    assert anaglyph
+    # the strength slider: a new warp of the same depth
+    _field(page, "strength").fill("6")
+    _field(page, "strength").press("Enter")
+    stronger = _preview_message(page, "frame 0:", "depth kept from before")
+    page.wait_for_function(f"() => document.querySelector('#svg3d-preview-anaglyph img').src !== {json.dumps(anaglyph)}")
+    share = lambda text: float(text.split("; ")[1].split("%")[0])  # noqa: E731 (the line's "x.y% of the other eye")
+    assert share(stronger) > share(first)
+    # the filler: telea previews as itself
+    _choose(page, "svg3d-flag-fill", "telea")
+    _preview_message(page, "telea fill", "depth kept from before")
+    page.locator("#svg3d-tab-sbs-button").click()
+    page.wait_for_function("() => { const i = document.querySelector('#svg3d-preview-sbs img'); return i && i.naturalWidth === 2 * 224; }")
+    page.locator("#svg3d-tab-wiggle-button").click()
+    page.wait_for_function("() => { const i = document.querySelector('#svg3d-preview-wiggle img'); return i && i.naturalWidth === 224; }")
+    gif = tmp_path / "wiggle.gif"
+    gif.write_bytes(httpx.get(_img_src(page, "svg3d-preview-wiggle")).content)
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == 2
+    _screenshot(page, tmp_path, "ui-preview.png")
+    # another frame: its depth is computed, once
+    frame_box = page.locator("#svg3d-preview-frame input[type=number]")
+    frame_box.fill("5")
+    frame_box.press("Enter")
+    _preview_message(page, "frame 5:", "depth computed")
+    # the depth source: the user's maps (no zip yet: said so), then with them
+    _choose(page, "svg3d-depth-source", "My depth maps (a zip I upload)")
+    _preview_message(page, "upload the depth maps")
+    _upload(page, "svg3d-depth", depth_zip)
+    _preview_message(page, "frame 5:", "depth computed")
+    page.locator("#svg3d-tab-depth-button").click()
+    page.wait_for_function("() => { const i = document.querySelector('#svg3d-preview-depth img'); return i && i.naturalWidth === 224; }")
+    page.close()
+
+
+def test_browser_refuses_a_missing_depth_model_before_queueing(browser, server, clips, tmp_path):
+    video, _ = clips["short"]
+    page = _page(browser, server)
+    before = sorted(p.name for p in server.jobs_dir.iterdir())
+    _upload(page, "svg3d-upload", video)
+    missing = "depth-anything/Depth-Anything-V2-Small-hf"
+    _choose(page, "svg3d-depth-source", f"{missing} (not on this server)")
+    page.locator("#svg3d-depth-note").get_by_text(f"⚠ depth model {missing}: not on this server").wait_for()  # said at once
+    _preview_message(page, f"depth model {missing}: not on this server")
+    _scroll_to(page, "svg3d-source")
+    _screenshot(page, tmp_path, "ui-missing-model.png")
+    page.locator("#svg3d-start").click()
+    refusal = page.locator("#svg3d-message").get_by_text(f"⚠ depth model {missing}: not on this server (not in the Hugging Face cache)")
+    refusal.wait_for()
+    assert "upload depth maps" in refusal.inner_text()
+    assert sorted(p.name for p in server.jobs_dir.iterdir()) == before  # nothing queued, nothing kept
+    assert _buttons(page) == (False, False, False)
+    page.close()
 
 
 def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_path):
@@ -574,20 +855,24 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
 
     video, depth_zip = clips["short"]
     page = _page(browser, server)
+    assert _buttons(page) == (False, False, False)  # no job: nothing to cancel, resume or download
     _upload(page, "svg3d-upload", video)
+    _choose(page, "svg3d-depth-source", "My depth maps (a zip I upload)")
     _upload(page, "svg3d-depth", depth_zip)
-    # an invalid combination shows the CLI's message in the group of its flag, and the flags follow the controls
+    # an invalid combination shows the CLI's message in the section of its flag, and the flags follow the controls
+    _open_group(page, ui.SECTIONS["3D effect"])
     _field(page, "strength").fill("3")
+    _field(page, "strength").press("Enter")
     _field(page, "baseline").fill("0.1")
     page.locator("#svg3d-error-3Deffect").get_by_text("--strength and --baseline both set the 3D effect").wait_for()
     _field(page, "baseline").fill("")
-    _field(page, "strength").fill("")
-    _open_group(page, "depth")
-    page.locator("#svg3d-flag-flow input").first.click()
-    page.get_by_role("option", name="dis", exact=True).click()
-    _open_group(page, "views")
+    _field(page, "strength").fill("2.5")
+    _field(page, "strength").press("Enter")
+    _open_group(page, ui.SECTIONS["depth"])
+    _choose(page, "svg3d-flag-flow", "dis")
+    _open_group(page, ui.SECTIONS["views"])
     _field(page, "num_views").fill("3")
-    _open_group(page, "outputs")
+    _open_group(page, ui.SECTIONS["outputs"])
     page.locator("#svg3d-flag-exports").get_by_text("views_png", exact=True).click()
     want = "--flow dis --num-views 3 --exports sbs,hsbs,anaglyph,views_png"  # the flags follow the controls
     page.wait_for_function(f"() => document.querySelector('#svg3d-command textarea').value === {json.dumps(want)}")
@@ -599,6 +884,10 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     for i in range(4):
         stage = progress.nth(i)
         assert stage.get_attribute("data-done") == stage.get_attribute("data-total") == "8"
+    overall = page.locator("#svg3d-progress .svg3d-overall")
+    assert (overall.get_attribute("data-stage"), overall.get_attribute("data-stages")) == ("4", "4")
+    assert overall.get_attribute("data-done") == overall.get_attribute("data-total") == "32" and "done" in overall.inner_text()
+    _wait_buttons(page, (False, False, True))  # done: only Download applies
     player = page.locator("#svg3d-video video")
     player.wait_for()
     page.wait_for_function("() => { const v = document.querySelector('#svg3d-video video'); return v && v.readyState >= 2; }")
@@ -621,18 +910,13 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     views = server.jobs_dir / job_id / "out" / "clip_views"
     assert httpx.get(first).content == (views / "view_000" / "000000.png").read_bytes()
     assert httpx.get(page.evaluate(view_src)).content == (views / "view_002" / "000000.png").read_bytes()
-    page.locator("#svg3d-status").scroll_into_view_if_needed()
-    shot = tmp_path / "ui.png"
-    page.screenshot(path=str(shot), full_page=False)
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("SVG3D_UI_SCREENSHOT") == "1":  # docs/ui.png, in 256 colours: a third of the size
-        from PIL import Image
-
-        Image.open(shot).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(ROOT / "docs" / "ui.png", optimize=True)
+    _scroll_to(page, "svg3d-job")
+    _screenshot(page, tmp_path, "ui.png")
     with page.expect_download() as download:
-        page.locator('#svg3d-downloads a[download="clip_SBS_LR.mp4"]').click()
+        page.locator("#svg3d-download").click()
     saved = tmp_path / "downloaded.mp4"
     download.value.save_as(saved)
+    assert saved.read_bytes() == (server.jobs_dir / job_id / "out" / "clip_SBS_LR.mp4").read_bytes()
     p = probe(saved)
     assert (p.frames, p.width, p.height) == (8, 2 * 224, 128)
     names = page.eval_on_selector_all("#svg3d-downloads a[download]", "links => links.map(a => a.download)")
@@ -640,29 +924,37 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     page.close()
 
 
-def test_browser_cancel_keeps_chunks_and_resume_continues(browser, server, clips):
+def test_browser_cancel_keeps_chunks_and_resume_continues(browser, server, clips, tmp_path):
     video, depth_zip = clips["long"]
     page = _page(browser, server)
     _upload(page, "svg3d-upload", video)
+    _choose(page, "svg3d-depth-source", "My depth maps (a zip I upload)")
     _upload(page, "svg3d-depth", depth_zip)
-    _open_group(page, "run")
+    _open_group(page, ui.SECTIONS["run"])
     _field(page, "chunk_frames").fill("2")
-    _open_group(page, "views")
+    _open_group(page, ui.SECTIONS["views"])
     _field(page, "num_views").fill("4")
     _field(page, "num_views").press("Tab")
     page.wait_for_function("() => document.querySelector('#svg3d-command textarea, #svg3d-command input').value.includes('--chunk-frames 2')")
     page.locator("#svg3d-start").click()
     _wait_state(page, "running")
+    _wait_buttons(page, (True, False, False))  # running: only Cancel applies
     job_id = page.locator("#svg3d-status code").first.inner_text()
     job = server.jobs_dir / job_id
     # wait until the fill stage has committed a chunk or two, then cancel
     page.wait_for_selector(".svg3d-stage[data-stage=filled]:not([data-done='0'])", timeout=90_000)
+    overall = page.locator("#svg3d-progress .svg3d-overall")
+    assert overall.get_attribute("data-stage") == "3" and overall.get_attribute("data-stages") == "4"
+    assert "ETA" in overall.inner_text()
+    _scroll_to(page, "svg3d-job")
+    _screenshot(page, tmp_path, "ui-progress.png")
     record = job / "out" / "work" / "filled.json"
     assert json.loads(record.read_text())["chunks"]
     page.locator("#svg3d-cancel").click()
     started = time.monotonic()
     _wait_state(page, "cancelled", timeout=10)
     assert time.monotonic() - started < 4.0  # the kill itself: <= CANCEL_GRACE; the rest is the page's polling
+    _wait_buttons(page, (False, True, False))  # cancelled: only Resume applies
     kept = json.loads(record.read_text())["chunks"]
     assert kept and not json.loads(record.read_text())["complete"]
     assert sum(c["count"] for c in kept) < 32
