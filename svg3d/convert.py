@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, camera, io, models, shots, work
+from . import __version__, camera, comfort, io, models, shots, work
 from .stages import depth
 from .stages import export
 from .stages import fill as fillers
@@ -116,10 +116,12 @@ class Conversion:
         if config.diffusion.prompt and self.filler_name != "diffusion":
             log.warning("--prompt is used by the diffusion filler only: the %s filler fills without it", self.filler_name)
         self.plan = camera.plan_views(
-            config.matrix, self.info.size[1], filler_views=fillers.VIEWS[self.filler_name], all_views=export.needs_views(config.exports),
+            comfort.plan_config(config.matrix), self.info.size[1], filler_views=fillers.VIEWS[self.filler_name], all_views=export.needs_views(config.exports),
         )
         self.stores: dict[str, work.StageStore] = {}  # every stage store this conversion opened, by name
         self._ranges: tuple[np.ndarray, np.ndarray, str] | None = None
+        self._cuts: list[int] = []
+        self._effect: tuple | None = None
 
     # -- bookkeeping
 
@@ -264,15 +266,32 @@ class Conversion:
             if cuts:
                 log.info("shots: %d cuts, at frames %s", len(cuts), ", ".join(map(str, cuts[:12])) + (" ..." if len(cuts) > 12 else ""))
             lo, hi = shots.depth_ranges(stats, mode, cuts=cuts, fps=self.info.fps)
+            self._cuts = cuts
             self._ranges = (lo, hi, work.digest([mode, cuts, lo.tobytes().hex(), hi.tobytes().hex()]))
         return self._ranges
+
+    def effect(self) -> tuple[comfort.EffectTrack | None, comfort.FrameScan, np.ndarray, np.ndarray]:
+        """The effect of every frame (``comfort.clip_effect``; None: the physical camera, checked against the
+        budget), what it read from the disparity, and the (near, far) parallax per frame: computed once."""
+        if self._effect is None:
+            lo, hi, _ = self.ranges()
+            store, _ = self.disparity(need_data=True)
+            scan = comfort.scan_disparity(lambda a, b: store.read(a, b, "disparity"), self.info.num_frames, lo, hi, chunk=self.config.chunk_frames)
+            track = comfort.clip_effect(self.config.matrix, lo, hi, self._cuts, scan, width=self.info.size[1])
+            if track is None:
+                near, far = comfort.check_physical(self.config.matrix, self.plan, lo, hi, width=self.info.size[1])
+            else:
+                near, far = track.parallax(1.0), track.parallax(0.0)
+            self._effect = (track, scan, near, far)
+        return self._effect
 
     def matrix_source(self, cache_frames: int) -> MatrixSource:
         store, _ = self.disparity(need_data=True)
         lo, hi, _ = self.ranges()
+        track = self.effect()[0]
         return MatrixSource(
             self.frames(), lambda a, b: store.read(a, b, "disparity"), lo, hi, self.plan, self.config.matrix,
-            device=self.device, cache_frames=cache_frames,
+            device=self.device, cache_frames=cache_frames, remap=track.remap if track is not None and track.changed else None,
         )  # fmt: skip
 
     def _check_effect(self, source: MatrixSource) -> None:
@@ -348,6 +367,7 @@ class Conversion:
         disparity_store, _ = self.disparity(need_data=True)
         source = self.matrix_source(cache_frames=self.config.chunk_frames)
         lo, hi, _ = self.ranges()
+        track = self.effect()[0]
         plan = self.plan
         writer = export.ExportWriter(
             self.out_dir, stem, settings, fps=self.info.rate, size=self.info.size, num_views=plan.num_views, eyes=plan.eyes,
@@ -367,12 +387,15 @@ class Conversion:
                     if writer.needs_depth:  # the input view's disparity, normalised as the matrix used it
                         disparity = depth.resize_depth(disparity_store.read(a, b, "disparity"), self.info.size)
                     left, right = out[plan.eyes[0]], out[plan.eyes[1]]
+                    if track is not None and track.windows[a:b].any():  # window violations handled by floating windows
+                        left, right = comfort.float_window(left, right, track.windows[a:b])
                     writer.write(left, right, views=all_views, disparity=disparity, depth_range=(lo[a:b], hi[a:b]) if disparity is not None else None)
                     advance(b - a)
                     work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)
                 written = writer.close()
         finally:
             close()
+        written |= self._report(stem)
         record.write(key, written)
         seconds = time.perf_counter() - started
         log.info("%-10s done: %d outputs in %.1f s", "export", len(written), seconds)
@@ -395,6 +418,19 @@ class Conversion:
                 i = fill_views.index(v)
                 out[v] = np.where(holes[:, i, ..., None], values[:, i], rgb[:, i])
         return out
+
+    def _report(self, stem: str) -> dict[str, Path]:
+        """The 3D report beside the exports (``report``): the effect per frame against the screen's budget."""
+        from . import report
+
+        track, scan, near, far = self.effect()
+        lo, hi, _ = self.ranges()
+        numbers = report.build_report(
+            near=near, far=far, histogram=scan.histogram, budget=comfort.screen_budget(self.config.matrix.screen),
+            shots=shots.shot_bounds(self.info.num_frames, self._cuts), fps=self.info.fps, track=track,
+            lo=None if self.config.matrix.metric_depth else lo, hi=None if self.config.matrix.metric_depth else hi,
+        )  # fmt: skip
+        return report.write_report(self.out_dir, stem, numbers)
 
     def _audio(self) -> Path | None:
         """The clip's span of the input's audio, in a form mp4 takes (``export.audio_track``)."""

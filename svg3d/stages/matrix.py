@@ -383,7 +383,9 @@ class MatrixSource:
     ``float32 (n, h, w)``, upsampled to the frame size bilinearly; lo, hi: per-frame normalisation range
     ``(T,)`` (``svg3d.shots``); plan: the views; config: how disparity becomes Z. Recent frames' cells
     are kept (``cache_frames``, colours as 8 bits), so a stage reading a chunk and its temporal context
-    warps each frame once. Everything is computed on ``device``.
+    warps each frame once. Everything is computed on ``device``. ``remap(d, a, b)``: a per-frame map of the
+    normalised disparity ``(n, H, W)`` of frames ``a .. b-1`` into [0, 1] before it becomes Z (the effect per
+    frame within the plan's camera: ``comfort.EffectTrack.remap``); None: as normalised.
     """
 
     def __init__(
@@ -397,8 +399,9 @@ class MatrixSource:
         *,
         device: torch.device | str = "cpu",
         cache_frames: int = 32,
+        remap: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
     ) -> None:
-        self._frames, self._disparity = frames, disparity
+        self._frames, self._disparity, self.remap = frames, disparity, remap
         self.lo, self.hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
         self.plan, self.config, self.device = plan, config, torch.device(device)
         self.cache_frames = cache_frames
@@ -412,10 +415,10 @@ class MatrixSource:
         if d.shape[-2:] != (h, w):
             d = torch.nn.functional.interpolate(d[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         c = self.config
-        z = camera.disparity_to_depth(
-            d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth,
-            lo=torch.from_numpy(self.lo[a:b]).to(self.device), hi=torch.from_numpy(self.hi[a:b]).to(self.device),
-        )  # fmt: skip
+        lo, hi = torch.from_numpy(self.lo[a:b]).to(self.device), torch.from_numpy(self.hi[a:b]).to(self.device)
+        if self.remap is not None:  # normalised here, remapped, then taken as already normalised (range 0..1)
+            d, lo, hi = self.remap(camera.normalise_disparity(d, lo, hi), a, b), 0.0, 1.0
+        z = camera.disparity_to_depth(d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth, lo=lo, hi=hi)
         return rgb, z
 
     def cells(self, a: int, b: int, views: tuple[int, ...] | None = None) -> Cells:
