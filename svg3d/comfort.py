@@ -24,9 +24,10 @@ of normalised disparity d (0 farthest .. 1 nearest of its frame's range, ``shots
    or right frame edge stands in front of the screen (its parallax below ``-WINDOW_TOLERANCE``) is
    handled for its whole shot, by moving the screen plane in front of it (``screen``: the shot's
    convergence raised to the nearest edge object, the strength lowered so the far side stays within
-   its limit) or by a floating window (``float``: black bars at the left edge of the left eye and the
-   right edge of the right eye, as wide as the object's crossed parallax, so the window's edges float in
-   front of it; ``float_window``).
+   its limit; a shot with no room behind the screen, e.g. at convergence 0, would flatten below
+   ``MIN_KEPT`` of its strength, and floats a window instead) or by a floating window (``float``: black
+   bars at the left edge of the left eye and the right edge of the right eye, as wide as the object's
+   crossed parallax, so the window's edges float in front of it; ``float_window``).
 
 The per-frame effect reaches the warp through ``EffectTrack.remap`` (``stages.matrix.MatrixSource``): the
 views keep ONE camera per clip (the envelope: the budget's, or the fixed strength's), and each frame's
@@ -63,6 +64,7 @@ WINDOW_CHOICES = ("screen", "float", "off")  # what happens to a window violatio
 WINDOW_TOLERANCE = 0.1  # % of the width: crossed parallax at the frame edge below this is not a violation (~2 px at 1080p)
 EDGE_BAND = 0.02  # of the width: the columns at each edge where an object counts as cut by the frame
 EDGE_ROWS = 0.05  # of the height: an edge object must cover at least this many rows (a speck is not an object)
+MIN_KEPT = 0.5  # window "screen": a shot whose strength would drop below this share to move its screen plane floats a window instead
 RHO_MIN = 0.1  # auto: no shot gets less than this share of the budget (depth noise on a flat wall stays flat)
 STEREOACUITY_ARCSEC = 20.0  # a typical observer's stereoacuity (Howard & Rogers 2012): the visible per-frame change
 HISTOGRAM_BINS = 64  # of the normalised disparity per frame (the report's histogram)
@@ -236,7 +238,7 @@ class EffectTrack:
     per shot; rho ``(T,)``: depth structure; edge ``(T, 2)``: nearest edge objects (left, right), normalised;
     violations ``(T,)`` bool: frames whose edge object stood in front of the screen before handling;
     windows ``(T, 2)`` int: floating-window bars in pixels (left edge of the left eye, right edge of the right
-    eye); mode: how violations were handled (``WINDOW_CHOICES``).
+    eye); mode: how violations are to be handled (``WINDOW_CHOICES``); auto: strength per shot.
     """
 
     strength: np.ndarray
@@ -250,6 +252,7 @@ class EffectTrack:
     windows: np.ndarray
     mode: str
     auto: bool
+    handling: list[str | None] = field(default_factory=list)  # per shot: how its violations were handled (None: none)
 
     @property
     def changed(self) -> bool:
@@ -306,21 +309,28 @@ def effect_track(
     s_t, c_t = np.empty(n), np.empty(n)
     violations = np.zeros(n, bool)
     bars = np.zeros((n, 2), np.int64)
+    handling: list[str | None] = []
     for a, b in bounds:
         c = base_c
         s = _fit(budget, c, max(RHO_MIN, float(np.median(rho[a:b]))) * budget.strength)[0] if auto else s0
         # crossed parallax of the nearest edge object per frame: s (c - d_edge) < -tolerance is a violation
         nearest = edge[a:b].max(1)
         violations[a:b] = s * (c - nearest) < -WINDOW_TOLERANCE
-        if violations[a:b].any() and windows == "screen":
-            c = max(c, float(nearest.max()))  # the screen plane at the nearest edge object of the shot
-            s = min(s, far_limit / c)  # ... and the far side kept within the envelope
-        elif violations[a:b].any() and windows == "float":
+        how = windows if violations[a:b].any() else None
+        if how == "screen":
+            moved = max(c, float(nearest.max()))  # the screen plane at the nearest edge object of the shot
+            kept = min(s, far_limit / moved)  # ... and the far side kept within the envelope
+            if kept >= MIN_KEPT * s:
+                s, c = kept, moved
+            else:  # no room behind the screen (a convergence near 0): the effect would flatten, so a window floats instead
+                how = "float"
+        if how == "float":
             crossed = np.maximum(0.0, s * (edge[a:b] - c)).max(0)  # (2,) % per side, over the shot
             bars[a:b] = np.where(crossed > WINDOW_TOLERANCE, np.ceil(crossed / 100 * width) + 1, 0).astype(np.int64)
+        handling.append(how)
         s_t[a:b], c_t[a:b] = s, c
     assert np.all(s_t * c_t <= far_limit + 1e-9) and np.all(s_t * (1 - c_t) <= near_limit + 1e-9)  # inside the envelope
-    return EffectTrack(s_t, c_t, envelope, budget, bounds, rho, np.asarray(edge, np.float64), violations, bars, windows, auto)
+    return EffectTrack(s_t, c_t, envelope, budget, bounds, rho, np.asarray(edge, np.float64), violations, bars, windows, auto, handling)
 
 
 def effect_envelope(budget: Budget, *, strength: float | None, convergence: float | None, auto: bool) -> tuple[float, float]:
@@ -409,10 +419,10 @@ def clip_effect(config, lo: np.ndarray, hi: np.ndarray, cuts: list[int], scan: F
             -s0 * (1 - c0), s0 * c0, budget.screen, -budget.near, budget.far,
         )  # fmt: skip
     if track.violations.any():
+        said = {"screen": "the screen plane moved in front of it", "float": "a floating window", "off": "left as they are (--window-violations off)"}
         log.info(
-            "window violations: %d frames with an object cut by the frame edge in front of the screen; %s",
-            int(track.violations.sum()), {"screen": "the screen plane moved in front of it", "float": "floating windows",
-                                           "off": "left as they are (--window-violations off)"}[track.mode],
+            "window violations (an object cut by the frame edge in front of the screen) in %d frames: %s",
+            int(track.violations.sum()), "; ".join(f"frames {a}-{b - 1}: {said[h]}" for (a, b), h in zip(track.shots, track.handling, strict=True) if h),
         )  # fmt: skip
     return track
 

@@ -62,10 +62,11 @@ def build_report(
             "violation": track.violations.astype(int).tolist(), "float_left_px": track.windows[:, 0].tolist(),
             "float_right_px": track.windows[:, 1].tolist(),
         }  # fmt: skip
-        for a, b in shots:
+        for (a, b), handled in zip(shots, track.handling, strict=True):
             shot_rows.append({
                 "first": a, "end": b, "strength": round(float(track.strength[a]), 5), "convergence": round(float(track.convergence[a]), 5),
                 "rho": round(float(np.median(track.rho[a:b])), 5), "violation_frames": int(track.violations[a:b].sum()),
+                "handled": handled,
             })  # fmt: skip
     else:
         shot_rows = [{"first": a, "end": b} for a, b in shots]

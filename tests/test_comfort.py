@@ -179,6 +179,18 @@ def test_window_violations_are_handled_as_chosen(mode):
         assert np.all(track.strength == 2.5) and np.all(track.convergence == 0.5)
     else:
         assert not track.changed and not track.windows.any()
+    assert track.handling == [mode, None]
+
+
+def test_a_screen_plane_with_no_room_behind_floats_a_window_instead():
+    """--convergence 0 (all in front): moving the screen plane to the edge object would flatten the shot."""
+    lo, hi, cuts = _ranges((6, 0.2, 1.0))
+    edge = np.zeros((6, 2))
+    edge[:, 0] = 0.8
+    budget = comfort.screen_budget()
+    track = comfort.effect_track(lo, hi, edge, cuts, width=W, budget=budget, strength=2.5, convergence=0.0, auto=False, windows="screen")
+    assert track.handling == ["float"] and np.all(track.strength == 2.5) and np.all(track.convergence == 0.0)
+    assert np.all(track.windows[:, 0] >= 2.5 * 0.8 / 100 * W) and not track.windows[:, 1].any()
 
 
 def test_float_window_blacks_the_outer_edges():
