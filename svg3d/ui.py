@@ -5,7 +5,7 @@ The settings are the convert CLI's flags, generated from its parser (``jobs.conv
 parser and ``config_from_args`` and the CLI's one-line message shown in the group of the flag it names. Start
 queues a job (``jobs.JobQueue``): a ``convert`` subprocess in the jobs folder; the page polls its progress log
 (a bar and ETA per stage, the queue position) and shows its results: the side-by-side video in a player, the
-anaglyph and depth previews, a slider over the views of a ``views_png`` export, a download of every export
+anaglyph and depth previews, a slider over the views of a ``views_png`` export, the 3D report, a download of every export
 (folders as zips) and of the log. Cancel kills the job within about a second, keeping its finished chunks;
 Resume continues it.
 
@@ -361,7 +361,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
 
     def refresh(job_id, shown: dict):
         """Poll: status and progress always; the results once, when the job shown reaches 'done'."""
-        nothing = [gr.skip()] * 7
+        nothing = [gr.skip()] * 8
         job = job_or_none(job_id)
         if job is None:
             return ["", "", *nothing, shown]
@@ -380,11 +380,11 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
                     # the sliders stay visible: Gradio 6.17's page hangs when two sliders are shown and given a new
                     # maximum in one update
                     gr.update(maximum=max(v - 1, 1), value=0), gr.update(maximum=max(t - 1, 1), value=0),
-                    _str(view_frame(job, 0, 0)), [str(p) for p in downloads(job, exports)],
+                    _str(view_frame(job, 0, 0)), _str(exports.get("report")), [str(p) for p in downloads(job, exports)],
                 ]  # fmt: skip
             else:  # a stopped job offers its log: why it failed, how far it got
                 stopped = job.state not in jobs.ACTIVE and job.log_file.is_file()
-                results_out = [None, None, None, gr.skip(), gr.skip(), None, [str(job.log_file)] if stopped else None]
+                results_out = [None, None, None, gr.skip(), gr.skip(), None, None, [str(job.log_file)] if stopped else None]
         return [status_markdown(st), progress_html(st), *results_out, key]
 
     def show_view(job_id, view, frame):
@@ -471,6 +471,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
                         view_slider = gr.Slider(0, 1, step=1, value=0, label="View (0 = leftmost camera)", elem_id="svg3d-view")
                         frame_slider = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="svg3d-frame")
                     view_img = gr.Image(label="View", interactive=False, elem_id="svg3d-view-image")
+                report_img = gr.Image(label="3D report: the depth against the screen's budget (svg3d.report)", interactive=False, elem_id="svg3d-report")
                 files = gr.File(label="Downloads: every export and the log", file_count="multiple", interactive=False, elem_id="svg3d-downloads")
         shown = gr.State({})
         with gr.Row(visible=False):  # the API's inputs and outputs
@@ -481,7 +482,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int):
 
         gr.on([c.change for c in inputs], check, inputs, [command, *group_errors], api_visibility="private", show_progress="hidden")
         start_btn.click(start, [source, upload, depth_zip, *inputs], [job_dd, message], api_visibility="private")
-        results = [video, anaglyph, depth_img, view_slider, frame_slider, view_img, files]
+        results = [video, anaglyph, depth_img, view_slider, frame_slider, view_img, report_img, files]
         poll = [status_md, progress, *results, shown]
         timer = gr.Timer(POLL_SECONDS)
         timer.tick(refresh, [job_dd, shown], poll, api_visibility="private", show_progress="hidden", concurrency_limit=None)
