@@ -260,6 +260,12 @@ class EffectTrack:
         s0, c0 = self.envelope
         return bool(np.any(self.strength != s0) or np.any(self.convergence != c0))
 
+    def unhandled(self, width: int) -> np.ndarray:
+        """``(T,)`` bool: frames whose edge object still stands in front of the screen after the handling (crossed
+        parallax over ``WINDOW_TOLERANCE`` on a side without a floating window at least that wide)."""
+        crossed = np.maximum(0.0, self.strength[:, None] * (self.edge - self.convergence[:, None]))  # (T, 2) %
+        return np.any((crossed > WINDOW_TOLERANCE) & (self.windows * 100 / width < crossed), axis=1)
+
     def parallax(self, d: np.ndarray | float, frames: slice | np.ndarray = slice(None)) -> np.ndarray:
         """Parallax (% of the width, + behind) of normalised disparity ``d`` at ``frames``: ``S (c - d)``."""
         return self.strength[frames] * (self.convergence[frames] - d)

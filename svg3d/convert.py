@@ -427,7 +427,7 @@ class Conversion:
         lo, hi, _ = self.ranges()
         numbers = report.build_report(
             near=near, far=far, histogram=scan.histogram, budget=comfort.screen_budget(self.config.matrix.screen),
-            shots=shots.shot_bounds(self.info.num_frames, self._cuts), fps=self.info.fps, track=track,
+            shots=shots.shot_bounds(self.info.num_frames, self._cuts), fps=self.info.fps, track=track, width=self.info.size[1],
             lo=None if self.config.matrix.metric_depth else lo, hi=None if self.config.matrix.metric_depth else hi,
         )  # fmt: skip
         return report.write_report(self.out_dir, stem, numbers)

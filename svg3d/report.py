@@ -34,13 +34,15 @@ def build_report(
     track: comfort.EffectTrack | None = None,
     lo: np.ndarray | None = None,
     hi: np.ndarray | None = None,
+    width: int = 0,
 ) -> dict:
     """The report's numbers.
 
     near, far ``(T,)``: parallax of normalised disparity 1 and 0 per frame (% of the width); histogram
     ``(T, comfort.HISTOGRAM_BINS)``: share of pixels per bin of normalised disparity (``comfort.scan_disparity``);
     shots: (first, end); track: the effect by strength (None: the physical camera); lo, hi ``(T,)``: the raw
-    disparity range per frame (for the change of a point's parallax from frame to frame; None: not computed).
+    disparity range per frame (for the change of a point's parallax from frame to frame; None: not computed);
+    width: pixels (for the violations left after the handling).
     """
     near, far = np.asarray(near, np.float64), np.asarray(far, np.float64)
     n = len(near)
@@ -76,6 +78,7 @@ def build_report(
         "screen": budget.screen, "budget": {"near": -budget.near, "far": budget.far, "rules": budget.rules, "binding": list(budget.binding)},
         "window_violations": None if track is None else track.mode,
         "violation_frames": [] if track is None else np.flatnonzero(track.violations).tolist(),
+        "unhandled_violation_frames": [] if track is None else np.flatnonzero(track.unhandled(width)).tolist(),
         "cuts": [a for a, _ in shots[1:]], "shots": shot_rows, "frames": frames,
         "histogram": {"edges": clip_edges.round(5).tolist(), "share": (clip_hist / max(n, 1)).round(6).tolist()},
         "inside_budget_min": float(inside.min()) if n else 1.0,

@@ -180,6 +180,7 @@ def test_window_violations_are_handled_as_chosen(mode):
     else:
         assert not track.changed and not track.windows.any()
     assert track.handling == [mode, None]
+    assert track.unhandled(W).tolist() == [mode == "off" and i == 2 for i in range(12)]
 
 
 def test_a_screen_plane_with_no_room_behind_floats_a_window_instead():
@@ -342,10 +343,10 @@ def test_an_object_cut_by_the_frame_edge_in_front_of_the_screen_is_handled(edge_
     left, right, report = _convert(frames, depth, folder / "off", window_violations="off")
     crossed = np.nanmin(_edge_parallax(left[0], right[0]))
     assert crossed <= -2  # unhandled: the box stands in front of the screen at the frame edge
-    assert report["violation_frames"] == [0, 1, 2, 3] and report["window_violations"] == "off"
+    assert report["violation_frames"] == report["unhandled_violation_frames"] == [0, 1, 2, 3] and report["window_violations"] == "off"
 
     left, right, report = _convert(frames, depth, folder / "screen")  # the default: the screen plane moves
-    assert report["violation_frames"] == [0, 1, 2, 3] and report["window_violations"] == "screen"
+    assert report["violation_frames"] == [0, 1, 2, 3] and report["window_violations"] == "screen" and report["unhandled_violation_frames"] == []
     for t in range(4):
         p = _edge_parallax(left[t], right[t])
         assert np.isfinite(p).mean() > 0.8 and np.nanmin(p) >= -0.5  # measured: the box sits on or behind the screen
@@ -353,6 +354,7 @@ def test_an_object_cut_by_the_frame_edge_in_front_of_the_screen_is_handled(edge_
 
     left, right, report = _convert(frames, depth, folder / "float", window_violations="float")
     bar = report["frames"]["float_left_px"][0]
+    assert report["unhandled_violation_frames"] == [] and report["shots"][0]["handled"] == "float"
     assert bar >= -crossed  # the window's left edge floats in front of the box
     for t in range(4):
         assert (left[t][:, :bar] == 0).all() and left[t][:, bar:].any(axis=(0, 2)).all()
