@@ -21,6 +21,7 @@ from . import comfort, io
 
 REPORT_SUFFIX = "_3d_report"  # <stem>_3d_report.json / .png beside the exports
 CLIP_BINS = 80  # the report's histogram of parallax over the clip
+REPORT_NAMES = ("report", "report_json")  # the report's keys among a convert's outputs (``write_report``)
 
 
 def build_report(
@@ -171,3 +172,33 @@ def draw_report(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90, format="png")
     plt.close(fig)
+
+
+def join_reports(reports: list[dict], counts: list[int]) -> dict:
+    """One report of consecutive segments (a batch's long input, split at cuts): per-frame numbers end to end,
+    shots, cuts (each segment's start among them) and violation frames shifted, the histograms re-binned onto
+    their common span (each counted by its frames)."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+    total = int(sum(counts))
+    first = reports[0]
+    frames = {k: [x for r in reports for x in r["frames"][k]] for k in first["frames"]}
+    lo = min(r["histogram"]["edges"][0] for r in reports)
+    hi = max(r["histogram"]["edges"][-1] for r in reports)
+    share = np.zeros(CLIP_BINS)
+    for r, n in zip(reports, counts, strict=True):
+        e = np.asarray(r["histogram"]["edges"])
+        share += np.histogram(0.5 * (e[:-1] + e[1:]), bins=CLIP_BINS, range=(lo, hi), weights=np.asarray(r["histogram"]["share"]) * n)[0]
+    changes = [r["screen_change"] for r in reports]
+    out = {
+        **first, "frames_count": total, "frames": frames,
+        "violation_frames": [s + f for r, s in zip(reports, starts, strict=True) for f in r["violation_frames"]],
+        "unhandled_violation_frames": [s + f for r, s in zip(reports, starts, strict=True) for f in r["unhandled_violation_frames"]],
+        "cuts": sorted({*starts[1:], *(s + c for r, s in zip(reports, starts, strict=True) for c in r["cuts"])}),
+        "shots": [{**shot, "first": shot["first"] + s, "end": shot["end"] + s} for r, s in zip(reports, starts, strict=True) for shot in r["shots"]],
+        "histogram": {"edges": np.linspace(lo, hi, CLIP_BINS + 1).round(5).tolist(), "share": (share / max(total, 1)).round(6).tolist()},
+        "inside_budget_min": min(r["inside_budget_min"] for r in reports),
+    }  # fmt: skip
+    if all(c is not None for c in changes):
+        per_frame = [x for c in changes for x in c["per_frame"]]
+        out["screen_change"] = {**changes[0], "per_frame": per_frame, "max_per_frame": max(per_frame, default=0.0)}
+    return out

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from svg3d import __main__ as cli
-from svg3d import camera, comfort, convert, io, scene
+from svg3d import camera, comfort, convert, io, report, scene
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, DepthConfig, MatrixConfig
 from svg3d.stages.export import ExportSettings
@@ -360,3 +360,27 @@ def test_an_object_cut_by_the_frame_edge_in_front_of_the_screen_is_handled(edge_
         assert (left[t][:, :bar] == 0).all() and left[t][:, bar:].any(axis=(0, 2)).all()
         assert not (right[t][:, -1] == 0).all()  # nothing at the right edge: no bar there
     assert report["shots"][0]["convergence"] == 0.5 and report["shots"][0]["strength"] == 2.5  # the effect itself unchanged
+
+
+def test_reports_of_a_batchs_segments_join_into_the_whole_clips():
+    """batch splits a long input at cuts and joins the exports: the joined report equals the whole clip's."""
+    rng = np.random.default_rng(0)
+    lo, hi, cuts = _ranges((5, 0.2, 1.0), (7, 0.5, 1.0), (4, 0.1, 1.0))
+    edge = np.zeros((16, 2))
+    edge[9, 0] = 0.9
+    hist = rng.random((16, comfort.HISTOGRAM_BINS))
+    hist /= hist.sum(1, keepdims=True)
+    budget = comfort.screen_budget("tv")
+
+    def report_of(a: int, b: int) -> dict:
+        cut = [c - a for c in cuts if a < c < b]
+        track = comfort.effect_track(lo[a:b], hi[a:b], edge[a:b], cut, width=W, budget=budget, strength=None, convergence=None, auto=True)
+        return report.build_report(near=track.parallax(1.0), far=track.parallax(0.0), histogram=hist[a:b], budget=budget, shots=track.shots,
+                                   fps=25.0, track=track, lo=lo[a:b], hi=hi[a:b], width=W)  # fmt: skip
+
+    whole, joined = report_of(0, 16), report.join_reports([report_of(0, 5), report_of(5, 16)], [5, 11])
+    for key in ("frames", "shots", "cuts", "violation_frames", "unhandled_violation_frames", "frames_count", "inside_budget_min", "screen_change"):
+        assert joined[key] == whole[key], key
+    mean = lambda r: np.dot(np.convolve(r["histogram"]["edges"], [0.5, 0.5], "valid"), r["histogram"]["share"])  # noqa: E731
+    step = np.diff(joined["histogram"]["edges"])[0] + np.diff(whole["histogram"]["edges"])[0]
+    assert sum(joined["histogram"]["share"]) == pytest.approx(1.0, abs=1e-4) and mean(joined) == pytest.approx(mean(whole), abs=step)
