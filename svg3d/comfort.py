@@ -59,9 +59,13 @@ VERGENCE_LIMIT_DEG = 1.0  # the 1-degree rule: angular disparity against the scr
 SHIBATA_FAR = (1.035, -0.626)  # (m_far, T_far dioptres)
 SHIBATA_NEAR = (1.129, 0.442)  # (m_near, T_near dioptres)
 DEFAULT_SCREEN = "default"
-DEFAULT_LIMIT = camera.DEFAULT_STRENGTH / 2  # % each side: the budget convert always had (strength 2.5 at convergence 0.5)
+DEFAULT_LIMIT = (
+    camera.DEFAULT_STRENGTH / 2
+)  # % each side: the budget convert always had (strength 2.5 at convergence 0.5)
 WINDOW_CHOICES = ("screen", "float", "off")  # what happens to a window violation (module docstring, 3)
-WINDOW_TOLERANCE = 0.1  # % of the width: crossed parallax at the frame edge below this is not a violation (~2 px at 1080p)
+WINDOW_TOLERANCE = (
+    0.1  # % of the width: crossed parallax at the frame edge below this is not a violation (~2 px at 1080p)
+)
 EDGE_BAND = 0.02  # of the width: the columns at each edge where an object counts as cut by the frame
 EDGE_ROWS = 0.05  # of the height: an edge object must cover at least this many rows (a speck is not an object)
 MIN_KEPT = 0.5  # window "screen": a shot whose strength would drop below this share to move its screen plane floats a window instead
@@ -79,7 +83,9 @@ class Viewing:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.width) and self.width > 0 and math.isfinite(self.distance) and self.distance > 0):
-            raise ValueError(f"screen width and distance must be finite numbers > 0 (metres), got {self.width}, {self.distance}")
+            raise ValueError(
+                f"screen width and distance must be finite numbers > 0 (metres), got {self.width}, {self.distance}"
+            )
 
 
 SCREENS: dict[str, Viewing | None] = {
@@ -215,7 +221,9 @@ def normalise(d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(span > 0, np.clip((d - lo) / np.where(span > 0, span, 1), 0, 1), 0.0)
 
 
-def scan_disparity(read: Callable[[int, int], np.ndarray], num_frames: int, lo: np.ndarray, hi: np.ndarray, *, chunk: int = 16) -> FrameScan:
+def scan_disparity(
+    read: Callable[[int, int], np.ndarray], num_frames: int, lo: np.ndarray, hi: np.ndarray, *, chunk: int = 16
+) -> FrameScan:
     """Read a clip's raw disparity ``read(a, b) -> (n, h, w)`` chunk by chunk (memory bounded by ``chunk``)."""
     edge = np.zeros((num_frames, 2))
     hist = np.zeros((num_frames, HISTOGRAM_BINS))
@@ -278,7 +286,9 @@ class EffectTrack:
         s0, c0 = self.envelope
         gain = torch.as_tensor(self.strength[a:b] / s0, dtype=d.dtype, device=d.device)[:, None, None]
         conv = torch.as_tensor(self.convergence[a:b], dtype=d.dtype, device=d.device)[:, None, None]
-        return (c0 + gain * (d - conv)).clamp(0, 1)  # inside the envelope by construction; the clamp only meets rounding
+        return (c0 + gain * (d - conv)).clamp(
+            0, 1
+        )  # inside the envelope by construction; the clamp only meets rounding
 
 
 def effect_track(
@@ -336,10 +346,14 @@ def effect_track(
         handling.append(how)
         s_t[a:b], c_t[a:b] = s, c
     assert np.all(s_t * c_t <= far_limit + 1e-9) and np.all(s_t * (1 - c_t) <= near_limit + 1e-9)  # inside the envelope
-    return EffectTrack(s_t, c_t, envelope, budget, bounds, rho, np.asarray(edge, np.float64), violations, bars, windows, auto, handling)
+    return EffectTrack(
+        s_t, c_t, envelope, budget, bounds, rho, np.asarray(edge, np.float64), violations, bars, windows, auto, handling
+    )
 
 
-def effect_envelope(budget: Budget, *, strength: float | None, convergence: float | None, auto: bool) -> tuple[float, float]:
+def effect_envelope(
+    budget: Budget, *, strength: float | None, convergence: float | None, auto: bool
+) -> tuple[float, float]:
     """(S0, c0): the one camera of the views. A fixed ``strength``: itself, at ``convergence`` (default
     ``camera.DEFAULT_CONVERGENCE``, as ``camera.plan_views``). ``auto``, or no strength: the largest effect the
     budget takes at ``convergence`` (default: the budget's split, which fills both sides)."""
@@ -374,7 +388,9 @@ def float_window(left: np.ndarray, right: np.ndarray, bars: np.ndarray) -> tuple
 # the physical camera
 
 
-def physical_parallax(q_near: np.ndarray, q_far: np.ndarray, *, baseline: float, focal: float, width: int, screen: float) -> tuple[np.ndarray, np.ndarray]:
+def physical_parallax(
+    q_near: np.ndarray, q_far: np.ndarray, *, baseline: float, focal: float, width: int, screen: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(near, far) parallax ``(T,)`` in % of the width of points at inverse depths ``q_near``, ``q_far`` (1/m)
     for a physical camera (``camera``: the far eye sees a point ``focal * baseline * (q - screen)`` px to the left)."""
     k = 100 * focal * baseline / width
@@ -403,11 +419,18 @@ def plan_config(config):
 
     if not is_effect(config):
         return config
-    s0, c0 = effect_envelope(screen_budget(config.screen), strength=config.strength, convergence=config.convergence, auto=config.auto_strength)
+    s0, c0 = effect_envelope(
+        screen_budget(config.screen),
+        strength=config.strength,
+        convergence=config.convergence,
+        auto=config.auto_strength,
+    )
     return replace(config, strength=s0, convergence=c0, auto_strength=False)
 
 
-def clip_effect(config, lo: np.ndarray, hi: np.ndarray, cuts: list[int], scan: FrameScan, *, width: int) -> EffectTrack | None:
+def clip_effect(
+    config, lo: np.ndarray, hi: np.ndarray, cuts: list[int], scan: FrameScan, *, width: int
+) -> EffectTrack | None:
     """The ``EffectTrack`` of a clip under a ``config.MatrixConfig`` (None for the physical camera), with a
     warning when a fixed strength leaves the screen's budget."""
     if not is_effect(config):
@@ -425,7 +448,11 @@ def clip_effect(config, lo: np.ndarray, hi: np.ndarray, cuts: list[int], scan: F
             -s0 * (1 - c0), s0 * c0, budget.screen, -budget.near, budget.far,
         )  # fmt: skip
     if track.violations.any():
-        said = {"screen": "the screen plane moved in front of it", "float": "a floating window", "off": "left as they are (--window-violations off)"}
+        said = {
+            "screen": "the screen plane moved in front of it",
+            "float": "a floating window",
+            "off": "left as they are (--window-violations off)",
+        }
         log.info(
             "window violations (an object cut by the frame edge in front of the screen) in %d frames: %s",
             int(track.violations.sum()), "; ".join(f"frames {a}-{b - 1}: {said[h]}" for (a, b), h in zip(track.shots, track.handling, strict=True) if h),
@@ -433,15 +460,21 @@ def clip_effect(config, lo: np.ndarray, hi: np.ndarray, cuts: list[int], scan: F
     return track
 
 
-def check_physical(config, plan: camera.ViewPlan, lo: np.ndarray, hi: np.ndarray, *, width: int) -> tuple[np.ndarray, np.ndarray]:
+def check_physical(
+    config, plan: camera.ViewPlan, lo: np.ndarray, hi: np.ndarray, *, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame (near, far) parallax ``(T,)`` in % of the width of the physical camera, with a warning naming the
     flags when it leaves the budget of ``config.screen``."""
     if config.metric_depth:
         q_near, q_far = np.asarray(hi, np.float64), np.asarray(lo, np.float64)
     else:
-        q_far0, q_near0 = camera.inverse_depth_range(nearest_depth=config.nearest_depth, farest_depth=config.farest_depth)
+        q_far0, q_near0 = camera.inverse_depth_range(
+            nearest_depth=config.nearest_depth, farest_depth=config.farest_depth
+        )
         q_near, q_far = np.full(len(lo), q_near0), np.full(len(lo), q_far0)
-    near, far = physical_parallax(q_near, q_far, baseline=plan.max_baseline, focal=plan.focal, width=width, screen=plan.screen)
+    near, far = physical_parallax(
+        q_near, q_far, baseline=plan.max_baseline, focal=plan.focal, width=width, screen=plan.screen
+    )
     budget = screen_budget(config.screen)
     out = outside_budget(near, far, budget)
     if out is not None:

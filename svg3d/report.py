@@ -89,7 +89,9 @@ def build_report(
     }  # fmt: skip
 
 
-def screen_change(near: np.ndarray, far: np.ndarray, lo: np.ndarray, hi: np.ndarray, shots: list[tuple[int, int]]) -> np.ndarray:
+def screen_change(
+    near: np.ndarray, far: np.ndarray, lo: np.ndarray, hi: np.ndarray, shots: list[tuple[int, int]]
+) -> np.ndarray:
     """Per frame ``(T,)``: the largest change (% of the width) since the frame before, inside a shot, of the
     parallax of any raw disparity D (0 at a shot's first frame). p_t(D) is piecewise linear in D with its
     corners at the two frames' range ends, so the largest change is at one of those four values."""
@@ -142,9 +144,18 @@ def draw_report(report: dict, path: Path) -> None:
         ax.axvline(c - 0.5, color="grey", ls=":", lw=1)
     v = np.array(report["violation_frames"], int)
     if v.size:
-        ax.plot(v, np.full(v.size, budget["near"]), "v", color="darkorange", ms=4, label=f"window violation ({report['window_violations']})")
+        ax.plot(
+            v,
+            np.full(v.size, budget["near"]),
+            "v",
+            color="darkorange",
+            ms=4,
+            label=f"window violation ({report['window_violations']})",
+        )
     ax.set_ylabel("parallax, % of width\n(+ behind the screen)")
-    ax.set_title(f"3D report: {report['mode']} effect, {len(report['shots'])} shots, pixels inside the budget >= {100 * report['inside_budget_min']:.1f} % per frame")
+    ax.set_title(
+        f"3D report: {report['mode']} effect, {len(report['shots'])} shots, pixels inside the budget >= {100 * report['inside_budget_min']:.1f} % per frame"
+    )
     ax.legend(loc="upper right", fontsize=7, ncol=3)
     ax = axes[1]
     if "strength" in fr:
@@ -187,7 +198,9 @@ def join_reports(reports: list[dict], counts: list[int]) -> dict:
     share = np.zeros(CLIP_BINS)
     for r, n in zip(reports, counts, strict=True):
         e = np.asarray(r["histogram"]["edges"])
-        share += np.histogram(0.5 * (e[:-1] + e[1:]), bins=CLIP_BINS, range=(lo, hi), weights=np.asarray(r["histogram"]["share"]) * n)[0]
+        share += np.histogram(
+            0.5 * (e[:-1] + e[1:]), bins=CLIP_BINS, range=(lo, hi), weights=np.asarray(r["histogram"]["share"]) * n
+        )[0]
     changes = [r["screen_change"] for r in reports]
     out = {
         **first, "frames_count": total, "frames": frames,

@@ -33,7 +33,10 @@ PX = 100 / W  # one pixel in % of the width
 
 def test_the_default_screen_is_the_fixed_default_and_keeps_todays_plan():
     b = comfort.screen_budget()
-    assert (b.near, b.far) == (1.25, 1.25) and (b.strength, b.convergence) == (camera.DEFAULT_STRENGTH, camera.DEFAULT_CONVERGENCE)
+    assert (b.near, b.far) == (1.25, 1.25) and (b.strength, b.convergence) == (
+        camera.DEFAULT_STRENGTH,
+        camera.DEFAULT_CONVERGENCE,
+    )
     m = ConvertConfig().matrix
     assert comfort.plan_config(m) == replace(m, convergence=camera.DEFAULT_CONVERGENCE)
     assert camera.plan_views(comfort.plan_config(m), 576) == camera.plan_views(m, 576)
@@ -90,7 +93,10 @@ def test_cli_flags(tmp_path, capsys):
     m = matrix("--strength", "auto", "--screen", "tv", "--window-violations", "float")
     assert m.auto_strength and m.strength is None and m.screen == "tv" and m.window_violations == "float"
     cinema = comfort.screen_budget("cinema")  # --screen alone: the fixed effect that fills its budget
-    assert (matrix("--screen", "cinema").strength, matrix("--screen", "cinema").convergence) == (cinema.strength, cinema.convergence)
+    assert (matrix("--screen", "cinema").strength, matrix("--screen", "cinema").convergence) == (
+        cinema.strength,
+        cinema.convergence,
+    )
     assert (matrix().strength, matrix().convergence, matrix().screen) == (2.5, 0.5, "default")  # today's default
     for flags, message in [
         (["--screen", "bogus"], "--screen 'bogus': expected one of default, phone"),
@@ -120,17 +126,32 @@ def _ranges(*shots: tuple[int, float, float]) -> tuple[np.ndarray, np.ndarray, l
 def test_auto_strength_follows_the_shots_depth_and_stays_in_the_budget():
     lo, hi, cuts = _ranges((8, 1 / 2.4, 1 / 1.6), (8, 1 / 8.0, 1 / 1.6), (8, 0.001, 1.0))  # close-up, room, landscape
     budget = comfort.screen_budget("tv")
-    track = comfort.effect_track(lo, hi, np.zeros((24, 2)), cuts, width=W, budget=budget, strength=None, convergence=None, auto=True)
+    track = comfort.effect_track(
+        lo, hi, np.zeros((24, 2)), cuts, width=W, budget=budget, strength=None, convergence=None, auto=True
+    )
     s = [track.strength[a] for a, _ in track.shots]
     assert s[0] == pytest.approx((1 - 1.6 / 2.4) * budget.strength) and s[1] == pytest.approx(0.8 * budget.strength)
     assert s[2] == pytest.approx(0.999 * budget.strength)  # reaching to the sky: (almost) the whole budget
     for a, b in track.shots:
-        assert np.all(track.strength[a:b] == track.strength[a]) and np.all(track.convergence[a:b] == track.convergence[a])
+        assert np.all(track.strength[a:b] == track.strength[a]) and np.all(
+            track.convergence[a:b] == track.convergence[a]
+        )
         assert budget.contains(track.strength[a], track.convergence[a])
-    flat = comfort.effect_track(*_ranges((8, 0.99, 1.0))[:2], np.zeros((8, 2)), [], width=W, budget=budget, strength=None, convergence=None, auto=True)
+    flat = comfort.effect_track(
+        *_ranges((8, 0.99, 1.0))[:2],
+        np.zeros((8, 2)),
+        [],
+        width=W,
+        budget=budget,
+        strength=None,
+        convergence=None,
+        auto=True,
+    )
     assert flat.strength[0] == pytest.approx(comfort.RHO_MIN * budget.strength)  # a flat wall: the floor, not 0
     # a convergence given: the strength fits both sides at it
-    front = comfort.effect_track(lo, hi, np.zeros((24, 2)), cuts, width=W, budget=budget, strength=None, convergence=0.2, auto=True)
+    front = comfort.effect_track(
+        lo, hi, np.zeros((24, 2)), cuts, width=W, budget=budget, strength=None, convergence=0.2, auto=True
+    )
     assert np.all(front.convergence == 0.2) and all(budget.contains(x, 0.2) for x in front.strength)
     assert not budget.contains(track.strength[-1], 0.2)
 
@@ -141,14 +162,20 @@ def test_remap_gives_each_frame_its_effect_inside_the_envelope():
     edge[5, 0] = 0.9  # a violation in the second shot: its screen plane moves
     budget = comfort.screen_budget("tv")
     track = comfort.effect_track(lo, hi, edge, cuts, width=W, budget=budget, strength=None, convergence=None, auto=True)
-    assert track.changed and track.convergence[4] == pytest.approx(0.9) and track.convergence[0] == pytest.approx(budget.convergence)
+    assert (
+        track.changed
+        and track.convergence[4] == pytest.approx(0.9)
+        and track.convergence[0] == pytest.approx(budget.convergence)
+    )
     d = torch.rand(8, 6, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     d[:, 0, 0], d[:, 0, 1] = 0.0, 1.0
     out = track.remap(d, 0, 8)
     assert out.min() >= 0 and out.max() <= 1
     s0, c0 = track.envelope
     s, c = torch.from_numpy(track.strength)[:, None, None], torch.from_numpy(track.convergence)[:, None, None]
-    torch.testing.assert_close(s0 * (c0 - out), s * (c - d), rtol=0, atol=1e-12)  # the envelope camera's parallax is the frame's
+    torch.testing.assert_close(
+        s0 * (c0 - out), s * (c - d), rtol=0, atol=1e-12
+    )  # the envelope camera's parallax is the frame's
 
 
 def test_edge_objects_and_specks():
@@ -167,7 +194,9 @@ def test_window_violations_are_handled_as_chosen(mode):
     edge[2, 1] = 0.95  # frame 2: something at the right edge, near
     edge[8, 0] = 0.3  # frame 8: behind the screen (0.3 < 0.5): no violation
     budget = comfort.screen_budget()
-    track = comfort.effect_track(lo, hi, edge, cuts, width=W, budget=budget, strength=2.5, convergence=None, auto=False, windows=mode)
+    track = comfort.effect_track(
+        lo, hi, edge, cuts, width=W, budget=budget, strength=2.5, convergence=None, auto=False, windows=mode
+    )
     assert track.violations.tolist() == [i == 2 for i in range(12)]
     assert np.all(track.strength[6:] == 2.5) and np.all(track.convergence[6:] == 0.5) and not track.windows[6:].any()
     if mode == "screen":  # the screen plane at the object, the farthest point kept within its limit, for the whole shot
@@ -189,7 +218,9 @@ def test_a_screen_plane_with_no_room_behind_floats_a_window_instead():
     edge = np.zeros((6, 2))
     edge[:, 0] = 0.8
     budget = comfort.screen_budget()
-    track = comfort.effect_track(lo, hi, edge, cuts, width=W, budget=budget, strength=2.5, convergence=0.0, auto=False, windows="screen")
+    track = comfort.effect_track(
+        lo, hi, edge, cuts, width=W, budget=budget, strength=2.5, convergence=0.0, auto=False, windows="screen"
+    )
     assert track.handling == ["float"] and np.all(track.strength == 2.5) and np.all(track.convergence == 0.0)
     assert np.all(track.windows[:, 0] >= 2.5 * 0.8 / 100 * W) and not track.windows[:, 1].any()
 
@@ -213,7 +244,9 @@ def test_leaving_the_budget_is_a_warning_naming_the_flags(caplog):
     assert all(f in caplog.text for f in ("--baseline", "--focal", "--convergence", "--strength auto"))
     caplog.clear()
     scan = comfort.FrameScan(np.zeros((3, 2)), np.zeros((3, comfort.HISTOGRAM_BINS)))
-    comfort.clip_effect(replace(ConvertConfig().matrix, strength=8.0, screen="desktop"), np.ones(3), 2 * np.ones(3), [], scan, width=W)
+    comfort.clip_effect(
+        replace(ConvertConfig().matrix, strength=8.0, screen="desktop"), np.ones(3), 2 * np.ones(3), [], scan, width=W
+    )
     assert "--strength" in caplog.text and "desktop" in caplog.text
     caplog.clear()
     comfort.clip_effect(ConvertConfig().matrix, np.ones(3), 2 * np.ones(3), [], scan, width=W)
@@ -224,10 +257,20 @@ def test_leaving_the_budget_is_a_warning_naming_the_flags(caplog):
 # end to end: rendered scenes with exact depth, measured between the exported eyes
 
 
-def _shot(seed: int, frames: int, *, backdrop: float | None = None, edge_box: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _shot(
+    seed: int, frames: int, *, backdrop: float | None = None, edge_box: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """A static shot: frames uint8 (n, H, W, 3) and inverse depth (n, H, W). ``backdrop``: a close-up, one box in
     front of a near wall; ``edge_box``: a box at 1.7 m cut by the left frame edge."""
-    sc = scene.make_scene(seed, num_frames=frames, height=H, width=W, static=True, num_boxes=1 if backdrop else 3, num_spheres=0 if backdrop else 1)
+    sc = scene.make_scene(
+        seed,
+        num_frames=frames,
+        height=H,
+        width=W,
+        static=True,
+        num_boxes=1 if backdrop else 3,
+        num_spheres=0 if backdrop else 1,
+    )
     if backdrop:
         sc = replace(sc, backdrop_z=backdrop)
     if edge_box:
@@ -259,7 +302,9 @@ def _convert(frames: Path, depth: Path, out: Path, **matrix) -> tuple[np.ndarray
     return left, right, report
 
 
-def measure(left: np.ndarray, right: np.ndarray, max_shift: int = 40, window: int = 5, tolerance: float = 1.5) -> np.ndarray:
+def measure(
+    left: np.ndarray, right: np.ndarray, max_shift: int = 40, window: int = 5, tolerance: float = 1.5
+) -> np.ndarray:
     """Parallax ``x_right - x_left`` in px of every left-eye pixel ``(H, W)`` by block matching over a window x window
     box (mean absolute difference per channel, 0-255); NaN where the best match is not near exact."""
     lf, rf = left.astype(np.float32), right.astype(np.float32)
@@ -319,7 +364,9 @@ def test_the_reports_numbers_match_the_measurement(two_shots):
     n, parallax, report = two_shots
     for t in range(2 * n):
         lo, hi = np.nanpercentile(parallax[t], [1, 99])
-        assert lo == pytest.approx(report["frames"]["near"][t], abs=PX)  # the nearest 1 % of pixels sit at the range's top
+        assert lo == pytest.approx(
+            report["frames"]["near"][t], abs=PX
+        )  # the nearest 1 % of pixels sit at the range's top
         assert hi == pytest.approx(report["frames"]["far"][t], abs=PX)
     assert report["inside_budget_min"] == pytest.approx(1.0)
     share = np.array(report["histogram"]["share"]).sum()
@@ -343,10 +390,17 @@ def test_an_object_cut_by_the_frame_edge_in_front_of_the_screen_is_handled(edge_
     left, right, report = _convert(frames, depth, folder / "off", window_violations="off")
     crossed = np.nanmin(_edge_parallax(left[0], right[0]))
     assert crossed <= -2  # unhandled: the box stands in front of the screen at the frame edge
-    assert report["violation_frames"] == report["unhandled_violation_frames"] == [0, 1, 2, 3] and report["window_violations"] == "off"
+    assert (
+        report["violation_frames"] == report["unhandled_violation_frames"] == [0, 1, 2, 3]
+        and report["window_violations"] == "off"
+    )
 
     left, right, report = _convert(frames, depth, folder / "screen")  # the default: the screen plane moves
-    assert report["violation_frames"] == [0, 1, 2, 3] and report["window_violations"] == "screen" and report["unhandled_violation_frames"] == []
+    assert (
+        report["violation_frames"] == [0, 1, 2, 3]
+        and report["window_violations"] == "screen"
+        and report["unhandled_violation_frames"] == []
+    )
     for t in range(4):
         p = _edge_parallax(left[t], right[t])
         assert np.isfinite(p).mean() > 0.8 and np.nanmin(p) >= -0.5  # measured: the box sits on or behind the screen
@@ -359,7 +413,9 @@ def test_an_object_cut_by_the_frame_edge_in_front_of_the_screen_is_handled(edge_
     for t in range(4):
         assert (left[t][:, :bar] == 0).all() and left[t][:, bar:].any(axis=(0, 2)).all()
         assert not (right[t][:, -1] == 0).all()  # nothing at the right edge: no bar there
-    assert report["shots"][0]["convergence"] == 0.5 and report["shots"][0]["strength"] == 2.5  # the effect itself unchanged
+    assert (
+        report["shots"][0]["convergence"] == 0.5 and report["shots"][0]["strength"] == 2.5
+    )  # the effect itself unchanged
 
 
 def test_reports_of_a_batchs_segments_join_into_the_whole_clips():
@@ -374,13 +430,26 @@ def test_reports_of_a_batchs_segments_join_into_the_whole_clips():
 
     def report_of(a: int, b: int) -> dict:
         cut = [c - a for c in cuts if a < c < b]
-        track = comfort.effect_track(lo[a:b], hi[a:b], edge[a:b], cut, width=W, budget=budget, strength=None, convergence=None, auto=True)
+        track = comfort.effect_track(
+            lo[a:b], hi[a:b], edge[a:b], cut, width=W, budget=budget, strength=None, convergence=None, auto=True
+        )
         return report.build_report(near=track.parallax(1.0), far=track.parallax(0.0), histogram=hist[a:b], budget=budget, shots=track.shots,
                                    fps=25.0, track=track, lo=lo[a:b], hi=hi[a:b], width=W)  # fmt: skip
 
     whole, joined = report_of(0, 16), report.join_reports([report_of(0, 5), report_of(5, 16)], [5, 11])
-    for key in ("frames", "shots", "cuts", "violation_frames", "unhandled_violation_frames", "frames_count", "inside_budget_min", "screen_change"):
+    for key in (
+        "frames",
+        "shots",
+        "cuts",
+        "violation_frames",
+        "unhandled_violation_frames",
+        "frames_count",
+        "inside_budget_min",
+        "screen_change",
+    ):
         assert joined[key] == whole[key], key
     mean = lambda r: np.dot(np.convolve(r["histogram"]["edges"], [0.5, 0.5], "valid"), r["histogram"]["share"])  # noqa: E731
     step = np.diff(joined["histogram"]["edges"])[0] + np.diff(whole["histogram"]["edges"])[0]
-    assert sum(joined["histogram"]["share"]) == pytest.approx(1.0, abs=1e-4) and mean(joined) == pytest.approx(mean(whole), abs=step)
+    assert sum(joined["histogram"]["share"]) == pytest.approx(1.0, abs=1e-4) and mean(joined) == pytest.approx(
+        mean(whole), abs=step
+    )
