@@ -195,7 +195,7 @@ def edge_disparity(d: np.ndarray) -> np.ndarray:
     """The normalised disparity of the nearest object cut by each side of the frame: ``(n, H, W)`` -> ``(n, 2)``
     (left, right). Per row, the nearest value in the ``EDGE_BAND`` columns; over the rows, the value that
     at least ``EDGE_ROWS`` of them reach (a thin speck at the edge is not an object)."""
-    n, h, w = d.shape
+    w = d.shape[-1]
     band = max(1, round(EDGE_BAND * w))
     q = 1 - EDGE_ROWS
     left = np.quantile(d[:, :, :band].max(2), q, axis=1)
@@ -286,9 +286,8 @@ class EffectTrack:
         s0, c0 = self.envelope
         gain = torch.as_tensor(self.strength[a:b] / s0, dtype=d.dtype, device=d.device)[:, None, None]
         conv = torch.as_tensor(self.convergence[a:b], dtype=d.dtype, device=d.device)[:, None, None]
-        return (c0 + gain * (d - conv)).clamp(
-            0, 1
-        )  # inside the envelope by construction; the clamp only meets rounding
+        # inside the envelope by construction: the clamp only meets rounding
+        return (c0 + gain * (d - conv)).clamp(0, 1)
 
 
 def effect_track(

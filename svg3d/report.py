@@ -167,6 +167,13 @@ def draw_report(report: dict, path: Path) -> None:
         ax2.legend(loc="lower right", fontsize=7)
         ax.set_ylim(0, max(fr["strength"]) * 1.2)
     ax.set_ylabel("strength, %")
+    change = report["screen_change"]
+    if change is not None:
+        ax.set_title(
+            f"largest change of a point's parallax from one frame to the next inside a shot: {change['max_per_frame']:.3f} % "
+            f"(a viewer sees ~{change['visible']:.3f} %)",
+            fontsize=9,
+        )
     for c in report["cuts"]:
         ax.axvline(c - 0.5, color="grey", ls=":", lw=1)
     ax.set_xlabel("frame")
