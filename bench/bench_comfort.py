@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from svg3d import comfort, scene  # noqa: E402
-from tests.test_comfort import H, PX, W, _clip, _convert, measure  # noqa: E402
+from tests.test_comfort import PX, H, W, convert_clip, measure, write_clip  # noqa: E402
 
 
 def main() -> None:
@@ -34,14 +34,20 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args()
     budget = comfort.screen_budget(args.screen)
-    results = {"size": [W, H], "frames": args.frames, "screen": args.screen, "machine": platform.machine(), "motions": {}}
+    results = {
+        "size": [W, H],
+        "frames": args.frames,
+        "screen": args.screen,
+        "machine": platform.machine(),
+        "motions": {},
+    }
     for motion in ("static", "handheld", "truck", "dolly"):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             rgb, z = scene.render(scene.make_scene(2, num_frames=args.frames, height=H, width=W, camera_motion=motion))
             shot = ((rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(), (1 / z).numpy())
-            frames, depth = _clip(root, [shot])
-            left, right, rep = _convert(frames, depth, root / "out", auto_strength=True, screen=args.screen)
+            frames, depth = write_clip(root, [shot])
+            left, right, rep = convert_clip(frames, depth, root / "out", auto_strength=True, screen=args.screen)
         inside = []
         for a, b in zip(left, right, strict=True):
             par = measure(a, b) * PX

@@ -281,7 +281,7 @@ def _shot(
     return (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(), (1 / z).numpy()
 
 
-def _clip(folder: Path, shots: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Path, Path]:
+def write_clip(folder: Path, shots: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Path, Path]:
     """Lossless frames and exact inverse depth (``--depth-from``) of the shots, one after the other."""
     frames, disparity = np.concatenate([s[0] for s in shots]), np.concatenate([s[1] for s in shots])
     for t in range(len(frames)):
@@ -290,7 +290,7 @@ def _clip(folder: Path, shots: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Pat
     return folder / "frames", folder / "depth"
 
 
-def _convert(frames: Path, depth: Path, out: Path, **matrix) -> tuple[np.ndarray, np.ndarray, dict]:
+def convert_clip(frames: Path, depth: Path, out: Path, **matrix) -> tuple[np.ndarray, np.ndarray, dict]:
     config = ConvertConfig(
         depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", matrix=replace(ConvertConfig().matrix, **matrix),
         exports=ExportSettings(exports=("eyes_png",)),
@@ -326,8 +326,8 @@ def two_shots(tmp_path_factory):
     for a TV, measured between the exported eyes."""
     folder = tmp_path_factory.mktemp("two_shots")
     n = 5
-    frames, depth = _clip(folder, [_shot(0, n, backdrop=2.4), _shot(3, n)])
-    left, right, report = _convert(frames, depth, folder / "out", auto_strength=True, screen="tv")
+    frames, depth = write_clip(folder, [_shot(0, n, backdrop=2.4), _shot(3, n)])
+    left, right, report = convert_clip(frames, depth, folder / "out", auto_strength=True, screen="tv")
     parallax = np.stack([measure(a, b) for a, b in zip(left, right, strict=True)]) * PX  # (T, H, W) % of the width
     return n, parallax, report
 
@@ -376,7 +376,7 @@ def test_the_reports_numbers_match_the_measurement(two_shots):
 @pytest.fixture(scope="module")
 def edge_clip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("edge")
-    frames, depth = _clip(folder, [_shot(3, 4, edge_box=True)])
+    frames, depth = write_clip(folder, [_shot(3, 4, edge_box=True)])
     return folder, frames, depth
 
 
@@ -387,7 +387,7 @@ def _edge_parallax(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 def test_an_object_cut_by_the_frame_edge_in_front_of_the_screen_is_handled(edge_clip):
     folder, frames, depth = edge_clip
-    left, right, report = _convert(frames, depth, folder / "off", window_violations="off")
+    left, right, report = convert_clip(frames, depth, folder / "off", window_violations="off")
     crossed = np.nanmin(_edge_parallax(left[0], right[0]))
     assert crossed <= -2  # unhandled: the box stands in front of the screen at the frame edge
     assert (
@@ -395,7 +395,7 @@ def test_an_object_cut_by_the_frame_edge_in_front_of_the_screen_is_handled(edge_
         and report["window_violations"] == "off"
     )
 
-    left, right, report = _convert(frames, depth, folder / "screen")  # the default: the screen plane moves
+    left, right, report = convert_clip(frames, depth, folder / "screen")  # the default: the screen plane moves
     assert (
         report["violation_frames"] == [0, 1, 2, 3]
         and report["window_violations"] == "screen"
@@ -406,7 +406,7 @@ def test_an_object_cut_by_the_frame_edge_in_front_of_the_screen_is_handled(edge_
         assert np.isfinite(p).mean() > 0.8 and np.nanmin(p) >= -0.5  # measured: the box sits on or behind the screen
     assert report["shots"][0]["convergence"] > 0.5
 
-    left, right, report = _convert(frames, depth, folder / "float", window_violations="float")
+    left, right, report = convert_clip(frames, depth, folder / "float", window_violations="float")
     bar = report["frames"]["float_left_px"][0]
     assert report["unhandled_violation_frames"] == [] and report["shots"][0]["handled"] == "float"
     assert bar >= -crossed  # the window's left edge floats in front of the box
