@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import camera, io
+from . import camera, comfort, io
 from .checks import InputError
 from .config import (
     BORDER_CHOICES,
@@ -34,6 +34,7 @@ from .config import (
     DiffusionConfig,
     ExportSettings,
     FillConfig,
+    MatrixConfig,
     UISettings,
     default,
 )
@@ -308,6 +309,16 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _strength(text: str) -> float | str:
+    """``--strength``: a number (% of the width) or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number (% of the width) or auto") from None
+
+
 def add_convert_args(c: argparse.ArgumentParser) -> None:
     """The convert flags (also the web UI's and batch's): defaults and choices from ``svg3d.config``."""
     conv = ConvertConfig
@@ -329,7 +340,9 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     d.add_argument("--flow", choices=FLOW_CHOICES, default=default(conv, "flow"), help="optical flow for stabilisation; auto: RAFT if its weights are here, else OpenCV DIS (default: %(default)s)")
 
     g = c.add_argument_group("3D effect", "the strength and the screen plane; or the physical camera (--baseline, --focal, --near, --far, --metric-depth)")
-    g.add_argument("--strength", type=float, default=None, help=f"disparity between the nearest and the farthest point, %% of the width (default: {camera.DEFAULT_STRENGTH})")
+    g.add_argument("--strength", type=_strength, default=None, help=f"disparity between the nearest and the farthest point, %% of the width, or auto: per shot, from the --screen budget and the shot's depth (default: {camera.DEFAULT_STRENGTH}, or the --screen budget's)")
+    g.add_argument("--screen", default=None, help=f"the screen the 3D is watched on, whose disparity budget limits the effect: {', '.join(comfort.SCREENS)}, or WIDTH,DISTANCE in metres (default: {comfort.DEFAULT_SCREEN}, +-{comfort.DEFAULT_LIMIT} %% of the width); see docs/comfort.md")
+    g.add_argument("--window-violations", choices=comfort.WINDOW_CHOICES, default=default(MatrixConfig, "window_violations"), help="an object cut by the left or right frame edge in front of the screen: move the screen plane in front of it, add a floating window, or leave it (default: %(default)s)")
     g.add_argument("--convergence", type=float, default=None, help=f"the screen plane in the depth range: 0 far (all in front) .. 1 near (all behind) (default: {camera.DEFAULT_CONVERGENCE}; with the physical camera: at infinity)")
     g.add_argument("--depth-range", choices=DEPTH_RANGE_CHOICES, default=None, help="normalise depth per shot, or over the whole clip as the paper (default: shot)")
     g.add_argument("--baseline", type=float, default=None, help=f"physical camera: metres between the eyes (paper: {camera.DEFAULT_BASELINE})")
@@ -404,7 +417,7 @@ def add_batch_args(b: argparse.ArgumentParser) -> None:
 
 
 # The flags ``convert --help`` shows; ``--help-all`` shows every one (they all work either way).
-SHORT_HELP = {"input", "output", "strength", "convergence", "fill", "layout", "exports", "depth_model", "depth_from", "device",
+SHORT_HELP = {"input", "output", "strength", "screen", "convergence", "fill", "layout", "exports", "depth_model", "depth_from", "device",
               "num_frames", "start_frame", "help", "help_all"}  # fmt: skip
 CONVERT_EXAMPLES = """examples:
   python -m svg3d convert clip.mp4 -o out/                       SBS, half SBS and anaglyph of clip.mp4 in out/
@@ -471,12 +484,27 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
     if physical and args.strength is not None:
         raise InputError(f"--strength and {physical[0]} both set the 3D effect; give the strength or the physical camera")
     base = ConvertConfig()
+    screen = args.screen or base.matrix.screen
+    if physical or args.strength == "auto":
+        strength, convergence = None, args.convergence
+    elif args.strength is None and args.screen is not None:  # the effect that fills the screen's budget
+        try:
+            budget = comfort.screen_budget(screen)
+        except ValueError as e:
+            raise InputError(f"--screen {e}") from None
+        strength, convergence = comfort.effect_envelope(budget, strength=None, convergence=args.convergence, auto=False)
+    else:
+        strength = args.strength if args.strength is not None else base.matrix.strength
+        convergence = args.convergence if args.convergence is not None else base.matrix.convergence
     matrix = replace(
         base.matrix,
         num_views=args.num_views,
         layout=camera.Layout(args.layout),
-        strength=None if physical else (args.strength if args.strength is not None else base.matrix.strength),
-        convergence=args.convergence if args.convergence is not None else (None if physical else base.matrix.convergence),
+        strength=strength,
+        convergence=convergence,
+        screen=screen,
+        auto_strength=args.strength == "auto",
+        window_violations=args.window_violations,
         depth_range=args.depth_range or base.matrix.depth_range,
         max_baseline=args.baseline if args.baseline is not None else base.matrix.max_baseline,
         focal=args.focal,

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import camera
+from . import camera, comfort
 from .camera import Layout
 from .checks import InputError
 from .encode import EncoderSettings
@@ -189,9 +189,19 @@ class MatrixConfig:
     strength: float | None = None  # % of the width between nearest and farthest (camera.effect_camera); None: physical
     convergence: float | None = None  # screen plane in the depth range, 0 far .. 1 near; None: at infinity (paper)
     depth_range: str = "clip"  # normalise disparity over the whole clip (reference) or per shot (svg3d.shots)
+    # the comfort of the effect (svg3d.comfort, docs/comfort.md); they act when the effect is set by strength
+    screen: str = comfort.DEFAULT_SCREEN  # the viewing situation whose disparity budget limits the effect: a
+    # comfort.SCREENS name or "WIDTH,DISTANCE" (metres); "default" is the +-1.25 % convert always had
+    auto_strength: bool = False  # the strength per shot from the budget and the shot's depth (``strength`` is then not used)
+    window_violations: str = "screen"  # an object cut by the frame edge in front of the screen: move the screen
+    # plane in front of it ("screen"), a floating window ("float"), or leave it ("off"); comfort.WINDOW_CHOICES
 
     def __post_init__(self) -> None:
         layout = Layout(self.layout)
+        try:
+            comfort.parse_screen(self.screen)
+        except ValueError as e:
+            raise InputError(f"screen {e}", params=("screen",)) from None
         _check([
             (self.num_views is None or self.num_views >= 2, "num_views", f"{self.num_views}: need at least 2 (the eyes)"),
             (self.num_views is None or self.num_views >= 3 or layout is not Layout.MIDDLE2LEFTRIGHT, "num_views",
@@ -210,6 +220,9 @@ class MatrixConfig:
             (self.depth_range in DEPTH_RANGE_CHOICES, "depth_range", f"{self.depth_range}: expected {' or '.join(DEPTH_RANGE_CHOICES)}"),
             (not (self.strength is not None and self.metric_depth), "strength",
              "sets the effect from relative depth; with metric_depth give the physical camera (max_baseline, focal) instead"),
+            (not (self.auto_strength and self.metric_depth), "auto_strength",
+             "sets the effect from relative depth; with metric_depth give the physical camera (max_baseline, focal) instead"),
+            (self.window_violations in comfort.WINDOW_CHOICES, "window_violations", f"{self.window_violations}: expected one of {', '.join(comfort.WINDOW_CHOICES)}"),
         ])  # fmt: skip
 
 

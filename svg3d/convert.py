@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import camera, models, threads, work
+from . import camera, comfort, models, threads, work
 from .checks import InputError
 from .config import ConvertConfig
 from .source import stem_of
@@ -29,6 +29,7 @@ from .stages.depth import DepthStage
 from .stages.export import ExportStage, remove_stale_parts
 from .stages.fill.stage import FillStage
 from .stages.generate import generate
+from .stages.matrix import Effect
 from .stages.stabilise import StabiliseStage
 from .work import StageReport
 
@@ -74,19 +75,22 @@ def pipeline(clip: Clip, config: ConvertConfig, device: torch.device, *, out_dir
     filler = fill.make(filler_name, config, device)
     if config.diffusion.prompt and filler_name != "diffusion":
         log.warning("--prompt is used by the diffusion filler only: the %s filler fills without it", filler_name)
-    plan = camera.plan_views(config.matrix, clip.info.size[1], filler_views=fill.VIEWS[filler_name], all_views=needs_views(config.exports))
+    plan = camera.plan_views(comfort.plan_config(config.matrix), clip.info.size[1], filler_views=fill.VIEWS[filler_name],
+                             all_views=needs_views(config.exports))  # fmt: skip
     depth = DepthStage(clip, config.depth, device)
     stages: list = [depth]
     disparity = "depth"
     if config.stabilise is not None:
         stages.append(StabiliseStage(clip, config.stabilise, config.flow, depth.size, device))
         disparity = "stabilised"
-    pre = filler.stages(clip, plan, config, disparity=disparity)
+    effect = Effect(config, plan, disparity=disparity, width=clip.info.size[1], fps=clip.info.fps, chunk_frames=config.chunk_frames)
+    pre = filler.stages(clip, plan, config, disparity=disparity, effect=effect)
     stages += pre
     check_effect = lambda source: _check_effect(source, plan, config, clip.num_frames)  # noqa: E731
     stages.append(FillStage(clip, filler, filler_name, plan, config, disparity=disparity, pre=tuple(s.name for s in pre), device=device,
-                            chunk_frames=config.chunk_frames, check_effect=check_effect))  # fmt: skip
-    stages.append(ExportStage(clip, config, plan, out_dir=out_dir, stem=stem_of(clip.path), disparity=disparity, device=device, work_dir=work_dir))
+                            chunk_frames=config.chunk_frames, effect=effect, check_effect=check_effect))  # fmt: skip
+    stages.append(ExportStage(clip, config, plan, out_dir=out_dir, stem=stem_of(clip.path), disparity=disparity, device=device,
+                              work_dir=work_dir, effect=effect))  # fmt: skip
     return stages, filler_name, plan
 
 

@@ -28,6 +28,7 @@ together once every one is complete; on any error every part is removed.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from . import report
 from .config import ExportSettings
 from .encode import CONTAINERS, StereoTag
 from .parts import Part
@@ -265,6 +267,8 @@ def join_exports(
     parts: dict[str, Part] = {}
     try:
         for name in names:
+            if name in report.REPORT_NAMES:  # the 3D report: joined as numbers once the videos are (below)
+                continue
             files = [Path(m[name]) for m in segments]
             final = out_dir / files[0].name
             if name == PREVIEW:
@@ -280,8 +284,13 @@ def join_exports(
                     audio=audio, stereo=EXPORTS[name].stereo,
                 )  # fmt: skip
             log.debug("joined %s from %d segments", final, len(files))
-        return {name: part.commit() for name, part in parts.items()}
+        written = {name: part.commit() for name, part in parts.items()}
     except BaseException:
         for part in parts.values():
             part.discard()
         raise
+    if "report_json" in names:
+        first = Path(segments[0]["report_json"]).name
+        joined = report.join_reports([json.loads(Path(m["report_json"]).read_text()) for m in segments], list(counts))
+        written |= report.write_report(out_dir, first[: -len(report.REPORT_SUFFIX + ".json")], joined)
+    return written

@@ -17,7 +17,7 @@ GIF and the depth, and follows every setting; the frame's depth is cached, so a 
 
 Start queues a job (``jobs.JobQueue``): a ``convert`` subprocess in the jobs folder; the page polls its progress
 log (a bar and ETA per stage, and the whole job's stage k of n and ETA) and shows its results: the side-by-side
-video in a player, the anaglyph and depth previews, a slider over the views of a ``views_png`` export, a download
+video in a player, the anaglyph and depth previews, a slider over the views of a ``views_png`` export, the 3D report, a download
 of every export (folders as zips) and of the log. Cancel (while queued or running) kills the job within about a
 second, keeping its finished chunks; Resume (once stopped) continues it; Download (once done) gives the video.
 
@@ -701,7 +701,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[s
 
     def refresh(job_id, shown: dict):
         """Poll: status and progress always; the results and buttons once per change of the job shown."""
-        nothing = [gr.skip()] * 10
+        nothing = [gr.skip()] * 11
         job = job_or_none(job_id)
         if job is None:
             return ["", "", *nothing[:7], *buttons(None), shown]
@@ -720,11 +720,11 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[s
                     # the sliders stay visible: Gradio 6.17's page hangs when two sliders are shown and given a new
                     # maximum in one update
                     gr.update(maximum=max(v - 1, 1), value=0), gr.update(maximum=max(t - 1, 1), value=0),
-                    _str(view_frame(job, 0, 0)), [str(p) for p in downloads(job, exports)], *buttons(job),
+                    _str(view_frame(job, 0, 0)), _str(exports.get("report")), [str(p) for p in downloads(job, exports)], *buttons(job),
                 ]  # fmt: skip
             else:  # a stopped job offers its log: why it failed, how far it got
                 stopped = job.state not in jobs.ACTIVE and job.log_file.is_file()
-                results_out = [None, None, None, gr.skip(), gr.skip(), None, [str(job.log_file)] if stopped else None, *buttons(job)]
+                results_out = [None, None, None, gr.skip(), gr.skip(), None, None, [str(job.log_file)] if stopped else None, *buttons(job)]
         return [status_markdown(st), progress_html(st), *results_out, key]
 
     def show_view(job_id, view, frame):
@@ -831,6 +831,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[s
                         view_slider = gr.Slider(0, 1, step=1, value=0, label="View (0 = leftmost camera)", elem_id="svg3d-view")
                         frame_slider = gr.Slider(0, 1, step=1, value=0, label="Frame", elem_id="svg3d-frame")
                     view_img = gr.Image(label="View", interactive=False, elem_id="svg3d-view-image")
+                report_img = gr.Image(label="3D report: the depth against the screen's budget (svg3d.report)", interactive=False, elem_id="svg3d-report")
                 files = gr.File(label="Downloads: every export and the log", file_count="multiple", interactive=False, elem_id="svg3d-downloads")
         shown = gr.State({})
         with gr.Row(visible=False):  # the API's inputs and outputs
@@ -851,7 +852,7 @@ def build_app(queue: JobQueue, *, max_upload_bytes: int, models_dirs: Sequence[s
             show_preview, preview_in, preview_out, concurrency_limit=1, concurrency_id="preview", **private)  # fmt: skip
         gr.on([frame_pick.change, depth_dd.change, depth_zip.change, *[c.change for c in inputs]], show_preview, preview_in,
               preview_out, trigger_mode="always_last", concurrency_limit=1, concurrency_id="preview", **private)  # fmt: skip
-        results = [video, anaglyph, depth_img, view_slider, frame_slider, view_img, files, cancel_btn, resume_btn, download_btn]
+        results = [video, anaglyph, depth_img, view_slider, frame_slider, view_img, report_img, files, cancel_btn, resume_btn, download_btn]
         poll = [status_md, progress, *results, shown]
         timer = gr.Timer(POLL_SECONDS)
         timer.tick(refresh, [job_dd, shown], poll, concurrency_limit=None, **private)

@@ -468,7 +468,8 @@ def _odd(m: Media, out: Path) -> None:
 
 def _long(m: Media, out: Path) -> None:
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert names == sorted([f"{LONG}_anaglyph.mp4", f"{LONG}_SBS_LR.mp4", f"{LONG}_eyes", f"{LONG}_preview.png", "work"]), names
+    assert names == sorted([f"{LONG}_anaglyph.mp4", f"{LONG}_SBS_LR.mp4", f"{LONG}_eyes", f"{LONG}_preview.png", f"{LONG}_3d_report.json",
+                            f"{LONG}_3d_report.png", "work"]), names  # fmt: skip
     left_is(decoded("video"), LONG)(m, out)
 
 

@@ -479,7 +479,7 @@ def demo_job(server, tmp_path_factory):
 def test_api_converts_the_demo_clip_into_every_export(server, demo_job):
     job_id, status, files = demo_job
     assert status["state"] == "done", status
-    assert set(status["exports"]) == set(EXPORTS) | {"preview"}
+    assert set(status["exports"]) == set(EXPORTS) | {"preview", "report", "report_json"}  # the 3D report (svg3d.report) beside them
     assert [s["stage"] for s in status["stages"]] == ["depth", "stabilised", "filled", "export"]
     assert all(s["done"] == s["total"] == 6 for s in status["stages"])
     got = {Path(f).name: Path(f) for f in files}
@@ -898,6 +898,8 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     for preview in ("#svg3d-anaglyph img", "#svg3d-depth-preview img"):
         page.locator(preview).scroll_into_view_if_needed()
         page.wait_for_function(f"() => document.querySelector('{preview}').naturalWidth === 224")  # the input's width
+    page.locator("#svg3d-report img").scroll_into_view_if_needed()  # the 3D report is shown on the page
+    page.wait_for_function("() => document.querySelector('#svg3d-report img').naturalWidth > 500")
     # the slider walks the views: view 0 is the input itself, the others are warped and filled
     view_src = "() => document.querySelector('#svg3d-view-image img').src"
     page.locator("#svg3d-view-image img").wait_for()
@@ -920,7 +922,8 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     p = probe(saved)
     assert (p.frames, p.width, p.height) == (8, 2 * 224, 128)
     names = page.eval_on_selector_all("#svg3d-downloads a[download]", "links => links.map(a => a.download)")
-    assert sorted(names) == ["clip_HSBS_LR.mp4", "clip_SBS_LR.mp4", "clip_anaglyph.mp4", "clip_preview.png", "clip_views.zip", "convert.log"]
+    assert sorted(names) == ["clip_3d_report.json", "clip_3d_report.png", "clip_HSBS_LR.mp4", "clip_SBS_LR.mp4", "clip_anaglyph.mp4",
+                             "clip_preview.png", "clip_views.zip", "convert.log"]  # fmt: skip
     page.close()
 
 

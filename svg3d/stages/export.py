@@ -656,9 +656,9 @@ class ExportStage:
     name = "export"
     lookahead = 0
 
-    def __init__(self, clip, config, plan, *, out_dir: Path, stem: str, disparity: str, device, work_dir: Path) -> None:
+    def __init__(self, clip, config, plan, *, out_dir: Path, stem: str, disparity: str, device, work_dir: Path, effect) -> None:
         self.clip, self.config, self.plan, self.out_dir, self.stem = clip, config, plan, out_dir, stem
-        self.disparity, self.device, self.work_dir = disparity, device, work_dir
+        self.disparity, self.device, self.work_dir, self.effect = disparity, device, work_dir, effect
         self.needs = ("depth", disparity, "filled") if disparity != "depth" else ("depth", "filled")
 
     def params(self) -> dict:
@@ -667,19 +667,21 @@ class ExportStage:
         info = self.clip.info
         return {
             "settings": asdict(self.config.exports), "stem": self.stem, "fps": str(info.rate), "audio": info.has_audio,
-            "plan": asdict(self.plan), "out": str(self.out_dir.resolve()),
+            "plan": asdict(self.plan), "out": str(self.out_dir.resolve()), "matrix": asdict(self.config.matrix),
         }  # fmt: skip
 
     def check(self) -> None:
         check_export(self.out_dir, self.stem, self.config.exports, num_views=self.plan.num_views, size=self.clip.info.size)
 
     def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress) -> None:
-        from .. import work
+        from .. import comfort, work
         from .depth import resize_depth
         from .fill.stage import matrix_source, views
 
         info, plan = self.clip.info, self.plan
-        source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, self.device, self.config.chunk_frames)
+        source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, self.device, self.config.chunk_frames,
+                               effect=self.effect)  # fmt: skip
+        track = self.effect.get(inputs)[0] if self.effect.warps else None
         disparity = inputs[self.disparity]
         writer = ExportWriter(
             self.out_dir, self.stem, self.config.exports, fps=info.rate, size=info.size, num_views=plan.num_views, eyes=plan.eyes,
@@ -700,10 +702,27 @@ class ExportStage:
                 if writer.needs_depth:  # the input view's disparity, normalised as the matrix used it
                     d = resize_depth(disparity.read(a, b, "disparity"), info.size)
                     depth_range = source.ranges(a, b)
-                writer.write(out[plan.eyes[0]], out[plan.eyes[1]], reference=out[plan.reference], views=all_views, disparity=d, depth_range=depth_range)
+                left, right = out[plan.eyes[0]], out[plan.eyes[1]]
+                if track is not None and track.windows[a:b].any():  # window violations handled by floating windows
+                    left, right = comfort.float_window(left, right, track.windows[a:b])
+                writer.write(left, right, reference=out[plan.reference], views=all_views, disparity=d, depth_range=depth_range)
                 progress(b - a)
                 work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)
             store.outputs = writer.close()
+        store.outputs |= self._report(inputs)
+
+    def _report(self, inputs: dict) -> dict[str, Path]:
+        """The 3D report beside the exports (``report``): the effect per frame against the screen's budget."""
+        from .. import comfort, report, shots
+
+        track, scan, near, far, cuts, lo, hi = self.effect.get(inputs)
+        matrix, info = self.config.matrix, self.clip.info
+        numbers = report.build_report(
+            near=near, far=far, histogram=scan.histogram, budget=comfort.screen_budget(matrix.screen),
+            shots=shots.shot_bounds(info.num_frames, cuts), fps=info.fps, track=track, width=info.size[1],
+            lo=None if matrix.metric_depth else lo, hi=None if matrix.metric_depth else hi,
+        )  # fmt: skip
+        return report.write_report(self.out_dir, self.stem, numbers)
 
     def _audio(self) -> Path | None:
         """The clip's span of the input's audio, in a form mp4 takes (``audio_track``)."""

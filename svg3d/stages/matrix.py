@@ -385,7 +385,9 @@ class MatrixSource:
     ``(T,)`` (``svg3d.shots``), or ``ranges(a, b) -> (lo, hi)`` instead (``Ranges``, computed as the statistics
     arrive); plan: the views; config: how disparity becomes Z. Recent frames' cells
     are kept (``cache_frames``, colours as 8 bits), so a stage reading a chunk and its temporal context
-    warps each frame once. Everything is computed on ``device``.
+    warps each frame once. Everything is computed on ``device``. ``remap(d, a, b)``: a per-frame map of the
+    normalised disparity ``(n, H, W)`` of frames ``a .. b-1`` into [0, 1] before it becomes Z (the effect per
+    frame within the plan's camera: ``comfort.EffectTrack.remap``); None: as normalised.
     """
 
     def __init__(
@@ -400,8 +402,9 @@ class MatrixSource:
         device: torch.device | str = "cpu",
         cache_frames: int = 32,
         ranges=None,
+        remap: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
     ) -> None:
-        self._frames, self._disparity = frames, disparity
+        self._frames, self._disparity, self.remap = frames, disparity, remap
         if ranges is None:
             lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
             ranges = lambda a, b: (lo[a:b], hi[a:b])  # noqa: E731
@@ -418,11 +421,10 @@ class MatrixSource:
         if d.shape[-2:] != (h, w):
             d = torch.nn.functional.interpolate(d[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         c = self.config
-        lo, hi = self.ranges(a, b)
-        z = camera.disparity_to_depth(
-            d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth,
-            lo=torch.from_numpy(np.asarray(lo, np.float32)).to(self.device), hi=torch.from_numpy(np.asarray(hi, np.float32)).to(self.device),
-        )  # fmt: skip
+        lo, hi = (torch.from_numpy(np.asarray(x, np.float32)).to(self.device) for x in self.ranges(a, b))
+        if self.remap is not None:  # normalised here, remapped, then taken as already normalised (range 0..1)
+            d, lo, hi = self.remap(camera.normalise_disparity(d, lo, hi), a, b), 0.0, 1.0
+        z = camera.disparity_to_depth(d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth, lo=lo, hi=hi)
         return rgb, z
 
     def cells(self, a: int, b: int, views: tuple[int, ...] | None = None) -> Cells:
@@ -496,3 +498,44 @@ class Ranges:
     def cuts(self) -> list[int]:
         """Every cut of the clip (waits for the whole clip's scores)."""
         return self._shots.detect_cuts(self.cuts_store.stats("cut")) if self.mode == "shot" else []
+
+
+class Effect:
+    """The 3D effect of every frame of a conversion (``comfort.clip_effect``: strength and screen plane per shot from
+    the screen's budget, window violations handled), what it read of the disparity, and the (near, far) parallax of
+    every frame (``comfort.check_physical`` for the physical camera). Computed once, from the whole clip's disparity
+    (a shot's effect needs all of it): the stages that use it wait for the disparity to be complete (``lookahead``
+    None). ``get(inputs)`` with the stores ``depth`` (cuts) and the disparity the matrix uses."""
+
+    def __init__(self, config, plan, *, disparity: str, width: int, fps: float, chunk_frames: int) -> None:
+        self.config, self.plan, self.disparity, self.width, self.fps, self.chunk = config, plan, disparity, width, fps, chunk_frames
+        self._lock = threading.Lock()
+        self._value = None
+
+    @property
+    def warps(self) -> bool:
+        """Whether the warp depends on it (the effect by strength: its remap, its screen plane per shot)."""
+        from .. import comfort
+
+        return comfort.is_effect(self.config.matrix)
+
+    def get(self, inputs: dict):
+        """``(track, scan, near, far, cuts, lo, hi)``: ``comfort.EffectTrack`` (None: the physical camera), the
+        ``comfort.FrameScan``, parallax ``(T,)`` of the nearest and farthest point, the cuts, the ranges."""
+        from .. import comfort
+
+        with self._lock:
+            if self._value is None:
+                store, config = inputs[self.disparity], self.config.matrix
+                ranges = Ranges(inputs["depth"], store, config.depth_range, self.fps)
+                n = ranges.num_frames
+                lo, hi = ranges(0, n)
+                cuts = ranges.cuts()
+                scan = comfort.scan_disparity(lambda a, b: store.read(a, b, "disparity"), n, lo, hi, chunk=self.chunk)
+                track = comfort.clip_effect(config, lo, hi, cuts, scan, width=self.width)
+                if track is None:
+                    near, far = comfort.check_physical(config, self.plan, lo, hi, width=self.width)
+                else:
+                    near, far = track.parallax(1.0), track.parallax(0.0)
+                self._value = (track, scan, near, far, cuts, lo, hi)
+            return self._value

@@ -18,7 +18,7 @@ class Filler(Protocol):
 
     def params(self) -> dict: ...
 
-    def stages(self, clip, plan: ViewPlan, config: ConvertConfig, *, disparity: str) -> tuple: ...  # its pre-pass stages
+    def stages(self, clip, plan: ViewPlan, config: ConvertConfig, *, disparity: str, effect) -> tuple: ...  # its pre-pass stages
 
     def bind(self, inputs: dict) -> None: ...  # the stores of the stages the fill stage reads, before ``fill``
 
@@ -28,7 +28,7 @@ class Filler(Protocol):
 class SinglePass:
     """For fillers that fill each chunk from its cells alone: no pre-pass, no stages of their own."""
 
-    def stages(self, clip, plan, config, *, disparity: str) -> tuple:
+    def stages(self, clip, plan, config, *, disparity: str, effect) -> tuple:
         return ()
 
     def bind(self, inputs: dict) -> None:

@@ -127,12 +127,12 @@ class DiffusionFiller:
 
         return {"config": asdict(self.config), "denoise": asdict(DenoiseConfig())}
 
-    def stages(self, clip, plan, config, *, disparity: str) -> tuple:
+    def stages(self, clip, plan, config, *, disparity: str, effect) -> tuple:
         from ...denoise import output_views
 
         outputs = output_views(plan.num_views, denoise_config(self.config, plan.multiview))
         self._fill_views = tuple(v for v in outputs if v in plan.fill_views)  # the views the pre-pass keeps, in its order
-        return (DenoisedStage(self, clip, plan, config, disparity=disparity),)
+        return (DenoisedStage(self, clip, plan, config, disparity=disparity, effect=effect),)
 
     def bind(self, inputs: dict) -> None:
         self.store = inputs[DenoisedStage.name]
@@ -157,12 +157,13 @@ class DenoisedStage:
 
     name = "denoised"
 
-    def __init__(self, filler: DiffusionFiller, clip, plan, config, *, disparity: str) -> None:
+    def __init__(self, filler: DiffusionFiller, clip, plan, config, *, disparity: str, effect) -> None:
         from ... import shots
 
-        self.filler, self.clip, self.plan, self.config, self.disparity = filler, clip, plan, config, disparity
+        self.filler, self.clip, self.plan, self.config, self.disparity, self.effect = filler, clip, plan, config, disparity, effect
         self.needs = ("depth", disparity) if disparity != "depth" else ("depth",)
-        self.lookahead = None if config.matrix.depth_range == "clip" else filler.config.window + shots.range_lookahead(clip.info.fps)
+        whole = config.matrix.depth_range == "clip" or effect.warps  # a shot's effect needs its whole disparity
+        self.lookahead = None if whole else filler.config.window + shots.range_lookahead(clip.info.fps)
 
     def params(self) -> dict:
         return {"filler": self.filler.params(), "plan": asdict(self.plan), "matrix": asdict(self.config.matrix), "fps": self.clip.info.fps}
@@ -181,7 +182,7 @@ class DenoisedStage:
         outputs = output_views(plan.num_views, dconfig)  # their final latents carry into the next window's overlap
         t_count = self.clip.num_frames
         starts = window_starts(t_count, cfg.window, cfg.window_overlap)
-        source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, device, cfg.window)
+        source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, device, cfg.window, effect=self.effect)
         model = load_model(cfg.model, device, compile=cfg.compile, unet=cfg.unet)
         covered = {f for c in store.chunks for f in range(c["first"], c["first"] + c["count"])}
         done = 0

@@ -14,7 +14,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from ..matrix import Cells, MatrixSource, Ranges
+from ..matrix import Cells, Effect, MatrixSource, Ranges
 
 FILLED = "filled"
 
@@ -55,11 +55,13 @@ class FillStage:
     name = FILLED
 
     def __init__(self, clip, filler, filler_name: str, plan, config, *, disparity: str, pre: tuple[str, ...], device: torch.device,
-                 chunk_frames: int, check_effect: Callable[[MatrixSource], None] | None = None) -> None:  # fmt: skip
+                 chunk_frames: int, effect: Effect, check_effect: Callable[[MatrixSource], None] | None = None) -> None:  # fmt: skip
         self.clip, self.filler, self.filler_name, self.plan, self.config = clip, filler, filler_name, plan, config
         self.disparity, self.device, self.chunk_frames, self.check_effect = disparity, device, chunk_frames, check_effect
+        self.effect = effect
         self.needs = tuple(dict.fromkeys(("depth", disparity, *pre)))
-        self.lookahead = None if config.matrix.depth_range == "clip" else filler.context + _range_lookahead(clip)
+        whole = config.matrix.depth_range == "clip" or effect.warps  # a shot's effect needs its whole disparity
+        self.lookahead = None if whole else filler.context + _range_lookahead(clip)
 
     def params(self) -> dict:
         return {
@@ -72,7 +74,8 @@ class FillStage:
 
     def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress: Callable[[int], None]) -> None:
         context = self.filler.context
-        source = matrix_source(self.clip, self.name, inputs, self.disparity, self.plan, self.config, self.device, self.chunk_frames + 2 * context)
+        source = matrix_source(self.clip, self.name, inputs, self.disparity, self.plan, self.config, self.device, self.chunk_frames + 2 * context,
+                               effect=self.effect)  # fmt: skip
         if self.check_effect is not None:
             self.check_effect(source)
         self.filler.bind(inputs)
@@ -92,11 +95,17 @@ def _range_lookahead(clip) -> int:
     return shots.range_lookahead(clip.info.fps)
 
 
-def matrix_source(clip, reader: str, inputs: dict, disparity: str, plan, config, device, cache_frames: int) -> MatrixSource:
-    """The frame matrix over the stores ``inputs`` (``disparity`` and ``depth`` for its shot scores) for ``reader``."""
+def matrix_source(clip, reader: str, inputs: dict, disparity: str, plan, config, device, cache_frames: int, *,
+                  effect: Effect | None = None) -> MatrixSource:  # fmt: skip
+    """The frame matrix over the stores ``inputs`` (``disparity`` and ``depth`` for its shot scores) for ``reader``,
+    each frame warped with its own effect (``Effect``) when the effect is set by strength."""
     store = inputs[disparity]
     ranges = Ranges(inputs["depth"], store, config.matrix.depth_range, clip.info.fps)
+    remap = None
+    if effect is not None and effect.warps:
+        track = effect.get(inputs)[0]
+        remap = track.remap if track is not None and track.changed else None
     return MatrixSource(
         clip.reader(reader), lambda a, b: store.read(a, b, "disparity"), None, None, plan, config.matrix, device=device,
-        cache_frames=cache_frames, ranges=ranges,
+        cache_frames=cache_frames, ranges=ranges, remap=remap,
     )  # fmt: skip
