@@ -39,31 +39,6 @@ def create_parser() -> argparse.ArgumentParser:
     return p
 
 
-def depth_anything_v2_small():
-    """Depth Anything V2-Small's architecture (depth-anything/Depth-Anything-V2-Small-hf config.json)."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
-
-    backbone = Dinov2Config(
-        hidden_size=384,
-        num_hidden_layers=12,
-        num_attention_heads=6,
-        intermediate_size=1536,
-        patch_size=14,
-        image_size=518,
-        out_indices=[3, 6, 9, 12],
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone,
-        reassemble_hidden_size=384,
-        neck_hidden_sizes=[48, 96, 192, 384],
-        fusion_hidden_size=64,
-        head_hidden_size=32,
-        depth_estimation_type="relative",
-    )
-    return DepthAnythingForDepthEstimation(config).eval()
-
-
 def timed(fn: Callable[[], object], device) -> float:
     """Seconds for ``fn()`` after one warm-up call, with CUDA synchronised."""
     import torch
@@ -92,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from svg3d.scene import make_scene, render
     from svg3d.stages.depth import ModelDepth, network_size
     from svg3d.stages.stabilise import StabiliseConfig, stabilise_disparity
+    from svg3d.tiny_models import depth_anything_v2_small
 
     stages = set(args.stages.split(","))
     if not stages or not stages <= {"depth", "raft", "dis", "torch"}:

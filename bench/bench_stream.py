@@ -1,15 +1,19 @@
-"""Benchmark: memory, time and work-folder disk of ``convert`` against clip length (streamed stages).
+"""Benchmark: ``convert`` end to end: time, memory and work-folder disk against clip length; on a GPU, frames/s per
+stage, GPU use and busy cores.
 
     python bench/bench_stream.py                      # 48, 240, 960 frames at 640x360, and 48 frames of 1080p
     python bench/bench_stream.py --lengths 48 240 --no-hd --json bench/results/stream.json
-    python bench/bench_stream.py --lengths 48 --size 1920x1080 --no-hd --device cuda --clips CLIPS   # GPU, clips made here
+    python bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda --depth v2-small \\
+        --baseline OLD_CHECKOUT --json OUT.json   # issue 21: 1080p on the GPU, against another checkout in the same run
 
 Each run is a fresh ``python -m svg3d convert`` process on a generated clip (FFmpeg's ``testsrc2`` pattern, which
-moves, with a sine tone), with a tiny random Depth Anything as the depth model (the model's cost is not what is
-measured), OpenCV DIS flow, the classical filler and the default exports. Reported per run: peak RSS of the
-process (``os.wait4``), wall time per frame, and the work folder's bytes per frame when the run ends. Issue 11's
-targets: peak RSS within 1.2x and time per frame within 1.2x from 48 to 960 frames; at most ~4 MB per 1080p frame
-in the work folder.
+moves, with a sine tone), with a random Depth Anything (``--depth tiny``: the model's cost left out; ``v2-small``:
+the real V2-Small architecture, which runs at its real speed), the product's default flow (``--flow``), the classical
+filler and the default exports. Reported per run: wall time and frames/s, peak RSS of the process (``os.wait4``),
+busy cores (the process tree's CPU time over the wall time), each stage's time from the run's log, the work
+folder's bytes per frame; on CUDA also the GPU's mean utilisation and peak memory (``nvidia-smi``, sampled).
+``--baseline DIR`` runs the same clips with the svg3d of another checkout (the commit before a change) in the same
+process: their ratio is the figure to report.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,18 +39,62 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def run_convert(clip: Path, out: Path, model: Path, extra: list[str], device: str = "cpu") -> dict:
+class GpuSampler:
+    """``nvidia-smi``'s utilisation and memory, sampled every ``interval`` s while a run lasts (nothing without it)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval, self.samples, self._stop = interval, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout  # fmt: skip
+                util, mem = (float(x) for x in out.splitlines()[0].split(","))
+                self.samples.append((util, mem))
+            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> GpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {}
+        util = [u for u, _ in self.samples]
+        return {"gpu_util_mean": sum(util) / len(util), "gpu_mem_peak_mb": max(m for _, m in self.samples)}
+
+
+def stage_times(log: Path) -> dict[str, float]:
+    """Each stage's seconds from a convert log ("<stage> done: N frames in X s")."""
+    if not log.is_file():
+        return {}
+    return {m[1]: float(m[2]) for m in re.finditer(r"(\w+)\s+done: \d+ \w+ in ([\d.]+) s", log.read_text())}
+
+
+def run_convert(clip: Path, out: Path, model: Path, extra: list[str], device: str = "cpu", root: Path = ROOT, flow: str = "auto") -> dict:
     cmd = [sys.executable, "-m", "svg3d", "convert", str(clip), "-o", str(out), "--depth-model", str(model),
-           "--flow", "dis", "--fill", "classical", "--device", device, "--quiet", *extra]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+           "--flow", flow, "--fill", "classical", "--device", device, "--quiet", *extra]  # fmt: skip
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": path}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    with GpuSampler() as gpu:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     err = proc.stderr.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"convert failed: {err}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "work_bytes": folder_bytes(out / "work")}
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "work_bytes": folder_bytes(out / "work"),
+            "busy_cores": cpu / seconds, "stages": stage_times(out / "work" / "convert.log"), **gpu.summary()}  # fmt: skip
 
 
 def main() -> None:
@@ -54,37 +104,55 @@ def main() -> None:
     p.add_argument("--hd", action=argparse.BooleanOptionalAction, default=True, help="also 48 frames of 1920x1080")
     p.add_argument("--chunk-frames", type=int, default=None)
     p.add_argument("--device", default="cpu", help="convert's --device (default: %(default)s)")
+    p.add_argument("--flow", default="auto", help="convert's --flow (default: %(default)s, the product's choice)")
+    p.add_argument("--depth", choices=("tiny", "v2-small"), default="tiny", help="the random depth model (default: %(default)s)")
+    p.add_argument("--baseline", type=Path, default=None, help="another checkout whose svg3d runs the same clips (a ratio in one run)")
+    p.add_argument("--baseline-flow", default="dis", help="--flow for the baseline (older checkouts: dis) (default: %(default)s)")
     p.add_argument("--clips", type=Path, default=None, help="keep the generated clips here and reuse those found")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     args = p.parse_args()
 
-    from svg3d.tiny_models import save_tiny_depth_anything
+    from svg3d.tiny_models import save_random_depth_anything_v2_small, save_tiny_depth_anything
 
     extra = [] if args.chunk_frames is None else ["--chunk-frames", str(args.chunk_frames)]
     size = tuple(int(x) for x in args.size.split("x"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = save_tiny_depth_anything(tmp / "depth-model")
+        model = (save_random_depth_anything_v2_small if args.depth == "v2-small" else save_tiny_depth_anything)(tmp / "depth-model")
         cases = [(n, size) for n in args.lengths] + ([(48, (1920, 1080))] if args.hd else [])
+        checkouts = [("this", ROOT, args.flow)] + ([("baseline", args.baseline.resolve(), args.baseline_flow)] if args.baseline else [])
         for n, (w, h) in cases:
             clip = (args.clips or tmp) / f"clip_{w}x{h}_{n}.mp4"
             if not clip.exists():
                 clip.parent.mkdir(parents=True, exist_ok=True)
                 make_clip(clip, n, (w, h))
-            r = run_convert(clip, tmp / f"out_{w}x{h}_{n}", model, extra, args.device)
-            row = {"frames": n, "size": f"{w}x{h}", **r, "seconds_per_frame": r["seconds"] / n, "work_mb_per_frame": r["work_bytes"] / n / 1e6}
-            rows.append(row)
-            print(f"{w}x{h} {n:4d} frames: {row['seconds_per_frame']:.3f} s/frame, peak RSS {row['peak_rss_mb']:.0f} MB, "
-                  f"work {row['work_mb_per_frame']:.2f} MB/frame", flush=True)  # fmt: skip
-    same = [r for r in rows if r["size"] == args.size]
+            for name, root, flow in checkouts:
+                r = run_convert(clip, tmp / f"out_{name}_{w}x{h}_{n}", model, extra, args.device, root, flow)
+                row = {"code": name, "frames": n, "size": f"{w}x{h}", **r, "seconds_per_frame": r["seconds"] / n,
+                       "frames_per_second": n / r["seconds"], "work_mb_per_frame": r["work_bytes"] / n / 1e6}  # fmt: skip
+                rows.append(row)
+                gpu = f", GPU {row['gpu_util_mean']:.0f} %, {row['gpu_mem_peak_mb']:.0f} MB" if "gpu_util_mean" in row else ""
+                print(f"{name:8s} {w}x{h} {n:4d} frames: {row['frames_per_second']:.2f} frames/s ({row['seconds_per_frame']:.3f} s/frame), "
+                      f"peak RSS {row['peak_rss_mb']:.0f} MB, {row['busy_cores']:.1f} cores busy{gpu}, work {row['work_mb_per_frame']:.2f} MB/frame; "
+                      f"stages {', '.join(f'{k} {v:.1f} s' for k, v in row['stages'].items())}", flush=True)  # fmt: skip
+    same = [r for r in rows if r["size"] == args.size and r["code"] == "this"]
     if len(same) > 1:
         first, last = same[0], same[-1]
         print(f"{last['frames']} vs {first['frames']} frames: peak RSS x{last['peak_rss_mb'] / first['peak_rss_mb']:.2f}, "
               f"time per frame x{last['seconds_per_frame'] / first['seconds_per_frame']:.2f}")  # fmt: skip
+    for r in rows:
+        if r["code"] == "baseline":
+            this = next(x for x in rows if x["code"] == "this" and x["frames"] == r["frames"] and x["size"] == r["size"])
+            print(f"{r['size']} {r['frames']} frames: this / baseline speed x{r['seconds'] / this['seconds']:.2f}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "machine": os.uname().nodename, "cpus": os.cpu_count(), "device": args.device, "runs": rows}, indent=1))
+        machine = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "device": args.device}
+        if args.device.startswith("cuda"):
+            import torch
+
+            machine |= {"card": torch.cuda.get_device_name(), "torch": torch.__version__}
+        args.json.write_text(json.dumps({"command": " ".join(sys.argv), **machine, "runs": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -242,6 +242,37 @@ def random_unet(config: dict, *, seed: int = 0, device: torch.device | str = "cp
 TINY_DEPTH_INPUT = 70  # px, its short side: 5 patches of 14, so that a forward pass is fast
 
 
+def depth_anything_v2_small():
+    """Depth Anything V2-Small's architecture (depth-anything/Depth-Anything-V2-Small-hf config.json), random weights:
+    it runs at the real model's speed (benchmarks)."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    backbone = Dinov2Config(
+        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536, patch_size=14, image_size=518,
+        out_indices=[3, 6, 9, 12], reshape_hidden_states=False,
+    )  # fmt: skip
+    config = DepthAnythingConfig(
+        backbone_config=backbone, reassemble_hidden_size=384, neck_hidden_sizes=[48, 96, 192, 384], fusion_hidden_size=64,
+        head_hidden_size=32, depth_estimation_type="relative",
+    )  # fmt: skip
+    return DepthAnythingForDepthEstimation(config).eval()
+
+
+def save_random_depth_anything_v2_small(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save ``depth_anything_v2_small`` with random weights and the real model's image processor (518 px) to ``folder``,
+    loadable by ``--depth-model folder`` like the real one (benchmarks at the real size, offline)."""
+    from transformers import DPTImageProcessor
+
+    torch.manual_seed(seed)
+    folder = Path(folder)
+    depth_anything_v2_small().save_pretrained(folder)
+    DPTImageProcessor(
+        size={"height": 518, "width": 518}, keep_aspect_ratio=True, ensure_multiple_of=14,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(folder)  # fmt: skip
+    return folder
+
+
 def save_tiny_depth_anything(folder: str | Path, *, seed: int = 0) -> Path:
     """Save a random tiny Depth Anything (relative disparity) and its image processor to ``folder``."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 
 from ...checks import check_same, check_shape
 from ...config import FillConfig
-from ...flow import DISFlow, FlowBackend
+from ...flow import FlowBackend, weight_free_flow
 from ..matrix import Cells
 from .base import SinglePass
 
@@ -272,7 +272,7 @@ class _Flows:
         lw = min(w, config.flow_width)
         lh = max(8, round(h * lw / w))
         self.sx, self.sy = lw / w, lh / h  # low-resolution pixels per full-resolution pixel
-        self.backend = DISFlow() if backend is None else backend
+        self.backend = weight_free_flow(source.device) if backend is None else backend  # on CUDA the torch flow: no copies to the CPU
         self.depth = source_depth
         self.inlier_px = max(0.5, 0.002 * w)  # DIS's typical error, ~0.25 px of its grid
         # each frame on its own, so a frame's reduced copy does not depend on the chunk
