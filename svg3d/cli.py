@@ -249,6 +249,12 @@ class ProgressLog:
         except OSError as e:  # (a full disk fails the write with no file name)
             raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
 
+    def plan(self, stages: list[tuple[str, int, int]]) -> None:
+        """A line for each stage that will run, in pipeline order, before any starts (stages run at once: readers
+        list them in this order, not in the order their threads happen to start)."""
+        for name, total, done in stages:
+            self._write(name, done, total)
+
     def __call__(self, desc: str, total: int, initial: int = 0) -> tuple[Callable[[int], None], Callable[[], None]]:
         import time
 
@@ -388,6 +394,7 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     r = c.add_argument_group("run")
     r.add_argument("--chunk-frames", type=int, default=default(conv, "chunk_frames"), help="frames per chunk of every stage: memory is bounded by it (default: %(default)s)")
     r.add_argument("--clean-work", action="store_true", help="after the exports, delete the stages' bulky files (a later run recomputes what it needs)")
+    r.add_argument("--concurrent-stages", action=argparse.BooleanOptionalAction, default=default(ConvertConfig, "concurrent_stages"), help="run the stages at once, chunk by chunk (the same bytes as one after another, which --no-concurrent-stages does with less memory) (default: on)")
     r.add_argument("--threads", type=int, default=None, help="cores to plan threads for (torch, OpenCV, decoding); on a machine busy with other work, fewer (default: every core this process may use)")
     r.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N (default: auto)")
     r.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
@@ -536,4 +543,5 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         chunk_frames=args.chunk_frames,
         clean_work=args.clean_work,
         threads=args.threads,
+        concurrent_stages=args.concurrent_stages,
     )

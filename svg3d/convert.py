@@ -153,10 +153,10 @@ def convert(
                 return work.OutputStore(work_dir, name, key=key, num_frames=n)
             return _Store(on_chunk, work_dir, name, key=key, params=params, inputs={}, num_frames=n)
 
-        runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=config.overlap, finished=clip.done)
+        runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=config.concurrent_stages, finished=clip.done)
         todo = runner.todo("export")
         # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts
-        thread_plan = threads.plan_threads(config.threads or threads.available_cpus(), len(stages) if config.overlap else 1, device.type)
+        thread_plan = threads.plan_threads(config.threads or threads.available_cpus(), len(stages) if config.concurrent_stages else 1, device.type)
         threads.apply(thread_plan)
         clip.decoder_threads(thread_plan.decoder)
         for stage in stages:  # fail now, not after hours of earlier stages

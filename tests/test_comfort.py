@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from svg3d import __main__ as cli
+from svg3d import cli
+from svg3d.__main__ import main
 from svg3d import camera, comfort, convert, io, report, scene
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, DepthConfig, MatrixConfig
@@ -103,7 +104,7 @@ def test_cli_flags(tmp_path, capsys):
         (["--strength", "auto", "--baseline", "0.1"], "--strength and --baseline both set the 3D effect"),
         (["--strength", "auto", "--screen", "2,x"], "--screen"),
     ]:
-        rc = cli.main(["convert", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "o"), *flags])
+        rc = main(["convert", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "o"), *flags])
         err = capsys.readouterr().err.strip()
         assert rc == 2 and message in err and "\n" not in err and "Traceback" not in err, err
     with pytest.raises(SystemExit):  # argparse's own error, as for every typed flag

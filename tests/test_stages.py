@@ -150,7 +150,7 @@ def test_overlapping_stages_give_the_bytes_of_one_after_another(tmp_path):
     results = {}
     for overlap in (True, False):
         out = tmp_path / f"overlap_{overlap}"
-        result = convert.convert(video, out, replace(config, overlap=overlap))
+        result = convert.convert(video, out, replace(config, concurrent_stages=overlap))
         digests = {name: json.loads((out / "work" / f"{name}.json").read_text())["digest"] for name in ("depth", "stabilised", "filled")}
         folder = result.exports["eyes_png"]
         pngs = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
