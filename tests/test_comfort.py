@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from svg3d import cli
+from svg3d import camera, cli, comfort, convert, io, report, scene
 from svg3d.__main__ import main
-from svg3d import camera, comfort, convert, io, report, scene
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, DepthConfig, MatrixConfig
 from svg3d.stages.export import ExportSettings
