@@ -41,11 +41,13 @@ class Estimate:
     """Peak memory in MB (2**20 bytes): the process, and the working sets of the fill and the export stages (``parts``)."""
 
     parts: dict[str, float]
+    concurrent: bool = False  # the stages run at once (``ConvertConfig.concurrent_stages``): their working sets add up
 
     @property
     def total_mb(self) -> float:
-        """The process and the larger stage: the stages run one after another."""
-        return self.parts["process"] + max(self.parts["fill"], self.parts["export"])
+        """The process and the larger stage when the stages run one after another, both stages when they run at once."""
+        stages = (self.parts["fill"] + self.parts["export"]) if self.concurrent else max(self.parts["fill"], self.parts["export"])
+        return self.parts["process"] + stages
 
 
 def estimate_peak(
@@ -58,6 +60,7 @@ def estimate_peak(
     model_mb: float = 0.0,
     context: int | None = None,
     num_frames: int | None = None,
+    concurrent: bool = False,
 ) -> Estimate:
     """The peak memory of a ``convert`` of frames of ``size`` ``(H, W)``.
 
@@ -67,6 +70,7 @@ def estimate_peak(
     e.g. ``previous``'s window). exports: the export names (``layouts.EXPORTS``). model_mb: the weights of
     the models the run holds in host memory (the depth model on the CPU, the diffusion filler's on the CPU).
     num_frames: the clip's length, when known (a clip shorter than a chunk and its context holds fewer frames).
+    concurrent: the stages run at once (their working sets add up; fitted on runs one after another, so an estimate).
     """
     h, w = size
     if h < 1 or w < 1 or chunk_frames < 1 or num_views < 2:
@@ -88,7 +92,7 @@ def estimate_peak(
         "process": PROCESS_MB + model_mb,
         "fill": CELL_BYTES * pixels * frames * num_views / MB,
         "export": (ENCODER_BYTES * export_pixels + EXPORT_FRAME_BYTES * pixels * min(chunk_frames, num_frames or chunk_frames) * num_views) / MB,
-    })  # fmt: skip
+    }, concurrent)  # fmt: skip
 
 
 def _area(name: str, h: int, w: int, num_views: int) -> float:

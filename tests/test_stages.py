@@ -255,3 +255,36 @@ def test_no_import_cycles_in_the_package():
 
     cycles = sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if reaches(d, m) and not d.startswith(m + ".") and not m.startswith(d + "."))
     assert not cycles, cycles
+
+
+def test_a_run_over_the_free_memory_lowers_its_chunk_or_is_refused(tmp_path, monkeypatch, caplog):
+    """The memory estimate (``memory.estimate_peak``) against what is free: a smaller chunk, said in one line naming the
+    flag, and the same outputs; or, when one frame at a time does not fit either, a one-line refusal before anything."""
+    import logging
+
+    from svg3d import convert, memory
+    from svg3d.checks import InputError
+    from svg3d.config import DepthConfig, ExportSettings
+    from tests.media import rendered_clip
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=6)
+    config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=6,
+                           exports=ExportSettings(exports=("eyes_png",)))  # fmt: skip
+    kw = {"num_views": 2, "filler": "classical", "exports": ("eyes_png",), "num_frames": 6, "concurrent": True}
+    two = memory.estimate_peak((64, 96), chunk_frames=2, **kw).total_mb
+    monkeypatch.setattr(memory, "available_mb", lambda: two + 1e-6)  # room for chunks of 2 frames, not 3
+    with caplog.at_level(logging.WARNING, logger="svg3d"):
+        lowered = convert.convert(video, tmp_path / "low", config)
+    assert "using --chunk-frames 2" in caplog.text and "--chunk-frames 6 would need" in caplog.text
+    record = json.loads((tmp_path / "low" / "work" / "filled.json").read_text())
+    assert [c["count"] for c in record["chunks"]] == [2, 2, 2]
+    monkeypatch.setattr(memory, "available_mb", lambda: 10.0)
+    with pytest.raises(InputError, match="chunk_frames: 96x64 frames need about .* MB even one at a time and 10 MB are free"):
+        convert.convert(video, tmp_path / "none", config)
+    assert not (tmp_path / "none").exists()  # refused before anything was made
+    monkeypatch.setattr(memory, "available_mb", lambda: None)
+    whole = convert.convert(video, tmp_path / "whole", config)
+    for side in ("left", "right"):
+        a = sorted((lowered.exports["eyes_png"] / side).glob("*.png"))
+        b = sorted((whole.exports["eyes_png"] / side).glob("*.png"))
+        assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b] and len(a) == 6
