@@ -72,6 +72,7 @@ def pipeline(clip: Clip, config: ConvertConfig, device: torch.device, *, out_dir
     from .stages.export import needs_views
 
     filler_name = fill.resolve(config.filler, config, device)
+    config = _all_exports(config, filler_name)
     filler = fill.make(filler_name, config, device)
     if config.diffusion.prompt and filler_name != "diffusion":
         log.warning("--prompt is used by the diffusion filler only: the %s filler fills without it", filler_name)
@@ -92,6 +93,22 @@ def pipeline(clip: Clip, config: ConvertConfig, device: torch.device, *, out_dir
     stages.append(ExportStage(clip, config, plan, out_dir=out_dir, stem=stem_of(clip.path), disparity=disparity, device=device,
                               work_dir=work_dir, effect=effect))  # fmt: skip
     return stages, filler_name, plan
+
+
+def _all_exports(config: ConvertConfig, filler: str) -> ConvertConfig:
+    """``--exports all`` means every export of the views being made: without ``num_views`` (and with a filler that
+    makes the eyes only) the layouts of every view are left out, in one line saying how to have them and the cost."""
+    from .layouts import EXPORTS
+
+    names = config.exports.exports
+    if set(names) != set(EXPORTS) or config.matrix.num_views is not None or fill.VIEWS[filler] is not None:
+        return config
+    every = [n for n in names if "views" in EXPORTS[n].needs]
+    log.info(
+        "exports all: those of the views being made (the eyes); %s show every view of the matrix: give --num-views 8 for "
+        "them (about 4x the fill's time and memory)", ", ".join(every),
+    )  # fmt: skip
+    return replace(config, exports=replace(config.exports, exports=tuple(n for n in names if n not in every)))
 
 
 def fit_memory(config: ConvertConfig, clip: Clip, plan: camera.ViewPlan, filler: str) -> ConvertConfig:

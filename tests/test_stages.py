@@ -288,3 +288,26 @@ def test_a_run_over_the_free_memory_lowers_its_chunk_or_is_refused(tmp_path, mon
         a = sorted((lowered.exports["eyes_png"] / side).glob("*.png"))
         b = sorted((whole.exports["eyes_png"] / side).glob("*.png"))
         assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b] and len(a) == 6
+
+
+def test_exports_all_means_those_of_the_views_being_made(tmp_path, caplog):
+    """``--exports all`` with the eyes being made leaves out the layouts of every view (saying how to have them),
+    instead of raising the matrix to 8 views; with --num-views the views are made and every export written."""
+    import logging
+
+    from svg3d import convert
+    from svg3d.config import DepthConfig, ExportSettings
+    from svg3d.layouts import EXPORTS
+    from tests.media import rendered_clip
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=3)
+    every = ExportSettings(exports=tuple(EXPORTS))
+    config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="telea", exports=every)
+    with caplog.at_level(logging.INFO, logger="svg3d"):
+        eyes = convert.convert(video, tmp_path / "eyes", config)
+    views_only = {n for n in EXPORTS if "views" in EXPORTS[n].needs}
+    assert views_only and eyes.plan.num_views == 2
+    assert set(eyes.exports) == (set(EXPORTS) - views_only) | {"preview", "report", "report_json"}
+    assert "give --num-views 8 for them" in caplog.text
+    four = convert.convert(video, tmp_path / "four", replace(config, matrix=replace(config.matrix, num_views=4)))
+    assert four.plan.num_views == 4 and views_only <= set(four.exports)
