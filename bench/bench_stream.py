@@ -108,6 +108,7 @@ def main() -> None:
     p.add_argument("--depth", choices=("tiny", "v2-small"), default="tiny", help="the random depth model (default: %(default)s)")
     p.add_argument("--baseline", type=Path, default=None, help="another checkout whose svg3d runs the same clips (a ratio in one run)")
     p.add_argument("--baseline-flow", default="dis", help="--flow for the baseline (older checkouts: dis) (default: %(default)s)")
+    p.add_argument("--this-args", default="", help="more convert flags for this checkout only (e.g. --no-concurrent-stages)")
     p.add_argument("--clips", type=Path, default=None, help="keep the generated clips here and reuse those found")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     args = p.parse_args()
@@ -121,14 +122,15 @@ def main() -> None:
         tmp = Path(tmp)
         model = (save_random_depth_anything_v2_small if args.depth == "v2-small" else save_tiny_depth_anything)(tmp / "depth-model")
         cases = [(n, size) for n in args.lengths] + ([(48, (1920, 1080))] if args.hd else [])
-        checkouts = [("this", ROOT, args.flow)] + ([("baseline", args.baseline.resolve(), args.baseline_flow)] if args.baseline else [])
+        checkouts = [("this", ROOT, args.flow, args.this_args.split())]
+        checkouts += [("baseline", args.baseline.resolve(), args.baseline_flow, [])] if args.baseline else []
         for n, (w, h) in cases:
             clip = (args.clips or tmp) / f"clip_{w}x{h}_{n}.mp4"
             if not clip.exists():
                 clip.parent.mkdir(parents=True, exist_ok=True)
                 make_clip(clip, n, (w, h))
-            for name, root, flow in checkouts:
-                r = run_convert(clip, tmp / f"out_{name}_{w}x{h}_{n}", model, extra, args.device, root, flow)
+            for name, root, flow, more in checkouts:
+                r = run_convert(clip, tmp / f"out_{name}_{w}x{h}_{n}", model, extra + more, args.device, root, flow)
                 row = {"code": name, "frames": n, "size": f"{w}x{h}", **r, "seconds_per_frame": r["seconds"] / n,
                        "frames_per_second": n / r["seconds"], "work_mb_per_frame": r["work_bytes"] / n / 1e6}  # fmt: skip
                 rows.append(row)

@@ -419,8 +419,9 @@ class ConvertConfig:
     chunk_frames: int = 16
     clean_work: bool = False  # after the exports, delete the stages' bulky files (their records stay)
     # Stages run at once: chunk i of a stage is computed while the stage before it computes chunk i+1 (work.Runner);
-    # False runs them one after another. The outputs are the same bytes either way (tested).
-    concurrent_stages: bool = True
+    # False runs them one after another; None: at once on a GPU or from convert.CONCURRENT_CPUS cores. The outputs are
+    # the same bytes either way (tested).
+    concurrent_stages: bool | None = None
     # Cores the run plans its threads for (svg3d.threads); None: those this process may run on. Not the load of the
     # moment: the counts must be the same when a run resumes, or float sums could round otherwise.
     threads: int | None = None

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 # A progress bar per stage: progress(desc, total, initial=0) -> (advance(n), close()) (``cli.progress_bar``).
 ProgressFactory = Callable[..., tuple[Callable[[int], None], Callable[[], None]]]
+# Stages at once by default on a GPU, or from this many cores: on 2 cores they ran 0.87x the speed of one after another
+# with 1.45x the memory (bench/results/stream_cpu.json), one after another 1.03x the commit before.
+CONCURRENT_CPUS = 4
 LOW_KNOWN_SHARE = 0.5  # warn when the far eye shows less than this share of the input: the effect is too strong
 
 __all__ = ["ConvertResult", "StageReport", "convert"]
@@ -172,9 +175,12 @@ def convert(
     ``on_start()`` once every check has passed, as the stages start (a run refused before leaves nothing behind).
     """
     config = ConvertConfig() if config is None else config
+    device = torch.device(device)
+    cpus = config.threads or threads.available_cpus()
+    if config.concurrent_stages is None:  # at once where it pays
+        config = replace(config, concurrent_stages=device.type == "cuda" or cpus >= CONCURRENT_CPUS)
     out_dir = Path(out_dir)
     work_dir = Path(work_dir) if work_dir is not None else work.default_work_dir(out_dir)
-    device = torch.device(device)
     if input_path is None and not config.diffusion.prompt:
         raise InputError("input: give a video or a frames folder, or a prompt to generate the video from", params=("input", "prompt"))
     work.check_paths(None if input_path is None else Path(input_path), out_dir, work_dir, config.depth.depth_from)
@@ -200,10 +206,11 @@ def convert(
                 return work.OutputStore(work_dir, name, key=key, num_frames=n)
             return _Store(on_chunk, work_dir, name, key=key, params=params, inputs={}, num_frames=n)
 
-        runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=config.concurrent_stages, finished=clip.done)
+        concurrent = config.concurrent_stages
+        runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=concurrent, finished=clip.done)
         todo = runner.todo("export")
         # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts
-        thread_plan = threads.plan_threads(config.threads or threads.available_cpus(), len(stages) if config.concurrent_stages else 1, device.type)
+        thread_plan = threads.plan_threads(cpus, len(stages) if concurrent else 1, device.type)
         threads.apply(thread_plan)
         clip.decoder_threads(thread_plan.decoder)
         for stage in stages:  # fail now, not after hours of earlier stages
@@ -212,7 +219,7 @@ def convert(
         # every decoded frame is kept until the slowest stage has read it: the window covers the chunks and the
         # look-ahead of the stages that run at once (``Clip``), so that none waits on itself
         ahead = [s.lookahead for s in stages if s.name in todo]
-        if None not in ahead:
+        if concurrent and None not in ahead:  # (one after another, each stage decodes in its turn)
             clip.window = 3 * config.chunk_frames + sum(ahead)
             for name in todo:
                 missing = runner.stores[name].missing() if name != "export" else [(0, n)]

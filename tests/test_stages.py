@@ -269,7 +269,7 @@ def test_a_run_over_the_free_memory_lowers_its_chunk_or_is_refused(tmp_path, mon
 
     video, depth, _ = rendered_clip(tmp_path / "clip", frames=6)
     config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=6,
-                           exports=ExportSettings(exports=("eyes_png",)))  # fmt: skip
+                           exports=ExportSettings(exports=("eyes_png",)), concurrent_stages=True)  # fmt: skip
     kw = {"num_views": 2, "filler": "classical", "exports": ("eyes_png",), "num_frames": 6, "concurrent": True}
     two = memory.estimate_peak((64, 96), chunk_frames=2, **kw).total_mb
     monkeypatch.setattr(memory, "available_mb", lambda: two + 1e-6)  # room for chunks of 2 frames, not 3
