@@ -218,6 +218,8 @@ class MatrixConfig:
             (self.convergence is None or (math.isfinite(self.convergence) and 0 <= self.convergence <= 1), "convergence",
              f"{self.convergence}: must be in [0, 1] (0: screen at the farthest point, 1: at the nearest)"),
             (self.depth_range in DEPTH_RANGE_CHOICES, "depth_range", f"{self.depth_range}: expected {' or '.join(DEPTH_RANGE_CHOICES)}"),
+            (self.strength is None and not self.auto_strength or self.max_baseline == camera.DEFAULT_BASELINE, ("max_baseline", "strength"),
+             f"{self.max_baseline}: the effect by strength derives the baseline; give the strength or the physical camera's baseline, not both"),
             (not (self.strength is not None and self.metric_depth), "strength",
              "sets the effect from relative depth; with metric_depth give the physical camera (max_baseline, focal) instead"),
             (not (self.auto_strength and self.metric_depth), "auto_strength",

@@ -51,3 +51,40 @@ def test_reproduce_runs_the_recipes_over_every_clip(tmp_path, model_dir):
     assert len(list(stereo.glob("view007_*.jpg"))) == 16 and (stereo / "results3d.mp4").is_file()
     assert {p.name[:7] for p in multi.glob("view*.jpg")} == {f"view{v:03d}" for v in range(8)}
     assert (tmp_path / "Videos" / "frame_matrix" / "A_rendered_scene_left2right" / "manifest.json").is_file()
+
+
+def test_run_sh_takes_paths_from_the_folder_it_is_called_from(tmp_path):
+    """``./run.sh convert clip.mp4 -o out/`` from another folder reads and writes there, not in the project."""
+    from tests.media import rendered_clip
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=3)
+    done = subprocess.run(
+        ["bash", str(ROOT / "run.sh"), "convert", "clip/clip.mp4", "-o", "out", "--depth-from", "clip/depth", "--flow", "dis",
+         "--fill", "telea", "--exports", "eyes_png", "--device", "cpu", "--quiet"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list((tmp_path / "out" / "clip_eyes" / "left").glob("*.png"))) == 3
+    assert not (ROOT / "out").exists()
+
+
+def test_the_wheel_holds_every_module_and_declares_the_pins(tmp_path):
+    """``pip install .`` installs what ``pip wheel .`` builds: every module of the package (subpackages too), the
+    ``svg3d`` command, and the pinned dependencies of requirements.txt."""
+    import sys
+    import zipfile
+
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "-q"],
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = tmp_path.glob("svg3d-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        metadata = next(z.read(n).decode() for n in names if n.endswith("METADATA"))
+        entry = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "svg3d").rglob("*.py")}
+    assert modules and modules <= names, sorted(modules - names)
+    assert not any(n.startswith(("tests/", "bench/")) for n in names)
+    assert "svg3d = svg3d.__main__:main" in entry
+    pins = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    assert all(f"Requires-Dist: {p}" in metadata for p in pins if p), metadata

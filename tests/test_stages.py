@@ -311,3 +311,14 @@ def test_exports_all_means_those_of_the_views_being_made(tmp_path, caplog):
     assert "give --num-views 8 for them" in caplog.text
     four = convert.convert(video, tmp_path / "four", replace(config, matrix=replace(config.matrix, num_views=4)))
     assert four.plan.num_views == 4 and views_only <= set(four.exports)
+
+
+def test_the_effect_and_the_physical_camera_are_one_choice():
+    """A library caller's baseline is not dropped silently when the effect is set by strength: mixing is an error."""
+    from svg3d.checks import InputError
+    from svg3d.config import MatrixConfig
+
+    with pytest.raises(InputError, match="max_baseline 0.1: the effect by strength derives the baseline") as e:
+        MatrixConfig(strength=2.5, max_baseline=0.1)
+    assert e.value.params == ("max_baseline", "strength")
+    assert MatrixConfig(max_baseline=0.1).strength is None and MatrixConfig(strength=2.5).max_baseline > 0

@@ -1,0 +1,61 @@
+"""Generic image filters on ``(N, H, W)`` tensors: the box filter and the guided filter.
+
+Used by depth stabilisation (the guided filter of DESIGN.md §3) and by hole filling. Borders reflect as
+OpenCV's BORDER_REFLECT, so results can be compared with OpenCV's own filters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .checks import check_same, check_shape
+
+
+def _reflect_index(n: int, r: int, device: torch.device) -> torch.Tensor:
+    """Indices ``(n + 2r,)`` of a length-``n`` axis padded by ``r`` with OpenCV's BORDER_REFLECT
+    (``fedcba|abcdefgh|hgfedcb``), repeating the reflection when ``r > n``."""
+    idx = torch.arange(-r, n + r, device=device) % (2 * n)
+    return torch.where(idx >= n, 2 * n - 1 - idx, idx)
+
+
+def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over the ``(2r+1) x (2r+1)`` window of each pixel, borders reflected as OpenCV's BORDER_REFLECT.
+
+    x: ``(N, H, W)``. Returns ``(N, H, W)`` in x's dtype. Separable running sums (cumsum): O(1) per pixel
+    whatever the radius. Use float64 for large images: the running sums lose precision in float32.
+    """
+    check_shape(x, "N H W", "x")
+    k = 2 * radius + 1
+    for dim in (1, 2):
+        n = x.shape[dim]
+        padded = x.index_select(dim, _reflect_index(n, radius, x.device))  # (.., n + 2r, ..)
+        csum = F.pad(padded.cumsum(dim), (1, 0) if dim == 2 else (0, 0, 1, 0))  # a leading 0 along dim
+        x = (csum.narrow(dim, k, n) - csum.narrow(dim, 0, n)) / k
+    return x
+
+
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """Grey-guide guided filter (He et al. 2010), equal to ``cv2.ximgproc.guidedFilter(guide, src, radius, eps)``.
+
+    guide, src: ``(N, H, W)``. Returns ``(N, H, W)`` in src's dtype. Never NaN/inf for finite inputs and
+    ``eps > 0``: computed in float64 on inputs shifted by their means (the filter commutes with such
+    shifts), and the local variance is clamped at 0 before ``+ eps`` — the reference's float32
+    ``var = E[I^2] - E[I]^2`` can go negative on flat regions and divide by ~0.
+    """
+    sizes = [check_shape(guide, "N H W", "guide"), check_shape(src, "N H W", "src")]
+    check_same(sizes, "N H W", ["guide", "src"])
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    i = guide.double()
+    p = src.double()
+    i = i - i.mean(dim=(1, 2), keepdim=True)
+    p_mean = p.mean(dim=(1, 2), keepdim=True)
+    p = p - p_mean
+    mean_i, mean_p = box_filter(i, radius), box_filter(p, radius)
+    var_i = (box_filter(i * i, radius) - mean_i * mean_i).clamp_min(0.0)
+    cov_ip = box_filter(i * p, radius) - mean_i * mean_p
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    q = box_filter(a, radius) * i + box_filter(b, radius) + p_mean
+    return q.to(src.dtype)

@@ -1,0 +1,128 @@
+"""How much memory a ``convert`` will need at its peak, known before it starts (pure: no file, no torch).
+
+A run's memory is the process (Python with torch, OpenCV and PyAV, the models' weights) plus the working set of
+its busiest stage; stages run one after another, so the peak is the process and the larger of:
+
+- ``fill``: the frames a stage holds at once, ``chunk_frames`` plus the filler's temporal context on each side
+  (never more than the clip), for every view made: the warped cells, masks, depth and the float copies the fill
+  works on. Fitted: 73 bytes per pixel per frame per view (``bench/bench_rss.py``, ``bench/results/rss.json``:
+  360p to 1080p, 2 and 8 views; the chunk and the exports did not move the peak in any of those runs).
+- ``export``: per video export, the encoder's look-ahead and reference frames (x264 ``medium``: about 50 frames
+  of 1.5-byte 4:2:0 pixels) in proportion to the export's frame size, and a chunk of every view as 8 bits and as
+  float. Estimated, not fitted: in every measured run this stayed below the fill stage.
+
+``tests/test_memory.py`` checks a measured run against the estimate within a stated factor. Memory does not grow
+with the clip's length (``bench/bench_stream.py``). ``convert`` can compare the estimate with the machine's free
+memory before it starts (``available_mb``) and lower ``chunk_frames`` (``largest_chunk``) or refuse with a line
+naming the flags.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from .config import FillConfig
+from .layouts import EXPORTS, Geometry
+
+__all__ = ["Estimate", "available_mb", "estimate_peak", "largest_chunk"]
+
+MB = 2**20
+PROCESS_MB = 1010.0  # the process with a tiny model, frames aside (fitted; 550 MB after the imports alone)
+CELL_BYTES = 73.0  # per pixel, per frame in flight, per view made (fitted: bench/results/rss.json)
+ENCODER_BYTES = 75.0  # per pixel of a video export's frame: ~50 frames of 4:2:0 in x264's look-ahead (estimated)
+EXPORT_FRAME_BYTES = 16.0  # per pixel per frame of a chunk per view in the export stage: 8 bits and float (estimated)
+CONTEXT = {"classical": FillConfig().context, "telea": 0, "diffusion": 0}  # frames each side of a chunk the filler reads
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Peak memory in MB (2**20 bytes): the process, and the working sets of the fill and the export stages (``parts``)."""
+
+    parts: dict[str, float]
+    concurrent: bool = False  # the stages run at once (``ConvertConfig.concurrent_stages``): their working sets add up
+
+    @property
+    def total_mb(self) -> float:
+        """The process and the larger stage when the stages run one after another, both stages when they run at once."""
+        stages = (self.parts["fill"] + self.parts["export"]) if self.concurrent else max(self.parts["fill"], self.parts["export"])
+        return self.parts["process"] + stages
+
+
+def estimate_peak(
+    size: tuple[int, int],
+    *,
+    chunk_frames: int,
+    num_views: int,
+    filler: str,
+    exports: tuple[str, ...],
+    model_mb: float = 0.0,
+    context: int | None = None,
+    num_frames: int | None = None,
+    concurrent: bool = False,
+) -> Estimate:
+    """The peak memory of a ``convert`` of frames of ``size`` ``(H, W)``.
+
+    chunk_frames: frames per chunk. num_views: the views the run makes (the plan's views: 2 for the eyes of
+    ``left2right``, 3 for ``middle2leftright``, all of the matrix for the diffusion filler or a layout that
+    shows every view). filler: a filler name (its temporal context from ``CONTEXT``; ``context`` overrides it,
+    e.g. ``previous``'s window). exports: the export names (``layouts.EXPORTS``). model_mb: the weights of
+    the models the run holds in host memory (the depth model on the CPU, the diffusion filler's on the CPU).
+    num_frames: the clip's length, when known (a clip shorter than a chunk and its context holds fewer frames).
+    concurrent: the stages run at once (their working sets add up; fitted on runs one after another, so an estimate).
+    """
+    h, w = size
+    if h < 1 or w < 1 or chunk_frames < 1 or num_views < 2:
+        raise ValueError(f"size {size}, chunk_frames {chunk_frames}, num_views {num_views}: expected positive sizes, >= 1 frame, >= 2 views")
+    unknown = [n for n in exports if n not in EXPORTS]
+    if unknown:
+        raise ValueError(f"exports: unknown {', '.join(unknown)}")
+    if context is None:
+        context = CONTEXT.get(filler, 0)
+    pixels = h * w
+    frames = chunk_frames + 2 * context
+    if num_frames is not None:
+        frames = max(1, min(frames, num_frames))
+    export_pixels = 0.0
+    for name in exports:
+        if EXPORTS[name].kind == "video":
+            export_pixels += _area(name, h, w, num_views)
+    return Estimate({
+        "process": PROCESS_MB + model_mb,
+        "fill": CELL_BYTES * pixels * frames * num_views / MB,
+        "export": (ENCODER_BYTES * export_pixels + EXPORT_FRAME_BYTES * pixels * min(chunk_frames, num_frames or chunk_frames) * num_views) / MB,
+    }, concurrent)  # fmt: skip
+
+
+def _area(name: str, h: int, w: int, num_views: int) -> float:
+    """Pixels of one frame of video export ``name`` (VR180 at the input's central resolution: about the input's)."""
+    if name == "vr180":
+        return 2.0 * h * w
+    return math.prod(EXPORTS[name].size(Geometry((h, w), num_views, tuple(range(num_views)))))
+
+
+def largest_chunk(size: tuple[int, int], budget_mb: float, **kwargs) -> int:
+    """The largest ``chunk_frames`` (>= 1) whose estimate fits ``budget_mb``, or 0 when not even one frame does.
+    ``kwargs``: the other arguments of ``estimate_peak``."""
+    one = estimate_peak(size, chunk_frames=1, **kwargs)
+    two = estimate_peak(size, chunk_frames=2, **kwargs)
+    if one.total_mb > budget_mb:
+        return 0
+    per_frame = two.total_mb - one.total_mb
+    return 1 + int((budget_mb - one.total_mb) // per_frame) if per_frame > 0 else 1 << 30
+
+
+def available_mb() -> float | None:
+    """Memory the machine can give now without swapping (``MemAvailable`` of ``/proc/meminfo``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / MB
+    except OSError:
+        pass
+    names = ("SC_AVPHYS_PAGES", "SC_PAGE_SIZE")
+    if all(n in os.sysconf_names for n in names):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / MB
+    return None

@@ -1,0 +1,541 @@
+"""The frame matrix: V views x T frames of warped pixels and known-masks (DESIGN.md §4).
+
+In memory (conventions in ``camera``): ``images (V, T, 3, H, W)`` float32 in [0, 1] with holes 0,
+``masks (V, T, 1, H, W)`` bool, True = known. A *column* is one view over time; a *row* is one time
+over the views.
+
+On disk, the reference layout, so that matrices made by either implementation load in both::
+
+    {frame:05d}_baseline_{B}_{view:03d}.jpg        warped RGB (or .png with lossless=True)
+    {frame:05d}_baseline_{B}_{view:03d}_mask.png   known-mask, 0 / 255
+    manifest.json                                  ours: baselines, layout, focal, sizes, format
+
+``manifest.json`` is written last, so a folder with a manifest is complete; while a folder is being
+written it holds ``.unfinished``, and a folder a failed or killed run left with it is refused. Folders
+without either (made by the reference) are read by parsing the file names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import camera, io
+from ..checks import InputError, check_shape
+from ..config import MatrixConfig
+
+MANIFEST = "manifest.json"
+UNFINISHED = ".unfinished"  # in a frame-matrix folder being written (``MatrixWriter``); removed once complete
+_NAME = re.compile(r"^(\d+)_baseline_(.+)_(\d+)_mask\.png$")
+
+
+@dataclass(frozen=True)
+class MatrixInfo:
+    """What a frame matrix on disk holds (its ``manifest.json``)."""
+
+    num_views: int
+    num_frames: int
+    height: int
+    width: int
+    baselines: tuple[float, ...]  # metres, per view (camera.view_baselines)
+    max_baseline: float
+    layout: str  # camera.Layout value
+    focal: float  # pixels
+    image_suffix: str = ".jpg"  # ".jpg" (reference) or ".png" (lossless)
+    frame_names: tuple[str, ...] = ()  # stems of the source frames, if known
+    fps: float = io.DEFAULT_FPS
+    # how depth became Z (camera.disparity_to_depth), recorded so that resume can compare runs
+    nearest_depth: float = -1.0
+    farest_depth: float = camera.DEFAULT_FAREST_DEPTH
+    metric_depth: bool = False
+    num_planes: int = 4
+    screen: float = 0.0  # inverse depth (1/m) of the screen plane (camera conventions); 0: at infinity, the paper's
+
+    @property
+    def reference_view(self) -> int:
+        return camera.reference_view(self.num_views, self.layout)
+
+
+@dataclass
+class FrameMatrix:
+    """Warped views and their known-masks.
+
+    images: float32 ``(V, T, 3, H, W)`` in [0, 1], 0 in holes.
+    masks:  bool ``(V, T, 1, H, W)``, True = known.
+    info:   sizes, baselines and camera.
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    info: MatrixInfo
+
+    def __post_init__(self) -> None:
+        s = check_shape(self.images, "V T 3 H W", "images")
+        m = check_shape(self.masks, "V T 1 H W", "masks")
+        if (s["V"], s["T"], s["H"], s["W"]) != (m["V"], m["T"], m["H"], m["W"]):
+            raise ValueError(f"images {tuple(self.images.shape)} and masks {tuple(self.masks.shape)} disagree")
+        if self.masks.dtype != torch.bool:
+            raise ValueError(f"masks must be bool, got {self.masks.dtype}")
+
+
+def file_stem(frame: int, view: int, max_baseline: float) -> str:
+    """The reference's name for one cell: ``%05d_baseline_%s_%03d`` (``%s`` of a Python float)."""
+    return "%05d_baseline_%s_%03d" % (frame, max_baseline, view)  # noqa: UP031 (the reference format, verbatim)
+
+
+def matrix_info(
+    plan: camera.ViewPlan, config: MatrixConfig, *, size: tuple[int, int], num_frames: int, names: tuple[str, ...] = (), fps: float = io.DEFAULT_FPS
+) -> MatrixInfo:
+    """The manifest of the frame matrix of ``num_frames`` frames of ``size`` (H, W) under a view plan."""
+    return MatrixInfo(
+        num_views=plan.num_views, num_frames=num_frames, height=size[0], width=size[1], baselines=plan.baselines,
+        max_baseline=plan.max_baseline, layout=plan.layout.value, focal=plan.focal, image_suffix=".png" if config.lossless else ".jpg",
+        frame_names=tuple(names), fps=fps, nearest_depth=config.nearest_depth, farest_depth=config.farest_depth,
+        metric_depth=config.metric_depth, num_planes=config.num_planes, screen=plan.screen,
+    )  # fmt: skip
+
+
+def save_frame_matrix(fm: FrameMatrix, folder: str | Path, *, jpeg_quality: int = 95) -> None:
+    """Write every cell atomically, then the manifest (whose presence marks the folder complete)."""
+    writer = MatrixWriter.for_info(folder, fm.info, jpeg_quality=jpeg_quality)
+    writer.write(0, fm.images, fm.masks[:, :, 0])
+    writer.close()
+
+
+class MatrixWriter:
+    """Writes a frame-matrix folder chunk by chunk in the reference layout; ``close`` writes the manifest last."""
+
+    def __init__(self, folder: str | Path, plan: camera.ViewPlan, config: MatrixConfig, source_info, *, jpeg_quality: int = 95) -> None:
+        info = matrix_info(plan, config, size=source_info.size, num_frames=source_info.num_frames, names=source_info.names, fps=source_info.fps)
+        self._init(folder, info, jpeg_quality)
+
+    @classmethod
+    def for_info(cls, folder: str | Path, info: MatrixInfo, *, jpeg_quality: int = 95) -> MatrixWriter:
+        writer = cls.__new__(cls)
+        writer._init(folder, info, jpeg_quality)
+        return writer
+
+    def _init(self, folder: str | Path, info: MatrixInfo, jpeg_quality: int) -> None:
+        self.folder, self.info, self.jpeg_quality = Path(folder), info, jpeg_quality
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # Incomplete until ``close``: without its manifest the cells written so far would read as a shorter
+        # matrix (``_infer_info``), so the folder is marked until then.
+        io.write_text(self.folder / UNFINISHED, "create_frame_matrix.py has not finished this frame matrix\n")
+        (self.folder / MANIFEST).unlink(missing_ok=True)
+
+    def write(self, first: int, images: torch.Tensor, known: torch.Tensor) -> None:
+        """Cells of frames ``first ..``: images ``(V, n, 3, H, W)`` in [0, 1], known ``(V, n, H, W)`` bool."""
+        rgb = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()  # V n H W 3
+        mask = known.cpu().numpy().astype(np.uint8) * 255  # V n H W
+        for v in range(rgb.shape[0]):
+            for i in range(rgb.shape[1]):
+                stem = file_stem(first + i, v, self.info.max_baseline)
+                io.write_image(self.folder / f"{stem}{self.info.image_suffix}", rgb[v, i], jpeg_quality=self.jpeg_quality)
+                io.write_image(self.folder / f"{stem}_mask.png", mask[v, i])
+
+    def close(self) -> None:
+        io.write_text(self.folder / MANIFEST, json.dumps(asdict(self.info), indent=1))
+        (self.folder / UNFINISHED).unlink(missing_ok=True)
+
+
+def read_matrix_info(folder: str | Path) -> MatrixInfo:
+    """The manifest of a frame-matrix folder, or one inferred from reference file names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such frame-matrix folder")
+    if (folder / UNFINISHED).exists():
+        raise InputError(f"{folder}: an unfinished frame matrix (its writer stopped before the end); make it again")
+    manifest = folder / MANIFEST
+    if manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text())
+            data["baselines"] = tuple(data["baselines"])
+            data["frame_names"] = tuple(data.get("frame_names", ()))
+            return MatrixInfo(**data)
+        except (ValueError, TypeError, KeyError) as e:
+            raise InputError(f"{manifest}: unreadable manifest ({e})") from None
+    return _infer_info(folder)
+
+
+def _infer_info(folder: Path) -> MatrixInfo:
+    cells: dict[tuple[int, int], str] = {}
+    baselines: set[str] = set()
+    for p in folder.iterdir():
+        m = _NAME.match(p.name)
+        if m:
+            cells[int(m.group(1)), int(m.group(3))] = m.group(2)
+            baselines.add(m.group(2))
+    if not cells:
+        raise InputError(f"{folder}: no frame-matrix files (*_baseline_*_mask.png) in this folder")
+    if len(baselines) > 1:
+        raise InputError(f"{folder}: frame matrices of several baselines mixed ({sorted(baselines)})")
+    num_frames = max(t for t, _ in cells) + 1
+    num_views = max(v for _, v in cells) + 1
+    max_baseline = float(baselines.pop())
+    suffix = ".png" if (folder / (file_stem(0, 0, max_baseline) + ".png")).is_file() else ".jpg"
+    first = io.read_image(folder / (file_stem(0, 0, max_baseline) + suffix))
+    h, w = first.shape[:2]
+    # The reference writes no manifest; its default is left2right-like numbering (view 0 = input).
+    layout = camera.Layout.LEFT2RIGHT
+    return MatrixInfo(
+        num_views=num_views,
+        num_frames=num_frames,
+        height=h,
+        width=w,
+        baselines=tuple(camera.view_baselines(num_views, max_baseline, layout).tolist()),
+        max_baseline=max_baseline,
+        layout=layout.value,
+        focal=camera.default_focal(w),
+        image_suffix=suffix,
+    )
+
+
+def load_frame_matrix(
+    folder: str | Path,
+    *,
+    num_views: int | None = None,
+    num_frames: int | None = None,
+    start_frame: int = 0,
+) -> FrameMatrix:
+    """Load a frame matrix, checking it holds the views and frames asked for.
+
+    ``num_views``: must equal the views on disk when given. ``num_frames``/``start_frame``: the frame
+    range to load (all when ``None``). Every missing file is an ``InputError`` naming it.
+    """
+    folder = Path(folder)
+    info = read_matrix_info(folder)
+    if num_views is not None and num_views != info.num_views:
+        raise InputError(f"{folder}: holds {info.num_views} views, but --num_views is {num_views}")
+    frames = info.num_frames - start_frame if num_frames is None else num_frames
+    if start_frame + frames > info.num_frames or frames < 1:
+        raise InputError(f"{folder}: holds {info.num_frames} frames, but frames {start_frame}..{start_frame + frames - 1} were asked for")
+    images = np.empty((info.num_views, frames, info.height, info.width, 3), np.uint8)
+    masks = np.empty((info.num_views, frames, info.height, info.width), bool)
+    for v in range(info.num_views):
+        for i in range(frames):
+            stem = file_stem(start_frame + i, v, info.max_baseline)
+            img = io.read_image(folder / f"{stem}{info.image_suffix}")
+            mask_path = folder / f"{stem}_mask.png"
+            mask = io.read_image(mask_path)[..., 0]
+            for what, arr, path in (("image", img, stem + info.image_suffix), ("mask", mask, mask_path.name)):
+                if arr.shape[:2] != (info.height, info.width):
+                    raise InputError(f"{folder / path}: {what} is {arr.shape[1]}x{arr.shape[0]}, the matrix is {info.width}x{info.height}")
+            images[v, i] = img
+            masks[v, i] = mask > 127
+    info = MatrixInfo(**{**asdict(info), "num_frames": frames, "frame_names": info.frame_names[start_frame : start_frame + frames]})
+    return FrameMatrix(
+        images=torch.from_numpy(images).permute(0, 1, 4, 2, 3).float() / 255,  # V T H W 3 -> V T 3 H W
+        masks=torch.from_numpy(masks)[:, :, None],  # V T H W -> V T 1 H W
+        info=info,
+    )
+
+
+def build_frame_matrix(
+    frames: torch.Tensor,
+    depth: torch.Tensor,
+    info: MatrixInfo,
+    *,
+    num_planes: int = 4,
+    chunk: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> FrameMatrix:
+    """Warp every frame to every view of ``info`` (DESIGN.md §4).
+
+    frames: float ``(T, 3, H, W)`` in [0, 1]. depth: metric depth ``Z`` ``(T, H, W)`` (see
+    ``camera.disparity_to_depth``). The reference view is the input frame with an all-ones mask.
+    ``chunk``: frames warped per batch (bounds memory; the result does not depend on it). Default:
+    2 on the CPU (the working set then stays in cache, ~2x faster than 16), all frames on CUDA.
+    ``progress``: called with the number of frames done after each chunk.
+    """
+    from ..warp import warp_views
+
+    s = check_shape(frames, "T 3 H W", "frames")
+    d = check_shape(depth, "T H W", "depth")
+    if (s["T"], s["H"], s["W"]) != (d["T"], d["H"], d["W"]):
+        raise ValueError(f"frames {tuple(frames.shape)} and depth {tuple(depth.shape)} disagree")
+    baselines = torch.tensor(info.baselines, dtype=frames.dtype, device=frames.device)
+    chunk = chunk or (s["T"] if frames.device.type == "cuda" else 2)
+    images, masks = [], []
+    for t0 in range(0, s["T"], chunk):
+        img, msk = warp_views(frames[t0 : t0 + chunk], depth[t0 : t0 + chunk], baselines, info.focal, screen=info.screen, num_planes=num_planes)
+        images.append(img)
+        masks.append(msk)
+        if progress is not None:
+            progress(min(chunk, s["T"] - t0))
+    images_t = torch.cat(images, dim=1)  # V T 3 H W
+    masks_t = torch.cat(masks, dim=1)
+    ref = info.reference_view
+    images_t[ref] = frames
+    masks_t[ref] = True
+    return FrameMatrix(images_t, masks_t, info)
+
+
+def frame_matrix_from_clip(
+    frames: np.ndarray,
+    disparity: np.ndarray,
+    config: MatrixConfig,
+    *,
+    frame_names: tuple[str, ...] = (),
+    fps: float = io.DEFAULT_FPS,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> FrameMatrix:
+    """The frame matrix of a clip: frames ``uint8 (T, H, W, 3)``, disparity ``(T, H, W)`` (raw, as saved
+    by the depth stage, or inverse metric depth with ``config.metric_depth``).
+
+    Depth is normalised over the whole clip (``camera.disparity_to_depth``). Returned on the CPU.
+    """
+    t, h, w, _ = frames.shape
+    if disparity.shape != (t, h, w):
+        raise ValueError(f"disparity {disparity.shape} does not match frames {frames.shape}")
+    info = matrix_info(camera.plan_views(config, w), config, size=(h, w), num_frames=t, names=frame_names, fps=fps)
+    rgb = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255  # T H W 3 -> T 3 H W
+    z = camera.disparity_to_depth(
+        torch.from_numpy(disparity).to(device).float(),
+        nearest_depth=config.nearest_depth,
+        farest_depth=config.farest_depth,
+        metric=config.metric_depth,
+    )
+    fm = build_frame_matrix(rgb, z, info, num_planes=config.num_planes, progress=progress)
+    return FrameMatrix(fm.images.cpu(), fm.masks.cpu(), info)
+
+
+# --------------------------------------------------------------------------------------------------
+# streamed cells: the frame matrix of any frame range, warped when asked for
+
+
+def warp_cells(
+    frames: torch.Tensor,
+    depth: torch.Tensor,
+    baselines: torch.Tensor,
+    focal: float,
+    *,
+    screen: float = 0.0,
+    num_planes: int = 4,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The frame-matrix cells of T frames and the metric depth of every cell.
+
+    frames ``(T, 3, H, W)`` in [0, 1]; depth Z ``(T, H, W)``; baselines ``(V,)`` metres. Returns images
+    ``(V, T, 3, H, W)`` (0 in holes), masks ``(V, T, 1, H, W)`` bool and depth ``(V, T, H, W)`` (0 in
+    holes). Z travels as a fourth channel of the same warp, so its holes are exactly the images' and the
+    crack clean-up blurs depth where it blurs colour.
+    """
+    from ..warp import warp_views
+
+    s = check_shape(frames, "T 3 H W", "frames")
+    check_shape(depth, f"{s['T']} {s['H']} {s['W']}", "depth")
+    stacked = torch.cat([frames, depth[:, None].to(frames.dtype)], 1)  # (T, 4, H, W): RGB + Z
+    warped, masks = warp_views(stacked, depth, baselines.to(depth), focal, screen=screen, num_planes=num_planes)
+    return warped[:, :, :3], masks, torch.where(masks[:, :, 0], warped[:, :, 3], 0)
+
+
+def warp_depth(depth: torch.Tensor, baselines: torch.Tensor, focal: float, *, screen: float = 0.0, num_planes: int = 4) -> torch.Tensor:
+    """Metric depth of every frame-matrix cell: Z ``(T, H, W)`` warped to views at ``baselines (V,)``.
+
+    Returns ``(V, T, H, W)``, 0 in holes. It is ``warp.warp_views`` applied to Z itself as a
+    one-channel image, so its holes are exactly the frame matrix's (which depend on Z alone) and the
+    crack clean-up blurs depth where it blurs colour.
+    """
+    check_shape(depth, "T H W", "depth")
+    check_shape(baselines, "V", "baselines")
+    from ..warp import warp_views
+
+    warped, known = warp_views(depth[:, None], depth, baselines.to(depth), focal, screen=screen, num_planes=num_planes)
+    return torch.where(known, warped, 0)[:, :, 0]  # (V, T, 1, H, W) -> (V, T, H, W)
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Colours in [0, 1] as 8 bits (round to nearest): the exact value of every 8-bit input colour."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@dataclass
+class Cells:
+    """Frame-matrix cells of a frame range ``first .. first + n - 1`` for some views.
+
+    views: the view indices, in order. images ``(V, n, 3, H, W)`` float in [0, 1], 0 in holes; known
+    ``(V, n, H, W)`` bool; depth ``(V, n, H, W)`` metric Z, 0 in holes; source ``(n, 3, H, W)`` and
+    source_depth ``(n, H, W)``: the input view itself.
+    """
+
+    first: int
+    views: tuple[int, ...]
+    images: torch.Tensor
+    known: torch.Tensor
+    depth: torch.Tensor
+    source: torch.Tensor
+    source_depth: torch.Tensor
+    baselines: tuple[float, ...] = ()  # metres, of ``views``
+    focal: float = 0.0  # pixels
+    screen: float = 0.0  # inverse depth (1/m) of the screen plane (``camera``)
+
+
+class MatrixSource:
+    """The cells of a clip's frame matrix by frame range, computed on demand (never stored whole).
+
+    frames(a, b): the input frames ``uint8 (n, H, W, 3)``; disparity(a, b): the (stabilised) disparity
+    ``float32 (n, h, w)``, upsampled to the frame size bilinearly; lo, hi: per-frame normalisation range
+    ``(T,)`` (``svg3d.shots``), or ``ranges(a, b) -> (lo, hi)`` instead (``Ranges``, computed as the statistics
+    arrive); plan: the views; config: how disparity becomes Z. Recent frames' cells
+    are kept (``cache_frames``, colours as 8 bits), so a stage reading a chunk and its temporal context
+    warps each frame once. Everything is computed on ``device``. ``remap(d, a, b)``: a per-frame map of the
+    normalised disparity ``(n, H, W)`` of frames ``a .. b-1`` into [0, 1] before it becomes Z (the effect per
+    frame within the plan's camera: ``comfort.EffectTrack.remap``); None: as normalised.
+    """
+
+    def __init__(
+        self,
+        frames,
+        disparity,
+        lo: np.ndarray | None,
+        hi: np.ndarray | None,
+        plan: camera.ViewPlan,
+        config: MatrixConfig,
+        *,
+        device: torch.device | str = "cpu",
+        cache_frames: int = 32,
+        ranges=None,
+        remap: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
+    ) -> None:
+        self._frames, self._disparity, self.remap = frames, disparity, remap
+        if ranges is None:
+            lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
+            ranges = lambda a, b: (lo[a:b], hi[a:b])  # noqa: E731
+        self.ranges = ranges
+        self.plan, self.config, self.device = plan, config, torch.device(device)
+        self.cache_frames = cache_frames
+        self._cache: dict[tuple[int, tuple[int, ...]], tuple[torch.Tensor, ...]] = {}
+
+    def source(self, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input frames ``(n, 3, H, W)`` in [0, 1] and their metric depth ``(n, H, W)``."""
+        rgb = torch.from_numpy(self._frames(a, b)).to(self.device).permute(0, 3, 1, 2).float() / 255  # n H W 3 -> n 3 H W
+        h, w = rgb.shape[-2:]
+        d = torch.from_numpy(np.ascontiguousarray(self._disparity(a, b))).to(self.device)
+        if d.shape[-2:] != (h, w):
+            d = torch.nn.functional.interpolate(d[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        c = self.config
+        lo, hi = (torch.from_numpy(np.asarray(x, np.float32)).to(self.device) for x in self.ranges(a, b))
+        if self.remap is not None:  # normalised here, remapped, then taken as already normalised (range 0..1)
+            d, lo, hi = self.remap(camera.normalise_disparity(d, lo, hi), a, b), 0.0, 1.0
+        z = camera.disparity_to_depth(d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth, lo=lo, hi=hi)
+        return rgb, z
+
+    def cells(self, a: int, b: int, views: tuple[int, ...] | None = None) -> Cells:
+        """Cells of frames ``a .. b-1`` for ``views`` (default: the plan's fill views)."""
+        views = tuple(self.plan.fill_views if views is None else views)
+        todo = [t for t in range(a, b) if (t, views) not in self._cache]
+        if todo:
+            t0, t1 = todo[0], todo[-1] + 1  # contiguous in practice: a chunk's new frames
+            rgb, z = self.source(t0, t1)
+            baselines = torch.tensor([self.plan.baselines[v] for v in views], dtype=torch.float64)
+            images, masks, depth = warp_cells(rgb, z, baselines, self.plan.focal, screen=self.plan.screen, num_planes=self.config.num_planes)
+            for i, t in enumerate(range(t0, t1)):
+                # colours kept as 8 bits (a quarter of the memory): the warp's pixels are 8-bit values of the
+                # input, and the crack clean-up's blends are rounded here, where every reader of the cells
+                # (the fill stage, the export) gets them the same way
+                self._cache[t, views] = (_to_uint8(images[:, i]), masks[:, i, 0], depth[:, i], _to_uint8(rgb[i]), z[i])
+            for key in sorted(self._cache):
+                if len(self._cache) <= self.cache_frames:
+                    break
+                if key[0] < a or key[0] >= b:
+                    del self._cache[key]
+        parts = [self._cache[t, views] for t in range(a, b)]
+        return Cells(
+            first=a,
+            views=views,
+            images=torch.stack([p[0] for p in parts], 1).float() / 255,  # per frame (V, 3, H, W) -> (V, n, 3, H, W)
+            known=torch.stack([p[1] for p in parts], 1),
+            depth=torch.stack([p[2] for p in parts], 1),
+            source=torch.stack([p[3] for p in parts]).float() / 255,
+            source_depth=torch.stack([p[4] for p in parts]),
+            baselines=tuple(self.plan.baselines[v] for v in views),
+            focal=self.plan.focal,
+            screen=self.plan.screen,
+        )
+
+
+class Ranges:
+    """The per-frame normalisation ranges of a conversion (``shots.depth_ranges``), as the statistics arrive.
+
+    ``ranges(a, b) -> (lo, hi)`` float32 ``(b - a,)`` waits for the statistics that decide them: in mode ``shot``
+    those of the first ``b + shots.range_lookahead(fps)`` frames (``lookahead``), in mode ``clip`` the whole clip's.
+    ``cuts`` come from the depth stage's shot-change scores, ``stats`` from the disparity the matrix uses.
+    """
+
+    def __init__(self, cuts_store, stats_store, mode: str, fps: float) -> None:
+        from .. import shots
+
+        self._shots, self.cuts_store, self.stats_store, self.mode, self.fps = shots, cuts_store, stats_store, mode, fps
+        self.num_frames = stats_store.num_frames
+        self.lookahead = shots.range_lookahead(fps) if mode == "shot" else None
+        self._cuts: list[int] = []
+        self._cuts_until = 1  # cuts before this frame are final
+        self._lock = threading.Lock()
+
+    def __call__(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        shots, n = self._shots, self.num_frames
+        end = n if self.lookahead is None else min(n, b + self.lookahead)
+        stats = {k: self.stats_store.stats(k, end) for k in ("min", "max", "p01", "p99")}
+        with self._lock:
+            if self.mode == "shot":
+                scores = self.cuts_store.stats("cut", end)
+                final = len(scores) if end == n else len(scores) - shots.CUT_NEIGHBOURHOOD
+                found = shots.detect_cuts(scores, start=self._cuts_until, cuts=self._cuts)
+                self._cuts = [t for t in found if t < final]
+                self._cuts_until = max(self._cuts_until, final)
+                cuts = found
+            else:
+                cuts = []
+        return shots.depth_ranges(stats, self.mode, cuts=cuts, fps=self.fps, frames=(a, b))
+
+    def cuts(self) -> list[int]:
+        """Every cut of the clip (waits for the whole clip's scores)."""
+        return self._shots.detect_cuts(self.cuts_store.stats("cut")) if self.mode == "shot" else []
+
+
+class Effect:
+    """The 3D effect of every frame of a conversion (``comfort.clip_effect``: strength and screen plane per shot from
+    the screen's budget, window violations handled), what it read of the disparity, and the (near, far) parallax of
+    every frame (``comfort.check_physical`` for the physical camera). Computed once, from the whole clip's disparity
+    (a shot's effect needs all of it): the stages that use it wait for the disparity to be complete (``lookahead``
+    None). ``get(inputs)`` with the stores ``depth`` (cuts) and the disparity the matrix uses."""
+
+    def __init__(self, config, plan, *, disparity: str, width: int, fps: float, chunk_frames: int) -> None:
+        self.config, self.plan, self.disparity, self.width, self.fps, self.chunk = config, plan, disparity, width, fps, chunk_frames
+        self._lock = threading.Lock()
+        self._value = None
+
+    @property
+    def warps(self) -> bool:
+        """Whether the warp depends on it (the effect by strength: its remap, its screen plane per shot)."""
+        from .. import comfort
+
+        return comfort.is_effect(self.config.matrix)
+
+    def get(self, inputs: dict):
+        """``(track, scan, near, far, cuts, lo, hi)``: ``comfort.EffectTrack`` (None: the physical camera), the
+        ``comfort.FrameScan``, parallax ``(T,)`` of the nearest and farthest point, the cuts, the ranges."""
+        from .. import comfort
+
+        with self._lock:
+            if self._value is None:
+                store, config = inputs[self.disparity], self.config.matrix
+                ranges = Ranges(inputs["depth"], store, config.depth_range, self.fps)
+                n = ranges.num_frames
+                lo, hi = ranges(0, n)
+                cuts = ranges.cuts()
+                scan = comfort.scan_disparity(lambda a, b: store.read(a, b, "disparity"), n, lo, hi, chunk=self.chunk)
+                track = comfort.clip_effect(config, lo, hi, cuts, scan, width=self.width)
+                if track is None:
+                    near, far = comfort.check_physical(config, self.plan, lo, hi, width=self.width)
+                else:
+                    near, far = track.parallax(1.0), track.parallax(0.0)
+                self._value = (track, scan, near, far, cuts, lo, hi)
+            return self._value

@@ -1,0 +1,132 @@
+"""Thread counts chosen from the machine and from what runs at once, never inherited from the environment.
+
+Four pools share the cores: torch's intra-op threads (OpenMP on a CPU: convolutions, the guided filter, the
+warps), OpenCV's (DIS flow, resizes, colour conversions), the input's decoder (FFmpeg frame and slice threads) and
+the video encoders' (libx264/libx265 frame threads).
+Left alone each takes every core: torch and OpenCV one thread per core, libx264 1.5 per core, per encoder. With
+the concurrent runner's stages (up to ~3 at once) and the other programs on the machine that is several threads
+per core, and OpenMP's threads spin while they wait for each other at every parallel region's barrier: a thread
+whose core is taken stalls the region for a whole scheduler slice. That is what the issue saw (issue 21): on a
+busy 2-core machine ``convert`` ran ~3x faster with ``OMP_NUM_THREADS=1``, and on a quiet one 1.2x slower.
+
+The rule (``plan_threads``):
+
+- the cores to plan for are those this process may run on (``sched_getaffinity``: a container's or ``taskset``'s
+  limit, not the host's count), less those other programs keep busy (the 1-minute load average, which the caller
+  reads before it starts any work of its own: ``machine_plan``);
+- on a CPU, each of the ``concurrent_stages`` stages gets an equal share of those cores for torch and OpenCV
+  (they run one after the other inside a stage, so both get the whole share), and the export stage's encoders
+  split its share; no pool has more threads than its share of cores, so nothing spins against anything;
+- on CUDA, the stages' heavy work is on the GPU: torch needs a thread to launch kernels and a few for its CPU
+  ops (``GPU_TORCH_THREADS``), OpenCV does the CPU side of decoding and the classical filler's rest; the cores
+  left over go to the encoders, which are then the main CPU work (``convert`` at 1080p: three libx264 streams).
+
+Measured on this project's 2-core machine (``bench/bench_threads.py``, ``bench/results/threads.json``: ``convert`` of
+16 frames of 640x360 on the CPU, DIS and the classical filler). The machine was shared with other work throughout (load
+average 13-17 on its 2 cores), so "quiet" is not quiet: wall time per frame, inherited threads (2) -> one thread ->
+``machine_plan`` (which chose one thread from the load):
+
+- no extra load: 17.4 s -> 6.6 s (2.6x) -> 8.9 s (2.0x); CPU time 4.0 -> 1.3 -> 1.7 s per frame;
+- two more spinning processes: 38.0 s -> 19.0 s (2.0x) -> 16.1 s (2.4x); CPU time 4.6 -> 1.6 -> 1.4 s per frame.
+
+On a quiet 2-core machine the issue saw one thread 1.2x slower than two: there the load average is ~0, and
+``machine_plan`` gives a single stage both cores. Not measured here (no quiet machine was available).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+GPU_TORCH_THREADS = 2  # torch's CPU threads per stage on CUDA: one launches kernels, one for small CPU-side ops
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """Threads for each pool of one process; ``apply`` sets them (torch and OpenCV are process-wide settings).
+
+    torch: ``torch.set_num_threads``. opencv: ``cv2.setNumThreads``. decoder: the input's decoder threads
+    (``source.open_source(threads=)``). encoder: each video encoder's ``codec_context.thread_count``
+    (libx264/libx265), for ``encoders`` encoders running at once.
+    cpus: the cores planned for (free ones); concurrent_stages, device: what the plan was made for.
+    """
+
+    torch: int
+    opencv: int
+    decoder: int
+    encoder: int
+    cpus: int
+    concurrent_stages: int
+    device: str
+
+    def describe(self) -> str:
+        return (
+            f"threads: torch {self.torch}, OpenCV {self.opencv}, decoder {self.decoder}, {self.encoder} per encoder "
+            f"({self.cpus} free cores, {self.concurrent_stages} stages at once, {self.device})"
+        )
+
+
+def available_cpus() -> int:
+    """The cores this process may run on: its affinity mask where the OS has one (Linux), else ``os.cpu_count``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
+def free_cpus(cpus: int, load: float) -> int:
+    """Cores of ``cpus`` left after a load of ``load`` runnable threads (rounded to the nearest core, at least 1)."""
+    return max(1, min(cpus, math.floor(cpus - max(0.0, load) + 0.5)))
+
+
+def plan_threads(cpus: int, concurrent_stages: int = 1, device: str = "cpu", *, encoders: int = 1) -> ThreadPlan:
+    """Thread counts for ``cpus`` free cores and ``concurrent_stages`` stages at once on ``device`` ("cpu", "cuda",
+    or a ``torch.device``'s string), with ``encoders`` video encoders writing at once (module docstring's rule)."""
+    if cpus < 1 or concurrent_stages < 1 or encoders < 1:
+        raise ValueError(
+            f"cpus, concurrent_stages and encoders must be >= 1, got {cpus}, {concurrent_stages}, {encoders}"
+        )
+    kind = str(device).split(":")[0]
+    share = max(1, cpus // concurrent_stages)  # each stage's cores
+    if kind == "cuda":
+        torch_threads = min(share, GPU_TORCH_THREADS)
+        opencv = share
+        # the other stages each keep about their torch threads busy; the encoders have the rest
+        encoder_cores = max(1, cpus - (concurrent_stages - 1) * torch_threads)
+    else:
+        torch_threads = opencv = share
+        encoder_cores = share
+    return ThreadPlan(
+        torch=torch_threads,
+        opencv=opencv,
+        decoder=opencv,  # decoding runs in the depth stage, beside its OpenCV work (colour conversion, resize)
+        encoder=max(1, encoder_cores // encoders),
+        cpus=cpus,
+        concurrent_stages=concurrent_stages,
+        device=kind,
+    )
+
+
+def machine_plan(concurrent_stages: int = 1, device: str = "cpu", *, encoders: int = 1) -> ThreadPlan:
+    """``plan_threads`` for this machine now: the process's cores less the load other programs put on them
+    (``os.getloadavg``; call it before starting work, or the plan counts our own threads as others')."""
+    cpus = available_cpus()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # no load average on this OS: plan for a quiet machine
+        load = 0.0
+    return plan_threads(free_cpus(cpus, load), concurrent_stages, device, encoders=encoders)
+
+
+def apply(plan: ThreadPlan) -> None:
+    """Set torch's and OpenCV's thread counts for this process (the encoders read ``plan.encoder`` when they open)."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(plan.torch)
+    cv2.setNumThreads(plan.opencv)
+    log.info(plan.describe())
