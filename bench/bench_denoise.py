@@ -160,6 +160,7 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=H200_DENSE_FP16_TFLOPS, help="the card's dense fp16 peak")
     p.add_argument("--compile-cache", default=None, help="Inductor cache folder (default: a new, empty one)")
     p.add_argument("--no-warm-probe", dest="warm_probe", action="store_false", help="skip the warm-cache compile")
+    p.add_argument("--no-compile-vae", dest="compile_vae", action="store_false", help="compiled variants: VAE eager")
     p.add_argument("--cudnn_benchmark", action="store_true", help="let cuDNN time its kernels per shape first")
     p.add_argument("--json", default=None, help="where to write the report (default: bench/results/...)")
     p.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # internal: the warm-cache compile of a variant
@@ -185,7 +186,7 @@ def prepare(name: str, args, device: torch.device, dtype: torch.dtype, shared=No
     """The model a variant runs: the shared eager one, or a fresh one (same weights) compiled for it."""
     if name in ("ours-compiled", "diffusers-regional"):
         model = build_random_zeroscope(device, dtype, tiny=args.tiny)
-        compile_zeroscope(model, unet="ours" if name == "ours-compiled" else "diffusers")
+        compile_zeroscope(model, unet="ours" if name == "ours-compiled" else "diffusers", vae=args.compile_vae)
         return model
     return shared if shared is not None else build_random_zeroscope(device, dtype, tiny=args.tiny)
 
@@ -227,7 +228,7 @@ def warm_compile_seconds(name: str, args, cache: Path) -> float | None:
     argv = [sys.executable, str(Path(__file__).resolve()), "--probe", name, "--device", args.device]
     argv += ["--views", str(args.views), "--frames", str(args.frames), "--width", str(args.width)]
     argv += ["--height", str(args.height), "--max_unet_frames", str(args.max_unet_frames)]
-    argv += ["--tiny"] * args.tiny + ["--cudnn_benchmark"] * args.cudnn_benchmark
+    argv += ["--tiny"] * args.tiny + ["--cudnn_benchmark"] * args.cudnn_benchmark + ["--no-compile-vae"] * (not args.compile_vae)
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     if done.returncode != 0:
