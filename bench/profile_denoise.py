@@ -218,6 +218,18 @@ def main() -> None:
         (out / f"{stem}.txt").write_text(text)
         return text
 
+    if args.vae:
+        frames = torch.rand(16, 3, args.height, args.width, device=device, dtype=dtype, generator=gen) * 2 - 1
+
+        @torch.no_grad()
+        def round_trip():
+            return model.vae.decode(model.vae.encode(frames).latent_dist.mean).sample
+
+        wall = median_ms(round_trip, args.repeats, device)
+        rows, busy = kernel_table(profiled(round_trip, device), device)
+        report["calls"]["vae eager"] = {"encode + decode, 16 frames": summarise(rows, busy, wall, args.top)}
+        log(f"VAE round trip of 16 frames: {wall:.1f} ms")
+        save()
     reference: dict[str, torch.Tensor] = {}  # ours eager per shape
     for variant in names:
         unet = model.unet if variant == "diffusers" else unet3d.unet_for(model.unet, "ours")
@@ -265,17 +277,6 @@ def main() -> None:
         if variant == "ours-compiled":
             del compiled_model, unet, run_unet
         save()
-    if args.vae:
-        frames = torch.rand(16, 3, args.height, args.width, device=device, dtype=dtype, generator=gen) * 2 - 1
-
-        @torch.no_grad()
-        def round_trip():
-            return model.vae.decode(model.vae.encode(frames).latent_dist.mean).sample
-
-        wall = median_ms(round_trip, args.repeats, device)
-        rows, busy = kernel_table(profiled(round_trip, device), device)
-        report["calls"]["vae eager"] = {"encode + decode, 16 frames": summarise(rows, busy, wall, args.top)}
-        log(f"VAE round trip of 16 frames: {wall:.1f} ms")
     print(save())
     log(f"wrote {out / stem}.json and .txt")
 
