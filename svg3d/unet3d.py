@@ -36,7 +36,7 @@ diffusers' forward still computes the same), which every variant above reads as 
 fused q/k/v of the spatial self-attentions (``UNet3D.extra_bytes``: 74 MB of zeroscope's 2.8 GB in fp16).
 
 ``compile_unet`` compiles the repeated blocks (resnets, temporal convolutions, transformers: regional compile, one
-graph per block shape that every instance of that shape shares, the batch dimension dynamic) and, on CUDA, replays
+graph per block shape and pass shape that every block of that shape shares) and, on CUDA, replays
 each whole call as one CUDA graph per input shape (``PassGraphs``); ``scope="whole"`` compiles the whole forward
 per shape instead (issue 14's way: faster calls are not bought back by its ~8-minute cold compile). Inductor's
 caches live in a folder per machine and torch version (``compile_cache_dir``).
@@ -251,20 +251,16 @@ class _Linear1x1(nn.Module):
 class _Region(nn.Module):
     """A repeated block that ``compile_unet`` compiles on its own (regional compile, ``UNet3D.compile``).
 
-    Its compiled forward has static shapes except the batch dimension (dim 0 of every tensor argument: N = B*F
-    images, or B clips), so every pass shape of the schedule with the same frame count reuses one graph per block
-    shape, and blocks of the same shape share it (the compiled code is the class's; weights are graph inputs).
+    Its compiled forward has static shapes: one graph per block shape and pass shape, shared by every block of
+    that shape (the compiled code is the class's; weights are graph inputs, not constants). A dynamic batch
+    dimension would cover every pass shape with one graph, but the blocks' reshapes between images (N = B*F) and
+    clips (B, F) grow Dynamo's symbolic expressions without bound (seen on torch 2.14: minutes per block).
     """
 
     _compiled = None  # torch.compile(self.forward), set by UNet3D.compile(scope="blocks")
 
     def __call__(self, *args):
-        if self._compiled is None:
-            return super().__call__(*args)
-        for a in args:
-            if isinstance(a, torch.Tensor):
-                torch._dynamo.maybe_mark_dynamic(a, 0)
-        return self._compiled(*args)
+        return super().__call__(*args) if self._compiled is None else self._compiled(*args)
 
 
 class _Resnet(_Region):
@@ -601,10 +597,10 @@ class UNet3D(nn.Module):
         """Compile in place (``compile_unet`` is the usual entry); returns ``self``.
 
         ``scope="blocks"`` (regional): every resnet, temporal convolution and transformer (``_Region``) compiled
-        on its own, static shapes but the batch dimension, ``mode`` ``torch.compile``'s for each; with ``graphs``
-        (None: on CUDA) each whole call is then replayed as a CUDA graph per input shape (``PassGraphs``): no
-        launch gaps and no Python between the ~300 blocks. Distinct graphs: one per block shape and frame count
-        (~27 shapes in zeroscope, frames 16 for columns and V for rows), shared by every pass and window.
+        on its own with static shapes, ``mode`` ``torch.compile``'s for each; with ``graphs`` (None: on CUDA) each
+        whole call is then replayed as a CUDA graph per input shape (``PassGraphs``): no launch gaps and no Python
+        between the blocks. Distinct graphs: one per block shape (~27 in zeroscope) and pass shape (three in the
+        default schedule), shared by every block of that shape, every step and every window.
         ``scope="whole"``: ``run`` as one graph per input shape (``fullgraph=True``, fully static); ``mode``
         ``"reduce-overhead"`` / ``"max-autotune"`` replay CUDA graphs through torch.compile itself.
         """
