@@ -127,7 +127,7 @@ def test_compiled_channels_last_vae_round_trip_equals_eager(tmp_path, monkeypatc
 
 @pytest.mark.gpu
 def test_compiled_ours_denoises_like_eager_diffusers_on_cuda(model_dir, tmp_path, monkeypatch):
-    """--unet ours --compile on CUDA (whole static graphs with CUDA graphs, the VAE compiled) against diffusers'
+    """--unet ours --compile on CUDA (regional compile, whole calls as CUDA graphs, the VAE compiled) against diffusers'
     eager loop: the same fp16 rounding bounds as the regional-compile test above."""
     from svg3d.denoise import DenoiseConfig, denoise_frame_matrix
     from svg3d.models import compile_zeroscope, load_zeroscope
