@@ -70,7 +70,10 @@ GROUP_NORM = ("torch", "grouped")  # see group_norm
 # faster with it than with "grouped" (904 vs 948 ms and 1110 vs 1160 ms at the schedule's two larger shapes)
 DEFAULT_GROUP_NORM = "torch"
 COMPILE_SCOPES = ("blocks", "whole")  # see UNet3D.compile
-DEFAULT_COMPILE_SCOPE = "blocks"  # issue 22: whole-graph compile cost 457 s cold on an H100, regional far less
+# Issue 22: the whole forward per shape cost 457 s of cold compile on an H100 (172 s/clip after). Regions build
+# ~27 small graphs per pass shape instead; their cold time and speed on a GPU are not measured yet
+# (bench/gpu_runs.sh profile denoise): if they lose, "whole" is the measured fallback.
+DEFAULT_COMPILE_SCOPE = "blocks"
 # Temporal attention runs every (pixel, head) of a clip as one "head" of a frames-long sequence; fused attention
 # kernels put heads on a CUDA grid axis (at most 65,535 blocks), so more than this many go in several calls
 # (zeroscope at 576x320 has at most 2,880 x 8 = 23,040; 1024x576 would have 73,728).
