@@ -74,7 +74,8 @@ def kernel_table(prof, device: torch.device) -> tuple[list[tuple[str, float]], f
     """(name, microseconds) of every GPU kernel of the profiled region (CPU: every op's self time) and the time
     the device was busy (union of kernel intervals; CPU: the sum)."""
     if device.type != "cuda":
-        rows = [(e.key, e.self_cpu_time_total) for e in prof.key_averages() if e.self_cpu_time_total > 0]
+        ops = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+        rows = [(e.key, e.self_cpu_time_total / e.count) for e in ops for _ in range(e.count)]  # count kept
         return rows, sum(t for _, t in rows)
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
