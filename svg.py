@@ -233,8 +233,8 @@ def create_parser() -> argparse.ArgumentParser:
         "--compile",
         action="store_true",
         help="torch.compile for speed, cached on disk: with --unet diffusers its UNet's and VAE's blocks (~10%% "
-        "faster steps after minutes of compiling); with --unet ours the whole forward per input shape (CUDA "
-        "graphs) and the VAE, kept in ~/.cache/svg3d/compile so a machine compiles once",
+        "faster steps after minutes of compiling); with --unet ours its repeated blocks, each UNet call replayed "
+        "as a CUDA graph, and the VAE, kept in ~/.cache/svg3d/compile so a machine compiles once",
     )
     p.add_argument(
         "--gpus",

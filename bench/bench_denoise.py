@@ -14,7 +14,10 @@ disocclusions. The variants (``--variants``, in this order) run in one process o
 - ``per-column``: the same with one column or row per UNet call (the CFG pair still batched);
 - ``ours``: ``DenoiseConfig(unet="ours")``, our channels-last forward (``svg3d.unet3d``), eager;
 - ``ours-compiled``: ours compiled whole per shape plus the VAE compiled whole (``compile_zeroscope(unet="ours")``);
-- ``diffusers-regional``: diffusers' blocks compiled with dynamic shapes (``compile_zeroscope()``, issue 8).
+- ``diffusers-regional``: diffusers' blocks compiled with dynamic shapes (``compile_zeroscope()``, issue 8);
+- ``ours-compiled-4-views``: a speed option, not the exact schedule: ours compiled on a 4-view matrix of the same
+  scene (``--num-views 4``; the authors report 4 cameras competitive with 8). Not compared with the others'
+  outputs (another matrix), and its compile time is that of its new shapes with the cache the run filled.
 
 The compiled variants get a freshly built model (same seed, same weights). Their compile time is the 3-step
 warm-up minus the same 3 steps run again once compiled: "cold" with an empty Inductor cache (a new temporary
@@ -61,7 +64,10 @@ from svg3d.stages.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
 from svg3d.models import compile_zeroscope  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
-VARIANTS = ("diffusers", "per-column", "ours", "ours-compiled", "diffusers-regional")
+VARIANTS = ("diffusers", "per-column", "ours", "ours-compiled", "diffusers-regional", "ours-compiled-4-views")
+# Speed options beyond the exact schedule (off by default in the product; their quality needs the real weights):
+# variant -> the number of views its frame matrix has instead of --views.
+OPTION_VIEWS = {"ours-compiled-4-views": 4}
 H200_DENSE_FP16_TFLOPS = 989.0  # NVIDIA H200 SXM datasheet: 1,979 TFLOPS fp16 with sparsity, half of it dense
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -160,6 +166,7 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=H200_DENSE_FP16_TFLOPS, help="the card's dense fp16 peak")
     p.add_argument("--compile-cache", default=None, help="Inductor cache folder (default: a new, empty one)")
     p.add_argument("--no-warm-probe", dest="warm_probe", action="store_false", help="skip the warm-cache compile")
+    p.add_argument("--no-compile-vae", dest="compile_vae", action="store_false", help="compiled variants: VAE eager")
     p.add_argument("--cudnn_benchmark", action="store_true", help="let cuDNN time its kernels per shape first")
     p.add_argument("--json", default=None, help="where to write the report (default: bench/results/...)")
     p.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # internal: the warm-cache compile of a variant
@@ -183,9 +190,9 @@ def variant_config(name: str, config: DenoiseConfig) -> DenoiseConfig:
 
 def prepare(name: str, args, device: torch.device, dtype: torch.dtype, shared=None):
     """The model a variant runs: the shared eager one, or a fresh one (same weights) compiled for it."""
-    if name in ("ours-compiled", "diffusers-regional"):
+    if name in ("ours-compiled", "diffusers-regional", *OPTION_VIEWS):
         model = build_random_zeroscope(device, dtype, tiny=args.tiny)
-        compile_zeroscope(model, unet="ours" if name == "ours-compiled" else "diffusers")
+        compile_zeroscope(model, unet="ours" if name.startswith("ours") else "diffusers", vae=args.compile_vae)
         return model
     return shared if shared is not None else build_random_zeroscope(device, dtype, tiny=args.tiny)
 
@@ -227,7 +234,7 @@ def warm_compile_seconds(name: str, args, cache: Path) -> float | None:
     argv = [sys.executable, str(Path(__file__).resolve()), "--probe", name, "--device", args.device]
     argv += ["--views", str(args.views), "--frames", str(args.frames), "--width", str(args.width)]
     argv += ["--height", str(args.height), "--max_unet_frames", str(args.max_unet_frames)]
-    argv += ["--tiny"] * args.tiny + ["--cudnn_benchmark"] * args.cudnn_benchmark
+    argv += ["--tiny"] * args.tiny + ["--cudnn_benchmark"] * args.cudnn_benchmark + ["--no-compile-vae"] * (not args.compile_vae)
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -239,7 +246,7 @@ def warm_compile_seconds(name: str, args, cache: Path) -> float | None:
 def probe(args) -> None:
     """``--probe NAME``: compile NAME with the cache the parent filled; print its compile time as JSON."""
     device, dtype = setup(args)
-    fm = synthetic_matrix(args.views, args.frames, args.height, args.width)
+    fm = synthetic_matrix(OPTION_VIEWS.get(args.probe, args.views), args.frames, args.height, args.width)
     model = prepare(args.probe, args, device, dtype)
     warm = replace(
         variant_config(args.probe, DenoiseConfig(max_unet_frames=args.max_unet_frames)), num_inference_steps=3
@@ -357,7 +364,8 @@ def main() -> None:
         for name in names:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            entry, r = measure(name, prepare(name, args, device, dtype, shared=model), fm, args, device)
+            matrix = synthetic_matrix(OPTION_VIEWS[name], args.frames, args.height, args.width) if name in OPTION_VIEWS else fm
+            entry, r = measure(name, prepare(name, args, device, dtype, shared=model), matrix, args, device)
             results[name] = r
             entry["utilisation"] = utilisation(entry, flop_per_frame, args.peak_tflops)
             if "compile_seconds_cold" in entry:
@@ -373,7 +381,10 @@ def main() -> None:
                 + (f", compile {entry['compile_seconds_cold']:.0f} s cold" if "compile_seconds_cold" in entry else "")
             )
         base = names[0]
-        for name in names[1:]:
+        for name in [n for n in names[1:] if n in OPTION_VIEWS]:  # another matrix: speed only
+            speedup = report["variants"][base]["clip_seconds"] / report["variants"][name]["clip_seconds"]
+            report.setdefault("comparison", {})[f"{name} vs {base}"] = dict(speedup=speedup)
+        for name in [n for n in names[1:] if n not in OPTION_VIEWS]:
             a, b = results[name], results[base]
             scale = b["latents"].abs().max().item()
             c = report.setdefault("comparison", {})[f"{name} vs {base}"] = dict(

@@ -13,7 +13,7 @@ view once t <= frame_matrix_end (2, 4, 16, 40, 72). UNet variants:
 
 - ``diffusers``: diffusers' UNet3D, eager (the baseline every ratio is against);
 - ``ours[conv2d, torch]`` ...: ``svg3d.unet3d.UNet3D`` eagerly, for each ``--temporal_conv`` x ``--group_norm``;
-- ``ours compiled``: ``unet3d.compile_unet`` (whole forward, static shapes, ``COMPILE_MODES``: CUDA graphs on a
+- ``ours compiled``: ``unet3d.compile_unet`` (regional compile, whole calls replayed as CUDA graphs on a
   GPU) with the default layers; its compile time covers the three shapes;
 - ``--regional``: diffusers' blocks compiled with dynamic shapes (``compile_blocks``, issue 8); ``--whole``:
   ``torch.compile`` of diffusers' whole UNet.
@@ -194,7 +194,7 @@ def main() -> None:
         for name in SHAPES:
             call(compiled, name)()
         sync(device)
-        record(f"ours compiled ({unet3d.COMPILE_MODES.get(device.type)})", compiled, time.perf_counter() - start)
+        record(f"ours compiled ({unet3d.DEFAULT_COMPILE_SCOPE})", compiled, time.perf_counter() - start)
         report["compile_cache_bytes_after_ours"] = unet3d.folder_bytes(cache)
         del compiled_model, compiled
     if args.regional:

@@ -3,13 +3,15 @@
 # takes several:
 #
 #   bench/gpu_runs.sh machine pytest-eager fill depth flow stream   # the weight-free path at 1080p, depth V2-S
-#   bench/gpu_runs.sh denoise unet-call                          # the exact schedule; one UNet call per variant
+#   bench/gpu_runs.sh profile denoise unet-call                  # the exact schedule: profile, clip, one call each
 #
 # Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
 # nothing), fill (filler speed, 1080p), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
 # (bench_flow: EPE and time per pair of our flow on the GPU and DIS on the CPU, 640x360 and 1080p), stream (convert of
-# 240 frames of 1080p, depth model tiny), denoise (bench_denoise: diffusers, ours, ours compiled), unet-call (one
-# call per pass shape: diffusers and ours with each temporal convolution and group norm).
+# 240 frames of 1080p, depth model tiny), profile (profile_denoise: the kernels of one UNet call per pass shape and
+# of a VAE round trip; diffusers, ours, ours compiled), denoise (bench_denoise: diffusers, ours, ours compiled and
+# the 4-view option), unet-call (one call per pass shape: diffusers and ours with each temporal convolution and
+# group norm).
 #
 # The device machine has its own torch (its image's python3); what it lacks travels as wheels in .whl/
 # (diffusers, PyAV, importlib_metadata) with the 1080p clips made here in .whl/clips/ (it has no FFmpeg CLI).
@@ -63,16 +65,17 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         step stream_1080p 130 $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda \
             --clips .whl/clips --json "$OUT/stream_1080p.json"
         ;;
+    profile) step profile 300 $PY bench/profile_denoise.py --device cuda --out "$OUT" ;;
     denoise)
-        step denoise 560 $PY bench/bench_denoise.py --device cuda --steps 4 --variants diffusers,ours,ours-compiled \
-            --json "$OUT/denoise.json"
+        step denoise 590 $PY bench/bench_denoise.py --device cuda --steps 4 \
+            --variants diffusers,ours,ours-compiled,ours-compiled-4-views --json "$OUT/denoise.json"
         ;;
     unet-call)
         step unet_call 120 $PY bench/bench_unet_call.py --device cuda --repeats 3 --temporal_conv conv2d,conv3d,gemm \
             --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
         ;;
     *)
-        echo "unknown step $name (machine, pytest, pytest-eager, fill, depth, flow, stream, denoise, unet-call)" >&2
+        echo "unknown step $name (machine, pytest, pytest-eager, fill, depth, flow, stream, profile, denoise, unet-call)" >&2
         exit 2
         ;;
     esac

@@ -301,7 +301,7 @@ class DiffusionConfig:
     offload: bool = False  # the idle text encoder and VAE wait on the CPU
     max_unet_frames: int = 256  # latent frames per UNet call, CFG pair counted; lower saves GPU memory
     vae_frames: int = 16  # frames per VAE call; lower saves GPU memory
-    compile: bool = False  # torch.compile: diffusers' blocks, or our whole forward (cached per machine)
+    compile: bool = False  # torch.compile: diffusers' blocks, or our repeated blocks + CUDA graphs (cached per machine)
     unet: str = DEFAULT_UNET  # the UNet3D forward: diffusers' or ours (svg3d.unet3d, the same numbers, channels-last)
 
     def __post_init__(self) -> None:

@@ -576,8 +576,9 @@ def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = 
     Compiling the whole diffusers UNet makes a call 1.40x faster but costs 156 s per input shape, and did not
     finish within 6 minutes with dynamic shapes.
 
-    ``unet="ours"``: our channels-last forward compiled whole with static shapes (``unet3d.compile_unet``: CUDA
-    graphs on a GPU) and, with ``vae``, the VAE's encoder and decoder whole (``compile_vae``), every graph cached
+    ``unet="ours"``: our channels-last forward's repeated blocks compiled with static shapes, each UNet call replayed
+    as one CUDA graph on a GPU (``unet3d.compile_unet``, issue 22; the whole forward compiled per shape took 457 s
+    cold on an H100) and, with ``vae``, the VAE's encoder and decoder whole (``compile_vae``), every graph cached
     on disk in the user cache folder (``unet3d.compile_cache_dir``), so a machine pays the cold compile once per
     torch version. (On the shared 2-core CPU the tiny test VAE compiled measured 0.5x to 2.2x eager across runs;
     the GPU runs of issue 14 decide with ``bench/bench_unet_call.py``; ``vae=False`` keeps it eager.)

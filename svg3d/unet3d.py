@@ -35,8 +35,11 @@ pass shapes of the schedule at the tiny and the full zeroscope config). Weights 
 diffusers' forward still computes the same), which every variant above reads as views. The one copy is the
 fused q/k/v of the spatial self-attentions (``UNet3D.extra_bytes``: 74 MB of zeroscope's 2.8 GB in fp16).
 
-``compile_unet`` compiles the whole forward with static shapes (the schedule has three), CUDA graphs where they
-apply, and Inductor's caches in a folder per machine and torch version (``compile_cache_dir``).
+``compile_unet`` compiles the repeated blocks (resnets, temporal convolutions, transformers: regional compile, one
+graph per block shape and pass shape that every block of that shape shares) and, on CUDA, replays
+each whole call as one CUDA graph per input shape (``PassGraphs``); ``scope="whole"`` compiles the whole forward
+per shape instead (issue 14's way: faster calls are not bought back by its ~8-minute cold compile). Inductor's
+caches live in a folder per machine and torch version (``compile_cache_dir``).
 """
 
 from __future__ import annotations
@@ -66,6 +69,12 @@ GROUP_NORM = ("torch", "grouped")  # see group_norm
 # torch's: the CPU has a native channels-last kernel, and on an H200 (fp16, eager) a whole UNet call was 4-5 %
 # faster with it than with "grouped" (904 vs 948 ms and 1110 vs 1160 ms at the schedule's two larger shapes)
 DEFAULT_GROUP_NORM = "torch"
+COMPILE_SCOPES = ("blocks", "whole")  # see UNet3D.compile
+# Issue 22: the whole forward per shape cost 457 s of cold compile on an H100 (172 s/clip after): the measured path,
+# so the default. Regions ("blocks") build ~28 small graphs per pass shape instead, equal to eager on the CPU (tested);
+# their cold time and speed on a GPU are not measured yet (bench/gpu_runs.sh profile denoise): the default moves to
+# them once they win there.
+DEFAULT_COMPILE_SCOPE = "whole"
 # Temporal attention runs every (pixel, head) of a clip as one "head" of a frames-long sequence; fused attention
 # kernels put heads on a CUDA grid axis (at most 65,535 blocks), so more than this many go in several calls
 # (zeroscope at 576x320 has at most 2,880 x 8 = 23,040; 1024x576 would have 73,728).
@@ -243,7 +252,22 @@ class _Linear1x1(nn.Module):
         return F.linear(x, self.weight.reshape(self.weight.shape[0], -1), self.bias)
 
 
-class _Resnet(nn.Module):
+class _Region(nn.Module):
+    """A repeated block that ``compile_unet`` compiles on its own (regional compile, ``UNet3D.compile``).
+
+    Its compiled forward has static shapes: one graph per block shape and pass shape, shared by every block of
+    that shape (the compiled code is the class's; weights are graph inputs, not constants). A dynamic batch
+    dimension would cover every pass shape with one graph, but the blocks' reshapes between images (N = B*F) and
+    clips (B, F) grow Dynamo's symbolic expressions without bound (seen on torch 2.14: minutes per block).
+    """
+
+    _compiled = None  # torch.compile(self.forward), set by UNet3D.compile(scope="blocks")
+
+    def __call__(self, *args):
+        return super().__call__(*args) if self._compiled is None else self._compiled(*args)
+
+
+class _Resnet(_Region):
     """diffusers' ResnetBlock2D ("default" time embedding, pre-norm, SiLU) on NHWC."""
 
     def __init__(self, block: nn.Module):
@@ -276,7 +300,7 @@ class _Resnet(nn.Module):
         return out if self.scale == 1 else out / self.scale
 
 
-class _TemporalConv(nn.Module):
+class _TemporalConv(_Region):
     """diffusers' TemporalConvLayer: four (GroupNorm over the clip, SiLU, conv over frames), plus the identity."""
 
     def __init__(self, layer: nn.Module, variant: str):
@@ -406,7 +430,7 @@ class _Block(nn.Module):
         return x + self.ff(self.norm3(x))
 
 
-class _Transformer(nn.Module):
+class _Transformer(_Region):
     """Transformer2DModel (spatial, ``temporal=False``) or TransformerTemporalModel, residual included."""
 
     def __init__(self, model: nn.Module, *, temporal: bool):
@@ -488,8 +512,8 @@ class UNet3D(nn.Module):
         self.norm_out = _Norm(unet.conv_norm_out) if unet.conv_norm_out is not None else None
         self.conv_out = _Conv(unet.conv_out)
         self.group_norm = group_norm
-        self._compiled = None  # compile(): torch.compile(self.run) with static shapes
-        self._cudagraphs = False  # whether compiled calls replay CUDA graphs (outputs are then cloned)
+        self._compiled = None  # compile(): what forward calls instead of run (a compiled graph or PassGraphs)
+        self._cudagraphs = False  # whether torch.compile replays CUDA graphs (scope "whole"; outputs are then cloned)
         for m in self.modules():
             if isinstance(m, _Norm):
                 m.impl = group_norm
@@ -573,20 +597,33 @@ class UNet3D(nn.Module):
         x = self.conv_out(x)  # B*F h w c
         return x.reshape(b, frames, h, w, -1).permute(0, 4, 1, 2, 3)  # B c F h w (a view, as diffusers returns)
 
-    def compile(self, mode: str = "default") -> UNet3D:
-        """Compile ``run`` as one graph per input shape (``torch.compile(dynamic=False, fullgraph=True)``).
+    def compile(self, mode: str = "default", *, scope: str = DEFAULT_COMPILE_SCOPE, graphs: bool | None = None) -> UNet3D:
+        """Compile in place (``compile_unet`` is the usual entry); returns ``self``.
 
-        Static shapes: the schedule calls the UNet with a few shapes only (three for the default stereo
-        schedule, a few more for tails of ``max_unet_frames`` chunks), and a static graph lets Inductor plan
-        every layout and fusion. ``mode`` is ``torch.compile``'s: ``"reduce-overhead"`` and ``"max-autotune"``
-        replay CUDA graphs on a GPU. Returns ``self`` (compiled in place); ``compile_unet`` is the usual entry.
+        ``scope="blocks"`` (regional): every resnet, temporal convolution and transformer (``_Region``) compiled
+        on its own with static shapes, ``mode`` ``torch.compile``'s for each; with ``graphs`` (None: on CUDA) each
+        whole call is then replayed as a CUDA graph per input shape (``PassGraphs``): no launch gaps and no Python
+        between the blocks. Distinct graphs: one per block shape (~27 in zeroscope) and pass shape (three in the
+        default schedule), shared by every block of that shape, every step and every window.
+        ``scope="whole"``: ``run`` as one graph per input shape (``fullgraph=True``, fully static); ``mode``
+        ``"reduce-overhead"`` / ``"max-autotune"`` replay CUDA graphs through torch.compile itself.
         """
         import torch._dynamo
 
-        # One recompilation per input shape is the design: allow the schedule's shapes and their chunk tails.
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
-        self._compiled = torch.compile(self.run, mode=mode, dynamic=False, fullgraph=True)
-        self._cudagraphs = self.device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
+        if scope not in COMPILE_SCOPES:
+            raise ValueError(f"compile scope {scope!r}: expected one of {', '.join(COMPILE_SCOPES)}")
+        # One graph per block shape and frame count (blocks), or per input shape (whole): more than the default 8.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 1024)
+        if scope == "whole":
+            self._compiled = torch.compile(self.run, mode=mode, dynamic=False, fullgraph=True)
+            self._cudagraphs = self.device.type == "cuda" and mode in ("reduce-overhead", "max-autotune")
+            return self
+        for m in self.modules():
+            if isinstance(m, _Region):
+                m._compiled = torch.compile(m.forward, mode=mode, dynamic=False, fullgraph=True)
+        graphs = self.device.type == "cuda" if graphs is None else graphs
+        self._compiled = PassGraphs(self.run) if graphs else self.run
         return self
 
     def time_embed(self, t: torch.Tensor) -> torch.Tensor:
@@ -605,6 +642,49 @@ class UNet3D(nn.Module):
             if level.kind == "down":
                 skips.append(x)
         return x
+
+
+class PassGraphs:
+    """``fn(sample, t, context)`` replayed as one CUDA graph per input shape (issue 22: whole passes, static shapes).
+
+    The first call of a shape runs ``fn`` twice on a side stream (compilation, cuDNN and allocator warm-up) and
+    captures a third run into a graph over static input buffers; every later call of that shape copies its inputs
+    in, replays, and returns a clone of the static output (the next replay overwrites it). All graphs share one
+    memory pool: they never run concurrently and their outputs are copied out at once, so a pass's intermediates
+    can reuse another shape's. Only for CUDA, and only for code that never syncs with the host inside.
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.graphs: dict[tuple, tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.cuda.CUDAGraph]] = {}
+        self.pool = None
+
+    def __call__(self, sample: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        args = (sample, t, context)
+        key = tuple((tuple(a.shape), a.dtype, a.device) for a in args)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(args)
+        static, out, graph = self.graphs[key]
+        for dst, src in zip(static, args, strict=True):
+            dst.copy_(src)
+        graph.replay()
+        return out.clone()
+
+    def _capture(self, args: tuple[torch.Tensor, ...]):
+        static = tuple(a.clone() for a in args)
+        side = torch.cuda.Stream(args[0].device)
+        side.wait_stream(torch.cuda.current_stream(args[0].device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self.fn(*static)
+        torch.cuda.current_stream(args[0].device).wait_stream(side)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = self.fn(*static)
+        log.info("captured a CUDA graph of a UNet call %s", tuple(args[0].shape))
+        return static, out, graph
 
 
 def timestep_vector(timestep: Any, sample: torch.Tensor) -> torch.Tensor:
@@ -644,9 +724,11 @@ def unet_for(unet: nn.Module, kind: str) -> Any:
 # --------------------------------------------------------------------------------------------------
 # compiled once per machine
 
-# torch.compile mode per device type: the one place the compiled forward's execution is chosen. CUDA graphs
-# ("reduce-overhead") remove the launch gaps of ~1,000 kernels per call; issue 14 measures it on H200s.
-COMPILE_MODES = {"cuda": "reduce-overhead", "cpu": "default"}
+# torch.compile mode per scope and device type: the one place the compiled forward's execution is chosen. Whole
+# graphs: CUDA graphs through torch.compile ("reduce-overhead") remove the launch gaps of ~1,000 kernels per call.
+# Blocks: plain Inductor kernels, the whole call captured as one CUDA graph by PassGraphs (torch.compile's own
+# would make ~300 small graphs per call, one per block call).
+COMPILE_MODES = {"whole": {"cuda": "reduce-overhead", "cpu": "default"}, "blocks": {"cuda": "default", "cpu": "default"}}
 
 
 def compile_cache_dir() -> Path:
@@ -685,18 +767,20 @@ def folder_bytes(folder: str | Path) -> int:
     return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
 
 
-def compile_unet(unet: nn.Module, *, mode: str | None = None, cache: bool = True) -> UNet3D:
+def compile_unet(
+    unet: nn.Module, *, mode: str | None = None, cache: bool = True, scope: str = DEFAULT_COMPILE_SCOPE, graphs: bool | None = None
+) -> UNet3D:
     """Compile our forward over ``unet``'s weights (``unet_for(unet, "ours")``) in place and return it.
 
-    ``mode``: None = ``COMPILE_MODES`` for the device. ``cache``: keep the compiled kernels in the user cache
-    folder (``use_compile_cache``), so a machine pays the full compile time once per torch version. Graphs are
-    built at the first call of each input shape. The loop picks the compiled forward up through
-    ``DenoiseConfig(unet="ours")``.
+    ``scope`` and ``graphs``: ``UNet3D.compile``. ``mode``: None = ``COMPILE_MODES[scope]`` for the device.
+    ``cache``: keep the compiled kernels in the user cache folder (``use_compile_cache``), so a machine pays the
+    full compile time once per torch version. Graphs are built at the first call of each shape. The loop picks
+    the compiled forward up through ``DenoiseConfig(unet="ours")``.
     """
     ours = unet_for(unet, "ours")
     if cache:
         log.info("compile cache: %s", use_compile_cache())
-    return ours.compile(mode or COMPILE_MODES.get(ours.device.type, "default"))
+    return ours.compile(mode or COMPILE_MODES[scope].get(ours.device.type, "default"), scope=scope, graphs=graphs)
 
 
 def unet_flops(config: dict, batch: int, frames: int, height: int, width: int, context_len: int = 77) -> int:
