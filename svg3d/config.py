@@ -424,8 +424,8 @@ class ConvertConfig:
     # False runs them one after another; None: at once on a GPU or from convert.CONCURRENT_CPUS cores. The outputs are
     # the same bytes either way (tested).
     concurrent_stages: bool | None = None
-    # Cores the run plans its threads for (svg3d.threads); None: those this process may run on. Not the load of the
-    # moment: the counts must be the same when a run resumes, or float sums could round otherwise.
+    # Cores the run plans its threads for (svg3d.threads); None: the machine's (os.cpu_count). Not the load or the CPU
+    # set of the moment: the counts decide how some steps round, so a resumed run must get the same ones.
     threads: int | None = None
 
     def __post_init__(self) -> None:

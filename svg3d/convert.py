@@ -176,7 +176,9 @@ def convert(
     """
     config = ConvertConfig() if config is None else config
     device = torch.device(device)
-    cpus = config.threads or threads.available_cpus()
+    # the machine's cores, not this process's CPU set of the moment: the counts decide how some steps round (OpenCV's
+    # DIS splits its refinement by threads), and a run resumed under another set (taskset, a Ray worker) must agree
+    cpus = config.threads or os.cpu_count() or 1
     if config.concurrent_stages is None:  # at once where it pays
         config = replace(config, concurrent_stages=device.type == "cuda" or cpus >= CONCURRENT_CPUS)
     out_dir = Path(out_dir)

@@ -958,7 +958,9 @@ def test_lossy_exports_of_a_resumed_convert_equal_an_uninterrupted_one(tmp_path)
     from tests.media import rendered_clip
     from tests.test_convert import base_config
 
-    video, depth, _ = rendered_clip(tmp_path / "clip", frames=6)
+    # 192x128: at 96x64 the half SBS (96x64 frames) was encoded two ways from identical frames (the frames fed to x264
+    # hashed equal) in about 1 run of 5 — an x264 quirk at that size, open; not seen at this size in 18 encodes
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=6, height=128, width=192)
     config = base_config(depth, chunk_frames=2, exports=("sbs", "hsbs", "anaglyph"))
     first = convert.convert(video, tmp_path / "a", config)
     second = convert.convert(video, tmp_path / "b", config)
