@@ -94,7 +94,10 @@ def run_item(path: Path, depth_kind: str, config: classical.FillConfig) -> tuple
         "dibr-telea": lambda: dibr_telea(left, d),
     }
     out, row = {}, {"item": path.stem, "depth": depth_kind, "frames": t, "holes_pct": 100 * (~known).float().mean().item()}
+    row["band_pct"] = 100 * (classical.border_band(known, 1) | classical.border_band(known, -1)).float().mean().item()
     everywhere = torch.ones_like(known)
+    band = classical.border_band(known, 1) | classical.border_band(known, -1)  # out of view: no camera saw it
+    disoccluded = ~known & ~band  # background a nearer object hid
     for name, run in runs.items():
         start = time.perf_counter()
         out[name] = run().clamp(0, 1)
@@ -104,6 +107,7 @@ def run_item(path: Path, depth_kind: str, config: classical.FillConfig) -> tuple
         row[name] = {
             "hole_psnr": s["psnr"], "hole_ssim": s["ssim"],
             "all_psnr": metrics.masked_psnr(out[name], truth, everywhere), "all_ssim": metrics.masked_ssim(out[name], truth, everywhere),
+            "disocclusion_psnr": metrics.masked_psnr(out[name], truth, disoccluded), "band_psnr": metrics.masked_psnr(out[name], truth, band),
             "ms_per_frame": 1000 * seconds / t,
         }  # fmt: skip
         if t > 1:
@@ -151,23 +155,25 @@ def main() -> None:
             row, out, truth, known = run_item(path, kind, config)
             rows.append(row)
             gain = row["classical"]["hole_psnr"] - row["telea"]["hole_psnr"]
+            dis = row["classical"]["disocclusion_psnr"] - row["telea"]["disocclusion_psnr"]
             flick = f", flicker {row['classical']['flicker_ratio']:.2f} vs Telea {row['telea']['flicker_ratio']:.2f}" if row["frames"] > 1 else ""
             print(f"  {kind:8s} {path.stem:16s} holes {row['holes_pct']:4.1f} %  classical {row['classical']['hole_psnr']:.2f} dB  "
-                  f"telea {row['telea']['hole_psnr']:.2f}  ({gain:+.2f}){flick}", flush=True)  # fmt: skip
+                  f"telea {row['telea']['hole_psnr']:.2f}  ({gain:+.2f}; disocclusions {dis:+.2f}, band {row['band_pct']:.1f} %){flick}", flush=True)  # fmt: skip
             if args.previews:
                 save_previews(args.previews, row, out, truth, known)
     summary = {}
-    print("\n| depth | filler | hole PSNR | hole SSIM | all PSNR | all SSIM | flicker ratio (videos) | worst hole PSNR - Telea | ms/frame |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| depth | filler | hole PSNR | disocclusion PSNR | band PSNR | hole SSIM | all PSNR | all SSIM | flicker ratio (videos) | worst hole PSNR - Telea | ms/frame |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for kind in args.depth:
         sub = [r for r in rows if r["depth"] == kind]
         for f in FILLERS:
             worst = min(r[f]["hole_psnr"] - r["telea"]["hole_psnr"] for r in sub)
             vids = [r[f]["flicker_ratio"] for r in sub if "flicker_ratio" in r[f]]
-            summary[f"{kind}/{f}"] = s = {k: mean(sub, f, k) for k in ("hole_psnr", "hole_ssim", "all_psnr", "all_ssim", "flicker_ratio", "ms_per_frame")}
+            keys = ("hole_psnr", "disocclusion_psnr", "band_psnr", "hole_ssim", "all_psnr", "all_ssim", "flicker_ratio", "ms_per_frame")
+            summary[f"{kind}/{f}"] = s = {k: mean(sub, f, k) for k in keys}
             s["worst_gain_over_telea"] = worst
             s["max_flicker_ratio"] = max(vids) if vids else math.nan
-            print(f"| {kind} | {f} | {s['hole_psnr']:.2f} | {s['hole_ssim']:.3f} | {s['all_psnr']:.2f} | {s['all_ssim']:.3f} | "
+            print(f"| {kind} | {f} | {s['hole_psnr']:.2f} | {s['disocclusion_psnr']:.2f} | {s['band_psnr']:.2f} | {s['hole_ssim']:.3f} | {s['all_psnr']:.2f} | {s['all_ssim']:.3f} | "
                   f"{s['flicker_ratio']:.2f} (max {s['max_flicker_ratio']:.2f}) | {worst:+.2f} | {s['ms_per_frame']:.0f} |")  # fmt: skip
     if args.json:
         report = {
