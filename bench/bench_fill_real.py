@@ -150,17 +150,19 @@ def main() -> None:
         raise SystemExit(f"{args.data}: no prepared items (run bench/real_stereo/prepare.py first)")
     config = classical.FillConfig()
     rows = []
-    for kind in args.depth:
-        for path in paths:
-            row, out, truth, known = run_item(path, kind, config)
-            rows.append(row)
-            gain = row["classical"]["hole_psnr"] - row["telea"]["hole_psnr"]
-            dis = row["classical"]["disocclusion_psnr"] - row["telea"]["disocclusion_psnr"]
-            flick = f", flicker {row['classical']['flicker_ratio']:.2f} vs Telea {row['telea']['flicker_ratio']:.2f}" if row["frames"] > 1 else ""
-            print(f"  {kind:8s} {path.stem:16s} holes {row['holes_pct']:4.1f} %  classical {row['classical']['hole_psnr']:.2f} dB  "
-                  f"telea {row['telea']['hole_psnr']:.2f}  ({gain:+.2f}; disocclusions {dis:+.2f}, band {row['band_pct']:.1f} %){flick}", flush=True)  # fmt: skip
-            if args.previews:
-                save_previews(args.previews, row, out, truth, known)
+    stills, videos = [p for p in paths if "-" not in p.stem], [p for p in paths if "-" in p.stem]
+    for path, kind in [(p, k) for group in (stills, videos) for k in args.depth for p in group]:  # the stills first
+        row, out, truth, known = run_item(path, kind, config)
+        rows.append(row)
+        gain = row["classical"]["hole_psnr"] - row["telea"]["hole_psnr"]
+        dis = row["classical"]["disocclusion_psnr"] - row["telea"]["disocclusion_psnr"]
+        flick = f", flicker {row['classical']['flicker_ratio']:.2f} vs Telea {row['telea']['flicker_ratio']:.2f}" if row["frames"] > 1 else ""
+        print(f"  {kind:8s} {path.stem:16s} holes {row['holes_pct']:4.1f} %  classical {row['classical']['hole_psnr']:.2f} dB  "
+              f"telea {row['telea']['hole_psnr']:.2f}  ({gain:+.2f}; disocclusions {dis:+.2f}, band {row['band_pct']:.1f} %){flick}", flush=True)  # fmt: skip
+        if args.previews:
+            save_previews(args.previews, row, out, truth, known)
+        if args.json:  # after every item: a long run interrupted keeps what it measured
+            write_report(args.json, config, rows, {})
     summary = {}
     print("\n| depth | filler | hole PSNR | disocclusion PSNR | band PSNR | hole SSIM | all PSNR | all SSIM | flicker ratio (videos) | worst hole PSNR - Telea | ms/frame |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -176,14 +178,18 @@ def main() -> None:
             print(f"| {kind} | {f} | {s['hole_psnr']:.2f} | {s['disocclusion_psnr']:.2f} | {s['band_psnr']:.2f} | {s['hole_ssim']:.3f} | {s['all_psnr']:.2f} | {s['all_ssim']:.3f} | "
                   f"{s['flicker_ratio']:.2f} (max {s['max_flicker_ratio']:.2f}) | {worst:+.2f} | {s['ms_per_frame']:.0f} |")  # fmt: skip
     if args.json:
-        report = {
-            "command": "python " + " ".join(sys.argv),
-            "config": config.__dict__,
-            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads()},
-            "summary": summary,
-            "items": rows,
-        }
-        args.json.write_text(json.dumps(report, indent=1, default=str) + "\n")
+        write_report(args.json, config, rows, summary)
+
+
+def write_report(path: Path, config: classical.FillConfig, rows: list[dict], summary: dict) -> None:
+    report = {
+        "command": "python " + " ".join(sys.argv),
+        "config": config.__dict__,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads()},
+        "summary": summary,
+        "items": rows,
+    }
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":
