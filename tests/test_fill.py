@@ -157,8 +157,8 @@ def test_border_band_and_its_width():
 
 
 def test_border_fills_continue_the_row():
-    """mirror: the row reflected about the band's inner edge; stretch: the last known pixel (rows averaged over 5);
-    float: black straight columns as wide as the widest band row."""
+    """mirror: the row reflected about the band's inner edge; float: black straight columns as wide as the widest
+    band row (stretch is step 3's row fill: test_fill_real)."""
     row = torch.arange(1, 9, dtype=torch.float32) / 10  # 0.1 .. 0.8
     image = row.expand(3, 6, 8).clone()
     band = torch.zeros(6, 8, dtype=torch.bool)
@@ -167,9 +167,6 @@ def test_border_fills_continue_the_row():
     mirror = fill.fill_border(image, band, 1, "mirror")
     assert mirror[0, 1].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.4, 0.3])
     assert mirror[0, 0].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.3, 0.2, 0.1])
-    stretch = fill.fill_border(image, band, 1, "stretch")
-    assert stretch[0, 3, 5:].tolist() == pytest.approx([0.5] * 3)  # rows 1-5 all end at 0.5
-    assert stretch[0, 0, 4:].tolist() == pytest.approx([(0.4 + 0.5 + 0.5) / 3] * 4)  # row 0 and the two below it
     left = fill.fill_border(image.flip(-1), band.flip(-1), -1, "mirror").flip(-1)
     assert torch.allclose(left, mirror)
     floating = fill.fill_border(image, band, 1, "float")

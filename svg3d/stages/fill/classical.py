@@ -496,8 +496,7 @@ def fill_border(image: torch.Tensor, band: torch.Tensor, side: int, mode: str, *
     """Fill the out-of-view ``band (H, W)`` of ``image (3, H, W)`` (all other pixels known or filled).
 
     ``mirror``: each band pixel takes the row's pixel reflected about the band's inner edge (the first
-    band pixel copies the last known one), so texture continues into the band. ``stretch``: the row's
-    last known pixel repeated, averaged over 5 rows so rows do not streak. ``float``: a floating window,
+    band pixel copies the last known one), so texture continues into the band. ``float``: a floating window,
     black over the ``width`` columns at the edge (default: the widest row of the band); pixels beside
     the band in those columns are blacked too, so the window's edge is a straight line. Rows without
     any known pixel are left as they are. Returns ``(3, H, W)``.
@@ -513,20 +512,10 @@ def fill_border(image: torch.Tensor, band: torch.Tensor, side: int, mode: str, *
         width = int(band.sum(-1).max().item()) if width is None else width
         bar = (cols >= w - width) if side > 0 else (cols < width)
         return torch.where(bar[None], 0.0, image)  # pixels beside the band in those columns too (the docstring)
-    if mode == "mirror":
-        src = (2 * inner + 1 - cols) if side > 0 else (2 * inner - 1 - cols)
-    elif mode == "stretch":
-        src = inner
-    else:
-        raise ValueError(f"border mode must be mirror, stretch or float here, got {mode!r}")
-    src = src.clamp(0, w - 1)
+    if mode != "mirror":
+        raise ValueError(f"border mode must be mirror or float here (stretch is step 3's row fill), got {mode!r}")
+    src = ((2 * inner + 1 - cols) if side > 0 else (2 * inner - 1 - cols)).clamp(0, w - 1)
     values = image.gather(2, src[None].expand(3, h, w))
-    if mode == "stretch":  # average the edge colour over 5 rows (box filter over the rows that have one)
-        weight = has_edge.to(image.dtype)[None, :, :1]  # (1, H, 1)
-        kernel = torch.ones(1, 1, 5, 1, dtype=image.dtype, device=image.device)
-        num = F.conv2d((values * weight)[:, None], kernel, padding=(2, 0))[:, 0]
-        den = F.conv2d(weight[None].expand(3, 1, h, 1).contiguous(), kernel, padding=(2, 0))[:, 0]
-        values = num / den.clamp_min(1e-12)
     return torch.where((band & has_edge)[None], values, image)
 
 
@@ -675,7 +664,7 @@ def _fill_frame(
     origin[interior] = FROM_SPACE
     for side, b in bands.items():
         if b.any():
-            if config.border != "stretch":
+            if config.border == "mirror":
                 img = fill_border(img, b, side, config.border)
             origin[b] = FROM_BORDER
     return img.clamp(0, 1), origin, torch.where(now, z, z_bg)  # filled pixels: the depth they were filled for
