@@ -35,12 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from svg3d import camera, matrix, metrics, scene  # noqa: E402
+from svg3d import camera, metrics, scene  # noqa: E402
 from svg3d.config import BORDER_CHOICES  # noqa: E402
+from svg3d.source import read_clip  # noqa: E402
+from svg3d.stages import matrix  # noqa: E402
 from svg3d.stages.fill import classical as fill  # noqa: E402
 from svg3d.stages.fill.previous import previous_fill  # noqa: E402
 from svg3d.stages.fill.telea import telea_fill  # noqa: E402
-from svg3d.source import read_clip  # noqa: E402
 
 # clip -> (seed, camera, textures: None or [(video, frames | "play")])
 CLIPS = {

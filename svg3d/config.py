@@ -328,7 +328,8 @@ BORDER_CHOICES = ("mirror", "stretch", "float", "inpaint")
 
 @dataclass(frozen=True)
 class FillConfig:
-    """Settings of ``fill_views``; defaults measured on rendered moving-camera scenes (bench/bench_fill.py)."""
+    """Settings of ``fill_views``; defaults measured on real stereo captures (bench/bench_fill_real.py) and
+    rendered moving-camera scenes (bench/bench_fill.py)."""
 
     window: int = 6  # frames before AND after searched along the scene's motion (step 2); 9 gained 0.2-0.5 dB for 13 % more time
     flow_width: int = 288  # px: the source's flow is computed at this width (the full width if narrower): half of 576, ~4 ms a DIS pair
@@ -336,9 +337,7 @@ class FillConfig:
     depth_tolerance: float = 0.08  # relative: a sample is the hole's background if its depth is within this of the expected depth
     colour_tolerance: float = 24 / 255  # the flow's reference point must keep its colour (mean over channels) from frame to frame
     decay: float = 0.6  # weight of a frame k away: decay^(k-1), nearer frames (less flow error) count more
-    far_ratio: float = 3.0  # step 3: known pixels farther than this x the hole's background do not fill it (a sky, a saturated region taken for far)
-    depth_layers: int = 3  # step 3 fills holes in this many groups of background depth, each from its own layer
-    border: str = "mirror"  # the out-of-view band: BORDER_CHOICES (module docstring)
+    border: str = "stretch"  # the out-of-view band: BORDER_CHOICES (classical's docstring); stretch won on real captures (bench_fill_real)
     smooth: int = 3  # step 5: filled pixels average the first passes of this many frames each side, along the scene's motion
     smooth_decay: float = 0.9  # step 5: weight of a frame k away: smooth_decay^k (flatter than step 2's: guesses average over more frames)
     guess_weight: float = 0.3  # step 5: weight of a spatial guess (steps 3-4) against a pixel seen in another frame
@@ -351,8 +350,6 @@ class FillConfig:
             ("depth_tolerance", self.depth_tolerance, 0 < self.depth_tolerance < 1, "in (0, 1)"),
             ("colour_tolerance", self.colour_tolerance, self.colour_tolerance > 0, "> 0"),
             ("decay", self.decay, 0 < self.decay <= 1, "in (0, 1]"),
-            ("far_ratio", self.far_ratio, self.far_ratio > 1, "> 1"),
-            ("depth_layers", self.depth_layers, isinstance(self.depth_layers, int) and self.depth_layers >= 1, "an integer >= 1"),
             ("border", self.border, self.border in BORDER_CHOICES, f"one of {', '.join(BORDER_CHOICES)}"),
             ("smooth", self.smooth, isinstance(self.smooth, int) and self.smooth >= 0, "an integer >= 0 (0: no step 5)"),
             ("smooth_decay", self.smooth_decay, 0 < self.smooth_decay <= 1, "in (0, 1]"),

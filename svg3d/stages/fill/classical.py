@@ -20,21 +20,25 @@ colours from the background only, never from the occluder (``fill_views``, per v
    expected one on all four bilinear taps and the reference kept its colour (and, for the scene's
    motion, moved as the scene does); its colour comes in bilinearly (sub-pixel exact). Frames are
    averaged with weights ``decay^(k - 1)``. A static shot is the special case of no motion.
-3. Space, from the background only. What no frame saw is filled by a pull-push pyramid (normalised
-   convolution, as the Lumigraph's hole filling) from known pixels of the hole's own background
-   layer: depth at least ``(1 - depth_tolerance) z_bg`` (so the occluder has zero weight at every
-   scale and never bleeds in) and at most ``far_ratio z_bg`` (so a saturated sky or a zero-disparity
-   region far behind does not flood every hole). ``background_fill``.
+3. Space (``row_fill`` and ``soft_fill``). What no frame saw is filled along its row from the hole's
+   two ends: where their depths differ (a disocclusion) and the depth can be trusted, the farther
+   end, the background, is carried across; where the two ends are one surface, or an end is blown out
+   (saturated: its depth is a guess), the ends are interpolated: a blend that cannot paint a layer it
+   did not see on both sides. The row values are smoothed over the hole's rows, the more the farther
+   from its edge, so the fill follows the edge's structure and fades into a soft average, never into
+   streaks or flat patches. Untrusted pixels are further blended (``ROW_SHARE``) with a soft 2-D fill
+   (normalised convolution over growing windows from every known pixel around). Measured on real
+   stereo captures with true and monocular-like depth (bench/bench_fill_real.py): depth-trusting
+   layered pull-push (this filler before issue 23) lost 0.3-9 dB to Telea there; this wins back most.
 4. Border. The out-of-view band (holes with no known pixel between them and the frame edge) is
-   filled by the ``border`` choice (``BORDER_CHOICES``, ``fill_border``): ``mirror`` (default: the
-   row's content reflected about the band's inner edge, so texture continues instead of flat
-   blocks), ``stretch`` (the edge pixel repeated along the row, smoothed over a few rows), ``float``
-   (a floating window: black, straight columns at the edge, as wide as the band within the context
-   frames), or ``inpaint`` (step 3). ``crop_width`` gives the columns to crop instead, for a caller
-   that can change the frame size. Mirror is the default from looking at rendered real footage with a
-   near object at the edge (a band of ~50 px at 576 wide): stretch streaks on texture, inpaint leaves
-   the flat blocks users complained of, mirror continues the texture; inpaint's flat average scores
-   1-2 dB more PSNR there (PSNR rewards blur), and where the camera moves, step 2 fills most of it.
+   filled by the ``border`` choice (``BORDER_CHOICES``): ``stretch`` (default: step 3 from the one
+   end there, mostly the soft 2-D fill (``BAND_ROW_SHARE``): the picture continues, objects entering
+   the frame included, without a seam), ``mirror`` (the row's content reflected about the band's
+   inner edge, ``fill_border``), ``float`` (a floating window: black, straight columns at the edge,
+   as wide as the band within the context frames), or ``inpaint`` (step 3 as for any hole).
+   ``crop_width`` gives the columns to crop instead, for a caller that can change the frame size.
+   On real captures mirror copied the occluder at the edge into the band (a chair's back where a
+   door was): 0.5-8 dB below the stretch; where the camera moves, step 2 fills most of the band.
 
 5. Stillness. Each filled pixel averages the first passes (steps 1-4) of the ``smooth`` frames around,
    at the place the scene's motion carries its point, where that place was filled for (or shows)
@@ -65,6 +69,8 @@ import torch.nn.functional as F
 from ...checks import check_same, check_shape
 from ...config import FillConfig
 from ...flow import FlowBackend, weight_free_flow
+from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, fit_scene_motion, predict_motion
+from ...pyramid import bilinear_taps, sample_bilinear
 from ..matrix import Cells
 from .base import SinglePass
 
@@ -119,31 +125,6 @@ def background_depth(depth: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
 # sampling at points (every op elementwise: a point's value never depends on the others)
 
 
-def _taps(h: int, w: int, x: torch.Tensor, y: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Flat indices and weights of the 4 bilinear taps of points ``x, y (N,)`` (pixel centres, clamped inside)."""
-    x = x.nan_to_num(0.0).clamp(0, w - 1)  # a point that left to infinity samples a border pixel (and counts as outside)
-    y = y.nan_to_num(0.0).clamp(0, h - 1)
-    x0 = x.floor().clamp(max=max(w - 2, 0))
-    y0 = y.floor().clamp(max=max(h - 2, 0))
-    fx, fy = x - x0, y - y0
-    x0, y0 = x0.long(), y0.long()
-    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
-    index = [y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1]
-    weight = [(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]
-    return index, weight
-
-
-def _bilinear(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples ``(C, N)`` of ``img (C, H, W)`` at ``x, y (N,)`` (``camera``'s pixel centres; clamped inside)."""
-    c, h, w = img.shape
-    index, weight = _taps(h, w, x, y)
-    flat = img.reshape(c, h * w)
-    out = flat.index_select(1, index[0]) * weight[0]
-    for i, wt in zip(index[1:], weight[1:], strict=True):
-        out = out + flat.index_select(1, i) * wt
-    return out
-
-
 def _tap_range(z: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Min and max ``(N,)`` of ``z (H, W)`` over the 4 bilinear taps of each point: are they all one surface?"""
     _, lo, hi = _sample_with_depth(z.reshape(-1, 1), z.shape[0], z.shape[1], x, y)
@@ -155,7 +136,7 @@ def _sample_with_depth(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bilinear samples ``(N, C)`` of pixels ``flat (H*W, C)`` (channels last: one row per tap) whose last
     channel is depth, and the min and max ``(N,)`` of that depth over the 4 taps."""
-    index, weight = _taps(h, w, x, y)
+    index, weight = bilinear_taps(h, w, x, y)
     taps = flat.index_select(0, torch.cat(index)).view(4, x.numel(), -1)  # one gather: (4 taps, N, C)
     out = taps[0] * weight[0][:, None]
     for tap, wt in zip(taps[1:], weight[1:], strict=True):
@@ -171,89 +152,6 @@ def _inside(x: torch.Tensor, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------------
 # flow of the source
-
-
-MOTION_SAMPLE_STRIDE = 4  # the scene's motion is fitted to the flow at every 4th pixel (of the flow's grid) each way
-MOTION_TRIMS = 3  # least-squares fits on the best-fitting half of the matches (trimmed least squares) ...
-MOTION_ROUNDS = 2  # ... then on the inliers of the previous fit
-MOTION_EDGE = 0.05  # samples whose 4 depth taps differ by more than 5 % (depth edges) do not enter the fit
-
-
-def _motion_rows(u, v, rho, us, vs, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Linear equations ``A p = b`` (float64, ``(2N, 11)`` and ``(2N,)``) of the plane-plus-parallax model."""
-    h, w = size
-    x, y = (u - 0.5 * w) / w, (v - 0.5 * h) / w  # centred, one scale for both axes
-    xs, ys = (us - 0.5 * w) / w, (vs - 0.5 * h) / w
-    one, zero = torch.ones_like(x), torch.zeros_like(x)
-    row_x = torch.stack([x, y, one, zero, zero, zero, -xs * x, -xs * y, rho, zero, -xs * rho], 1)
-    row_y = torch.stack([zero, zero, zero, x, y, one, -ys * x, -ys * y, zero, rho, -ys * rho], 1)
-    return torch.cat([row_x, row_y]), torch.cat([xs, ys])
-
-
-def predict_motion(params: torch.Tensor, u: torch.Tensor, v: torch.Tensor, rho: torch.Tensor, size: tuple[int, int]):
-    """Where points of frame t land in frame s under the fitted scene motion (``fit_scene_motion``).
-
-    params: float64 ``(12,)``; u, v ``(N,)`` pixel coordinates; rho ``(N,)`` inverse depth 1/Z of each
-    point at frame t. Returns u_s, v_s ``(N,)`` and w ``(N,)``, the model's Z_s / Z_t, in the dtype of
-    ``u`` (float32 keeps 1e-4 px at any frame size the project handles; the fit itself is float64).
-    """
-    h, w = size
-    p = params.tolist()  # Python floats: the coefficients enter every element's arithmetic alike
-    x, y, q = (u - 0.5 * w) * (1.0 / w), (v - 0.5 * h) * (1.0 / w), rho * p[11]
-    den = x * p[6] + y * p[7] + q * p[10] + 1.0
-    xs = (x * p[0] + y * p[1] + q * p[8] + p[2]) / den
-    ys = (x * p[3] + y * p[4] + q * p[9] + p[5]) / den
-    return xs * w + 0.5 * w, ys * w + 0.5 * h, den
-
-
-def fit_scene_motion(
-    u: torch.Tensor, v: torch.Tensor, rho: torch.Tensor, us: torch.Tensor, vs: torch.Tensor, size: tuple[int, int], *, inlier_px: float
-) -> torch.Tensor:
-    """Fit the motion of the static scene between two frames to point matches, robust to moving objects.
-
-    A pinhole camera moving rigidly maps a static point x (homogeneous pixel) at inverse depth rho to
-    ``x_s ~ H x + e rho`` (plane plus parallax: H = K R^T K^-1, e = -K R^T c for a camera that turns by R
-    and moves by c), exactly for any rotation and translation; H's last entry is fixed to 1 (motion
-    between neighbouring frames is close to the identity). The 11 unknowns come from linear least
-    squares on the multiplied-out equations: first on all matches, then ``MOTION_TRIMS`` times on the
-    half that fits best (trimmed least squares: moving objects, up to half the matches, drop out even
-    when they move only a few pixels), then ``MOTION_ROUNDS`` times on the matches within
-    ``max(inlier_px, 3 x median)`` px. An affine inverse depth (a monocular network's) fits as well:
-    its offset folds into H. u, v, us, vs, rho ``(N,)``: matches at frame t -> s (pixels) and 1/Z at t.
-    Returns float64 ``(12,)``: the 11 parameters and the scale applied to rho (for ``predict_motion``).
-    """
-    u, v, us, vs, rho = (a.double() for a in (u, v, us, vs, rho))
-    identity = torch.tensor([1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0], dtype=torch.float64, device=u.device)
-    n = u.numel()
-    if n < 12:  # too few matches to say anything: no motion
-        return torch.cat([identity, torch.ones(1, dtype=torch.float64, device=u.device)])
-    scale = 1.0 / rho.median().clamp_min(1e-12)
-    a, b = _motion_rows(u, v, rho * scale, us, vs, size)
-    # A small ridge pulls e (depth-dependent motion) towards 0: where depth is nearly constant, e rho and H's
-    # last column explain the same motion and Z_s / Z_t (the denominator) would be anything; with the ridge
-    # it stays near 1 (no dolly), and where depth varies the data outweighs it by ~1e6.
-    ridge = torch.diag(torch.tensor([1e-12] * 8 + [1e-6] * 3, dtype=torch.float64, device=u.device))
-    ridge_scale = 1.0
-
-    def solve(use: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        wt = torch.cat([use, use])[:, None]
-        ata = (a * wt).T @ a
-        atb = (a * wt).T @ b
-        params = torch.cat([torch.linalg.solve(ata + ridge_scale * float(ata.diagonal().mean()) * ridge, atb), scale.reshape(1)])
-        pu, pv, _ = predict_motion(params, u, v, rho, size)
-        return params, ((pu - us) ** 2 + (pv - vs) ** 2).sqrt()
-
-    params, err = solve(torch.ones(n, dtype=torch.float64, device=u.device))
-    for _ in range(MOTION_TRIMS):
-        half = err.kthvalue(max(12, n // 2)).values
-        params, err = solve((err <= half).double())
-    for _ in range(MOTION_ROUNDS):
-        threshold = max(inlier_px, 3.0 * float(err.median()))
-        use = (err <= threshold).double()
-        if use.sum() < 12:
-            break
-        params, err = solve(use)
-    return params
 
 
 class _Flows:
@@ -303,7 +201,7 @@ class _Flows:
         return self.flows[(i, j)]
 
     def sample(self, i: int, j: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        f = _bilinear(self.flow(i, j), (x + 0.5) * self.sx - 0.5, (y + 0.5) * self.sy - 0.5)  # (2, N) low-res pixels
+        f = sample_bilinear(self.flow(i, j), (x + 0.5) * self.sx - 0.5, (y + 0.5) * self.sy - 0.5)  # (2, N) low-res pixels
         return torch.stack([f[0] / self.sx, f[1] / self.sy])
 
     def motion(self, i: int, j: int) -> torch.Tensor:
@@ -314,7 +212,7 @@ class _Flows:
             us, vs = u + f[0] / self.sx, v + f[1] / self.sy
             lo, hi = _tap_range(self.depth[i], u, v)
             ok = (lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)
-            z = _bilinear(self.depth[i][None], u, v)[0]
+            z = sample_bilinear(self.depth[i][None], u, v)[0]
             self.motions[(i, j)] = fit_scene_motion(u[ok], v[ok], 1.0 / z[ok], us[ok], vs[ok], (self.h, self.w), inlier_px=self.inlier_px)
         return self.motions[(i, j)]
 
@@ -450,96 +348,118 @@ def temporal_fill(
 # step 3: space
 
 
-def pull_push(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Fill zero-weight pixels by pull-push (Gortler et al. 1996): a pyramid of weighted averages.
+def _vertical_box(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Sum over ``2 radius + 1`` rows of each pixel of ``x (C, H, W)``, zero outside (running sums along H)."""
+    c, h, w = x.shape
+    csum = F.pad(x, (0, 0, radius + 1, radius)).cumsum(1)  # (C, H + 2r + 1, W): a leading 0
+    return csum[:, 2 * radius + 1 :] - csum[:, : h]
 
-    values: float ``(N, C, H, W)``; weights: float ``(N, 1, H, W)`` in [0, 1]. Pull: halve the
-    resolution, averaging weight-premultiplied values, down to one pixel on the short side (always
-    the whole pyramid, so an image's result does not depend on the others in the batch). Push: from
-    coarse to fine, each level's pixel is its own average blended with the bilinear upsampling of
-    the coarser level by its coverage. Pixels of weight 1 are returned unchanged; an image with no
-    weight at all comes back as zeros.
+
+def _horizontal_box(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Sum over ``2 radius + 1`` columns of each pixel of ``x (C, H, W)``, zero outside."""
+    w = x.shape[2]
+    csum = F.pad(x, (radius + 1, radius)).cumsum(2)
+    return csum[:, :, 2 * radius + 1 :] - csum[:, :, :w]
+
+
+END_PIXELS = 1  # a hole's end colour: the mean of this many known pixels of its row there (1: the end pixel)
+SATURATED = 0.96  # every channel at or above this: blown out, its depth is not trusted
+ROW_SHARE = 0.7  # step 3: the row fill's share in disocclusions (the soft fill's: the rest)
+BAND_ROW_SHARE = 0.3  # and in the out-of-view band, where the 2-D neighbourhood knows more than one row's end
+SOFT_LEVELS = 6  # soft_fill's box radii 1, 2, 4, ... 32 px
+SOFT_COVER = 0.25  # a level whose window is this much known is used as it is (finer levels blend over it)
+
+
+def soft_fill(image: torch.Tensor, weights: torch.Tensor, todo: torch.Tensor) -> torch.Tensor:
+    """Fill ``todo`` pixels of ``image (3, H, W)`` by normalised convolution over growing windows (step 3).
+
+    weights ``(H, W)`` in [0, 1]: how much each pixel may give (0 in holes and on occluders). Each level
+    k averages the weighted pixels of a (2r+1)^2 box (r = 2^k, twice: a tent) at full resolution; from the
+    coarsest level down, a level replaces what is below it in proportion to its cover (``SOFT_COVER`` or
+    more: entirely), as pull-push does but without its blocks: a hole pixel takes the nearest
+    well-covered neighbourhood, small holes from a few pixels around, large ones a soft average.
+    Returns ``(3, H, W)``.
     """
-    check_same([check_shape(values, "N C H W", "values"), check_shape(weights, "N 1 H W", "weights")], "N H W", ["values", "weights"])
-    levels = [(values * weights, weights)]
-    while min(levels[-1][1].shape[-2:]) > 1:
-        p, w = levels[-1]
-        levels.append((F.avg_pool2d(p, 2, ceil_mode=True), F.avg_pool2d(w, 2, ceil_mode=True)))
-    p, w = levels[-1]
-    colour = p / w.clamp_min(1e-12)
-    for p, w in reversed(levels[:-1]):
-        up = F.interpolate(colour, size=p.shape[-2:], mode="bilinear", align_corners=False)
-        alpha = w.clamp(0, 1)
-        colour = p / w.clamp_min(1e-12) * alpha + up * (1 - alpha)
-    return torch.where(weights >= 1, values, colour)
+    wt = weights.to(image.dtype)[None]
+    num, den = image * wt, wt
+    levels = []
+    for k in range(SOFT_LEVELS):
+        r = 2**k
+        n, d = num, den
+        for _ in range(2):  # a tent: two boxes
+            n = _vertical_box(_horizontal_box(n, r), r)
+            d = _vertical_box(_horizontal_box(d, r), r)
+        area = float((2 * r + 1) ** 4)
+        d = torch.where(d > 0.5, d, 0)  # running sums leave ~1e-3 where nothing is: no pixel weighs less than 1 here
+        levels.append((n / d.clamp_min(0.5), (d / area / SOFT_COVER).clamp(0, 1)))
+    colour, _ = levels[-1]
+    for value, alpha in reversed(levels[:-1]):
+        colour = alpha * value + (1 - alpha) * colour
+    return torch.where(todo[None], colour, image)
 
 
-def pull_push_holes(values: torch.Tensor, weights: torch.Tensor, todo: torch.Tensor) -> torch.Tensor:
-    """``pull_push`` evaluated only at the pixels of ``todo``, which must have weight 0: their colours ``(C, M)``.
+SPREAD = 1.0  # smoothing radius per px of distance to the hole's edge
+SMOOTH_LEVELS = 6  # row fills are smoothed over rows with radii 1, 2, 4, 8, 16, 32 px, chosen by the distance to the hole's edge
 
-    values ``(C, H, W)``; weights ``(H, W)`` in [0, 1]; todo bool ``(H, W)``. A pixel of weight 0 takes
-    the bilinear upsampling of the next coarser level, so the full-resolution level is never built:
-    the pyramid starts at half resolution (a third of the work), and M samples finish it.
+
+def row_fill(
+    image: torch.Tensor, known: torch.Tensor, depth: torch.Tensor, todo: torch.Tensor, config: FillConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill ``todo`` pixels of ``image (3, H, W)`` along their rows, from the hole's two ends (step 3).
+
+    A hole pixel sees the nearest known pixel of its row on each side (``known`` bool ``(H, W)``, with
+    depth Z ``(H, W)``). Where the two ends lie at clearly different depths (a disocclusion: ratio above
+    ``1 + depth_tolerance``), the farther one, the background the nearer one hid, is carried across; where
+    they are one surface (a crack, a speck of noisy depth) or the depth cannot be read, the two are
+    interpolated linearly: a blend that paints no layer it did not see on both sides. At the frame edge
+    (one end only) that end's colour continues the picture. The row values are then smoothed over the
+    rows of the hole, the more the farther from its edge (radius ~ half the distance), so a fill follows
+    the horizontal structure at the edge and fades into a soft average inside, never into streaks.
+    Returns ``(3, H, W)``.
     """
-    c, h, w = values.shape
-    level = F.avg_pool2d(torch.cat([values * weights, weights[None]])[None], 2, ceil_mode=True)  # (1, C + 1, H/2, W/2)
-    levels = [level]
-    while min(levels[-1].shape[-2:]) > 1:
-        levels.append(F.avg_pool2d(levels[-1], 2, ceil_mode=True))
-    top = levels[-1]
-    colour = top[:, :c] / top[:, c:].clamp_min(1e-12)
-    for lv in reversed(levels[:-1]):
-        up = F.interpolate(colour, size=lv.shape[-2:], mode="bilinear", align_corners=False)
-        alpha = lv[:, c:].clamp(0, 1)
-        colour = lv[:, :c] / lv[:, c:].clamp_min(1e-12) * alpha + up * (1 - alpha)
-    ys, xs = todo.nonzero(as_tuple=True)
-    lh, lw = colour.shape[-2:]
-    # interpolate(align_corners=False)'s source coordinates, clamped as it clamps them
-    sx = ((xs.to(values.dtype) + 0.5) * (lw / w) - 0.5).clamp_min(0)
-    sy = ((ys.to(values.dtype) + 0.5) * (lh / h) - 0.5).clamp_min(0)
-    return _bilinear(colour[0], sx, sy)
-
-
-def background_fill(
-    image: torch.Tensor, known: torch.Tensor, depth: torch.Tensor, todo: torch.Tensor, config: FillConfig, *, z_bg: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Step 3 on one image: fill the ``todo`` pixels of ``image (3, H, W)`` from their background layer.
-
-    known: bool ``(H, W)``; depth: Z ``(H, W)`` of the known pixels; todo: bool ``(H, W)`` among the
-    holes. Each todo pixel's background depth is the farther of its row neighbours
-    (``background_depth``); todo pixels are grouped in ``depth_layers`` bins of it, even in inverse
-    depth; a bin is filled by pull-push (``pull_push_holes``) from the known pixels with depth in
-    ``[(1 - depth_tolerance) z_near, far_ratio z_far]`` (the bin's nearest and farthest background):
-    the occluder has zero weight at every scale, and so does what lies far behind the background.
-    Todo pixels whose row has nothing known are filled from every known pixel. ``z_bg``:
-    ``background_depth(depth, known)`` when already computed. Returns ``(3, H, W)``.
-    """
-    if not todo.any() or not known.any():
-        return image
-    z_bg = background_depth(depth[None], known[None])[0] if z_bg is None else z_bg
-    inv = torch.where(todo & (z_bg > 0), 1.0 / z_bg.clamp_min(1e-12), 0.0)  # inverse background depth, 0 = none
-    has_bg = inv > 0
-    out = image
-    if has_bg.any():
-        lo, hi = inv[has_bg].min(), inv[has_bg].max()
-        pos = (inv - lo) / (hi - lo).clamp_min(1e-12) * config.depth_layers
-        layer = torch.where(has_bg, pos.floor().clamp(0, config.depth_layers - 1), -1).long()
-    else:
-        layer = torch.full_like(z_bg, -1, dtype=torch.long)
-    for k in layer[todo].unique().tolist():
-        in_layer = todo & (layer == k)
-        if k >= 0:
-            z_near = 1.0 / inv[in_layer].max()
-            z_far = 1.0 / inv[in_layer].min()
-            use = known & (depth >= (1.0 - config.depth_tolerance) * z_near) & (depth <= config.far_ratio * z_far)
-            if not use.any():  # nothing of that layer is known: at least never the occluder
-                use = known & (depth >= (1.0 - config.depth_tolerance) * z_near)
-        else:
-            use = known
-        if out is image:
-            out = image.clone()
-        out[:, in_layer] = pull_push_holes(image, use.to(image.dtype), in_layer)
-    return out
+    c, h, w = image.shape
+    left, right = _row_neighbours(known)
+    cols = torch.arange(w, device=image.device).expand(h, w)
+    has_l, has_r = left >= 0, right >= 0
+    # each end's colour: the mean of its END_PIXELS known pixels along the row (an edge pixel alone carries
+    # the warp's halo and the sensor's noise)
+    k = known.to(image.dtype)[None]
+    ends = _horizontal_box(image * k, END_PIXELS - 1) / _horizontal_box(k, END_PIXELS - 1).clamp_min(1e-12)
+    col_l = ends.gather(2, (left - (END_PIXELS - 1)).clamp_min(0).expand(c, h, w))
+    col_r = ends.gather(2, (right + (END_PIXELS - 1)).clamp(0, w - 1).expand(c, h, w))
+    z_l = torch.where(has_l, depth.gather(1, left.clamp_min(0)), 0)
+    z_r = torch.where(has_r, depth.gather(1, right.clamp_min(0)), 0)
+    d_l = (cols - left).to(image.dtype)
+    d_r = (right - cols).to(image.dtype)
+    both = has_l & has_r
+    interp = torch.where(both[None], (col_l * d_r + col_r * d_l) / (d_l + d_r).clamp_min(1), torch.where(has_l[None], col_l, col_r))
+    far_r = z_r >= z_l
+    ratio = torch.maximum(z_l, z_r) / torch.minimum(z_l, z_r).clamp_min(1e-12)
+    tol = config.depth_tolerance
+    trust = torch.where(both & (z_l > 0) & (z_r > 0), ((ratio - 1 - tol) / tol).clamp(0, 1), 0.0)
+    # a saturated end has no depth to trust (a blown-out window, a lamp: estimators and matchers guess there)
+    saturated = (col_l.amin(0) >= SATURATED) | (col_r.amin(0) >= SATURATED)
+    trust = torch.where(saturated, 0.0, trust)
+    bg = torch.where(far_r[None], col_r, col_l)
+    value = trust[None] * bg + (1 - trust[None]) * interp
+    near = torch.where(both, torch.minimum(d_l, d_r), torch.where(has_l, d_l, d_r))
+    dist = trust * torch.where(far_r, d_r, d_l) + (1 - trust) * near
+    dist = torch.where(both | has_l | has_r, dist, 0)
+    hole = todo.to(image.dtype)[None]
+    levels = [value]
+    for k in range(SMOOTH_LEVELS):
+        r = 2**k
+        levels.append(_vertical_box(value * hole, r) / _vertical_box(hole, r).clamp_min(1e-12))
+    spread = dist * SPREAD
+    pos = torch.log2(spread.clamp_min(1)) + spread.clamp(0, 1)  # 0 at the edge, level k+1 at radius 2^k
+    pos = pos.clamp(0, SMOOTH_LEVELS)
+    lo = pos.floor().long().clamp(max=SMOOTH_LEVELS - 1)
+    frac = (pos - lo).to(image.dtype)
+    stack = torch.stack(levels)  # (L + 1, 3, H, W)
+    a = stack.gather(0, lo[None, None].expand(1, c, h, w))[0]
+    b = stack.gather(0, (lo + 1)[None, None].expand(1, c, h, w))[0]
+    out = a + (b - a) * frac[None]
+    return torch.where(todo[None] & (both | has_l | has_r)[None], out, image), trust
 
 
 # --------------------------------------------------------------------------------------------------
@@ -576,8 +496,7 @@ def fill_border(image: torch.Tensor, band: torch.Tensor, side: int, mode: str, *
     """Fill the out-of-view ``band (H, W)`` of ``image (3, H, W)`` (all other pixels known or filled).
 
     ``mirror``: each band pixel takes the row's pixel reflected about the band's inner edge (the first
-    band pixel copies the last known one), so texture continues into the band. ``stretch``: the row's
-    last known pixel repeated, averaged over 5 rows so rows do not streak. ``float``: a floating window,
+    band pixel copies the last known one), so texture continues into the band. ``float``: a floating window,
     black over the ``width`` columns at the edge (default: the widest row of the band); pixels beside
     the band in those columns are blacked too, so the window's edge is a straight line. Rows without
     any known pixel are left as they are. Returns ``(3, H, W)``.
@@ -593,20 +512,10 @@ def fill_border(image: torch.Tensor, band: torch.Tensor, side: int, mode: str, *
         width = int(band.sum(-1).max().item()) if width is None else width
         bar = (cols >= w - width) if side > 0 else (cols < width)
         return torch.where(bar[None], 0.0, image)  # pixels beside the band in those columns too (the docstring)
-    if mode == "mirror":
-        src = (2 * inner + 1 - cols) if side > 0 else (2 * inner - 1 - cols)
-    elif mode == "stretch":
-        src = inner
-    else:
-        raise ValueError(f"border mode must be mirror, stretch or float here, got {mode!r}")
-    src = src.clamp(0, w - 1)
+    if mode != "mirror":
+        raise ValueError(f"border mode must be mirror or float here (stretch is step 3's row fill), got {mode!r}")
+    src = ((2 * inner + 1 - cols) if side > 0 else (2 * inner - 1 - cols)).clamp(0, w - 1)
     values = image.gather(2, src[None].expand(3, h, w))
-    if mode == "stretch":  # average the edge colour over 5 rows (box filter over the rows that have one)
-        weight = has_edge.to(image.dtype)[None, :, :1]  # (1, H, 1)
-        kernel = torch.ones(1, 1, 5, 1, dtype=image.dtype, device=image.device)
-        num = F.conv2d((values * weight)[:, None], kernel, padding=(2, 0))[:, 0]
-        den = F.conv2d(weight[None].expand(3, 1, h, 1).contiguous(), kernel, padding=(2, 0))[:, 0]
-        values = num / den.clamp_min(1e-12)
     return torch.where((band & has_edge)[None], values, image)
 
 
@@ -743,11 +652,20 @@ def _fill_frame(
         bands = {}
     band = bands[1] | bands[-1] if bands else torch.zeros_like(now)
     interior = ~now & ~band
-    img = background_fill(img, now, z, interior, config, z_bg=z_bg)
+    # Step 3 (and the band with border "stretch"): where the depth is trusted, the row fill's background end;
+    # elsewhere the row fill (structure along the row) blended with the soft 2-D fill (every known pixel
+    # around, depth-blind): on real captures each wins where the other errs (bench/bench_fill_real.py).
+    todo = interior | (band if config.border == "stretch" else torch.zeros_like(band))
+    rows, trust = row_fill(img, now, z, todo, config)
+    soft = soft_fill(img, now.to(img.dtype), todo)
+    share = torch.where(band, BAND_ROW_SHARE, ROW_SHARE).to(img.dtype)
+    share = (trust + (1 - trust) * share)[None]  # a trusted background end is never mixed with the occluder around
+    img = torch.where(todo[None], share * rows + (1 - share) * soft, img)
     origin[interior] = FROM_SPACE
     for side, b in bands.items():
         if b.any():
-            img = fill_border(img, b, side, config.border)
+            if config.border == "mirror":
+                img = fill_border(img, b, side, config.border)
             origin[b] = FROM_BORDER
     return img.clamp(0, 1), origin, torch.where(now, z, z_bg)  # filled pixels: the depth they were filled for
 
@@ -799,7 +717,7 @@ def _consolidate(
             if not ok.any():
                 continue
             ws = torch.where((o_s == FROM_TIME) | (o_s == KNOWN), 1.0, config.guess_weight).to(img.dtype) * ok * config.smooth_decay**k
-            total = total + _bilinear(img_s, xv, ym) * ws
+            total = total + sample_bilinear(img_s, xv, ym) * ws
             weight = weight + ws
     out = img.clone()
     out.view(3, -1)[:, flat] = total / weight

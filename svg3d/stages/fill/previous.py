@@ -17,9 +17,10 @@ import torch.nn.functional as F
 
 from ...checks import check_same, check_shape
 from ...filters import box_filter
+from ...pyramid import pull_push
 from ..matrix import Cells
 from .base import SinglePass
-from .classical import FROM_SPACE, FROM_TIME, KNOWN, FillResult, background_depth, pull_push
+from .classical import FROM_SPACE, FROM_TIME, KNOWN, FillResult, background_depth
 
 log = logging.getLogger(__name__)
 
