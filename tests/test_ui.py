@@ -876,7 +876,8 @@ def test_browser_upload_convert_play_and_download(browser, server, clips, tmp_pa
     page.locator("#svg3d-flag-exports").get_by_text("views_png", exact=True).click()
     want = "--flow dis --num-views 3 --exports sbs,hsbs,anaglyph,views_png"  # the flags follow the controls
     page.wait_for_function(f"() => document.querySelector('#svg3d-command textarea').value === {json.dumps(want)}")
-    assert page.locator("#svg3d-error-3Deffect").inner_text().strip() == ""
+    # no error under the 3D controls (waited for: while its check runs, Gradio shows a timer such as "0.1s" there)
+    page.wait_for_function("() => document.querySelector('#svg3d-error-3Deffect').innerText.trim() === ''")
     page.locator("#svg3d-start").click()
     _wait_state(page, "done")
     progress = page.locator("#svg3d-progress .svg3d-stage")
