@@ -60,8 +60,8 @@ import torch  # noqa: E402
 
 from svg3d import camera, scene, unet3d  # noqa: E402
 from svg3d.denoise import LOCAL, DenoiseConfig, denoise_frame_matrix  # noqa: E402
-from svg3d.stages.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
 from svg3d.models import compile_zeroscope  # noqa: E402
+from svg3d.stages.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 VARIANTS = ("diffusers", "per-column", "ours", "ours-compiled", "diffusers-regional", "ours-compiled-4-views")
