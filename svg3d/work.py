@@ -659,7 +659,7 @@ class Runner:
         """Make ``target`` complete (and every stage it needs that is not); returns a report per stage visited."""
         names = self.todo(target)
         for name in self.order:
-            if name not in names and name not in self.reports and (name == target or self._feeds(name, names, target)):
+            if name not in names and name not in self.reports and (name == target or self._feeds(name, names)):
                 log.info("%-10s up to date (%d frames)", name, self.stores[name].num_frames)
                 self.reports[name] = StageReport(name, False, 0.0, self.stores[name].num_frames)
         if not names:
@@ -693,7 +693,7 @@ class Runner:
             raise first
         return self.reports
 
-    def _feeds(self, name: str, names: list[str], target: str) -> bool:
+    def _feeds(self, name: str, names: list[str]) -> bool:
         """``name`` is read by a stage that runs (its report says it was up to date)."""
         return any(name in self.stages[n].needs for n in names)
 
