@@ -85,3 +85,18 @@ def pcm_video(path: Path, frames: np.ndarray, fps: float, *, rate: int = 44100) 
             out.mux(a.encode(frame))
         out.mux(a.encode())
     return path
+
+
+def wait_for_chunk(proc, record: Path, timeout: float = 120.0) -> None:
+    """Wait until the stage record ``record`` of the running ``proc`` has a committed chunk (or ``proc`` ends)."""
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if len(json.loads(record.read_text())["chunks"]) >= 1:
+                return
+        except (OSError, ValueError):  # not written yet, or caught mid-rename
+            pass
+        time.sleep(0.02)

@@ -22,7 +22,7 @@ from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig
 from svg3d.source import read_clip
 from svg3d.stages.export import ExportSettings
 from svg3d.stages.generate import GENERATED
-from tests.media import audio_seconds, probe, rendered_clip
+from tests.media import audio_seconds, probe, rendered_clip, wait_for_chunk
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNKED = ("depth", "stabilised", "filled")
@@ -175,14 +175,7 @@ def test_kill_9_in_the_fill_stage_then_the_same_command_resumes(clip, tmp_path):
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE)
     record = out / "work" / "filled.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if len(json.loads(record.read_text())["chunks"]) >= 1:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.02)
+    wait_for_chunk(proc, record)
     assert proc.poll() is None, "convert ended before the fill stage could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -162,9 +162,8 @@ def test_overlapping_stages_give_the_bytes_of_one_after_another(tmp_path):
 def test_sigterm_is_handled_as_ctrl_c_and_the_rerun_resumes(tmp_path):
     import os
     import signal
-    import time
 
-    from tests.media import rendered_clip
+    from tests.media import rendered_clip, wait_for_chunk
 
     video, depth, _ = rendered_clip(tmp_path / "clip", frames=12)
     out = tmp_path / "out"
@@ -174,14 +173,7 @@ def test_sigterm_is_handled_as_ctrl_c_and_the_rerun_resumes(tmp_path):
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(root)}
     proc = subprocess.Popen(argv, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
     record = out / "work" / "filled.json"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if len(json.loads(record.read_text())["chunks"]) >= 1:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.02)
+    wait_for_chunk(proc, record)
     assert proc.poll() is None, "convert ended before it could be stopped"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
