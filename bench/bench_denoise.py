@@ -13,7 +13,8 @@ disocclusions. The variants (``--variants``, in this order) run in one process o
 - ``diffusers``: diffusers' UNet3D, eager, ``max_unet_frames`` columns/rows per call (default 256: a whole pass);
 - ``per-column``: the same with one column or row per UNet call (the CFG pair still batched);
 - ``ours``: ``DenoiseConfig(unet="ours")``, our channels-last forward (``svg3d.unet3d``), eager;
-- ``ours-compiled``: ours compiled whole per shape plus the VAE compiled whole (``compile_zeroscope(unet="ours")``);
+- ``ours-compiled``: ours compiled (``--compile-scope``: whole per shape, or its blocks with each call replayed as a
+  CUDA graph) plus the VAE compiled whole (``compile_zeroscope(unet="ours")``);
 - ``diffusers-regional``: diffusers' blocks compiled with dynamic shapes (``compile_zeroscope()``, issue 8);
 - ``ours-compiled-4-views``: a speed option, not the exact schedule: ours compiled on a 4-view matrix of the same
   scene (``--num-views 4``; the authors report 4 cameras competitive with 8). Not compared with the others'
@@ -166,6 +167,8 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=H200_DENSE_FP16_TFLOPS, help="the card's dense fp16 peak")
     p.add_argument("--compile-cache", default=None, help="Inductor cache folder (default: a new, empty one)")
     p.add_argument("--no-warm-probe", dest="warm_probe", action="store_false", help="skip the warm-cache compile")
+    p.add_argument("--compile-scope", choices=unet3d.COMPILE_SCOPES, default=unet3d.DEFAULT_COMPILE_SCOPE,
+                   help="how the ours-compiled variants compile (default: %(default)s, the product's)")
     p.add_argument("--no-compile-vae", dest="compile_vae", action="store_false", help="compiled variants: VAE eager")
     p.add_argument("--cudnn_benchmark", action="store_true", help="let cuDNN time its kernels per shape first")
     p.add_argument("--json", default=None, help="where to write the report (default: bench/results/...)")
@@ -192,7 +195,7 @@ def prepare(name: str, args, device: torch.device, dtype: torch.dtype, shared=No
     """The model a variant runs: the shared eager one, or a fresh one (same weights) compiled for it."""
     if name in ("ours-compiled", "diffusers-regional", *OPTION_VIEWS):
         model = build_random_zeroscope(device, dtype, tiny=args.tiny)
-        compile_zeroscope(model, unet="ours" if name.startswith("ours") else "diffusers", vae=args.compile_vae)
+        compile_zeroscope(model, unet="ours" if name.startswith("ours") else "diffusers", vae=args.compile_vae, scope=args.compile_scope)
         return model
     return shared if shared is not None else build_random_zeroscope(device, dtype, tiny=args.tiny)
 
@@ -234,7 +237,7 @@ def warm_compile_seconds(name: str, args, cache: Path) -> float | None:
     argv = [sys.executable, str(Path(__file__).resolve()), "--probe", name, "--device", args.device]
     argv += ["--views", str(args.views), "--frames", str(args.frames), "--width", str(args.width)]
     argv += ["--height", str(args.height), "--max_unet_frames", str(args.max_unet_frames)]
-    argv += ["--tiny"] * args.tiny + ["--cudnn_benchmark"] * args.cudnn_benchmark + ["--no-compile-vae"] * (not args.compile_vae)
+    argv += ["--compile-scope", args.compile_scope] + ["--tiny"] * args.tiny + ["--cudnn_benchmark"] * args.cudnn_benchmark + ["--no-compile-vae"] * (not args.compile_vae)
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -304,6 +307,7 @@ def main() -> None:
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         gpu_count=torch.cuda.device_count() if device.type == "cuda" else 0,
         cpu_threads=torch.get_num_threads(),
+        compile_scope=args.compile_scope,
         torch=torch.__version__,
         dtype=str(dtype),
         tiny=args.tiny,

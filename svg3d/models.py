@@ -564,7 +564,7 @@ def compile_blocks(module: torch.nn.Module, names: tuple[str, ...] = COMPILED_BL
     return len(done)
 
 
-def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = True) -> int:
+def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = True, scope: str | None = None) -> int:
     """Compile the model for ``DenoiseConfig(unet=unet)``, in place; returns how many modules were compiled.
 
     ``unet="diffusers"``: the UNet's and the VAE's repeated blocks (``compile_blocks``, dynamic shapes). Measured
@@ -576,9 +576,9 @@ def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = 
     Compiling the whole diffusers UNet makes a call 1.40x faster but costs 156 s per input shape, and did not
     finish within 6 minutes with dynamic shapes.
 
-    ``unet="ours"``: our channels-last forward's repeated blocks compiled with static shapes, each UNet call replayed
-    as one CUDA graph on a GPU (``unet3d.compile_unet``, issue 22; the whole forward compiled per shape took 457 s
-    cold on an H100) and, with ``vae``, the VAE's encoder and decoder whole (``compile_vae``), every graph cached
+    ``unet="ours"``: our channels-last forward compiled with static shapes (``unet3d.compile_unet``; ``scope``
+    None = ``unet3d.DEFAULT_COMPILE_SCOPE``: "whole" compiles the forward per shape, "blocks" its repeated blocks
+    with each UNet call replayed as one CUDA graph on a GPU) and, with ``vae``, the VAE's encoder and decoder whole (``compile_vae``), every graph cached
     on disk in the user cache folder (``unet3d.compile_cache_dir``), so a machine pays the cold compile once per
     torch version. (On the shared 2-core CPU the tiny test VAE compiled measured 0.5x to 2.2x eager across runs;
     the GPU runs of issue 14 decide with ``bench/bench_unet_call.py``; ``vae=False`` keeps it eager.)
@@ -588,7 +588,7 @@ def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = 
     if unet == "ours":
         from . import unet3d
 
-        unet3d.compile_unet(model.unet)
+        unet3d.compile_unet(model.unet, scope=scope or unet3d.DEFAULT_COMPILE_SCOPE)
         return 1 + (compile_vae(model.vae) if vae else 0)
     if unet != "diffusers":
         raise ValueError(f"unet {unet!r}: expected 'diffusers' or 'ours'")
