@@ -424,10 +424,14 @@ class ConvertConfig:
     # Cores the run plans its threads for (svg3d.threads); None: the machine's (os.cpu_count). Not the load or the CPU
     # set of the moment: the counts decide how some steps round, so a resumed run must get the same ones.
     threads: int | None = None
+    # CUDA devices the stages with independent chunks (depth, stabilisation, fill) are spread over, one process each
+    # (svg3d.spread); None: every visible one. The outputs are those of one device.
+    gpus: int | None = None
 
     def __post_init__(self) -> None:
         _check([
             (self.flow in FLOW_CHOICES, "flow", f"{self.flow}: expected one of {', '.join(FLOW_CHOICES)}"),
+            (self.gpus is None or self.gpus >= 1, "gpus", f"{self.gpus}: must be >= 1"),
             (self.filler in FILLER_CHOICES, "fill", f"{self.filler}: expected one of {', '.join(FILLER_CHOICES)}"),
             (self.chunk_frames >= 1, "chunk_frames", f"{self.chunk_frames}: must be >= 1"),
             (self.threads is None or self.threads >= 1, "threads", f"{self.threads}: must be >= 1 (cores)"),

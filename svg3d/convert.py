@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import camera, comfort, memory, models, threads, work
+from . import camera, comfort, memory, models, spread, threads, work
 from .checks import InputError
 from .config import ConvertConfig
 from .source import stem_of
@@ -64,10 +64,10 @@ class _Store(work.StageStore):
         self._on_chunk = on_chunk
         super().__init__(*args, **kwargs)
 
-    def commit(self, first: int, arrays: dict, stats: dict | None = None) -> None:
-        super().commit(first, arrays, stats)
+    def record_chunk(self, entry: dict) -> None:
+        super().record_chunk(entry)
         if self._on_chunk is not None:
-            self._on_chunk(self.name, first, len(next(iter(arrays.values()))))
+            self._on_chunk(self.name, entry["first"], entry["count"])
 
 
 def pipeline(clip: Clip, config: ConvertConfig, device: torch.device, *, out_dir: Path, work_dir: Path) -> tuple[list, str, camera.ViewPlan]:
@@ -153,6 +153,17 @@ def _check_effect(source, plan: camera.ViewPlan, config: ConvertConfig, num_fram
         )  # fmt: skip
 
 
+def _share_decoder(clip: Clip, runner: work.Runner, todo: list, chunk_frames: int, concurrent: bool) -> None:
+    """Every decoded frame is kept until the slowest of the stages ``todo`` has read it: the window covers the chunks
+    and the look-ahead of the stages that run at once (``Clip``), so that none waits on itself."""
+    ahead = [s.lookahead for s in todo]
+    if concurrent and None not in ahead:  # (one after another, each stage decodes in its turn)
+        clip.window = 3 * chunk_frames + sum(ahead)
+        for stage in todo:
+            missing = runner.stores[stage.name].missing() if stage.name != "export" else [(0, clip.num_frames)]
+            clip.register(stage.name, missing[0][0] if missing else 0)
+
+
 def convert(
     input_path: str | os.PathLike | None,
     out_dir: str | os.PathLike,
@@ -163,6 +174,7 @@ def convert(
     progress: ProgressFactory | None = None,
     on_chunk: Callable[[str, int, int], None] | None = None,
     on_start: Callable[[], None] | None = None,
+    devices: tuple[str, ...] | None = None,
 ) -> ConvertResult:
     """Convert a video file or a folder of frames into 3D exports in ``out_dir`` (module docstring).
 
@@ -173,6 +185,8 @@ def convert(
     ``progress(desc, total, initial=0) -> (advance, close)`` makes a bar per stage (``cli.progress_bar``);
     ``on_chunk(stage, first, count)`` is called after every committed chunk (tests interrupt runs there);
     ``on_start()`` once every check has passed, as the stages start (a run refused before leaves nothing behind).
+    ``devices``: the devices the stages with independent chunks are spread over, one process each (``svg3d.spread``;
+    default: ``config.gpus`` of ``device``'s kind); several CPU processes work too, on a machine of many cores.
     """
     config = ConvertConfig() if config is None else config
     device = torch.device(device)
@@ -186,6 +200,7 @@ def convert(
     if input_path is None and not config.diffusion.prompt:
         raise InputError("input: give a video or a frames folder, or a prompt to generate the video from", params=("input", "prompt"))
     work.check_paths(None if input_path is None else Path(input_path), out_dir, work_dir, config.depth.depth_from)
+    devices = tuple(devices) if devices is not None else spread.gpu_devices(config.gpus, device)
     with work.fresh_folders(out_dir, work_dir) as started, work.lock_folders(work_dir, out_dir):
         remove_stale_parts(out_dir)
         if input_path is None:
@@ -218,18 +233,20 @@ def convert(
         for stage in stages:  # fail now, not after hours of earlier stages
             if stage.name in todo:
                 stage.check()
-        # every decoded frame is kept until the slowest stage has read it: the window covers the chunks and the
-        # look-ahead of the stages that run at once (``Clip``), so that none waits on itself
-        ahead = [s.lookahead for s in stages if s.name in todo]
-        if concurrent and None not in ahead:  # (one after another, each stage decodes in its turn)
-            clip.window = 3 * config.chunk_frames + sum(ahead)
-            for name in todo:
-                missing = runner.stores[name].missing() if name != "export" else [(0, n)]
-                clip.register(name, missing[0][0] if missing else 0)
         started()  # from here on, what a run leaves is work to resume
         if on_start is not None:
             on_start()
         try:
+            if len(devices) > 1 and any(getattr(runner.stages[name], "spread", False) for name in todo):
+                # the stages before the export one after another, each over every device where it can be
+                with spread.Workers(spread.Job(input_path, config, out_dir, work_dir, thread_plan, pipeline), devices) as workers:
+                    for name in todo[:-1]:
+                        if getattr(runner.stages[name], "spread", False):
+                            workers.run_stage(name, runner, config.chunk_frames, runner.progress)
+                        else:
+                            runner.run(name)
+                todo = runner.todo("export")
+            _share_decoder(clip, runner, [s for s in stages if s.name in todo], config.chunk_frames, concurrent)
             reports = runner.run("export")
         finally:
             clip.close()

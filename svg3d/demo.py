@@ -96,9 +96,11 @@ def run_demo(
     size: tuple[int, int] = DEMO_SIZE,
     num_frames: int = DEMO_FRAMES,
     progress: convert.ProgressFactory | None = None,
+    device: str = "cpu",
 ) -> Path:
     """Run the demo into ``out_dir``: every scene of ``SCENES`` with every filler of ``FILLERS``; returns
-    the path of ``report.json``. The exports of the last scene with the classical filler are the result."""
+    the path of ``report.json``. The exports of the last scene with the classical filler are the result.
+    ``device``: where the stages run, with the weight-free flow of that device (``flow.weight_free_flow``)."""
     out_dir = Path(out_dir)
     started = time.perf_counter()
     h, w = size
@@ -108,7 +110,7 @@ def run_demo(
     }  # fmt: skip
     for name, (offset, motion) in SCENES.items():
         sc = scene.make_scene(seed + offset, num_frames=num_frames, height=h, width=w, camera_motion=motion)
-        report["scenes"][name] = _demo_scene(sc, out_dir / name, progress)
+        report["scenes"][name] = _demo_scene(sc, out_dir / name, progress, torch.device(device))
         report["scenes"][name]["camera_motion"] = motion
     main = report["scenes"][list(SCENES)[-1]]
     report["exports"] = main.pop("exports")
@@ -127,7 +129,7 @@ def run_demo(
     return path
 
 
-def _demo_scene(sc: scene.Scene, folder: Path, progress) -> dict:
+def _demo_scene(sc: scene.Scene, folder: Path, progress, device: torch.device) -> dict:
     """One scene: rendered, encoded, converted with each filler (sharing the depth stages), scored."""
     num_frames = sc.num_frames
     # The physical camera of the renderer: its focal, the paper's 7 cm, metric inverse depth.
@@ -140,7 +142,8 @@ def _demo_scene(sc: scene.Scene, folder: Path, progress) -> dict:
     io.write_video(clip, _uint8(left), DEMO_FPS, audio_from=tone)
     for t, z in enumerate(z_left.numpy()):
         io.write_depth(source / "depth" / f"{t:05d}.npy", 1.0 / z)  # inverse metric depth, --metric-depth
-    base = ConvertConfig(depth=DepthConfig(depth_from=source / "depth"), flow="dis", matrix=matrix)
+    flow = "torch" if device.type == "cuda" else "dis"  # the weight-free flow of the device, without the RAFT line
+    base = ConvertConfig(depth=DepthConfig(depth_from=source / "depth"), flow=flow, matrix=matrix)
     truth = right.clamp(0, 1)
     out: dict = {"scene_seed": None, "seconds": {}}
     for filler in reversed(FILLERS):  # the classical filler last: its exports are the scene's result
@@ -148,7 +151,7 @@ def _demo_scene(sc: scene.Scene, folder: Path, progress) -> dict:
         exports = ExportSettings(exports=("sbs", "anaglyph", "eyes_png")) if main else ExportSettings(exports=("eyes_png",), preview=False)
         result = convert.convert(
             clip, folder if main else folder / filler, replace(base, filler=filler, exports=exports),
-            work_dir=folder / "work", progress=progress,
+            work_dir=folder / "work", progress=progress, device=device,
         )  # fmt: skip
         generated = torch.from_numpy(io.read_frames(io.list_images(result.exports["eyes_png"] / "right"))).permute(0, 3, 1, 2).float() / 255
         known = _known(result)

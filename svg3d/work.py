@@ -398,6 +398,11 @@ class StageStore:
         """Write the chunk of frames ``first ..`` (every array's first axis is its frames) and record it."""
         if self._failed is not None and self._producing is False and self.stopping:
             raise StageStopped(f"stage {self.name} stopped before frame {first}")
+        self.record_chunk(self.write(first, arrays, stats))
+
+    def write(self, first: int, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray] | None = None) -> dict:
+        """Write the chunk's file and return its record entry, without recording it (``commit`` records it; a worker
+        process of ``convert --gpus`` sends it to the process that owns the record)."""
         counts = {len(a) for a in arrays.values()}
         if len(counts) != 1:
             raise ValueError(f"chunk arrays disagree on the frame count: { {k: len(a) for k, a in arrays.items()} }")
@@ -412,12 +417,16 @@ class StageStore:
             "frames": frame_hashes(arrays, count),
             "stats": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in (stats or {}).items()},
         }  # fmt: skip
-        chunks = [c for c in self.chunks if c["first"] != first] + [entry]
+        release_memory()
+        return entry
+
+    def record_chunk(self, entry: dict) -> None:
+        """Record a chunk whose file is written (``write``): readers waiting for its frames wake."""
         with self._changed:
+            chunks = [c for c in self.chunks if c["first"] != entry["first"]] + [entry]
             self.record["chunks"] = sorted(chunks, key=lambda c: c["first"])
             self._save()
             self._changed.notify_all()
-        release_memory()
 
     def finish(self) -> str:
         """Mark the stage complete (every frame recorded); returns its digest."""

@@ -5,6 +5,8 @@ The contract a stage follows (``work.Runner`` runs it)::
     name: str                      the stage's folder and record in the work folder (``work.StageStore``)
     needs: tuple[str, ...]         the stages whose chunks it reads (their keys are part of its key)
     lookahead: int | None          frames past the end of its chunk it reads from them (None: the whole clip)
+    spread: bool                   (optional, default False) each chunk is a function of its inputs' stored frames
+                                   alone, so ``convert --gpus`` may compute its chunks in several processes
     params() -> dict               everything that decides its output: the record's key
     check() -> None                fail now (a missing model, unpairable inputs), before anything runs
     run(inputs, store, chunks, progress)

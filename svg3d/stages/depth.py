@@ -429,6 +429,7 @@ class DepthStage:
     name = "depth"
     needs = ()
     lookahead = 0
+    spread = True
 
     def __init__(self, clip, config, device: torch.device, *, flags: dict = CONVERT_FLAGS) -> None:
         from .. import shots

@@ -246,6 +246,7 @@ class StabiliseStage:
 
     name = "stabilised"
     needs = ("depth",)
+    spread = True
 
     def __init__(self, clip, config: StabiliseConfig, flow: str, depth_size: tuple[int, int], device: torch.device, *,
                  backend: FlowBackend | None = None) -> None:  # fmt: skip

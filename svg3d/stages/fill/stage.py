@@ -53,6 +53,7 @@ class FillStage:
     """
 
     name = FILLED
+    spread = True
 
     def __init__(self, clip, filler, filler_name: str, plan, config, *, disparity: str, pre: tuple[str, ...], device: torch.device,
                  chunk_frames: int, effect: Effect, check_effect: Callable[[MatrixSource], None] | None = None) -> None:  # fmt: skip

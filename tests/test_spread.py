@@ -1,0 +1,86 @@
+"""``convert --gpus N`` (``svg3d.spread``): the stages with independent chunks computed by one process per device give
+the bytes of one device's run, resume like it, and refuse device counts the machine does not have."""
+
+from __future__ import annotations
+
+import json
+import pytest
+import torch
+
+from svg3d import convert, spread
+from svg3d.checks import InputError
+from svg3d.config import ConvertConfig, DepthConfig, ExportSettings
+
+STAGES = ("depth", "stabilised", "filled")
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 5])
+def test_split_is_contiguous_balanced_and_complete(parts):
+    chunks = [(0, 3), (3, 6), (6, 9), (9, 12), (20, 23), (23, 24)]  # (a resumed stage: frames 12..19 were done)
+    runs = spread.split(chunks, parts)
+    assert [c for run in runs for c in run] == chunks and all(runs) and len(runs) <= parts
+    frames = [sum(b - a for a, b in run) for run in runs]
+    assert max(frames) - min(frames) <= 3 + 3  # within two chunks of each other
+    assert len(runs) == min(parts, len(chunks)) or parts > 3
+
+
+def _digests(out):
+    return {name: json.loads((out / "work" / f"{name}.json").read_text())["digest"] for name in STAGES}
+
+
+def _pngs(result):
+    folder = result.exports["eyes_png"]
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+def test_two_processes_give_the_bytes_of_one_and_resume_alike(tmp_path):
+    from tests.media import rendered_clip
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=10)
+    config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=3,
+                           exports=ExportSettings(exports=("eyes_png",)))  # fmt: skip
+    one = convert.convert(video, tmp_path / "one", config)
+    two = convert.convert(video, tmp_path / "two", config, devices=("cpu", "cpu"))
+    assert _digests(tmp_path / "two") == _digests(tmp_path / "one")
+    assert _pngs(two) == _pngs(one) and len(_pngs(one)) == 20
+    assert {s.name for s in two.stages if s.ran} >= set(STAGES)
+
+    # interrupted in the fill (the parent records the workers' chunks), then resumed over two processes again
+    class Stop(Exception):
+        pass
+
+    def stop_in_fill(stage, first, count):
+        if stage == "filled":
+            raise Stop
+
+    with pytest.raises(Stop):
+        convert.convert(video, tmp_path / "three", config, devices=("cpu", "cpu"), on_chunk=stop_in_fill)
+    record = json.loads((tmp_path / "three" / "work" / "filled.json").read_text())
+    assert 1 <= len(record["chunks"]) < 4 and not record["complete"]
+    three = convert.convert(video, tmp_path / "three", config, devices=("cpu", "cpu"))
+    assert three.stage("filled").resumed_from is not None and not three.stage("depth").ran
+    assert _digests(tmp_path / "three") == _digests(tmp_path / "one") and _pngs(three) == _pngs(one)
+
+
+def test_a_failing_worker_stops_the_run_in_one_line(tmp_path):
+    from tests.media import rendered_clip
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=6)
+    sorted(depth.iterdir())[3].write_bytes(b"not an image")  # frame 3: one the depth checks do not sample
+    config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=3,
+                           exports=ExportSettings(exports=("eyes_png",)))  # fmt: skip
+    with pytest.raises((InputError, RuntimeError)) as e:
+        convert.convert(video, tmp_path / "out", config, devices=("cpu", "cpu"))
+    assert "\n" not in str(e.value) and "00003.npy: cannot read depth map" in str(e.value)
+    record = tmp_path / "out" / "work" / "depth.json"  # (absent when the failing worker was the first to answer)
+    assert not record.exists() or not json.loads(record.read_text())["complete"]
+    assert not (tmp_path / "out" / "work" / "filled.json").exists()
+
+
+def test_device_counts_are_checked():
+    cpu = torch.device("cpu")
+    assert spread.gpu_devices(None, cpu) == ("cpu",) and spread.gpu_devices(1, cpu) == ("cpu",)
+    with pytest.raises(InputError, match="--gpus 2: the run is on the CPU"):
+        spread.gpu_devices(2, cpu)
+    with pytest.raises(InputError, match="gpus 0: must be >= 1"):
+        ConvertConfig(gpus=0)
