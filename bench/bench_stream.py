@@ -125,7 +125,7 @@ def main() -> None:
         checkouts = [("this", ROOT, args.flow, args.this_args.split())]
         checkouts += [("baseline", args.baseline.resolve(), args.baseline_flow, [])] if args.baseline else []
         for n, (w, h) in cases:
-            clip = (args.clips or tmp) / f"clip_{w}x{h}_{n}.mp4"
+            clip = (args.clips.resolve() if args.clips else tmp) / f"clip_{w}x{h}_{n}.mp4"  # (the baseline runs in its own folder)
             if not clip.exists():
                 clip.parent.mkdir(parents=True, exist_ok=True)
                 make_clip(clip, n, (w, h))

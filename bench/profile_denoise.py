@@ -211,7 +211,8 @@ def main() -> None:
 
     out = Path(args.out) if args.out else RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"profile_denoise-{device_name.replace(' ', '_')}-{report['utc'].replace(':', '')}"
+    when = report["utc"].replace(":", "").split("+")[0]  # letters, digits, '-', '_' and '.' only: names that travel anywhere
+    stem = f"profile_denoise-{device_name.replace(' ', '_')}-{when}"
 
     def save() -> str:  # after every variant: a run cut short keeps what it measured
         (out / f"{stem}.json").write_text(json.dumps(report, indent=1))
