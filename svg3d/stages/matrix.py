@@ -220,6 +220,11 @@ class MatrixFolder:
             raise InputError(f"{folder}: holds {info.num_frames} frames, but frames {start_frame}..{start_frame + frames - 1} were asked for")
         self.folder, self.start = folder, start_frame
         self.info = MatrixInfo(**{**asdict(info), "num_frames": frames, "frame_names": info.frame_names[start_frame : start_frame + frames]})
+        for v in range(info.num_views):  # a missing cell fails now, not in the middle of a run that reads it late
+            for t in range(start_frame, start_frame + frames):
+                for suffix in (info.image_suffix, "_mask.png"):
+                    if not (path := folder / f"{file_stem(t, v, info.max_baseline)}{suffix}").is_file():
+                        raise InputError(f"{path}: no such image file")
 
     def read(self, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames ``a .. b-1`` of the range: images float32 ``(V, n, 3, H, W)`` in [0, 1], masks bool ``(V, n, 1, H, W)``."""
