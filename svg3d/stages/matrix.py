@@ -581,20 +581,13 @@ def matrix_source(clip, reader: str, inputs: dict, disparity: str, plan, config,
 class MatrixStage:
     """Every view's cells of the frame matrix, chunk by chunk, into a store (``create_frame_matrix.py``: a
     ``MatrixWriter``), over the stores ``depth`` (its shot scores) and ``disparity`` (``matrix_source``, as the fill
-    and export stages read it; ``convert`` derives the cells on demand and never stores them)."""
+    and export stages read them). ``run`` follows the stage contract (``svg3d.stages``), but it is no stage of the
+    pipeline: ``convert`` derives the cells on demand and never stores them, so it needs no record key."""
 
-    name = "matrix"
-    needs = ("depth", "disparity")
-    lookahead = None  # the ranges of the reference's clip-wide normalisation need the whole clip's statistics
+    name = "matrix"  # its reader of the clip
 
     def __init__(self, clip, plan: camera.ViewPlan, config, device: torch.device, *, chunk_frames: int) -> None:
         self.clip, self.plan, self.config, self.device, self.chunk_frames = clip, plan, config, device, chunk_frames
-
-    def params(self) -> dict:
-        return {"plan": asdict(self.plan), "matrix": asdict(self.config.matrix), "fps": self.clip.info.fps}
-
-    def check(self) -> None:
-        pass
 
     def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress: Callable[[int], None]) -> None:
         source = matrix_source(self.clip, self.name, inputs, "disparity", self.plan, self.config, self.device, self.chunk_frames)
