@@ -71,14 +71,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    from svg3d import camera, io, shots, work
+    from svg3d import camera, io, work
     from svg3d.checks import InputError
     from svg3d.cli import progress_bar, resolve_device
-    from svg3d.config import MatrixConfig
+    from svg3d.config import ConvertConfig, MatrixConfig
     from svg3d.source import open_source
     from svg3d.stages import depth, matrix
+    from svg3d.stages.clip import Clip
 
     if args.num_frames == 0 or args.num_frames < -1:
         raise InputError(f"--num_frames {args.num_frames}: give a positive count, or -1 for all frames")
@@ -110,35 +109,19 @@ def _run(args: argparse.Namespace) -> None:
     info = source.info
     if size is not None and (args.width % 2 or args.height % 2):
         log.warning("--width/--height %dx%d: odd sizes cannot be encoded as yuv420p video later", args.width, args.height)
-    maps = depth.FolderDepth(depth_dir, start=info.start, num_frames=info.num_frames, frame_sizes=(info.stored_size,), files=depth_files)
-
-    def disparity(a: int, b: int) -> np.ndarray:
-        return maps.read(a, b, info.size)
-
-    # The reference normalises over the whole clip: one pass over the depth maps for their range.
-    stats = {"min": [], "max": []}
-    for a in range(0, info.num_frames, args.chunk_frames):
-        d = disparity(a, min(a + args.chunk_frames, info.num_frames))
-        stats["min"] += list(d.reshape(len(d), -1).min(1))
-        stats["max"] += list(d.reshape(len(d), -1).max(1))
-    lo, hi = shots.depth_ranges({k: np.asarray(v) for k, v in stats.items()}, "clip")
+    # the maps at the frames' size, as the depth stage's store (the reference normalises over the whole clip: Ranges)
+    maps = depth.FolderDepth(depth_dir, start=info.start, num_frames=info.num_frames, frame_sizes=(info.stored_size,), files=depth_files, size=info.size)
     plan = camera.plan_views(config, info.size[1])
-    cells = matrix.MatrixSource(source.frames, disparity, lo, hi, plan, config, device=device, cache_frames=args.chunk_frames)
+    stage = matrix.MatrixStage(Clip(img_path, source), plan, ConvertConfig(matrix=config), device, chunk_frames=args.chunk_frames)
     out = matrix.MatrixWriter(args.output_path, plan, config, info)
     start = time.perf_counter()
     advance, close = progress_bar(info.num_frames, "frame matrix", disable=args.quiet)
-    known = 0.0
     try:
-        for a in range(0, info.num_frames, args.chunk_frames):
-            b = min(a + args.chunk_frames, info.num_frames)
-            c = cells.cells(a, b, views=tuple(range(plan.num_views)))
-            out.write(a, c.images, c.known)
-            known += float(c.known.float().sum())
-            advance(b - a)
+        stage.run({"depth": maps, "disparity": maps}, out, out.plan(args.chunk_frames), advance)
     finally:
         close()
     out.close()
-    holes = 1 - known / (plan.num_views * info.num_frames * info.size[0] * info.size[1])
+    holes = 1 - out.known_pixels / (plan.num_views * info.num_frames * info.size[0] * info.size[1])
     log.info(
         "frame matrix: %d views x %d frames at %dx%d, %s, focal %.1f px, %.1f%% holes -> %s (%.1f s)",
         plan.num_views, info.num_frames, info.size[1], info.size[0], layout.value, plan.focal,

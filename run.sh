@@ -9,7 +9,7 @@
 #   ./run.sh matrix ARGS     stage 3: python create_frame_matrix.py ARGS
 #   ./run.sh reproduce [RECIPE ...]  the authors' recipes over every clip in Videos/ (left2right right2left
 #                            middle2leftright multiview; default left2right); extra svg.py flags in $SVG_ARGS
-#   ./run.sh setup           only create / update the virtual environment
+#   ./run.sh setup           only create / update the virtual environment (the tests' packages too)
 # Paths on the command line are the caller's: every command runs in the folder run.sh was called from (the tests
 # excepted, which run in the project), with the project on PYTHONPATH.
 set -euo pipefail
@@ -21,20 +21,23 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # makes CPU work 5-40x slower (measured: the demo's renderer 39 s instead of 1 s on 2 busy cores).
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 
-setup() {
+setup() {  # setup [FILE ...]: requirements.txt and the given files (./run.sh test: requirements-test.txt too)
   if [ ! -x "$PY" ]; then
     echo "[run.sh] creating virtual environment in .venv" >&2
     python3 -m venv "$VENV"
   fi
-  # Reinstall only when requirements.txt changed since the last successful install.
-  local stamp="$VENV/.requirements.sha256" want
-  want=$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "[run.sh] installing requirements.txt into .venv (first run takes a few minutes)" >&2
-    # (this machine's pip configuration warns about every package missing from its local mirrors: noise)
-    "$PY" -m pip install --disable-pip-version-check -q -r "$ROOT/requirements.txt" 2> >(grep -v 'is ignored: it is neither a file' >&2)
-    echo "$want" > "$stamp"
-  fi
+  # Reinstall a file only when it changed since its last successful install (one stamp per file).
+  local file stamp want
+  for file in requirements.txt "$@"; do
+    stamp="$VENV/.${file%.txt}.sha256"
+    want=$(sha256sum "$ROOT/$file" | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+      echo "[run.sh] installing $file into .venv (first run takes a few minutes)" >&2
+      # (this machine's pip configuration warns about every package missing from its local mirrors: noise)
+      "$PY" -m pip install --disable-pip-version-check -q -r "$ROOT/$file" 2> >(grep -v 'is ignored: it is neither a file' >&2)
+      echo "$want" > "$stamp"
+    fi
+  done
 }
 
 # Debian's chromium, for the web UI's browser tests (Playwright drives it; it cannot download a browser here).
@@ -91,9 +94,9 @@ reproduce() {
 cmd=${1:-help}
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  setup) setup ;;
+  setup) setup requirements-test.txt ;;
   test)
-    setup
+    setup requirements-test.txt
     browser
     cd "$ROOT"
     exec "$PY" -m pytest "$@" ;;

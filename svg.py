@@ -6,7 +6,8 @@
 
 Every frame of the matrix is converted (``--total_frames N`` for the first N): clips longer than
 ``--num_frames`` go in sliding windows of that length, each continuing ``--overlap`` frames of the
-previous one (``svg3d.denoise.denoise_long``). Frames of any size work: sides that are not multiples
+previous one: the window loop of ``convert --fill diffusion`` (``svg3d.stages.fill.diffusion.denoise_into``),
+reading the matrix window by window. Frames of any size work: sides that are not multiples
 of 8 are padded for the model and cropped back.
 
 Writes into ``--output_root`` (default ``results/<matrix folder name>/``): ``view{v:03d}_{t:05d}.jpg`` for
@@ -25,12 +26,12 @@ import re
 from pathlib import Path
 
 from svg3d.cli import add_device_flag, progress_bar, resolve_device, run_cli, setup_logging
-from svg3d.config import UNET_KINDS, ZEROSCOPE, DenoiseConfig, default
+from svg3d.config import UNET_KINDS, ZEROSCOPE, DenoiseConfig, DiffusionConfig, default
 
 log = logging.getLogger("svg3d.svg")
 
 
-T2V_SIZE = (320, 576)  # zeroscope_v2_576w's native (height, width)
+T2V_SIZE = default(DiffusionConfig, "size")  # zeroscope_v2_576w's native (height, width)
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -369,20 +370,17 @@ def _load_model(args: argparse.Namespace, device=None):
 
 
 def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
-    import json
     from dataclasses import asdict
 
-    import numpy as np
-    import torch
-
-    from svg3d import __version__, camera, io, work
+    from svg3d import __version__, camera, work
     from svg3d.checks import InputError
-    from svg3d.denoise import LOCAL, default_overlap, denoise_long, target_views, window_starts
+    from svg3d.denoise import LOCAL, default_overlap, output_views, target_views, window_starts
     from svg3d.stages import matrix
+    from svg3d.stages.fill.diffusion import ResultsFolder, denoise_into
 
     folder = Path(args.init_image)
     total = None if args.total_frames == -1 else args.total_frames
-    fm = matrix.load_frame_matrix(folder, num_views=args.num_views, num_frames=total)
+    fm = matrix.MatrixFolder(folder, num_views=args.num_views, num_frames=total)
     info = fm.info
     given = (args.height or info.height, args.width or info.width)
     if (info.height, info.width) != given:
@@ -412,63 +410,30 @@ def _stereo(args: argparse.Namespace, workers=None, device=None) -> None:
     root = Path(args.output_root) if args.output_root else Path("results") / folder.name
     work.check_writable("output_root", root)  # before the model loads and the matrix is denoised
     model = _load_model(args, device)
+    overlap = default_overlap(args.num_frames) if args.overlap is None else args.overlap
+    windows = len(window_starts(info.num_frames, args.num_frames, overlap))
     for k in range(args.batch_size):
         seed = args.seed + k
-        out = root if args.batch_size == 1 else root / f"seed{seed}"
         config = _config(args, seed)
-        overlap = default_overlap(args.num_frames) if args.overlap is None else args.overlap
-        windows = len(window_starts(info.num_frames, args.num_frames, overlap))
-        advance, close = progress_bar(
-            config.num_inference_steps * windows, f"denoise {folder.name}", disable=args.quiet
-        )
+        views = output_views(v_count, config)
+        out = ResultsFolder(root if args.batch_size == 1 else root / f"seed{seed}", views, write=workers.rank == 0)  # rank 0 writes
+        advance, close = progress_bar(config.num_inference_steps * windows, f"denoise {folder.name}", disable=args.quiet)
         try:
-            result = denoise_long(
-                model,
-                fm.images,
-                fm.masks,
-                args.prompt,
-                config,
-                window=args.num_frames,
-                overlap=overlap,
-                layout=layout,
-                progress=advance,
-                workers=workers,
-            )
+            stats = denoise_into(model, fm.read, out, args.prompt, config, num_frames=info.num_frames, num_views=v_count, window=args.num_frames,
+                                 overlap=overlap, keep=views, layout=layout, workers=workers, steps=advance)  # fmt: skip
         finally:
             close()
         if workers.rank > 0:
-            continue  # rank 0 writes the results
-        videos = {
-            v: (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy() for v, x in result.videos.items()
-        }
-        (out / "manifest.json").unlink(missing_ok=True)  # written last: until then the folder is no complete result
-        for v, frames in videos.items():  # the reference's names, so its downstream scripts still work
-            for t, frame in enumerate(frames):
-                io.write_image(out / f"view{v:03d}_{t:05d}.jpg", frame)
-        sbs = np.concatenate([videos[left], videos[right]], axis=2)  # T H 2W 3: left | right
-        io.write_video(out / "results3d.mp4", sbs, info.fps)
-        io.write_gif(out / "results3d.gif", sbs, info.fps)
+            continue
         manifest = {
-            "prompt": args.prompt,
-            "frame_matrix": str(folder),
-            "layout": layout,
-            "eyes": [left, right],
-            "views": sorted(videos),
-            "model": args.model_path,
-            "vae": args.vae if args.vae == "model" else args.svd_path,
-            "device": str(model.device),
-            "dtype": str(model.dtype),
-            "config": asdict(config),
-            "frames": info.num_frames,
-            "window": args.num_frames,
-            "overlap": overlap,
-            "unet_calls": result.stats.unet_calls,
-            "unet_frame_evaluations": result.stats.unet_frames,
-            "gpus": workers.world,
+            "prompt": args.prompt, "frame_matrix": str(folder), "layout": layout, "eyes": [left, right], "views": sorted(views),
+            "model": args.model_path, "vae": args.vae if args.vae == "model" else args.svd_path, "device": str(model.device),
+            "dtype": str(model.dtype), "config": asdict(config), "frames": info.num_frames, "window": args.num_frames,
+            "overlap": overlap, "unet_calls": stats.unet_calls, "unet_frame_evaluations": stats.unet_frames, "gpus": workers.world,
             "svg3d": __version__,
-        }
-        io.write_text(out / "manifest.json", json.dumps(manifest, indent=1))
-        log.info("wrote %s (views %s, %d UNet calls)", out, sorted(videos), result.stats.unet_calls)
+        }  # fmt: skip
+        out.finish((left, right), info.fps, manifest)
+        log.info("wrote %s (views %s, %d UNet calls)", out.folder, sorted(views), stats.unet_calls)
 
 
 def _text_to_video(args: argparse.Namespace) -> None:

@@ -32,7 +32,7 @@ Where we differ from the reference (``svg.py`` of the authors' release) on purpo
   OpenCV's kernel anchor.
 - Randomness comes from explicit ``torch.Generator``s derived from one seed, never the global RNG.
 - The frame matrix is kept in fp32 between UNet/VAE calls (which run in the model's dtype).
-- Any length (``denoise_long``): the reference's sliding window is an empty stub. Windows of W frames
+- Any length (``denoise_windows``; ``denoise_long`` in memory): the reference's sliding window is an empty stub. Windows of W frames
   overlap by O; the overlap of each window after the first holds the previous window's final latents
   as known content (M = 1) for the output views, so the seam frames are the same latents in both.
 - Any size: frames whose sides are not multiples of the VAE factor are reflect-padded and cropped back.
@@ -295,6 +295,13 @@ class DenoiseStats:
     unet_frames: int = 0  # latent frames through the UNet, the CFG pair counted twice
     calls_per_step: list[int] = field(default_factory=list)
     frames_per_step: list[int] = field(default_factory=list)
+
+    def add(self, other: DenoiseStats) -> None:
+        """Count ``other``'s work too (the windows of a long clip)."""
+        self.unet_calls += other.unet_calls
+        self.unet_frames += other.unet_frames
+        self.calls_per_step += other.calls_per_step
+        self.frames_per_step += other.frames_per_step
 
 
 def encode_prompt(model, prompt: str, negative_prompt: str) -> torch.Tensor:
@@ -666,6 +673,57 @@ def window_fixed(final: torch.Tensor, views: Sequence[int], num_views: int, leng
     return fixed_cells, fixed_latents
 
 
+def denoise_windows(
+    model,
+    cells: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]],
+    final: Callable[[int, int], torch.Tensor],
+    prompt: str,
+    config: DenoiseConfig | None = None,
+    *,
+    num_frames: int,
+    num_views: int,
+    window: int = 16,
+    overlap: int | None = None,
+    resume: int = 0,
+    layout: camera.Layout | str = camera.Layout.LEFT2RIGHT,
+    progress: Callable[[int], None] | None = None,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    workers: Workers = LOCAL,
+) -> Iterator[tuple[int, int, DenoiseResult]]:
+    """``denoise_frame_matrix`` over a clip of ``num_frames`` frames in sliding windows of ``window`` frames: the
+    one window loop (``denoise_long`` in memory, the ``denoised`` stage and ``svg.py`` into a store).
+
+    cells(a, b): images ``(V, n, 3, H, W)`` and masks ``(V, n, 1, H, W)`` of frames ``a .. b-1`` (as
+    ``denoise_frame_matrix``). Windows start at ``window_starts(num_frames, window, overlap)`` (overlap None:
+    ``default_overlap(window)``). In every window after the first, the frames the previous windows produced are
+    fixed for the output views: ``final(a, b)`` gives their final latents ``(len(output_views), n, c, h, w)``
+    (the caller keeps them), so the model continues them and the seam frames are identical in both windows.
+    Window k uses ``window_seed(config.seed, k)``. ``resume``: frames ``0 .. resume-1`` are final already (a
+    resumed run): the windows that end there are skipped. Yields ``(start, done, result)`` per window computed:
+    its first frame, the first frame of it that is new (``result``'s frames from ``done - start`` on), and
+    ``denoise_frame_matrix``'s result. ``progress``, ``callback``, ``workers``: as ``denoise_frame_matrix``.
+    """
+    config = DenoiseConfig() if config is None else config
+    overlap = default_overlap(window) if overlap is None else overlap
+    views = output_views(num_views, config)
+    done = 0  # frames [0, done) are final
+    for k, start in enumerate(window_starts(num_frames, window, overlap)):
+        end = min(start + window, num_frames)
+        if end <= resume:
+            done = end
+            continue
+        fixed_latents = fixed_cells = None
+        if done > start:  # the overlap: frames [start, done) are final already
+            fixed_cells, fixed_latents = window_fixed(final(start, done), views, num_views, end - start)
+        images, masks = cells(start, end)
+        result = denoise_frame_matrix(
+            model, images, masks, prompt, replace(config, seed=window_seed(config.seed, k)), layout=layout, progress=progress,
+            callback=callback, fixed_latents=fixed_latents, fixed_cells=fixed_cells, workers=workers,
+        )  # fmt: skip
+        yield start, done, result
+        done = end
+
+
 @torch.no_grad()
 def denoise_long(
     model,
@@ -681,48 +739,30 @@ def denoise_long(
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
     workers: Workers = LOCAL,
 ) -> DenoiseResult:
-    """``denoise_frame_matrix`` over a clip of any length, in sliding windows of ``window`` frames.
+    """``denoise_frame_matrix`` over a clip of any length held in memory, in sliding windows (``denoise_windows``).
 
-    images ``(V, T, 3, H, W)``, masks ``(V, T, 1, H, W)``: as ``denoise_frame_matrix``, any T. Windows
-    start at ``window_starts(T, window, overlap)`` (overlap None: ``default_overlap(window)``). In every window after the first, the frames the
-    previous window already produced are fixed for the output views: their clean latents are that
-    window's final latents (M = 1), so the model continues them and the seam frames are identical in
-    both windows. Depth normalisation is clip-wide because the frame matrix was built for the whole
-    clip. Window k uses ``window_seed(config.seed, k)``. Returns the whole clip: latents, known latents
-    and mask ``(V, T, ...)`` and the videos ``(T, 3, H, W)``, all on the CPU; ``progress`` ticks
+    images ``(V, T, 3, H, W)``, masks ``(V, T, 1, H, W)``: as ``denoise_frame_matrix``, any T. Depth normalisation
+    is clip-wide because the frame matrix was built for the whole clip. Returns the whole clip: latents, known
+    latents and mask ``(V, T, ...)`` and the videos ``(T, 3, H, W)``, all on the CPU; ``progress`` ticks
     ``num_inference_steps`` times per window and ``callback`` gets each window's own step indices and z.
-    ``workers``: as ``denoise_frame_matrix``.
     """
     config = DenoiseConfig() if config is None else config
     s = check_shape(images, "V T 3 H W", "images")
     v_count, t_count = s["V"], s["T"]
-    overlap = default_overlap(window) if overlap is None else overlap
     views = list(output_views(v_count, config))
     parts: list[DenoiseResult] = []
     stats = DenoiseStats()
-    done = 0  # frames [0, done) are final
-    for k, start in enumerate(window_starts(t_count, window, overlap)):
-        end = min(start + window, t_count)
-        fixed_latents = fixed_cells = None
-        if done > start:  # the overlap: frames [start, done) are final already
-            tail = [parts[-1].latents]  # the aligned last window can reach back past its predecessor
-            while sum(x.shape[1] for x in tail) < done - start:
-                tail.insert(0, parts[-1 - len(tail)].latents)
-            prev = torch.cat(tail, dim=1)[:, start - done :]
-            fixed_cells, fixed_latents = window_fixed(prev[views], views, v_count, end - start)
-        result = denoise_frame_matrix(
-            model,
-            images[:, start:end],
-            masks[:, start:end],
-            prompt,
-            replace(config, seed=window_seed(config.seed, k)),
-            layout=layout,
-            progress=progress,
-            callback=callback,
-            fixed_latents=fixed_latents,
-            fixed_cells=fixed_cells,
-            workers=workers,
-        )
+
+    def final(a: int, b: int) -> torch.Tensor:  # the last b - a frames kept (b: the frames done)
+        tail = [parts[-1].latents]  # the aligned last window can reach back past its predecessor
+        while sum(x.shape[1] for x in tail) < b - a:
+            tail.insert(0, parts[-1 - len(tail)].latents)
+        return torch.cat(tail, dim=1)[views, a - b :]
+
+    for start, done, result in denoise_windows(
+        model, lambda a, b: (images[:, a:b], masks[:, a:b]), final, prompt, config, num_frames=t_count, num_views=v_count,
+        window=window, overlap=overlap, layout=layout, progress=progress, callback=callback, workers=workers,
+    ):  # fmt: skip
         new = done - start  # the first frame of this window that is not final yet
         parts.append(
             DenoiseResult(
@@ -733,11 +773,7 @@ def denoise_long(
                 result.stats,
             )
         )
-        for name in ("unet_calls", "unet_frames"):
-            setattr(stats, name, getattr(stats, name) + getattr(result.stats, name))
-        stats.calls_per_step += result.stats.calls_per_step
-        stats.frames_per_step += result.stats.frames_per_step
-        done = end
+        stats.add(result.stats)
     return DenoiseResult(
         torch.cat([p.latents for p in parts], dim=1),
         torch.cat([p.known_latents for p in parts], dim=1),

@@ -2,7 +2,7 @@
 ranks with ``torch.distributed`` (NCCL on GPUs, gloo on the CPU), the results gathered after every pass.
 
 ``Ranks`` is the ``denoise.Workers`` that a process of such a run hands to ``denoise_frame_matrix`` /
-``denoise_long``: every rank runs the same loop on the same inputs and draws every random number of the whole
+``denoise_windows``: every rank runs the same loop on the same inputs and draws every random number of the whole
 matrix from the same seeded generators (the noise is drawn in the fixed matrix layout, never per share), so the
 ranks hold identical frame matrices at all times. Only the expensive calls are shared:
 

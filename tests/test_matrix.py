@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 import create_frame_matrix
 from svg3d import camera, io, scene
 from svg3d.checks import InputError
+from svg3d.config import MatrixConfig
 from svg3d.source import read_clip
 from svg3d.stages import matrix
 
@@ -148,3 +150,24 @@ def test_cli_depth_count_mismatch(tmp_path, capsys):
     (clip / "depths_refined" / "00003_depth.npy").unlink()
     assert create_frame_matrix.main([f"--img_path={clip}", f"--output_path={tmp_path / 'fm'}", "--quiet"]) == 2
     assert "3 depth maps for 4 frames" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["left2right", "middle2leftright"])
+def test_cli_writes_the_frame_matrix_the_library_computes(tmp_path, layout):
+    """create_frame_matrix.py (chunks of 3 frames, depth normalised over the clip from the folder's maps) writes the
+    cells ``frame_matrix_from_clip`` computes from the whole clip in one go, bit for bit (lossless), and the holes'
+    share it reports."""
+    clip = tmp_path / "clip"
+    write_clip(clip, frames=7, refined=False)
+    out = tmp_path / "fm"
+    argv = [f"--img_path={clip}", f"--output_path={out}", "--num_frames", "-1", "--use_refined_depth", "0", "--num_training_views", "4",
+            f"--{layout}", "--lossless", "--chunk_frames", "3", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert create_frame_matrix.main(argv) == 0
+    fm = matrix.load_frame_matrix(out)
+    frames = read_clip(clip).frames
+    disparity = np.stack([io.read_depth(p) for p in io.list_depths(clip / "depths")])
+    config = MatrixConfig(num_views=4, layout=camera.Layout(layout), lossless=True)
+    want = matrix.frame_matrix_from_clip(frames, disparity, config)
+    assert torch.equal(fm.masks, want.masks)
+    assert torch.equal((fm.images * 255).round(), (want.images * 255).round())
+    assert fm.info == replace(want.info, frame_names=fm.info.frame_names)

@@ -68,9 +68,15 @@ def test_run_sh_takes_paths_from_the_folder_it_is_called_from(tmp_path):
     assert not (ROOT / "out").exists()
 
 
+def _pins(name: str) -> list[str]:
+    """The requirements of ``name`` (a requirements file of the project), comments left out."""
+    return [p for line in (ROOT / name).read_text().splitlines() if (p := line.split("#")[0].strip())]
+
+
 def test_the_wheel_holds_every_module_and_declares_the_pins(tmp_path):
     """``pip install .`` installs what ``pip wheel .`` builds: every module of the package (subpackages too), the
-    ``svg3d`` command, and the pinned dependencies of requirements.txt."""
+    ``svg3d`` command, and the pinned dependencies of requirements.txt; the test-only pins of requirements-test.txt
+    only behind the ``test`` extra (``pip install '.[test]'``), so a plain install pulls none of them."""
     import sys
     import zipfile
 
@@ -86,5 +92,9 @@ def test_the_wheel_holds_every_module_and_declares_the_pins(tmp_path):
     assert modules and modules <= names, sorted(modules - names)
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     assert "svg3d = svg3d.__main__:main" in entry
-    pins = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
-    assert all(f"Requires-Dist: {p}" in metadata for p in pins if p), metadata
+    requires = [line.removeprefix("Requires-Dist: ") for line in metadata.splitlines() if line.startswith("Requires-Dist: ")]
+    runtime, test = _pins("requirements.txt"), _pins("requirements-test.txt")
+    assert runtime and test and not set(runtime) & set(test)
+    assert sorted(r for r in requires if ";" not in r) == sorted(runtime), metadata
+    assert sorted(r.split(";")[0].strip() for r in requires if r.endswith('extra == "test"')) == sorted(test), metadata
+    assert "Provides-Extra: test" in metadata

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,21 +128,32 @@ def test_any_size_denoises_padded_and_crops_back(model):
     assert all(x.shape == (4, 3, 60, 100) for x in result.videos.values())
 
 
-def test_svg_cli_100x60_matrix_in_windows(model_dir, tmp_path):
+def test_svg_cli_100x60_matrix_in_windows(model, model_dir, tmp_path):
+    """svg.py (the denoised stage's window loop, reading the folder window by window) writes the views that
+    ``denoise_long`` gives for the whole matrix loaded at once, through the same JPEG encoding, and its UNet work."""
     import json
+    from dataclasses import asdict
 
     import svg
+    from svg3d.stages.matrix import load_frame_matrix
 
     save_frame_matrix(make_matrix(3, 10, height=60, width=100), tmp_path / "fm")
     argv = ["--prompt", "x", "--init_image", str(tmp_path / "fm"), "--output_root", str(tmp_path / "out"),
             "--num_frames", "6", "--overlap", "2", "--width", "100", "--height", "60", "--latent_w", "13",
             "--num_inference_steps", "1", "--model_path", str(model_dir), "--device", "cpu", "--quiet"]  # fmt: skip
     assert svg.main(argv) == 0
+    fm, config = load_frame_matrix(tmp_path / "fm"), DenoiseConfig(num_inference_steps=1)
+    want = denoise_long(model, fm.images, fm.masks, "x", config, window=6, overlap=2)
     for v in (0, 2):
         frames = sorted((tmp_path / "out").glob(f"view{v:03d}_*.jpg"))
-        assert len(frames) == 10 and io.read_image(frames[-1]).shape == (60, 100, 3)
+        assert len(frames) == 10
+        for t, path in enumerate(frames):
+            io.write_image(tmp_path / "want.jpg", (want.videos[v][t].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+            assert np.array_equal(io.read_image(path), io.read_image(tmp_path / "want.jpg")), path
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert (manifest["frames"], manifest["window"], manifest["overlap"]) == (10, 6, 2)
+    assert manifest["config"] == json.loads(json.dumps(asdict(config)))
+    assert (manifest["unet_calls"], manifest["unet_frame_evaluations"]) == (want.stats.unet_calls, want.stats.unet_frames)
     assert probe(tmp_path / "out" / "results3d.mp4").frames == 10
 
 

@@ -176,6 +176,9 @@ class FolderDepth:
     the maps hold (``config.DEPTH_KINDS``): inverse depth or disparity are read as they are, depth is inverted.
     Maps are resized to the requested size bilinearly. Read lazily, one chunk at a time; partly negative
     maps are said once in the log (they become infinitely far where negative).
+
+    It is also the depth stage's store for the seed scripts' folders: ``read(a, b, "disparity")`` gives the maps at
+    ``size`` (None: as stored), ``stats`` their per-frame statistics (``frame_stats``) and ``num_frames`` the range's.
     """
 
     def __init__(
@@ -188,8 +191,11 @@ class FolderDepth:
         total_frames: int | None = None,
         files: list[Path] | None = None,
         kind: str = "inverse",
+        size: tuple[int, int] | None = None,
     ) -> None:
         self.folder, self.start, self.name, self.kind = Path(folder), start, f"folder:{folder}", kind
+        self.num_frames, self.size = num_frames, size
+        self._stats: dict[str, np.ndarray] | None = None
         self.files = list(files) if files is not None else io.list_depths(self.folder)
         self.frame_sizes = frame_sizes
         self._warned = False
@@ -202,9 +208,9 @@ class FolderDepth:
         return self.read(first, first + len(frames), size)
 
     def read(self, a: int, b: int, size: tuple[int, int] | str | None = None) -> np.ndarray:
-        """The maps of frames ``a .. b-1`` of the range, float32 ``(b - a, h, w)`` at ``size`` (None, or the name
-        ``"disparity"`` as a stage store is read: as stored)."""
-        size = None if isinstance(size, str) else size
+        """The maps of frames ``a .. b-1`` of the range, float32 ``(b - a, h, w)`` at ``size`` (None: as stored; the
+        name ``"disparity"``, as a stage store is read: at the folder's ``size``)."""
+        size = self.size if isinstance(size, str) else size
         maps = []
         for f in self.files[self.start + a : self.start + b]:
             d = io.read_depth(f)
@@ -218,6 +224,18 @@ class FolderDepth:
                 d = np.where(d > 0, 1.0 / np.maximum(d, 1e-12), 0.0).astype(np.float32)
             maps.append(d if size is None else resize_depth(d[None], size)[0])
         return np.stack(maps)
+
+
+    def stats(self, name: str, end: int | None = None) -> np.ndarray:
+        """Per-frame statistic ``name`` (``frame_stats``) of frames ``0 .. end-1`` of the maps ``read(a, b, "disparity")``
+        gives, computed on first use, ``STATS_CHUNK`` maps at a time."""
+        if self._stats is None:
+            parts = [frame_stats(self.read(a, min(a + STATS_CHUNK, self.num_frames), "disparity")) for a in range(0, self.num_frames, STATS_CHUNK)]
+            self._stats = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return self._stats[name][: self.num_frames if end is None else end]
+
+
+STATS_CHUNK = 16  # maps read at a time for ``FolderDepth.stats``: memory only
 
 
 def _check_frames(frames: np.ndarray) -> None:

@@ -105,7 +105,7 @@ def matrix_info(
 def save_frame_matrix(fm: FrameMatrix, folder: str | Path, *, jpeg_quality: int = 95) -> None:
     """Write every cell atomically, then the manifest (whose presence marks the folder complete)."""
     writer = MatrixWriter.for_info(folder, fm.info, jpeg_quality=jpeg_quality)
-    writer.write(0, fm.images, fm.masks[:, :, 0])
+    writer.commit(0, {"images": fm.images, "known": fm.masks[:, :, 0]})
     writer.close()
 
 
@@ -124,14 +124,21 @@ class MatrixWriter:
 
     def _init(self, folder: str | Path, info: MatrixInfo, jpeg_quality: int) -> None:
         self.folder, self.info, self.jpeg_quality = Path(folder), info, jpeg_quality
+        self.known_pixels = 0  # of the cells committed: the share of holes is what create_frame_matrix.py reports
         self.folder.mkdir(parents=True, exist_ok=True)
         # Incomplete until ``close``: without its manifest the cells written so far would read as a shorter
         # matrix (``_infer_info``), so the folder is marked until then.
         io.write_text(self.folder / UNFINISHED, "create_frame_matrix.py has not finished this frame matrix\n")
         (self.folder / MANIFEST).unlink(missing_ok=True)
 
-    def write(self, first: int, images: torch.Tensor, known: torch.Tensor) -> None:
-        """Cells of frames ``first ..``: images ``(V, n, 3, H, W)`` in [0, 1], known ``(V, n, H, W)`` bool."""
+    def plan(self, chunk_frames: int) -> list[tuple[int, int]]:
+        n = self.info.num_frames
+        return [(a, min(a + chunk_frames, n)) for a in range(0, n, chunk_frames)]
+
+    def commit(self, first: int, arrays: dict[str, torch.Tensor], stats: dict | None = None) -> None:
+        """Cells of frames ``first ..``: ``images`` ``(V, n, 3, H, W)`` in [0, 1], ``known`` ``(V, n, H, W)`` bool."""
+        images, known = arrays["images"], arrays["known"]
+        self.known_pixels += int(known.sum())
         rgb = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()  # V n H W 3
         mask = known.cpu().numpy().astype(np.uint8) * 255  # V n H W
         for v in range(rgb.shape[0]):
@@ -197,6 +204,47 @@ def _infer_info(folder: Path) -> MatrixInfo:
     )
 
 
+class MatrixFolder:
+    """A frame-matrix folder read by frame range (``svg.py`` reads it window by window), checked for the views and
+    frames asked for: ``num_views`` must equal the views on disk when given; ``num_frames``/``start_frame``: the
+    frame range (all when ``None``). ``info``: the manifest of that range. Every missing file is an ``InputError``
+    naming it."""
+
+    def __init__(self, folder: str | Path, *, num_views: int | None = None, num_frames: int | None = None, start_frame: int = 0) -> None:
+        folder = Path(folder)
+        info = read_matrix_info(folder)
+        if num_views is not None and num_views != info.num_views:
+            raise InputError(f"{folder}: holds {info.num_views} views, but --num_views is {num_views}")
+        frames = info.num_frames - start_frame if num_frames is None else num_frames
+        if start_frame + frames > info.num_frames or frames < 1:
+            raise InputError(f"{folder}: holds {info.num_frames} frames, but frames {start_frame}..{start_frame + frames - 1} were asked for")
+        self.folder, self.start = folder, start_frame
+        self.info = MatrixInfo(**{**asdict(info), "num_frames": frames, "frame_names": info.frame_names[start_frame : start_frame + frames]})
+        for v in range(info.num_views):  # a missing cell fails now, not in the middle of a run that reads it late
+            for t in range(start_frame, start_frame + frames):
+                for suffix in (info.image_suffix, "_mask.png"):
+                    if not (path := folder / f"{file_stem(t, v, info.max_baseline)}{suffix}").is_file():
+                        raise InputError(f"{path}: no such image file")
+
+    def read(self, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``a .. b-1`` of the range: images float32 ``(V, n, 3, H, W)`` in [0, 1], masks bool ``(V, n, 1, H, W)``."""
+        info, folder = self.info, self.folder
+        images = np.empty((info.num_views, b - a, info.height, info.width, 3), np.uint8)
+        masks = np.empty((info.num_views, b - a, info.height, info.width), bool)
+        for v in range(info.num_views):
+            for i in range(b - a):
+                stem = file_stem(self.start + a + i, v, info.max_baseline)
+                img = io.read_image(folder / f"{stem}{info.image_suffix}")
+                mask_path = folder / f"{stem}_mask.png"
+                mask = io.read_image(mask_path)[..., 0]
+                for what, arr, path in (("image", img, stem + info.image_suffix), ("mask", mask, mask_path.name)):
+                    if arr.shape[:2] != (info.height, info.width):
+                        raise InputError(f"{folder / path}: {what} is {arr.shape[1]}x{arr.shape[0]}, the matrix is {info.width}x{info.height}")
+                images[v, i] = img
+                masks[v, i] = mask > 127
+        return torch.from_numpy(images).permute(0, 1, 4, 2, 3).float() / 255, torch.from_numpy(masks)[:, :, None]  # V n H W 3 -> V n 3 H W
+
+
 def load_frame_matrix(
     folder: str | Path,
     *,
@@ -204,37 +252,10 @@ def load_frame_matrix(
     num_frames: int | None = None,
     start_frame: int = 0,
 ) -> FrameMatrix:
-    """Load a frame matrix, checking it holds the views and frames asked for.
-
-    ``num_views``: must equal the views on disk when given. ``num_frames``/``start_frame``: the frame
-    range to load (all when ``None``). Every missing file is an ``InputError`` naming it.
-    """
-    folder = Path(folder)
-    info = read_matrix_info(folder)
-    if num_views is not None and num_views != info.num_views:
-        raise InputError(f"{folder}: holds {info.num_views} views, but --num_views is {num_views}")
-    frames = info.num_frames - start_frame if num_frames is None else num_frames
-    if start_frame + frames > info.num_frames or frames < 1:
-        raise InputError(f"{folder}: holds {info.num_frames} frames, but frames {start_frame}..{start_frame + frames - 1} were asked for")
-    images = np.empty((info.num_views, frames, info.height, info.width, 3), np.uint8)
-    masks = np.empty((info.num_views, frames, info.height, info.width), bool)
-    for v in range(info.num_views):
-        for i in range(frames):
-            stem = file_stem(start_frame + i, v, info.max_baseline)
-            img = io.read_image(folder / f"{stem}{info.image_suffix}")
-            mask_path = folder / f"{stem}_mask.png"
-            mask = io.read_image(mask_path)[..., 0]
-            for what, arr, path in (("image", img, stem + info.image_suffix), ("mask", mask, mask_path.name)):
-                if arr.shape[:2] != (info.height, info.width):
-                    raise InputError(f"{folder / path}: {what} is {arr.shape[1]}x{arr.shape[0]}, the matrix is {info.width}x{info.height}")
-            images[v, i] = img
-            masks[v, i] = mask > 127
-    info = MatrixInfo(**{**asdict(info), "num_frames": frames, "frame_names": info.frame_names[start_frame : start_frame + frames]})
-    return FrameMatrix(
-        images=torch.from_numpy(images).permute(0, 1, 4, 2, 3).float() / 255,  # V T H W 3 -> V T 3 H W
-        masks=torch.from_numpy(masks)[:, :, None],  # V T H W -> V T 1 H W
-        info=info,
-    )
+    """Load a frame matrix (``MatrixFolder``'s range, whole)."""
+    m = MatrixFolder(folder, num_views=num_views, num_frames=num_frames, start_frame=start_frame)
+    images, masks = m.read(0, m.info.num_frames)
+    return FrameMatrix(images=images, masks=masks, info=m.info)
 
 
 def build_frame_matrix(
@@ -539,3 +560,38 @@ class Effect:
                     near, far = track.parallax(1.0), track.parallax(0.0)
                 self._value = (track, scan, near, far, cuts, lo, hi)
             return self._value
+
+
+def matrix_source(clip, reader: str, inputs: dict, disparity: str, plan, config, device, cache_frames: int, *,
+                  effect: Effect | None = None) -> MatrixSource:  # fmt: skip
+    """The frame matrix over the stores ``inputs`` (``disparity`` and ``depth`` for its shot scores) for ``reader``,
+    each frame warped with its own effect (``Effect``) when the effect is set by strength."""
+    store = inputs[disparity]
+    ranges = Ranges(inputs["depth"], store, config.matrix.depth_range, clip.info.fps)
+    remap = None
+    if effect is not None and effect.warps:
+        track = effect.get(inputs)[0]
+        remap = track.remap if track is not None and track.changed else None
+    return MatrixSource(
+        clip.reader(reader), lambda a, b: store.read(a, b, "disparity"), None, None, plan, config.matrix, device=device,
+        cache_frames=cache_frames, ranges=ranges, remap=remap,
+    )  # fmt: skip
+
+
+class MatrixStage:
+    """Every view's cells of the frame matrix, chunk by chunk, into a store (``create_frame_matrix.py``: a
+    ``MatrixWriter``), over the stores ``depth`` (its shot scores) and ``disparity`` (``matrix_source``, as the fill
+    and export stages read them). ``run`` follows the stage contract (``svg3d.stages``), but it is no stage of the
+    pipeline: ``convert`` derives the cells on demand and never stores them, so it needs no record key."""
+
+    name = "matrix"  # its reader of the clip
+
+    def __init__(self, clip, plan: camera.ViewPlan, config, device: torch.device, *, chunk_frames: int) -> None:
+        self.clip, self.plan, self.config, self.device, self.chunk_frames = clip, plan, config, device, chunk_frames
+
+    def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress: Callable[[int], None]) -> None:
+        source = matrix_source(self.clip, self.name, inputs, "disparity", self.plan, self.config, self.device, self.chunk_frames)
+        for a, b in chunks:
+            cells = source.cells(a, b, views=tuple(range(self.plan.num_views)))
+            store.commit(a, {"images": cells.images, "known": cells.known})
+            progress(b - a)

@@ -1,4 +1,5 @@
-"""Frame-matrix denoising (the paper's filler) behind the ``Filler`` protocol, and the glue ``svg.py`` shares.
+"""Frame-matrix denoising (the paper's filler) behind the ``Filler`` protocol; its window loop (``denoise_into``) and
+``svg.py``'s results folder (``ResultsFolder``), so that ``svg.py`` runs the loop ``convert`` runs.
 
 The frame matrix is warped at the source resolution (``matrix.MatrixSource``); diffusion runs at the
 model's (``DiffusionConfig.size``, 576x320 for zeroscope): every cell is shrunk to fit that size with
@@ -13,8 +14,9 @@ pixels only (``composite``): every known pixel stays the exact warped source pix
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -174,39 +176,97 @@ class DenoisedStage:
         models.check_available(self.filler.config.model, "video model", flag="video_model", probe_file="unet/config.json")
 
     def run(self, inputs: dict, store, chunks, progress) -> None:
-        from ...denoise import denoise_frame_matrix, output_views, window_fixed, window_seed, window_starts
-        from .stage import matrix_source
+        from ..matrix import matrix_source
 
         cfg, plan, device = self.filler.config, self.plan, self.filler.device
-        dconfig = denoise_config(cfg, plan.multiview)
-        outputs = output_views(plan.num_views, dconfig)  # their final latents carry into the next window's overlap
-        t_count = self.clip.num_frames
-        starts = window_starts(t_count, cfg.window, cfg.window_overlap)
         source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, device, cfg.window, effect=self.effect)
         model = load_model(cfg.model, device, compile=cfg.compile, unet=cfg.unet)
-        covered = {f for c in store.chunks for f in range(c["first"], c["first"] + c["count"])}
-        done = 0
-        for k, start in enumerate(starts):
-            end = min(start + cfg.window, t_count)
-            if all(f in covered for f in range(done, end)):
-                done = end
-                continue
-            cells = source.cells(start, end, views=tuple(range(plan.num_views)))
-            v, n = cells.images.shape[:2]
-            images, known = shrink_cells(cells.images.flatten(0, 1), cells.known.flatten(0, 1), cfg.size)
-            images, known = images.unflatten(0, (v, n)), known.unflatten(0, (v, n))[:, :, None]
-            fixed_cells = fixed_latents = None
-            if done > start:
-                final = torch.from_numpy(store.read(start, done, "latents")).transpose(0, 1)  # n V c h w -> V n c h w
-                fixed_cells, fixed_latents = window_fixed(final, outputs, plan.num_views, end - start)
-            result = denoise_frame_matrix(
-                model, images, known, cfg.prompt, replace(dconfig, seed=window_seed(cfg.seed, k)), layout=plan.layout,
-                fixed_latents=fixed_latents, fixed_cells=fixed_cells,
-            )  # fmt: skip
-            new = done - start
-            latents = torch.stack([result.latents[view, new:] for view in outputs], 1)  # (n, V', c, h, w)
-            frames = torch.stack([result.videos[view][new:] for view in self.filler._fill_views], 1)  # (n, V', 3, th, tw)
-            rgb = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)  # n V 3 h w -> n V h w 3
-            store.commit(done, {"latents": latents.cpu().numpy(), "views": rgb.cpu().numpy()})
-            progress(end - done)
-            done = end
+        dconfig = denoise_config(cfg, plan.multiview)
+
+        def cells(a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:  # every view, shrunk to the model's size
+            c = source.cells(a, b, views=tuple(range(plan.num_views)))
+            v, n = c.images.shape[:2]
+            images, known = shrink_cells(c.images.flatten(0, 1), c.known.flatten(0, 1), cfg.size)
+            return images.unflatten(0, (v, n)), known.unflatten(0, (v, n))[:, :, None]
+
+        denoise_into(model, cells, store, cfg.prompt, dconfig, num_frames=self.clip.num_frames, num_views=plan.num_views,
+                     window=cfg.window, overlap=cfg.window_overlap, keep=self.filler._fill_views, layout=plan.layout,
+                     progress=progress)  # fmt: skip
+
+
+def denoise_into(model, cells, store, prompt: str, config, *, num_frames: int, num_views: int, window: int, overlap: int | None,
+                 keep: tuple[int, ...], layout, workers=None, steps=None, progress=None):  # fmt: skip
+    """The frame matrix ``cells(a, b) -> (images, masks)`` denoised window by window (``denoise.denoise_windows``), each
+    window's new frames committed to ``store`` (the ``denoised`` stage's format, read back for the next window's
+    overlap): ``latents`` float32 ``(n, V', c, h, w)`` of the output views and ``views`` uint8 ``(n, len(keep), h, w,
+    3)`` of the views ``keep``. A store that holds frames already (``store.chunks``, a resumed run) resumes after
+    them. ``steps`` ticks once per denoising step, ``progress(n)`` once per window with its new frames. Returns the
+    UNet work (``denoise.DenoiseStats``). The one loop of ``convert --fill diffusion`` and ``svg.py``."""
+    from ...denoise import LOCAL, DenoiseStats, denoise_windows, output_views
+
+    outputs = output_views(num_views, config)  # their final latents carry into the next window's overlap
+    covered = {f for c in store.chunks for f in range(c["first"], c["first"] + c["count"])}
+    resume = next(f for f in range(num_frames + 1) if f not in covered)
+    stats = DenoiseStats()
+
+    def final(a: int, b: int) -> torch.Tensor:
+        return torch.from_numpy(store.read(a, b, "latents")).transpose(0, 1)  # n V c h w -> V n c h w
+
+    for start, done, result in denoise_windows(
+        model, cells, final, prompt, config, num_frames=num_frames, num_views=num_views, window=window, overlap=overlap,
+        resume=resume, layout=layout, progress=steps, workers=LOCAL if workers is None else workers,
+    ):  # fmt: skip
+        new = done - start
+        latents = torch.stack([result.latents[view, new:] for view in outputs], 1)  # (n, V', c, h, w)
+        frames = torch.stack([result.videos[view][new:] for view in keep], 1)  # (n, V', 3, th, tw)
+        rgb = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)  # n V 3 h w -> n V h w 3
+        store.commit(done, {"latents": latents.cpu().numpy(), "views": rgb.cpu().numpy()})
+        stats.add(result.stats)
+        if progress is not None:
+            progress(len(latents))
+    return stats
+
+
+class ResultsFolder:
+    """``svg.py``'s output folder as the store ``denoise_into`` commits to: ``view{v:03d}_{t:05d}.jpg`` for each of
+    ``views`` (the reference's names, so its downstream scripts still work) as each window is done, the latents kept
+    for the overlaps; ``finish`` writes the side-by-side video of the eyes (``results3d.mp4``, ``results3d.gif``:
+    left | right) and ``manifest.json`` last: until then the folder is no complete result. ``write=False`` keeps the
+    latents only (the other processes of a split run)."""
+
+    def __init__(self, folder, views: tuple[int, ...], *, write: bool = True) -> None:
+        from pathlib import Path
+
+        self.folder, self.views, self.write = Path(folder), tuple(views), write
+        self.chunks: list[dict] = []
+        self._latents: list[np.ndarray] = []
+        self._frames: list[np.ndarray] = []  # (n, V, H, W, 3) per window
+        if write:
+            (self.folder / "manifest.json").unlink(missing_ok=True)
+
+    def read(self, a: int, b: int, name: str) -> np.ndarray:
+        """The ``latents`` of frames ``a .. b-1`` (the only array ``denoise_into`` reads back)."""
+        return np.concatenate(self._latents)[a:b]
+
+    def commit(self, first: int, arrays: dict[str, np.ndarray], stats: dict | None = None) -> None:
+        from ... import io
+
+        self.chunks.append({"first": first, "count": len(arrays["latents"])})
+        self._latents.append(arrays["latents"])
+        if not self.write:
+            return
+        self._frames.append(arrays["views"])
+        for i, frames in enumerate(arrays["views"]):
+            for v, frame in zip(self.views, frames, strict=True):
+                io.write_image(self.folder / f"view{v:03d}_{first + i:05d}.jpg", frame)
+
+    def finish(self, eyes: tuple[int, int], fps: float, manifest: dict) -> None:
+        import json
+
+        from ... import io
+
+        frames = np.concatenate(self._frames)  # (T, V, H, W, 3)
+        sbs = np.concatenate([frames[:, self.views.index(eye)] for eye in eyes], axis=2)  # T H 2W 3: left | right
+        io.write_video(self.folder / "results3d.mp4", sbs, fps)
+        io.write_gif(self.folder / "results3d.gif", sbs, fps)
+        io.write_text(self.folder / "manifest.json", json.dumps(manifest, indent=1))

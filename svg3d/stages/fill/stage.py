@@ -14,7 +14,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from ..matrix import Cells, Effect, MatrixSource, Ranges
+from ..matrix import Cells, Effect, MatrixSource, matrix_source
 
 FILLED = "filled"
 
@@ -94,19 +94,3 @@ def _range_lookahead(clip) -> int:
     from ... import shots
 
     return shots.range_lookahead(clip.info.fps)
-
-
-def matrix_source(clip, reader: str, inputs: dict, disparity: str, plan, config, device, cache_frames: int, *,
-                  effect: Effect | None = None) -> MatrixSource:  # fmt: skip
-    """The frame matrix over the stores ``inputs`` (``disparity`` and ``depth`` for its shot scores) for ``reader``,
-    each frame warped with its own effect (``Effect``) when the effect is set by strength."""
-    store = inputs[disparity]
-    ranges = Ranges(inputs["depth"], store, config.matrix.depth_range, clip.info.fps)
-    remap = None
-    if effect is not None and effect.warps:
-        track = effect.get(inputs)[0]
-        remap = track.remap if track is not None and track.changed else None
-    return MatrixSource(
-        clip.reader(reader), lambda a, b: store.read(a, b, "disparity"), None, None, plan, config.matrix, device=device,
-        cache_frames=cache_frames, ranges=ranges, remap=remap,
-    )  # fmt: skip
