@@ -18,7 +18,7 @@ import pytest
 
 from svg3d import convert, io, work
 from svg3d.__main__ import main
-from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig
+from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig, StabiliseConfig
 from svg3d.source import read_clip
 from svg3d.stages.export import ExportSettings
 from svg3d.stages.generate import GENERATED
@@ -79,13 +79,40 @@ def test_many_chunks_equal_one_chunk(clip, tmp_path):
     assert p.audio_seconds == pytest.approx(audio_seconds(video), abs=1e-3)
 
 
+class Recorder:
+    """A progress factory keeping every stage's steps: ``steps[stage] = [n, ...]``."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list[int]] = {}
+        self.totals: dict[str, int] = {}
+
+    def __call__(self, desc: str, total: int, initial: int = 0):
+        self.steps[desc], self.totals[desc] = [], total - initial
+        return self.steps[desc].append, lambda: None
+
+
+def test_progress_moves_frame_by_frame_in_every_slow_stage(clip, tmp_path):
+    """Depth maps, the fill: one frame at a time inside 5-frame chunks; stabilisation a block of frames at a time;
+    each stage's steps add up to its frames exactly (``--chunk-frames`` 5: a bar no longer waits for a chunk)."""
+    video, depth, _ = clip
+    events = Recorder()
+    convert.convert(video, tmp_path / "out", base_config(depth, chunk_frames=5), progress=events)
+    assert set(events.steps) == {"depth", "stabilised", "filled", "export"}
+    assert events.steps["depth"] == events.steps["filled"] == [1] * 10
+    assert max(events.steps["stabilised"]) <= StabiliseConfig().pairs_per_batch // 2 < 5
+    assert all(sum(steps) == events.totals[stage] == 10 for stage, steps in events.steps.items())
+
+
 def test_a_diffusion_run_in_many_chunks_equals_one_chunk(clip, tmp_path, model_dir):
     video, depth, _ = clip
     diffusion = DiffusionConfig(model=str(model_dir), steps=2, window=6, overlap=2, size=(64, 96))
     config = base_config(depth, filler="diffusion", diffusion=diffusion, matrix=replace(ConvertConfig().matrix, num_views=3))
-    one = convert.convert(video, tmp_path / "one", replace(config, chunk_frames=64))
+    events = Recorder()
+    one = convert.convert(video, tmp_path / "one", replace(config, chunk_frames=64), progress=events)
     many = convert.convert(video, tmp_path / "many", replace(config, chunk_frames=4))
     assert one.filler == "diffusion" and one.plan.num_views == 3
+    # the pre-pass says its frames step by step (2 steps a window), not once a window: 6 new frames, then 4
+    assert events.steps["denoised"] == [3, 3, 2, 2] and sum(events.steps["filled"]) == 10
     for stage in ("denoised", "filled"):
         assert stage_data(one.work_dir, stage).keys() == stage_data(many.work_dir, stage).keys()
         assert all(np.array_equal(a, b) for a, b in zip(stage_data(one.work_dir, stage).values(), stage_data(many.work_dir, stage).values(), strict=True))

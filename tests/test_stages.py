@@ -314,3 +314,67 @@ def test_the_effect_and_the_physical_camera_are_one_choice():
         MatrixConfig(strength=2.5, max_baseline=0.1)
     assert e.value.params == ("max_baseline", "strength")
     assert MatrixConfig(max_baseline=0.1).strength is None and MatrixConfig(strength=2.5).max_baseline > 0
+
+
+class FrameByFrame:
+    """A toy stage whose chunk computes its frames one at a time, saying so after each (as the fill does)."""
+
+    name, needs, lookahead = "frames", (), 0
+
+    def params(self) -> dict:
+        return {}
+
+    def check(self) -> None:
+        pass
+
+    def run(self, inputs, store, chunks, progress) -> None:
+        for a, b in chunks:
+            out = []
+            for i in range(a, b):
+                out.append(float(i))
+                progress(1)
+            store.commit(a, {"x": np.array(out)})
+
+
+def test_progress_moves_frame_by_frame_inside_a_chunk_to_the_bars_and_the_log(tmp_path, capsys):
+    """Per-frame progress goes through the runner to the CLI's bars ("k/n stage" and the overall one) and to the
+    progress log the web page reads: in order, one frame at a time, before the chunk is committed, ending at the total."""
+    from svg3d import cli, jobs
+
+    events = []
+    stage = FrameByFrame()
+
+    def record(desc, total, initial=0):
+        def advance(n):
+            events.append((n, len(runner.stores[desc].chunks)))  # (frames, chunks committed so far)
+
+        return advance, lambda: None
+
+    bars, log = cli.StageBars(), cli.ProgressLog(tmp_path / "progress.jsonl", interval=0.0)
+    runner = work.Runner([stage], lambda name, key, params: work.StageStore(tmp_path, name, key=key, params=params, inputs={}, num_frames=N),
+                         chunk_frames=CHUNK, progress=cli.both(record, bars, log))  # fmt: skip
+    runner.run("frames")
+    assert [n for n, _ in events] == [1] * N
+    assert [c for _, c in events] == [i // CHUNK for i in range(N)]  # frame i of a chunk is said before its commit
+    assert bars.overall.n == N and bars.overall.total == N
+    lines = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
+    assert [e["done"] for e in lines if e["stage"] == "frames"][2:] == list(range(1, N + 1)) + [N]  # (plan, start; close)
+    (read,) = jobs.read_progress(tmp_path / "progress.jsonl")
+    assert (read.stage, read.done, read.total) == ("frames", N, N)
+    assert "1/1 frames" in capsys.readouterr().err
+
+
+def test_scaled_progress_counts_other_units_as_frames():
+    """A filler's view-frames or the denoiser's steps reported as frames: in proportion, exactly the frames at the end."""
+    from svg3d.stages import scaled
+
+    for units, frames, step in ((7 * 16, 16, 1), (50, 6, 1), (3, 16, 1), (10, 4, 3), (0, 5, 1)):
+        got = []
+        advance = scaled(got.append, units, frames)
+        done = 0
+        while done < units:
+            advance(step)
+            done += step
+            assert sum(got) == frames * min(done, units) // units  # never ahead of the work
+        assert sum(got) == frames and all(n > 0 for n in got), (units, frames, got)
+    assert scaled(None, 4, 4) is None

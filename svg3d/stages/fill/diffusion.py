@@ -13,6 +13,7 @@ pixels only (``composite``): every known pixel stays the exact warped source pix
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, replace
 
 import torch
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from ...checks import check_shape
 from ...config import DiffusionConfig
+from .. import scaled
 from ..matrix import Cells
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,7 @@ class DiffusionFiller:
     def bind(self, inputs: dict) -> None:
         self.store = inputs[DenoisedStage.name]
 
-    def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
+    def fill(self, cells: Cells, core: tuple[int, int], progress: Callable[[int], None] | None = None) -> torch.Tensor:
         a, b = core
         # a copy: the store hands out read-only views of its cached chunk
         generated = torch.from_numpy(self.store.read(a, b, "views").copy()).to(cells.images.device)  # (n, V', th, tw, 3)
@@ -147,6 +149,8 @@ class DiffusionFiller:
             j = self._fill_views.index(view)
             up = grow(generated[:, j].permute(0, 3, 1, 2).float() / 255, size, self.config.size)  # n h w 3 -> n 3 h w
             out.append(composite(cells.images[i, a - cells.first : b - cells.first], cells.known[i, a - cells.first : b - cells.first], up))
+        if progress is not None:  # (the denoised pre-pass did the work: this is an upsampling, quick)
+            progress(b - a)
         return torch.stack(out)
 
 
@@ -201,12 +205,11 @@ class DenoisedStage:
                 fixed_cells, fixed_latents = window_fixed(final, outputs, plan.num_views, end - start)
             result = denoise_frame_matrix(
                 model, images, known, cfg.prompt, replace(dconfig, seed=window_seed(cfg.seed, k)), layout=plan.layout,
-                fixed_latents=fixed_latents, fixed_cells=fixed_cells,
+                fixed_latents=fixed_latents, fixed_cells=fixed_cells, progress=scaled(progress, dconfig.num_inference_steps, end - done),
             )  # fmt: skip
             new = done - start
             latents = torch.stack([result.latents[view, new:] for view in outputs], 1)  # (n, V', c, h, w)
             frames = torch.stack([result.videos[view][new:] for view in self.filler._fill_views], 1)  # (n, V', 3, th, tw)
             rgb = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)  # n V 3 h w -> n V h w 3
             store.commit(done, {"latents": latents.cpu().numpy(), "views": rgb.cpu().numpy()})
-            progress(end - done)
             done = end

@@ -84,10 +84,9 @@ class FillStage:
         for a, b in chunks:
             lo_t, hi_t = max(0, a - context), min(n_all, b + context)
             cells = source.cells(lo_t, hi_t, views=self.plan.fill_views)
-            result = self.filler.fill(cells, (a, b))  # (V, n, 3, H, W)
+            result = self.filler.fill(cells, (a, b), progress)  # (V, n, 3, H, W); progress as it fills the frames
             arrays, stats = pack(cells, result, a, b)
             store.commit(a, arrays, stats)
-            progress(b - a)
 
 
 def _range_lookahead(clip) -> int:
