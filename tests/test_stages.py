@@ -14,6 +14,8 @@ import pytest
 
 from svg3d import shots, work
 from svg3d.config import ConvertConfig
+from svg3d.stages.fill.stage import store_name
+from tests.media import stage_folder
 
 N = 40  # frames of the toy clip
 CHUNK = 8
@@ -151,7 +153,7 @@ def test_overlapping_stages_give_the_bytes_of_one_after_another(tmp_path):
     for overlap in (True, False):
         out = tmp_path / f"overlap_{overlap}"
         result = convert.convert(video, out, replace(config, concurrent_stages=overlap))
-        digests = {name: json.loads((out / "work" / f"{name}.json").read_text())["digest"] for name in ("depth", "stabilised", "filled")}
+        digests = {name: json.loads(stage_folder(out / "work", name).with_suffix(".json").read_text())["digest"] for name in ("depth", "stabilised", "filled")}
         folder = result.exports["eyes_png"]
         pngs = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
         results[overlap] = (digests, pngs)
@@ -172,7 +174,7 @@ def test_sigterm_is_handled_as_ctrl_c_and_the_rerun_resumes(tmp_path):
             "--fill", "classical", "--chunk-frames", "2", "--exports", "eyes_png", "--device", "cpu", "--quiet"]  # fmt: skip
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(root)}
     proc = subprocess.Popen(argv, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
-    record = out / "work" / "filled.json"
+    record = out / "work" / f"{store_name('filled', 2)}.json"
     wait_for_chunk(proc, record)
     assert proc.poll() is None, "convert ended before it could be stopped"
     proc.send_signal(signal.SIGTERM)
@@ -268,7 +270,7 @@ def test_a_run_over_the_free_memory_lowers_its_chunk_or_is_refused(tmp_path, mon
     with caplog.at_level(logging.WARNING, logger="svg3d"):
         lowered = convert.convert(video, tmp_path / "low", config)
     assert "using --chunk-frames 2" in caplog.text and "--chunk-frames 6 would need" in caplog.text
-    record = json.loads((tmp_path / "low" / "work" / "filled.json").read_text())
+    record = json.loads(stage_folder(tmp_path / "low" / "work", "filled").with_suffix(".json").read_text())
     assert [c["count"] for c in record["chunks"]] == [2, 2, 2]
     monkeypatch.setattr(memory, "available_mb", lambda: 10.0)
     with pytest.raises(InputError, match="chunk_frames: 96x64 frames need about .* MB even one at a time and 10 MB are free"):
