@@ -27,7 +27,7 @@ from .stages import fill
 from .stages.clip import Clip
 from .stages.depth import DepthStage
 from .stages.export import ExportStage, remove_stale_parts
-from .stages.fill.stage import FILLED, FillStage, say_other_fills, store_name
+from .stages.fill.stage import FILLED, FillStage, say_other_fills, store_folder
 from .stages.generate import generate
 from .stages.matrix import Effect
 from .stages.stabilise import StabiliseStage
@@ -221,8 +221,7 @@ def convert(
         def make_store(name: str, key: str, params: dict):
             if name == "export":
                 return work.OutputStore(work_dir, name, key=key, num_frames=n)
-            folder = store_name(name, params["plan"]["num_views"] if "plan" in params else None)  # (one fill per view count)
-            return _Store(on_chunk, work_dir, name, key=key, params=params, inputs={}, num_frames=n, folder=folder)
+            return _Store(on_chunk, work_dir, name, key=key, params=params, inputs={}, num_frames=n, folder=store_folder(name, params))
 
         concurrent = config.concurrent_stages
         runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=concurrent, finished=clip.done)

@@ -58,6 +58,11 @@ def store_name(stage: str, num_views: int | str | None) -> str:
     return stage if num_views is None else f"{stage}-{num_views}views"
 
 
+def store_folder(stage: str, params: dict) -> str:
+    """``store_name`` of a stage from its parameters (the record's key): per view count when they hold a view plan."""
+    return store_name(stage, params["plan"]["num_views"] if "plan" in params else None)
+
+
 def say_other_fills(work_dir: Path, store, plan) -> None:
     """One line for each other view count whose fill the work folder holds, when the fill (``store``) runs for ``plan``'s
     count: what this count costs against that one, and that the other is kept."""
