@@ -27,7 +27,7 @@ from .stages import fill
 from .stages.clip import Clip
 from .stages.depth import DepthStage
 from .stages.export import ExportStage, remove_stale_parts
-from .stages.fill.stage import FillStage
+from .stages.fill.stage import FILLED, FillStage, say_other_fills, store_folder
 from .stages.generate import generate
 from .stages.matrix import Effect
 from .stages.stabilise import StabiliseStage
@@ -221,11 +221,13 @@ def convert(
         def make_store(name: str, key: str, params: dict):
             if name == "export":
                 return work.OutputStore(work_dir, name, key=key, num_frames=n)
-            return _Store(on_chunk, work_dir, name, key=key, params=params, inputs={}, num_frames=n)
+            return _Store(on_chunk, work_dir, name, key=key, params=params, inputs={}, num_frames=n, folder=store_folder(name, params))
 
         concurrent = config.concurrent_stages
         runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=concurrent, finished=clip.done)
         todo = runner.todo("export")
+        if FILLED in todo:
+            say_other_fills(work_dir, runner.stores[FILLED], plan)
         # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts
         thread_plan = threads.plan_threads(cpus, len(stages) if concurrent else 1, device.type)
         threads.apply(thread_plan)

@@ -32,6 +32,7 @@ import torch
 
 from . import __version__, camera, convert, io, metrics, scene, work
 from .config import ConvertConfig, DepthConfig, ExportSettings, MatrixConfig
+from .stages.fill.stage import FILLED, store_name
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,9 @@ def _demo_scene(sc: scene.Scene, folder: Path, progress, device: torch.device) -
 
 def _known(result: convert.ConvertResult) -> torch.Tensor:
     """The right eye's known-mask ``(T, H, W)`` bool: what the warp gave (the fill stage records the holes)."""
-    record = json.loads((result.work_dir / "filled.json").read_text())
-    holes = np.concatenate([work.read_chunk(result.work_dir / "filled" / c["file"], ("holes",))["holes"] for c in record["chunks"]])
+    folder = result.work_dir / store_name(FILLED, result.plan.num_views)
+    record = json.loads(folder.with_suffix(".json").read_text())
+    holes = np.concatenate([work.read_chunk(folder / c["file"], ("holes",))["holes"] for c in record["chunks"]])
     return torch.from_numpy(~holes[:, result.plan.fill_views.index(result.plan.eyes[1])])
 
 

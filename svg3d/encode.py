@@ -10,7 +10,8 @@ element (FFmpeg writes it from the stream's ``stereo_mode`` tag) and for VR180 t
 (``matroska``), and half side-by-side / top-bottom H.264 an x264 frame-packing SEI, which 3D TVs read. An mp4
 gets its index first (fast start, ``isobmff.finish_mp4``). The encoder runs on a chosen number of threads
 (``encoder_threads``), never on what it finds: the bytes must not depend on the CPUs a run happened to
-have (``encoder_threads`` says why). The file is written as a part
+have (``encoder_threads`` says why), and x264 without its AVX-512 code, which gave identical frames other bytes from
+one encode to the next (``x264_asm``). The file is written as a part
 (``parts``) and renamed into place only when complete; an ``OSError`` (disk full, folder removed)
 becomes an ``InputError`` naming the file, with the part removed.
 
@@ -160,6 +161,33 @@ def threading_options(codec: str, threads: int) -> tuple[dict[str, str], int, st
     return {}, threads, "FRAME"
 
 
+@functools.cache
+def x264_asm() -> str | None:
+    """The CPU capabilities x264 finds here less AVX-512, as its ``asm`` option takes them; None where it finds no AVX-512.
+
+    x264's AVX-512 code reads memory it did not write: at 96x64 with a frame-packing SEI the same frames gave other
+    bytes whenever the heap held other leftovers (every second encode of one process, 1 resumed run in 5; never with
+    the same capabilities less AVX-512 — nor with ``MALLOC_PERTURB_`` — in 10 of 10). x264 names what it detected in
+    its log when an encoder opens (names its ``asm`` option reads back); a probe encoder is opened once to read them.
+    """
+    import av
+    import av.logging
+
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)
+    try:
+        with av.logging.Capture(local=True) as logs:
+            ctx = av.CodecContext.create("libx264", "w")
+            ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 64, 64, "yuv420p", Fraction(1, 25)
+            ctx.open()
+    finally:
+        av.logging.set_level(level)
+    found = [line.split(":", 1)[1].split() for _, _, line in logs if line.startswith("using cpu capabilities:")]
+    if not found or "AVX512" not in found[0]:
+        return None
+    return ",".join(name for name in found[0] if name != "AVX512")
+
+
 def codec_options(settings: EncoderSettings) -> dict[str, str]:
     """The PyAV options for ``settings`` (validated by ``check_encoder``)."""
     spec = CODECS[settings.codec]
@@ -290,8 +318,11 @@ class VideoEncoder:
             setattr(stream.codec_context, name, value)
         options = codec_options(self.settings)
         packing = self.stereo.x264_frame_packing() if self.stereo is not None else None
-        if packing is not None and self.settings.codec == "libx264":
-            options["x264-params"] = f"frame-packing={packing}"
+        if self.settings.codec == "libx264":
+            params = [f"frame-packing={packing}"] if packing is not None else []
+            params += [f"asm={x264_asm()}"] if x264_asm() is not None else []  # the same bytes every time (x264_asm)
+            if params:
+                options["x264-params"] = ":".join(params)
         extra, stream.codec_context.thread_count, stream.codec_context.thread_type = threading_options(self.settings.codec, self.threads)
         for key, value in extra.items():  # x265-params: one string of key=value pairs joined by ':'
             options[key] = f"{options[key]}:{value}" if key in options else value

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .checks import InputError, check_same, check_shape
 from .config import FLOW_CHOICES, RAFT_ITERATIONS, TorchFlowConfig
-from .models import load_raft, offline, raft_cache_path
+from .models import load_raft, raft_missing_reason
 
 log = logging.getLogger(__name__)
 
@@ -353,16 +353,16 @@ def make_flow(
         net = load_raft(model, device=device, small=small or None)  # a file: its keys say the size
     elif name != "auto":
         net = load_raft(arch, device=device)
-    elif offline() and not raft_cache_path(arch).is_file():
-        fallback = weight_free_flow(device)
-        log.info("flow: %s weights are not in the torch hub cache (offline): using %s instead", arch, _describe(fallback))  # fmt: skip
-        return fallback
-    else:
-        try:
-            net = load_raft(arch, device=device)
-        except InputError as e:
+    else:  # an optional model: when it is missing, one short line (where to put it is --flow raft's error to say)
+        why = raft_missing_reason(arch)
+        if why is None:
+            try:
+                net = load_raft(arch, device=device)
+            except InputError:
+                why = "its download failed"
+        if why is not None:
             fallback = weight_free_flow(device)
-            log.info("flow: using %s instead of RAFT (%s)", _describe(fallback), e)
+            log.info("flow: using %s (auto: no RAFT weights here, %s)", _describe(fallback), why)
             return fallback
     return RaftFlow(net, iterations=iterations, mixed_precision=mixed_precision, name=model or arch)
 

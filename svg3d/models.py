@@ -360,14 +360,22 @@ def raft_cache_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / _raft_url(name).rsplit("/", 1)[-1]
 
 
+def raft_missing_reason(name: str) -> str | None:
+    """Why torchvision's ``raft_large``/``raft_small`` weights cannot be had now (neither cached nor downloadable), in
+    a few words, or None."""
+    if raft_cache_path(name).is_file():
+        return None
+    if offline():
+        return "HF_HUB_OFFLINE is set" if not _AUTO_OFFLINE else "offline"
+    host = _raft_url(name).split("/")[2]
+    return None if host_reachable(_raft_url(name)) else f"{host} does not answer"
+
+
 def check_raft(name: str) -> None:
     """Fail fast when torchvision's ``raft_large``/``raft_small`` weights are neither cached nor downloadable now."""
-    path = raft_cache_path(name)
-    if path.is_file():
-        return
-    url = _raft_url(name)
-    if offline() or not host_reachable(url):
-        why = ("HF_HUB_OFFLINE is set" if not _AUTO_OFFLINE else "offline") if offline() else f"{url.split('/')[2]} does not answer"
+    why = raft_missing_reason(name)
+    if why is not None:
+        path, url = raft_cache_path(name), _raft_url(name)
         raise InputError(
             f"flow {name}: its weights are not in {path.parent} and {why}; download {url} into that folder, or use flow dis",
             params=("flow",),

@@ -131,7 +131,8 @@ class Workers:
                     continue
                 if kind == "chunk":
                     store.record_chunk(payload)
-                    advance(payload["count"])
+                elif kind == "frames":  # a worker's progress inside its chunk
+                    advance(payload)
                 elif kind == "done":
                     running -= 1
                 else:  # "error": the worker's exception, raised here as a one-line InputError or a RuntimeError
@@ -179,8 +180,10 @@ def _build(job: Job, device: str):
 
 
 def _work(job: Job, built, name: str, key: str, chunks: list[tuple[int, int]], send: Callable) -> None:
-    """Stage ``name``'s ``chunks``: each written to the stage's folder and its entry sent to the parent."""
+    """Stage ``name``'s ``chunks``: each written to the stage's folder and its entry sent to the parent, and the frames
+    done inside them as they are done (the parent's bars)."""
     from . import work
+    from .stages.fill.stage import store_folder
 
     clip, stages = built
 
@@ -192,10 +195,10 @@ def _work(job: Job, built, name: str, key: str, chunks: list[tuple[int, int]], s
 
     def make_store(stage: str, key_: str, params: dict):
         cls = Shard if stage == name else work.StageStore
-        return cls(job.work_dir, stage, key=key_, params=params, inputs={}, num_frames=clip.num_frames)
+        return cls(job.work_dir, stage, key=key_, params=params, inputs={}, num_frames=clip.num_frames, folder=store_folder(stage, params))
 
     runner = work.Runner(stages, make_store, chunk_frames=job.config.chunk_frames, concurrent=False)  # the stores, as now
     stage, store = runner.stages[name], runner.stores[name]
     if store.key != key:
         raise RuntimeError(f"stage {name}: the worker made another key than the run's (a setting that depends on the device?)")
-    stage.run({s: runner.stores[s] for s in stage.needs}, store, chunks, lambda _n: None)
+    stage.run({s: runner.stores[s] for s in stage.needs}, store, chunks, lambda n: send(("frames", n)))

@@ -286,13 +286,18 @@ class FrameChunks(Protocol):
 
 
 class StageStore:
-    """One stage's chunk files and record (module docstring). ``open`` it with the key of this run."""
+    """One stage's chunk files and record (module docstring). ``open`` it with the key of this run.
 
-    def __init__(self, root: Path, name: str, *, key: str, params: dict, inputs: dict, num_frames: int) -> None:
+    ``folder``: the name of its folder and record in ``root`` (default ``name``): a stage may keep several, one per
+    variant of its parameters that a later run may come back to (``stages.fill.stage.store_name``: one per view count).
+    """
+
+    def __init__(self, root: Path, name: str, *, key: str, params: dict, inputs: dict, num_frames: int, folder: str | None = None) -> None:
         self.root, self.name, self.key = root, name, key
         self.params, self.inputs, self.num_frames = params, inputs, num_frames
-        self.folder = root / name
-        self.record_path = root / f"{name}.json"
+        folder = folder or name
+        self.folder = root / folder
+        self.record_path = root / f"{folder}.json"
         self._cache: tuple[int, dict[str, np.ndarray]] | None = None  # the last chunk read
         self._started = time.perf_counter()
         self.resumed_from: int | None = None  # first frame computed by this run when earlier chunks were kept
@@ -363,7 +368,7 @@ class StageStore:
             self._stale = False
         # A run killed inside a write leaves that file's temporary (``io.atomic_path``); the work folder is
         # locked, so no live writer holds one: they are litter.
-        for tmp in [*self.folder.glob(".*.part.*"), *self.root.glob(f".{self.name}.*.part.json")]:
+        for tmp in [*self.folder.glob(".*.part.*"), *self.root.glob(f".{self.record_path.stem}.*.part.json")]:
             tmp.unlink(missing_ok=True)
         kept = [c for c in self.chunks if self._chunk_ok(c)]
         if len(kept) != len(self.chunks) or self.record.get("cleaned"):

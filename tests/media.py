@@ -87,6 +87,16 @@ def pcm_video(path: Path, frames: np.ndarray, fps: float, *, rate: int = 44100) 
     return path
 
 
+def stage_folder(work_dir: Path, stage: str) -> Path:
+    """``stage``'s folder in a work folder (its record: the same name with ``.json``); a stage kept per view count
+    (``fill.stage.store_name``) is found by its one record."""
+    from svg3d.stages.fill.stage import store_name
+
+    found = sorted(work_dir.glob(f"{store_name(stage, '*')}.json"))
+    assert len(found) <= 1, found
+    return work_dir / (found[0].stem if found else stage)
+
+
 def wait_for_chunk(proc, record: Path, timeout: float = 120.0) -> None:
     """Wait until the stage record ``record`` of the running ``proc`` has a committed chunk (or ``proc`` ends)."""
     import json

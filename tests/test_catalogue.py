@@ -37,6 +37,7 @@ import pytest
 
 from svg3d import io, scene
 from svg3d.stages import matrix
+from tests.media import stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W, T = 32, 48, 6  # the clip: small, so the whole catalogue runs in seconds
@@ -958,7 +959,7 @@ def record(work_dir: Path, stage: str) -> dict | None:
     import json
 
     try:
-        return json.loads((work_dir / f"{stage}.json").read_text())
+        return json.loads(stage_folder(work_dir, stage).with_suffix(".json").read_text())
     except (OSError, ValueError):
         return None
 
@@ -1008,7 +1009,8 @@ def test_kill_9_inside_a_stage_then_the_same_command_completes_as_an_uninterrupt
     done = 0 if stage == "export" else len(record(work_dir, stage)["chunks"])
     assert not (out / "clip_eyes").exists()  # nothing complete-looking: the killed stage's output is only chunks or parts
     if stage != "export":  # as a kill inside a chunk's write leaves it (io.atomic_path's temporary names)
-        for tmp in (work_dir / stage / ".chunk_000009.a1b2c3d4.part.npz", work_dir / f".{stage}.e5f6g7h8.part.json"):
+        folder = stage_folder(work_dir, stage)
+        for tmp in (folder / ".chunk_000009.a1b2c3d4.part.npz", work_dir / f".{folder.name}.e5f6g7h8.part.json"):
             tmp.write_bytes(b"half a file")
     assert main(argv) == 0
     litter = [p for p in out.rglob(".*") if ".part" in p.name]
@@ -1100,7 +1102,7 @@ def test_diffusion_is_repeatable_by_seed_and_changes_with_it(media, model_dir, t
 
     def data(out: Path, stage: str) -> dict[str, np.ndarray]:
         r = record(out / "work", stage)
-        chunks = [read_chunk(out / "work" / stage / c["file"]) for c in r["chunks"]]
+        chunks = [read_chunk(stage_folder(out / "work", stage) / c["file"]) for c in r["chunks"]]
         return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
     def files(out: Path) -> dict[str, bytes]:

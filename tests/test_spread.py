@@ -4,12 +4,16 @@ the bytes of one device's run, resume like it, and refuse device counts the mach
 from __future__ import annotations
 
 import json
+
 import pytest
 import torch
 
 from svg3d import convert, spread
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, DepthConfig, ExportSettings
+from svg3d.stages.fill.stage import store_name
+from tests.media import stage_folder
+from tests.test_convert import Recorder
 
 STAGES = ("depth", "stabilised", "filled")
 
@@ -25,7 +29,7 @@ def test_split_is_contiguous_balanced_and_complete(parts):
 
 
 def _digests(out):
-    return {name: json.loads((out / "work" / f"{name}.json").read_text())["digest"] for name in STAGES}
+    return {name: json.loads(stage_folder(out / "work", name).with_suffix(".json").read_text())["digest"] for name in STAGES}
 
 
 def _pngs(result):
@@ -40,8 +44,10 @@ def test_two_processes_give_the_bytes_of_one_and_resume_alike(tmp_path):
     config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=3,
                            exports=ExportSettings(exports=("eyes_png",)))  # fmt: skip
     one = convert.convert(video, tmp_path / "one", config)
-    two = convert.convert(video, tmp_path / "two", config, devices=("cpu", "cpu"))
+    events = Recorder()
+    two = convert.convert(video, tmp_path / "two", config, devices=("cpu", "cpu"), progress=events)
     assert _digests(tmp_path / "two") == _digests(tmp_path / "one")
+    assert events.steps["depth"] == events.steps["filled"] == [1] * 10  # the workers' frames, as they do them
     assert _pngs(two) == _pngs(one) and len(_pngs(one)) == 20
     assert {s.name for s in two.stages if s.ran} >= set(STAGES)
 
@@ -55,7 +61,7 @@ def test_two_processes_give_the_bytes_of_one_and_resume_alike(tmp_path):
 
     with pytest.raises(Stop):
         convert.convert(video, tmp_path / "three", config, devices=("cpu", "cpu"), on_chunk=stop_in_fill)
-    record = json.loads((tmp_path / "three" / "work" / "filled.json").read_text())
+    record = json.loads(stage_folder(tmp_path / "three" / "work", "filled").with_suffix(".json").read_text())
     assert 1 <= len(record["chunks"]) < 4 and not record["complete"]
     three = convert.convert(video, tmp_path / "three", config, devices=("cpu", "cpu"))
     assert three.stage("filled").resumed_from is not None and not three.stage("depth").ran
@@ -74,7 +80,7 @@ def test_a_failing_worker_stops_the_run_in_one_line(tmp_path):
     assert "\n" not in str(e.value) and "00003.npy: cannot read depth map" in str(e.value)
     record = tmp_path / "out" / "work" / "depth.json"  # (absent when the failing worker was the first to answer)
     assert not record.exists() or not json.loads(record.read_text())["complete"]
-    assert not (tmp_path / "out" / "work" / "filled.json").exists()
+    assert not list((tmp_path / "out" / "work").glob(f"{store_name('filled', '*')}.json"))
 
 
 def test_device_counts_are_checked():

@@ -14,6 +14,8 @@ import pytest
 
 from svg3d import shots, work
 from svg3d.config import ConvertConfig
+from svg3d.stages.fill.stage import store_name
+from tests.media import stage_folder
 
 N = 40  # frames of the toy clip
 CHUNK = 8
@@ -151,7 +153,7 @@ def test_overlapping_stages_give_the_bytes_of_one_after_another(tmp_path):
     for overlap in (True, False):
         out = tmp_path / f"overlap_{overlap}"
         result = convert.convert(video, out, replace(config, concurrent_stages=overlap))
-        digests = {name: json.loads((out / "work" / f"{name}.json").read_text())["digest"] for name in ("depth", "stabilised", "filled")}
+        digests = {name: json.loads(stage_folder(out / "work", name).with_suffix(".json").read_text())["digest"] for name in ("depth", "stabilised", "filled")}
         folder = result.exports["eyes_png"]
         pngs = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
         results[overlap] = (digests, pngs)
@@ -172,7 +174,7 @@ def test_sigterm_is_handled_as_ctrl_c_and_the_rerun_resumes(tmp_path):
             "--fill", "classical", "--chunk-frames", "2", "--exports", "eyes_png", "--device", "cpu", "--quiet"]  # fmt: skip
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(root)}
     proc = subprocess.Popen(argv, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
-    record = out / "work" / "filled.json"
+    record = out / "work" / f"{store_name('filled', 2)}.json"
     wait_for_chunk(proc, record)
     assert proc.poll() is None, "convert ended before it could be stopped"
     proc.send_signal(signal.SIGTERM)
@@ -268,7 +270,7 @@ def test_a_run_over_the_free_memory_lowers_its_chunk_or_is_refused(tmp_path, mon
     with caplog.at_level(logging.WARNING, logger="svg3d"):
         lowered = convert.convert(video, tmp_path / "low", config)
     assert "using --chunk-frames 2" in caplog.text and "--chunk-frames 6 would need" in caplog.text
-    record = json.loads((tmp_path / "low" / "work" / "filled.json").read_text())
+    record = json.loads(stage_folder(tmp_path / "low" / "work", "filled").with_suffix(".json").read_text())
     assert [c["count"] for c in record["chunks"]] == [2, 2, 2]
     monkeypatch.setattr(memory, "available_mb", lambda: 10.0)
     with pytest.raises(InputError, match="chunk_frames: 96x64 frames need about .* MB even one at a time and 10 MB are free"):
@@ -314,3 +316,67 @@ def test_the_effect_and_the_physical_camera_are_one_choice():
         MatrixConfig(strength=2.5, max_baseline=0.1)
     assert e.value.params == ("max_baseline", "strength")
     assert MatrixConfig(max_baseline=0.1).strength is None and MatrixConfig(strength=2.5).max_baseline > 0
+
+
+class FrameByFrame:
+    """A toy stage whose chunk computes its frames one at a time, saying so after each (as the fill does)."""
+
+    name, needs, lookahead = "frames", (), 0
+
+    def params(self) -> dict:
+        return {}
+
+    def check(self) -> None:
+        pass
+
+    def run(self, inputs, store, chunks, progress) -> None:
+        for a, b in chunks:
+            out = []
+            for i in range(a, b):
+                out.append(float(i))
+                progress(1)
+            store.commit(a, {"x": np.array(out)})
+
+
+def test_progress_moves_frame_by_frame_inside_a_chunk_to_the_bars_and_the_log(tmp_path, capsys):
+    """Per-frame progress goes through the runner to the CLI's bars ("k/n stage" and the overall one) and to the
+    progress log the web page reads: in order, one frame at a time, before the chunk is committed, ending at the total."""
+    from svg3d import cli, jobs
+
+    events = []
+    stage = FrameByFrame()
+
+    def record(desc, total, initial=0):
+        def advance(n):
+            events.append((n, len(runner.stores[desc].chunks)))  # (frames, chunks committed so far)
+
+        return advance, lambda: None
+
+    bars, log = cli.StageBars(), cli.ProgressLog(tmp_path / "progress.jsonl", interval=0.0)
+    runner = work.Runner([stage], lambda name, key, params: work.StageStore(tmp_path, name, key=key, params=params, inputs={}, num_frames=N),
+                         chunk_frames=CHUNK, progress=cli.both(record, bars, log))  # fmt: skip
+    runner.run("frames")
+    assert [n for n, _ in events] == [1] * N
+    assert [c for _, c in events] == [i // CHUNK for i in range(N)]  # frame i of a chunk is said before its commit
+    assert bars.overall.n == N and bars.overall.total == N
+    lines = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
+    assert [e["done"] for e in lines if e["stage"] == "frames"][2:] == list(range(1, N + 1)) + [N]  # (plan, start; close)
+    (read,) = jobs.read_progress(tmp_path / "progress.jsonl")
+    assert (read.stage, read.done, read.total) == ("frames", N, N)
+    assert "1/1 frames" in capsys.readouterr().err
+
+
+def test_scaled_progress_counts_other_units_as_frames():
+    """A filler's view-frames or the denoiser's steps reported as frames: in proportion, exactly the frames at the end."""
+    from svg3d.stages import scaled
+
+    for units, frames, step in ((7 * 16, 16, 1), (50, 6, 1), (3, 16, 1), (10, 4, 3), (0, 5, 1)):
+        got = []
+        advance = scaled(got.append, units, frames)
+        done = 0
+        while done < units:
+            advance(step)
+            done += step
+            assert sum(got) == frames * min(done, units) // units  # never ahead of the work
+        assert sum(got) == frames and all(n > 0 for n in got), (units, frames, got)
+    assert scaled(None, 4, 4) is None

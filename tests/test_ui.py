@@ -28,7 +28,7 @@ pytest.importorskip("gradio")
 from svg3d import io, jobs, ui  # noqa: E402
 from svg3d.checks import InputError  # noqa: E402
 from svg3d.stages.export import EXPORTS  # noqa: E402
-from tests.media import probe, rendered_clip  # noqa: E402
+from tests.media import probe, rendered_clip, stage_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -952,7 +952,7 @@ def test_browser_cancel_keeps_chunks_and_resume_continues(browser, server, clips
     assert "ETA" in overall.inner_text()
     _scroll_to(page, "svg3d-job")
     _screenshot(page, tmp_path, "ui-progress.png")
-    record = job / "out" / "work" / "filled.json"
+    record = stage_folder(job / "out" / "work", "filled").with_suffix(".json")
     assert json.loads(record.read_text())["chunks"]
     page.locator("#svg3d-cancel").click()
     started = time.monotonic()

@@ -11,7 +11,9 @@ The contract a stage follows (``work.Runner`` runs it)::
     check() -> None                fail now (a missing model, unpairable inputs), before anything runs
     run(inputs, store, chunks, progress)
                                    compute ``chunks`` [(a, b), ...] reading ``inputs[name]`` (stores that wait for
-                                   frames still being computed), committing each to ``store``; progress(n) per chunk
+                                   frames still being computed), committing each to ``store``; ``progress(n)`` as
+                                   frames are done inside a chunk (per frame, or per batch the stage computes at
+                                   once), n summing to the chunk's frames: a bar moves during a slow chunk
 
 The pipeline, in order (``PIPELINE``)::
 
@@ -33,6 +35,26 @@ from collections.abc import Callable
 from typing import Protocol
 
 PIPELINE = ("depth", "stabilised", "denoised", "filled", "export")
+
+
+def scaled(progress: Callable[[int], None] | None, units: int, frames: int) -> Callable[[int], None] | None:
+    """``progress`` for work counted in other ``units`` than frames (a filler's view-frames, the denoiser's steps): the
+    ``frames`` are reported in proportion as the units are done, exactly ``frames`` once all ``units`` are."""
+    if progress is None:
+        return None
+    if units <= 0:  # nothing to count: the frames are done
+        progress(frames)
+        return lambda n: None
+    state = {"units": 0, "frames": 0}
+
+    def advance(n: int) -> None:
+        state["units"] += n
+        now = frames * min(state["units"], units) // units
+        if now > state["frames"]:
+            progress(now - state["frames"])
+            state["frames"] = now
+
+    return advance
 
 
 class Stage(Protocol):

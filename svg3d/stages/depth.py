@@ -120,12 +120,12 @@ class DepthBackend(Protocol):
     """Disparity for frames of the clip: ``backend(frames uint8 (n, H, W, 3), first) -> float32 (n, h, w)`` at ``size``.
 
     ``first`` is the index (in the converted range) of the first frame, for backends that read per-frame
-    files. ``name`` goes into the stage's record.
+    files. ``name`` goes into the stage's record. ``progress(n)`` (when given) as frames are done, n summing to them.
     """
 
     name: str
 
-    def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int]) -> np.ndarray: ...
+    def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int], progress: Callable[[int], None] | None = None) -> np.ndarray: ...
 
 
 class ModelDepth:
@@ -143,7 +143,7 @@ class ModelDepth:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.batch_size, self.name = model, batch_size, model.name
 
-    def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int]) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int], progress: Callable[[int], None] | None = None) -> np.ndarray:
         _check_frames(frames)
         device = self.model.device
         rgb = _to_device(frames, device)  # (T, H, W, 3) uint8
@@ -152,6 +152,8 @@ class ModelDepth:
             batch = rgb[i : i + self.batch_size].permute(0, 3, 1, 2)  # (B, H, W, 3) -> (B, 3, H, W) uint8
             batch = batch.float() / 255.0  # [0, 1]
             out.append(predict_disparity(self.model, batch, size=size))  # (B, h, w) float32 on the device
+            if progress is not None:  # (on CUDA: the batch is queued; the bar waits for the chunk's maps at its end)
+                progress(len(batch))
         return torch.cat(out).cpu().numpy()
 
 
@@ -204,12 +206,12 @@ class FolderDepth:
         if len(self.files) < start + num_frames:
             raise InputError(f"depth_from {folder}: {len(self.files)} depth maps for {start + num_frames} frames", params=("depth_from",))
 
-    def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int]) -> np.ndarray:
-        return self.read(first, first + len(frames), size)
+    def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        return self.read(first, first + len(frames), size, progress=progress)
 
-    def read(self, a: int, b: int, size: tuple[int, int] | str | None = None) -> np.ndarray:
+    def read(self, a: int, b: int, size: tuple[int, int] | str | None = None, *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """The maps of frames ``a .. b-1`` of the range, float32 ``(b - a, h, w)`` at ``size`` (None: as stored; the
-        name ``"disparity"``, as a stage store is read: at the folder's ``size``)."""
+        name ``"disparity"``, as a stage store is read: at the folder's ``size``); ``progress(1)`` after each."""
         size = self.size if isinstance(size, str) else size
         maps = []
         for f in self.files[self.start + a : self.start + b]:
@@ -223,6 +225,8 @@ class FolderDepth:
             if self.kind == "depth":  # distance -> inverse depth; no distance (0 or less) is infinitely far
                 d = np.where(d > 0, 1.0 / np.maximum(d, 1e-12), 0.0).astype(np.float32)
             maps.append(d if size is None else resize_depth(d[None], size)[0])
+            if progress is not None:
+                progress(1)
         return np.stack(maps)
 
 
@@ -285,7 +289,8 @@ def run_depth(
     analyse: Callable[[int, np.ndarray], dict[str, np.ndarray]] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Stage 1 over ``chunks`` [(a, b), ...]: ``frames(a, b)`` -> disparity ``(n, h, w)`` at ``size`` -> ``out.commit``.
+    """Stage 1 over ``chunks`` [(a, b), ...]: ``frames(a, b)`` -> disparity ``(n, h, w)`` at ``size`` -> ``out.commit``;
+    ``progress(n)`` as the backend does frames.
 
     Each chunk commits ``{"disparity": ...}`` with ``frame_stats`` and ``analyse(a, frames)``'s per-frame
     statistics (``convert`` measures shot changes there, on frames it has decoded anyway). Memory holds
@@ -293,7 +298,7 @@ def run_depth(
     """
     for a, b in chunks:
         rgb = frames(a, b)
-        disparity = backend(rgb, a, size).astype(np.float32, copy=False)
+        disparity = backend(rgb, a, size, progress).astype(np.float32, copy=False)
         bad = ~np.isfinite(disparity)
         if bad.any():
             raise InputError(f"depth of frame {a + int(np.argwhere(bad)[0][0])}: {int(bad.sum())} NaN/inf values ({backend.name})")
@@ -301,8 +306,6 @@ def run_depth(
         if analyse is not None:
             stats.update(analyse(a, rgb))
         out.commit(a, {"disparity": disparity}, stats)
-        if progress is not None:
-            progress(b - a)
 
 
 class DepthFolder:

@@ -204,6 +204,7 @@ def run_stabilise(
 ) -> None:
     """Stage 2 over ``chunks`` [(a, b), ...]: each chunk reads its frames and raw disparity with ``half_window``
     frames of context, and commits ``{"disparity": ...}`` with ``depth.frame_stats`` — equal to the whole clip at once.
+    ``progress(n)`` after each block of frames (``stabilise_disparity``).
 
     frames(a, b): ``uint8 (n, h, w, 3)`` at the disparity's size; disparity(a, b): float32 ``(n, h, w)``.
     """
@@ -214,10 +215,8 @@ def run_stabilise(
         lo, hi = max(0, a - r), min(num_frames, b + r)
         rgb = torch.from_numpy(frames(lo, hi)).permute(0, 3, 1, 2)  # (n, h, w, 3) -> (n, 3, h, w) uint8, a view
         raw = torch.from_numpy(disparity(lo, hi))
-        result = stabilise_disparity(rgb, raw, flow, config, targets=(a - lo, b - lo), device=device).cpu().numpy()
+        result = stabilise_disparity(rgb, raw, flow, config, targets=(a - lo, b - lo), device=device, progress=progress).cpu().numpy()
         out.commit(a, {"disparity": result}, frame_stats(result))
-        if progress is not None:
-            progress(b - a)
 
 
 def load_inputs(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
     from ...camera import ViewPlan
@@ -22,7 +24,7 @@ class Filler(Protocol):
 
     def bind(self, inputs: dict) -> None: ...  # the stores of the stages the fill stage reads, before ``fill``
 
-    def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor: ...
+    def fill(self, cells: Cells, core: tuple[int, int], progress: Callable[[int], None] | None = None) -> torch.Tensor: ...
 
 
 class SinglePass:

@@ -71,6 +71,7 @@ from ...config import FillConfig
 from ...flow import FlowBackend, weight_free_flow
 from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, fit_scene_motion, predict_motion
 from ...pyramid import bilinear_taps, sample_bilinear
+from .. import scaled
 from ..matrix import Cells
 from .base import SinglePass
 
@@ -775,9 +776,10 @@ class ClassicalFiller(SinglePass):
     def params(self) -> dict:
         return {"config": asdict(self.config)}
 
-    def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
+    def fill(self, cells: Cells, core: tuple[int, int], progress: Callable[[int], None] | None = None) -> torch.Tensor:
         return fill_views(
             cells.images, cells.known, cells.depth, source=cells.source, source_depth=cells.source_depth,
             baselines=torch.tensor(cells.baselines, dtype=torch.float64), focal=cells.focal, screen=cells.screen,
             core=slice(core[0] - cells.first, core[1] - cells.first), config=self.config,
+            progress=scaled(progress, len(cells.views) * (core[1] - core[0]), core[1] - core[0]),
         )  # fmt: skip

@@ -14,6 +14,7 @@ pixels only (``composite``): every known pixel stays the exact warped source pix
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from ...checks import check_shape
 from ...config import DiffusionConfig
+from .. import scaled
 from ..matrix import Cells
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ class DiffusionFiller:
     def bind(self, inputs: dict) -> None:
         self.store = inputs[DenoisedStage.name]
 
-    def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
+    def fill(self, cells: Cells, core: tuple[int, int], progress: Callable[[int], None] | None = None) -> torch.Tensor:
         a, b = core
         # a copy: the store hands out read-only views of its cached chunk
         generated = torch.from_numpy(self.store.read(a, b, "views").copy()).to(cells.images.device)  # (n, V', th, tw, 3)
@@ -149,6 +151,8 @@ class DiffusionFiller:
             j = self._fill_views.index(view)
             up = grow(generated[:, j].permute(0, 3, 1, 2).float() / 255, size, self.config.size)  # n h w 3 -> n 3 h w
             out.append(composite(cells.images[i, a - cells.first : b - cells.first], cells.known[i, a - cells.first : b - cells.first], up))
+        if progress is not None:  # (the denoised pre-pass did the work: this is an upsampling, quick)
+            progress(b - a)
         return torch.stack(out)
 
 
@@ -200,21 +204,30 @@ def denoise_into(model, cells, store, prompt: str, config, *, num_frames: int, n
     window's new frames committed to ``store`` (the ``denoised`` stage's format, read back for the next window's
     overlap): ``latents`` float32 ``(n, V', c, h, w)`` of the output views and ``views`` uint8 ``(n, len(keep), h, w,
     3)`` of the views ``keep``. A store that holds frames already (``store.chunks``, a resumed run) resumes after
-    them. ``steps`` ticks once per denoising step, ``progress(n)`` once per window with its new frames. Returns the
+    them. ``steps`` ticks once per denoising step; ``progress(n)`` counts the new frames as the steps are done (a bar
+    that moves within a window, ``stages.scaled``, exactly the frames once all are). Returns the
     UNet work (``denoise.DenoiseStats``). The one loop of ``convert --fill diffusion`` and ``svg.py``."""
-    from ...denoise import LOCAL, DenoiseStats, denoise_windows, output_views
+    from ...denoise import LOCAL, DenoiseStats, default_overlap, denoise_windows, output_views
 
     outputs = output_views(num_views, config)  # their final latents carry into the next window's overlap
     covered = {f for c in store.chunks for f in range(c["first"], c["first"] + c["count"])}
     resume = next(f for f in range(num_frames + 1) if f not in covered)
     stats = DenoiseStats()
+    news = _new_frames(num_frames, window, default_overlap(window) if overlap is None else overlap, resume)
+    per_step = scaled(progress, config.num_inference_steps * len(news), sum(news))
+
+    def step(n: int) -> None:
+        if steps is not None:
+            steps(n)
+        if per_step is not None:
+            per_step(n)
 
     def final(a: int, b: int) -> torch.Tensor:
         return torch.from_numpy(store.read(a, b, "latents")).transpose(0, 1)  # n V c h w -> V n c h w
 
     for start, done, result in denoise_windows(
         model, cells, final, prompt, config, num_frames=num_frames, num_views=num_views, window=window, overlap=overlap,
-        resume=resume, layout=layout, progress=steps, workers=LOCAL if workers is None else workers,
+        resume=resume, layout=layout, progress=step, workers=LOCAL if workers is None else workers,
     ):  # fmt: skip
         new = done - start
         latents = torch.stack([result.latents[view, new:] for view in outputs], 1)  # (n, V', c, h, w)
@@ -222,9 +235,20 @@ def denoise_into(model, cells, store, prompt: str, config, *, num_frames: int, n
         rgb = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)  # n V 3 h w -> n V h w 3
         store.commit(done, {"latents": latents.cpu().numpy(), "views": rgb.cpu().numpy()})
         stats.add(result.stats)
-        if progress is not None:
-            progress(len(latents))
     return stats
+
+
+def _new_frames(num_frames: int, window: int, overlap: int, resume: int) -> list[int]:
+    """The new frames of each window ``denoise_windows`` computes (those that end after ``resume``), in order."""
+    from ...denoise import window_starts
+
+    news, done = [], 0
+    for start in window_starts(num_frames, window, overlap):
+        end = min(start + window, num_frames)
+        if end > resume:
+            news.append(end - done)
+        done = end
+    return news
 
 
 class ResultsFolder:

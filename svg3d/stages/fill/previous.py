@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ...checks import check_same, check_shape
 from ...filters import box_filter
 from ...pyramid import pull_push
+from .. import scaled
 from ..matrix import Cells
 from .base import SinglePass
 from .classical import FROM_SPACE, FROM_TIME, KNOWN, FillResult, background_depth
@@ -236,6 +237,7 @@ class PreviousFiller(SinglePass):
     def params(self) -> dict:
         return {"config": asdict(self.config)}
 
-    def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
+    def fill(self, cells: Cells, core: tuple[int, int], progress: Callable[[int], None] | None = None) -> torch.Tensor:
         a, b = core[0] - cells.first, core[1] - cells.first
-        return previous_fill(cells.images, cells.known[:, :, None], cells.depth, self.config).images[:, a:b]
+        v, t = cells.images.shape[:2]  # (it fills the context frames too)
+        return previous_fill(cells.images, cells.known[:, :, None], cells.depth, self.config, progress=scaled(progress, v * t, b - a)).images[:, a:b]

@@ -3,13 +3,17 @@
 The stage keeps only the hole pixels of the views it fills: per chunk ``holes`` bool ``(n, V, H, W)`` and
 ``values`` uint8 ``(n, V, H, W, 3)`` (0 outside the holes; deflate makes those nearly free). The known pixels are the
 warp of the input, which ``matrix.MatrixSource`` recomputes exactly, so a view is the warp with the stored holes
-written in (``views``).
+written in (``views``). Its folder (and its pre-pass's) is named by the view count (``store_name``): a run with another
+count leaves this one's fill for a run that comes back to it.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +21,8 @@ import torch
 from ..matrix import Cells, Effect, MatrixSource, matrix_source
 
 FILLED = "filled"
+
+log = logging.getLogger(__name__)
 
 
 def pack(cells: Cells, result: torch.Tensor, a: int, b: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -43,6 +49,40 @@ def views(source: MatrixSource, store, fill_views: tuple[int, ...], wanted: tupl
         i = fill_views.index(v)
         out[v] = np.where(holes[:, i, ..., None], values[:, i], rgb[:, i])
     return out
+
+
+def store_name(stage: str, num_views: int | str | None) -> str:
+    """A stage's folder and record in the work folder: ``filled-2views`` for the stages made for a view plan (the fill
+    and its pre-pass: ``num_views`` given; ``"*"``: the glob of them all), so that a run with another view count keeps
+    this count's data and a run back at this count reuses them (or resumes them); the stage's name for the others."""
+    return stage if num_views is None else f"{stage}-{num_views}views"
+
+
+def store_folder(stage: str, params: dict) -> str:
+    """``store_name`` of a stage from its parameters (the record's key): per view count when they hold a view plan."""
+    return store_name(stage, params["plan"]["num_views"] if "plan" in params else None)
+
+
+def say_other_fills(work_dir: Path, store, plan) -> None:
+    """One line for each other view count whose fill the work folder holds, when the fill (``store``) runs for ``plan``'s
+    count: what this count costs against that one, and that the other is kept."""
+    for path in sorted(work_dir.glob(f"{store_name(FILLED, '*')}.json")):
+        if path == store.record_path:
+            continue
+        try:
+            there = json.loads(path.read_text())["params"]["plan"]
+        except (OSError, ValueError, KeyError, TypeError):  # not a record of ours: nothing to say about it
+            continue
+        views, fill, now = there["num_views"], len(there["fill_views"]), len(plan.fill_views)
+        log.info(
+            "views: %d now, and the work folder holds the fill of %d views: this run fills %s where that one filled %s (about "
+            "%.3gx its time and memory); the %d-view fill is kept, and a run with %d views again reuses it",
+            plan.num_views, views, _views(now), _views(fill), now / max(fill, 1), views, views,
+        )  # fmt: skip
+
+
+def _views(n: int) -> str:
+    return f"{n} view" if n == 1 else f"{n} views"
 
 
 class FillStage:
@@ -84,10 +124,9 @@ class FillStage:
         for a, b in chunks:
             lo_t, hi_t = max(0, a - context), min(n_all, b + context)
             cells = source.cells(lo_t, hi_t, views=self.plan.fill_views)
-            result = self.filler.fill(cells, (a, b))  # (V, n, 3, H, W)
+            result = self.filler.fill(cells, (a, b), progress)  # (V, n, 3, H, W); progress as it fills the frames
             arrays, stats = pack(cells, result, a, b)
             store.commit(a, arrays, stats)
-            progress(b - a)
 
 
 def _range_lookahead(clip) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import torch
@@ -39,9 +41,11 @@ class TeleaFiller(SinglePass):
     def params(self) -> dict:
         return {"radius": TELEA_RADIUS}
 
-    def fill(self, cells: Cells, core: tuple[int, int]) -> torch.Tensor:
+    def fill(self, cells: Cells, core: tuple[int, int], progress: Callable[[int], None] | None = None) -> torch.Tensor:
         a, b = core[0] - cells.first, core[1] - cells.first
-        images, known = cells.images[:, a:b], cells.known[:, a:b]
-        v, n = images.shape[:2]
-        out = telea_fill(images.flatten(0, 1).cpu(), known.flatten(0, 1).cpu(), radius=TELEA_RADIUS)  # (V n, 3, H, W)
-        return out.unflatten(0, (v, n)).to(images.device)
+        out = []
+        for t in range(a, b):  # frame by frame: the bar moves with them
+            out.append(telea_fill(cells.images[:, t].cpu(), cells.known[:, t].cpu(), radius=TELEA_RADIUS).to(cells.images.device))  # (V, 3, H, W)
+            if progress is not None:
+                progress(1)
+        return torch.stack(out, 1)
