@@ -69,7 +69,6 @@ def test_ours_equals_diffusers_on_the_tiny_config(tiny_unet, shape, temporal_con
     assert ours(x, t, context, return_dict=False)[0].shape == x.shape
 
 
-@torch.no_grad()
 @pytest.mark.parametrize("frames", [1, 4])
 @pytest.mark.parametrize("silu", [False, True])
 def test_grouped_norm_equals_torchs(frames, silu):
@@ -88,6 +87,7 @@ def test_grouped_norm_equals_torchs(frames, silu):
     assert error <= 1e-5 * ref.abs().max().item() and error <= (torch_32.double() - ref).abs().max().item()
 
 
+@torch.no_grad()
 def test_a_wrong_frame_order_is_caught(tiny_unet):
     """The temporal layers couple the frames: feeding them in another order changes the output by far more than
     the tolerance (so the equality above would catch a frame mix-up); every layer reads diffusers' own weights."""

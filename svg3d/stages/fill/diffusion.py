@@ -204,8 +204,8 @@ def denoise_into(model, cells, store, prompt: str, config, *, num_frames: int, n
     window's new frames committed to ``store`` (the ``denoised`` stage's format, read back for the next window's
     overlap): ``latents`` float32 ``(n, V', c, h, w)`` of the output views and ``views`` uint8 ``(n, len(keep), h, w,
     3)`` of the views ``keep``. A store that holds frames already (``store.chunks``, a resumed run) resumes after
-    them. ``steps`` ticks once per denoising step; ``progress(n)`` counts the new frames as the steps are done (a bar
-    that moves within a window, ``stages.scaled``, exactly the frames once all are). Returns the
+    them. ``steps`` ticks once per denoising step; ``progress(n)`` counts each window's new frames as its steps are
+    done (a bar that moves within a window, ``stages.scaled``: exactly its frames once its steps are). Returns the
     UNet work (``denoise.DenoiseStats``). The one loop of ``convert --fill diffusion`` and ``svg.py``."""
     from ...denoise import LOCAL, DenoiseStats, default_overlap, denoise_windows, output_views
 
@@ -213,14 +213,18 @@ def denoise_into(model, cells, store, prompt: str, config, *, num_frames: int, n
     covered = {f for c in store.chunks for f in range(c["first"], c["first"] + c["count"])}
     resume = next(f for f in range(num_frames + 1) if f not in covered)
     stats = DenoiseStats()
-    news = _new_frames(num_frames, window, default_overlap(window) if overlap is None else overlap, resume)
-    per_step = scaled(progress, config.num_inference_steps * len(news), sum(news))
+    windows = iter(_new_frames(num_frames, window, default_overlap(window) if overlap is None else overlap, resume))
+    now = {"steps_left": 0, "frames": None}  # the window being denoised: its steps to come, its frames' progress
 
     def step(n: int) -> None:
         if steps is not None:
             steps(n)
-        if per_step is not None:
-            per_step(n)
+        for _ in range(n if progress is not None else 0):
+            if now["steps_left"] == 0:  # the next window's first step
+                now["steps_left"] = config.num_inference_steps
+                now["frames"] = scaled(progress, config.num_inference_steps, next(windows, 0))
+            now["frames"](1)
+            now["steps_left"] -= 1
 
     def final(a: int, b: int) -> torch.Tensor:
         return torch.from_numpy(store.read(a, b, "latents")).transpose(0, 1)  # n V c h w -> V n c h w
@@ -235,6 +239,9 @@ def denoise_into(model, cells, store, prompt: str, config, *, num_frames: int, n
         rgb = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2)  # n V 3 h w -> n V h w 3
         store.commit(done, {"latents": latents.cpu().numpy(), "views": rgb.cpu().numpy()})
         stats.add(result.stats)
+        if now["steps_left"]:  # (a schedule that ran fewer steps than it has): the window's frames are done
+            now["frames"](now["steps_left"])
+            now["steps_left"] = 0
     return stats
 
 
