@@ -19,7 +19,9 @@ of normalised disparity d (0 farthest .. 1 nearest of its frame's range, ``shots
    a real camera whose interaxial puts infinity at the far limit would: a landscape reaching to the sky
    (rho ~ 1) gets the whole budget, a close-up against a near wall only part of it, a flat wall almost
    none (monocular depth is normalised per shot, so without this every shot would be stretched to the
-   full budget, the "puppet" look of a close-up).
+   full budget, the "puppet" look of a close-up). Every frame's disparity is normalised over its shot's steady
+   range (``steady_ranges``, ``effect_ranges``), so a point's parallax moves no faster than a viewer can see
+   when the scene's depth range changes inside a shot (a dolly).
 3. Window violations (``edge_disparity``, ``effect_track``): a frame where something cut by the left
    or right frame edge stands in front of the screen (its parallax below ``-WINDOW_TOLERANCE``) is
    handled for its whole shot, by moving the screen plane in front of it (``screen``: the shot's
@@ -71,6 +73,7 @@ EDGE_ROWS = 0.05  # of the height: an edge object must cover at least this many 
 MIN_KEPT = 0.5  # window "screen": a shot whose strength would drop below this share to move its screen plane floats a window instead
 RHO_MIN = 0.1  # auto: no shot gets less than this share of the budget (depth noise on a flat wall stays flat)
 STEREOACUITY_ARCSEC = 20.0  # a typical observer's stereoacuity (Howard & Rogers 2012): the visible per-frame change
+RATE_SHARE = 0.5  # the steady range (``steady_ranges``) moves any point's parallax by at most this share of the visible change per frame
 HISTOGRAM_BINS = 64  # of the normalised disparity per frame (the report's histogram)
 
 
@@ -201,6 +204,33 @@ def edge_disparity(d: np.ndarray) -> np.ndarray:
     left = np.quantile(d[:, :, :band].max(2), q, axis=1)
     right = np.quantile(d[:, :, w - band :].max(2), q, axis=1)
     return np.stack([left, right], 1)
+
+
+def steady_ranges(lo: np.ndarray, hi: np.ndarray, cuts: list[int], step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per shot, the narrowest range ``(L, H)`` ``(T,)`` that contains every frame's range ``(lo, hi)`` and whose ends
+    move by at most ``rate = step x`` (the shot's narrowest ``hi - lo``) per frame: ``L_t = min_k lo_k + rate |t - k|``,
+    ``H_t = max_k hi_k - rate |t - k|`` over the shot (a forward and a backward pass each). ``step`` 0: the shot's
+    whole range in every frame; inf: the frames' own ranges.
+
+    Why: a point of raw disparity D normalised over ``(L_t, H_t)`` gets the parallax ``S (c - (D - L_t) / (H_t - L_t))``;
+    between two frames its normalised value moves by at most ``rate / (H_t - L_t) <= step`` (affine in D, the largest
+    at the ends of the range), so its parallax by at most ``S step``: a scene whose depth range changes (a dolly)
+    no longer re-stretches every point's parallax frame by frame, and no frame leaves the range it is normalised over.
+    """
+    from .shots import shot_bounds
+
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    low, high = lo.copy(), hi.copy()
+    for a, b in shot_bounds(len(lo), cuts):
+        rate = step * float(np.min(hi[a:b] - lo[a:b]).clip(min=0.0)) if np.isfinite(step) else np.inf
+        if not np.isfinite(rate):
+            continue
+        for order in (range(a + 1, b), range(b - 2, a - 1, -1)):  # forward, then backward
+            for t in order:
+                k = t - 1 if order.step > 0 else t + 1
+                low[t] = min(low[t], low[k] + rate)
+                high[t] = max(high[t], high[k] - rate)
+    return low, high
 
 
 @dataclass
@@ -457,6 +487,15 @@ def clip_effect(
             int(track.violations.sum()), "; ".join(f"frames {a}-{b - 1}: {said[h]}" for (a, b), h in zip(track.shots, track.handling, strict=True) if h),
         )  # fmt: skip
     return track
+
+
+def effect_ranges(config, lo: np.ndarray, hi: np.ndarray, cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The ranges a ``config.MatrixConfig``'s effect normalises each frame's disparity over: for the effect by strength,
+    ``steady_ranges`` at the step that keeps the envelope's parallax change per frame at ``RATE_SHARE`` of what a
+    viewer of ``config.screen`` sees (``visible_change``); the physical camera: ``lo, hi`` themselves."""
+    if not is_effect(config):
+        return np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    return steady_ranges(lo, hi, cuts, RATE_SHARE * visible_change(config.screen) / plan_config(config).strength)
 
 
 def check_physical(

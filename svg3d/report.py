@@ -2,10 +2,10 @@
 
 ``build_report`` turns a clip's per-frame effect into numbers (a dict, saved as JSON); ``write_report``
 saves them and draws them (PNG, matplotlib, imported only here). Parallax is in % of the image width,
-+ behind the screen, - in front (``comfort``'s convention). Per frame: the parallax of the nearest point
-(``near``, the frame range's top, where the 1 % nearest pixels are clamped) and of the farthest (``far``),
-the screen plane's place in the depth range (``convergence``), the strength, whether a window violation
-was handled there and the floating-window bars; per shot: strength, screen plane, depth structure; the
++ behind the screen, - in front (``comfort``'s convention). Per frame: the parallax of the top (``near``) and the
+bottom (``far``) of the range the frame is normalised over (its 1 % nearest and farthest pixels at most there), the
+screen plane's place in the depth range (``convergence``), the strength, whether a window violation was handled
+there and the floating-window bars; per shot: strength, screen plane, depth structure; the
 histogram of every pixel's parallax over the clip; the share of pixels inside the budget; the largest
 frame-to-frame change of a point's parallax inside a shot (depth "breathing") against what a viewer sees.
 """

@@ -521,7 +521,8 @@ class Effect:
 
     def get(self, inputs: dict):
         """``(track, scan, near, far, cuts, lo, hi)``: ``comfort.EffectTrack`` (None: the physical camera), the
-        ``comfort.FrameScan``, parallax ``(T,)`` of the nearest and farthest point, the cuts, the ranges."""
+        ``comfort.FrameScan``, parallax ``(T,)`` of the nearest and farthest point, the cuts, the ranges every frame's
+        disparity is normalised over (``comfort.effect_ranges``: for the effect by strength, the warp's too)."""
         from .. import comfort
 
         with self._lock:
@@ -529,8 +530,8 @@ class Effect:
                 store, config = inputs[self.disparity], self.config.matrix
                 ranges = Ranges(inputs["depth"], store, config.depth_range, self.fps)
                 n = ranges.num_frames
-                lo, hi = ranges(0, n)
                 cuts = ranges.cuts()
+                lo, hi = comfort.effect_ranges(config, *ranges(0, n), cuts)  # steady within a shot for the effect by strength
                 scan = comfort.scan_disparity(lambda a, b: store.read(a, b, "disparity"), n, lo, hi, chunk=self.chunk)
                 track = comfort.clip_effect(config, lo, hi, cuts, scan, width=self.width)
                 if track is None:

@@ -100,12 +100,13 @@ def matrix_source(clip, reader: str, inputs: dict, disparity: str, plan, config,
     """The frame matrix over the stores ``inputs`` (``disparity`` and ``depth`` for its shot scores) for ``reader``,
     each frame warped with its own effect (``Effect``) when the effect is set by strength."""
     store = inputs[disparity]
-    ranges = Ranges(inputs["depth"], store, config.matrix.depth_range, clip.info.fps)
-    remap = None
-    if effect is not None and effect.warps:
-        track = effect.get(inputs)[0]
-        remap = track.remap if track is not None and track.changed else None
+    lo = hi = ranges = remap = None
+    if effect is not None and effect.warps:  # the effect's ranges (steady within a shot, whole clip) and its remap
+        track, *_, lo, hi = effect.get(inputs)
+        remap = track.remap if track.changed else None
+    else:  # the ranges as the statistics arrive
+        ranges = Ranges(inputs["depth"], store, config.matrix.depth_range, clip.info.fps)
     return MatrixSource(
-        clip.reader(reader), lambda a, b: store.read(a, b, "disparity"), None, None, plan, config.matrix, device=device,
+        clip.reader(reader), lambda a, b: store.read(a, b, "disparity"), lo, hi, plan, config.matrix, device=device,
         cache_frames=cache_frames, ranges=ranges, remap=remap,
     )  # fmt: skip
