@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -516,10 +517,40 @@ def check_physical(
     budget = screen_budget(config.screen)
     out = outside_budget(near, far, budget)
     if out is not None:
-        log.warning(
-            "the physical camera puts the scene at %+.2f .. %+.2f %% of the width (+: behind the screen), outside the budget of "
-            "--screen %s (%+.2f .. %+.2f %%): lower --baseline or --focal, set --convergence to put the screen plane inside "
-            "the scene, or give --strength auto instead of the physical camera",
-            out[0], out[1], budget.screen, -budget.near, budget.far,
-        )  # fmt: skip
+        log.warning(physical_warning(*out, budget), extra={"outside_budget": (*out, budget)})
     return near, far
+
+
+def physical_warning(most_crossed: float, most_uncrossed: float, budget: Budget) -> str:
+    """The one-line warning of a physical camera whose parallax (``outside_budget``) leaves ``budget``, with the flags
+    that fix it."""
+    return (
+        f"the physical camera puts the scene at {most_crossed:+.2f} .. {most_uncrossed:+.2f} % of the width (+: behind the "
+        f"screen), outside the budget of --screen {budget.screen} ({-budget.near:+.2f} .. {budget.far:+.2f} %): lower --baseline or "
+        "--focal, set --convergence to put the screen plane inside the scene, or give --strength auto instead of the physical camera"
+    )
+
+
+@contextmanager
+def one_budget_warning() -> Iterator[None]:
+    """Within it, the physical camera's budget warnings (``check_physical``) of every conversion are held back, and
+    one is logged at the end for all of them, over the widest parallax they saw (per screen): a run of several
+    conversions of one camera (the demo) says it once."""
+    held: list[tuple[float, float, Budget]] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        out = getattr(record, "outside_budget", None)
+        if out is None:
+            return True
+        held.append(out)
+        return False
+
+    log.addFilter(hold)
+    try:
+        yield
+    finally:
+        log.removeFilter(hold)
+        for screen in dict.fromkeys(b.screen for *_, b in held):
+            mine = [(lo, hi) for lo, hi, b in held if b.screen == screen]
+            budget = next(b for *_, b in held if b.screen == screen)
+            log.warning(physical_warning(min(lo for lo, _ in mine), max(hi for _, hi in mine), budget))
