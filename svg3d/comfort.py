@@ -418,13 +418,16 @@ def float_window(left: np.ndarray, right: np.ndarray, bars: np.ndarray) -> tuple
 # the physical camera
 
 
-def physical_parallax(
-    q_near: np.ndarray, q_far: np.ndarray, *, baseline: float, focal: float, width: int, screen: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(near, far) parallax ``(T,)`` in % of the width of points at inverse depths ``q_near``, ``q_far`` (1/m)
-    for a physical camera (``camera``: the far eye sees a point ``focal * baseline * (q - screen)`` px to the left)."""
-    k = 100 * focal * baseline / width
-    return -k * (np.asarray(q_near) - screen), -k * (np.asarray(q_far) - screen)
+def physical_scale(plan: camera.ViewPlan, width: int) -> float:
+    """% of the width of parallax per 1/m of inverse depth for the physical camera of ``plan`` (``camera``: the far
+    eye sees a point of inverse depth q ``focal * baseline * (q - screen)`` px to the left)."""
+    return 100 * plan.focal * plan.max_baseline / width
+
+
+def physical_parallax(q_near: np.ndarray, q_far: np.ndarray, *, scale: float, screen: float) -> tuple[np.ndarray, np.ndarray]:
+    """(near, far) parallax ``(T,)`` in % of the width of points at inverse depths ``q_near``, ``q_far`` (1/m) for a
+    physical camera of ``scale`` (``physical_scale``) and screen plane at inverse depth ``screen``: ``-scale (q - screen)``."""
+    return -scale * (np.asarray(q_near) - screen), -scale * (np.asarray(q_far) - screen)
 
 
 def outside_budget(near: np.ndarray, far: np.ndarray, budget: Budget) -> tuple[float, float] | None:
@@ -511,9 +514,7 @@ def check_physical(
             nearest_depth=config.nearest_depth, farest_depth=config.farest_depth
         )
         q_near, q_far = np.full(len(lo), q_near0), np.full(len(lo), q_far0)
-    near, far = physical_parallax(
-        q_near, q_far, baseline=plan.max_baseline, focal=plan.focal, width=width, screen=plan.screen
-    )
+    near, far = physical_parallax(q_near, q_far, scale=physical_scale(plan, width), screen=plan.screen)
     budget = screen_budget(config.screen)
     out = outside_budget(near, far, budget)
     if out is not None:

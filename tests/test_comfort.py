@@ -465,6 +465,27 @@ def test_a_dolly_keeps_its_screen_plane_steady_within_the_budget(dolly):
     assert len(set(report["frames"]["strength"])) == 1  # one shot, one strength
 
 
+def test_the_reports_strength_panel_shows_the_physical_cameras_scale_and_screen_plane(tmp_path):
+    """--baseline/--focal with --metric-depth: the report gives the camera's parallax per 1/m and its screen plane per
+    shot, and each frame's effective strength (the parallax span of its range) and convergence, as measured."""
+    frames_uint8, disparity = _shot(3, 3)
+    frames, depth = write_clip(tmp_path, [(frames_uint8, disparity)])
+    left, right, report = convert_clip(frames, depth, tmp_path / "out", strength=None, convergence=None, metric_depth=True)
+    assert report["mode"] == "physical" and len(report["shots"]) == 1
+    shot = report["shots"][0]
+    assert shot["scale"] > 0 and shot["screen"] == 0.0  # the paper's camera: the screen plane at infinity
+    for t in range(len(left)):
+        p = measure(left[t], right[t]) * PX
+        ok = np.isfinite(p)
+        assert ok.mean() > 0.6
+        b, a = np.polyfit(disparity[t][ok], p[ok], 1)  # measured: parallax = -scale (q - screen)
+        assert -b == pytest.approx(shot["scale"], rel=0.03) and a == pytest.approx(shot["scale"] * shot["screen"], abs=PX)
+        lo, hi = np.nanpercentile(p, [1, 99])  # the nearest and the farthest 1 %
+        assert hi - lo == pytest.approx(report["frames"]["strength"][t], abs=2 * PX)
+        assert hi / (hi - lo) == pytest.approx(report["frames"]["convergence"][t], abs=0.1)
+        assert report["frames"]["convergence"][t] < 0  # everything in front of the screen: its plane behind the scene
+
+
 @pytest.fixture(scope="module")
 def edge_clip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("edge")
