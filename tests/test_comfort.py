@@ -332,10 +332,11 @@ def convert_clip(frames: Path, depth: Path, out: Path, **matrix) -> tuple[np.nda
 
 
 def measure(
-    left: np.ndarray, right: np.ndarray, max_shift: int = 40, window: int = 5, tolerance: float = 1.5
+    left: np.ndarray, right: np.ndarray, max_shift: int = 40, window: int = 5, tolerance: float = 1.5, unique: float = 0.0
 ) -> np.ndarray:
     """Parallax ``x_right - x_left`` in px of every left-eye pixel ``(H, W)`` by block matching over a window x window
-    box (mean absolute difference per channel, 0-255); NaN where the best match is not near exact."""
+    box (mean absolute difference per channel, 0-255); NaN where the best match is not near exact, or (``unique`` > 0)
+    where a match 2 px or more away costs less than ``unique`` more (a flat region matches anywhere)."""
     lf, rf = left.astype(np.float32), right.astype(np.float32)
     h, w, _ = lf.shape
     costs = np.empty((2 * max_shift + 1, h, w), np.float32)
@@ -346,7 +347,11 @@ def measure(
         costs[i] = cv2.blur(diff, (window, window))
     best = costs.argmin(0)
     cost = np.take_along_axis(costs, best[None], 0)[0]
-    return np.where(cost < tolerance, best - max_shift, np.nan)
+    ok = cost < tolerance
+    if unique > 0:
+        near = np.abs(np.arange(2 * max_shift + 1)[:, None, None] - best[None]) <= 1
+        ok &= np.where(near, np.inf, costs).min(0) >= cost + unique
+    return np.where(ok, best - max_shift, np.nan)
 
 
 @pytest.fixture(scope="module")
@@ -402,12 +407,13 @@ def test_the_reports_numbers_match_the_measurement(two_shots):
     assert share == pytest.approx(1.0)
 
 
-def _mapping(shift: np.ndarray, disparity: np.ndarray, min_pixels: int = 30) -> tuple[float, float, float, float]:
+def _mapping(shift: np.ndarray, disparity: np.ndarray, min_pixels: int = 30, px: float = PX) -> tuple[float, float, float, float]:
     """The line ``parallax = a + b D`` (% of the width) over true inverse depth D that a frame's measured parallax
     follows, to a fraction of a pixel: the warp rounds every pixel's shift to whole pixels, so where the shift measured
     (``shift`` px ``(H, W)``, NaN unmatched) steps from k + 1 to k (the D with the fewest pixels on the wrong side)
     the line is at k + 1/2; the line through those steps (again without any step more than a quarter pixel off).
-    Returns ``(a, b, d_lo, d_hi)``, the last two: the D range of the steps."""
+    ``px``: one pixel in % of the width. Returns ``(a, b, d_lo, d_hi)``, the last two: the D range of the steps (NaN
+    where fewer than 3 steps are found)."""
     ok = np.isfinite(shift)
     s, d = shift[ok].astype(int), disparity[ok]
     steps = []
@@ -418,25 +424,33 @@ def _mapping(shift: np.ndarray, disparity: np.ndarray, min_pixels: int = 30) -> 
         tau = np.concatenate([far, near])
         wrong = len(far) - np.searchsorted(far, tau, "right") + np.searchsorted(near, tau, "right")
         steps.append((tau[wrong.argmin()], k + 0.5))
+    if len(steps) < 3:
+        return math.nan, math.nan, math.nan, math.nan
     x, y = np.array(steps).T
     b, a = np.polyfit(x, y, 1)
     keep = np.abs(y - (a + b * x)) < 0.25
+    if keep.sum() < 3:  # too few depths to draw the line through
+        return math.nan, math.nan, math.nan, math.nan
     b, a = np.polyfit(x[keep], y[keep], 1)
-    return a * PX, b * PX, float(x[keep].min()), float(x[keep].max())
+    return a * px, b * px, float(x[keep].min()), float(x[keep].max())
 
 
-@pytest.fixture(scope="module")
-def dolly(tmp_path_factory):
-    """A camera moving in 3 cm a frame (``scene``'s dolly), looking down at the ground and rolled a little, so
-    that the inverse depth of the pixels is spread evenly (the measured parallax is whole pixels: only pixels of
-    many depths give the line it follows to a fraction of a pixel); --strength auto for a TV."""
-    folder = tmp_path_factory.mktemp("dolly")
-    n = 12
+def dolly_scene(n: int) -> scene.Scene:
+    """A camera moving in 3 cm a frame (``scene``'s dolly), looking down at the ground and rolled a little, so that
+    the inverse depth of the pixels is spread evenly (the measured parallax is whole pixels: only pixels of many
+    depths give the line it follows to a fraction of a pixel, ``_mapping``)."""
     sc = scene.make_scene(2, num_frames=n, height=H, width=W, camera_motion="dolly")
     tilt = scene.camera_path(scene.CameraMotion(tilt=-0.2), 2, 0)[0][1]  # looking down 0.2 rad
     r = 0.25  # roll, rad
     roll = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
-    rgb, z = scene.render(replace(sc, cam_rotation=np.repeat((tilt @ roll)[None], n, 0)))
+    return replace(sc, cam_rotation=np.repeat((tilt @ roll)[None], n, 0))
+
+
+@pytest.fixture(scope="module")
+def dolly(tmp_path_factory):
+    """``dolly_scene`` converted with --strength auto for a TV."""
+    folder = tmp_path_factory.mktemp("dolly")
+    rgb, z = scene.render(dolly_scene(12))
     shot = ((rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(), (1 / z).numpy())
     frames, depth = write_clip(folder, [shot])
     left, right, report = convert_clip(frames, depth, folder / "out", auto_strength=True, screen="tv")
