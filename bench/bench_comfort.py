@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -94,6 +95,13 @@ def real_items(width: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return items
 
 
+def machine() -> str:
+    """The CPU's model and core count (the benches' timings are indicative only on a shared machine)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")] if cpuinfo.is_file() else []
+    return f"{names[0] if names else platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU only"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=24, help="frames of each rendered clip")
@@ -104,9 +112,15 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args()
     results = {
-        "command": " ".join(["python", *sys.argv]), "screen": args.screen, "machine": f"{platform.machine()}, {platform.processor() or platform.platform()}",
+        "command": " ".join(["python", *sys.argv]), "screen": args.screen, "machine": machine(),
         "rendered": {}, "real": {},
     }  # fmt: skip
+
+    def report(name: str, row: dict) -> None:  # printed, and the JSON rewritten after every clip (a long run shows its part)
+        print(name, json.dumps(row), flush=True)
+        if args.out is not None:
+            args.out.write_text(json.dumps(results, indent=1) + "\n")
+
     rendered = {motion: lambda m=motion: scene.make_scene(2, num_frames=args.frames, height=H, width=W, camera_motion=m)
                 for motion in ("static", "handheld", "truck", "dolly")}  # fmt: skip
     rendered["dolly-ground"] = lambda: dolly_scene(args.frames)
@@ -116,7 +130,7 @@ def main() -> None:
         rgb, z = scene.render(make())
         row = score((rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(), (1 / z).numpy(), args.screen)
         results["rendered"][name] = row
-        print(name, json.dumps(row), flush=True)
+        report(name, row)
     if "real" in args.clips:
         if not REAL.is_dir():
             raise SystemExit(f"{REAL}: no real items; run python bench/real_stereo/prepare.py first")
@@ -125,9 +139,7 @@ def main() -> None:
                 continue
             row = score(left, disparity, args.screen, fps=24.0)
             results["real"][name] = row
-            print(name, json.dumps(row), flush=True)
-    if args.out is not None:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+            report(name, row)
 
 
 if __name__ == "__main__":
