@@ -19,7 +19,9 @@ of normalised disparity d (0 farthest .. 1 nearest of its frame's range, ``shots
    a real camera whose interaxial puts infinity at the far limit would: a landscape reaching to the sky
    (rho ~ 1) gets the whole budget, a close-up against a near wall only part of it, a flat wall almost
    none (monocular depth is normalised per shot, so without this every shot would be stretched to the
-   full budget, the "puppet" look of a close-up).
+   full budget, the "puppet" look of a close-up). Every frame's disparity is normalised over its shot's steady
+   range (``steady_ranges``, ``effect_ranges``), so a point's parallax moves no faster than a viewer can see
+   when the scene's depth range changes inside a shot (a dolly).
 3. Window violations (``edge_disparity``, ``effect_track``): a frame where something cut by the left
    or right frame edge stands in front of the screen (its parallax below ``-WINDOW_TOLERANCE``) is
    handled for its whole shot, by moving the screen plane in front of it (``screen``: the shot's
@@ -40,7 +42,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +74,7 @@ EDGE_ROWS = 0.05  # of the height: an edge object must cover at least this many 
 MIN_KEPT = 0.5  # window "screen": a shot whose strength would drop below this share to move its screen plane floats a window instead
 RHO_MIN = 0.1  # auto: no shot gets less than this share of the budget (depth noise on a flat wall stays flat)
 STEREOACUITY_ARCSEC = 20.0  # a typical observer's stereoacuity (Howard & Rogers 2012): the visible per-frame change
+RATE_SHARE = 0.5  # the steady range (``steady_ranges``) moves any point's parallax by at most this share of the visible change per frame
 HISTOGRAM_BINS = 64  # of the normalised disparity per frame (the report's histogram)
 
 
@@ -201,6 +205,33 @@ def edge_disparity(d: np.ndarray) -> np.ndarray:
     left = np.quantile(d[:, :, :band].max(2), q, axis=1)
     right = np.quantile(d[:, :, w - band :].max(2), q, axis=1)
     return np.stack([left, right], 1)
+
+
+def steady_ranges(lo: np.ndarray, hi: np.ndarray, cuts: list[int], step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per shot, the narrowest range ``(L, H)`` ``(T,)`` that contains every frame's range ``(lo, hi)`` and whose ends
+    move by at most ``rate = step x`` (the shot's narrowest ``hi - lo``) per frame: ``L_t = min_k lo_k + rate |t - k|``,
+    ``H_t = max_k hi_k - rate |t - k|`` over the shot (a forward and a backward pass each). ``step`` 0: the shot's
+    whole range in every frame; inf: the frames' own ranges.
+
+    Why: a point of raw disparity D normalised over ``(L_t, H_t)`` gets the parallax ``S (c - (D - L_t) / (H_t - L_t))``;
+    between two frames its normalised value moves by at most ``rate / (H_t - L_t) <= step`` (affine in D, the largest
+    at the ends of the range), so its parallax by at most ``S step``: a scene whose depth range changes (a dolly)
+    no longer re-stretches every point's parallax frame by frame, and no frame leaves the range it is normalised over.
+    """
+    from .shots import shot_bounds
+
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    low, high = lo.copy(), hi.copy()
+    for a, b in shot_bounds(len(lo), cuts):
+        rate = step * float(np.min(hi[a:b] - lo[a:b]).clip(min=0.0)) if np.isfinite(step) else np.inf
+        if not np.isfinite(rate):
+            continue
+        for order in (range(a + 1, b), range(b - 2, a - 1, -1)):  # forward, then backward
+            for t in order:
+                k = t - 1 if order.step > 0 else t + 1
+                low[t] = min(low[t], low[k] + rate)
+                high[t] = max(high[t], high[k] - rate)
+    return low, high
 
 
 @dataclass
@@ -387,13 +418,16 @@ def float_window(left: np.ndarray, right: np.ndarray, bars: np.ndarray) -> tuple
 # the physical camera
 
 
-def physical_parallax(
-    q_near: np.ndarray, q_far: np.ndarray, *, baseline: float, focal: float, width: int, screen: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(near, far) parallax ``(T,)`` in % of the width of points at inverse depths ``q_near``, ``q_far`` (1/m)
-    for a physical camera (``camera``: the far eye sees a point ``focal * baseline * (q - screen)`` px to the left)."""
-    k = 100 * focal * baseline / width
-    return -k * (np.asarray(q_near) - screen), -k * (np.asarray(q_far) - screen)
+def physical_scale(plan: camera.ViewPlan, width: int) -> float:
+    """% of the width of parallax per 1/m of inverse depth for the physical camera of ``plan`` (``camera``: the far
+    eye sees a point of inverse depth q ``focal * baseline * (q - screen)`` px to the left)."""
+    return 100 * plan.focal * plan.max_baseline / width
+
+
+def physical_parallax(q_near: np.ndarray, q_far: np.ndarray, *, scale: float, screen: float) -> tuple[np.ndarray, np.ndarray]:
+    """(near, far) parallax ``(T,)`` in % of the width of points at inverse depths ``q_near``, ``q_far`` (1/m) for a
+    physical camera of ``scale`` (``physical_scale``) and screen plane at inverse depth ``screen``: ``-scale (q - screen)``."""
+    return -scale * (np.asarray(q_near) - screen), -scale * (np.asarray(q_far) - screen)
 
 
 def outside_budget(near: np.ndarray, far: np.ndarray, budget: Budget) -> tuple[float, float] | None:
@@ -459,6 +493,15 @@ def clip_effect(
     return track
 
 
+def effect_ranges(config, lo: np.ndarray, hi: np.ndarray, cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The ranges a ``config.MatrixConfig``'s effect normalises each frame's disparity over: for the effect by strength,
+    ``steady_ranges`` at the step that keeps the envelope's parallax change per frame at ``RATE_SHARE`` of what a
+    viewer of ``config.screen`` sees (``visible_change``); the physical camera: ``lo, hi`` themselves."""
+    if not is_effect(config):
+        return np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    return steady_ranges(lo, hi, cuts, RATE_SHARE * visible_change(config.screen) / plan_config(config).strength)
+
+
 def check_physical(
     config, plan: camera.ViewPlan, lo: np.ndarray, hi: np.ndarray, *, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -471,16 +514,44 @@ def check_physical(
             nearest_depth=config.nearest_depth, farest_depth=config.farest_depth
         )
         q_near, q_far = np.full(len(lo), q_near0), np.full(len(lo), q_far0)
-    near, far = physical_parallax(
-        q_near, q_far, baseline=plan.max_baseline, focal=plan.focal, width=width, screen=plan.screen
-    )
+    near, far = physical_parallax(q_near, q_far, scale=physical_scale(plan, width), screen=plan.screen)
     budget = screen_budget(config.screen)
     out = outside_budget(near, far, budget)
     if out is not None:
-        log.warning(
-            "the physical camera puts the scene at %+.2f .. %+.2f %% of the width (+: behind the screen), outside the budget of "
-            "--screen %s (%+.2f .. %+.2f %%): lower --baseline or --focal, set --convergence to put the screen plane inside "
-            "the scene, or give --strength auto instead of the physical camera",
-            out[0], out[1], budget.screen, -budget.near, budget.far,
-        )  # fmt: skip
+        log.warning(physical_warning(*out, budget), extra={"outside_budget": (*out, budget)})
     return near, far
+
+
+def physical_warning(most_crossed: float, most_uncrossed: float, budget: Budget) -> str:
+    """The one-line warning of a physical camera whose parallax (``outside_budget``) leaves ``budget``, with the flags
+    that fix it."""
+    return (
+        f"the physical camera puts the scene at {most_crossed:+.2f} .. {most_uncrossed:+.2f} % of the width (+: behind the "
+        f"screen), outside the budget of --screen {budget.screen} ({-budget.near:+.2f} .. {budget.far:+.2f} %): lower --baseline or "
+        "--focal, set --convergence to put the screen plane inside the scene, or give --strength auto instead of the physical camera"
+    )
+
+
+@contextmanager
+def one_budget_warning() -> Iterator[None]:
+    """Within it, the physical camera's budget warnings (``check_physical``) of every conversion are held back, and
+    one is logged at the end for all of them, over the widest parallax they saw (per screen): a run of several
+    conversions of one camera (the demo) says it once."""
+    held: list[tuple[float, float, Budget]] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        out = getattr(record, "outside_budget", None)
+        if out is None:
+            return True
+        held.append(out)
+        return False
+
+    log.addFilter(hold)
+    try:
+        yield
+    finally:
+        log.removeFilter(hold)
+        for screen in dict.fromkeys(b.screen for *_, b in held):
+            mine = [(lo, hi) for lo, hi, b in held if b.screen == screen]
+            budget = next(b for *_, b in held if b.screen == screen)
+            log.warning(physical_warning(min(lo for lo, _ in mine), max(hi for _, hi in mine), budget))

@@ -2,10 +2,10 @@
 
 ``build_report`` turns a clip's per-frame effect into numbers (a dict, saved as JSON); ``write_report``
 saves them and draws them (PNG, matplotlib, imported only here). Parallax is in % of the image width,
-+ behind the screen, - in front (``comfort``'s convention). Per frame: the parallax of the nearest point
-(``near``, the frame range's top, where the 1 % nearest pixels are clamped) and of the farthest (``far``),
-the screen plane's place in the depth range (``convergence``), the strength, whether a window violation
-was handled there and the floating-window bars; per shot: strength, screen plane, depth structure; the
++ behind the screen, - in front (``comfort``'s convention). Per frame: the parallax of the top (``near``) and the
+bottom (``far``) of the range the frame is normalised over (its 1 % nearest and farthest pixels at most there), the
+screen plane's place in the depth range (``convergence``), the strength, whether a window violation was handled
+there and the floating-window bars; per shot: strength, screen plane, depth structure; the
 histogram of every pixel's parallax over the clip; the share of pixels inside the budget; the largest
 frame-to-frame change of a point's parallax inside a shot (depth "breathing") against what a viewer sees.
 """
@@ -36,6 +36,7 @@ def build_report(
     lo: np.ndarray | None = None,
     hi: np.ndarray | None = None,
     width: int = 0,
+    physical: tuple[float, float] | None = None,
 ) -> dict:
     """The report's numbers.
 
@@ -43,7 +44,10 @@ def build_report(
     ``(T, comfort.HISTOGRAM_BINS)``: share of pixels per bin of normalised disparity (``comfort.scan_disparity``);
     shots: (first, end); track: the effect by strength (None: the physical camera); lo, hi ``(T,)``: the raw
     disparity range per frame (for the change of a point's parallax from frame to frame; None: not computed);
-    width: pixels (for the violations left after the handling).
+    width: pixels (for the violations left after the handling); physical: the physical camera's (scale, screen),
+    needed when there is no track (``comfort.physical_scale``: % of the width per 1/m of inverse depth; the screen plane's
+    inverse depth, 1/m, 0 at infinity). Its strength and convergence per frame are then the effective ones of its
+    range: ``far - near`` and where 0 lies in it, ``far / (far - near)`` (below 0: the screen behind everything).
     """
     near, far = np.asarray(near, np.float64), np.asarray(far, np.float64)
     n = len(near)
@@ -72,7 +76,13 @@ def build_report(
                 "handled": handled,
             })  # fmt: skip
     else:
-        shot_rows = [{"first": a, "end": b} for a, b in shots]
+        span = far - near
+        frames |= {
+            "strength": span.round(5).tolist(),
+            "convergence": np.divide(far, span, out=np.zeros(n), where=span > 0).round(5).tolist(),
+        }
+        scale, screen = physical  # given whenever there is no track
+        shot_rows = [{"first": a, "end": b, "scale": round(scale, 6), "screen": round(screen, 6)} for a, b in shots]
     change = screen_change(near, far, lo, hi, shots) if lo is not None and hi is not None else None
     return {
         "frames_count": n, "fps": fps, "mode": "physical" if track is None else ("auto" if track.auto else "fixed"),
@@ -158,15 +168,20 @@ def draw_report(report: dict, path: Path) -> None:
     )
     ax.legend(loc="upper right", fontsize=7, ncol=3)
     ax = axes[1]
-    if "strength" in fr:
-        ax.step(t, fr["strength"], where="mid", color="tab:green", label="strength %")
-        ax2 = ax.twinx()
-        ax2.step(t, fr["convergence"], where="mid", color="tab:purple", label="screen plane (convergence)")
-        ax2.set_ylim(-0.05, 1.05)
-        ax2.set_ylabel("convergence", fontsize=8)
-        ax2.legend(loc="lower right", fontsize=7)
-        ax.set_ylim(0, max(fr["strength"]) * 1.2)
-    ax.set_ylabel("strength, %")
+    physical = report["mode"] == "physical"
+    ax.step(t, fr["strength"], where="mid", color="tab:green", label="parallax span %" if physical else "strength %")
+    ax2 = ax.twinx()
+    ax2.step(t, fr["convergence"], where="mid", color="tab:purple", label="screen plane (convergence)")
+    ax2.set_ylim(min(-0.05, min(fr["convergence"], default=0.0)), max(1.05, max(fr["convergence"], default=1.0)))
+    ax2.set_ylabel("convergence", fontsize=8)
+    ax2.legend(loc="lower right", fontsize=7)
+    ax.set_ylim(0, max(fr["strength"], default=1.0) * 1.2 or 1.0)
+    ax.set_ylabel("parallax span, %" if physical else "strength, %")
+    shot = report["shots"][0]
+    if physical:
+        where = "at infinity" if shot["screen"] == 0 else f"at {1 / shot['screen']:.2f} m"
+        ax.text(0.01, 0.88, f"physical camera: {shot['scale']:.3f} % of the width per 1/m, screen plane {where}",
+                transform=ax.transAxes, fontsize=8)  # fmt: skip
     change = report["screen_change"]
     if change is not None:
         ax.set_title(

@@ -187,6 +187,35 @@ def test_edge_objects_and_specks():
     assert edge[0, 0] == pytest.approx(0.9) and edge[0, 1] == 0 and edge[1, 0] == 0
 
 
+def test_steady_ranges_contain_every_frame_and_move_slowly():
+    rng = np.random.default_rng(0)
+    t = np.arange(30)
+    lo = 0.1 + 0.002 * t + 0.01 * rng.random(30)  # a dolly: the range grows, with noise
+    hi = 0.5 + 0.03 * t + 0.02 * rng.random(30)
+    lo[20:], hi[20:] = 0.2, 0.3  # a cut at 20 to a shallow shot
+    step = 0.01
+    low, high = comfort.steady_ranges(lo, hi, [20], step)
+    assert np.all(low <= lo) and np.all(high >= hi)  # every frame inside the range it is normalised over
+    for a, b in ((0, 20), (20, 30)):
+        rate = step * (hi[a:b] - lo[a:b]).min()
+        assert np.abs(np.diff(low[a:b])).max() <= rate + 1e-12 and np.abs(np.diff(high[a:b])).max() <= rate + 1e-12
+        # the narrowest such range: each end touches a frame's own range somewhere
+        assert np.isclose(low[a:b], lo[a:b]).any() and np.isclose(high[a:b], hi[a:b]).any()
+    assert np.all(low[20:] == 0.2) and np.all(high[20:] == 0.3)  # the cut keeps the shots apart
+    whole = comfort.steady_ranges(lo, hi, [20], 0.0)
+    assert np.all(whole[0][:20] == lo[:20].min()) and np.all(whole[1][:20] == hi[:20].max())
+    own = comfort.steady_ranges(lo, hi, [20], math.inf)
+    assert np.array_equal(own[0], lo) and np.array_equal(own[1], hi)
+    # the report's change of any point's parallax per frame: at most S step
+    budget = comfort.screen_budget("tv")
+    track = comfort.effect_track(low, high, np.zeros((30, 2)), [20], width=W, budget=budget, strength=None,
+                                 convergence=None, auto=True)  # fmt: skip
+    change = report.screen_change(track.parallax(1.0), track.parallax(0.0), low, high, track.shots)
+    assert change.max() <= track.strength.max() * step + 1e-12 and change[1:20].max() > 0
+    moving = report.screen_change(track.parallax(1.0), track.parallax(0.0), lo, hi, track.shots)
+    assert moving.max() > 10 * change.max()  # the frames' own ranges: the whole scene re-stretched frame by frame
+
+
 @pytest.mark.parametrize("mode", comfort.WINDOW_CHOICES)
 def test_window_violations_are_handled_as_chosen(mode):
     lo, hi, cuts = _ranges((6, 0.2, 1.0), (6, 0.2, 1.0))
@@ -303,10 +332,11 @@ def convert_clip(frames: Path, depth: Path, out: Path, **matrix) -> tuple[np.nda
 
 
 def measure(
-    left: np.ndarray, right: np.ndarray, max_shift: int = 40, window: int = 5, tolerance: float = 1.5
+    left: np.ndarray, right: np.ndarray, max_shift: int = 40, window: int = 5, tolerance: float = 1.5, unique: float = 0.0
 ) -> np.ndarray:
     """Parallax ``x_right - x_left`` in px of every left-eye pixel ``(H, W)`` by block matching over a window x window
-    box (mean absolute difference per channel, 0-255); NaN where the best match is not near exact."""
+    box (mean absolute difference per channel, 0-255); NaN where the best match is not near exact, or (``unique`` > 0)
+    where a match 2 px or more away costs less than ``unique`` more (a flat region matches anywhere)."""
     lf, rf = left.astype(np.float32), right.astype(np.float32)
     h, w, _ = lf.shape
     costs = np.empty((2 * max_shift + 1, h, w), np.float32)
@@ -317,7 +347,11 @@ def measure(
         costs[i] = cv2.blur(diff, (window, window))
     best = costs.argmin(0)
     cost = np.take_along_axis(costs, best[None], 0)[0]
-    return np.where(cost < tolerance, best - max_shift, np.nan)
+    ok = cost < tolerance
+    if unique > 0:
+        near = np.abs(np.arange(2 * max_shift + 1)[:, None, None] - best[None]) <= 1
+        ok &= np.where(near, np.inf, costs).min(0) >= cost + unique
+    return np.where(ok, best - max_shift, np.nan)
 
 
 @pytest.fixture(scope="module")
@@ -371,6 +405,99 @@ def test_the_reports_numbers_match_the_measurement(two_shots):
     assert report["inside_budget_min"] == pytest.approx(1.0)
     share = np.array(report["histogram"]["share"]).sum()
     assert share == pytest.approx(1.0)
+
+
+def _mapping(shift: np.ndarray, disparity: np.ndarray, min_pixels: int = 30, px: float = PX) -> tuple[float, float, float, float]:
+    """The line ``parallax = a + b D`` (% of the width) over true inverse depth D that a frame's measured parallax
+    follows, to a fraction of a pixel: the warp rounds every pixel's shift to whole pixels, so where the shift measured
+    (``shift`` px ``(H, W)``, NaN unmatched) steps from k + 1 to k (the D with the fewest pixels on the wrong side)
+    the line is at k + 1/2; the line through those steps (again without any step more than a quarter pixel off).
+    ``px``: one pixel in % of the width. Returns ``(a, b, d_lo, d_hi)``, the last two: the D range of the steps (NaN
+    where fewer than 3 steps are found)."""
+    ok = np.isfinite(shift)
+    s, d = shift[ok].astype(int), disparity[ok]
+    steps = []
+    for k in range(s.min(), s.max()):
+        far, near = np.sort(d[s == k + 1]), np.sort(d[s == k])  # shift k + 1: farther (crossed parallax is < 0)
+        if min(len(far), len(near)) < min_pixels:
+            continue
+        tau = np.concatenate([far, near])
+        wrong = len(far) - np.searchsorted(far, tau, "right") + np.searchsorted(near, tau, "right")
+        steps.append((tau[wrong.argmin()], k + 0.5))
+    if len(steps) < 3:
+        return math.nan, math.nan, math.nan, math.nan
+    x, y = np.array(steps).T
+    b, a = np.polyfit(x, y, 1)
+    keep = np.abs(y - (a + b * x)) < 0.25
+    if keep.sum() < 3:  # too few depths to draw the line through
+        return math.nan, math.nan, math.nan, math.nan
+    b, a = np.polyfit(x[keep], y[keep], 1)
+    return a * px, b * px, float(x[keep].min()), float(x[keep].max())
+
+
+def dolly_scene(n: int) -> scene.Scene:
+    """A camera moving in 3 cm a frame (``scene``'s dolly), looking down at the ground and rolled a little, so that
+    the inverse depth of the pixels is spread evenly (the measured parallax is whole pixels: only pixels of many
+    depths give the line it follows to a fraction of a pixel, ``_mapping``)."""
+    sc = scene.make_scene(2, num_frames=n, height=H, width=W, camera_motion="dolly")
+    tilt = scene.camera_path(scene.CameraMotion(tilt=-0.2), 2, 0)[0][1]  # looking down 0.2 rad
+    r = 0.25  # roll, rad
+    roll = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    return replace(sc, cam_rotation=np.repeat((tilt @ roll)[None], n, 0))
+
+
+@pytest.fixture(scope="module")
+def dolly(tmp_path_factory):
+    """``dolly_scene`` converted with --strength auto for a TV."""
+    folder = tmp_path_factory.mktemp("dolly")
+    rgb, z = scene.render(dolly_scene(12))
+    shot = ((rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(), (1 / z).numpy())
+    frames, depth = write_clip(folder, [shot])
+    left, right, report = convert_clip(frames, depth, folder / "out", auto_strength=True, screen="tv")
+    return shot[1], np.stack([measure(a, b) for a, b in zip(left, right, strict=True)]), report  # px
+
+
+def test_a_dolly_keeps_its_screen_plane_steady_within_the_budget(dolly):
+    """The scene's depth range changes as the camera moves in; the parallax of a point at a given depth (the screen
+    plane, and every depth around it) must not follow it from frame to frame, and every frame stays in the budget."""
+    disparity, shift, report = dolly
+    n = len(shift)
+    budget = comfort.screen_budget("tv")
+    visible = comfort.visible_change("tv")
+    for p in shift * PX:  # measured: inside the budget
+        ok = p[np.isfinite(p)]
+        assert np.isfinite(p).mean() > 0.6 and ((ok >= -budget.near - PX) & (ok <= budget.far + PX)).mean() >= 0.99
+    first, last = _mapping(shift[0], disparity[0]), _mapping(shift[-1], disparity[-1])
+    assert first[1] < -0.5 * budget.strength  # the nearer, the more crossed: the steps found the depth
+    d = np.array([max(first[2], last[2]), min(first[3], last[3])])  # the depths both frames measure
+    assert d[1] - d[0] > 0.5 * (first[3] - first[2])
+    change = np.abs((last[0] + last[1] * d) - (first[0] + first[1] * d)).max()
+    # Measured, the parallax of any depth moves by less than a viewer sees per frame, over the shot. (Frame by frame
+    # the measurement cannot resolve it: 0.02 % is 0.06 px at this size, about the precision of the steps' line.)
+    assert change / (n - 1) < visible
+    assert report["screen_change"]["max_per_frame"] < visible and report["screen_change"]["visible"] == visible
+    assert len(set(report["frames"]["strength"])) == 1  # one shot, one strength
+
+
+def test_the_reports_strength_panel_shows_the_physical_cameras_scale_and_screen_plane(tmp_path):
+    """--baseline/--focal with --metric-depth: the report gives the camera's parallax per 1/m and its screen plane per
+    shot, and each frame's effective strength (the parallax span of its range) and convergence, as measured."""
+    frames_uint8, disparity = _shot(3, 3)
+    frames, depth = write_clip(tmp_path, [(frames_uint8, disparity)])
+    left, right, report = convert_clip(frames, depth, tmp_path / "out", strength=None, convergence=None, metric_depth=True)
+    assert report["mode"] == "physical" and len(report["shots"]) == 1
+    shot = report["shots"][0]
+    assert shot["scale"] > 0 and shot["screen"] == 0.0  # the paper's camera: the screen plane at infinity
+    for t in range(len(left)):
+        p = measure(left[t], right[t]) * PX
+        ok = np.isfinite(p)
+        assert ok.mean() > 0.6
+        b, a = np.polyfit(disparity[t][ok], p[ok], 1)  # measured: parallax = -scale (q - screen)
+        assert -b == pytest.approx(shot["scale"], rel=0.03) and a == pytest.approx(shot["scale"] * shot["screen"], abs=PX)
+        lo, hi = np.nanpercentile(p, [1, 99])  # the nearest and the farthest 1 %
+        assert hi - lo == pytest.approx(report["frames"]["strength"][t], abs=2 * PX)
+        assert hi / (hi - lo) == pytest.approx(report["frames"]["convergence"][t], abs=0.1)
+        assert report["frames"]["convergence"][t] < 0  # everything in front of the screen: its plane behind the scene
 
 
 @pytest.fixture(scope="module")

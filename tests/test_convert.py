@@ -406,10 +406,15 @@ def test_short_help_has_examples_and_points_to_every_flag(capsys):
 # the demo
 
 
-def test_demo_report(tmp_path):
+def test_demo_report(tmp_path, caplog):
     from svg3d.demo import FILLERS, SCENES, run_demo
 
+    caplog.set_level(logging.WARNING, logger="svg3d")
     report = json.loads(run_demo(tmp_path / "demo", size=(64, 112), num_frames=6).read_text())
+    # its physical camera leaves the default budget in every conversion (2 scenes x 3 fillers): said once, one line
+    budget = [r.getMessage() for r in caplog.records if "outside the budget" in r.getMessage()]
+    assert len(budget) == 1 and "\n" not in budget[0], budget
+    assert all(flag in budget[0] for flag in ("--baseline", "--focal", "--convergence", "--strength auto"))
     assert set(report["scenes"]) == set(SCENES)
     for name, scene_report in report["scenes"].items():
         for filler in FILLERS:

@@ -721,6 +721,7 @@ class ExportStage:
             near=near, far=far, histogram=scan.histogram, budget=comfort.screen_budget(matrix.screen),
             shots=shots.shot_bounds(info.num_frames, cuts), fps=info.fps, track=track, width=info.size[1],
             lo=None if matrix.metric_depth else lo, hi=None if matrix.metric_depth else hi,
+            physical=None if track is not None else (comfort.physical_scale(self.plan, info.size[1]), self.plan.screen),
         )  # fmt: skip
         return report.write_report(self.out_dir, self.stem, numbers)
 

@@ -542,7 +542,8 @@ class Effect:
 
     def get(self, inputs: dict):
         """``(track, scan, near, far, cuts, lo, hi)``: ``comfort.EffectTrack`` (None: the physical camera), the
-        ``comfort.FrameScan``, parallax ``(T,)`` of the nearest and farthest point, the cuts, the ranges."""
+        ``comfort.FrameScan``, parallax ``(T,)`` of the nearest and farthest point, the cuts, the ranges every frame's
+        disparity is normalised over (``comfort.effect_ranges``: for the effect by strength, the warp's too)."""
         from .. import comfort
 
         with self._lock:
@@ -550,8 +551,8 @@ class Effect:
                 store, config = inputs[self.disparity], self.config.matrix
                 ranges = Ranges(inputs["depth"], store, config.depth_range, self.fps)
                 n = ranges.num_frames
-                lo, hi = ranges(0, n)
                 cuts = ranges.cuts()
+                lo, hi = comfort.effect_ranges(config, *ranges(0, n), cuts)  # steady within a shot for the effect by strength
                 scan = comfort.scan_disparity(lambda a, b: store.read(a, b, "disparity"), n, lo, hi, chunk=self.chunk)
                 track = comfort.clip_effect(config, lo, hi, cuts, scan, width=self.width)
                 if track is None:
@@ -567,13 +568,14 @@ def matrix_source(clip, reader: str, inputs: dict, disparity: str, plan, config,
     """The frame matrix over the stores ``inputs`` (``disparity`` and ``depth`` for its shot scores) for ``reader``,
     each frame warped with its own effect (``Effect``) when the effect is set by strength."""
     store = inputs[disparity]
-    ranges = Ranges(inputs["depth"], store, config.matrix.depth_range, clip.info.fps)
-    remap = None
-    if effect is not None and effect.warps:
-        track = effect.get(inputs)[0]
-        remap = track.remap if track is not None and track.changed else None
+    lo = hi = ranges = remap = None
+    if effect is not None and effect.warps:  # the effect's ranges (steady within a shot, whole clip) and its remap
+        track, *_, lo, hi = effect.get(inputs)
+        remap = track.remap if track.changed else None
+    else:  # the ranges as the statistics arrive
+        ranges = Ranges(inputs["depth"], store, config.matrix.depth_range, clip.info.fps)
     return MatrixSource(
-        clip.reader(reader), lambda a, b: store.read(a, b, "disparity"), None, None, plan, config.matrix, device=device,
+        clip.reader(reader), lambda a, b: store.read(a, b, "disparity"), lo, hi, plan, config.matrix, device=device,
         cache_frames=cache_frames, ranges=ranges, remap=remap,
     )  # fmt: skip
 
