@@ -114,32 +114,6 @@ def _all_exports(config: ConvertConfig, filler: str) -> ConvertConfig:
     return replace(config, exports=replace(config.exports, exports=tuple(n for n in names if n not in every)))
 
 
-def fit_memory(config: ConvertConfig, clip: Clip, plan: camera.ViewPlan, filler: str) -> ConvertConfig:
-    """``config``, or with a smaller ``chunk_frames`` (said in one line naming the flags) when ``memory.estimate_peak``
-    says the run would not fit the memory free now; ``InputError`` when not even one frame per chunk would."""
-    available = memory.available_mb()
-    if available is None:  # not Linux: nothing to compare with
-        return config
-    kw = {"num_views": len(plan.fill_views) + 1, "filler": filler, "exports": config.exports.exports, "num_frames": clip.num_frames,
-          "concurrent": config.concurrent_stages}  # fmt: skip
-    need = memory.estimate_peak(clip.info.size, chunk_frames=config.chunk_frames, **kw).total_mb
-    if need <= available:
-        return config
-    fit = memory.largest_chunk(clip.info.size, available, **kw)
-    if fit == 0:
-        h, w = clip.info.size
-        raise InputError(
-            f"chunk_frames: {w}x{h} frames need about {memory.estimate_peak(clip.info.size, chunk_frames=1, **kw).total_mb:.0f} MB even one "
-            f"at a time and {available:.0f} MB are free; convert at a smaller --width/--height, with fewer --exports or --no-concurrent-stages",
-            params=("chunk_frames",),
-        )  # fmt: skip
-    log.warning(
-        "memory: --chunk-frames %d would need about %.0f MB and %.0f MB are free: using --chunk-frames %d (the results do not depend on it)",
-        config.chunk_frames, need, available, fit,
-    )  # fmt: skip
-    return replace(config, chunk_frames=fit)
-
-
 def _check_effect(source, plan: camera.ViewPlan, config: ConvertConfig, num_frames: int) -> None:
     """Warn when the far eye keeps too little of the input (a strength or baseline far too large)."""
     far = plan.eyes[1] if plan.eyes[0] == plan.reference else plan.eyes[0]
@@ -212,7 +186,7 @@ def convert(
         clip = Clip.open(input_path, config.clip)
         log.info("convert %s: %s -> %s (work folder %s)", input_path, clip.info.describe(), out_dir, work_dir)
         stages, filler_name, plan = pipeline(clip, config, device, out_dir=out_dir, work_dir=work_dir)
-        fitted = fit_memory(config, clip, plan, filler_name)
+        fitted = memory.fit_chunk(config, clip, plan, filler_name)
         if fitted is not config:
             config = fitted
             stages, filler_name, plan = pipeline(clip, config, device, out_dir=out_dir, work_dir=work_dir)

@@ -19,16 +19,20 @@ naming the flags.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .checks import InputError
 from .config import FillConfig
 from .layouts import EXPORTS, Geometry
 
 __all__ = ["Estimate", "available_mb", "estimate_peak", "largest_chunk"]
 
 MB = 2**20
+log = logging.getLogger(__name__)
+
 PROCESS_MB = 1010.0  # the process with a tiny model, frames aside (fitted; 550 MB after the imports alone)
 CELL_BYTES = 73.0  # per pixel, per frame in flight, per view made (fitted: bench/results/rss.json)
 ENCODER_BYTES = 75.0  # per pixel of a video export's frame: ~50 frames of 4:2:0 in x264's look-ahead (estimated)
@@ -126,3 +130,30 @@ def available_mb() -> float | None:
     if all(n in os.sysconf_names for n in names):
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / MB
     return None
+
+
+def fit_chunk(config, clip, plan, filler: str):
+    """``config`` (``ConvertConfig``) for ``clip`` and the view ``plan``, or with a smaller ``chunk_frames`` (said in one
+    line naming the flags) when ``estimate_peak`` says the run would not fit the memory free now; ``InputError`` when
+    not even one frame per chunk would."""
+    available = available_mb()
+    if available is None:  # not Linux: nothing to compare with
+        return config
+    kw = {"num_views": len(plan.fill_views) + 1, "filler": filler, "exports": config.exports.exports, "num_frames": clip.num_frames,
+          "concurrent": config.concurrent_stages}  # fmt: skip
+    need = estimate_peak(clip.info.size, chunk_frames=config.chunk_frames, **kw).total_mb
+    if need <= available:
+        return config
+    fit = largest_chunk(clip.info.size, available, **kw)
+    if fit == 0:
+        h, w = clip.info.size
+        raise InputError(
+            f"chunk_frames: {w}x{h} frames need about {estimate_peak(clip.info.size, chunk_frames=1, **kw).total_mb:.0f} MB even one "
+            f"at a time and {available:.0f} MB are free; convert at a smaller --width/--height, with fewer --exports or --no-concurrent-stages",
+            params=("chunk_frames",),
+        )  # fmt: skip
+    log.warning(
+        "memory: --chunk-frames %d would need about %.0f MB and %.0f MB are free: using --chunk-frames %d (the results do not depend on it)",
+        config.chunk_frames, need, available, fit,
+    )  # fmt: skip
+    return replace(config, chunk_frames=fit)
