@@ -94,13 +94,14 @@ class Recorder:
 
 
 def test_progress_moves_frame_by_frame_in_every_slow_stage(clip, tmp_path):
-    """Depth maps, the fill: one frame at a time inside 5-frame chunks; stabilisation a block of frames at a time;
-    each stage's steps add up to its frames exactly (``--chunk-frames`` 5: a bar no longer waits for a chunk)."""
+    """Depth maps, the fill and the exports: one frame at a time inside 5-frame chunks (an export frame counts once every
+    export has taken it); stabilisation a block of frames at a time; each stage's steps add up to its frames exactly
+    (``--chunk-frames`` 5: a bar no longer waits for a chunk)."""
     video, depth, _ = clip
     events = Recorder()
     convert.convert(video, tmp_path / "out", base_config(depth, chunk_frames=5), progress=events)
     assert set(events.steps) == {"depth", "stabilised", "filled", "export"}
-    assert events.steps["depth"] == events.steps["filled"] == [1] * 10
+    assert events.steps["depth"] == events.steps["filled"] == events.steps["export"] == [1] * 10
     assert max(events.steps["stabilised"]) <= StabiliseConfig().pairs_per_batch // 2 < 5
     assert all(sum(steps) == events.totals[stage] == 10 for stage, steps in events.steps.items())
 

@@ -44,6 +44,7 @@ import dataclasses
 import logging
 import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
@@ -343,8 +344,9 @@ class ExportWriter:
         views: np.ndarray | None = None,
         disparity: np.ndarray | None = None,
         depth_range: tuple[np.ndarray, np.ndarray] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
-        """Append ``n`` frames to every export.
+        """Append ``n`` frames to every export; ``progress(k)`` as the frames are written to every one of them.
 
         left, right: ``uint8 (n, H, W, 3)``. reference: ``uint8 (n, H, W, 3)``, the input view, when it is
         neither eye (else ignored; taken from ``views`` when those are given). views: ``uint8 (V, n, H, W, 3)``,
@@ -389,10 +391,23 @@ class ExportWriter:
             depth = normalise_depth(disparity[sl], lo[sl], hi[sl]) if lo is not None else None
             return Step(left[sl], right[sl], source[sl], views[:, sl] if views is not None and "views" in need else None, depth)
 
+        written = dict.fromkeys(self.settings.exports, 0)  # frames each export has taken
+        reported = [0]  # frames every export has taken, as told to progress
+        lock = threading.Lock()
+
+        def tell(name: str, count: int) -> None:
+            with lock:
+                written[name] = count
+                low = min(written.values(), default=n)
+                if progress is not None and low > reported[0]:
+                    progress(low - reported[0])
+                reported[0] = max(reported[0], low)
+
         def run(name: str) -> None:  # one export's frames, in order: one output frame in memory at a time
             layout, sink = EXPORTS[name], self._sinks[name]
             for t in range(n):
                 sink.write(layout.build(step(t), self.geometry))
+                tell(name, t + 1)
 
         try:  # the sinks turn an OSError into an InputError naming their file
             if self._pool is None:
@@ -407,6 +422,8 @@ class ExportWriter:
         except BaseException:
             self.abort()
             raise
+        if progress is not None and reported[0] < n:  # (no export takes frames: every one is done)
+            progress(n - reported[0])
         self.frames += n
 
     def _source(self, left: np.ndarray, right: np.ndarray, reference: np.ndarray | None, views: np.ndarray | None) -> np.ndarray:
@@ -705,8 +722,8 @@ class ExportStage:
                 left, right = out[plan.eyes[0]], out[plan.eyes[1]]
                 if track is not None and track.windows[a:b].any():  # window violations handled by floating windows
                     left, right = comfort.float_window(left, right, track.windows[a:b])
-                writer.write(left, right, reference=out[plan.reference], views=all_views, disparity=d, depth_range=depth_range)
-                progress(b - a)
+                writer.write(left, right, reference=out[plan.reference], views=all_views, disparity=d, depth_range=depth_range,
+                             progress=progress)  # fmt: skip
                 work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)
             store.outputs = writer.close()
         store.outputs |= self._report(inputs)
