@@ -374,6 +374,8 @@ def test_cli_convert_and_its_log(clip, tmp_path, capsys):
         (["--width", "64"], "--width and --height go together"),
         (["--chunk-frames", "0"], "--chunk-frames 0: must be >= 1"),
         (["--max-unet-frames", "0"], "--max-unet-frames 0: must be >= 1"),
+        (["--gpus", "0"], "--gpus 0: must be >= 1"),
+        (["--gpus", "2", "--device", "cpu"], "--gpus 2: the run is on the CPU (--device cpu)"),
         (["--exports", "sbs,hologram"], "hologram"),
         (["--start-frame", "99"], "--start-frame 99: the clip has 10 frames (0..9)"),
     ],
