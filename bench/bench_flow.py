@@ -20,7 +20,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,25 +27,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import median_seconds  # noqa: E402 (bench/ is the script's folder on sys.path)
+
 from svg3d import scene, threads  # noqa: E402
 from svg3d.flow import DISFlow, TorchFlow  # noqa: E402
 
 CAMERAS = ("pan", "truck", "dolly", "handheld")
-
-
-def timed(fn, device: torch.device, repeats: int) -> tuple[torch.Tensor, float]:
-    """``fn()``'s result and the median seconds of ``repeats`` calls after a warm-up call."""
-    out = fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return out, statistics.median(times)
 
 
 def main() -> None:
@@ -80,7 +66,7 @@ def main() -> None:
             src, dst = rgb[:1].expand(args.batch, -1, -1, -1), rgb[2:].expand(args.batch, -1, -1, -1)
             for name, backend, where in [("dis", DISFlow(), cpu), ("torch", TorchFlow(), device)]:
                 a, b = src.to(where).contiguous(), dst.to(where).contiguous()
-                flow, seconds = timed(lambda backend=backend, a=a, b=b: backend(a, b), where, args.repeats)  # noqa: B023
+                flow, seconds = median_seconds(lambda backend=backend, a=a, b=b: backend(a, b), where, args.repeats)  # noqa: B023
                 err = ((flow[0].to(truth.device) - truth) ** 2).sum(0).sqrt()[valid]
                 row = {"size": size, "camera": camera, "flow": name, "device": str(where), "epe": err.mean().item(),
                        "epe_p95": err.quantile(0.95).item(), "seconds_per_pair": seconds / args.batch}  # fmt: skip

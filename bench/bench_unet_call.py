@@ -43,6 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from timing import unet_inputs  # noqa: E402 (bench/ is the script's folder on sys.path)
 
 from svg3d import unet3d  # noqa: E402
 from svg3d.models import compile_blocks, compile_vae  # noqa: E402
@@ -114,15 +115,7 @@ def main() -> None:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
     model = build_random_zeroscope(device, dtype, tiny=args.tiny)
     h, w = args.height // 8, args.width // 8
-    gen = torch.Generator(device).manual_seed(0)
-    dim = model.unet.config.cross_attention_dim
-    inputs = {
-        name: (
-            torch.randn(batch, 4, frames, h, w, device=device, dtype=dtype, generator=gen),
-            torch.randn(batch, 77, dim, device=device, dtype=dtype, generator=gen),
-        )
-        for name, (batch, frames) in SHAPES.items()
-    }
+    inputs = unet_inputs(model, SHAPES, args.height, args.width, device, dtype)
     t = torch.tensor(500, device=device)
     name_ = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     report: dict = dict(
@@ -216,6 +209,7 @@ def main() -> None:
         del unet
 
     if args.vae:
+        gen = torch.Generator(device).manual_seed(1)
         frames = torch.rand(16, 3, args.height, args.width, device=device, dtype=dtype, generator=gen) * 2 - 1
 
         def round_trip(vae, x):

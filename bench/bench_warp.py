@@ -11,32 +11,18 @@ rendered scene, their ratio, and checks that both give the same masks.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from timing import median_seconds  # noqa: E402 (bench/ is the script's folder on sys.path)
 
 from svg3d import camera, scene  # noqa: E402
 from svg3d.stages.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
 from tests.numpy_warp import warp_views_numpy  # noqa: E402
-
-
-def timed(fn, repeats: int, device: torch.device) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
 
 
 def main() -> None:
@@ -58,10 +44,11 @@ def main() -> None:
     rgb_d, z_d = rgb.to(device), z.to(device)
 
     build_frame_matrix(rgb_d, z_d, info)  # warm-up (CUDA context, allocator)
-    t_ours, fm = timed(lambda: build_frame_matrix(rgb_d, z_d, info), args.repeats, device)
+    fm, t_ours = median_seconds(lambda: build_frame_matrix(rgb_d, z_d, info), device, args.repeats, warm_up=False)
     frames_np, z_np = rgb.permute(0, 2, 3, 1).numpy(), z.numpy()
-    t_base, (_, ref_masks) = timed(
-        lambda: warp_views_numpy(frames_np, z_np, np.asarray(info.baselines, np.float32), s.focal), args.baseline_repeats, torch.device("cpu")
+    (_, ref_masks), t_base = median_seconds(
+        lambda: warp_views_numpy(frames_np, z_np, np.asarray(info.baselines, np.float32), s.focal), torch.device("cpu"), args.baseline_repeats,
+        warm_up=False,
     )
     same = np.array_equal(fm.masks[:, :, 0].cpu().numpy(), ref_masks)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"

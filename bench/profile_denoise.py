@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from bench_unet_call import SHAPES, median_ms  # noqa: E402
+from timing import unet_inputs  # noqa: E402
 
 from svg3d import unet3d  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
@@ -180,15 +181,7 @@ def main() -> None:
     t0 = time.perf_counter()
     model = build_random_zeroscope(device, dtype, tiny=args.tiny)
     h, w = args.height // 8, args.width // 8
-    gen = torch.Generator(device).manual_seed(0)
-    dim = model.unet.config.cross_attention_dim
-    inputs = {
-        name: (
-            torch.randn(b, 4, f, h, w, device=device, dtype=dtype, generator=gen),
-            torch.randn(b, 77, dim, device=device, dtype=dtype, generator=gen),
-        )
-        for name, (b, f) in shapes.items()
-    }
+    inputs = unet_inputs(model, shapes, args.height, args.width, device, dtype)
     t = torch.tensor(500, device=device)
     flops = {n: unet3d.unet_flops(model.unet.config, b, f, h, w) for n, (b, f) in shapes.items()}
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
@@ -221,6 +214,7 @@ def main() -> None:
         return text
 
     if args.vae:
+        gen = torch.Generator(device).manual_seed(1)
         frames = torch.rand(16, 3, args.height, args.width, device=device, dtype=dtype, generator=gen) * 2 - 1
 
         @torch.no_grad()
