@@ -693,7 +693,8 @@ class ExportStage:
     def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress) -> None:
         from .. import comfort, work
         from .depth import resize_depth
-        from .fill.stage import matrix_source, views
+        from .fill.stage import views
+        from .matrix import matrix_source
 
         info, plan = self.clip.info, self.plan
         source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, self.device, self.config.chunk_frames,
