@@ -152,6 +152,7 @@ class TorchFlowConfig:
     # whose surfaces are smooth (real footage has more motion edges: no more than that)
     alpha: float = 40.0
     delta: float = 5.0  # brightness constancy weight: DIS MEDIUM's (its gradient constancy term is left out: flow._refine)
+    cuda_graphs: bool = True  # on CUDA, replay each call's kernels from a graph recorded per shape (graphs.CudaGraphs)
 
     def __post_init__(self) -> None:
         _check([

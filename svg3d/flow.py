@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .checks import InputError, check_same, check_shape
 from .config import FLOW_CHOICES, RAFT_ITERATIONS, TorchFlowConfig
+from .graphs import CudaGraphs
 from .models import load_raft, raft_missing_reason
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,8 @@ class RaftFlow:
 
 def _grey255(rgb: torch.Tensor) -> torch.Tensor:
     """``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, 1, H, W)`` float32 grey in [0, 255] (OpenCV's RGB2GRAY weights)."""
-    w = torch.tensor([0.299, 0.587, 0.114], device=rgb.device, dtype=torch.float32).view(1, 3, 1, 1)
-    return (rgb.float().clamp(0, 1) * w).sum(1, keepdim=True) * 255.0
+    x = rgb.float().clamp(0, 1)  # the weights as scalars: no copy from the host (CUDA graphs record none)
+    return (x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114) * 255.0
 
 
 def _gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,7 +179,7 @@ def _resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``(N, 2, h, w)`` flow bilinearly to ``size``, its vectors scaled by the size ratio."""
     h, w = flow.shape[-2:]
     out = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
-    return out * torch.tensor([size[1] / w, size[0] / h], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
+    return torch.cat([out[:, :1] * (size[1] / w), out[:, 1:] * (size[0] / h)], 1)
 
 
 class TorchFlow:
@@ -205,10 +206,16 @@ class TorchFlow:
 
     def __init__(self, config: TorchFlowConfig | None = None) -> None:
         self.config = TorchFlowConfig() if config is None else config
+        # on CUDA, the ~4,000 kernels of a call replayed from one graph per shape (``graphs``): the same results
+        self._run = CudaGraphs(self._flow) if self.config.cuda_graphs else self._flow
 
     @torch.inference_mode()
     def __call__(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        n, h, w = _check_pair(src, dst)
+        _check_pair(src, dst)
+        return self._run(src, dst)
+
+    def _flow(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        n, h, w = src.shape[0], src.shape[-2], src.shape[-1]
         cfg = self.config
         i0, i1 = _grey255(src), _grey255(dst)  # (N, 1, H, W)
         # coarsest level as OpenCV's DIS: about 4 patches across the long side, at least one patch on the short one

@@ -232,6 +232,29 @@ def test_torch_flow_on_cuda_matches_the_cpu():
 
 
 @pytest.mark.gpu
+def test_torch_flow_replayed_from_cuda_graphs_equals_the_eager_flow():
+    # graphs.CudaGraphs replays the recorded kernels on the new inputs: bit for bit the eager call's, for each pair
+    # (the recorded inputs are overwritten every call), for each shape (one graph per shape), and from two threads
+    # at once (convert's stages run as threads and share nothing but the lock)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from svg3d.config import TorchFlowConfig
+
+    pairs = [(src.cuda(), dst.cuda()) for _, src, dst, _, _ in rendered_pairs(("truck", "handheld", "dolly"))]
+    pairs.append(tuple(x[..., :48, :80].contiguous() for x in pairs[0]))  # another shape
+    eager = TorchFlow(TorchFlowConfig(cuda_graphs=False))
+    graphed = TorchFlow()
+    expected = [eager(src, dst) for src, dst in pairs]
+    for _ in range(2):  # the first round records, the second replays
+        for (src, dst), want in zip(pairs, expected, strict=True):
+            assert torch.equal(graphed(src, dst), want)
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda p: graphed(*p), pairs * 3))
+    assert all(torch.equal(g, w) for g, w in zip(got, expected * 3, strict=True))
+    assert len(graphed._run._graphs) == 2
+
+
+@pytest.mark.gpu
 def test_raft_mixed_precision_on_cuda(tmp_path):
     path = tmp_path / "raft_small.pth"
     torch.save(raft_small(weights=None).state_dict(), path)
