@@ -8,7 +8,7 @@
 # Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
 # nothing), fill (filler speed, 1080p), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
 # (bench_flow: EPE and time per pair of our flow on the GPU and DIS on the CPU, 640x360 and 1080p), stream (convert of
-# 240 frames of 1080p, depth model tiny), profile (profile_denoise: the kernels of one UNet call per pass shape and
+# 240 frames of 1080p, Depth Anything V2-S's architecture), profile (profile_denoise: the kernels of one UNet call per pass shape and
 # of a VAE round trip; diffusers, ours, ours compiled), denoise (bench_denoise: diffusers, ours, ours compiled and
 # the 4-view option), unet-call (one call per pass shape: diffusers and ours with each temporal convolution and
 # group norm).
@@ -62,8 +62,10 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         step flow 150 $PY bench/bench_flow.py --device cuda --batch 8 --repeats 3 --json "$OUT/flow_cuda.json"
         ;;
     stream)
-        step stream_1080p 130 $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda \
-            --clips .whl/clips --json "$OUT/stream_1080p.json"
+        # STREAM_BASELINE=DIR (e.g. .carry/base, the commit before the wave) runs that checkout on the same clip too
+        step stream_1080p "${STREAM_LIMIT:-300}" $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd \
+            --device cuda --depth v2-small --clips .whl/clips ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"} \
+            --json "$OUT/stream_1080p.json"
         ;;
     profile) step profile 300 $PY bench/profile_denoise.py --device cuda --out "$OUT" ;;
     denoise)
