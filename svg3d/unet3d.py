@@ -109,12 +109,13 @@ def group_norm(
     ``frames`` consecutive images (N = clips * frames), as a GroupNorm of the 5-D ``(clips, C, frames, H, W)``.
     ``impl`` (``GROUP_NORM``): ``"torch"`` runs torch's GroupNorm on the channels-last NCHW / NCDHW view (a native
     channels-last kernel on the CPU; on CUDA torch makes the input contiguous first, a layout copy);
-    ``"grouped"`` reads the NHWC data in place, as a grouped view ``(clips, frames*H*W, groups, C/groups)``: its
-    statistics per group (fp32 data: Welford's; fp16: the sum and the sum of squares accumulated in fp32 by two
-    reductions that cast as they load) give each clip's channel a scale and a shift, applied by one multiply-add in the input's dtype (then SiLU in place): two reads
-    and one write of the data where torch's CUDA kernel copies it to NCHW and back (profile_denoise on an H100:
-    336 layout copies per UNet call, a quarter of its kernel time). fp32 on a CPU: equal to torch's within float32
-    rounding (tested); fp16: the scale and shift rounded to fp16, within fp16 noise.
+    ``"grouped"`` reads the NHWC data in place as ``(clips, frames*H*W, C)``: statistics per channel (fp32 data:
+    Welford's; fp16: the sum and the sum of squares accumulated in fp32 by reductions that cast as they load),
+    combined per group exactly (mean of means; mean of variances plus the variance of the means), give each clip's
+    channel a scale and a shift, applied by one multiply-add in the input's dtype (then SiLU in place): two or three
+    reads and one write of the data where torch's CUDA kernel copies it to NCHW and back (profile_denoise on an
+    H100: 336 layout copies per UNet call, a quarter of its kernel time). fp32 on a CPU: equal to torch's within
+    float32 rounding (tested against float64); fp16: the scale and shift rounded to fp16, within fp16 noise.
     """
     n, h, w, c = x.shape
     if impl == "torch":
@@ -127,18 +128,25 @@ def group_norm(
         return F.silu(y, inplace=True) if silu else y
     if impl != "grouped":
         raise ValueError(f"group norm impl {impl!r}: expected one of {', '.join(GROUP_NORM)}")
-    clips = n // frames
-    grouped = x.reshape(clips, frames * h * w, groups, c // groups)  # clip, pixels, group, channel: a view
-    if x.dtype == torch.float32:  # Welford's statistics, exact to float32 rounding
-        var, mean = torch.var_mean(grouped, dim=(1, 3), correction=0)  # (clips, groups)
-    else:  # var_mean would round its results to fp16; sums in fp32 (their cancellation stays far below fp16's rounding)
-        count = frames * h * w * (c // groups)
-        mean = grouped.sum(dim=(1, 3), dtype=torch.float32) / count
-        var = (torch.linalg.vector_norm(grouped, 2, dim=(1, 3), dtype=torch.float32).square() / count - mean.square()).clamp_min(0)
+    clips, cg = n // frames, c // groups
+    pixels = x.reshape(clips, frames * h * w, c)  # clip, pixels, channel: a view
+    # Per-channel statistics first: a reduction over the pixel axis with the channels contiguous, which CUDA's
+    # reduction kernel reads coalesced (a reduction of the grouped view (clips, P, groups, C/groups) over two
+    # non-adjacent axes does not); each group's mean and variance then combine its channels' exactly.
+    if x.dtype in (torch.float16, torch.bfloat16):  # var_mean would round to 16 bits: sums in fp32
+        count = frames * h * w
+        mean_c = pixels.sum(dim=1, dtype=torch.float32) / count  # (clips, C)
+        square_c = torch.linalg.vector_norm(pixels, 2, dim=1, dtype=torch.float32).square() / count
+        var_c = (square_c - mean_c.square()).clamp_min(0)  # cancellation far below fp16's rounding
+    else:  # fp32 / fp64: Welford's statistics, exact to the dtype's rounding
+        var_c, mean_c = torch.var_mean(pixels, dim=1, correction=0)
+    mean_c, var_c = mean_c.view(clips, groups, cg), var_c.view(clips, groups, cg)
+    mean = mean_c.mean(dim=2, keepdim=True)  # (clips, groups, 1)
+    var = (var_c + (mean_c - mean).square()).mean(dim=2, keepdim=True)  # within-channel + between-channel
     rstd = torch.rsqrt(var + eps)
-    scale = weight.float().view(groups, -1) * rstd[..., None]  # (clips, groups, C/groups)
-    shift = bias.float().view(groups, -1) - mean[..., None] * scale
-    y = torch.addcmul(shift.to(x.dtype).view(clips, 1, c), x.reshape(clips, -1, c), scale.to(x.dtype).view(clips, 1, c))
+    scale = weight.to(rstd.dtype).view(groups, cg) * rstd  # (clips, groups, C/groups)
+    shift = bias.to(rstd.dtype).view(groups, cg) - mean * scale
+    y = torch.addcmul(shift.to(x.dtype).view(clips, 1, c), pixels, scale.to(x.dtype).view(clips, 1, c))
     y = y.view(n, h, w, c)
     return F.silu(y, inplace=True) if silu else y
 
