@@ -262,6 +262,9 @@ class DenoiseConfig:
     offload: bool = False  # ours: the text encoder and the VAE wait on the CPU while they are idle
     unet: str = DEFAULT_UNET  # ours (issue 13): "diffusers" (its UNet3D forward; the default until the GPU
     # runs of issue 14 decide) or "ours" (svg3d.unet3d: the same numbers, channels-last)
+    deep_cache: int = 1  # ours (issue 22), an option beyond the exact schedule, off (1): with N > 1 only every Nth
+    # step runs the whole UNet; the steps between reuse each UNet call's inner-level features from that step and
+    # recompute the outermost level (DeepCache, Ma et al. 2024). Needs unet="ours"; quality unmeasured (no weights)
 
     def __post_init__(self) -> None:
         _check([
@@ -279,6 +282,8 @@ class DenoiseConfig:
             (self.max_unet_frames >= 1, "max_unet_frames", f"{self.max_unet_frames}: must be >= 1"),
             (self.max_vae_frames >= 1, "max_vae_frames", f"{self.max_vae_frames}: must be >= 1"),
             (self.unet in UNET_KINDS, "unet", f"{self.unet}: expected one of {', '.join(UNET_KINDS)}"),
+            (self.deep_cache >= 1, "deep_cache", f"{self.deep_cache}: must be >= 1 (1 = off)"),
+            (self.deep_cache == 1 or self.unet == "ours", "deep_cache", f"{self.deep_cache}: needs unet ours"),
         ])  # fmt: skip
 
     @property

@@ -430,6 +430,16 @@ class _Denoiser:
         self.num_views, self.num_frames = known_cells.shape
         self.stats = DenoiseStats()
         self.abar = model.scheduler.alphas_cumprod.double()  # float64 for the ratios below
+        # DeepCache (config.deep_cache > 1): the step index, the pass index within the step, and per (pass index,
+        # call) the UNet batch items and inner-level feature of the last step that ran the whole UNet.
+        self.step, self.pass_index = 0, 0
+        self.deep: dict[tuple[int, int], tuple[list[int], torch.Tensor]] = {}
+
+    def begin_step(self, i: int) -> None:
+        """Step ``i`` of the schedule begins (its passes are counted from 0 for DeepCache)."""
+        self.step, self.pass_index = i, 0
+        if i % self.config.deep_cache == 0:
+            self.deep.clear()  # a whole-UNet step: keep only its own features (at most one pass's worth each)
 
     def q_sample(self, s: torch.Tensor, t: int, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Inject known content: z <- z (1 - M) + q(S, t) M (fresh noise for q)."""
@@ -464,12 +474,29 @@ class _Denoiser:
             call = sorted(range(start, min(start + per_call, units.stop)), key=lambda u: (u % 2, u // 2))
             items, branches = [u // 2 for u in call], [u % 2 for u in call]
             hidden = self.emb[branches].to(self.model.dtype)  # [negative] * k + [prompt] * k
-            pred = self.unet(x[items].to(self.model.dtype), t, encoder_hidden_states=hidden).sample
+            if self.config.deep_cache > 1:
+                pred = self._deep_cached(x[items].to(self.model.dtype), t, hidden, call, start)
+            else:
+                pred = self.unet(x[items].to(self.model.dtype), t, encoder_hidden_states=hidden).sample
             out[branches, items] = pred.float()
             self.stats.unet_calls += 1
         self.stats.unet_frames += 2 * n * frames  # the whole pass's work, whoever computed it
+        self.pass_index += 1
         uncond, cond = self.workers.combine(out)
         return uncond + self.config.guidance_scale * (cond - uncond)
+
+    def _deep_cached(self, x: torch.Tensor, t, hidden: torch.Tensor, units: list[int], start: int) -> torch.Tensor:
+        """One UNet call under DeepCache (``DenoiseConfig.deep_cache`` = N > 1; not the paper's schedule): on every
+        Nth step the whole UNet, keeping its inner-level feature per (pass index in the step, call); on the other
+        steps the outer level only around the feature that the same call of the same pass last kept, if it
+        covered the same batch items (else the whole UNet again)."""
+        key = (self.pass_index, start)
+        kept = self.deep.get(key)
+        reuse = self.step % self.config.deep_cache != 0 and kept is not None and kept[0] == units
+        out, feature = self.unet.forward_deep(x, t, hidden, kept[1] if reuse else None)
+        if not reuse:
+            self.deep[key] = (units, feature)
+        return out
 
     def run_pass(self, z_in: torch.Tensor, t, p: Pass, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Denoise ``z_in`` at t to t' along ``p``; views (or cells) not updated take ``keep``.
@@ -584,6 +611,7 @@ def denoise_frame_matrix(
     for i, t in enumerate(timesteps):
         t_next = int(timesteps[i + 1]) if i + 1 < len(timesteps) else None
         calls0, frames0 = den.stats.unet_calls, den.stats.unet_frames
+        den.begin_step(i)
 
         # 4. Temporal pass over the active views: z_t -> z_t', keep x0.
         active = step_views(int(t), v_count, targets, config)

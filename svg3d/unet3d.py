@@ -531,6 +531,7 @@ class UNet3D(nn.Module):
         self.down_blocks = nn.ModuleList(_Level(b, temporal_conv, "down") for b in unet.down_blocks)
         self.mid = _Level(unet.mid_block, temporal_conv, "mid")
         self.up_blocks = nn.ModuleList(_Level(b, temporal_conv, "up") for b in unet.up_blocks)
+        _require(len(self.up_blocks) >= 2 and self.up_blocks[-1].up is None, "an upsampler in the last up block")
         self.norm_out = _Norm(unet.conv_norm_out) if unet.conv_norm_out is not None else None
         self.conv_out = _Conv(unet.conv_out)
         self.group_norm = group_norm
@@ -591,6 +592,29 @@ class UNet3D(nn.Module):
         Shapes and the timestep's device are not checked here (``forward`` does), so a compiled graph has no
         guards beyond its input shapes.
         """
+        return self.run_deep(sample, t, context)[0]
+
+    def forward_deep(
+        self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor, deep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DeepCache (an option beyond the exact schedule, ``DenoiseConfig.deep_cache``): ``forward``'s inputs and
+        optionally ``deep``, the inner levels' feature of an earlier call -> (``(B, c, F, h, w)``, the deep feature).
+
+        With ``deep`` None this is the exact network (``run``), returning its deep feature too; with ``deep``
+        given, only the outermost level runs (conv_in, the first down level, the last up level, the output) and
+        the rest of the UNet is taken from ``deep`` (the output of the second-to-last up level's layers, before
+        its upsampler). Given the feature of the same inputs it returns the exact output. Eager Python around
+        the compiled blocks (``scope="blocks"``); never a CUDA graph or the whole compiled forward.
+        """
+        n = check_shape(sample, "B c F h w", "sample")
+        check_shape(encoder_hidden_states, f"{n['B']} L D", "encoder_hidden_states")
+        return self.run_deep(sample, timestep_vector(timestep, sample), encoder_hidden_states, deep)
+
+    def run_deep(
+        self, sample: torch.Tensor, t: torch.Tensor, context: torch.Tensor, deep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``run`` and the deep feature it passes through (``forward_deep``), or with ``deep`` given the outer
+        level only around it."""
         b, c, frames, h, w = sample.shape
         emb = self.time_2(F.silu(self.time_1(self.time_embed(t))))  # B T: one per clip
         context = context.to(self.dtype)
@@ -598,26 +622,35 @@ class UNet3D(nn.Module):
         x = self.conv_in(x)
         x = self.transformer_in(x, None, frames)
         skips = [x]
-        for level in self.down_blocks:
-            x = self._layers(level, x, emb, context, frames, skips)
-            if level.down is not None:
-                x = level.down(x)
-                skips.append(x)
-        x = self.mid.resnets[0](x, emb, frames)
-        x = self.mid.temp_convs[0](x, frames)
-        for attn, temp_attn, resnet, temp_conv in zip(
-            self.mid.attentions, self.mid.temp_attentions, self.mid.resnets[1:], self.mid.temp_convs[1:], strict=True
-        ):
-            x = temp_attn(attn(x, context, frames), None, frames)
-            x = temp_conv(resnet(x, emb, frames), frames)
-        for level in self.up_blocks:
-            x = self._layers(level, x, emb, context, frames, skips)
-            if level.up is not None:
-                x = level.up(upsample_nearest(x, tuple(skips[-1].shape[1:3])))  # to the next skip's size
+        inner = self.up_blocks[-2]  # the level whose output is the deep feature
+        if deep is None:
+            for level in self.down_blocks:
+                x = self._layers(level, x, emb, context, frames, skips)
+                if level.down is not None:
+                    x = level.down(x)
+                    skips.append(x)
+            x = self.mid.resnets[0](x, emb, frames)
+            x = self.mid.temp_convs[0](x, frames)
+            for attn, temp_attn, resnet, temp_conv in zip(
+                self.mid.attentions, self.mid.temp_attentions, self.mid.resnets[1:], self.mid.temp_convs[1:], strict=True
+            ):
+                x = temp_attn(attn(x, context, frames), None, frames)
+                x = temp_conv(resnet(x, emb, frames), frames)
+            for level in self.up_blocks[:-1]:
+                x = self._layers(level, x, emb, context, frames, skips)
+                deep = x  # the last one: the inner levels' output before its upsampler
+                if level.up is not None and level is not inner:
+                    x = level.up(upsample_nearest(x, tuple(skips[-1].shape[1:3])))  # to the next skip's size
+        else:  # DeepCache: the outer down level's skips only; the inner levels' output is given
+            x = self._layers(self.down_blocks[0], x, emb, context, frames, skips)
+        x = deep
+        if inner.up is not None:
+            x = inner.up(upsample_nearest(x, tuple(skips[-1].shape[1:3])))
+        x = self._layers(self.up_blocks[-1], x, emb, context, frames, skips)
         if self.norm_out is not None:
             x = self.norm_out(x, silu=True)
         x = self.conv_out(x)  # B*F h w c
-        return x.reshape(b, frames, h, w, -1).permute(0, 4, 1, 2, 3)  # B c F h w (a view, as diffusers returns)
+        return x.reshape(b, frames, h, w, -1).permute(0, 4, 1, 2, 3), deep  # B c F h w (a view, as diffusers')
 
     def compile(self, mode: str = "default", *, scope: str = DEFAULT_COMPILE_SCOPE, graphs: bool | None = None) -> UNet3D:
         """Compile in place (``compile_unet`` is the usual entry); returns ``self``.

@@ -233,3 +233,20 @@ def test_temporal_attention_in_chunks_equals_one_call(tiny_unet, monkeypatch):
     whole = ours(x, 501, context).sample
     monkeypatch.setattr(unet3d, "MAX_ATTENTION_HEADS", 7)  # 8 x 12 pixels x 8 heads: 14 chunks, the last short
     assert _rel(ours(x, 501, context).sample, whole) <= 1e-6
+
+
+@torch.no_grad()
+def test_deep_feature_of_the_same_input_gives_the_exact_output(tiny_unet):
+    """DeepCache's two calls (``forward_deep``): without a feature it is the network itself (bit for bit) and
+    returns its inner-level feature; the outer level around the feature of the same input gives that output again
+    (bit for bit); around the feature of another timestep's call it gives something else (the inner levels are
+    really skipped, not recomputed)."""
+    x, context = _inputs(*PASS_SHAPES["temporal, views"], dim=TINY_UNET["cross_attention_dim"])
+    ours = UNet3D.from_diffusers(tiny_unet)
+    out, deep = ours.forward_deep(x, 501, context)
+    assert torch.equal(out, ours(x, 501, context).sample)
+    assert deep.shape[0] == x.shape[0] * x.shape[2]  # one feature per frame, (B*F, h', w', C')
+    again, same = ours.forward_deep(x, 501, context, deep)
+    assert torch.equal(again, out) and same is deep
+    _, other = ours.forward_deep(x, 901, context)
+    assert _rel(ours.forward_deep(x, 501, context, other)[0], out) > 100 * REL
