@@ -1,6 +1,7 @@
 """Benchmark: the exact frame-matrix denoiser, diffusers' UNet against ours, eager and compiled, on 1 to 8 GPUs.
 
-    python bench/bench_denoise.py --device cuda --steps 20                              # H200: 1 GPU, 3 variants
+    python bench/bench_denoise.py --device cuda --steps 4 --variants diffusers,ours-torch-norm,ours,ours-4-views,ours-deep-cache
+    python bench/bench_denoise.py --device cuda --steps 4 --variants ours-compiled --compile-scope blocks
     python bench/bench_denoise.py --device cuda --steps 20 --gpus 1,2,4,8 --variants ours-compiled  # scaling
     python bench/bench_denoise.py --device cuda --variants diffusers,per-column,diffusers-regional --steps 10
     python bench/bench_denoise.py --device cpu --tiny --views 3 --frames 4 --width 96 --height 64 --steps 4
@@ -8,17 +9,23 @@
 The model is zeroscope_v2_576w's architecture with random weights (its UNet3D config, SD 1.x's VAE,
 OpenCLIP-H's text tower; ``svg3d.tiny_models``), so no download is needed; ``--tiny`` swaps in the tests' tiny
 models. The frame matrix is warped from the synthetic scene renderer (``svg3d.scene``), so the holes are real
-disocclusions. The variants (``--variants``, in this order) run in one process on the same input and seed:
+disocclusions. The variants (``--variants``, run in ``VARIANTS``' order) run in one process on the same input and
+seed; the ``ours*`` rows read as an ablation, each adding one change:
 
 - ``diffusers``: diffusers' UNet3D, eager, ``max_unet_frames`` columns/rows per call (default 256: a whole pass);
 - ``per-column``: the same with one column or row per UNet call (the CFG pair still batched);
-- ``ours``: ``DenoiseConfig(unet="ours")``, our channels-last forward (``svg3d.unet3d``), eager;
-- ``ours-compiled``: ours compiled (``--compile-scope``: whole per shape, or its blocks with each call replayed as a
-  CUDA graph) plus the VAE compiled whole (``compile_zeroscope(unet="ours")``);
-- ``diffusers-regional``: diffusers' blocks compiled with dynamic shapes (``compile_zeroscope()``, issue 8);
-- ``ours-compiled-4-views``: a speed option, not the exact schedule: ours compiled on a 4-view matrix of the same
-  scene (``--num-views 4``; the authors report 4 cameras competitive with 8). Not compared with the others'
-  outputs (another matrix), and its compile time is that of its new shapes with the cache the run filled.
+- ``ours-torch-norm``: ``DenoiseConfig(unet="ours")``, our channels-last forward (``svg3d.unet3d``), eager, with
+  torch's GroupNorm (on CUDA it copies NHWC to NCHW and back around each of the ~166 norms of a call);
+- ``ours``: + the grouped GroupNorm on the NHWC data in place (``unet3d.group_norm(impl="grouped")``);
+- ``ours-compiled``: + compiled (``--compile-scope``: whole per shape, or its blocks with each call replayed as a
+  CUDA graph) and the VAE compiled whole (``compile_zeroscope(unet="ours")``, unless ``--no-compile-vae``);
+- options beyond the exact schedule (off in the product; their quality needs the real weights, which this cannot
+  measure): ``ours-4-views`` / ``ours-compiled-4-views``, a 4-view matrix of the same scene (``--num-views 4``;
+  another matrix, so speed only); ``ours-deep-cache`` / ``ours-compiled-deep-cache``, ``DenoiseConfig(deep_cache=2)``
+  (the whole UNet every other step, the outer level only in between), run for ``--option-steps`` (8: every kind
+  of step, whole and shallow, measured) and compared with the first variant only in speed; its frame-evaluations
+  are nominal (a shallow call counts as a whole one);
+- ``diffusers-regional``: diffusers' blocks compiled with dynamic shapes (``compile_zeroscope()``, issue 8).
 
 The compiled variants get a freshly built model (same seed, same weights). Their compile time is the 3-step
 warm-up minus the same 3 steps run again once compiled: "cold" with an empty Inductor cache (a new temporary
@@ -27,7 +34,8 @@ skips it). The cache's size is reported.
 
 Reported per variant: seconds per clip, UNet frame-evaluations per second (CFG pair counted twice),
 utilisation (frame-evaluations/s x FLOP per frame-evaluation, counted from the UNet config by
-``unet3d.unet_flops``, against ``--peak-tflops``, default the H200's dense fp16 989), peak GPU memory, UNet
+``unet3d.unet_flops``, against ``--peak-tflops``, default the card's dense fp16 peak from its name: H100 SXM and
+H200 989, H100 PCIe 756), peak GPU memory, UNet
 calls; then each variant against the first: speed-up and the largest latent and pixel differences.
 ``--steps N`` < 50 runs an N-step schedule and extrapolates to the default 50 steps from the measured cost of
 each kind of step (t > frame_matrix_end, t <= frame_matrix_end, the last step, and setup + final decode); the
@@ -51,7 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -65,11 +73,35 @@ from svg3d.models import compile_zeroscope  # noqa: E402
 from svg3d.stages.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
-VARIANTS = ("diffusers", "per-column", "ours", "ours-compiled", "diffusers-regional", "ours-compiled-4-views")
-# Speed options beyond the exact schedule (off by default in the product; their quality needs the real weights):
-# variant -> the number of views its frame matrix has instead of --views.
-OPTION_VIEWS = {"ours-compiled-4-views": 4}
-H200_DENSE_FP16_TFLOPS = 989.0  # NVIDIA H200 SXM datasheet: 1,979 TFLOPS fp16 with sparsity, half of it dense
+
+@dataclass(frozen=True)
+class Variant:
+    """How a variant runs the schedule: which UNet forward and how, and which option beyond the exact schedule."""
+
+    unet: str = "ours"  # DenoiseConfig.unet
+    group_norm: str = "grouped"  # ours: unet3d.GROUP_NORM
+    compiled: bool = False  # compile_zeroscope on a fresh model (same seed, same weights)
+    per_column: bool = False  # one column or row per UNet call
+    views: int | None = None  # an option: a matrix of this many views instead of --views
+    deep_cache: int = 1  # an option: DenoiseConfig.deep_cache
+
+
+# In the order they run; the names read as an ablation: each ours-* row adds one change to the row above it.
+VARIANTS = {
+    "diffusers": Variant(unet="diffusers"),
+    "per-column": Variant(unet="diffusers", per_column=True),
+    "ours-torch-norm": Variant(group_norm="torch"),  # channels-last forward, torch's GroupNorm (layout copies on CUDA)
+    "ours": Variant(),  # + the grouped GroupNorm on NHWC (no layout copies)
+    "ours-4-views": Variant(views=4),  # option: 4 views instead of 8
+    "ours-deep-cache": Variant(deep_cache=2),  # option: DeepCache, the whole UNet every other step
+    "ours-compiled": Variant(compiled=True),  # + compiled (--compile-scope)
+    "ours-compiled-4-views": Variant(compiled=True, views=4),
+    "ours-compiled-deep-cache": Variant(compiled=True, deep_cache=2),
+    "diffusers-regional": Variant(unet="diffusers", compiled=True),  # last: it wraps diffusers' modules in place
+}
+OPTIONS = [name for name, v in VARIANTS.items() if v.views or v.deep_cache > 1]  # not the exact schedule
+# Dense fp16 tensor-core peaks (datasheets: half the "with sparsity" figure), matched in the card's name in order.
+PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0))
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -118,12 +150,12 @@ def run(model, fm, config: DenoiseConfig, device: torch.device, workers=LOCAL) -
 
 
 def step_kinds(config: DenoiseConfig, scheduler) -> list[str]:
-    """Each step of ``config``'s schedule as "high" (t > E), "low" (t <= E) or "last" (no resampling)."""
+    """Each step of ``config``'s schedule as "high" (t > E), "low" (t <= E) or "last" (no resampling); under
+    DeepCache (``deep_cache`` N > 1) suffixed "-shallow" on the steps that reuse the inner levels (i % N != 0)."""
     scheduler.set_timesteps(config.num_inference_steps)
     ts = [int(t) for t in scheduler.timesteps]
-    return [
-        "last" if i == len(ts) - 1 else ("high" if t > config.frame_matrix_end else "low") for i, t in enumerate(ts)
-    ]
+    kinds = ["last" if i == len(ts) - 1 else ("high" if t > config.frame_matrix_end else "low") for i, t in enumerate(ts)]
+    return [k + "-shallow" if i % config.deep_cache else k for i, k in enumerate(kinds)]
 
 
 def extrapolate(r: dict, measured: DenoiseConfig, full: DenoiseConfig, scheduler) -> tuple[float, int]:
@@ -138,6 +170,8 @@ def extrapolate(r: dict, measured: DenoiseConfig, full: DenoiseConfig, scheduler
     for kind in set(full_kinds):
         n = full_kinds.count(kind)
         steps = [i for i in range(1, len(kinds)) if kinds[i] == kind]
+        if not steps:
+            raise SystemExit(f"{measured.num_inference_steps} steps have no {kind!r} step after the first to extrapolate from")
         seconds += n * statistics.mean(r["steps"][i - 1] for i in steps)
         frames += n * round(statistics.mean(r["stats"].frames_per_step[i] for i in steps))
     return seconds, frames
@@ -158,13 +192,15 @@ def create_parser() -> argparse.ArgumentParser:
     add_matrix_args(p)
     p.add_argument("--steps", type=int, default=50, help="DDPM steps to run; < 50 extrapolates to the 50-step schedule")
     p.add_argument(
-        "--variants", default="diffusers,ours,ours-compiled", help=f"comma-separated, of {', '.join(VARIANTS)}"
+        "--variants", default="diffusers,ours-torch-norm,ours,ours-compiled", help=f"comma-separated, of {', '.join(VARIANTS)}"
     )
+    p.add_argument("--option-steps", type=int, default=8,
+                   help="steps the DeepCache variants run (at least this many: 8 has every kind of step)")
     p.add_argument(
         "--max_unet_frames", type=int, default=DenoiseConfig.max_unet_frames, help="frames per UNet call (batched)"
     )
     p.add_argument("--gpus", default=None, help="e.g. 1,2,4,8: the first variant on that many GPUs each")
-    p.add_argument("--peak-tflops", type=float, default=H200_DENSE_FP16_TFLOPS, help="the card's dense fp16 peak")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the card's dense fp16 peak (default: from its name)")
     p.add_argument("--compile-cache", default=None, help="Inductor cache folder (default: a new, empty one)")
     p.add_argument("--no-warm-probe", dest="warm_probe", action="store_false", help="skip the warm-cache compile")
     p.add_argument("--compile-scope", choices=unet3d.COMPILE_SCOPES, default=unet3d.DEFAULT_COMPILE_SCOPE,
@@ -187,23 +223,35 @@ def setup(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
 
 
 def variant_config(name: str, config: DenoiseConfig) -> DenoiseConfig:
-    config = replace(config, unet="ours" if name.startswith("ours") else "diffusers")
-    return replace(config, max_unet_frames=1) if name == "per-column" else config
+    v = VARIANTS[name]
+    config = replace(config, unet=v.unet, deep_cache=v.deep_cache)
+    return replace(config, max_unet_frames=1) if v.per_column else config
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """The dense fp16 peak of a card from its name (``PEAK_TFLOPS``), None if unknown."""
+    return next((peak for key, peak in PEAK_TFLOPS if key in device_name), None)
 
 
 def prepare(name: str, args, device: torch.device, dtype: torch.dtype, shared=None):
-    """The model a variant runs: the shared eager one, or a fresh one (same weights) compiled for it."""
-    if name in ("ours-compiled", "diffusers-regional", *OPTION_VIEWS):
+    """The model a variant runs: the shared eager one, or a fresh one (same weights) compiled for it; our
+    forward over it set to the variant's GroupNorm."""
+    v = VARIANTS[name]
+    if v.compiled:
         model = build_random_zeroscope(device, dtype, tiny=args.tiny)
-        compile_zeroscope(model, unet="ours" if name.startswith("ours") else "diffusers", vae=args.compile_vae, scope=args.compile_scope)
-        return model
-    return shared if shared is not None else build_random_zeroscope(device, dtype, tiny=args.tiny)
+        compile_zeroscope(model, unet=v.unet, vae=args.compile_vae, scope=args.compile_scope)
+    else:
+        model = shared if shared is not None else build_random_zeroscope(device, dtype, tiny=args.tiny)
+    if v.unet == "ours":
+        unet3d.unet_for(model.unet, "ours").set_group_norm(v.group_norm)  # before any compiled graph is built
+    return model
 
 
 def measure(name: str, model, fm, args, device: torch.device, workers=LOCAL) -> tuple[dict, dict]:
     """Warm-up (3 steps: t > E, t <= E, last), the measured run (``--steps``), and for compiled variants the warm-up again."""
     full = DenoiseConfig(max_unet_frames=args.max_unet_frames)
-    config = variant_config(name, replace(full, num_inference_steps=args.steps))
+    steps = max(args.steps, args.option_steps) if VARIANTS[name].deep_cache > 1 else args.steps
+    config = variant_config(name, replace(full, num_inference_steps=steps))
     warm = replace(config, num_inference_steps=3)  # a t > E step, a t <= E step, the last: every call shape
     start = time.perf_counter()
     run(model, fm, warm, device, workers)  # CUDA context, cuDNN/SDPA choices, allocator; compilation
@@ -216,10 +264,13 @@ def measure(name: str, model, fm, args, device: torch.device, workers=LOCAL) -> 
         unet_calls=r["stats"].unet_calls,
         peak_gib=r["peak_gib"],
         warm_up_seconds=warm_s,
+        steps_run=steps,
     )
-    if name.endswith(("compiled", "regional")):
+    if VARIANTS[name].deep_cache > 1:
+        entry["frame_evals_are_nominal"] = True  # counted as whole-UNet evaluations; the shallow ones cost less
+    if VARIANTS[name].compiled:
         entry["compile_seconds_cold"] = warm_s - run(model, fm, warm, device, workers)["seconds"]
-    if args.steps == full.num_inference_steps:
+    if steps == full.num_inference_steps:
         entry.update(clip_seconds=r["seconds"], frame_evals=r["stats"].unet_frames, extrapolated=False)
     else:
         seconds, frames = extrapolate(r, config, replace(config, num_inference_steps=50), model.scheduler)
@@ -228,8 +279,8 @@ def measure(name: str, model, fm, args, device: torch.device, workers=LOCAL) -> 
     return entry, r
 
 
-def utilisation(entry: dict, flop_per_frame: float, peak_tflops: float) -> float:
-    return entry["frame_evals_per_s"] * flop_per_frame / (peak_tflops * 1e12)
+def utilisation(entry: dict, flop_per_frame: float, peak: float | None) -> float | None:
+    return None if peak is None else entry["frame_evals_per_s"] * flop_per_frame / (peak * 1e12)
 
 
 def warm_compile_seconds(name: str, args, cache: Path) -> float | None:
@@ -249,7 +300,7 @@ def warm_compile_seconds(name: str, args, cache: Path) -> float | None:
 def probe(args) -> None:
     """``--probe NAME``: compile NAME with the cache the parent filled; print its compile time as JSON."""
     device, dtype = setup(args)
-    fm = synthetic_matrix(OPTION_VIEWS.get(args.probe, args.views), args.frames, args.height, args.width)
+    fm = synthetic_matrix(VARIANTS[args.probe].views or args.views, args.frames, args.height, args.width)
     model = prepare(args.probe, args, device, dtype)
     warm = replace(
         variant_config(args.probe, DenoiseConfig(max_unet_frames=args.max_unet_frames)), num_inference_steps=3
@@ -300,11 +351,13 @@ def main() -> None:
     )
     if args.steps != full.num_inference_steps and missing:
         raise SystemExit(f"--steps {args.steps}: no {sorted(missing)} step after the first to extrapolate from")
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = args.peak_tflops or peak_tflops(device_name)
     report: dict = dict(
         command=shlex.join([sys.executable, *sys.argv]),
         utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         device=str(device),
-        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        device_name=device_name,
         gpu_count=torch.cuda.device_count() if device.type == "cuda" else 0,
         cpu_threads=torch.get_num_threads(),
         compile_scope=args.compile_scope,
@@ -318,7 +371,7 @@ def main() -> None:
         steps_run=args.steps,
         max_unet_frames=args.max_unet_frames,
         flop_per_unet_frame_eval=flop_per_frame,
-        peak_tflops=args.peak_tflops,
+        peak_tflops=peak,
         compile_cache=str(cache),
         compile_cache_was_empty=cache_was_empty,
         variants={},
@@ -354,7 +407,7 @@ def main() -> None:
             out = Path(tempfile.mkdtemp()) / "rank0.json"
             distributed.spawn(_bench_rank, n, (args, name, str(out)), device_type=device.type)
             entry = json.loads(out.read_text())
-            entry["utilisation"] = utilisation(entry, flop_per_frame, args.peak_tflops) / n
+            entry["utilisation"] = utilisation(entry, flop_per_frame, peak) and utilisation(entry, flop_per_frame, peak) / n
             scaling[str(n)] = entry
             entry["scaling_efficiency"] = (
                 scaling["1"]["clip_seconds"] / (n * entry["clip_seconds"]) if "1" in scaling else None
@@ -368,27 +421,33 @@ def main() -> None:
         for name in names:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            matrix = synthetic_matrix(OPTION_VIEWS[name], args.frames, args.height, args.width) if name in OPTION_VIEWS else fm
+            views = VARIANTS[name].views
+            matrix = synthetic_matrix(views, args.frames, args.height, args.width) if views else fm
             entry, r = measure(name, prepare(name, args, device, dtype, shared=model), matrix, args, device)
             results[name] = r
-            entry["utilisation"] = utilisation(entry, flop_per_frame, args.peak_tflops)
+            entry["utilisation"] = utilisation(entry, flop_per_frame, peak)
             if "compile_seconds_cold" in entry:
                 entry["compile_seconds_warm"] = warm_compile_seconds(name, args, cache) if args.warm_probe else None
                 entry["compile_cache_bytes"] = unet3d.folder_bytes(cache)
             report["variants"][name] = entry
             save(report)
             tag = "extrapolated to 50 steps" if entry["extrapolated"] else "measured"
+            use = "?" if entry["utilisation"] is None else f"{100 * entry['utilisation']:.1f}"
             log(
-                f"{name:>18}: {entry['clip_seconds']:8.1f} s/clip ({tag}; {args.steps} steps ran in "
+                f"{name:>24}: {entry['clip_seconds']:8.1f} s/clip ({tag}; {entry['steps_run']} steps ran in "
                 f"{r['seconds']:.1f} s), {entry['frame_evals_per_s']:7.1f} frame-evals/s, utilisation "
-                f"{100 * entry['utilisation']:.1f} %, peak {r['peak_gib']:.2f} GiB, {r['stats'].unet_calls} UNet calls"
+                f"{use} %, peak {r['peak_gib']:.2f} GiB, {r['stats'].unet_calls} UNet calls"
                 + (f", compile {entry['compile_seconds_cold']:.0f} s cold" if "compile_seconds_cold" in entry else "")
             )
         base = names[0]
-        for name in [n for n in names[1:] if n in OPTION_VIEWS]:  # another matrix: speed only
+
+        def comparable(name: str) -> bool:  # the same matrix and schedule as the first variant
+            return not VARIANTS[name].views and len(results[name]["snapshots"]) == len(results[base]["snapshots"])
+
+        for name in [n for n in names[1:] if not comparable(n)]:  # another matrix or step count: speed only
             speedup = report["variants"][base]["clip_seconds"] / report["variants"][name]["clip_seconds"]
             report.setdefault("comparison", {})[f"{name} vs {base}"] = dict(speedup=speedup)
-        for name in [n for n in names[1:] if n not in OPTION_VIEWS]:
+        for name in [n for n in names[1:] if comparable(n)]:
             a, b = results[name], results[base]
             scale = b["latents"].abs().max().item()
             c = report.setdefault("comparison", {})[f"{name} vs {base}"] = dict(

@@ -507,8 +507,6 @@ class UNet3D(nn.Module):
         super().__init__()
         if temporal_conv not in TEMPORAL_CONV:
             raise ValueError(f"temporal_conv {temporal_conv!r}: expected one of {', '.join(TEMPORAL_CONV)}")
-        if group_norm not in GROUP_NORM:
-            raise ValueError(f"group_norm {group_norm!r}: expected one of {', '.join(GROUP_NORM)}")
         _require(type(unet).__name__ == "UNet3DConditionModel", f"a {type(unet).__name__}")
         cfg = unet.config
         _require(cfg.get("time_cond_proj_dim") is None, "timestep conditioning (time_cond_proj_dim)")
@@ -534,14 +532,21 @@ class UNet3D(nn.Module):
         _require(len(self.up_blocks) >= 2 and self.up_blocks[-1].up is None, "an upsampler in the last up block")
         self.norm_out = _Norm(unet.conv_norm_out) if unet.conv_norm_out is not None else None
         self.conv_out = _Conv(unet.conv_out)
-        self.group_norm = group_norm
         self._compiled = None  # compile(): what forward calls instead of run (a compiled graph or PassGraphs)
         self._cudagraphs = False  # whether torch.compile replays CUDA graphs (scope "whole"; outputs are then cloned)
-        for m in self.modules():
-            if isinstance(m, _Norm):
-                m.impl = group_norm
+        self.set_group_norm(group_norm)
         shared = {p.data_ptr() for p in unet.parameters()}
         self.extra_bytes = sum(b.numel() * b.element_size() for b in self.buffers() if b.data_ptr() not in shared)
+
+    def set_group_norm(self, impl: str) -> UNet3D:
+        """Run every GroupNorm with ``impl`` (``GROUP_NORM``) from now on; returns ``self``."""
+        if impl not in GROUP_NORM:
+            raise ValueError(f"group_norm {impl!r}: expected one of {', '.join(GROUP_NORM)}")
+        self.group_norm = impl
+        for m in self.modules():
+            if isinstance(m, _Norm):
+                m.impl = impl
+        return self
 
     @classmethod
     def from_diffusers(

@@ -200,7 +200,7 @@ def test_regional_compile_with_pass_graphs_on_the_full_config_is_within_fp16_noi
     unet = random_unet(FULL_UNET, device=cuda)
     ref32 = copy.deepcopy(unet)
     unet.half()
-    ours = unet3d.compile_unet(unet)
+    ours = unet3d.compile_unet(unet, scope="blocks")
     assert isinstance(ours._compiled, unet3d.PassGraphs)
     g = torch.Generator(cuda).manual_seed(0)
     kept = []

@@ -161,7 +161,9 @@ def test_ours_equals_diffusers_on_the_full_zeroscope_config():
 @torch.no_grad()
 def test_fp16_on_cuda_is_within_fp16_noise():
     """fp16 on CUDA: our error against the fp32 result is at most twice diffusers' own fp16 error (both round
-    every activation to 11 bits; ours in another order), at every pass shape, for the tiny and the full config.
+    every activation to 11 bits; ours in another order), at every pass shape, for the tiny and the full config,
+    with each GroupNorm (torch's, and the grouped one whose scale and shift are rounded to fp16), and through
+    DeepCache's calls (``forward_deep``: the whole network, and the outer level around its own deep feature).
 
     The tiny config runs at 8x16 latents: its 1-channel attention heads send diffusers' fp16 temporal attention
     at 40x72 (batch x heads x pixels = 14 x 8 x 2880 sequences) to an SDPA kernel whose grid refuses that many
@@ -176,10 +178,15 @@ def test_fp16_on_cuda_is_within_fp16_noise():
             x, context = _inputs(batch, frames, h, w, dim=config["cross_attention_dim"])
             x, context = x.to(cuda), context.to(cuda)
             truth = ref32(x, 501, encoder_hidden_states=context).sample
-            theirs = unet(x.half(), 501, encoder_hidden_states=context.half()).sample
-            mine = ours(x.half(), 501, context.half()).sample
-            assert mine.isfinite().all()
-            assert _rel(mine, truth) <= 2 * _rel(theirs, truth) + 1e-3
+            bound = 2 * _rel(unet(x.half(), 501, encoder_hidden_states=context.half()).sample, truth) + 1e-3
+            for impl in unet3d.GROUP_NORM:
+                ours.set_group_norm(impl)
+                mine = ours(x.half(), 501, context.half()).sample
+                assert mine.isfinite().all()
+                assert _rel(mine, truth) <= bound, impl
+            whole, deep = ours.forward_deep(x.half(), 501, context.half())
+            shallow, _ = ours.forward_deep(x.half(), 501, context.half(), deep)
+            assert _rel(whole, truth) <= bound and _rel(shallow, truth) <= bound
 
 
 # --------------------------------------------------------------------------------------------------
