@@ -114,8 +114,9 @@ def synthetic_matrix(views: int, frames: int, height: int, width: int):
     return build_frame_matrix(rgb, z, info)
 
 
-def run(model, fm, config: DenoiseConfig, device: torch.device, workers=LOCAL) -> dict:
-    """One clip, timed step by step (synchronised); returns timings, work, memory and outputs."""
+def run(model, fm, config: DenoiseConfig, device: torch.device, workers=LOCAL, tag: str | None = None) -> dict:
+    """One clip, timed step by step (synchronised); returns timings, work, memory and outputs. With ``tag``, logs
+    each step's end (a compile cut short by a time limit still says how far it got)."""
 
     def sync() -> float:
         if device.type == "cuda":
@@ -128,6 +129,8 @@ def run(model, fm, config: DenoiseConfig, device: torch.device, workers=LOCAL) -
     def callback(i: int, t: int, z: torch.Tensor) -> None:
         marks.append(sync())
         snapshots.append(z.cpu())
+        if tag:
+            log(f"{tag}: step {i} (t = {t}) done {marks[-1] - start:.1f} s after the start")
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -254,7 +257,8 @@ def measure(name: str, model, fm, args, device: torch.device, workers=LOCAL) -> 
     config = variant_config(name, replace(full, num_inference_steps=steps))
     warm = replace(config, num_inference_steps=3)  # a t > E step, a t <= E step, the last: every call shape
     start = time.perf_counter()
-    run(model, fm, warm, device, workers)  # CUDA context, cuDNN/SDPA choices, allocator; compilation
+    tag = f"{name} warm-up" + (", compiling" if VARIANTS[name].compiled else "")
+    run(model, fm, warm, device, workers, tag=tag)  # CUDA context, cuDNN/SDPA choices, allocator; compilation
     warm_s = time.perf_counter() - start
     r = run(model, fm, config, device, workers)
     entry = dict(

@@ -4,6 +4,10 @@
 #
 #   bench/gpu_runs.sh machine pytest-eager fill depth flow stream   # the weight-free path at 1080p, depth V2-S
 #   bench/gpu_runs.sh profile denoise unet-call                  # the exact schedule: profile, clip, one call each
+#   bench/gpu_runs.sh denoise-eager                    # issue 22, call (a): eager ablation + options  (~4 min)
+#   bench/gpu_runs.sh denoise-compile                  # issue 22, call (b): regional compile, cold    (<= 9 min)
+#   bench/gpu_runs.sh denoise-compile                  # issue 22, call (c): the same right after: warm (~3 min)
+#   bench/gpu_runs.sh pytest-unet                      # issue 22: gpu tests of our UNet's variants   (~2 min)
 #
 # Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
 # nothing), fill (filler speed, 1080p), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
@@ -11,7 +15,12 @@
 # 240 frames of 1080p, Depth Anything V2-S's architecture), profile (profile_denoise: the kernels of one UNet call per pass shape and
 # of a VAE round trip; diffusers, ours, ours compiled), denoise (bench_denoise: diffusers, ours, ours compiled and
 # the 4-view option), unet-call (one call per pass shape: diffusers and ours with each temporal convolution and
-# group norm).
+# group norm); issue 22's: denoise-eager (bench_denoise, 4 steps extrapolated to 50: diffusers, ours with torch's
+# GroupNorm, ours with the grouped one, the 4-view and DeepCache options), denoise-compile (ours compiled by
+# blocks, VAE eager, Inductor's cache in $COMPILE_CACHE: the first call on a machine measures the cold compile,
+# a second call on the same warm machine the warm one and the DeepCache option compiled; the report's
+# compile_cache_was_empty says which), pytest-unet (the gpu tests of tests/test_unet3d.py: each GroupNorm and
+# DeepCache's calls against diffusers in fp16).
 #
 # The device machine has its own torch (its image's python3); what it lacks travels as wheels in .whl/
 # (diffusers, PyAV, importlib_metadata) with the 1080p clips made here in .whl/clips/ (it has no FFmpeg CLI).
@@ -21,6 +30,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/gpu}
 mkdir -p "$OUT"
+COMPILE_CACHE=${COMPILE_CACHE:-/tmp/svg3d-compile-cache}  # kept between calls while the machine stays warm
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 PY=${PYTHON:-python3}
 if ! $PY -c 'import diffusers, av' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then  # the device machine
@@ -72,12 +82,30 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         step denoise 590 $PY bench/bench_denoise.py --device cuda --steps 4 \
             --variants diffusers,ours,ours-compiled,ours-compiled-4-views --json "$OUT/denoise.json"
         ;;
+    denoise-eager)  # measured on an H100: diffusers ~32 s, each ours ~30 s, 4 views ~15 s, DeepCache (8 steps) ~50 s
+        step denoise_eager 420 $PY bench/bench_denoise.py --device cuda --steps 4 \
+            --variants diffusers,ours-torch-norm,ours,ours-4-views,ours-deep-cache --json "$OUT/denoise_eager.json"
+        ;;
+    denoise-compile)  # cold: two model builds (~30 s) + the compile (unmeasured; > 150 s) + 10 steps; warm: ~3 min
+        if ls -A "$COMPILE_CACHE" 2>/dev/null | grep -q .; then
+            kind=warm variants=ours-compiled,ours-compiled-deep-cache
+        else
+            kind=cold variants=ours-compiled
+        fi
+        step "denoise_compile_$kind" 530 $PY bench/bench_denoise.py --device cuda --steps 4 --variants "$variants" \
+            --compile-scope blocks --no-compile-vae --no-warm-probe --compile-cache "$COMPILE_CACHE" \
+            --json "$OUT/denoise_compile_$kind.json"
+        ;;
+    pytest-unet)
+        step pytest_unet 240 $PY -m pytest -m gpu tests/test_unet3d.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
+        ;;
     unet-call)
         step unet_call 120 $PY bench/bench_unet_call.py --device cuda --repeats 3 --temporal_conv conv2d,conv3d,gemm \
             --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
         ;;
     *)
-        echo "unknown step $name (machine, pytest, pytest-eager, fill, depth, flow, stream, profile, denoise, unet-call)" >&2
+        echo "unknown step $name (machine, pytest, pytest-eager, fill, depth, flow, stream, profile, denoise, unet-call," \
+            "denoise-eager, denoise-compile, pytest-unet)" >&2
         exit 2
         ;;
     esac

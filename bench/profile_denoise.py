@@ -9,7 +9,8 @@ over the 7 views with holes, the pass along the views, the target view's tempora
 doubled) at the full zeroscope size with random weights (``svg3d.tiny_models``), per variant:
 
 - ``diffusers``: diffusers' UNet3D, eager;
-- ``ours``: ``svg3d.unet3d.UNet3D``, eager (channels-last);
+- ``ours-torch-norm``: ``svg3d.unet3d.UNet3D``, eager (channels-last), with torch's GroupNorm;
+- ``ours``: the same with the grouped GroupNorm (``unet3d.group_norm(impl="grouped")``, no layout copies);
 - ``ours-compiled``: ``unet3d.compile_unet`` (regional compile; on CUDA each call replayed as a CUDA graph). Its
   first calls compile (Inductor's cache: a new empty folder, so the time is cold); the wall time is the graph's,
   the kernels are those of the same compiled blocks run without the graph (the profiler does not see inside one);
@@ -48,7 +49,8 @@ from svg3d import unet3d  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("diffusers", "ours", "ours-compiled")
+VARIANTS = ("diffusers", "ours-torch-norm", "ours", "ours-compiled")
+GROUP_NORM = {"ours-torch-norm": "torch", "ours": "grouped", "ours-compiled": "grouped"}  # our variants' GroupNorm
 # Kernel (or CPU op) name -> kind, first match wins. Inductor's kernels (triton_*) fuse several ops: those that
 # normalise count as normalisation, the rest as "inductor fused"; cuBLAS on Hopper names its kernels nvjet_*.
 CATEGORIES = (
@@ -228,13 +230,14 @@ def main() -> None:
         save()
     reference: dict[str, torch.Tensor] = {}  # ours eager per shape
     for variant in names:
-        unet = model.unet if variant == "diffusers" else unet3d.unet_for(model.unet, "ours")
+        unet = model.unet if variant == "diffusers" else unet3d.unet_for(model.unet, "ours").set_group_norm(GROUP_NORM[variant])
         run_unet = unet
         entry = report["calls"][variant] = {}
         if variant == "ours-compiled":
             compiled_model = build_random_zeroscope(device, dtype, tiny=args.tiny)  # same seed: the same weights
             start = time.perf_counter()
             unet = unet3d.compile_unet(compiled_model.unet, scope="blocks")  # without_graphs needs the regions
+            unet.set_group_norm(GROUP_NORM[variant])
             try:
                 for name in shapes:
                     call(unet, name)()
