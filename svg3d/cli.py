@@ -375,6 +375,7 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     f.add_argument("--max-unet-frames", type=int, default=default(DiffusionConfig, "max_unet_frames"), help="latent frames per UNet call, CFG pair counted; lower saves GPU memory (default: %(default)s)")
     f.add_argument("--vae-frames", type=int, default=default(DiffusionConfig, "vae_frames"), help="frames per VAE call; lower saves GPU memory (default: %(default)s)")
     f.add_argument("--unet", choices=UNET_KINDS, default=default(DiffusionConfig, "unet"), help="the UNet forward: diffusers' UNet3D, or ours (svg3d.unet3d: the same numbers, channels-last) (default: %(default)s)")
+    f.add_argument("--deep-cache", type=int, default=default(DiffusionConfig, "deep_cache"), help="beyond the paper's schedule, off (1): with N > 1 only every Nth step runs the whole UNet, the others reuse its inner levels (DeepCache; needs --unet ours; faster, quality not measured) (default: %(default)s)")
     f.add_argument("--compile", action="store_true", help="torch.compile: diffusers' blocks, or with --unet ours the whole forward (CUDA graphs), cached per machine in ~/.cache/svg3d/compile; pays off over many windows")
 
     o = c.add_argument_group("outputs", f"exports: {', '.join(EXPORTS)} (docs/exports.md)")
@@ -523,7 +524,7 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
     diffusion = DiffusionConfig(
         model=args.video_model, prompt=args.prompt, steps=args.steps, seed=args.seed, window=args.window, overlap=args.overlap,
         size=args.diffusion_size or default(DiffusionConfig, "size"), offload=args.offload, max_unet_frames=args.max_unet_frames,
-        vae_frames=args.vae_frames, compile=args.compile, unet=args.unet,
+        vae_frames=args.vae_frames, compile=args.compile, unet=args.unet, deep_cache=args.deep_cache,
     )  # fmt: skip
     return ConvertConfig(
         clip=ClipConfig(start_frame=args.start_frame, num_frames=args.num_frames, size=None if args.width is None else (args.height, args.width),

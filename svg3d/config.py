@@ -309,6 +309,7 @@ class DiffusionConfig:
     vae_frames: int = 16  # frames per VAE call; lower saves GPU memory
     compile: bool = False  # torch.compile: diffusers' blocks, or our repeated blocks + CUDA graphs (cached per machine)
     unet: str = DEFAULT_UNET  # the UNet3D forward: diffusers' or ours (svg3d.unet3d, the same numbers, channels-last)
+    deep_cache: int = 1  # DenoiseConfig.deep_cache: an option beyond the paper's schedule, off (1); needs unet "ours"
 
     def __post_init__(self) -> None:
         _check([
@@ -321,6 +322,8 @@ class DiffusionConfig:
              f"{self.size[1]}x{self.size[0]}: both sides must be multiples of 8 and >= 16"),
             (self.max_unet_frames >= 1, "max_unet_frames", f"{self.max_unet_frames}: must be >= 1"),
             (self.vae_frames >= 1, "vae_frames", f"{self.vae_frames}: must be >= 1"),
+            (self.deep_cache >= 1, "deep_cache", f"{self.deep_cache}: must be >= 1 (1 = off)"),
+            (self.deep_cache == 1 or self.unet == "ours", ("deep_cache", "unet"), f"{self.deep_cache}: needs --unet ours"),
         ])  # fmt: skip
 
     @property

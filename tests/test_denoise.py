@@ -524,3 +524,9 @@ def test_deep_cache_needs_our_unet():
         DenoiseConfig(deep_cache=2)
     with pytest.raises(InputError, match="^deep_cache 0: must be >= 1"):
         DenoiseConfig(deep_cache=0, unet="ours")
+    from svg3d.config import DiffusionConfig
+    from svg3d.stages.fill.diffusion import denoise_config
+
+    with pytest.raises(InputError, match="^deep_cache 2: needs --unet ours"):  # convert's --deep-cache
+        DiffusionConfig(deep_cache=2)
+    assert denoise_config(DiffusionConfig(deep_cache=3, unet="ours"), multiview=False).deep_cache == 3

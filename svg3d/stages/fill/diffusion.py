@@ -38,6 +38,7 @@ def denoise_config(config: DiffusionConfig, multiview: bool):
     return DenoiseConfig(
         num_inference_steps=config.steps, seed=config.seed, frame_matrix_end=0 if multiview else DenoiseConfig.frame_matrix_end,
         offload=config.offload, max_unet_frames=config.max_unet_frames, max_vae_frames=config.vae_frames, unet=config.unet,
+        deep_cache=config.deep_cache,
     )  # fmt: skip
 
 
