@@ -97,6 +97,8 @@ def main() -> None:
     p.add_argument("--temporal_conv", default=unet3d.DEFAULT_TEMPORAL_CONV, help="comma-separated TEMPORAL_CONV")
     p.add_argument("--group_norm", default=unet3d.DEFAULT_GROUP_NORM, help="comma-separated GROUP_NORM")
     p.add_argument("--no-ours-compiled", dest="ours_compiled", action="store_false", help="skip compile_unet")
+    p.add_argument("--compile-scope", choices=unet3d.COMPILE_SCOPES, default=unet3d.DEFAULT_COMPILE_SCOPE,
+                   help="how ours compiled compiles, with the first --group_norm (default: %(default)s)")
     p.add_argument("--regional", action="store_true", help="also diffusers' blocks compiled (issue 8)")
     p.add_argument("--whole", choices=("static", "dynamic"), default=None, help="also torch.compile(diffusers' UNet)")
     p.add_argument("--no-vae", dest="vae", action="store_false", help="skip the VAE round trips")
@@ -183,11 +185,12 @@ def main() -> None:
     if args.ours_compiled:
         compiled_model = build_random_zeroscope(device, dtype, tiny=args.tiny)  # same seed: the same weights
         start = time.perf_counter()
-        compiled = unet3d.compile_unet(compiled_model.unet)
+        compiled = unet3d.compile_unet(compiled_model.unet, scope=args.compile_scope)
+        compiled.set_group_norm(args.group_norm.split(",")[0])
         for name in SHAPES:
             call(compiled, name)()
         sync(device)
-        record(f"ours compiled ({unet3d.DEFAULT_COMPILE_SCOPE})", compiled, time.perf_counter() - start)
+        record(f"ours compiled ({args.compile_scope})", compiled, time.perf_counter() - start)
         report["compile_cache_bytes_after_ours"] = unet3d.folder_bytes(cache)
         del compiled_model, compiled
     if args.regional:

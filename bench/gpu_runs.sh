@@ -97,7 +97,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --json "$OUT/denoise_compile_$kind.json"
         ;;
     pytest-unet)
-        step pytest_unet 240 $PY -m pytest -m gpu tests/test_unet3d.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
+        step pytest_unet 180 $PY -m pytest -m gpu tests/test_unet3d.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         ;;
     unet-call)
         step unet_call 120 $PY bench/bench_unet_call.py --device cuda --repeats 3 --temporal_conv conv2d,conv3d,gemm \

@@ -12,15 +12,15 @@ N = B * F (batch-major: the F frames of a clip are consecutive), and each layer 
 
 - 3x3 convolutions: the NCHW-shaped view ``x.permute(0, 3, 1, 2)`` of the NHWC data with channels-last weights,
   which cuDNN and oneDNN run natively; the output is channels-last again, so permuting back is free;
-- resnets' time embedding: projected once per clip ``(B, C)`` and broadcast over its frames (diffusers repeats
-  it F times first);
+- resnets' time embedding: projected per image ``(N, C)`` (each its clip's) and broadcast over the pixels;
 - the temporal convolution (kernel 3 x 1 x 1 over frames) without a permuted copy, three ways
   (``TEMPORAL_CONV``): ``"conv2d"`` a (3, 1) convolution over the channels-last view ``(B, C, F, H*W)``;
   ``"conv3d"`` the Conv3d itself over the ``channels_last_3d`` view ``(B, C, F, H, W)``; ``"gemm"`` one GEMM of
   every frame with the three taps stacked, then shifted adds over the frame axis;
 - the spatial transformer: tokens ``(N, H*W, C)`` are a view; self-attention reads q, k, v as strided views of
-  one fused projection; cross-attention runs the frames of a clip as one query sequence against the clip's text
-  keys ``(B, L, D)`` (softmax is per query, so this is exact), instead of repeating the text F times;
+  one fused projection; cross-attention attends to the text per image ``(N, L, D)``, as diffusers does (a clip's
+  frames could share one query sequence against the clip's text, 0.5 % fewer FLOPs, but then the block would
+  depend on the frame count, and a regional compile could not share its graph between pass shapes);
 - temporal attention: token-wise layers (norms, projections, feed-forward) do not care about token order, so
   they run on ``(B, F, H*W, C)`` as stored; only attention needs sequences over frames, and it reads them as the
   strided view ``(B, H*W*heads, F, d)``; its output goes back in one transpose;
@@ -36,7 +36,8 @@ diffusers' forward still computes the same), which every variant above reads as 
 fused q/k/v of the spatial self-attentions (``UNet3D.extra_bytes``: 74 MB of zeroscope's 2.8 GB in fp16).
 
 ``compile_unet`` compiles the repeated blocks (resnets, temporal convolutions, transformers: regional compile, one
-graph per block shape and pass shape that every block of that shape shares) and, on CUDA, replays
+graph per block shape that every block of that shape shares, its batch dynamic so that every pass shape uses it;
+the temporal layers one per frame count: ``_Region``) and, on CUDA, replays
 each whole call as one CUDA graph per input shape (``PassGraphs``); ``scope="whole"`` compiles the whole forward
 per shape instead (issue 14's way: faster calls are not bought back by its ~8-minute cold compile). Inductor's
 caches live in a folder per machine and torch version (``compile_cache_dir``).
@@ -277,16 +278,43 @@ class _Linear1x1(nn.Module):
 class _Region(nn.Module):
     """A repeated block that ``compile_unet`` compiles on its own (regional compile, ``UNet3D.compile``).
 
-    Its compiled forward has static shapes: one graph per block shape and pass shape, shared by every block of
-    that shape (the compiled code is the class's; weights are graph inputs, not constants). A dynamic batch
-    dimension would cover every pass shape with one graph, but the blocks' reshapes between images (N = B*F) and
-    clips (B, F) grow Dynamo's symbolic expressions without bound (seen on torch 2.14: minutes per block).
+    Its compiled forward is shared by every block of the same shape (the compiled code is the class's; weights are
+    graph inputs, not constants), static in every size but the batch, so that one graph serves every pass shape
+    of the schedule (issue 22: 81 static graphs for its three pass shapes, 36 with the batch dynamic):
+
+    - ``per_image`` blocks (resnets, spatial transformers) treat each image alone: every input is ``(N, ...)``
+      with N = B*F marked dynamic, and nothing else (not the frame count) reaches the graph;
+    - the temporal layers mix a clip's frames: their graph takes the activations as clips ``(B, F, H, W, C)``,
+      B dynamic and F static (one graph per frame count: 16 for columns, the view count for rows), and works on
+      the images ``(B*F, ...)`` inside, so N is a product of symbols, never divided (marking N itself dynamic makes
+      every ``N // F`` a new symbolic expression: minutes per block, seen on torch 2.14).
     """
 
-    _compiled = None  # torch.compile(self.forward), set by UNet3D.compile(scope="blocks")
+    per_image = True
+    _compiled = None  # torch.compile of forward (per image) or of _clips (temporal), set by UNet3D.compile
 
-    def __call__(self, *args):
-        return super().__call__(*args) if self._compiled is None else self._compiled(*args)
+    def __call__(self, x: torch.Tensor, *args):
+        if self._compiled is None:
+            return super().__call__(x, *args)
+        if self.per_image:
+            for a in (x, *args):
+                _dynamic_batch(a)
+            return self._compiled(x, *args)
+        *rest, frames = args
+        clips = _dynamic_batch(x.unflatten(0, (-1, frames)))  # B F H W C: a view
+        return self._compiled(clips, *rest, frames)
+
+    def _clips(self, clips: torch.Tensor, *args) -> torch.Tensor:
+        """The compiled entry of a temporal layer: clips ``(B, F, H, W, C)`` -> images ``(B*F, H, W, C)``."""
+        return self.forward(clips.flatten(0, 1), *args)
+
+
+def _dynamic_batch(x: torch.Tensor | None) -> torch.Tensor | None:
+    """Mark ``x``'s first (batch) dimension dynamic for a compiled region; a batch of one stays static (Dynamo
+    specialises sizes 0 and 1), so it gets its own graph."""
+    if x is not None and x.shape[0] > 1:
+        torch._dynamo.mark_dynamic(x, 0)
+    return x
 
 
 class _Resnet(_Region):
@@ -309,13 +337,11 @@ class _Resnet(_Region):
             self.shortcut = _Linear1x1(block.conv_shortcut) if k == (1, 1) else _Conv(block.conv_shortcut)
         self.scale = block.output_scale_factor
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, frames: int) -> torch.Tensor:
-        """x ``(B*F, H, W, Cin)``, temb ``(B, T)`` (one per clip) -> ``(B*F, H, W, Cout)``."""
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """x ``(N, H, W, Cin)``, temb ``(N, T)`` (each image its clip's) -> ``(N, H, W, Cout)``."""
         h = self.conv1(self.norm1(x, silu=True))
         if self.time is not None:
-            n, hh, ww, c = h.shape
-            t = self.time(F.silu(temb))  # B C: once per clip, broadcast over its frames
-            h = (h.reshape(n // frames, frames, hh, ww, c) + t[:, None, None, None, :]).reshape(n, hh, ww, c)
+            h = h + self.time(F.silu(temb))[:, None, None, :]  # N C, broadcast over the pixels
         h = self.conv2(self.norm2(h, silu=True))
         skip = x if self.shortcut is None else self.shortcut(x)
         out = skip + h
@@ -324,6 +350,8 @@ class _Resnet(_Region):
 
 class _TemporalConv(_Region):
     """diffusers' TemporalConvLayer: four (GroupNorm over the clip, SiLU, conv over frames), plus the identity."""
+
+    per_image = False
 
     def __init__(self, layer: nn.Module, variant: str):
         super().__init__()
@@ -366,8 +394,8 @@ class _Attention(nn.Module):
         qkv = torch.cat([self.q.weight, self.k.weight, self.v.weight]).detach() if fuse else None
         self.register_buffer("qkv", qkv)  # 3*inner C: one GEMM for self-attention's q, k and v
 
-    def spatial(self, x: torch.Tensor, context: torch.Tensor | None, frames: int) -> torch.Tensor:
-        """Attention over the pixels of each image: x ``(B*F, P, C)``; context ``(B, L, D)`` (cross) or None."""
+    def spatial(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """Attention over the pixels of each image: x ``(N, P, C)``; context ``(N, L, D)`` (cross) or None."""
         n, p, _ = x.shape
         if context is None:
             if self.qkv is not None:
@@ -377,12 +405,11 @@ class _Attention(nn.Module):
                 q, k, v = (f(x).unflatten(-1, (self.heads, -1)).transpose(1, 2) for f in (self.q, self.k, self.v))
             out = F.scaled_dot_product_attention(q, k, v)  # N heads P d
             return self.out(out.transpose(1, 2).reshape(n, p, -1))
-        # Cross-attention: the frames of a clip share the clip's text, and softmax is per query, so one query
-        # sequence of F * P pixels per clip attends to the clip's L tokens (diffusers repeats the text F times).
-        clips = n // frames
-        q = self.q(x).reshape(clips, frames * p, self.heads, -1).transpose(1, 2)  # B heads F*P d
-        k, v = (f(context).unflatten(-1, (self.heads, -1)).transpose(1, 2) for f in (self.k, self.v))  # B heads L d
-        out = F.scaled_dot_product_attention(q, k, v)  # B heads F*P d
+        # Cross-attention: each image's pixels attend to its clip's text, projected per image as diffusers does
+        # (0.5 % more FLOPs than once per clip, but the block then treats every image alone: see _Region).
+        q = self.q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # N heads P d
+        k, v = (f(context).unflatten(-1, (self.heads, -1)).transpose(1, 2) for f in (self.k, self.v))  # N heads L d
+        out = F.scaled_dot_product_attention(q, k, v)  # N heads P d
         return self.out(out.transpose(1, 2).reshape(n, p, -1))
 
     def temporal(self, x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -447,8 +474,8 @@ class _Block(nn.Module):
             x = x + self.attn1.temporal(self.norm1(x), frames)
             x = x + self.attn2.temporal(self.norm2(x), frames)  # diffusers' double self-attention
         else:
-            x = x + self.attn1.spatial(self.norm1(x), None, frames)
-            x = x + self.attn2.spatial(self.norm2(x), context if self.cross else None, frames)
+            x = x + self.attn1.spatial(self.norm1(x), None)
+            x = x + self.attn2.spatial(self.norm2(x), context if self.cross else None)
         return x + self.ff(self.norm3(x))
 
 
@@ -463,11 +490,14 @@ class _Transformer(_Region):
         if not temporal:
             _require(model.is_input_continuous, "a Transformer2DModel over discrete or patched inputs")
         self.temporal = temporal
+        self.per_image = not temporal
         self.norm = _Norm(model.norm)
         self.proj_in, self.proj_out = _Linear1x1(model.proj_in), _Linear1x1(model.proj_out)
         self.blocks = nn.ModuleList(_Block(b, temporal=temporal) for b in model.transformer_blocks)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None, frames: int = 1) -> torch.Tensor:
+        """x ``(N, H, W, C)``; spatial: context ``(N, L, D)`` per image (or None); temporal: context None and
+        ``frames`` F, N = B*F -> ``(N, H, W, C)``."""
         n, h, w, c = x.shape
         tokens = self.proj_in(self.norm(x, frames=frames if self.temporal else 1).reshape(n, h * w, c))
         for block in self.blocks:
@@ -622,7 +652,8 @@ class UNet3D(nn.Module):
         level only around it."""
         b, c, frames, h, w = sample.shape
         emb = self.time_2(F.silu(self.time_1(self.time_embed(t))))  # B T: one per clip
-        context = context.to(self.dtype)
+        # Per image from here on (resnets and spatial transformers treat images alone: see _Region): N T, N L D
+        emb, context = emb.repeat_interleave(frames, dim=0), context.to(self.dtype).repeat_interleave(frames, dim=0)
         x = sample.to(self.dtype).permute(0, 2, 3, 4, 1).reshape(b * frames, h, w, c)  # B*F h w c (a small copy)
         x = self.conv_in(x)
         x = self.transformer_in(x, None, frames)
@@ -634,13 +665,13 @@ class UNet3D(nn.Module):
                 if level.down is not None:
                     x = level.down(x)
                     skips.append(x)
-            x = self.mid.resnets[0](x, emb, frames)
+            x = self.mid.resnets[0](x, emb)
             x = self.mid.temp_convs[0](x, frames)
             for attn, temp_attn, resnet, temp_conv in zip(
                 self.mid.attentions, self.mid.temp_attentions, self.mid.resnets[1:], self.mid.temp_convs[1:], strict=True
             ):
-                x = temp_attn(attn(x, context, frames), None, frames)
-                x = temp_conv(resnet(x, emb, frames), frames)
+                x = temp_attn(attn(x, context), None, frames)
+                x = temp_conv(resnet(x, emb), frames)
             for level in self.up_blocks[:-1]:
                 x = self._layers(level, x, emb, context, frames, skips)
                 deep = x  # the last one: the inner levels' output before its upsampler
@@ -661,10 +692,11 @@ class UNet3D(nn.Module):
         """Compile in place (``compile_unet`` is the usual entry); returns ``self``.
 
         ``scope="blocks"`` (regional): every resnet, temporal convolution and transformer (``_Region``) compiled
-        on its own with static shapes, ``mode`` ``torch.compile``'s for each; with ``graphs`` (None: on CUDA) each
-        whole call is then replayed as a CUDA graph per input shape (``PassGraphs``): no launch gaps and no Python
-        between the blocks. Distinct graphs: one per block shape (~27 in zeroscope) and pass shape (three in the
-        default schedule), shared by every block of that shape, every step and every window.
+        on its own, static but for the batch, ``mode`` ``torch.compile``'s for each; with ``graphs`` (None: on CUDA)
+        each whole call is then replayed as a CUDA graph per input shape (``PassGraphs``): no launch gaps and no
+        Python between the blocks. Distinct graphs: one per block shape (27 in zeroscope), the temporal layers' per
+        frame count too (36 for the default schedule's three pass shapes, 81 if static), shared by every block of
+        that shape, every step and every window.
         ``scope="whole"``: ``run`` as one graph per input shape (``fullgraph=True``, fully static); ``mode``
         ``"reduce-overhead"`` / ``"max-autotune"`` replay CUDA graphs through torch.compile itself.
         """
@@ -681,7 +713,8 @@ class UNet3D(nn.Module):
             return self
         for m in self.modules():
             if isinstance(m, _Region):
-                m._compiled = torch.compile(m.forward, mode=mode, dynamic=False, fullgraph=True)
+                entry = m.forward if m.per_image else m._clips  # the batch dimension is marked dynamic per call
+                m._compiled = torch.compile(entry, mode=mode, dynamic=False, fullgraph=True)
         graphs = self.device.type == "cuda" if graphs is None else graphs
         self._compiled = PassGraphs(self.run) if graphs else self.run
         return self
@@ -696,9 +729,9 @@ class UNet3D(nn.Module):
         for i, (resnet, temp_conv) in enumerate(zip(level.resnets, level.temp_convs, strict=True)):
             if level.kind == "up":
                 x = torch.cat([x, skips.pop()], dim=-1)  # the channel axis (diffusers: dim 1)
-            x = temp_conv(resnet(x, emb, frames), frames)
+            x = temp_conv(resnet(x, emb), frames)
             if level.attentions:
-                x = level.temp_attentions[i](level.attentions[i](x, context, frames), None, frames)
+                x = level.temp_attentions[i](level.attentions[i](x, context), None, frames)
             if level.kind == "down":
                 skips.append(x)
         return x
@@ -848,8 +881,8 @@ def unet_flops(config: dict, batch: int, frames: int, height: int, width: int, c
     ``(batch, c, frames, height, width)``: matrix products, convolutions and attention, counted by torch's
     ``FlopCounterMode`` (2 per multiply-add) on meta tensors, so nothing is allocated or computed.
 
-    zeroscope_v2_576w at 40x72 latents: 0.887 TFLOP per frame (batch * frames); diffusers' forward does 0.891,
-    the difference being the cross-attention keys and values it computes once per frame instead of per clip.
+    zeroscope_v2_576w at 40x72 latents: 0.891 TFLOP per frame (batch * frames), as diffusers' forward (both project
+    the cross-attention keys and values once per frame).
     """
     from diffusers import UNet3DConditionModel
     from torch.utils.flop_counter import FlopCounterMode

@@ -155,10 +155,11 @@ def test_compiled_ours_denoises_like_eager_diffusers_on_cuda(model_dir, tmp_path
 
 
 @pytest.mark.slow  # Inductor builds C++ for each block shape: minutes on 2 cores
-def test_regional_compile_equals_eager_and_shares_graphs_between_blocks(tmp_path, monkeypatch):
+def test_regional_compile_equals_eager_and_shares_graphs_between_blocks_and_pass_shapes(tmp_path, monkeypatch):
     """Blocks compiled on their own (``scope="blocks"``): equal to eager within 1e-4 relative (fp32, fused and
-    reordered sums); blocks of the same shape share a graph (fewer graphs than compiled blocks), and a shape seen
-    before compiles nothing (the timestep is a tensor input)."""
+    reordered sums); blocks of the same shape share a graph (fewer graphs than compiled blocks); a shape seen
+    before compiles nothing (the timestep is a tensor input); another batch of clips of as many frames compiles
+    nothing either (the batch is dynamic), and another frame count (a row pass) only the temporal layers'."""
     from torch._dynamo.utils import counters
 
     from svg3d import unet3d
@@ -171,18 +172,22 @@ def test_regional_compile_equals_eager_and_shares_graphs_between_blocks(tmp_path
     assert compiled._compiled == compiled.run  # no CUDA graphs on a CPU
     regions = [m for m in compiled.modules() if isinstance(m, unet3d._Region)]
     assert regions and all(m._compiled is not None for m in regions)
+    temporal = {(type(m), tuple(p.shape for p in m.parameters())) for m in regions if not m.per_image}
     g = torch.Generator().manual_seed(0)
-    before = counters["stats"]["unique_graphs"]
+    new_graphs = []
     with torch.no_grad():
-        for step, t in enumerate((801, 301)):
-            x, context = torch.randn(4, 4, 4, 8, 12, generator=g), torch.randn(4, 77, 32, generator=g)
+        # columns of 4 frames (4 clips, twice), columns again (6 clips), rows of 3 views (8 clips). Every batch has
+        # at least 16 images: on a CPU the graphs guard on it (Dynamo asks oneDNN's convolution heuristic, which
+        # looks at the batch from 16 on); on CUDA the next test counts the full config's graphs.
+        for t, (batch, frames) in zip((801, 301, 501, 501), ((4, 4), (4, 4), (6, 4), (8, 3)), strict=True):
+            before = counters["stats"]["unique_graphs"]
+            x, context = torch.randn(batch, 4, frames, 8, 12, generator=g), torch.randn(batch, 77, 32, generator=g)
             ref = eager(x, t, context).sample
             out = compiled(x, t, context).sample
             assert ((out - ref).abs().max() / ref.abs().max()).item() <= 1e-4
-            if step == 0:
-                graphs = counters["stats"]["unique_graphs"] - before
-    assert 0 < graphs < len(regions)
-    assert counters["stats"]["unique_graphs"] - before == graphs
+            new_graphs.append(counters["stats"]["unique_graphs"] - before)
+    assert 0 < new_graphs[0] < len(regions)
+    assert new_graphs[1:] == [0, 0, len(temporal)]
 
 
 @pytest.mark.gpu
@@ -190,8 +195,11 @@ def test_regional_compile_equals_eager_and_shares_graphs_between_blocks(tmp_path
 def test_regional_compile_with_pass_graphs_on_the_full_config_is_within_fp16_noise(tmp_path, monkeypatch):
     """zeroscope's full config in fp16 on CUDA, compiled by regions with every call replayed as a CUDA graph: at
     each pass shape of the default schedule its error against the fp32 result is at most twice diffusers' own
-    eager fp16 error (+1e-3), a replay with new inputs is as good (static buffers refilled, not stale), and the
-    output of one call survives the next call's replay (it is a copy)."""
+    eager fp16 error (+1e-3), a replay with new inputs is as good (static buffers refilled, not stale), the
+    output of one call survives the next call's replay (it is a copy), and the three pass shapes took 36 graphs
+    (27 block shapes with a dynamic batch, the 9 temporal ones again for the rows' frame count)."""
+    from torch._dynamo.utils import counters
+
     from svg3d import unet3d
     from svg3d.tiny_models import FULL_UNET, random_unet
 
@@ -204,6 +212,7 @@ def test_regional_compile_with_pass_graphs_on_the_full_config_is_within_fp16_noi
     assert isinstance(ours._compiled, unet3d.PassGraphs)
     g = torch.Generator(cuda).manual_seed(0)
     kept = []
+    before = counters["stats"]["unique_graphs"]
     for batch, frames in ((14, 16), (32, 8), (2, 16), (2, 16)):
         x = torch.randn(batch, 4, frames, 40, 72, device=cuda, generator=g)
         context = torch.randn(batch, 77, FULL_UNET["cross_attention_dim"], device=cuda, generator=g)
@@ -215,3 +224,4 @@ def test_regional_compile_with_pass_graphs_on_the_full_config_is_within_fp16_noi
         kept.append((mine, mine.clone()))
     assert all(torch.equal(a, b) for a, b in kept)  # later replays did not overwrite earlier outputs
     assert len(ours._compiled.graphs) == 3
+    assert counters["stats"]["unique_graphs"] - before == 36
