@@ -30,7 +30,8 @@ seed; the ``ours*`` rows read as an ablation, each adding one change:
 The compiled variants get a freshly built model (same seed, same weights). Their compile time is the 3-step
 warm-up minus the same 3 steps run again once compiled: "cold" with an empty Inductor cache (a new temporary
 folder unless ``--compile-cache DIR``), "warm" in a second process that reuses the folder (``--no-warm-probe``
-skips it). The cache's size is reported.
+skips it), or in this one when ``--compile-cache`` names a folder that an earlier run filled (the report's
+``compile_cache_was_empty``). The cache's size is reported.
 
 Reported per variant: seconds per clip, UNet frame-evaluations per second (CFG pair counted twice),
 utilisation (frame-evaluations/s x FLOP per frame-evaluation, counted from the UNet config by
@@ -431,7 +432,10 @@ def main() -> None:
             results[name] = r
             entry["utilisation"] = utilisation(entry, flop_per_frame, peak)
             if "compile_seconds_cold" in entry:
-                entry["compile_seconds_warm"] = warm_compile_seconds(name, args, cache) if args.warm_probe else None
+                if not cache_was_empty:  # --compile-cache named a filled folder: this compile was warm
+                    entry["compile_seconds_warm"] = entry.pop("compile_seconds_cold")
+                elif args.warm_probe:
+                    entry["compile_seconds_warm"] = warm_compile_seconds(name, args, cache)
                 entry["compile_cache_bytes"] = unet3d.folder_bytes(cache)
             report["variants"][name] = entry
             save(report)
@@ -441,7 +445,7 @@ def main() -> None:
                 f"{name:>24}: {entry['clip_seconds']:8.1f} s/clip ({tag}; {entry['steps_run']} steps ran in "
                 f"{r['seconds']:.1f} s), {entry['frame_evals_per_s']:7.1f} frame-evals/s, utilisation "
                 f"{use} %, peak {r['peak_gib']:.2f} GiB, {r['stats'].unet_calls} UNet calls"
-                + (f", compile {entry['compile_seconds_cold']:.0f} s cold" if "compile_seconds_cold" in entry else "")
+                + "".join(f", compile {entry[k]:.0f} s {k.split('_')[-1]}" for k in ("compile_seconds_cold", "compile_seconds_warm") if entry.get(k) is not None)
             )
         base = names[0]
 

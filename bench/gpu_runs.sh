@@ -83,7 +83,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --variants diffusers,ours,ours-compiled,ours-compiled-4-views --json "$OUT/denoise.json"
         ;;
     denoise-eager)  # measured on an H100: diffusers ~32 s, each ours ~30 s, 4 views ~15 s, DeepCache (8 steps) ~50 s
-        step denoise_eager 420 $PY bench/bench_denoise.py --device cuda --steps 4 \
+        step denoise_eager 380 $PY bench/bench_denoise.py --device cuda --steps 4 \
             --variants diffusers,ours-torch-norm,ours,ours-4-views,ours-deep-cache --json "$OUT/denoise_eager.json"
         ;;
     denoise-compile)  # cold: two model builds (~30 s) + the compile (unmeasured; > 150 s) + 10 steps; warm: ~3 min
