@@ -95,7 +95,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--shapes", default=None, help="UNet batch x frames to time instead, e.g. 2x16,4x8 (CPU runs)")
     p.add_argument("--temporal_conv", default=unet3d.DEFAULT_TEMPORAL_CONV, help="comma-separated TEMPORAL_CONV")
-    p.add_argument("--group_norm", default=unet3d.DEFAULT_GROUP_NORM, help="comma-separated GROUP_NORM")
+    p.add_argument("--group_norm", default=unet3d.DEFAULT_GROUP_NORM["cuda"], help="comma-separated GROUP_NORM")
     p.add_argument("--no-ours-compiled", dest="ours_compiled", action="store_false", help="skip compile_unet")
     p.add_argument("--compile-scope", choices=unet3d.COMPILE_SCOPES, default=unet3d.DEFAULT_COMPILE_SCOPE,
                    help="how ours compiled compiles, with the first --group_norm (default: %(default)s)")

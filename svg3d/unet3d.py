@@ -67,15 +67,16 @@ TEMPORAL_CONV = ("conv2d", "conv3d", "gemm")
 # H200 (fp16, bench/bench_unet_call.py) conv2d and conv3d were within 1 % of each other and the GEMMs 4-6 % slower.
 DEFAULT_TEMPORAL_CONV = "conv2d"
 GROUP_NORM = ("torch", "grouped")  # see group_norm
-# torch's: the CPU has a native channels-last kernel, and on an H200 (fp16, eager) a whole UNet call was 4-5 %
-# faster with it than with "grouped" (904 vs 948 ms and 1110 vs 1160 ms at the schedule's two larger shapes)
-DEFAULT_GROUP_NORM = "torch"
+# Per device type (others: torch's). CUDA: "grouped", the default stereo schedule eagerly on an H200 (fp16, 4 steps
+# extrapolated, bench/results/h200-2026-12-07): 183.2 s/clip against 223.7 with torch's, whose CUDA kernel copies
+# the NHWC data to NCHW and back (diffusers' UNet: 208.9). CPU: torch's has a native channels-last kernel.
+DEFAULT_GROUP_NORM = {"cuda": "grouped", "cpu": "torch"}
 COMPILE_SCOPES = ("blocks", "whole")  # see UNet3D.compile
-# Issue 22: the whole forward per shape cost 457 s of cold compile on an H100 (172 s/clip after): the measured path,
-# so the default. Regions ("blocks") build ~28 small graphs per pass shape instead, equal to eager on the CPU (tested);
-# their cold time and speed on a GPU are not measured yet (bench/gpu_runs.sh profile denoise): the default moves to
-# them once they win there.
-DEFAULT_COMPILE_SCOPE = "whole"
+# Issue 22: the whole forward per shape cost 457 s of cold compile on an H100 and then ran the schedule in 172 s/clip;
+# the regions with static shapes 194 s cold, 25 s warm and 152 s/clip on an H200 (bench/results/h200-2026-12-07;
+# diffusers eager was 6 % faster on that H200 than on the H100). Regions with a dynamic batch since build 36 graphs
+# where those built 81.
+DEFAULT_COMPILE_SCOPE = "blocks"
 # Temporal attention runs every (pixel, head) of a clip as one "head" of a frames-long sequence; fused attention
 # kernels put heads on a CUDA grid axis (at most 65,535 blocks), so more than this many go in several calls
 # (zeroscope at 576x320 has at most 2,880 x 8 = 23,040; 1024x576 would have 73,728).
@@ -102,7 +103,7 @@ def group_norm(
     *,
     frames: int = 1,
     silu: bool = False,
-    impl: str = DEFAULT_GROUP_NORM,
+    impl: str,
 ) -> torch.Tensor:
     """GroupNorm (then SiLU) of channels-last ``x`` ``(N, H, W, C)``; same shape and dtype, contiguous.
 
@@ -533,7 +534,7 @@ class _Level(nn.Module):
 class UNet3D(nn.Module):
     """The whole UNet3D on channels-last activations; built with ``from_diffusers``."""
 
-    def __init__(self, unet: nn.Module, *, temporal_conv: str = DEFAULT_TEMPORAL_CONV, group_norm: str = DEFAULT_GROUP_NORM):
+    def __init__(self, unet: nn.Module, *, temporal_conv: str = DEFAULT_TEMPORAL_CONV, group_norm: str | None = None):
         super().__init__()
         if temporal_conv not in TEMPORAL_CONV:
             raise ValueError(f"temporal_conv {temporal_conv!r}: expected one of {', '.join(TEMPORAL_CONV)}")
@@ -564,7 +565,7 @@ class UNet3D(nn.Module):
         self.conv_out = _Conv(unet.conv_out)
         self._compiled = None  # compile(): what forward calls instead of run (a compiled graph or PassGraphs)
         self._cudagraphs = False  # whether torch.compile replays CUDA graphs (scope "whole"; outputs are then cloned)
-        self.set_group_norm(group_norm)
+        self.set_group_norm(group_norm or DEFAULT_GROUP_NORM.get(self.device.type, "torch"))
         shared = {p.data_ptr() for p in unet.parameters()}
         self.extra_bytes = sum(b.numel() * b.element_size() for b in self.buffers() if b.data_ptr() not in shared)
 
@@ -580,11 +581,12 @@ class UNet3D(nn.Module):
 
     @classmethod
     def from_diffusers(
-        cls, unet: nn.Module, *, temporal_conv: str = DEFAULT_TEMPORAL_CONV, group_norm: str = DEFAULT_GROUP_NORM
+        cls, unet: nn.Module, *, temporal_conv: str = DEFAULT_TEMPORAL_CONV, group_norm: str | None = None
     ) -> UNet3D:
         """Our forward over ``unet``'s parameters (a diffusers ``UNet3DConditionModel``, eval mode assumed).
 
-        ``temporal_conv`` (``TEMPORAL_CONV``) and ``group_norm`` (``GROUP_NORM``) choose how those layers run.
+        ``temporal_conv`` (``TEMPORAL_CONV``) and ``group_norm`` (``GROUP_NORM``; None: ``DEFAULT_GROUP_NORM`` for
+        the weights' device) choose how those layers run.
         Converts ``unet``'s convolution weights to channels-last memory format in place (``channels_last`` for
         Conv2d, ``channels_last_3d`` for Conv3d): the values are unchanged, diffusers' forward computes the same
         with them, and ours then reads them without a copy. Raises ``InputError`` naming the part of ``unet``

@@ -86,7 +86,7 @@ def test_compiled_ours_equals_eager_per_shape_and_fills_the_cache(tmp_path, monk
     cache = _cache_in(tmp_path, monkeypatch)
     unet = random_unet(TINY_UNET)
     eager = unet3d.UNet3D.from_diffusers(copy.deepcopy(unet))
-    compiled = unet3d.compile_unet(unet)
+    compiled = unet3d.compile_unet(unet, scope="whole")
     assert compiled is unet3d.unet_for(unet, "ours")  # the loop's --unet ours now runs the compiled graph
     g = torch.Generator().manual_seed(0)
     graphs = None
