@@ -82,11 +82,11 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         step denoise 590 $PY bench/bench_denoise.py --device cuda --steps 4 \
             --variants diffusers,ours,ours-compiled,ours-compiled-4-views --json "$OUT/denoise.json"
         ;;
-    denoise-eager)  # measured on an H100: diffusers ~32 s, each ours ~30 s, 4 views ~15 s, DeepCache (8 steps) ~50 s
+    denoise-eager)  # ~4 min on an H200 (h200-2026-12-07): build 13 s, diffusers ~32 s, each ours ~30 s, DeepCache ~45 s
         step denoise_eager 380 $PY bench/bench_denoise.py --device cuda --steps 4 \
             --variants diffusers,ours-torch-norm,ours,ours-4-views,ours-deep-cache --json "$OUT/denoise_eager.json"
         ;;
-    denoise-compile)  # cold: two model builds (~30 s) + the compile (unmeasured; > 150 s) + 10 steps; warm: ~3 min
+    denoise-compile)  # H200, static regions: cold 194 s of compile (~5 min in all), warm 25 s (~3 min with DeepCache)
         if ls -A "$COMPILE_CACHE" 2>/dev/null | grep -q .; then
             kind=warm variants=ours-compiled,ours-compiled-deep-cache
         else
