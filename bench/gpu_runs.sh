@@ -8,6 +8,7 @@
 #   bench/gpu_runs.sh denoise-compile                  # issue 22, call (b): regional compile, cold    (<= 9 min)
 #   bench/gpu_runs.sh denoise-compile                  # issue 22, call (c): the same right after: warm (~3 min)
 #   bench/gpu_runs.sh pytest-unet                      # issue 22: gpu tests of our UNet's variants   (~2 min)
+#   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
 #
 # Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
 # nothing), fill (filler speed, 1080p), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
@@ -99,13 +100,17 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
     pytest-unet)
         step pytest_unet 180 $PY -m pytest -m gpu tests/test_unet3d.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         ;;
+    pytest-regions)  # the full config compiled by regions (a cold compile, ~3 min): fp16 error, replays, 36 graphs
+        step pytest_regions 420 $PY -m pytest -m gpu tests/test_compile.py -k regional_compile_with_pass_graphs -q \
+            -p no:cacheprovider -o addopts="-ra --strict-markers"
+        ;;
     unet-call)
         step unet_call 120 $PY bench/bench_unet_call.py --device cuda --repeats 3 --temporal_conv conv2d,conv3d,gemm \
             --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
         ;;
     *)
         echo "unknown step $name (machine, pytest, pytest-eager, fill, depth, flow, stream, profile, denoise, unet-call," \
-            "denoise-eager, denoise-compile, pytest-unet)" >&2
+            "denoise-eager, denoise-compile, pytest-unet, pytest-regions)" >&2
         exit 2
         ;;
     esac
