@@ -38,7 +38,7 @@ fused q/k/v of the spatial self-attentions (``UNet3D.extra_bytes``: 74 MB of zer
 ``compile_unet`` compiles the repeated blocks (resnets, temporal convolutions, transformers: regional compile, one
 graph per block shape that every block of that shape shares, its batch dynamic so that every pass shape uses it;
 the temporal layers one per frame count: ``_Region``) and, on CUDA, replays
-each whole call as one CUDA graph per input shape (``PassGraphs``); ``scope="whole"`` compiles the whole forward
+each whole call as one CUDA graph per input shape (``graphs.CudaGraphs``); ``scope="whole"`` compiles the whole forward
 per shape instead (issue 14's way: faster calls are not bought back by its ~8-minute cold compile). Inductor's
 caches live in a folder per machine and torch version (``compile_cache_dir``).
 """
@@ -59,6 +59,7 @@ from torch import nn
 
 from .checks import InputError, check_shape
 from .config import UNET_KINDS
+from .graphs import CudaGraphs
 
 log = logging.getLogger(__name__)
 
@@ -563,7 +564,7 @@ class UNet3D(nn.Module):
         _require(len(self.up_blocks) >= 2 and self.up_blocks[-1].up is None, "an upsampler in the last up block")
         self.norm_out = _Norm(unet.conv_norm_out) if unet.conv_norm_out is not None else None
         self.conv_out = _Conv(unet.conv_out)
-        self._compiled = None  # compile(): what forward calls instead of run (a compiled graph or PassGraphs)
+        self._compiled = None  # compile(): what forward calls instead of run (a compiled graph or graphs.CudaGraphs)
         self._cudagraphs = False  # whether torch.compile replays CUDA graphs (scope "whole"; outputs are then cloned)
         self.set_group_norm(group_norm or DEFAULT_GROUP_NORM.get(self.device.type, "torch"))
         shared = {p.data_ptr() for p in unet.parameters()}
@@ -695,7 +696,7 @@ class UNet3D(nn.Module):
 
         ``scope="blocks"`` (regional): every resnet, temporal convolution and transformer (``_Region``) compiled
         on its own, static but for the batch, ``mode`` ``torch.compile``'s for each; with ``graphs`` (None: on CUDA)
-        each whole call is then replayed as a CUDA graph per input shape (``PassGraphs``): no launch gaps and no
+        each whole call is then replayed as a CUDA graph per input shape (``graphs.CudaGraphs``): no launch gaps and no
         Python between the blocks. Distinct graphs: one per block shape (27 in zeroscope), the temporal layers' per
         frame count too (36 for the default schedule's three pass shapes, 81 if static), shared by every block of
         that shape, every step and every window.
@@ -718,7 +719,8 @@ class UNet3D(nn.Module):
                 entry = m.forward if m.per_image else m._clips  # the batch dimension is marked dynamic per call
                 m._compiled = torch.compile(entry, mode=mode, dynamic=False, fullgraph=True)
         graphs = self.device.type == "cuda" if graphs is None else graphs
-        self._compiled = PassGraphs(self.run) if graphs else self.run
+        # whole calls replayed, every shape kept (the schedule's three pass shapes); two warm-ups: the compile, then the autotune
+        self._compiled = CudaGraphs(self.run, None, warm_ups=2, name="a UNet call") if graphs else self.run
         return self
 
     def time_embed(self, t: torch.Tensor) -> torch.Tensor:
@@ -737,49 +739,6 @@ class UNet3D(nn.Module):
             if level.kind == "down":
                 skips.append(x)
         return x
-
-
-class PassGraphs:
-    """``fn(sample, t, context)`` replayed as one CUDA graph per input shape (issue 22: whole passes, static shapes).
-
-    The first call of a shape runs ``fn`` twice on a side stream (compilation, cuDNN and allocator warm-up) and
-    captures a third run into a graph over static input buffers; every later call of that shape copies its inputs
-    in, replays, and returns a clone of the static output (the next replay overwrites it). All graphs share one
-    memory pool: they never run concurrently and their outputs are copied out at once, so a pass's intermediates
-    can reuse another shape's. Only for CUDA, and only for code that never syncs with the host inside.
-    """
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.graphs: dict[tuple, tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.cuda.CUDAGraph]] = {}
-        self.pool = None
-
-    def __call__(self, sample: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        args = (sample, t, context)
-        key = tuple((tuple(a.shape), a.dtype, a.device) for a in args)
-        if key not in self.graphs:
-            self.graphs[key] = self._capture(args)
-        static, out, graph = self.graphs[key]
-        for dst, src in zip(static, args, strict=True):
-            dst.copy_(src)
-        graph.replay()
-        return out.clone()
-
-    def _capture(self, args: tuple[torch.Tensor, ...]):
-        static = tuple(a.clone() for a in args)
-        side = torch.cuda.Stream(args[0].device)
-        side.wait_stream(torch.cuda.current_stream(args[0].device))
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self.fn(*static)
-        torch.cuda.current_stream(args[0].device).wait_stream(side)
-        if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            out = self.fn(*static)
-        log.info("captured a CUDA graph of a UNet call %s", tuple(args[0].shape))
-        return static, out, graph
 
 
 def timestep_vector(timestep: Any, sample: torch.Tensor) -> torch.Tensor:
@@ -821,7 +780,7 @@ def unet_for(unet: nn.Module, kind: str) -> Any:
 
 # torch.compile mode per scope and device type: the one place the compiled forward's execution is chosen. Whole
 # graphs: CUDA graphs through torch.compile ("reduce-overhead") remove the launch gaps of ~1,000 kernels per call.
-# Blocks: plain Inductor kernels, the whole call captured as one CUDA graph by PassGraphs (torch.compile's own
+# Blocks: plain Inductor kernels, the whole call captured as one CUDA graph by graphs.CudaGraphs (torch.compile's own
 # would make ~300 small graphs per call, one per block call).
 COMPILE_MODES = {"whole": {"cuda": "reduce-overhead", "cpu": "default"}, "blocks": {"cuda": "default", "cpu": "default"}}
 

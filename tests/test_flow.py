@@ -251,7 +251,7 @@ def test_torch_flow_replayed_from_cuda_graphs_equals_the_eager_flow():
     with ThreadPoolExecutor(2) as pool:
         got = list(pool.map(lambda p: graphed(*p), pairs * 3))
     assert all(torch.equal(g, w) for g, w in zip(got, expected * 3, strict=True))
-    assert len(graphed._run._graphs) == 2
+    assert len(graphed._run.graphs) == 2
 
 
 @pytest.mark.gpu
