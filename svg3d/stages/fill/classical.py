@@ -552,7 +552,7 @@ def _check_views(images, known, depth, source, source_depth, baselines) -> dict[
 
 
 BATCH_PIXELS = {"cuda": 2**24}  # pixels of the cells filled together (one op over them all); other devices: DEFAULT_BATCH_PIXELS
-DEFAULT_BATCH_PIXELS = 2**21  # on the CPU ops are large enough per cell already; batches bound the memory (~0.5 kB a pixel)
+DEFAULT_BATCH_PIXELS = 1  # on the CPU ops are large enough per cell already; batches bound the memory (~0.5 kB a pixel)
 
 
 def _batches(items: list, h: int, w: int, device: torch.device) -> list[list]:
