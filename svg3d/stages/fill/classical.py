@@ -221,9 +221,10 @@ class _Flows:
             u, v = (gx + 0.5) / self.sx - 0.5, (gy + 0.5) / self.sy - 0.5  # full-resolution coordinates
             us, vs = u + f[0] / self.sx, v + f[1] / self.sy
             lo, hi = _tap_range(self.depth[i], u, v)
-            ok = (lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)
+            ok = ((lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)).nonzero()[:, 0]  # one read-back
             z = sample_bilinear(self.depth[i][None], u, v)[0]
-            self.motions[(i, j)] = fit_scene_motion(u[ok], v[ok], 1.0 / z[ok], us[ok], vs[ok], (self.h, self.w), inlier_px=self.inlier_px)
+            u, v, rho, us, vs = (a[ok] for a in (u, v, 1.0 / z, us, vs))
+            self.motions[(i, j)] = fit_scene_motion(u, v, rho, us, vs, (self.h, self.w), inlier_px=self.inlier_px)
         return self.motions[(i, j)]
 
 
