@@ -248,7 +248,7 @@ def main() -> None:
     args.width, args.height = (int(v) for v in args.size.lower().split("x"))
     device = torch.device(args.device)
     config = fill.FillConfig(border=args.border)
-    report = {"config": config.__dict__, "size": [args.width, args.height], "frames": args.frames,
+    report = {"command": " ".join(["python", *sys.argv]), "config": config.__dict__, "size": [args.width, args.height], "frames": args.frames,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()}}  # fmt: skip
     if args.mode in ("quality", "both"):
         report["quality"] = quality(args, device, config)
