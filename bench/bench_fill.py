@@ -16,6 +16,14 @@ Speed: a truck clip; each filler fills the right eye of all frames; median of ``
 machine may be shared: medians, ratios taken within one run, and the process's CPU time beside the wall
 time, which other processes on the machine disturb less). Frames/s counts frames of one view.
 ``--threads`` sets torch's threads (default: torch's own).
+
+``--baseline DIR`` runs the classical filler of another checkout's svg3d (the commit before a change) on the
+same inputs in a subprocess: in speed mode its time beside ours (a ratio within one run), and with
+``--mode equal`` the largest difference of its output from ours on every clip of ``--clips`` (a restructuring
+that must not change results: 0 or float rounding).
+
+    python bench/bench_fill.py --mode equal --baseline /tmp/base --frames 12 --size 288x160
+    python bench/bench_fill.py --mode speed --baseline /tmp/base --device cuda --size 1920x1080 --frames 16
 """
 
 from __future__ import annotations
@@ -26,11 +34,15 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the svg3d to measure: this checkout's, or another's in the subprocess that --baseline starts
+CODE = os.environ.get("BENCH_FILL_CODE", str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, CODE)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -105,6 +117,57 @@ def run_fillers(fm, depth, device: torch.device, config: fill.FillConfig) -> dic
     return out
 
 
+def fill_ours(inputs: dict, device: torch.device, config: fill.FillConfig, repeats: int) -> tuple[fill.FillResult, list[float]]:
+    """The classical filler of the svg3d imported (this checkout's or the baseline's) on the right eye of saved
+    inputs: its result (on the CPU) after a warm-up and the wall seconds of ``repeats`` more runs."""
+    images, masks, depth = (inputs[k].to(device) for k in ("images", "masks", "depth"))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    seconds = []
+    for _ in range(repeats + 1):
+        sync()
+        start = time.perf_counter()
+        res = fill.fill_frame_matrix(images, masks, depth, config, views=[1], baselines=inputs["baselines"], focal=inputs["focal"])
+        sync()
+        seconds.append(time.perf_counter() - start)
+    return fill.FillResult(res.views, res.images.cpu(), res.origin.cpu()), seconds[1:]
+
+
+def fill_baseline(checkout: Path, fm, depth, device: torch.device, config: fill.FillConfig, repeats: int) -> tuple[fill.FillResult, list[float]]:
+    """``fill_ours`` with the svg3d of another checkout, in a subprocess (the same inputs through a file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs, outputs = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt"
+        torch.save({"images": fm.images, "masks": fm.masks, "depth": depth, "baselines": list(fm.info.baselines), "focal": fm.info.focal,
+                    "border": config.border, "device": str(device), "repeats": repeats}, inputs)  # fmt: skip
+        env = {**os.environ, "BENCH_FILL_CODE": str(checkout.resolve())}
+        subprocess.run([sys.executable, __file__, "--child", str(inputs), str(outputs)], env=env, check=True)
+        out = torch.load(outputs)
+    return fill.FillResult((1,), out["images"], out["origin"]), out["seconds"]
+
+
+def child(paths: list[str]) -> None:
+    """The subprocess of ``fill_baseline``: fill the saved inputs, save the result and the times."""
+    inputs = torch.load(paths[0])
+    res, seconds = fill_ours(inputs, torch.device(inputs["device"]), fill.FillConfig(border=inputs["border"]), inputs["repeats"])
+    torch.save({"images": res.images, "origin": res.origin, "seconds": seconds}, paths[1])
+
+
+def equal(args, device: torch.device, config: fill.FillConfig) -> list[dict]:
+    """The largest difference between our output and the baseline checkout's on each clip (one run each)."""
+    rows = []
+    for name in args.clips:
+        fm, depth, _ = make_clip(name, args.frames, args.height, args.width)
+        ours, _ = fill_ours({"images": fm.images, "masks": fm.masks, "depth": depth, "baselines": fm.info.baselines, "focal": fm.info.focal},
+                            device, config, 0)  # fmt: skip
+        base, _ = fill_baseline(args.baseline, fm, depth, device, config, 0)
+        row = {"clip": name, "max_abs_diff": (ours.images - base.images).abs().max().item(),
+               "pixels_differing": int((ours.images != base.images).any(2).sum()), "origin_differing": int((ours.origin != base.origin).sum()),
+               "pixels": int(ours.origin.numel())}  # fmt: skip
+        rows.append(row)
+        print(f"  {name}: max |ours - baseline| {row['max_abs_diff']:.3g}, {row['pixels_differing']} of {row['pixels']} pixels differ, "
+              f"{row['origin_differing']} origin codes differ", flush=True)  # fmt: skip
+    return rows
+
+
 def quality(args, device: torch.device, config: fill.FillConfig) -> list[dict]:
     rows = []
     for name in args.clips:
@@ -136,25 +199,37 @@ def speed(args, device: torch.device, config: fill.FillConfig) -> dict:
     cpu = {k: [] for k in wall}
     run_fillers(fm, depth, device, config)  # warm-up (allocator, OpenCV, CUDA)
     for _ in range(args.repeats):
-        for k, (_, (w, c), _) in run_fillers(fm, depth, device, config).items():
+        results = run_fillers(fm, depth, device, config)
+        for k, (_, (w, c), _) in results.items():
             wall[k].append(w)
             cpu[k].append(c)
     med = {k: statistics.median(v) for k, v in wall.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     fps = {k: args.frames / v for k, v in med.items()}
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
+    report = {"wall_s": wall, "cpu_s": cpu, "median_wall_s": med, "median_cpu_s": med_cpu, "frames_per_s": fps, "device": dev}
+    if args.baseline:
+        base, seconds = fill_baseline(args.baseline, fm, depth, device, config, args.repeats)
+        wall["baseline"] = seconds
+        med["baseline"] = statistics.median(seconds)
+        report["baseline"] = {"checkout": str(args.baseline), "max_abs_diff": (base.images[0] - results["ours"][0]).abs().max().item()}
     print(f"\nspeed, {args.speed_clip} at {args.width}x{args.height}, {args.frames} frames, one view, on {dev} (median of {args.repeats}):")
     for k in wall:
-        print(f"  {k:9s} {1000 * med[k] / args.frames:7.1f} ms/frame  {fps[k]:6.1f} frames/s   (CPU time {1000 * med_cpu[k] / args.frames:6.1f} ms/frame)"
+        cpu_k = f"   (CPU time {1000 * med_cpu[k] / args.frames:6.1f} ms/frame)" if k in med_cpu else ""
+        print(f"  {k:9s} {1000 * med[k] / args.frames:7.1f} ms/frame  {args.frames / med[k]:6.1f} frames/s{cpu_k}"
               f"   runs: {', '.join(f'{v:.2f}' for v in wall[k])} s")  # fmt: skip
     print(f"  ours / Telea time: {med['ours'] / med['telea']:.1f}x   previous / ours time: {med['previous'] / med['ours']:.2f}x"
           f"   (CPU time: {med_cpu['ours'] / med_cpu['telea']:.1f}x, {med_cpu['previous'] / med_cpu['ours']:.2f}x)")  # fmt: skip
-    return {"wall_s": wall, "cpu_s": cpu, "median_wall_s": med, "median_cpu_s": med_cpu, "frames_per_s": fps, "device": dev}
+    if args.baseline:
+        print(f"  baseline / ours time: {med['baseline'] / med['ours']:.2f}x   max |ours - baseline| {report['baseline']['max_abs_diff']:.3g}")
+    return report
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        return child(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=("quality", "speed", "both"), default="both")
+    p.add_argument("--mode", choices=("quality", "speed", "both", "equal"), default="both")
     p.add_argument("--size", default="576x320", help="WxH")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--clips", nargs="+", default=list(CLIPS), choices=list(CLIPS))
@@ -164,18 +239,23 @@ def main() -> None:
     p.add_argument("--border", default=fill.FillConfig().border, choices=BORDER_CHOICES)
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--json", type=Path, help="also write the numbers here")
+    p.add_argument("--baseline", type=Path, help="another checkout: its classical filler on the same inputs (speed: a ratio; equal: the difference)")
     args = p.parse_args()
+    if args.mode == "equal" and not args.baseline:
+        raise SystemExit("--mode equal: give --baseline, the checkout to compare with")
     if args.threads:
         torch.set_num_threads(args.threads)
     args.width, args.height = (int(v) for v in args.size.lower().split("x"))
     device = torch.device(args.device)
     config = fill.FillConfig(border=args.border)
-    report = {"config": config.__dict__, "size": [args.width, args.height], "frames": args.frames,
+    report = {"command": " ".join(["python", *sys.argv]), "config": config.__dict__, "size": [args.width, args.height], "frames": args.frames,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()}}  # fmt: skip
     if args.mode in ("quality", "both"):
         report["quality"] = quality(args, device, config)
     if args.mode in ("speed", "both"):
         report["speed"] = speed(args, device, config)
+    if args.mode == "equal":
+        report["equal"] = equal(args, device, config)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
 

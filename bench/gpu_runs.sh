@@ -11,7 +11,8 @@
 #   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
 #
 # Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
-# nothing), fill (filler speed, 1080p), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
+# nothing), fill (filler speed, 1080p; with FILL_BASELINE=DIR also the filler of the checkout in DIR, e.g.
+# `git archive c9b333e | tar -x -C .whl/fill-base`, timed in the same run and its output compared with ours), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
 # (bench_flow: EPE and time per pair of our flow on the GPU and DIS on the CPU, 640x360 and 1080p), stream (convert of
 # 240 frames of 1080p, Depth Anything V2-S's architecture), profile (profile_denoise: the kernels of one UNet call per pass shape and
 # of a VAE round trip; diffusers, ours, ours compiled), denoise (bench_denoise: diffusers, ours, ours compiled and
@@ -64,9 +65,13 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
     pytest-eager)
         step pytest_eager 120 $PY -m pytest -m gpu -k "not compile" -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         ;;
-    fill)
-        step fill_1080p 80 $PY bench/bench_fill.py --mode speed --device cuda --size 1920x1080 --frames 16 --repeats 3 \
-            --json "$OUT/fill_1080p.json"
+    fill)  # with FILL_BASELINE=DIR (another checkout's files): its filler timed in the same run, and the outputs compared
+        step fill_1080p 240 $PY bench/bench_fill.py --mode speed --device cuda --size 1920x1080 --frames 16 --repeats 3 \
+            ${FILL_BASELINE:+--baseline "$FILL_BASELINE"} --json "$OUT/fill_1080p.json"
+        if [ -n "${FILL_BASELINE:-}" ]; then
+            step fill_equal 240 $PY bench/bench_fill.py --mode equal --device cuda --size 640x360 --frames 12 \
+                --clips static pan truck dolly handheld --baseline "$FILL_BASELINE" --json "$OUT/fill_equal_cuda.json"
+        fi
         ;;
     depth) step depth_1080p 100 $PY bench/bench_depth_stages.py --device cuda --frames 6 --height 1080 --width 1920 ;;
     flow)

@@ -31,12 +31,15 @@ def _motion_rows(u, v, rho, us, vs, size: tuple[int, int]) -> tuple[torch.Tensor
 def predict_motion(params: torch.Tensor, u: torch.Tensor, v: torch.Tensor, rho: torch.Tensor, size: tuple[int, int]):
     """Where points of frame t land in frame s under the fitted scene motion (``fit_scene_motion``).
 
-    params: float64 ``(12,)``; u, v ``(N,)`` pixel coordinates; rho ``(N,)`` inverse depth 1/Z of each
-    point at frame t. Returns u_s, v_s ``(N,)`` and w ``(N,)``, the model's Z_s / Z_t, in the dtype of
-    ``u`` (float32 keeps 1e-4 px at any frame size the project handles; the fit itself is float64).
+    params: float64 ``(12,)``, or ``(N, 12)``: each point's own (points of several frame pairs at once);
+    u, v ``(N,)`` pixel coordinates; rho ``(N,)`` inverse depth 1/Z of each point at frame t. Returns u_s,
+    v_s ``(N,)`` and w ``(N,)``, the model's Z_s / Z_t, in the dtype of ``u`` (float32 keeps 1e-4 px at
+    any frame size the project handles; the fit itself is float64).
     """
     h, w = size
-    p = params.tolist()  # Python floats: the coefficients enter every element's arithmetic alike
+    # the coefficients rounded to u's dtype, as a Python float is in an op with a tensor, on the device (no copy to
+    # the host): every element's arithmetic is the same whether its point comes alone or with others
+    p = params.to(u.dtype).unbind(-1)
     x, y, q = (u - 0.5 * w) * (1.0 / w), (v - 0.5 * h) * (1.0 / w), rho * p[11]
     den = x * p[6] + y * p[7] + q * p[10] + 1.0
     xs = (x * p[0] + y * p[1] + q * p[8] + p[2]) / den
@@ -71,13 +74,16 @@ def fit_scene_motion(
     # last column explain the same motion and Z_s / Z_t (the denominator) would be anything; with the ridge
     # it stays near 1 (no dolly), and where depth varies the data outweighs it by ~1e6.
     ridge = torch.diag(torch.tensor([1e-12] * 8 + [1e-6] * 3, dtype=torch.float64, device=u.device))
-    ridge_scale = 1.0
 
+    # Everything stays on the device (no value read back to the host: on CUDA each read would stall the queue).
     def solve(use: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         wt = torch.cat([use, use])[:, None]
         ata = (a * wt).T @ a
         atb = (a * wt).T @ b
-        params = torch.cat([torch.linalg.solve(ata + ridge_scale * float(ata.diagonal().mean()) * ridge, atb), scale.reshape(1)])
+        # solve_ex: solve's result, without its check that reads the status back (a singular system gives
+        # non-finite parameters, which move no point: predict_motion's points then land nowhere)
+        solution = torch.linalg.solve_ex(ata + ata.diagonal().mean() * ridge, atb).result
+        params = torch.cat([solution, scale.reshape(1)])
         pu, pv, _ = predict_motion(params, u, v, rho, size)
         return params, ((pu - us) ** 2 + (pv - vs) ** 2).sqrt()
 
@@ -86,9 +92,8 @@ def fit_scene_motion(
         half = err.kthvalue(max(12, n // 2)).values
         params, err = solve((err <= half).double())
     for _ in range(MOTION_ROUNDS):
-        threshold = max(inlier_px, 3.0 * float(err.median()))
-        use = (err <= threshold).double()
-        if use.sum() < 12:
-            break
-        params, err = solve(use)
+        use = (err <= (3.0 * err.median()).clamp_min(inlier_px)).double()
+        enough = use.sum() >= 12  # too few inliers: keep the previous fit (the next round would find the same few)
+        refit, refit_err = solve(use)
+        params, err = torch.where(enough, refit, params), torch.where(enough, refit_err, err)
     return params

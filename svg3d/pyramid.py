@@ -28,11 +28,16 @@ def bilinear_taps(h: int, w: int, x: torch.Tensor, y: torch.Tensor) -> tuple[lis
     return index, weight
 
 
-def sample_bilinear(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples ``(C, N)`` of ``img (C, H, W)`` at ``x, y (N,)`` (``camera``'s pixel centres; clamped inside)."""
-    c, h, w = img.shape
+def sample_bilinear(img: torch.Tensor, x: torch.Tensor, y: torch.Tensor, which: torch.Tensor | None = None) -> torch.Tensor:
+    """Bilinear samples ``(C, N)`` of ``img (C, H, W)`` at ``x, y (N,)`` (``camera``'s pixel centres; clamped inside).
+
+    With ``which`` (long ``(N,)``), ``img`` is a stack ``(C, B, H, W)`` and point i samples image ``which[i]``.
+    """
+    c, h, w = img.shape[0], img.shape[-2], img.shape[-1]
     index, weight = bilinear_taps(h, w, x, y)
-    flat = img.reshape(c, h * w)
+    if which is not None:
+        index = [i + which * (h * w) for i in index]
+    flat = img.reshape(c, -1)
     out = flat.index_select(1, index[0]) * weight[0]
     for i, wt in zip(index[1:], weight[1:], strict=True):
         out = out + flat.index_select(1, i) * wt

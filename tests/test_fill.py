@@ -143,6 +143,14 @@ def test_scene_motion_is_recovered_exactly_despite_moving_objects():
     params = motion.fit_scene_motion(u, v, 0.3 / z + 0.1, us_obs, vs_obs, (h, w), inlier_px=0.5)
     pu, pv, _ = motion.predict_motion(params, u, v, 0.3 / z + 0.1, (h, w))
     assert ((pu - us) ** 2 + (pv - vs) ** 2).sqrt().max() < 1e-3
+    # points of several frame pairs at once, each with its pair's parameters: what each pair gives its points alone
+    both = torch.stack([params, motion.fit_scene_motion(u, v, 1 / z, us, vs, (h, w), inlier_px=0.5)])
+    pair = torch.arange(n) % 2
+    xf, yf, rf = u.float(), v.float(), (1 / z).float()
+    together = motion.predict_motion(both[pair], xf, yf, rf, (h, w))
+    for k in (0, 1):
+        alone = motion.predict_motion(both[k], xf[pair == k], yf[pair == k], rf[pair == k], (h, w))
+        assert all(torch.equal(a, b[pair == k]) for a, b in zip(alone, together, strict=True))
 
 
 def test_border_band_and_its_width():
@@ -295,6 +303,28 @@ def test_chunks_with_their_context_equal_the_whole_clip(border):
     short = fill.fill_views(fm.images[1:, 4:], fm.masks[1:, 4:, 0], depth[1:, 4:], source=fm.images[0, 4:], source_depth=depth[0, 4:],
                             baselines=b[1:], focal=fm.info.focal, config=config, core=slice(0, 3))  # fmt: skip
     assert not torch.equal(short, whole[:, 4:7])
+
+
+@pytest.mark.parametrize("border", ["stretch", "mirror"])
+def test_cells_filled_in_batches_equal_cells_filled_alone(monkeypatch, border):
+    """The filler fills cells (a view at a frame) in batches for speed (one op over many cells on the GPU): no op may
+    mix them, so any batch size gives the same bytes (what makes chunks equal the whole clip, whatever the device).
+    Two views on both sides, with a screen plane (per-view shifts and offsets)."""
+    fm, depth, _ = rendered(4, camera_motion="handheld", t=9, h=48, w=80)
+    src, z, focal = fm.images[0], depth[0], fm.info.focal
+    screen = float((1 / z).median())  # the screen plane in the middle of the scene
+    baselines = torch.tensor([fm.info.baselines[1], -0.6 * fm.info.baselines[1]])
+    images, masks = warp_views(src, z, baselines, focal, screen=screen)
+    views = matrix.warp_depth(z, baselines, focal, screen=screen)
+    args = dict(source=src, source_depth=z, baselines=baselines, focal=focal, screen=screen, config=FillConfig(border=border), with_origin=True)
+    out = {}
+    for pixels in (1, 10**9):  # one cell per batch, then every cell in one
+        monkeypatch.setattr(fill, "DEFAULT_BATCH_PIXELS", pixels)
+        out[pixels] = fill.fill_views(images, masks[:, :, 0], views, core=slice(1, 8), **args)
+    (alone, origin_alone), (together, origin_together) = out[1], out[10**9]
+    assert torch.equal(alone, together) and torch.equal(origin_alone, origin_together)
+    assert (origin_alone == FROM_TIME).any() and (origin_alone == FROM_SPACE).any()
+    assert (fill.border_band(masks[:, :, 0], 1) | fill.border_band(masks[:, :, 0], -1)).any()
 
 
 def test_background_seen_in_other_frames_comes_in_for_a_moving_camera():

@@ -46,8 +46,11 @@ colours from the background only, never from the occluder (``fill_views``, per v
    pixel stays put while its background does not move (``_consolidate``).
 
 Chunks: the output for frame t depends only on the inputs of frames within ``FillConfig.context``
-(``window + smooth``) of it, and every frame is computed on its own (never batched with other frames, so no float reduction
-order changes with the chunk), so filling a clip in chunks with their context equals filling it whole.
+(``window + smooth``) of it, and no op mixes cells (a view at a frame): cells are filled in batches
+(``BATCH_PIXELS``: few large ops, for the GPU) with elementwise ops, gathers and running sums along
+each image's own rows and columns, never a reduction across cells, so every cell comes out as it would
+alone, and filling a clip in chunks with their context equals filling it whole. The motion fit is per
+pair of frames, and nothing is read back to the host per frame but one list of hole pixels per batch.
 
 Conventions from ``camera``: frame matrix ``images (V, T, 3, H, W)`` in [0, 1], ``known (V, T, H, W)``
 bool with True = known; ``depth`` is metric Z in metres (larger = farther), 0 where unknown. CPU-only
@@ -133,12 +136,14 @@ def _tap_range(z: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch
 
 
 def _sample_with_depth(
-    flat: torch.Tensor, h: int, w: int, x: torch.Tensor, y: torch.Tensor
+    flat: torch.Tensor, h: int, w: int, x: torch.Tensor, y: torch.Tensor, base: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bilinear samples ``(N, C)`` of pixels ``flat (H*W, C)`` (channels last: one row per tap) whose last
-    channel is depth, and the min and max ``(N,)`` of that depth over the 4 taps."""
+    channel is depth, and the min and max ``(N,)`` of that depth over the 4 taps. With ``base`` (long
+    ``(N,)``), ``flat`` holds several images ``(B*H*W, C)`` and point i samples the one from row ``base[i]``."""
     index, weight = bilinear_taps(h, w, x, y)
-    taps = flat.index_select(0, torch.cat(index)).view(4, x.numel(), -1)  # one gather: (4 taps, N, C)
+    index = torch.cat(index) if base is None else torch.cat([i + base for i in index])
+    taps = flat.index_select(0, index).view(4, x.numel(), -1)  # one gather: (4 taps, N, C)
     out = taps[0] * weight[0][:, None]
     for tap, wt in zip(taps[1:], weight[1:], strict=True):
         out = out + tap * wt[:, None]
@@ -161,13 +166,16 @@ class _Flows:
     Only neighbours: motion to a frame k away is chained over k steps of one frame, whose flows are
     accurate (small motion) and shared by every frame of the chunk (2 flows per frame, not 2k). Each
     pair is computed on its own (one backend call), so its result does not depend on the chunk.
-    ``sample(i, j, x, y)``: flow ``(2, N)`` in full-resolution pixels from frame i to j = i +- 1 at
-    full-resolution points of frame i. ``motion(i, j)``: ``fit_scene_motion``'s parameters.
+    ``table(step, starts)``: for the pairs (i, i + step) of the frames i in ``starts``, the scene's motion
+    (``fit_scene_motion``'s parameters, ``(n, 12)``, row i) and the flow ``(2, n, lh, lw)``, for points of
+    many frames at once (other rows: no motion). ``sample(flow, i, x, y)``: that flow ``(2, N)`` in
+    full-resolution pixels at full-resolution points of frames ``i (N,)``. ``frames``: every source
+    frame's colour and Z together, channels last ``(n*H*W, 4)``, for gathers at points of any frame.
     """
 
     def __init__(self, source: torch.Tensor, source_depth: torch.Tensor, config: FillConfig, backend: FlowBackend | None) -> None:
         n, _, h, w = source.shape
-        self.h, self.w = h, w
+        self.n, self.h, self.w = n, h, w
         lw = min(w, config.flow_width)
         lh = max(8, round(h * lw / w))
         self.sx, self.sy = lw / w, lh / h  # low-resolution pixels per full-resolution pixel
@@ -178,8 +186,7 @@ class _Flows:
         self.small = [
             source[i : i + 1] if (lh, lw) == (h, w) else F.interpolate(source[i : i + 1], size=(lh, lw), mode="area") for i in range(n)
         ]
-        self.source = source
-        self._frames: dict[int, torch.Tensor] = {}
+        self.frames = torch.cat([source, source_depth[:, None]], 1).permute(0, 2, 3, 1).reshape(n * h * w, 4)
         self.flows: dict[tuple[int, int], torch.Tensor] = {}
         self.motions: dict[tuple[int, int], torch.Tensor] = {}
         # the fit's sample points: a grid on the flow's pixels, in full-resolution coordinates
@@ -189,20 +196,22 @@ class _Flows:
             indexing="ij",
         )
         self.grid = (gx.reshape(-1), gy.reshape(-1))
-
-    def frame(self, i: int) -> torch.Tensor:
-        """Frame i as ``(H*W, 4)``: colour and Z of each pixel together, channels last, for gathers at points."""
-        if i not in self._frames:
-            self._frames[i] = torch.cat([self.source[i], self.depth[i][None]]).reshape(4, -1).T.contiguous()
-        return self._frames[i]
+        self.still = torch.tensor([1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0, 1.0], dtype=torch.float64, device=source.device)
+        self.no_flow = source.new_zeros(2, lh, lw)
 
     def flow(self, i: int, j: int) -> torch.Tensor:
         if (i, j) not in self.flows:
             self.flows[(i, j)] = self.backend(self.small[i], self.small[j]).to(self.small[i].device, torch.float32)[0]  # (2, lh, lw)
         return self.flows[(i, j)]
 
-    def sample(self, i: int, j: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        f = sample_bilinear(self.flow(i, j), (x + 0.5) * self.sx - 0.5, (y + 0.5) * self.sy - 0.5)  # (2, N) low-res pixels
+    def table(self, step: int, starts: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = range(self.n)
+        motion = torch.stack([self.motion(i, i + step) if i in starts else self.still for i in rows])
+        flow = torch.stack([self.flow(i, i + step) if i in starts else self.no_flow for i in rows], 1)
+        return motion, flow
+
+    def sample(self, flow: torch.Tensor, i: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        f = sample_bilinear(flow, (x + 0.5) * self.sx - 0.5, (y + 0.5) * self.sy - 0.5, which=i)  # (2, N) low-res pixels
         return torch.stack([f[0] / self.sx, f[1] / self.sy])
 
     def motion(self, i: int, j: int) -> torch.Tensor:
@@ -212,18 +221,16 @@ class _Flows:
             u, v = (gx + 0.5) / self.sx - 0.5, (gy + 0.5) / self.sy - 0.5  # full-resolution coordinates
             us, vs = u + f[0] / self.sx, v + f[1] / self.sy
             lo, hi = _tap_range(self.depth[i], u, v)
-            ok = (lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)
+            ok = ((lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)).nonzero()[:, 0]  # one read-back
             z = sample_bilinear(self.depth[i][None], u, v)[0]
-            self.motions[(i, j)] = fit_scene_motion(u[ok], v[ok], 1.0 / z[ok], us[ok], vs[ok], (self.h, self.w), inlier_px=self.inlier_px)
+            u, v, rho, us, vs = (a[ok] for a in (u, v, 1.0 / z, us, vs))
+            self.motions[(i, j)] = fit_scene_motion(u, v, rho, us, vs, (self.h, self.w), inlier_px=self.inlier_px)
         return self.motions[(i, j)]
 
-    def forget_before(self, t: int) -> None:
-        """Drop what frames before t computed (bounded memory over a long chunk)."""
-        for key in [k for k in self.flows if k[0] < t]:
-            del self.flows[key]
-            self.motions.pop(key, None)
-        for i in [i for i in self._frames if i < t]:
-            del self._frames[i]
+
+def _chain_starts(frames: Sequence[int], step: int, steps: int, n: int) -> set[int]:
+    """The frames i whose pair (i, i + step) a chain of up to ``steps`` steps from each of ``frames`` passes (within n)."""
+    return {t + step * (k - 1) for t in frames for k in range(1, steps + 1) if 0 <= t + step * k < n}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,22 +238,21 @@ class _Flows:
 
 
 def temporal_fill(
-    t: int,
+    frames: Sequence[int],
     hole: torch.Tensor,
     depth: torch.Tensor,
-    shift: float,
-    offset: float,
-    source: torch.Tensor,
-    source_depth: torch.Tensor,
+    shift: torch.Tensor,
+    offset: torch.Tensor,
     flows: _Flows,
     config: FillConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Step 2 for one view at frame ``t`` of a chunk: hole pixels seen by the source in other frames.
+    """Step 2 for N cells (a view at a frame) of a chunk: hole pixels seen by the source in other frames.
 
-    hole: bool ``(H, W)``; depth: Z ``(H, W)`` of the view at t (0 in holes); shift: focal x baseline
-    (px m); offset: the view's screen-plane offset, shift x screen (px: ``camera``); source ``(n, 3, H, W)``, source_depth ``(n, H, W)``: the input view's frames of the chunk.
-    Returns the flat pixel indices of the filled pixels ``(M,)``, their colours ``(3, M)`` and their
-    depth ``(M,)`` (the hole's background depth at frame t).
+    frames: the frame t of each cell; hole: bool ``(N, H, W)``; depth: Z ``(N, H, W)`` of the cells (0 in
+    holes); shift: focal x baseline (px m) of each cell's view ``(N,)``; offset: the view's screen-plane
+    offset, shift x screen (px: ``camera``) ``(N,)``. The source's frames are ``flows``'.
+    Returns the flat indices into ``(N, H, W)`` of the filled pixels ``(M,)``, their colours ``(M, 3)``
+    and their depth ``(M,)`` (the hole's background depth at frame t).
 
     Two motions of the hidden point are followed frame by frame, ``window`` frames each way: the
     scene's (``fit_scene_motion`` per pair of neighbours, chained with the point's depth; exact for a
@@ -254,26 +260,30 @@ def temporal_fill(
     at the reference point (for a background that moves by itself). With a usable reference
     (background at the hole's depth, ``flow_margin`` away from the occluder), a motion counts at a
     frame only if the reference keeps its colour along it, and the one that keeps it better wins.
+    Every point's arithmetic is its own (elementwise ops and gathers): cells batched together give what
+    each gives alone.
     """
-    n, _, h, w = source.shape
-    device = depth.device
+    n, h, w = flows.n, flows.h, flows.w
+    device, dtype = depth.device, flows.frames.dtype
     valid = ~hole & (depth > 0)
-    left, right = _row_neighbours(valid)  # (H, W)
+    left, right = _row_neighbours(valid)  # (N, H, W)
     z_left = torch.where(left >= 0, depth.gather(-1, left.clamp_min(0)), 0)
     z_right = torch.where(right >= 0, depth.gather(-1, right.clamp_min(0)), 0)
     z_bg_map = torch.where(valid, 0, torch.maximum(z_left, z_right))
-    ys, xs = (hole & (z_bg_map > 0)).nonzero(as_tuple=True)
+    cell, ys, xs = (hole & (z_bg_map > 0)).nonzero(as_tuple=True)
     empty = torch.zeros(0, dtype=torch.long, device=device)
     if ys.numel() == 0 or config.window == 0 or n == 1:
-        return empty, source.new_zeros(3, 0), depth.new_zeros(0)
-    flat = ys * w + xs
+        return empty, flows.frames.new_zeros(0, 3), depth.new_zeros(0)
+    flat = cell * (h * w) + ys * w + xs
+    t = torch.as_tensor(frames, device=device)[cell]  # each point's frame
     z_bg = z_bg_map.reshape(-1)[flat]
     on_right = z_right.reshape(-1)[flat] >= z_left.reshape(-1)[flat]  # background side (ties: right)
-    edge = torch.where(on_right, right.reshape(-1)[flat], left.reshape(-1)[flat]).to(source.dtype)  # its nearest known column
-    side = torch.where(on_right, 1.0, -1.0).to(source.dtype)
-    disparity = shift / z_bg - offset  # px: the hidden point sits at u + f b (1 / Z - screen) in the source
-    x_hidden = xs.to(source.dtype) + disparity
-    y = ys.to(source.dtype)
+    edge = torch.where(on_right, right.reshape(-1)[flat], left.reshape(-1)[flat]).to(dtype)  # its nearest known column
+    side = torch.where(on_right, 1.0, -1.0).to(dtype)
+    # px: the hidden point sits at u + f b (1 / Z - screen) in the source (f b / Z as torch computes a number over a tensor)
+    disparity = z_bg.reciprocal() * shift[cell] - offset[cell]
+    x_hidden = xs.to(dtype) + disparity
+    y = ys.to(dtype)
     keep = 1 - config.depth_tolerance
 
     def same_surface(lo: torch.Tensor, hi: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
@@ -281,40 +291,45 @@ def temporal_fill(
 
     # The reference point: on the background, flow_margin into it from the occluder's edge (or half of
     # that) where the source shows the hole's background surface there.
+    at_t = t * (h * w)
     x_ref = edge + disparity
-    ref_ok = torch.zeros_like(hole.reshape(-1)[flat])
+    ref_ok = torch.zeros_like(on_right)
     for m in (config.flow_margin * w, 0.5 * config.flow_margin * w):
         x_try = edge + disparity + side * m
-        lo, hi = _tap_range(source_depth[t], x_try, y)
+        _, lo, hi = _sample_with_depth(flows.frames, h, w, x_try, y, at_t)
         good = ~ref_ok & _inside(x_try, y, h, w) & same_surface(lo, hi, z_bg)
         x_ref = torch.where(good, x_try, x_ref)
         ref_ok |= good
-    ref, _, _ = _sample_with_depth(flows.frame(t), h, w, x_ref, y)
+    ref, _, _ = _sample_with_depth(flows.frames, h, w, x_ref, y, at_t)
     ref_colour, ref_depth = ref[:, :3], ref[:, 3].clamp_min(1e-12)  # (N, 3), (N,)
 
-    total = torch.zeros(ys.numel(), 3, dtype=source.dtype, device=device)
-    weight = torch.zeros(ys.numel(), dtype=source.dtype, device=device)
+    total = torch.zeros(ys.numel(), 3, dtype=dtype, device=device)
+    weight = torch.zeros(ys.numel(), dtype=dtype, device=device)
     inf = torch.full_like(z_bg, math.inf)
     static_px = 2 * flows.inlier_px  # per sqrt(frame): how far the flow and the scene's motion may drift apart
     num = ys.numel()
     for step in (1, -1):  # forward in time, then backward: a fixed order
+        starts = _chain_starts(frames, step, config.window, n)
+        motion, flow = flows.table(step, starts)
         # scene-motion chain of the hidden points and the references together: (2N,) positions and depths
         xc, yc, zc = torch.cat([x_hidden, x_ref]), torch.cat([y, y]), torch.cat([z_bg, ref_depth])
         # flow chain: the reference followed along the flow
         xf, yf = x_ref, y
         for k in range(1, config.window + 1):
-            i, s = t + step * (k - 1), t + step * k
-            if not 0 <= s < n:
+            if not any(0 <= f + step * k < n for f in frames):
                 break
-            xc, yc, wc = predict_motion(flows.motion(i, s), xc, yc, 1.0 / zc, (h, w))
+            i, s = t + step * (k - 1), t + step * k
+            within = (s >= 0) & (s < n)  # a point's chain ends at the chunk's end
+            i = i.clamp(0, n - 1)
+            xc, yc, wc = predict_motion(motion[torch.cat([i, i])], xc, yc, 1.0 / zc, (h, w))
             zc = zc * wc
-            f = flows.sample(i, s, xf, yf)
+            f = flows.sample(flow, i, xf, yf)
             xf, yf = xf + f[0], yf + f[1]
             xm, xr, ym, yr, zm = xc[:num], xc[num:], yc[:num], yc[num:], zc[:num]
             xq, yq = x_hidden + (xf - x_ref), yf  # the hidden point keeps its offset to the flow-carried reference
             # one gather for the four places: reference and hidden point under the scene's motion, then under the flow
             px, py = torch.cat([xr, xm, xf, xq]), torch.cat([yr, ym, yf, yq])
-            got_s, lo4, hi4 = _sample_with_depth(flows.frame(s), h, w, px, py)
+            got_s, lo4, hi4 = _sample_with_depth(flows.frames, h, w, px, py, (s.clamp(0, n - 1) * (h * w)).repeat(4))
             inside4 = _inside(px, py, h, w)
             ref_m, col_m, ref_f, col_f = got_s.split(num)
             lo_m, lo_q = lo4[num : 2 * num], lo4[3 * num :]
@@ -334,15 +349,13 @@ def temporal_fill(
             ok_f = ref_ok & in_f & in_q & same_surface(lo_q, hi_q, z_bg * ratio)
             ok_f &= (err_f <= config.colour_tolerance) & (ratio > keep) & (ratio * keep < 1)
             use_f = ok_f & (~ok_m | (err_f < err_m))
-            ok = ok_m | ok_f
-            if not ok.any():
-                continue
+            ok = (ok_m | ok_f) & within
             colour = torch.where(use_f[:, None], col_f[:, :3], col_m[:, :3])  # (N, 3)
-            wt_ok = ok.to(source.dtype) * config.decay ** (k - 1)
-            total = total + colour * wt_ok[:, None]
+            wt_ok = ok.to(dtype) * config.decay ** (k - 1)
+            total = total + colour * wt_ok[:, None]  # (a point that saw nothing adds an exact 0)
             weight = weight + wt_ok
     got = weight > 0
-    return flat[got], (total[got] / weight[got, None]).T, z_bg[got]
+    return flat[got], total[got] / weight[got, None], z_bg[got]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -350,17 +363,17 @@ def temporal_fill(
 
 
 def _vertical_box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Sum over ``2 radius + 1`` rows of each pixel of ``x (C, H, W)``, zero outside (running sums along H)."""
-    c, h, w = x.shape
-    csum = F.pad(x, (0, 0, radius + 1, radius)).cumsum(1)  # (C, H + 2r + 1, W): a leading 0
-    return csum[:, 2 * radius + 1 :] - csum[:, : h]
+    """Sum over ``2 radius + 1`` rows of each pixel of ``x (..., H, W)``, zero outside (running sums along H)."""
+    h = x.shape[-2]
+    csum = F.pad(x, (0, 0, radius + 1, radius)).cumsum(-2)  # (..., H + 2r + 1, W): a leading 0
+    return csum[..., 2 * radius + 1 :, :] - csum[..., :h, :]
 
 
 def _horizontal_box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Sum over ``2 radius + 1`` columns of each pixel of ``x (C, H, W)``, zero outside."""
-    w = x.shape[2]
-    csum = F.pad(x, (radius + 1, radius)).cumsum(2)
-    return csum[:, :, 2 * radius + 1 :] - csum[:, :, :w]
+    """Sum over ``2 radius + 1`` columns of each pixel of ``x (..., H, W)``, zero outside."""
+    w = x.shape[-1]
+    csum = F.pad(x, (radius + 1, radius)).cumsum(-1)
+    return csum[..., 2 * radius + 1 :] - csum[..., :w]
 
 
 END_PIXELS = 1  # a hole's end colour: the mean of this many known pixels of its row there (1: the end pixel)
@@ -374,6 +387,7 @@ SOFT_COVER = 0.25  # a level whose window is this much known is used as it is (f
 def soft_fill(image: torch.Tensor, weights: torch.Tensor, todo: torch.Tensor) -> torch.Tensor:
     """Fill ``todo`` pixels of ``image (3, H, W)`` by normalised convolution over growing windows (step 3).
 
+    Any leading dims: image ``(..., 3, H, W)``, weights and todo ``(..., H, W)``.
     weights ``(H, W)`` in [0, 1]: how much each pixel may give (0 in holes and on occluders). Each level
     k averages the weighted pixels of a (2r+1)^2 box (r = 2^k, twice: a tent) at full resolution; from the
     coarsest level down, a level replaces what is below it in proportion to its cover (``SOFT_COVER`` or
@@ -381,22 +395,22 @@ def soft_fill(image: torch.Tensor, weights: torch.Tensor, todo: torch.Tensor) ->
     well-covered neighbourhood, small holes from a few pixels around, large ones a soft average.
     Returns ``(3, H, W)``.
     """
-    wt = weights.to(image.dtype)[None]
-    num, den = image * wt, wt
+    wt = weights.to(image.dtype).unsqueeze(-3)
+    both = torch.cat([image * wt, wt], -3)  # the weighted colour and the weight through the same boxes (one op each)
     levels = []
     for k in range(SOFT_LEVELS):
         r = 2**k
-        n, d = num, den
+        nd = both
         for _ in range(2):  # a tent: two boxes
-            n = _vertical_box(_horizontal_box(n, r), r)
-            d = _vertical_box(_horizontal_box(d, r), r)
+            nd = _vertical_box(_horizontal_box(nd, r), r)
+        n, d = nd[..., :3, :, :], nd[..., 3:, :, :]
         area = float((2 * r + 1) ** 4)
         d = torch.where(d > 0.5, d, 0)  # running sums leave ~1e-3 where nothing is: no pixel weighs less than 1 here
         levels.append((n / d.clamp_min(0.5), (d / area / SOFT_COVER).clamp(0, 1)))
     colour, _ = levels[-1]
     for value, alpha in reversed(levels[:-1]):
         colour = alpha * value + (1 - alpha) * colour
-    return torch.where(todo[None], colour, image)
+    return torch.where(todo.unsqueeze(-3), colour, image)
 
 
 SPREAD = 1.0  # smoothing radius per px of distance to the hole's edge
@@ -416,37 +430,39 @@ def row_fill(
     (one end only) that end's colour continues the picture. The row values are then smoothed over the
     rows of the hole, the more the farther from its edge (radius ~ half the distance), so a fill follows
     the horizontal structure at the edge and fades into a soft average inside, never into streaks.
-    Returns ``(3, H, W)``.
+    Any leading dims: image ``(..., 3, H, W)``, the others ``(..., H, W)``. Returns ``(..., 3, H, W)`` and
+    the trust in the background end ``(..., H, W)``.
     """
-    c, h, w = image.shape
+    c, h, w = image.shape[-3:]
     left, right = _row_neighbours(known)
     cols = torch.arange(w, device=image.device).expand(h, w)
     has_l, has_r = left >= 0, right >= 0
     # each end's colour: the mean of its END_PIXELS known pixels along the row (an edge pixel alone carries
     # the warp's halo and the sensor's noise)
-    k = known.to(image.dtype)[None]
+    k = known.to(image.dtype).unsqueeze(-3)
     ends = _horizontal_box(image * k, END_PIXELS - 1) / _horizontal_box(k, END_PIXELS - 1).clamp_min(1e-12)
-    col_l = ends.gather(2, (left - (END_PIXELS - 1)).clamp_min(0).expand(c, h, w))
-    col_r = ends.gather(2, (right + (END_PIXELS - 1)).clamp(0, w - 1).expand(c, h, w))
-    z_l = torch.where(has_l, depth.gather(1, left.clamp_min(0)), 0)
-    z_r = torch.where(has_r, depth.gather(1, right.clamp_min(0)), 0)
+    col_l = ends.gather(-1, (left - (END_PIXELS - 1)).clamp_min(0).unsqueeze(-3).expand(image.shape))
+    col_r = ends.gather(-1, (right + (END_PIXELS - 1)).clamp(0, w - 1).unsqueeze(-3).expand(image.shape))
+    z_l = torch.where(has_l, depth.gather(-1, left.clamp_min(0)), 0)
+    z_r = torch.where(has_r, depth.gather(-1, right.clamp_min(0)), 0)
     d_l = (cols - left).to(image.dtype)
     d_r = (right - cols).to(image.dtype)
     both = has_l & has_r
-    interp = torch.where(both[None], (col_l * d_r + col_r * d_l) / (d_l + d_r).clamp_min(1), torch.where(has_l[None], col_l, col_r))
+    d_l3, d_r3 = d_l.unsqueeze(-3), d_r.unsqueeze(-3)
+    interp = torch.where(both.unsqueeze(-3), (col_l * d_r3 + col_r * d_l3) / (d_l3 + d_r3).clamp_min(1), torch.where(has_l.unsqueeze(-3), col_l, col_r))
     far_r = z_r >= z_l
     ratio = torch.maximum(z_l, z_r) / torch.minimum(z_l, z_r).clamp_min(1e-12)
     tol = config.depth_tolerance
     trust = torch.where(both & (z_l > 0) & (z_r > 0), ((ratio - 1 - tol) / tol).clamp(0, 1), 0.0)
     # a saturated end has no depth to trust (a blown-out window, a lamp: estimators and matchers guess there)
-    saturated = (col_l.amin(0) >= SATURATED) | (col_r.amin(0) >= SATURATED)
+    saturated = (col_l.amin(-3) >= SATURATED) | (col_r.amin(-3) >= SATURATED)
     trust = torch.where(saturated, 0.0, trust)
-    bg = torch.where(far_r[None], col_r, col_l)
-    value = trust[None] * bg + (1 - trust[None]) * interp
+    bg = torch.where(far_r.unsqueeze(-3), col_r, col_l)
+    value = trust.unsqueeze(-3) * bg + (1 - trust.unsqueeze(-3)) * interp
     near = torch.where(both, torch.minimum(d_l, d_r), torch.where(has_l, d_l, d_r))
     dist = trust * torch.where(far_r, d_r, d_l) + (1 - trust) * near
     dist = torch.where(both | has_l | has_r, dist, 0)
-    hole = todo.to(image.dtype)[None]
+    hole = todo.to(image.dtype).unsqueeze(-3)
     levels = [value]
     for k in range(SMOOTH_LEVELS):
         r = 2**k
@@ -456,11 +472,11 @@ def row_fill(
     pos = pos.clamp(0, SMOOTH_LEVELS)
     lo = pos.floor().long().clamp(max=SMOOTH_LEVELS - 1)
     frac = (pos - lo).to(image.dtype)
-    stack = torch.stack(levels)  # (L + 1, 3, H, W)
-    a = stack.gather(0, lo[None, None].expand(1, c, h, w))[0]
-    b = stack.gather(0, (lo + 1)[None, None].expand(1, c, h, w))[0]
-    out = a + (b - a) * frac[None]
-    return torch.where(todo[None] & (both | has_l | has_r)[None], out, image), trust
+    stack = torch.stack(levels)  # (L + 1, ..., 3, H, W)
+    a = stack.gather(0, lo.unsqueeze(-3).expand(1, *image.shape))[0]
+    b = stack.gather(0, (lo + 1).unsqueeze(-3).expand(1, *image.shape))[0]
+    out = a + (b - a) * frac.unsqueeze(-3)
+    return torch.where((todo & (both | has_l | has_r)).unsqueeze(-3), out, image), trust
 
 
 # --------------------------------------------------------------------------------------------------
@@ -500,9 +516,10 @@ def fill_border(image: torch.Tensor, band: torch.Tensor, side: int, mode: str, *
     band pixel copies the last known one), so texture continues into the band. ``float``: a floating window,
     black over the ``width`` columns at the edge (default: the widest row of the band); pixels beside
     the band in those columns are blacked too, so the window's edge is a straight line. Rows without
-    any known pixel are left as they are. Returns ``(3, H, W)``.
+    any known pixel are left as they are. Returns ``(3, H, W)``. Any leading dims (``(..., 3, H, W)`` and
+    ``(..., H, W)``): ``float``'s default width is then the widest row of them all.
     """
-    _, h, w = image.shape
+    h, w = image.shape[-2:]
     if not band.any() and not (mode == "float" and width):
         return image
     cols = torch.arange(w, device=image.device).expand(h, w)
@@ -512,12 +529,12 @@ def fill_border(image: torch.Tensor, band: torch.Tensor, side: int, mode: str, *
     if mode == "float":
         width = int(band.sum(-1).max().item()) if width is None else width
         bar = (cols >= w - width) if side > 0 else (cols < width)
-        return torch.where(bar[None], 0.0, image)  # pixels beside the band in those columns too (the docstring)
+        return torch.where(bar, 0.0, image)  # pixels beside the band in those columns too (the docstring)
     if mode != "mirror":
         raise ValueError(f"border mode must be mirror or float here (stretch is step 3's row fill), got {mode!r}")
     src = ((2 * inner + 1 - cols) if side > 0 else (2 * inner - 1 - cols)).clamp(0, w - 1)
-    values = image.gather(2, src[None].expand(3, h, w))
-    return torch.where((band & has_edge)[None], values, image)
+    values = image.gather(-1, src.unsqueeze(-3).expand(image.shape))
+    return torch.where((band & has_edge).unsqueeze(-3), values, image)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -533,6 +550,16 @@ def _check_views(images, known, depth, source, source_depth, baselines) -> dict[
     if known.dtype != torch.bool:
         raise ValueError(f"known: expected a bool mask, got {known.dtype}")
     return s
+
+
+BATCH_PIXELS = {"cuda": 2**24}  # pixels of the cells filled together (one op over them all); other devices: DEFAULT_BATCH_PIXELS
+DEFAULT_BATCH_PIXELS = 1  # on the CPU ops are large enough per cell already; batches bound the memory (~0.5 kB a pixel)
+
+
+def _batches(items: list, h: int, w: int, device: torch.device) -> list[list]:
+    """``items`` (cells) in batches of up to ``BATCH_PIXELS`` pixels (at least one cell each)."""
+    size = max(1, BATCH_PIXELS.get(device.type, DEFAULT_BATCH_PIXELS) // (h * w))
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def fill_views(
@@ -571,42 +598,59 @@ def fill_views(
     v_count, n, h, w = s["V"], s["n"], s["H"], s["W"]
     frames = range(n)[core]
     dtype = images.dtype if images.is_floating_point() else torch.float32
-    out = torch.empty(v_count, len(frames), 3, h, w, dtype=dtype, device=images.device)
-    origin = torch.zeros(v_count, len(frames), h, w, dtype=torch.uint8, device=images.device)
-    src = source.to(images.device, dtype)
-    src_z = source_depth.to(images.device, dtype)
-    shifts = (float(focal) * baselines.double()).tolist()  # px m per view, as warp.warp_views
-    offsets = (float(focal) * baselines.double() * screen).tolist()  # px per view: the screen plane's shift
-    flows = _Flows(src, src_z, config, flow)
-    first: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # (view, frame) -> steps 1-4
-
-    def first_pass(v: int, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if (v, t) not in first:
-            first[(v, t)] = _fill_frame(images[v, t].to(dtype), known[v, t], depth[v, t].to(dtype), t, shifts[v], offsets[v], src, src_z, flows, config)
-        return first[(v, t)]
-
-    for j, t in enumerate(frames):
-        flows.forget_before(t - config.context)
-        for key in [key for key in first if key[1] < t - config.smooth]:
-            del first[key]
-        for v in range(v_count):
-            k = known[v, t]
-            if shifts[v] == 0 or k.all():
+    device = images.device
+    out = torch.empty(v_count, len(frames), 3, h, w, dtype=dtype, device=device)
+    origin = torch.zeros(v_count, len(frames), h, w, dtype=torch.uint8, device=device)
+    src = source.to(device, dtype)
+    src_z = source_depth.to(device, dtype)
+    shifts = float(focal) * baselines.double()  # px m per view, as warp.warp_views
+    offsets = shifts * screen  # px per view: the screen plane's shift
+    shift_of, offset_of = shifts.to(device, dtype), offsets.to(device, dtype)  # (rounded as a Python float is in an op)
+    moves = (shifts != 0).tolist()
+    full = known[:, frames.start : frames.stop : frames.step].flatten(2).all(-1).tolist()  # (V, len(frames)): nothing to fill
+    todo = [(v, j, t) for v in range(v_count) for j, t in enumerate(frames) if moves[v] and not full[v][j]]
+    for v in range(v_count):
+        for j, t in enumerate(frames):
+            if not moves[v] or full[v][j]:
                 out[v, j] = images[v, t].to(dtype)
-            else:
-                near = range(max(0, t - config.smooth), min(n, t + config.smooth + 1))
-                img, o, _ = first_pass(v, t)
-                img = _consolidate(v, t, {i: first_pass(v, i) for i in near}, shifts[v], offsets[v], flows, config) if config.smooth else img
-                img = torch.where(k[None], images[v, t].to(dtype), img.clamp(0, 1))  # known pixels exactly as given
-                if config.border == "float":  # a floating window covers known pixels too: its edge is one straight line
-                    around = range(max(0, t - config.window), min(n, t + config.window + 1))
-                    for side in (1, -1):  # each edge with a band (both with a screen plane)
-                        width = max(int(band_width(known[v, i], side)) for i in around)
-                        if width:
-                            img = fill_border(img, border_band(k, side), side, "float", width=width)
-                out[v, j], origin[v, j] = img, o
-            if progress is not None:
+    flows = _Flows(src, src_z, config, flow)
+    # steps 1-4 on every cell within `smooth` frames of one to fill, batched (no op mixes cells), kept for step 5
+    # channels last: colour and the depth each pixel was filled for (n*H*W, 4), and the origin
+    first = sorted({(v, i) for v, _, t in todo for i in range(max(0, t - config.smooth), min(n, t + config.smooth + 1))})
+    row = {cell: r for r, cell in enumerate(first)}
+    passes = torch.empty(len(first) * h * w, 4, dtype=dtype, device=device)
+    passes_origin = torch.empty(len(first) * h * w, dtype=torch.uint8, device=device)
+    for batch in _batches(first, h, w, device):
+        vs, ts = [v for v, _ in batch], [t for _, t in batch]
+        img, o, z = _fill_frame(images[vs, ts].to(dtype), known[vs, ts], depth[vs, ts].to(dtype), ts, shift_of[vs], offset_of[vs], flows, config)
+        at = slice(row[batch[0]] * h * w, (row[batch[-1]] + 1) * h * w)
+        passes[at] = torch.cat([img, z.unsqueeze(1)], 1).permute(0, 2, 3, 1).reshape(-1, 4)
+        passes_origin[at] = o.reshape(-1)
+    # step 5, known pixels exactly as given, the floating window
+    for batch in _batches(todo, h, w, device):
+        vs, js, ts = ([c[i] for c in batch] for i in range(3))
+        rows = [row[(v, t)] for v, _, t in batch]
+        if config.smooth:
+            img = _consolidate(vs, ts, rows, row, passes, passes_origin, shift_of, offset_of, flows, config)
+        else:
+            img = passes.view(-1, h, w, 4)[rows, :, :, :3].permute(0, 3, 1, 2)
+        k = known[vs, ts]
+        img = torch.where(k.unsqueeze(1), images[vs, ts].to(dtype), img.clamp(0, 1))
+        if config.border == "float":  # a floating window covers known pixels too: its edge is one straight line
+            for b, (v, _, t) in enumerate(batch):
+                around = range(max(0, t - config.window), min(n, t + config.window + 1))
+                for side in (1, -1):  # each edge with a band (both with a screen plane)
+                    width = max(int(band_width(known[v, i], side)) for i in around)
+                    if width:
+                        img[b] = fill_border(img[b], border_band(k[b], side), side, "float", width=width)
+        out[vs, js] = img
+        origin[vs, js] = passes_origin.view(-1, h, w)[rows]
+        if progress is not None:
+            for _ in batch:
                 progress(1)
+    if progress is not None:
+        for _ in range(v_count * len(frames) - len(todo)):
+            progress(1)
     return (out, origin) if with_origin else out
 
 
@@ -614,23 +658,23 @@ def _fill_frame(
     image: torch.Tensor,
     known: torch.Tensor,
     depth: torch.Tensor,
-    t: int,
-    shift: float,
-    offset: float,
-    source: torch.Tensor,
-    source_depth: torch.Tensor,
+    frames: Sequence[int],
+    shift: torch.Tensor,
+    offset: torch.Tensor,
     flows: _Flows,
     config: FillConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Steps 1-4 on one cell: image ``(3, H, W)``, known ``(H, W)``, depth ``(H, W)`` at frame t of a view.
+    """Steps 1-4 on N cells: image ``(N, 3, H, W)``, known ``(N, H, W)``, depth ``(N, H, W)`` at ``frames`` of views
+    with ``shift`` and ``offset`` ``(N,)`` (``temporal_fill``). No op mixes cells: each comes out as it would alone.
 
-    Returns the filled image ``(3, H, W)``, the origin ``(H, W)`` uint8 and the depth ``(H, W)`` of
+    Returns the filled images ``(N, 3, H, W)``, the origin ``(N, H, W)`` uint8 and the depth ``(N, H, W)`` of
     every pixel (known, or the background depth it was filled for).
     """
+    c, h, w = image.shape[-3:]
     z = torch.where(known, depth, 0)
-    idx, colours, z_filled = temporal_fill(t, ~known, z, shift, offset, source, source_depth, flows, config)
+    idx, colours, z_filled = temporal_fill(frames, ~known, z, shift, offset, flows, config)
     img = image.clone()
-    img.view(3, -1)[:, idx] = colours
+    img.view(-1, c, h * w)[idx // (h * w), :, idx % (h * w)] = colours
     z = z.clone()
     z.view(-1)[idx] = z_filled
     now = known.clone()
@@ -640,12 +684,11 @@ def _fill_frame(
     # the row neighbours of what is known now (with a depth: a matrix built elsewhere may disagree with the
     # warped depth on a few splats), once for the band, step 3's background depth and the result's depth
     valid = now & (z > 0)
-    left, right = _row_neighbours(valid)
-    z_left = torch.where(left >= 0, z.gather(-1, left.clamp_min(0)), 0)
-    z_right = torch.where(right >= 0, z.gather(-1, right.clamp_min(0)), 0)
+    left, right = _row_neighbours(torch.stack([valid, now]))
+    z_left = torch.where(left[0] >= 0, z.gather(-1, left[0].clamp_min(0)), 0)
+    z_right = torch.where(right[0] >= 0, z.gather(-1, right[0].clamp_min(0)), 0)
     z_bg = torch.where(valid, 0, torch.maximum(z_left, z_right))  # as background_depth(z, now)
-    if not torch.equal(valid, now):
-        left, right = _row_neighbours(now)
+    left, right = left[1], right[1]
     # The out-of-view bands (as border_band(now, side)): at the edge content moves away from, and with a
     # screen plane also at the other edge (far content shifted the other way).
     bands = {side: ~now & ((right < 0) if side > 0 else (left < 0)) for side in (1, -1)}
@@ -660,23 +703,25 @@ def _fill_frame(
     rows, trust = row_fill(img, now, z, todo, config)
     soft = soft_fill(img, now.to(img.dtype), todo)
     share = torch.where(band, BAND_ROW_SHARE, ROW_SHARE).to(img.dtype)
-    share = (trust + (1 - trust) * share)[None]  # a trusted background end is never mixed with the occluder around
-    img = torch.where(todo[None], share * rows + (1 - share) * soft, img)
-    origin[interior] = FROM_SPACE
+    share = (trust + (1 - trust) * share).unsqueeze(1)  # a trusted background end is never mixed with the occluder around
+    img = torch.where(todo.unsqueeze(1), share * rows + (1 - share) * soft, img)
+    origin = torch.where(interior, FROM_SPACE, origin)
     for side, b in bands.items():
-        if b.any():
-            if config.border == "mirror":
-                img = fill_border(img, b, side, config.border)
-            origin[b] = FROM_BORDER
+        if config.border == "mirror":
+            img = fill_border(img, b, side, config.border)
+        origin = torch.where(b, FROM_BORDER, origin)
     return img.clamp(0, 1), origin, torch.where(now, z, z_bg)  # filled pixels: the depth they were filled for
 
 
 def _consolidate(
-    v: int,
-    t: int,
-    cells: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    shift: float,
-    offset: float,
+    views: Sequence[int],
+    frames: Sequence[int],
+    rows: Sequence[int],
+    row: dict[tuple[int, int], int],
+    passes: torch.Tensor,
+    passes_origin: torch.Tensor,
+    shift: torch.Tensor,
+    offset: torch.Tensor,
     flows: _Flows,
     config: FillConfig,
 ) -> torch.Tensor:
@@ -685,43 +730,61 @@ def _consolidate(
     filled for), where that place is filled for (or shows) the same depth: a filled pixel stays put
     while its background does not move. Pixels filled from time (or seen there) weigh 1, guesses of
     steps 3-4 ``guess_weight``, a frame k away ``smooth_decay^k`` of that.
-    Returns the image ``(3, H, W)`` of frame t (known pixels to be restored by the caller).
+
+    For N cells, the views and frames of, whose first passes (steps 1-4) are ``passes (R*H*W, 4)`` (colour
+    and depth, channels last) and ``passes_origin (R*H*W,)`` at rows ``rows`` (``row``: the row of each
+    (view, frame) there: every frame within ``smooth`` of theirs). shift, offset ``(V,)`` per view.
+    Returns the images ``(N, 3, H, W)`` (known pixels to be restored by the caller).
     """
-    img, origin, z = cells[t]
-    _, h, w = img.shape
-    ys, xs = ((origin > 0) & (z > 0)).nonzero(as_tuple=True)  # a pixel filled for no depth (a row with none) stays as it is
-    if ys.numel() == 0:
-        return img
-    flat = ys * w + xs
+    n, h, w = flows.n, flows.h, flows.w
+    dtype = passes.dtype
+    mine = torch.as_tensor(rows, device=passes.device)
+    img = passes.view(-1, h * w, 4)[mine]  # (N, H*W, 4)
+    own_origin = passes_origin.view(-1, h * w)[mine]
+    out = img[..., :3].permute(0, 2, 1).reshape(-1, 3, h, w)
+    cell, pix = ((own_origin > 0) & (img[..., 3] > 0)).nonzero(as_tuple=True)  # a pixel filled for no depth (a row with none) stays as it is
+    if pix.numel() == 0:
+        return out
+    ys, xs = pix // w, pix % w
+    flat = mine[cell] * (h * w) + pix
     keep = 1 - config.depth_tolerance
-    zf = z.reshape(-1)[flat]
-    own = origin.reshape(-1)[flat]
-    wt = torch.where(own == FROM_TIME, 1.0, config.guess_weight).to(img.dtype)
-    total = img.reshape(3, -1)[:, flat] * wt
+    zf = passes[flat, 3]
+    own = passes_origin[flat]
+    t = torch.as_tensor(frames, device=passes.device)[cell]
+    view = torch.as_tensor(views, device=passes.device)[cell]
+    # the row of each point's (view, frame s) for every s: -1 where none (never read: s is within smooth)
+    table = torch.full((max(views) + 1, n), -1, dtype=torch.long)
+    for (v, i), r in row.items():
+        if v <= max(views):
+            table[v, i] = r
+    table = table.to(passes.device)
+    shift_p, offset_p = shift[view], offset[view]
+    wt = torch.where(own == FROM_TIME, 1.0, config.guess_weight).to(dtype)
+    total = passes[flat, :3] * wt[:, None]
     weight = wt.clone()
-    y = ys.to(img.dtype)
+    y = ys.to(dtype)
     for step in (1, -1):
-        xm, ym, zm = xs.to(img.dtype) + shift / zf - offset, y, zf  # the point in the source at frame t
+        motion, _ = flows.table(step, _chain_starts(frames, step, config.smooth, n))
+        xm, ym, zm = xs.to(dtype) + zf.reciprocal() * shift_p - offset_p, y, zf  # the point in the source at frame t (f b / Z as torch computes a number over a tensor)
         for k in range(1, config.smooth + 1):
-            i, s = t + step * (k - 1), t + step * k
-            if s not in cells:
+            if not any(0 <= f + step * k < n for f in frames):
                 break
-            xm, ym, wm = predict_motion(flows.motion(i, s), xm, ym, 1.0 / zm, (h, w))
+            i, s = t + step * (k - 1), t + step * k
+            within = (s >= 0) & (s < n)  # every frame of the chunk within smooth has its first pass
+            s = s.clamp(0, n - 1)
+            xm, ym, wm = predict_motion(motion[i.clamp(0, n - 1)], xm, ym, 1.0 / zm, (h, w))
             zm = zm * wm
-            xv = xm - shift / zm + offset  # where the view shows it at frame s
-            img_s, origin_s, z_s = cells[s]
-            lo, hi = _tap_range(z_s, xv, ym)
+            xv = xm - zm.reciprocal() * shift_p + offset_p  # where the view shows it at frame s
+            at_s = table[view, s].clamp_min(0) * (h * w)
+            got, lo, hi = _sample_with_depth(passes, h, w, xv, ym, at_s)
             nearest = (ym.round().clamp(0, h - 1) * w + xv.round().clamp(0, w - 1)).long()
-            o_s = origin_s.reshape(-1)[nearest]
+            o_s = passes_origin[at_s + nearest]
             # a band pixel's depth is a guess (one side only): any pixel filled there counts, never a known one
-            ok = _inside(xv, ym, h, w) & (((lo >= keep * zm) & (hi * keep <= zm)) | ((own == FROM_BORDER) & (o_s != KNOWN)))
-            if not ok.any():
-                continue
-            ws = torch.where((o_s == FROM_TIME) | (o_s == KNOWN), 1.0, config.guess_weight).to(img.dtype) * ok * config.smooth_decay**k
-            total = total + sample_bilinear(img_s, xv, ym) * ws
+            ok = within & _inside(xv, ym, h, w) & (((lo >= keep * zm) & (hi * keep <= zm)) | ((own == FROM_BORDER) & (o_s != KNOWN)))
+            ws = torch.where((o_s == FROM_TIME) | (o_s == KNOWN), 1.0, config.guess_weight).to(dtype) * ok * config.smooth_decay**k
+            total = total + got[:, :3] * ws[:, None]  # (a point that found nothing adds an exact 0)
             weight = weight + ws
-    out = img.clone()
-    out.view(3, -1)[:, flat] = total / weight
+    out.view(-1, 3, h * w)[cell, :, pix] = total / weight[:, None]
     return out
 
 
