@@ -32,8 +32,9 @@ colours from the background only, never from the occluder (``fill_views``, per v
    layered pull-push (this filler before issue 23) lost 0.3-9 dB to Telea there; this wins back most.
 4. Border. The out-of-view band (holes with no known pixel between them and the frame edge) is
    filled by the ``border`` choice (``BORDER_CHOICES``): ``stretch`` (default: step 3 from the one
-   end there, mostly the soft 2-D fill (``BAND_ROW_SHARE``): the picture continues, objects entering
-   the frame included, without a seam), ``mirror`` (the row's content reflected about the band's
+   end there, mostly the soft 2-D fill (``BAND_ROW_SHARE``), blended with OpenCV's Telea
+   (``BAND_TELEA_SHARE``), which continues the edges the soft fill blurs: the picture continues,
+   objects entering the frame included, without a seam), ``mirror`` (the row's content reflected about the band's
    inner edge, ``fill_border``), ``float`` (a floating window: black, straight columns at the edge,
    as wide as the band within the context frames), or ``inpaint`` (step 3 as for any hole).
    ``crop_width`` gives the columns to crop instead, for a caller that can change the frame size.
@@ -77,6 +78,7 @@ from ...pyramid import bilinear_taps, sample_bilinear
 from .. import scaled
 from ..matrix import Cells
 from .base import SinglePass
+from .telea import telea_fill
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +382,12 @@ END_PIXELS = 1  # a hole's end colour: the mean of this many known pixels of its
 SATURATED = 0.96  # every channel at or above this: blown out, its depth is not trusted
 ROW_SHARE = 0.7  # step 3: the row fill's share in disocclusions (the soft fill's: the rest)
 BAND_ROW_SHARE = 0.3  # and in the out-of-view band, where the 2-D neighbourhood knows more than one row's end
+# Telea's share (cv2.inpaint, ``telea.py``: fast marching that continues each edge it meets) of the stretched band. On
+# real captures the soft fill smears whatever lies around into the band (a black chair's back into the wall beside it)
+# and blurs a floor's edge across rows, where Telea continues the rows; Telea streaks the edge's noise where we average
+# it. Their errors lie apart: the blend beats either (bench/results/fill_real_sweeps.txt). Not in disocclusions: Telea
+# is depth-blind and pulls the occluder in (tests/test_fill.py), and where the depth is not trusted it lost there too.
+BAND_TELEA_SHARE = 0.6
 SOFT_LEVELS = 6  # soft_fill's box radii 1, 2, 4, ... 32 px
 SOFT_COVER = 0.25  # a level whose window is this much known is used as it is (finer levels blend over it)
 
@@ -705,6 +713,10 @@ def _fill_frame(
     share = torch.where(band, BAND_ROW_SHARE, ROW_SHARE).to(img.dtype)
     share = (trust + (1 - trust) * share).unsqueeze(1)  # a trusted background end is never mixed with the occluder around
     img = torch.where(todo.unsqueeze(1), share * rows + (1 - share) * soft, img)
+    stretched = band & todo
+    if stretched.any():  # Telea's share of the band (BAND_TELEA_SHARE): one round trip to the CPU, cells with a band only
+        tel = telea_fill(img, ~todo | ~stretched.flatten(1).any(1)[:, None, None])
+        img = torch.where(stretched.unsqueeze(1), BAND_TELEA_SHARE * tel + (1 - BAND_TELEA_SHARE) * img, img)
     origin = torch.where(interior, FROM_SPACE, origin)
     for side, b in bands.items():
         if config.border == "mirror":
