@@ -169,7 +169,7 @@ def _stub_denoiser(num_views: int, num_frames: int, known_views: tuple[int, ...]
     stub = SimpleNamespace(unet=_PositionUNet(), scheduler=sched, dtype=torch.float32)
     known = torch.zeros(num_views, num_frames, dtype=torch.bool)
     known[list(known_views)] = True
-    cfg = DenoiseConfig(guidance_scale=1.0, max_unet_frames=2 * num_views)  # one row per call
+    cfg = DenoiseConfig(guidance_scale=1.0, max_unet_frames=2 * num_views, unet="diffusers")  # one row per call; the stub is called as it is
     return denoise._Denoiser(stub, cfg, torch.zeros(2, 3, 8), denoise.make_generators(0, CPU), known), stub
 
 
@@ -521,12 +521,13 @@ def test_deep_cache_is_exact_on_whole_unet_steps_and_close_between(model):
 
 def test_deep_cache_needs_our_unet():
     with pytest.raises(InputError, match="^deep_cache 2: needs unet ours"):
-        DenoiseConfig(deep_cache=2)
+        DenoiseConfig(deep_cache=2, unet="diffusers")
     with pytest.raises(InputError, match="^deep_cache 0: must be >= 1"):
         DenoiseConfig(deep_cache=0, unet="ours")
     from svg3d.config import DiffusionConfig
     from svg3d.stages.fill.diffusion import denoise_config
 
     with pytest.raises(InputError, match="^deep_cache 2: needs --unet ours"):  # convert's --deep-cache
-        DiffusionConfig(deep_cache=2)
+        DiffusionConfig(deep_cache=2, unet="diffusers")
+    assert DiffusionConfig(deep_cache=2).unet == "ours"  # the default forward takes it
     assert denoise_config(DiffusionConfig(deep_cache=3, unet="ours"), multiview=False).deep_cache == 3
