@@ -714,9 +714,10 @@ def _fill_frame(
     share = (trust + (1 - trust) * share).unsqueeze(1)  # a trusted background end is never mixed with the occluder around
     img = torch.where(todo.unsqueeze(1), share * rows + (1 - share) * soft, img)
     stretched = band & todo
-    if stretched.any():  # Telea's share of the band (BAND_TELEA_SHARE): one round trip to the CPU, cells with a band only
-        tel = telea_fill(img, ~todo | ~stretched.flatten(1).any(1)[:, None, None])
-        img = torch.where(stretched.unsqueeze(1), BAND_TELEA_SHARE * tel + (1 - BAND_TELEA_SHARE) * img, img)
+    cells = stretched.flatten(1).any(1).nonzero()[:, 0]  # Telea's share of the band (BAND_TELEA_SHARE): only the cells
+    if cells.numel():  # with a band make the round trip to the CPU that cv2.inpaint needs
+        part, tel = img[cells], telea_fill(img[cells], ~todo[cells])
+        img[cells] = torch.where(stretched[cells].unsqueeze(1), BAND_TELEA_SHARE * tel + (1 - BAND_TELEA_SHARE) * part, part)
     origin = torch.where(interior, FROM_SPACE, origin)
     for side, b in bands.items():
         if config.border == "mirror":
