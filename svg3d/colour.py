@@ -33,7 +33,10 @@ import numpy as np
 from .checks import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import av
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +268,7 @@ def encode_planes(rgb: np.ndarray, colour: ColourInfo, pix_fmt: str) -> tuple[np
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb: expected uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
-    if pix_fmt not in PLANAR_YUV or pix_fmt.startswith("yuvj"):
-        raise ValueError(f"pix_fmt: {pix_fmt} is not a planar YUV format we write ({', '.join(p for p in PLANAR_YUV if 'j' not in p)})")
-    sx, sy, bits = PLANAR_YUV[pix_fmt]
+    sx, sy, bits = _planar(pix_fmt)
     h, w = rgb.shape[:2]
     if (sx and w % 2) or (sy and h % 2):
         raise ValueError(f"{pix_fmt} needs even sides, got {w}x{h}")
@@ -288,14 +289,56 @@ def encode_planes(rgb: np.ndarray, colour: ColourInfo, pix_fmt: str) -> tuple[np
     return y, np.ascontiguousarray(cbcr[..., 0]), np.ascontiguousarray(cbcr[..., 1])
 
 
-def encode_frame(rgb: np.ndarray, colour: ColourInfo, pix_fmt: str) -> av.VideoFrame:
-    """``uint8 (H, W, 3)`` R'G'B' as a PyAV frame in ``pix_fmt``, converted and tagged with ``colour``."""
+def encode_planes_torch(rgb: torch.Tensor, colour: ColourInfo, pix_fmt: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``encode_planes`` of a batch on its device: ``uint8 (n, H, W, 3)`` R'G'B' -> Y' ``(n, H, W)``, Cb, Cr ``(n, H >> sy, W >> sx)``.
+
+    The same matrix, range, box-averaged chroma and rounding (half to even) in float32; the planes are ``uint8``
+    (8 bits) or ``int16`` (more: the code values of the ``uint16`` planes, which torch lacks). Against
+    ``encode_planes`` only the order of the float32 sums differs: at most 1 code value where a value lies within a
+    float32 rounding of a half (tested).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if rgb.ndim != 4 or rgb.shape[3] != 3 or rgb.dtype != torch.uint8:
+        raise ValueError(f"rgb: expected uint8 (n, H, W, 3), got {rgb.dtype} {tuple(rgb.shape)}")
+    sx, sy, bits = _planar(pix_fmt)
+    h, w = rgb.shape[1:3]
+    if (sx and w % 2) or (sy and h % 2):
+        raise ValueError(f"{pix_fmt} needs even sides, got {w}x{h}")
+    m = rgb_to_yuv_matrix(colour, bits)
+    m[:, :3] /= 255.0
+    m = torch.from_numpy(m.astype(np.float32)).to(rgb.device)
+    peak = (1 << bits) - 1
+    x = rgb.float()  # (n, H, W, 3)
+    y = (x @ m[0, :3] + m[0, 3]).round_().clamp_(0, peak)  # (n, H, W)
+    if sx or sy:  # (n, H, W, 3) -> (n, 3, H, W) for the pooling and back: the box average of each chroma cell
+        x = F.avg_pool2d(x.permute(0, 3, 1, 2), (1 << sy, 1 << sx)).permute(0, 2, 3, 1)
+    cbcr = (x @ m[1:3, :3].T + m[1:3, 3]).round_().clamp_(0, peak)  # (n, H >> sy, W >> sx, 2)
+    dtype = torch.uint8 if bits == 8 else torch.int16
+    return y.to(dtype), cbcr[..., 0].to(dtype), cbcr[..., 1].to(dtype)
+
+
+def _planar(pix_fmt: str) -> tuple[int, int, int]:
+    """(x shift, y shift, bits) of a planar YUV format we write; ``ValueError`` for any other."""
+    if pix_fmt not in PLANAR_YUV or pix_fmt.startswith("yuvj"):
+        raise ValueError(f"pix_fmt: {pix_fmt} is not a planar YUV format we write ({', '.join(p for p in PLANAR_YUV if 'j' not in p)})")
+    return PLANAR_YUV[pix_fmt]
+
+
+def planes_frame(planes: Sequence[np.ndarray], colour: ColourInfo, pix_fmt: str) -> av.VideoFrame:
+    """The Y', Cb, Cr planes of one frame (``encode_planes``: ``uint8`` or ``uint16``) as a PyAV frame tagged with ``colour``."""
     import av
 
-    planes = encode_planes(rgb, colour, pix_fmt)
-    frame = av.VideoFrame(rgb.shape[1], rgb.shape[0], pix_fmt)
+    h, w = planes[0].shape
+    frame = av.VideoFrame(w, h, pix_fmt)
     for i, data in enumerate(planes):
         _plane(frame, i, data.shape[0], data.shape[1], data.dtype)[...] = data
     codes = colour.codec_values()
     frame.colorspace, frame.color_range = codes["colorspace"], codes["color_range"]
     return frame
+
+
+def encode_frame(rgb: np.ndarray, colour: ColourInfo, pix_fmt: str) -> av.VideoFrame:
+    """``uint8 (H, W, 3)`` R'G'B' as a PyAV frame in ``pix_fmt``, converted and tagged with ``colour``."""
+    return planes_frame(encode_planes(rgb, colour, pix_fmt), colour, pix_fmt)

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import isobmff, matroska
 from .checks import InputError
-from .colour import LUMA_WEIGHTS, PLANAR_YUV, ColourInfo, encode_frame, guess_colour
+from .colour import LUMA_WEIGHTS, PLANAR_YUV, ColourInfo, encode_frame, guess_colour, planes_frame
 from .parts import Part
 
 log = logging.getLogger(__name__)
@@ -357,17 +357,37 @@ class VideoEncoder:
 
     def write(self, frames: np.ndarray) -> None:
         """Encode ``uint8 (n, H, W, 3)`` RGB frames (any ``n``, including 0)."""
-        import av
-
         if self._closed:
             raise ValueError(f"{self.path}: write after close")
         if frames.ndim != 4 or frames.shape[1:] != (*self.size, 3) or frames.dtype != np.uint8:
             raise ValueError(f"frames: expected uint8 (n, {self.size[0]}, {self.size[1]}, 3), got {frames.dtype} {frames.shape}")
+        pad = ((0, self.pad[0]), (0, self.pad[1]), (0, 0))
+        self._encode(encode_frame(np.pad(rgb, pad, mode="edge") if any(self.pad) else rgb, self.colour, self.settings.pix_fmt) for rgb in frames)
+
+    def write_planes(self, y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> None:
+        """Encode frames given as the planes of ``colour.encode_planes`` (made elsewhere, e.g. on a GPU:
+        ``colour.encode_planes_torch``) of frames padded to even sides (``pad``): ``y (n, H', W')``, ``cb`` and
+        ``cr (n, H' >> sy, W' >> sx)``, ``uint8`` for 8-bit formats, else ``uint16`` (or ``int16`` holding the same codes)."""
+        if self._closed:
+            raise ValueError(f"{self.path}: write after close")
+        sx, sy, bits = PLANAR_YUV[self.settings.pix_fmt]
+        h, w = self.size[0] + self.pad[0], self.size[1] + self.pad[1]
+        dtype = np.uint8 if bits == 8 else np.uint16
+        if bits > 8 and y.dtype == np.int16:  # torch's 16-bit integers are signed; the codes are < 2 ** 15
+            y, cb, cr = y.view(np.uint16), cb.view(np.uint16), cr.view(np.uint16)
+        n = len(y)
+        want = ((n, h, w), (n, h >> sy, w >> sx), (n, h >> sy, w >> sx))
+        if tuple(p.shape for p in (y, cb, cr)) != want or any(p.dtype != dtype for p in (y, cb, cr)):
+            raise ValueError(f"planes: expected {np.dtype(dtype).name} {want} for {self.settings.pix_fmt}, got "
+                             f"{', '.join(f'{p.dtype} {p.shape}' for p in (y, cb, cr))}")  # fmt: skip
+        self._encode(planes_frame((y[t], cb[t], cr[t]), self.colour, self.settings.pix_fmt) for t in range(n))
+
+    def _encode(self, frames: Iterator) -> None:
+        """Number, encode and mux PyAV frames in the encoder's format, then the audio up to the last one."""
+        import av
+
         try:
-            for rgb in frames:
-                if any(self.pad):
-                    rgb = np.pad(rgb, ((0, self.pad[0]), (0, self.pad[1]), (0, 0)), mode="edge")
-                frame = encode_frame(rgb, self.colour, self.settings.pix_fmt)
+            for frame in frames:
                 frame.pts = self.frames
                 frame.time_base = 1 / self.fps
                 self._out.mux(self._stream.encode(frame))
