@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -186,6 +187,33 @@ def test_green_magenta_and_simple_anaglyphs():
     assert np.array_equal(grey_[..., 0], luma(left)) and np.array_equal(grey_[..., 1], luma(right)) and np.array_equal(grey_[..., 2], luma(right))
     with pytest.raises(ValueError, match="anaglyph kind 'blue'"):
         layouts.anaglyph(left, right, "blue")
+
+
+@pytest.mark.parametrize("size", [(10, 14), (9, 15)])
+def test_layouts_on_torch_are_the_numpy_layouts(size):
+    """The device builds (``ExportLayout.on_device``) against the numpy layouts on the same frames: the area squeeze and
+    the anaglyphs are float32 sums in another order, so at most 1 level where one lands on a half (odd sides: the
+    fractional area weights)."""
+    import torch
+
+    left, right = eyes(3, *size)
+    lt, rt = torch.from_numpy(left), torch.from_numpy(right)
+    pairs = [(layouts.side_by_side(left, right, half=half), layouts.side_by_side_torch(lt, rt, half=half)) for half in (False, True)]
+    pairs += [(layouts.top_bottom(left, right, half=half), layouts.top_bottom_torch(lt, rt, half=half)) for half in (False, True)]
+    pairs += [(layouts.anaglyph(left, right, kind), layouts.anaglyph_torch(lt, rt, kind)) for kind in layouts.ANAGLYPHS]
+    for k, (ours, theirs) in enumerate(pairs):
+        assert theirs.dtype == torch.uint8 and tuple(theirs.shape) == ours.shape, k
+        diff = np.abs(theirs.numpy().astype(int) - ours)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, k
+    geometry = layouts.Geometry(size, anaglyph="grey")
+    with_torch = [n for n, spec in layouts.EXPORTS.items() if spec.on_device is not None]
+    assert with_torch == ["sbs", "hsbs", "tb", "htb", "cross", "anaglyph", "left", "right"]
+    for name in with_torch:  # each row's two builds agree
+        step = layouts.Step(left[:1], right[:1], left[:1])
+        built = layouts.EXPORTS[name].on_device(lt[:1], rt[:1], geometry).numpy()
+        assert np.abs(built.astype(int) - layouts.EXPORTS[name].build(step, geometry)).max() <= 1, name
+    with pytest.raises(ValueError, match="anaglyph kind 'blue'"):
+        layouts.anaglyph_torch(lt, rt, "blue")
 
 
 def test_grid_tiles_eight_views_with_no_empty_cell():
@@ -733,6 +761,71 @@ def test_writer_checks_what_it_is_given(tmp_path):
     assert not list((tmp_path / "q").iterdir())
 
 
+def yuv_frames(path: Path) -> np.ndarray:
+    """Every frame's planes as PyAV lays them out (``to_ndarray`` of the stored format): the code values written."""
+    import av
+
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray() for f in c.decode(video=0)])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize(("size", "pix_fmt"), [((10, 14), "yuv420p"), ((9, 15), "yuv420p"), ((10, 14), "yuv422p10le")])
+def test_tensors_are_exported_within_one_code_value_of_arrays(tmp_path, device, size, pix_fmt):
+    """Eyes given as tensors: the layouts that can are built and converted to YUV on the tensors' device (a chunk at a
+    time) and only the planes come back; the others (RGB-D, PNG folders) take host copies. Lossless x264 writes the
+    planes as given: every plane within 1 code value of the numpy path's (tested against float64 in test_colour),
+    odd sides padded the same way, the PNG frames and the preview identical, progress counted the same."""
+    import torch
+
+    left, right = eyes(5, *size)
+    disparity = np.random.default_rng(2).random((5, *size), dtype=np.float32)
+    names = ("sbs", "hsbs", "htb", "cross", "anaglyph", "right", "rgbd", "eyes_png")
+    settings = ExportSettings(exports=names, encoder=EncoderSettings(crf=0, pix_fmt=pix_fmt, codec="libx264"), anaglyph="dubois")
+    counted = {}
+    for kind in ("array", "tensor"):
+        counted[kind] = []
+        with ExportWriter(tmp_path / kind, "clip", settings, fps=Fraction(12), size=size, depth_range=(0.0, 1.0)) as w:
+            for a in range(0, 5, 2):  # chunks of 2, 2, 1
+                lt, rt = left[a : a + 2], right[a : a + 2]
+                if kind == "tensor":
+                    lt, rt = torch.from_numpy(lt).to(device), torch.from_numpy(rt).to(device)
+                w.write(lt, rt, disparity=disparity[a : a + 2], progress=counted[kind].append)
+        counted[kind + " files"] = w.manifest
+    assert sum(counted["array"]) == sum(counted["tensor"]) == 5
+    arrays, tensors = counted["array files"], counted["tensor files"]
+    for name in names:
+        if name == "eyes_png":
+            assert [p.read_bytes() for p in sorted(arrays[name].rglob("*.png"))] == [p.read_bytes() for p in sorted(tensors[name].rglob("*.png"))]
+            continue
+        a, b = yuv_frames(arrays[name]), yuv_frames(tensors[name])
+        assert a.shape == b.shape and len(a) == 5, name
+        assert np.abs(a.astype(int) - b).max() <= 1, name
+    assert arrays["preview"].read_bytes() == tensors["preview"].read_bytes()
+    # only device layouts: no host copy of the eyes at all (a CPU tensor's would be free; a view of it is checked instead)
+    with ExportWriter(tmp_path / "only", "clip", ExportSettings(exports=("sbs", "anaglyph")), fps=Fraction(12), size=size) as w:
+        w.write(torch.from_numpy(left).to(device), torch.from_numpy(right).to(device))
+    assert len(yuv_frames(w.manifest["sbs"])) == 5 and w.manifest["preview"].exists()
+
+
+def test_device_planes_are_checked(tmp_path):
+    import torch
+
+    from svg3d.encode import VideoEncoder
+
+    left, right = eyes(2, 16, 16)
+    w = ExportWriter(tmp_path / "t", "clip", ExportSettings(exports=("sbs",)), fps=Fraction(8), size=(16, 16))
+    with pytest.raises(ValueError, match=r"two uint8 \(n, H, W, 3\) arrays or tensors on one device"):
+        w.write(torch.from_numpy(left).float(), torch.from_numpy(right).float())
+    with pytest.raises(ValueError, match="frames of 8x8, the writer was made for 16x16"):
+        w.write(torch.from_numpy(left[:, :8, :8]), torch.from_numpy(right[:, :8, :8]))
+    w.abort()
+    enc = VideoEncoder(tmp_path / "e.mp4", EncoderSettings(), fps=Fraction(8), width=16, height=16)
+    with pytest.raises(ValueError, match=r"planes: expected uint8 \(\(2, 16, 16\), \(2, 8, 8\), \(2, 8, 8\)\) for yuv420p"):
+        enc.write_planes(np.zeros((2, 16, 16), np.uint8), np.zeros((2, 16, 16), np.uint8), np.zeros((2, 16, 16), np.uint8))
+    enc.abort()
+
+
 # ---- the whole-clip helper and audio -------------------------------------------------------------------
 
 
@@ -979,6 +1072,29 @@ def test_convert_rgbd_of_the_middle_of_five_views(tmp_path):
     rgbd = decode(result.exports["rgbd"])
     assert rgbd.shape == (3, 32, 96, 3)
     assert np.abs(rgbd[..., :48, :].astype(int) - read_clip(video).frames).max() <= 2  # the input view beside its depth
+
+
+@pytest.mark.gpu
+def test_convert_on_cuda_composes_the_eye_layouts_there(tmp_path):
+    """A convert on CUDA hands the export stage the eyes as tensors on the GPU: SBS, half SBS and the anaglyph are built
+    and converted there, the PNG eyes from host copies of the same tensors; every lossless video's planes are within 1
+    code value of ``encode_planes`` of its numpy layout of those PNG eyes."""
+    from svg3d import convert
+    from tests.media import rendered_clip
+    from tests.test_convert import base_config
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=4, height=32, width=48, audio=False)
+    names = ("sbs", "hsbs", "anaglyph", "eyes_png")
+    config = base_config(depth, exports=names)
+    config = dataclasses.replace(config, exports=dataclasses.replace(config.exports, encoder=EncoderSettings(crf=0)))
+    result = convert.convert(video, tmp_path / "out", config, device="cuda")
+    left, right = (io.read_frames(io.list_images(result.exports["eyes_png"] / side)) for side in ("left", "right"))
+    for name in ("sbs", "hsbs", "anaglyph"):
+        info = colour.read_colour(result.exports[name])  # the tags it was written with
+        built = layouts.EXPORTS[name].build(layouts.Step(left, right, left), layouts.Geometry(left.shape[1:3]))
+        want = np.stack([np.concatenate([p.reshape(-1) for p in colour.encode_planes(f, info, "yuv420p")]) for f in built])
+        got = yuv_frames(result.exports[name]).reshape(len(built), -1)
+        assert np.abs(got.astype(int) - want).max() <= 1, name
 
 
 @needs_two_cpus

@@ -28,7 +28,11 @@ Each export keeps one open encoder (or one PNG folder) fed frame by frame, so me
 chunk and by one output frame per export, never by the clip. The exports of a chunk are built and encoded
 concurrently, one thread per export, each encoder on ``encode.encoder_threads`` threads (the machine's
 cores shared among the video exports); each export's frames still reach its encoder in order, so the bytes
-do not depend on the concurrency, nor on the chunking (tested). Depth is normalised over a range given up
+do not depend on the concurrency, nor on the chunking (tested). Eyes given as torch tensors (on a GPU: the pipeline's
+own, ``ExportStage``) stay where they are for every layout with a device build (``ExportLayout.on_device``: the eye
+layouts): the chunk is composed and converted to YUV there at once (``colour.encode_planes_torch``) and only each
+export's planes come back, in one copy into pinned memory, for its encoder; the other layouts take host copies. Those
+planes are within 1 code value of the numpy path's (both within 1 of the float64 formula; tested). Depth is normalised over a range given up
 front (``depth_range``: the clip's, so brightness means the same depth in every frame) or, for per-shot
 ranges, with every ``write`` (``depth_range=(lo, hi)`` arrays of one value per frame). Every output is
 written as a part (``parts``): ``close()`` renames all of them into place once every one is complete;
@@ -49,6 +53,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -73,6 +78,9 @@ from ..layouts import (  # the table and its pure functions (anaglyph, depth_vid
     vr180_view,
 )  # fmt: skip
 from ..parts import MAX_NAME, Part, remove_stale_parts
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "ANAGLYPHS", "DEFAULT_EXPORTS", "EXPORTS", "anaglyph", "depth_video", "ExportSettings", "ExportWriter", "audio_track", "check_export", "needs", "needs_depth", "needs_views", "output_path",
@@ -200,6 +208,11 @@ class _FrameFolder:
         self.part.discard()
 
 
+def _host(x):
+    """A tensor (or None, or an array) as a numpy array on the host."""
+    return x if x is None or isinstance(x, np.ndarray) else x.cpu().numpy()
+
+
 def check_export(out_dir: Path, stem: str, settings: ExportSettings, *, num_views: int, size: tuple[int, int]) -> tuple[dict[str, Path], Path]:
     """What ``ExportWriter`` refuses, checkable before anything is computed (``convert`` does): the encoder
     settings (when a video export is asked for, or when they are not the defaults: a flag given for nothing
@@ -274,6 +287,7 @@ class ExportWriter:
         self._preview: np.ndarray | None = None
         self._done = False
         self._pool: ThreadPoolExecutor | None = None
+        self._pinned: dict[str, torch.Tensor] = {}  # per export: host memory the device's planes are copied into
         self.manifest: dict[str, Path] = {}
         h, w = self.size
         if self.fps <= 0:
@@ -348,13 +362,22 @@ class ExportWriter:
     ) -> None:
         """Append ``n`` frames to every export; ``progress(k)`` as the frames are written to every one of them.
 
-        left, right: ``uint8 (n, H, W, 3)``. reference: ``uint8 (n, H, W, 3)``, the input view, when it is
+        left, right: ``uint8 (n, H, W, 3)``, numpy arrays or torch tensors (any device: the eye layouts are then made
+        there, see the module docstring). reference: ``uint8 (n, H, W, 3)``, the input view, when it is
         neither eye (else ignored; taken from ``views`` when those are given). views: ``uint8 (V, n, H, W, 3)``,
         every view, when ``needs_views``. disparity: ``float32 (n, H, W)`` of the input view when ``needs_depth``.
         depth_range: ``(lo, hi)`` arrays ``(n,)`` for these frames when the writer was made without one.
         """
         if self._done:
             raise ValueError("write after close or abort")
+        planes: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if not isinstance(left, np.ndarray):  # tensors: the layouts that can are built and converted on their device
+            planes = self._planes_on_device(left, right)
+            if self._preview is None and len(left) and self.settings.preview:
+                self._preview = side_by_side(_host(left[:1]), _host(right[:1]))[0]
+            if all(name in planes for name in self.settings.exports):  # nothing else to build: no host copy of the frames
+                return self._feed(len(left), planes, None, progress)
+            left, right, reference, views, disparity = map(_host, (left, right, reference, views, disparity))  # for the others
         check_pair(left, right)
         n = len(left)
         if left.shape[1:3] != self.size:
@@ -391,6 +414,11 @@ class ExportWriter:
             depth = normalise_depth(disparity[sl], lo[sl], hi[sl]) if lo is not None else None
             return Step(left[sl], right[sl], source[sl], views[:, sl] if views is not None and "views" in need else None, depth)
 
+        self._feed(n, planes, step, progress)
+
+    def _feed(self, n: int, planes: dict, step: Callable[[int], Step] | None, progress: Callable[[int], None] | None) -> None:
+        """Every export's ``n`` frames to its sink, the exports at once: its ``planes`` (made on the device) or the frames its
+        layout builds from ``step(t)``; ``progress`` as every export has taken a frame."""
         written = dict.fromkeys(self.settings.exports, 0)  # frames each export has taken
         reported = [0]  # frames every export has taken, as told to progress
         lock = threading.Lock()
@@ -406,7 +434,10 @@ class ExportWriter:
         def run(name: str) -> None:  # one export's frames, in order: one output frame in memory at a time
             layout, sink = EXPORTS[name], self._sinks[name]
             for t in range(n):
-                sink.write(layout.build(step(t), self.geometry))
+                if name in planes:  # converted on the device already
+                    sink.write_planes(*(p[t : t + 1] for p in planes[name]))
+                else:
+                    sink.write(layout.build(step(t), self.geometry))
                 tell(name, t + 1)
 
         try:  # the sinks turn an OSError into an InputError naming their file
@@ -425,6 +456,50 @@ class ExportWriter:
         if progress is not None and reported[0] < n:  # (no export takes frames: every one is done)
             progress(n - reported[0])
         self.frames += n
+
+    def _planes_on_device(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The Y', Cb, Cr planes ``(n, ...)`` on the host of every video export with a device layout (``ExportLayout.on_device``),
+        built and converted from the eyes' ``uint8 (n, H, W, 3)`` tensors on their device for the whole chunk at once, each
+        export's planes brought back in one copy (into pinned memory from a GPU)."""
+        import torch
+
+        from ..colour import encode_planes_torch
+
+        if not (isinstance(left, torch.Tensor) and isinstance(right, torch.Tensor)) or left.ndim != 4 or left.shape[3] != 3 \
+                or left.dtype != torch.uint8 or right.shape != left.shape or right.dtype != left.dtype or right.device != left.device:  # fmt: skip
+            raise ValueError(f"left, right: expected two uint8 (n, H, W, 3) arrays or tensors on one device, got "
+                             f"{getattr(left, 'dtype', type(left))} {tuple(left.shape)} and {getattr(right, 'dtype', type(right))} {tuple(right.shape)}")  # fmt: skip
+        if tuple(left.shape[1:3]) != self.size:
+            raise ValueError(f"left: frames of {left.shape[2]}x{left.shape[1]}, the writer was made for {self.size[1]}x{self.size[0]}")
+        cuda = left.device.type == "cuda"
+        copies = {}
+        for name in self.settings.exports:
+            layout, sink = EXPORTS[name], self._sinks[name]
+            if layout.on_device is None or layout.kind != "video" or len(left) == 0:
+                continue
+            x = layout.on_device(left, right, self.geometry)  # (n, h, w, 3)
+            if sink.pad[0]:  # odd sides repeat the last row / column, as the encoder does with numpy frames
+                x = torch.cat([x, x[:, -1:]], dim=1)
+            if sink.pad[1]:
+                x = torch.cat([x, x[:, :, -1:]], dim=2)
+            yuv = encode_planes_torch(x, sink.colour, sink.settings.pix_fmt)
+            flat = torch.cat([p.reshape(len(x), -1) for p in yuv], dim=1)  # (n, samples of Y' + Cb + Cr): one copy per export
+            if cuda:
+                buffer = self._pinned.get(name)
+                if buffer is None or buffer.shape[1] != flat.shape[1] or buffer.dtype != flat.dtype or len(buffer) < len(flat):
+                    buffer = self._pinned[name] = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+                flat = buffer[: len(flat)].copy_(flat, non_blocking=True)
+            copies[name] = (flat, [p.shape[1:] for p in yuv])
+        if cuda and copies:
+            torch.cuda.current_stream(left.device).synchronize()  # every copy has landed
+        out = {}
+        for name, (flat, shapes) in copies.items():
+            host, first = flat.numpy(), 0
+            out[name] = []
+            for h, w in shapes:
+                out[name].append(host[:, first : first + h * w].reshape(len(host), h, w))
+                first += h * w
+        return {name: tuple(p) for name, p in out.items()}
 
     def _source(self, left: np.ndarray, right: np.ndarray, reference: np.ndarray | None, views: np.ndarray | None) -> np.ndarray:
         """The input view's frames: an eye, or one of ``views``, or ``reference``."""
@@ -691,6 +766,8 @@ class ExportStage:
         check_export(self.out_dir, self.stem, self.config.exports, num_views=self.plan.num_views, size=self.clip.info.size)
 
     def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress) -> None:
+        import torch
+
         from .. import comfort, work
         from .depth import resize_depth
         from .fill.stage import views
@@ -707,22 +784,27 @@ class ExportStage:
         )  # fmt: skip
         wanted = tuple(range(plan.num_views)) if writer.needs_views else tuple(sorted({*plan.eyes, plan.reference}))
         frames = self.clip.reader(self.name)
+        on_device = torch.device(self.device).type == "cuda"  # the eyes stay there: the writer composes the layouts it can there
         with writer:
             for a, b in chunks:
-                out = views(source, inputs["filled"], plan.fill_views, tuple(v for v in wanted if v != plan.reference), a, b)
+                out = views(source, inputs["filled"], plan.fill_views, tuple(v for v in wanted if v != plan.reference), a, b,
+                            on_device=on_device)  # fmt: skip
                 if plan.reference in wanted:
                     out[plan.reference] = frames(a, b)  # the input itself
+                    if on_device and plan.reference in plan.eyes:
+                        out[plan.reference] = torch.from_numpy(out[plan.reference]).to(self.device)
                 all_views = None
                 if writer.needs_views:  # views that are not made (the plan fills the eyes only) stay black
-                    blank = np.zeros_like(out[plan.reference])
-                    all_views = np.stack([out.get(v, blank) for v in range(plan.num_views)])
+                    host = {v: _host(x) for v, x in out.items()}
+                    blank = np.zeros_like(host[plan.reference])
+                    all_views = np.stack([host.get(v, blank) for v in range(plan.num_views)])
                 d, depth_range = None, None
                 if writer.needs_depth:  # the input view's disparity, normalised as the matrix used it
                     d = resize_depth(disparity.read(a, b, "disparity"), info.size)
                     depth_range = source.ranges(a, b)
                 left, right = out[plan.eyes[0]], out[plan.eyes[1]]
                 if track is not None and track.windows[a:b].any():  # window violations handled by floating windows
-                    left, right = comfort.float_window(left, right, track.windows[a:b])
+                    left, right = comfort.float_window(_host(left), _host(right), track.windows[a:b])
                 writer.write(left, right, reference=out[plan.reference], views=all_views, disparity=d, depth_range=depth_range,
                              progress=progress)  # fmt: skip
                 work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)

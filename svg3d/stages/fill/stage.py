@@ -36,14 +36,22 @@ def pack(cells: Cells, result: torch.Tensor, a: int, b: int) -> tuple[dict[str, 
     return {"holes": mask.cpu().numpy(), "values": values.cpu().numpy()}, {"holes": share.amax(1).cpu().numpy()}
 
 
-def views(source: MatrixSource, store, fill_views: tuple[int, ...], wanted: tuple[int, ...], a: int, b: int) -> dict[int, np.ndarray]:
+def views(
+    source: MatrixSource, store, fill_views: tuple[int, ...], wanted: tuple[int, ...], a: int, b: int, *, on_device: bool = False
+) -> dict[int, np.ndarray | torch.Tensor]:
     """The filled views ``wanted`` (not the reference) of frames ``a .. b-1``, each ``uint8 (n, H, W, 3)``: the warp
-    with the stored hole pixels. ``fill_views``: the views the stage stored, in its order."""
+    with the stored hole pixels. ``fill_views``: the views the stage stored, in its order. ``on_device``: tensors on the
+    warp's device (the hole pixels copied there), for exports made there, instead of numpy arrays."""
     if not wanted:
         return {}
     cells = source.cells(a, b, views=fill_views)
     holes, values = store.read(a, b, "holes"), store.read(a, b, "values")  # (n, Vf, H, W), (n, Vf, H, W, 3)
-    rgb = (cells.images.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 0, 3, 4, 2).cpu().numpy()  # V n 3 H W -> n V H W 3
+    rgb = (cells.images.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 0, 3, 4, 2)  # V n 3 H W -> n V H W 3
+    if on_device:  # (np.array: a writable copy of the stored, read-only arrays, as torch wants)
+        dev = rgb.device
+        return {v: torch.where(torch.from_numpy(np.array(holes[:, i, ..., None])).to(dev), torch.from_numpy(np.array(values[:, i])).to(dev), rgb[:, i])
+                for v, i in ((v, fill_views.index(v)) for v in wanted)}  # fmt: skip
+    rgb = rgb.cpu().numpy()
     out = {}
     for v in wanted:
         i = fill_views.index(v)
