@@ -92,6 +92,9 @@ log = logging.getLogger(__name__)
 PREVIEW_SUFFIX = "_preview.png"
 FRAME_NAME = "{frame:06d}.png"  # frames of the PNG folders: six digits sort right up to 9 hours at 30 fps
 IW3_ANAGLYPHS = {"dubois": "dubois", "half-colour": "half-color", "grey": "gray", "colour": "color"}  # iw3's --anaglyph names
+# pixels of eye frames built on the device at once (8 frames of 1080p): the anaglyph's float working set, ~80 bytes a
+# pixel, stays near 1.3 GB beside the models; the planes of a whole chunk still come back in one copy per export
+DEVICE_PIXELS = 1 << 24
 
 
 # --------------------------------------------------------------------------------------------------
@@ -472,33 +475,39 @@ class ExportWriter:
         if tuple(left.shape[1:3]) != self.size:
             raise ValueError(f"left: frames of {left.shape[2]}x{left.shape[1]}, the writer was made for {self.size[1]}x{self.size[0]}")
         cuda = left.device.type == "cuda"
+        n, h, w = left.shape[:3]
+        step = max(1, DEVICE_PIXELS // (h * w))  # frames built at once: bounds the float working set, not the result
         copies = {}
         for name in self.settings.exports:
             layout, sink = EXPORTS[name], self._sinks[name]
-            if layout.on_device is None or layout.kind != "video" or len(left) == 0:
+            if layout.on_device is None or layout.kind != "video" or n == 0:
                 continue
-            x = layout.on_device(left, right, self.geometry)  # (n, h, w, 3)
-            if sink.pad[0]:  # odd sides repeat the last row / column, as the encoder does with numpy frames
-                x = torch.cat([x, x[:, -1:]], dim=1)
-            if sink.pad[1]:
-                x = torch.cat([x, x[:, :, -1:]], dim=2)
-            yuv = encode_planes_torch(x, sink.colour, sink.settings.pix_fmt)
-            flat = torch.cat([p.reshape(len(x), -1) for p in yuv], dim=1)  # (n, samples of Y' + Cb + Cr): one copy per export
+            parts, shapes = [], None
+            for a in range(0, n, step):
+                x = layout.on_device(left[a : a + step], right[a : a + step], self.geometry)  # (k, h', w', 3)
+                if sink.pad[0]:  # odd sides repeat the last row / column, as the encoder does with numpy frames
+                    x = torch.cat([x, x[:, -1:]], dim=1)
+                if sink.pad[1]:
+                    x = torch.cat([x, x[:, :, -1:]], dim=2)
+                yuv = encode_planes_torch(x, sink.colour, sink.settings.pix_fmt)
+                shapes = [p.shape[1:] for p in yuv]
+                parts.append(torch.cat([p.reshape(len(x), -1) for p in yuv], dim=1))  # (k, samples of Y' + Cb + Cr)
+            flat = torch.cat(parts) if len(parts) > 1 else parts[0]  # (n, samples): one copy per export
             if cuda:
                 buffer = self._pinned.get(name)
-                if buffer is None or buffer.shape[1] != flat.shape[1] or buffer.dtype != flat.dtype or len(buffer) < len(flat):
+                if buffer is None or buffer.shape[1] != flat.shape[1] or buffer.dtype != flat.dtype or len(buffer) < n:
                     buffer = self._pinned[name] = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
-                flat = buffer[: len(flat)].copy_(flat, non_blocking=True)
-            copies[name] = (flat, [p.shape[1:] for p in yuv])
+                flat = buffer[:n].copy_(flat, non_blocking=True)
+            copies[name] = (flat, shapes)
         if cuda and copies:
             torch.cuda.current_stream(left.device).synchronize()  # every copy has landed
         out = {}
         for name, (flat, shapes) in copies.items():
             host, first = flat.numpy(), 0
             out[name] = []
-            for h, w in shapes:
-                out[name].append(host[:, first : first + h * w].reshape(len(host), h, w))
-                first += h * w
+            for ph, pw in shapes:
+                out[name].append(host[:, first : first + ph * pw].reshape(len(host), ph, pw))
+                first += ph * pw
         return {name: tuple(p) for name, p in out.items()}
 
     def _source(self, left: np.ndarray, right: np.ndarray, reference: np.ndarray | None, views: np.ndarray | None) -> np.ndarray:
