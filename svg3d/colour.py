@@ -8,7 +8,8 @@ shift colours; encoders that drop them let players guess (BT.709 for HD, BT.601 
 side-by-side export of an SD input is "HD" to a player. So: ``read_colour`` reads the tags once
 (filling unset ones the way players guess, and saying so in the log), ``decode_rgb`` converts each
 frame with them, and ``encode_frame`` converts RGB back with the same matrix and range into the
-encoder's pixel format; ``encode.VideoEncoder`` writes the same four tags into every export.
+encoder's pixel format (``encode_planes_torch``: the same planes of a chunk on its device, the GPU's exports);
+``encode.VideoEncoder`` writes the same four tags into every export.
 
 Conventions: RGB is ``uint8 (H, W, 3)``, the R'G'B' (gamma-encoded) values of the source's
 primaries and transfer: nothing here converts between colour spaces, so a BT.2020 SDR input stays

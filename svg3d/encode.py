@@ -2,7 +2,8 @@
 
 ``VideoEncoder`` keeps one PyAV encoder open and takes RGB frames in chunks of any size, so memory is
 bounded by a chunk whatever the clip's length. Each frame is converted to the encoder's pixel
-format with the source's matrix and range (``colour.encode_frame``) and the file is tagged with the
+format with the source's matrix and range (``colour.encode_frame``), or comes as those planes made elsewhere
+(``write_planes``: on the GPU, ``colour.encode_planes_torch``), and the file is tagged with the
 source's primaries, transfer, matrix and range. Every audio track of a given file is copied packet by
 packet, interleaved with the video as it is written. Stereo metadata (``StereoTag``): mp4 gets the Spherical
 Video V2 ``st3d`` box (and ``sv3d`` for VR180; ``isobmff``), mkv the Matroska ``StereoMode``

@@ -2,7 +2,9 @@
 
 A layout turns one time step of the conversion (``Step``: the eyes, the input view, every view, the input's
 depth) into one output frame (videos) or one image per sub-folder (PNG folders). Everything here is pure
-(numpy in, numpy out, no files); ``stages.export`` streams the frames into encoders and folders.
+(numpy in, numpy out, no files); the eye layouts also have a torch build (``ExportLayout.on_device``: a chunk of
+tensors on their device, batched, the same frames within 1 level), which ``stages.export`` uses for the GPU's frames.
+``stages.export`` streams the frames into encoders and folders.
 
 Frames are ``uint8`` RGB ``(T, H, W, 3)`` (``io`` conventions); views ``uint8 (V, T, H, W, 3)``; depth
 normalised to [0, 1], 1 = nearest.
