@@ -309,15 +309,20 @@ def encode_planes_torch(rgb: torch.Tensor, colour: ColourInfo, pix_fmt: str) -> 
         raise ValueError(f"{pix_fmt} needs even sides, got {w}x{h}")
     m = rgb_to_yuv_matrix(colour, bits)
     m[:, :3] /= 255.0
-    m = torch.from_numpy(m.astype(np.float32)).to(rgb.device)
+    m = m.astype(np.float32)
     peak = (1 << bits) - 1
-    x = rgb.float()  # (n, H, W, 3)
-    y = (x @ m[0, :3] + m[0, 3]).round_().clamp_(0, peak)  # (n, H, W)
-    if sx or sy:  # (n, H, W, 3) -> (n, 3, H, W) for the pooling and back: the box average of each chroma cell
-        x = F.avg_pool2d(x.permute(0, 3, 1, 2), (1 << sy, 1 << sx)).permute(0, 2, 3, 1)
-    cbcr = (x @ m[1:3, :3].T + m[1:3, 3]).round_().clamp_(0, peak)  # (n, H >> sy, W >> sx, 2)
     dtype = torch.uint8 if bits == 8 else torch.int16
-    return y.to(dtype), cbcr[..., 0].to(dtype), cbcr[..., 1].to(dtype)
+
+    def plane(x: torch.Tensor, row: np.ndarray) -> torch.Tensor:  # (n, 3, h, w) -> (n, h, w) code values
+        # elementwise multiply-adds, not a matmul: no TF32 on a GPU whatever torch's matmul precision is set to
+        out = x[:, 0] * float(row[0]) + x[:, 1] * float(row[1]) + x[:, 2] * float(row[2]) + float(row[3])
+        return out.round_().clamp_(0, peak).to(dtype)
+
+    x = rgb.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)  # (n, H, W, 3) -> (n, 3, H, W)
+    y = plane(x, m[0])
+    if sx or sy:  # the box average of each chroma cell
+        x = F.avg_pool2d(x, (1 << sy, 1 << sx))  # (n, 3, H >> sy, W >> sx)
+    return y, plane(x, m[1]), plane(x, m[2])
 
 
 def _planar(pix_fmt: str) -> tuple[int, int, int]:
