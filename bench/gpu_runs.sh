@@ -9,15 +9,15 @@
 #   bench/gpu_runs.sh denoise-compile                  # issue 22, call (c): the same right after: warm (~3 min)
 #   bench/gpu_runs.sh pytest-unet                      # issue 22: gpu tests of our UNet's variants   (~2 min)
 #   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
-#   bench/gpu_runs.sh exports pytest-eager             # issue 21: the exports on the GPU; their gpu tests (~5 min)
+#   bench/gpu_runs.sh exports                          # issue 21: the exports on the GPU: gpu tests, bench (~4 min)
 #
 # Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
 # nothing), fill (filler speed, 1080p; with FILL_BASELINE=DIR also the filler of the checkout in DIR, e.g.
 # `git archive c9b333e | tar -x -C .whl/fill-base`, timed in the same run and its output compared with ours), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
 # (bench_flow: EPE and time per pair of our flow on the GPU and DIS on the CPU, 640x360 and 1080p), stream (convert of
-# 240 frames of 1080p, Depth Anything V2-S's architecture), exports (bench_exports: SBS, half SBS and anaglyph of 48 1080p
-# frames, per export compose / convert / encode in numpy and on the GPU, and ExportWriter fed numpy arrays against GPU
-# tensors), profile (profile_denoise: the kernels of one UNet call per pass shape and
+# 240 frames of 1080p, Depth Anything V2-S's architecture), exports (the gpu tests of test_export.py, then
+# bench_exports: SBS, half SBS and anaglyph of 48 1080p frames, per export compose / convert / encode in numpy and on
+# the GPU, and ExportWriter fed numpy arrays against GPU tensors), profile (profile_denoise: the kernels of one UNet call per pass shape and
 # of a VAE round trip; diffusers, ours, ours compiled), denoise (bench_denoise: diffusers, ours, ours compiled and
 # the 4-view option), unet-call (one call per pass shape: diffusers and ours with each temporal convolution and
 # group norm); issue 22's: denoise-eager (bench_denoise, 4 steps extrapolated to 50: diffusers, ours with torch's
@@ -86,7 +86,8 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --device cuda --depth v2-small --clips .whl/clips ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"} \
             --json "$OUT/stream_1080p.json"
         ;;
-    exports)  # issue 21: the eye layouts composed and converted on the GPU against numpy on the host, 1080p (~3 min)
+    exports)  # issue 21: the eye layouts composed and converted on the GPU: their gpu tests, then numpy against GPU at 1080p (~4 min)
+        step exports_pytest 150 $PY -m pytest -m gpu tests/test_export.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         step exports_1080p 420 $PY bench/bench_exports.py --device cuda --clip .whl/clips/clip_1920x1080_240.mp4 \
             --frames 48 --repeats 2 --json "$OUT/exports_cuda.json"
         ;;
