@@ -251,8 +251,9 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     sections = (args.sections or ("stages,export" if cuda else "decode,encode,stages,export,memory")).split(",")
     size = tuple(int(x) for x in args.size.lower().split("x")) if args.size else None
-    report: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": os.uname().nodename, "cpus": os.cpu_count(),
-                    "load": os.getloadavg()[0], "code": CODE}  # fmt: skip
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    report: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": os.uname().nodename, "cpu": cpu,
+                    "cpus": os.cpu_count(), "load": os.getloadavg()[0], "code": CODE}  # fmt: skip
     if cuda:
         import torch
 

@@ -499,8 +499,10 @@ class ExportWriter:
                     buffer = self._pinned[name] = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
                 flat = buffer[:n].copy_(flat, non_blocking=True)
             copies[name] = (flat, shapes)
-        if cuda and copies:
-            torch.cuda.current_stream(left.device).synchronize()  # every copy has landed
+        if cuda and copies:  # every copy has landed (an event: not waiting on work other threads queue after ours)
+            landed = torch.cuda.Event()
+            landed.record(torch.cuda.current_stream(left.device))
+            landed.synchronize()
         out = {}
         for name, (flat, shapes) in copies.items():
             host, first = flat.numpy(), 0
