@@ -158,7 +158,7 @@ def stages_device(rgb: np.ndarray, right: np.ndarray, info, names: tuple[str, ..
             torch.cuda.reset_peak_memory_stats()
             run(spec, copy=False)
             sync()
-            out[name]["peak_mb_per_chunk"] = (torch.cuda.max_memory_allocated() - held) / 2**20
+            out[name]["peak_mb"] = (torch.cuda.max_memory_allocated() - held) / 2**20
     return out
 
 

@@ -92,8 +92,9 @@ log = logging.getLogger(__name__)
 PREVIEW_SUFFIX = "_preview.png"
 FRAME_NAME = "{frame:06d}.png"  # frames of the PNG folders: six digits sort right up to 9 hours at 30 fps
 IW3_ANAGLYPHS = {"dubois": "dubois", "half-colour": "half-color", "grey": "gray", "colour": "color"}  # iw3's --anaglyph names
-# pixels of eye frames built on the device at once (8 frames of 1080p): the anaglyph's float working set, ~80 bytes a
-# pixel, stays near 1.3 GB beside the models; the planes of a whole chunk still come back in one copy per export
+# pixels of eye frames built on the device at once (8 frames of 1080p): the anaglyph's float32 temporaries, ~50 bytes a
+# pixel at their peak (counted from its code), stay near 0.8 GB beside the models; a chunk's planes still come back in
+# one copy per export
 DEVICE_PIXELS = 1 << 24
 
 
@@ -803,7 +804,7 @@ class ExportStage:
                 if plan.reference in wanted:
                     out[plan.reference] = frames(a, b)  # the input itself
                     if on_device and plan.reference in plan.eyes:
-                        out[plan.reference] = torch.from_numpy(out[plan.reference]).to(self.device)
+                        out[plan.reference] = torch.tensor(out[plan.reference], device=self.device)  # (a copy: frames may be read-only)
                 all_views = None
                 if writer.needs_views:  # views that are not made (the plan fills the eyes only) stay black
                     host = {v: _host(x) for v, x in out.items()}
