@@ -750,7 +750,8 @@ def write_exports(
 
 
 class ExportStage:
-    """The exports in the pipeline (``svg3d.stages``): every requested export, encoded as the filled chunks arrive.
+    """The exports in the pipeline (``svg3d.stages``): every requested export, encoded as the filled chunks arrive, one
+    chunk in flight (encoded while the next is read and warped). On CUDA the eyes stay on the GPU (``ExportWriter``).
 
     Its store is a ``work.OutputStore``: the files are written whole (each atomically) by every run that is not
     current. ``views`` are the views ``ExportWriter`` needs (all of the plan's, or the eyes and the reference); the
@@ -797,7 +798,11 @@ class ExportStage:
         wanted = tuple(range(plan.num_views)) if writer.needs_views else tuple(sorted({*plan.eyes, plan.reference}))
         frames = self.clip.reader(self.name)
         on_device = torch.device(self.device).type == "cuda"  # the eyes stay there: the writer composes the layouts it can there
-        with writer:
+        # One chunk in flight: chunk i is encoded (the writer's threads) while chunk i + 1 is read and warped here; the
+        # writer takes the chunks one at a time and in order, so the bytes are the same. The executor is left (and the
+        # chunk in flight finished) before the writer closes or aborts.
+        with writer, ThreadPoolExecutor(1, thread_name_prefix="export-chunk") as feeder:
+            pending = None
             for a, b in chunks:
                 out = views(source, inputs["filled"], plan.fill_views, tuple(v for v in wanted if v != plan.reference), a, b,
                             on_device=on_device)  # fmt: skip
@@ -817,9 +822,13 @@ class ExportStage:
                 left, right = out[plan.eyes[0]], out[plan.eyes[1]]
                 if track is not None and track.windows[a:b].any():  # window violations handled by floating windows
                     left, right = comfort.float_window(_host(left), _host(right), track.windows[a:b])
-                writer.write(left, right, reference=out[plan.reference], views=all_views, disparity=d, depth_range=depth_range,
-                             progress=progress)  # fmt: skip
-                work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)
+                if pending is not None:
+                    pending.result()  # the chunk before is written (its errors raised here)
+                    work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)
+                pending = feeder.submit(writer.write, left, right, reference=out[plan.reference], views=all_views, disparity=d,
+                                        depth_range=depth_range, progress=progress)  # fmt: skip
+            if pending is not None:
+                pending.result()
             store.outputs = writer.close()
         store.outputs |= self._report(inputs)
 
