@@ -1077,6 +1077,31 @@ def test_convert_rgbd_of_the_middle_of_five_views(tmp_path):
     assert np.abs(rgbd[..., :48, :].astype(int) - read_clip(video).frames).max() <= 2  # the input view beside its depth
 
 
+def test_an_error_in_the_chunk_in_flight_stops_the_export_stage_with_no_outputs(tmp_path, monkeypatch):
+    """The stage encodes one chunk while it prepares the next: a failure there (a full disk) reaches the convert as the
+    writer's InputError, at the next chunk or at the end, and every part is removed."""
+    from svg3d import convert
+    from tests.media import rendered_clip
+    from tests.test_convert import base_config
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=6, height=32, width=48, audio=False)
+    config = dataclasses.replace(base_config(depth, exports=("sbs", "anaglyph")), chunk_frames=2)
+    calls = []
+    real = ExportWriter.write
+
+    def failing(self, *args, **kw):
+        calls.append(len(args[0]))
+        if len(calls) == 2:
+            raise InputError("out/clip_SBS_LR.mp4: cannot write (No space left on device)")
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(ExportWriter, "write", failing)
+    with pytest.raises(InputError, match="No space left on device"):
+        convert.convert(video, tmp_path / "out", config)
+    assert calls == [2, 2]  # the third chunk was prepared but never written
+    assert not [p for p in (tmp_path / "out").iterdir() if "SBS" in p.name or "anaglyph" in p.name]
+
+
 @pytest.mark.gpu
 def test_convert_on_cuda_composes_the_eye_layouts_there(tmp_path):
     """A convert on CUDA hands the export stage the eyes as tensors on the GPU: SBS, half SBS and the anaglyph are built
