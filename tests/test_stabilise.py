@@ -238,8 +238,9 @@ class CountedFlow:
 
 @pytest.mark.parametrize("invert", [True, False])
 def test_each_flow_once_and_parts_equal_the_whole(invert):
-    """Every ordered pair's flow is computed once in a call (the backward ones not at all when inverted), and a part
-    with its context gives the whole clip's result exactly, whatever the blocks."""
+    """Every ordered pair's flow is computed once in a call (the backward ones not at all when inverted), a part
+    with its context gives the whole clip's result exactly, whatever the blocks, and consecutive parts that hand
+    their flows over compute each pair once in all."""
     rgb, _, noisy = corrupted_clip(frames=9)
     for window, pairs in ((3, 8), (3, 1), (5, 3)):
         config = StabiliseConfig(window_size=window, pairs_per_batch=pairs, invert_flows=invert)
@@ -253,6 +254,14 @@ def test_each_flow_once_and_parts_equal_the_whole(invert):
             lo, hi = max(0, a - r), min(9, b + r)
             part = stabilise_disparity(rgb[lo:hi], noisy[lo:hi], DISFlow(), config, targets=(a - lo, b - lo))
             torch.testing.assert_close(part, whole[a:b], atol=0, rtol=0)
+        # consecutive parts handing over the flows they computed (``kept``, as run_stabilise): no pair twice
+        counted, kept, parts = CountedFlow(), {}, []
+        for a, b in ((0, 2), (2, 3), (3, 9)):
+            lo, hi = max(0, a - r), min(9, b + r)
+            parts.append(stabilise_disparity(rgb[lo:hi], noisy[lo:hi], counted, config, targets=(a - lo, b - lo),
+                                             kept=kept, first_frame=lo))  # fmt: skip
+        torch.testing.assert_close(torch.cat(parts), whole, atol=0, rtol=0)
+        assert len(counted.pairs) == (forward if invert else 2 * forward) == len(set(counted.pairs))
 
 
 def test_inverted_flows_stabilise_as_well_as_computed_ones():

@@ -125,6 +125,8 @@ def stabilise_disparity(
     targets: tuple[int, int] | None = None,
     device: torch.device | None = None,
     progress: Callable[[int], None] | None = None,
+    kept: dict[tuple[int, int], torch.Tensor] | None = None,
+    first_frame: int = 0,
 ) -> torch.Tensor:
     """Temporally stabilised disparity of a clip, or of the frames ``targets = (a, b)`` of a part of one.
 
@@ -138,8 +140,11 @@ def stabilise_disparity(
     Flows: each ordered pair once. With ``config.invert_flows`` only the forward ones (i -> i + k) are computed and
     the backward ones inverted from them (``flow.invert_flow``): a block keeps the forward flows that the next
     block's targets look back along, so a call computes ``window_size // 2`` flows per frame, plus ``r (r + 1) / 2``
-    (r = ``half_window``) for its first targets' context. Nothing is read back to the host before the end (on CUDA
-    the blocks queue up behind each other's flow).
+    (r = ``half_window``) for its first targets' context, unless the call before on the same clip left them in
+    ``kept``: a dict ``{(frame, k): flow frame -> frame + k}`` in clip frames, ``rgb[0]`` being frame ``first_frame``,
+    that the call reads and leaves holding the flows a later part's targets need (consecutive parts of one clip, on
+    one device: ``run_stabilise``). Nothing is read back to the host before the end (on CUDA the blocks queue up
+    behind each other's flow).
     """
     config = StabiliseConfig() if config is None else config
     sizes = [check_shape(rgb, "T 3 H W", "rgb"), check_shape(disparity, "T H W", "disparity")]
@@ -155,7 +160,8 @@ def stabilise_disparity(
     if not 0 <= first < last <= t:
         raise ValueError(f"targets {targets} are outside the {t} frames given")
     out = torch.empty((last - first, *disparity.shape[1:]), dtype=torch.float32, device=device)
-    flows: dict[tuple[int, int], torch.Tensor] = {}  # (s, k) -> flow s -> s + k (2, H, W), s + k not yet passed
+    # (s, k) -> flow s -> s + k (2, H, W) on device, s in this call's frames, kept while s + k is a target to come
+    flows = {(s - first_frame, k): f for (s, k), f in (kept or {}).items() if 0 <= s - first_frame and s - first_frame + k < t}
 
     for a in range(first, last, frames_per_block):
         b = min(last, a + frames_per_block)
@@ -216,6 +222,9 @@ def stabilise_disparity(
         out[a - first : b - first] = filtered.clamp_min(0.0)
         if progress is not None:
             progress(b - a)
+    if kept is not None:
+        kept.clear()
+        kept.update({(s + first_frame, k): f for (s, k), f in flows.items()})
     return out.to(disparity.device)
 
 
@@ -253,11 +262,13 @@ def run_stabilise(
     config = StabiliseConfig() if config is None else config
     r = config.half_window
     log.info("stabilise: %d frames, flow %s, window %d", num_frames, flow.name, config.window_size)
+    kept: dict[tuple[int, int], torch.Tensor] = {}  # the flows that a chunk leaves for the next one's first frames
     for a, b in chunks:
         lo, hi = max(0, a - r), min(num_frames, b + r)
         rgb = torch.from_numpy(frames(lo, hi)).permute(0, 3, 1, 2)  # (n, h, w, 3) -> (n, 3, h, w) uint8, a view
         raw = torch.from_numpy(disparity(lo, hi))
-        result = stabilise_disparity(rgb, raw, flow, config, targets=(a - lo, b - lo), device=device, progress=progress).cpu().numpy()
+        result = stabilise_disparity(rgb, raw, flow, config, targets=(a - lo, b - lo), device=device, progress=progress,
+                                     kept=kept, first_frame=lo).cpu().numpy()  # fmt: skip
         out.commit(a, {"disparity": result}, frame_stats(result))
 
 
