@@ -108,9 +108,9 @@ def consistency_mask(
     ]
     check_same(sizes, "N H W", ["rgb", "warped_rgb", "disparity", "warped_disparity", "inside"])
     colour_ok = (warped_rgb - rgb).abs().amax(dim=1) <= rgb_threshold
-    inf = torch.tensor(float("inf"), device=disparity.device, dtype=warped_disparity.dtype)
-    hi = torch.where(inside, warped_disparity, -inf).amax(dim=(1, 2), keepdim=True)
-    lo = torch.where(inside, warped_disparity, inf).amin(dim=(1, 2), keepdim=True)
+    # the infinities as Python scalars: a tensor made here would be an upload (a wait) per call on CUDA
+    hi = torch.where(inside, warped_disparity, float("-inf")).amax(dim=(1, 2), keepdim=True)
+    lo = torch.where(inside, warped_disparity, float("inf")).amin(dim=(1, 2), keepdim=True)
     depth_ok = (warped_disparity - disparity).abs() <= depth_ratio * (hi - lo)
     return inside & colour_ok & depth_ok
 
