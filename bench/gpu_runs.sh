@@ -82,7 +82,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         step stabilise_1080p 240 $PY bench/bench_stabilise.py --device cuda --flow torch --sizes 1920x1080 --frames 48 \
             --repeats 3 ${STAB_BASELINE:+--baseline "$STAB_BASELINE"} --json "$OUT/stabilise_1080p.json"
         if [ -n "${STAB_BASELINE:-}" ]; then
-            step stabilise_equal 150 $PY bench/bench_stabilise.py --mode equal --device cuda --flow torch --sizes 640x360 \
+            step stabilise_equal 180 $PY bench/bench_stabilise.py --mode equal --device cuda --flow torch --sizes 640x360 \
                 --frames 8 --cameras truck,handheld --baseline "$STAB_BASELINE" --json "$OUT/stabilise_equal_cuda.json"
         fi
         step stabilise_quality 120 $PY bench/bench_stabilise.py --mode quality --device cuda --flow torch --sizes 640x360 \
