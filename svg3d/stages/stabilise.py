@@ -2,7 +2,10 @@
 
 For every frame i, with offsets k in [-r, r] (window 2r + 1) and weights w_k = 0.5^|k| / sum:
 
-1. flow from frame i to each neighbour i + k (any ``flow.FlowBackend``);
+1. flow from frame i to each neighbour i + k (any ``flow.FlowBackend``). By default (``invert_flows``) only the
+   forward flows (k > 0) are computed and each backward one (i -> i - k) is the inverse of the forward flow
+   (i - k -> i) (``flow.invert_flow``): half the flows, and flicker and error to the true depth within 0.2 % of
+   computed backward flows on bench/bench_stabilise.py's rendered scenes (bench/results/stabilise_quality_*.json);
 2. backward-warp the neighbour's RGB and disparity into frame i, nearest sampling. A warped pixel
    is valid where its sample is inside the neighbour, its max-channel colour difference to frame i
    is <= ``rgb_threshold`` (0-255 scale) and its disparity differs from frame i's by at most
@@ -31,7 +34,7 @@ from .. import io
 from ..checks import InputError, check_same, check_shape
 from ..config import StabiliseConfig
 from ..filters import guided_filter
-from ..flow import FlowBackend
+from ..flow import FlowBackend, invert_flow
 from ..source import Source, open_source
 from ..work import FrameChunks
 from .depth import frame_stats
@@ -105,9 +108,9 @@ def consistency_mask(
     ]
     check_same(sizes, "N H W", ["rgb", "warped_rgb", "disparity", "warped_disparity", "inside"])
     colour_ok = (warped_rgb - rgb).abs().amax(dim=1) <= rgb_threshold
-    inf = torch.tensor(float("inf"), device=disparity.device, dtype=warped_disparity.dtype)
-    hi = torch.where(inside, warped_disparity, -inf).amax(dim=(1, 2), keepdim=True)
-    lo = torch.where(inside, warped_disparity, inf).amin(dim=(1, 2), keepdim=True)
+    # the infinities as Python scalars: a tensor made here would be an upload (a wait) per call on CUDA
+    hi = torch.where(inside, warped_disparity, float("-inf")).amax(dim=(1, 2), keepdim=True)
+    lo = torch.where(inside, warped_disparity, float("inf")).amin(dim=(1, 2), keepdim=True)
     depth_ok = (warped_disparity - disparity).abs() <= depth_ratio * (hi - lo)
     return inside & colour_ok & depth_ok
 
@@ -122,6 +125,8 @@ def stabilise_disparity(
     targets: tuple[int, int] | None = None,
     device: torch.device | None = None,
     progress: Callable[[int], None] | None = None,
+    kept: dict[tuple[int, int], torch.Tensor] | None = None,
+    first_frame: int = 0,
 ) -> torch.Tensor:
     """Temporally stabilised disparity of a clip, or of the frames ``targets = (a, b)`` of a part of one.
 
@@ -131,59 +136,105 @@ def stabilise_disparity(
     clip has them); each target then gets exactly the result of the whole clip. Frames are moved to
     ``device`` (default: disparity's) a block at a time, so memory is bounded by ``config.pairs_per_batch``.
     Returns float32 ``(b - a, H, W)`` >= 0 on disparity's device. ``progress(n)`` after each block.
+
+    Flows: each ordered pair once. With ``config.invert_flows`` only the forward ones (i -> i + k) are computed and
+    the backward ones inverted from them (``flow.invert_flow``): a block keeps the forward flows that the next
+    block's targets look back along, so a call computes ``window_size // 2`` flows per frame, plus ``r (r + 1) / 2``
+    (r = ``half_window``) for its first targets' context, unless the call before on the same clip left them in
+    ``kept``: a dict ``{(frame, k): flow frame -> frame + k}`` in clip frames, ``rgb[0]`` being frame ``first_frame``,
+    that the call reads and leaves holding the flows a later part's targets need (consecutive parts of one clip, on
+    one device: ``run_stabilise``). Nothing is read back to the host before the end (on CUDA the blocks queue up
+    behind each other's flow).
     """
     config = StabiliseConfig() if config is None else config
     sizes = [check_shape(rgb, "T 3 H W", "rgb"), check_shape(disparity, "T H W", "disparity")]
     check_same(sizes, "T H W", ["rgb", "disparity"])
-    device = disparity.device if device is None else device
+    device = disparity.device if device is None else torch.device(device)
     t = sizes[0]["T"]
     r = config.half_window
     weights = window_weights(config.window_size, config.decay).tolist()  # index k + r
     offsets = [k for k in range(-r, r + 1) if k != 0]
-    frames_per_block = max(1, config.pairs_per_batch // max(1, len(offsets)))
+    computed = [k for k in offsets if k > 0 or not config.invert_flows]  # the flows' offsets computed, not inverted
+    frames_per_block = max(1, config.pairs_per_batch // max(1, len(computed)))
     first, last = (0, t) if targets is None else targets
     if not 0 <= first < last <= t:
         raise ValueError(f"targets {targets} are outside the {t} frames given")
-    out = torch.empty((last - first, *disparity.shape[1:]), dtype=torch.float32, device=disparity.device)
+    out = torch.empty((last - first, *disparity.shape[1:]), dtype=torch.float32, device=device)
+    # (s, k) -> flow s -> s + k (2, H, W) on device, s in this call's frames, kept while s + k is a target to come
+    flows = {(s - first_frame, k): f for (s, k), f in (kept or {}).items() if 0 <= s - first_frame and s - first_frame + k < t}
 
     for a in range(first, last, frames_per_block):
         b = min(last, a + frames_per_block)
         lo, hi = max(0, a - r), min(t, b + r)  # frames [lo, hi) are needed for targets [a, b)
-        block_rgb = rgb[lo:hi].to(device)
+        block_rgb = _to_device(rgb[lo:hi], device)
         block_rgb = block_rgb.float() if block_rgb.dtype == torch.uint8 else block_rgb.float() * 255.0  # 0-255
-        block_d = disparity[lo:hi].to(device, torch.float32).clamp_min(0.0)
+        block_d = _to_device(disparity[lo:hi], device).float().clamp_min(0.0)
         own = block_d[a - lo : b - lo]  # (B, H, W) raw disparity of the targets
         num = weights[r] * own  # step 3: frame i itself is always valid
         den = torch.full_like(own, weights[r])
 
-        pairs = [(i, i + k) for i in range(a, b) for k in offsets if 0 <= i + k < t]  # past the ends: invalid
-        for c in range(0, len(pairs), config.pairs_per_batch):
-            chunk = pairs[c : c + config.pairs_per_batch]
-            ti = torch.tensor([i - lo for i, _ in chunk], device=device)  # targets, block index
-            si = torch.tensor([j - lo for _, j in chunk], device=device)  # neighbours, block index
-            fl = flow(block_rgb[ti] / 255.0, block_rgb[si] / 255.0)  # (P, 2, H, W) target -> neighbour
-            neighbour = torch.cat([block_rgb[si], block_d[si][:, None]], 1)  # (P, 4, H, W): RGB + disparity
-            warped, inside = backward_warp(neighbour, fl.to(device, torch.float32))
-            valid = consistency_mask(
-                block_rgb[ti],
-                block_d[ti],
-                warped[:, :3],
-                warped[:, 3],
-                inside,
-                rgb_threshold=config.rgb_threshold,
-                depth_ratio=config.depth_ratio,
-            )
-            w = torch.tensor([weights[j - i + r] for i, j in chunk], device=device).view(-1, 1, 1)
-            wm = w * valid  # (P, H, W)
-            num.index_add_(0, ti - (a - lo), wm * warped[:, 3])
-            den.index_add_(0, ti - (a - lo), wm)
+        # The flows (s, s + k) this block needs and has not got: for one k a run of sources [s0, s1), their
+        # targets the run shifted by k, both slices of the block. Forward flows from before the block (s < a) are
+        # for its targets' backward ones; the previous block computed them unless this is the call's first.
+        todo = []
+        for k in computed:
+            s0, s1 = max(a - k if config.invert_flows else a, -k, 0), min(b, t - k)
+            while (s0, k) in flows and s0 < s1:
+                s0 += 1
+            if s0 < s1:
+                todo.append((k, s0, s1))
+        if todo:
+            src = torch.cat([block_rgb[s0 - lo : s1 - lo] for _, s0, s1 in todo])  # (P, 3, H, W)
+            dst = torch.cat([block_rgb[s0 + k - lo : s1 + k - lo] for k, s0, s1 in todo])  # (P, 3, H, W)
+            step = config.pairs_per_batch
+            fl = torch.cat([flow(src[c : c + step] / 255.0, dst[c : c + step] / 255.0) for c in range(0, len(src), step)])
+            fl = fl.to(device, torch.float32)  # (P, 2, H, W) src -> dst
+            keys = [(s, k) for k, s0, s1 in todo for s in range(s0, s1)]
+            flows.update(zip(keys, fl, strict=True))
+
+        # The pairs (i, i + k) of the targets, offset by offset: for one k the targets with a neighbour in the clip
+        # are a run [i0, i1) (past the ends: invalid) and their neighbours the run shifted by k.
+        runs = [(k, max(a, -k), min(b, t - k)) for k in offsets]
+        runs = [(k, i0, i1) for k, i0, i1 in runs if i0 < i1]
+        if runs:  # (none for a clip of one frame)
+            fl = torch.cat([
+                torch.stack([flows[i, k] for i in range(i0, i1)]) if k in computed
+                else invert_flow(torch.stack([flows[i + k, -k] for i in range(i0, i1)]))
+                for k, i0, i1 in runs
+            ])  # (P, 2, H, W) target -> neighbour  # fmt: skip
+            nb = torch.cat([block_rgb[i0 + k - lo : i1 + k - lo] for k, i0, i1 in runs])  # (P, 3, H, W) neighbours
+            nd = torch.cat([block_d[i0 + k - lo : i1 + k - lo] for k, i0, i1 in runs])  # (P, H, W)
+            warped, inside = backward_warp(torch.cat([nb, nd[:, None]], 1), fl)  # RGB + disparity, (P, 4, H, W)
+            tr = torch.cat([block_rgb[i0 - lo : i1 - lo] for _, i0, i1 in runs])  # (P, 3, H, W) targets
+            td = torch.cat([block_d[i0 - lo : i1 - lo] for _, i0, i1 in runs])  # (P, H, W)
+            valid = consistency_mask(tr, td, warped[:, :3], warped[:, 3], inside,
+                                     rgb_threshold=config.rgb_threshold, depth_ratio=config.depth_ratio)  # fmt: skip
+            p = 0
+            for k, i0, i1 in runs:  # in offset order for every target: the sums' rounding does not depend on blocks
+                wm = weights[k + r] * valid[p : p + i1 - i0]  # (n, H, W)
+                num[i0 - a : i1 - a] += wm * warped[p : p + i1 - i0, 3]
+                den[i0 - a : i1 - a] += wm
+                p += i1 - i0
+        flows = {(s, k): f for (s, k), f in flows.items() if k > 0 and s + k >= b and config.invert_flows}  # for later targets
 
         fused = num / (den + FUSE_EPS)
         filtered = guided_filter(own, fused, config.radius, config.eps)  # step 4, guide = raw disparity
-        out[a - first : b - first] = filtered.clamp_min(0.0).to(out.device)
+        out[a - first : b - first] = filtered.clamp_min(0.0)
         if progress is not None:
             progress(b - a)
-    return out
+    if kept is not None:
+        kept.clear()
+        kept.update({(s + first_frame, k): f for (s, k), f in flows.items()})
+    return out.to(disparity.device)
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``; from the CPU to CUDA through pinned memory, without waiting for the GPU's queued work."""
+    if x.device == device:
+        return x
+    if x.device.type == "cpu" and device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)  # ordered before the kernels that read it
+    return x.to(device)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,11 +262,13 @@ def run_stabilise(
     config = StabiliseConfig() if config is None else config
     r = config.half_window
     log.info("stabilise: %d frames, flow %s, window %d", num_frames, flow.name, config.window_size)
+    kept: dict[tuple[int, int], torch.Tensor] = {}  # the flows that a chunk leaves for the next one's first frames
     for a, b in chunks:
         lo, hi = max(0, a - r), min(num_frames, b + r)
         rgb = torch.from_numpy(frames(lo, hi)).permute(0, 3, 1, 2)  # (n, h, w, 3) -> (n, 3, h, w) uint8, a view
         raw = torch.from_numpy(disparity(lo, hi))
-        result = stabilise_disparity(rgb, raw, flow, config, targets=(a - lo, b - lo), device=device, progress=progress).cpu().numpy()
+        result = stabilise_disparity(rgb, raw, flow, config, targets=(a - lo, b - lo), device=device, progress=progress,
+                                     kept=kept, first_frame=lo).cpu().numpy()  # fmt: skip
         out.commit(a, {"disparity": result}, frame_stats(result))
 
 
