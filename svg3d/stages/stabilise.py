@@ -155,7 +155,8 @@ def stabilise_disparity(
     weights = window_weights(config.window_size, config.decay).tolist()  # index k + r
     offsets = [k for k in range(-r, r + 1) if k != 0]
     computed = [k for k in offsets if k > 0 or not config.invert_flows]  # the flows' offsets computed, not inverted
-    frames_per_block = max(1, config.pairs_per_batch // max(1, len(computed)))
+    # a block's targets have at most pairs_per_batch pairs (memory; the progress moves a block at a time)
+    frames_per_block = max(1, config.pairs_per_batch // max(1, len(offsets)))
     first, last = (0, t) if targets is None else targets
     if not 0 <= first < last <= t:
         raise ValueError(f"targets {targets} are outside the {t} frames given")
