@@ -302,10 +302,14 @@ def run_cli(capsys, argv: list[str]) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
-def test_cli_writes_refined_depths(tmp_path, capsys):
+@pytest.mark.parametrize("invert", [False, True])
+def test_cli_writes_refined_depths(tmp_path, capsys, invert):
+    """The seed script computes both flows as the reference does; ``--invert_flows`` is convert's way (the library's
+    default). Either: the library's numbers."""
     images, depths = write_clip(tmp_path)
     out = tmp_path / "depths_refined"
     argv = [f"--path={images}", f"--depth_path={depths}", f"--out_dir={out}", "--flow", "dis", "--device", "cpu"]
+    argv += ["--invert_flows"] if invert else []
     rc, err = run_cli(capsys, argv)
     assert rc == 0, err
     files = io.list_depths(out)  # strict: previews are in a sub-folder
@@ -315,8 +319,11 @@ def test_cli_writes_refined_depths(tmp_path, capsys):
     assert sorted(p.name for p in (out / "preview").iterdir()) == [f"{t:05d}_depth.png" for t in range(4)]
     # Same numbers as the library on the same inputs.
     frames = torch.from_numpy(read_clip(images).frames).permute(0, 3, 1, 2)
-    expected = stabilise_disparity(frames, torch.from_numpy(io.read_depths(depths)), DISFlow())
+    config = StabiliseConfig(invert_flows=invert)
+    expected = stabilise_disparity(frames, torch.from_numpy(io.read_depths(depths)), DISFlow(), config)
     np.testing.assert_allclose(refined, expected.numpy(), atol=1e-6)
+    other = stabilise_disparity(frames, torch.from_numpy(io.read_depths(depths)), DISFlow(), StabiliseConfig(invert_flows=not invert))
+    assert np.abs(refined - other.numpy()).max() > 1e-6  # the flag changes the flows: the comparison can tell them apart
 
 
 @pytest.mark.parametrize(

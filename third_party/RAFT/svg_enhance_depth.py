@@ -84,6 +84,12 @@ def create_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pairs_per_batch", type=int, default=default(StabiliseConfig, "pairs_per_batch"), help="flow pairs per batch; memory only (default: %(default)s)"
     )
+    p.add_argument(
+        "--invert_flows",
+        action="store_true",
+        help="compute only the forward flows and invert them for the backward ones: half the flow work, as convert does "
+        "(default: off, both computed as the reference does)",
+    )
     add_device_flag(p)
     p.add_argument(
         "--preview",
@@ -115,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             radius=args.radius,
             eps=args.eps,
             pairs_per_batch=args.pairs_per_batch,
+            invert_flows=args.invert_flows,
         )
         if args.iters < 1:
             raise InputError(f"--iters {args.iters}: must be >= 1")
