@@ -3,6 +3,7 @@
     python bench/real_stereo/prepare.py                    # once: gets and prepares bench/real_stereo/data/
     python bench/bench_fill_real.py --json bench/results/fill_real.json
     python bench/bench_fill_real.py --items selfie selfie-pan --previews /tmp/previews   # PNGs to look at
+    python bench/bench_fill_real.py --fillers classical telea     # only the filler and the baseline (faster)
 
 Each item (bench/real_stereo/prepare.py) is a rectified real pair: left = the input, right = the truth, and
 the geometry of the true pair (SGBM with a left-right check). That disparity d becomes metric depth
@@ -74,7 +75,9 @@ def dibr_telea(left: np.ndarray, disparity: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255  # T H W 3 -> T 3 H W
 
 
-def run_item(path: Path, depth_kind: str, config: classical.FillConfig) -> tuple[dict, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+def run_item(
+    path: Path, depth_kind: str, config: classical.FillConfig, fillers: tuple[str, ...] = FILLERS
+) -> tuple[dict, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     z = np.load(path)
     left, right, d = z["left"], z["right"], z["disparity" if depth_kind == "oracle" else "degraded"]
     focal, baseline = float(z["focal"]), float(z["baseline"])
@@ -99,6 +102,8 @@ def run_item(path: Path, depth_kind: str, config: classical.FillConfig) -> tuple
     band = classical.border_band(known, 1) | classical.border_band(known, -1)  # out of view: no camera saw it
     disoccluded = ~known & ~band  # background a nearer object hid
     for name, run in runs.items():
+        if name not in fillers:
+            continue
         start = time.perf_counter()
         out[name] = run().clamp(0, 1)
         seconds = time.perf_counter() - start
@@ -116,12 +121,12 @@ def run_item(path: Path, depth_kind: str, config: classical.FillConfig) -> tuple
 
 
 def save_previews(folder: Path, row: dict, out: dict[str, torch.Tensor], truth: torch.Tensor, known: torch.Tensor) -> None:
-    """Frame 0 (and the middle frame of videos): truth | classical | telea | previous, holes outlined in red."""
+    """Frame 0 (and the middle frame of videos): truth | classical | telea | previous (black if not run), holes outlined in red."""
     folder.mkdir(parents=True, exist_ok=True)
     for t in sorted({0, len(truth) // 2}):
         edge = cv2.morphologyEx((~known[t]).numpy().astype(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
         tiles = []
-        for img in (truth[t], out["classical"][t], out["telea"][t], out["previous"][t]):
+        for img in (truth[t], out["classical"][t], out["telea"][t], out.get("previous", torch.zeros_like(truth))[t]):
             a = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8).copy()
             a[edge] = (a[edge] * 0.5 + np.array([0, 0, 127])).astype(np.uint8)  # BGR red outline
             tiles.append(a)
@@ -140,6 +145,7 @@ def main() -> None:
     p.add_argument("--depth", nargs="+", default=["oracle", "degraded"], choices=["oracle", "degraded"])
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--fillers", nargs="+", default=list(FILLERS), choices=FILLERS, help="which fillers (telea is always run: the gains are over it)")
     p.add_argument("--previews", type=Path, help="write PNGs of the filled frames here")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     args = p.parse_args()
@@ -149,10 +155,11 @@ def main() -> None:
     if not paths or not all(p.exists() for p in paths):
         raise SystemExit(f"{args.data}: no prepared items (run bench/real_stereo/prepare.py first)")
     config = classical.FillConfig()
+    fillers = tuple(f for f in FILLERS if f in args.fillers or f in ("classical", "telea"))
     rows = []
     stills, videos = [p for p in paths if "-" not in p.stem], [p for p in paths if "-" in p.stem]
     for path, kind in [(p, k) for group in (stills, videos) for k in args.depth for p in group]:  # the stills first
-        row, out, truth, known = run_item(path, kind, config)
+        row, out, truth, known = run_item(path, kind, config, fillers)
         rows.append(row)
         gain = row["classical"]["hole_psnr"] - row["telea"]["hole_psnr"]
         dis = row["classical"]["disocclusion_psnr"] - row["telea"]["disocclusion_psnr"]
@@ -168,7 +175,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for kind in args.depth:
         sub = [r for r in rows if r["depth"] == kind]
-        for f in FILLERS:
+        for f in fillers:
             worst = min(r[f]["hole_psnr"] - r["telea"]["hole_psnr"] for r in sub)
             vids = [r[f]["flicker_ratio"] for r in sub if "flicker_ratio" in r[f]]
             keys = ("hole_psnr", "disocclusion_psnr", "band_psnr", "hole_ssim", "all_psnr", "all_ssim", "flicker_ratio", "ms_per_frame")
