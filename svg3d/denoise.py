@@ -26,7 +26,9 @@ Where we differ from the reference (``svg.py`` of the authors' release) on purpo
   every random draw covers the whole matrix in a fixed layout, so results do not depend on the chunk
   size. A column that is known everywhere (the input view) is not run through the UNet in temporal
   passes: with M == 1 its result is overwritten by the next injection anyway. For the same reason it
-  is not re-encoded by the re-injection (the reference re-samples its VAE posterior every step).
+  is not re-encoded by the re-injection (the reference re-samples its VAE posterior every step). A cell known in
+  every pixel of a view the re-injection updates is neither decoded nor encoded again: its composite is its masked
+  frame, whose posterior step 2 kept; it is re-sampled from that posterior, as the reference's re-encode would.
 - Views a pass does not update keep their latents (the first release zeroed them).
 - A latent cell's known share is its own 8 x 8 block (``latent_known``), not windows shifted by
   OpenCV's kernel anchor.
@@ -38,7 +40,7 @@ Where we differ from the reference (``svg.py`` of the authors' release) on purpo
 - Any size: frames whose sides are not multiples of the VAE factor are reflect-padded and cropped back.
 
 Execution, not recipe: ``DenoiseConfig.unet`` picks diffusers' UNet3D forward or ours (``svg3d.unet3d``, same
-numbers, channels-last), and ``workers`` (``Workers``; ``svg3d.distributed.Ranks`` across processes) says which
+numbers, channels-last), ``DenoiseConfig.vae_forward`` diffusers' SD VAE forward or ours (``svg3d.vae``, likewise), and ``workers`` (``Workers``; ``svg3d.distributed.Ranks`` across processes) says which
 share of each pass's UNet batch items and of each VAE call's frames this process computes; every process draws
 every random number of the whole matrix, so a run split across GPUs equals the one-device run.
 """
@@ -58,6 +60,7 @@ from . import camera, unet3d
 from .checks import check_shape
 from .config import DenoiseConfig
 from .models import channels_last_input
+from .vae import vae_for
 
 log = logging.getLogger(__name__)
 
@@ -316,29 +319,44 @@ def encode_prompt(model, prompt: str, negative_prompt: str) -> torch.Tensor:
     return model.text_encoder(tok.input_ids.to(model.device))[0].float()
 
 
-def _vae_encode(
-    model, frames: torch.Tensor, eps: torch.Tensor | None, chunk: int, workers: Workers = LOCAL
-) -> torch.Tensor:
-    """frames ``(N, 3, H, W)`` in [0, 1] -> scaled latents ``(N, c, h, w)``; ``eps`` ``(N, c, h, w)``
-    is the posterior noise (None = the posterior mean). ``workers``: this process encodes its share of frames."""
-    f = model.vae_scale_factor
-    shape = (frames.shape[0], model.latent_channels, frames.shape[2] // f, frames.shape[3] // f)
-    out = torch.zeros(shape, device=frames.device)
+def vae_posterior(
+    model, frames: torch.Tensor, *, max_frames: int = 16, workers: Workers = LOCAL, forward: str = DenoiseConfig.vae_forward
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames ``(N, 3, H, W)`` in [0, 1] -> the VAE posterior's mean and standard deviation ``(N, c, h, w)`` fp32,
+    unscaled. ``max_frames`` per VAE call; ``workers``: this process encodes its share of the frames; ``forward``
+    (``DenoiseConfig.vae_forward``): diffusers' or ours (``svg3d.vae``, the same numbers, channels-last)."""
+    f, ours = model.vae_scale_factor, vae_for(model.vae, forward)
+    shape = (frames.shape[0], 2, model.latent_channels, frames.shape[2] // f, frames.shape[3] // f)
+    out = torch.zeros(shape, device=frames.device)  # N, (mean, std), c, h, w
     mine = workers.share(frames.shape[0])
-    for i in range(mine.start, mine.stop, chunk):
-        j = min(i + chunk, mine.stop)
-        dist = model.vae.encode(channels_last_input(model.vae, (frames[i:j] * 2 - 1).to(model.dtype))).latent_dist
-        z = dist.mean.float() if eps is None else dist.mean.float() + dist.std.float() * eps[i:j]
-        out[i:j] = z * model.vae.config.scaling_factor
-    return workers.combine(out)
+    for i in range(mine.start, mine.stop, max_frames):
+        j = min(i + max_frames, mine.stop)
+        x = (frames[i:j] * 2 - 1).to(model.dtype)
+        if ours is not None:
+            mean, std = ours.encode(x)
+        else:
+            dist = model.vae.encode(channels_last_input(model.vae, x)).latent_dist
+            mean, std = dist.mean, dist.std
+        out[i:j, 0], out[i:j, 1] = mean, std
+    out = workers.combine(out)
+    return out[:, 0], out[:, 1]
 
 
-def decode_latents(model, z: torch.Tensor, *, max_frames: int = 16, workers: Workers = LOCAL) -> torch.Tensor:
+def sample_posterior(model, mean: torch.Tensor, std: torch.Tensor, eps: torch.Tensor | None) -> torch.Tensor:
+    """Scaled latents ``scale * (mean + std * eps)`` (any shape; ``eps`` None: the posterior mean)."""
+    z = mean if eps is None else mean + std * eps
+    return z * model.vae.config.scaling_factor
+
+
+def decode_latents(
+    model, z: torch.Tensor, *, max_frames: int = 16, workers: Workers = LOCAL, forward: str = DenoiseConfig.vae_forward
+) -> torch.Tensor:
     """Latent columns ``(N, T, c, h, w)`` -> frames ``(N, T, 3, H, W)`` float32 in [0, 1].
 
-    The SD VAE decodes frame by frame (``max_frames`` per call). The SVD-XT temporal decoder mixes the
-    frames of a clip, so it always gets whole columns (as many per call as ``max_frames`` allows).
-    ``workers``: this process decodes its share of the frames (of the columns, for the temporal decoder).
+    The SD VAE decodes frame by frame (``max_frames`` per call), with diffusers' forward or ours (``forward``, as
+    ``vae_posterior``). The SVD-XT temporal decoder mixes the frames of a clip, so it always gets whole columns
+    (as many per call as ``max_frames`` allows), through diffusers' forward. ``workers``: this process decodes its
+    share of the frames (of the columns, for the temporal decoder).
     """
     n = check_shape(z, "N T c h w", "z")
     z = z / model.vae.config.scaling_factor
@@ -357,11 +375,13 @@ def decode_latents(model, z: torch.Tensor, *, max_frames: int = 16, workers: Wor
                 .unflatten(0, (j - i, n["T"]))
             )
     else:
+        ours = vae_for(model.vae, forward)
         flat, frames = z.flatten(0, 1), out.view(n["N"] * n["T"], *out.shape[2:])  # frames: a view of out
         mine = workers.share(flat.shape[0])
         for i in range(mine.start, mine.stop, max_frames):
             j = min(i + max_frames, mine.stop)
-            frames[i:j] = model.vae.decode(channels_last_input(model.vae, flat[i:j].to(model.dtype))).sample.float()
+            x = flat[i:j].to(model.dtype)
+            frames[i:j] = ours.decode(x) if ours is not None else model.vae.decode(channels_last_input(model.vae, x)).sample
     out = workers.combine(out)
     return (out / 2 + 0.5).clamp(0, 1)
 
@@ -582,23 +602,29 @@ def denoise_frame_matrix(
     pixel, mask = pixel | fixed5, torch.where(fixed5, 1.0, mask)
 
     # 2. Known latents S = scale * VAE.encode(masked frames), for the cells that have known content.
-    def encode_cells(frames: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        eps = _randn_matrix(lat_shape, gens.vae) if config.vae_sample else None
-        known = torch.zeros(lat_shape, device=device)
+    def encode_cells(frames: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VAE posterior (mean, std) ``(V, T, c, h, w)`` of ``frames`` on ``cells`` ``(V, T)``, zeros elsewhere."""
+        mean, std = torch.zeros(lat_shape, device=device), torch.zeros(lat_shape, device=device)
         if cells.any():
             with _resident(model.vae, device, config.offload):
-                known[cells] = _vae_encode(
-                    model, frames[cells], None if eps is None else eps[cells], config.max_vae_frames, workers
+                mean[cells], std[cells] = vae_posterior(
+                    model, frames[cells], max_frames=config.max_vae_frames, workers=workers, forward=config.vae_forward
                 )
-        return known
+        return mean, std
+
+    def sample(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """S from a posterior: a sample with fresh noise over the whole matrix (``vae_sample``), or its mean."""
+        return sample_posterior(model, mean, std, _randn_matrix(lat_shape, gens.vae) if config.vae_sample else None)
 
     any_known = (mask.flatten(2).amax(dim=2) > 0) & ~fixed  # (V, T): cells to encode
-    known = encode_cells(images, any_known)
+    posterior = encode_cells(images, any_known)
+    known = sample(*posterior)
     if fixed_cells is not None:
         known = torch.where(fixed5, fixed_latents.to(device).float(), known)
 
     # A cell whose every pixel and latent is known is overwritten by each injection: never denoise it.
-    known_cells = pixel.flatten(2).all(dim=2) & (mask.flatten(2) == 1).all(dim=2)
+    whole = pixel.flatten(2).all(dim=2)  # (V, T): every pixel known
+    known_cells = whole & (mask.flatten(2) == 1).all(dim=2)
     with _resident(model.text_encoder, device, config.offload):
         emb = encode_prompt(model, prompt, config.negative_prompt)
     den = _Denoiser(model, config, emb, gens, known_cells, workers)
@@ -621,13 +647,25 @@ def denoise_frame_matrix(
         if config.update_source_latent and int(t) > config.update_source_latent_end:
             views = [v for v in active if not den.known_cells[v].all()]
             if views:
-                decoded = torch.zeros_like(images)
-                with _resident(model.vae, device, config.offload):
-                    decoded[views] = decode_latents(model, x0[views], max_frames=config.max_vae_frames, workers=workers)
-                composite = torch.where(pixel, images, decoded)
                 cells = any_known.clone()
                 cells[[v for v in range(v_count) if v not in views]] = False
-                known = torch.where(cells[:, :, None, None, None], encode_cells(composite, cells), known)
+                # Only cells with unknown pixels change: a cell known in every pixel composites to its masked frame,
+                # whose posterior step 2 kept (the re-encode the reference runs would compute it again).
+                redo = cells & ~whole
+                decoded = torch.zeros_like(images)
+                with _resident(model.vae, device, config.offload):
+                    if model.temporal_vae:  # it mixes a column's frames: whole columns
+                        cols = [v for v in views if redo[v].any()]
+                        if cols:
+                            decoded[cols] = decode_latents(model, x0[cols], max_frames=config.max_vae_frames, workers=workers)
+                    elif redo.any():
+                        decoded[redo] = decode_latents(
+                            model, x0[redo][None], max_frames=config.max_vae_frames, workers=workers, forward=config.vae_forward
+                        )[0]
+                composite = torch.where(pixel, images, decoded)
+                fresh, redo5 = encode_cells(composite, redo), redo[:, :, None, None, None]
+                mean, std = (torch.where(redo5, a, b) for a, b in zip(fresh, posterior, strict=True))
+                known = torch.where(cells[:, :, None, None, None], sample(mean, std), known)
 
         # 6. Resampling ("time travel"): re-noise t' -> t, inject known at t, denoise t -> t' again.
         if t_next is not None:
@@ -648,7 +686,9 @@ def denoise_frame_matrix(
     # 8. Decode the output views.
     views = output_views(v_count, config)
     with _resident(model.vae, device, config.offload):
-        frames = decode_latents(model, z[list(views)], max_frames=config.max_vae_frames, workers=workers)
+        frames = decode_latents(
+            model, z[list(views)], max_frames=config.max_vae_frames, workers=workers, forward=config.vae_forward
+        )
     frames = frames[..., : s["H"], : s["W"]]  # crop the padding
     log.debug(
         "denoised %d views x %d frames: %d UNet calls, %d frame evaluations",

@@ -320,13 +320,16 @@ def _dynamic_batch(x: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class _Resnet(_Region):
-    """diffusers' ResnetBlock2D ("default" time embedding, pre-norm, SiLU) on NHWC."""
+    """diffusers' ResnetBlock2D ("default" time embedding or none, as the VAE's, pre-norm, SiLU) on NHWC."""
 
     def __init__(self, block: nn.Module):
         super().__init__()
         _require(type(block).__name__ == "ResnetBlock2D", f"a {type(block).__name__} resnet")
+        plain = block.time_embedding_norm == "default" or (
+            block.time_emb_proj is None and block.time_embedding_norm != "scale_shift"
+        )  # without a time embedding diffusers' "group" norm (the VAE decoder's) is the plain norm2
         _require(
-            block.time_embedding_norm == "default" and block.upsample is None and block.downsample is None,
+            plain and block.upsample is None and block.downsample is None,
             "resnets with scale-shift time embedding or up/down sampling",
         )
         _require(isinstance(block.nonlinearity, nn.SiLU) and not block.skip_time_act, "resnets without SiLU")
