@@ -586,7 +586,8 @@ def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = 
 
     ``unet="ours"``: our channels-last forward compiled with static shapes (``unet3d.compile_unet``; ``scope``
     None = ``unet3d.DEFAULT_COMPILE_SCOPE``: "whole" compiles the forward per shape, "blocks" its repeated blocks
-    with each UNet call replayed as one CUDA graph on a GPU) and, with ``vae``, the VAE's encoder and decoder whole (``compile_vae``), every graph cached
+    with each UNet call replayed as one CUDA graph on a GPU) and, with ``vae``, our forward of the SD VAE by regions
+    (``svg3d.vae.compile_ours``; another VAE: its encoder and decoder whole, ``compile_vae``), every graph cached
     on disk in the user cache folder (``unet3d.compile_cache_dir``), so a machine pays the cold compile once per
     torch version. (On the shared 2-core CPU the tiny test VAE compiled measured 0.5x to 2.2x eager across runs;
     the GPU runs of issue 14 decide with ``bench/bench_unet_call.py``; ``vae=False`` keeps it eager.)
@@ -596,8 +597,10 @@ def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = 
     if unet == "ours":
         from . import unet3d
 
+        from . import vae as ours_vae
+
         unet3d.compile_unet(model.unet, scope=scope or unet3d.DEFAULT_COMPILE_SCOPE)
-        return 1 + (compile_vae(model.vae) if vae else 0)
+        return 1 + ((ours_vae.compile_ours(model.vae) or compile_vae(model.vae)) if vae else 0)
     if unet != "diffusers":
         raise ValueError(f"unet {unet!r}: expected 'diffusers' or 'ours'")
     torch._dynamo.config.suppress_errors = True

@@ -234,7 +234,7 @@ def vae_for(vae: nn.Module, kind: str) -> VAE | None:
     return ours
 
 
-def compile_vae(vae: nn.Module, *, cache: bool = True) -> int:
+def compile_ours(vae: nn.Module, *, cache: bool = True) -> int:
     """Compile our forward over ``vae`` by regions (``VAE.compile``), in place; returns how many forwards (1), or 0
     for a VAE this forward does not cover. ``cache``: Inductor's caches in the user cache folder
     (``unet3d.use_compile_cache``)."""

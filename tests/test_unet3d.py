@@ -198,7 +198,7 @@ def test_the_loop_with_ours_equals_the_loop_with_diffusers(model):
 
     fm = make_matrix(3, 4)
     config = DenoiseConfig(num_inference_steps=3, resample=4)  # temporal, rows, reversed rows, re-injection
-    theirs = denoise.denoise_frame_matrix(model, fm.images, fm.masks, "a red car", config)
+    theirs = denoise.denoise_frame_matrix(model, fm.images, fm.masks, "a red car", replace(config, unet="diffusers"))
     ours = denoise.denoise_frame_matrix(model, fm.images, fm.masks, "a red car", replace(config, unet="ours"))
     assert ours.stats.unet_frames == theirs.stats.unet_frames
     scale = theirs.latents.abs().max()
