@@ -18,8 +18,10 @@ view once t <= frame_matrix_end (2, 4, 16, 40, 72). UNet variants:
 - ``--regional``: diffusers' blocks compiled with dynamic shapes (``compile_blocks``, issue 8); ``--whole``:
   ``torch.compile`` of diffusers' whole UNet.
 
-VAE round trip (encode + decode of 16 frames at 576x320): eager, eager channels-last, and the encoder and decoder
-compiled whole (``models.compile_vae``, channels-last on or off). Times are medians of ``--repeats`` calls after
+VAE round trip (encode + decode at 576x320, timed per 16 frames): diffusers' eager, eager channels-last, and its encoder
+and decoder compiled whole (``models.compile_vae``, channels-last on or off; ``--no-vae-whole`` skips them); ours
+(``svg3d.vae``) eager with ``--vae-frames`` frames per call, and compiled by regions; on a GPU each with its peak memory
+above the weights (what a batch of that many frames needs). Times are medians of ``--repeats`` calls after
 two warm-up calls (CUDA events on a GPU); each variant's output is compared with the baseline (largest
 difference relative to the baseline's largest magnitude). Inductor's cache goes to a new empty folder unless
 ``--compile-cache DIR``, so compile times are cold. Prints one JSON report (progress on stderr) and writes it to
@@ -45,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from timing import unet_inputs  # noqa: E402 (bench/ is the script's folder on sys.path)
 
-from svg3d import unet3d  # noqa: E402
+from svg3d import unet3d, vae  # noqa: E402
 from svg3d.models import compile_blocks, compile_vae  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
@@ -102,6 +104,9 @@ def main() -> None:
     p.add_argument("--regional", action="store_true", help="also diffusers' blocks compiled (issue 8)")
     p.add_argument("--whole", choices=("static", "dynamic"), default=None, help="also torch.compile(diffusers' UNet)")
     p.add_argument("--no-vae", dest="vae", action="store_false", help="skip the VAE round trips")
+    p.add_argument("--no-vae-whole", dest="vae_whole", action="store_false", help="skip diffusers' VAE compiled whole")
+    p.add_argument("--vae-frames", type=lambda v: [int(n) for n in v.split(",")], default=[16, 32],
+                   help="frames per call of our VAE's round trips (comma-separated; default 16,32)")
     p.add_argument("--profile", action="store_true", help="print the kernels of one eager call (diffusers, ours)")
     p.add_argument("--compile-cache", default=None, help="Inductor cache folder (default: a new, empty one)")
     p.add_argument("--json", default=None, help="where to write the report (default: bench/results/...)")
@@ -213,39 +218,69 @@ def main() -> None:
 
     if args.vae:
         gen = torch.Generator(device).manual_seed(1)
-        frames = torch.rand(16, 3, args.height, args.width, device=device, dtype=dtype, generator=gen) * 2 - 1
+        most = max([16, *args.vae_frames])
+        frames = torch.rand(most, 3, args.height, args.width, device=device, dtype=dtype, generator=gen) * 2 - 1
 
-        def round_trip(vae, x):
+        def round_trip(vae, x):  # diffusers' AutoencoderKL
             @torch.no_grad()
             def fn():
                 return vae.decode(vae.encode(x).latent_dist.mean).sample
 
             return fn
 
-        vae_ref = round_trip(model.vae, frames)().clone()
+        def ours_round_trip(ours, x):  # svg3d.vae.VAE
+            @torch.no_grad()
+            def fn():
+                return ours.decode(ours.encode(x)[0])
+
+            return fn
+
+        vae_ref = round_trip(model.vae, frames[:16])().clone()
         variants = {"eager": (model.vae, False, False), "eager channels-last": (None, True, False)}
-        variants.update({"compiled whole": (None, False, True), "compiled whole, channels-last": (None, True, True)})
-        for label, (vae, channels_last, compiled) in variants.items():
-            vae = vae or copy.deepcopy(model.vae)
-            x = frames
-            setup = None
-            if compiled:
-                start = time.perf_counter()
-                compile_vae(vae, channels_last=channels_last)
-            elif channels_last:
-                vae = vae.to(memory_format=torch.channels_last)
-            if channels_last:
-                x = frames.contiguous(memory_format=torch.channels_last)
-            if compiled:
-                round_trip(vae, x)()
-                sync(device)
-                setup = time.perf_counter() - start
-            ms = median_ms(round_trip(vae, x), args.repeats, device)
-            e = report["vae"][label] = dict(ms=ms, rel_diff=rel(round_trip(vae, x)(), vae_ref), compile_seconds=setup)
+        if args.vae_whole:
+            variants.update({"compiled whole": (None, False, True), "compiled whole, channels-last": (None, True, True)})
+        labels = [*variants, *(f"ours, {n} frames per call" for n in args.vae_frames), "ours compiled by regions"]
+        for label in labels:
+            n = int(label.split()[1]) if "frames per call" in label else 16
+            x, setup = frames[:n], None
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+                base = torch.cuda.memory_allocated(device)
+            if label.startswith("ours"):
+                ours = vae.VAE.from_diffusers(copy.deepcopy(model.vae))  # channels-last weights: on a copy
+                if "compiled" in label:
+                    start = time.perf_counter()
+                    ours.compile()
+                    ours_round_trip(ours, x)()
+                    sync(device)
+                    setup = time.perf_counter() - start
+                fn = ours_round_trip(ours, x)
+            else:
+                vae_, channels_last, compiled = variants[label]
+                vae_ = vae_ or copy.deepcopy(model.vae)
+                if compiled:
+                    start = time.perf_counter()
+                    compile_vae(vae_, channels_last=channels_last)
+                elif channels_last:
+                    vae_ = vae_.to(memory_format=torch.channels_last)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                if compiled:
+                    round_trip(vae_, x)()
+                    sync(device)
+                    setup = time.perf_counter() - start
+                fn = round_trip(vae_, x)
+            ms = median_ms(fn, args.repeats, device) * 16 / n  # per 16 frames
+            e = report["vae"][label] = dict(ms=ms, frames_per_call=n, rel_diff=rel(fn()[:16], vae_ref), compile_seconds=setup)
+            if device.type == "cuda":  # the call's own memory: the peak above what was allocated before (weights)
+                e["peak_gib_above_weights"] = (torch.cuda.max_memory_allocated(device) - base) / 2**30
             e["speedup_vs_eager"] = report["vae"]["eager"]["ms"] / ms
             log(
-                f"VAE encode + decode of 16 frames, {label}: {ms:.1f} ms (x{e['speedup_vs_eager']:.2f}), rel. diff {e['rel_diff']:.1e}"
+                f"VAE encode + decode per 16 frames, {label}: {ms:.1f} ms (x{e['speedup_vs_eager']:.2f}), "
+                f"rel. diff {e['rel_diff']:.1e}" + (f", peak {e['peak_gib_above_weights']:.2f} GiB" if "peak_gib_above_weights" in e else "")
             )
+            del fn
     path = (
         Path(args.json)
         if args.json

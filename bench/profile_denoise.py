@@ -15,7 +15,8 @@ doubled) at the full zeroscope size with random weights (``svg3d.tiny_models``),
   first calls compile (Inductor's cache: a new empty folder, so the time is cold); the wall time is the graph's,
   the kernels are those of the same compiled blocks run without the graph (the profiler does not see inside one);
 
-and, with ``--vae``, one eager VAE round trip (encode + decode of 16 frames at 576x320, as the re-injection does).
+and, with ``--vae``, eager VAE round trips (encode + decode of 16 frames at 576x320, as the re-injection does):
+diffusers' forward ("vae eager") and ours (``svg3d.vae``, "vae ours").
 
 Per call: wall time (median of ``--repeats`` after two warm-ups, CUDA events), the profiled call's kernel time and
 its share of the wall time (the rest is launch gaps and host work), the time by kind of kernel (``CATEGORIES``:
@@ -45,7 +46,7 @@ import torch  # noqa: E402
 from bench_unet_call import SHAPES, median_ms  # noqa: E402
 from timing import unet_inputs  # noqa: E402
 
-from svg3d import unet3d  # noqa: E402
+from svg3d import unet3d, vae  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -223,11 +224,18 @@ def main() -> None:
         def round_trip():
             return model.vae.decode(model.vae.encode(frames).latent_dist.mean).sample
 
-        wall = median_ms(round_trip, args.repeats, device)
-        rows, busy = kernel_table(profiled(round_trip, device), device)
-        report["calls"]["vae eager"] = {"encode + decode, 16 frames": summarise(rows, busy, wall, args.top)}
-        log(f"VAE round trip of 16 frames: {wall:.1f} ms")
-        save()
+        ours = vae.vae_for(model.vae, "ours")  # built after diffusers' own ran: its weights are channels-last since
+
+        @torch.no_grad()
+        def ours_round_trip():
+            return ours.decode(ours.encode(frames)[0])
+
+        for label, fn in (("vae eager", round_trip), ("vae ours", ours_round_trip)):
+            wall = median_ms(fn, args.repeats, device)
+            rows, busy = kernel_table(profiled(fn, device), device)
+            report["calls"][label] = {"encode + decode, 16 frames": summarise(rows, busy, wall, args.top)}
+            log(f"{label}: VAE round trip of 16 frames: {wall:.1f} ms")
+            save()
     reference: dict[str, torch.Tensor] = {}  # ours eager per shape
     for variant in names:
         unet = model.unet if variant == "diffusers" else unet3d.unet_for(model.unet, "ours").set_group_norm(GROUP_NORM[variant])

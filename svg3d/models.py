@@ -596,7 +596,6 @@ def compile_zeroscope(model: Zeroscope, unet: str = "diffusers", *, vae: bool = 
 
     if unet == "ours":
         from . import unet3d
-
         from . import vae as ours_vae
 
         unet3d.compile_unet(model.unet, scope=scope or unet3d.DEFAULT_COMPILE_SCOPE)

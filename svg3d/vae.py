@@ -43,7 +43,6 @@ from .unet3d import _Conv, _Linear1x1, _Norm, _Region, _require, _Resnet, upsamp
 log = logging.getLogger(__name__)
 
 
-
 class _MidAttention(_Region):
     """diffusers' VAE mid-block Attention: GroupNorm, one-head self-attention over each image's pixels, residual."""
 
@@ -96,7 +95,10 @@ def _sampler_conv(samplers, kind: str) -> _Conv | None:
     """The convolution of a block's single down- or upsampler (None if it has none)."""
     if samplers is None:
         return None
-    _require(len(samplers) == 1 and samplers[0].use_conv and getattr(samplers[0], "norm", None) is None, f"this {kind}sampler")
+    _require(
+        len(samplers) == 1 and samplers[0].use_conv and getattr(samplers[0], "norm", None) is None,
+        f"this {kind}sampler",
+    )
     s = samplers[0]
     if kind == "down":
         _require(s.padding == 0, "a downsampler with symmetric padding")  # SD's VAE: pad right/bottom, then conv

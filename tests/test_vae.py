@@ -44,7 +44,11 @@ def test_ours_computes_what_autoencoder_kl_computes(attention, group_norm):
         frames, frames32, frames64 = ours.decode(z), theirs.decode(z).sample, exact.decode(z.double()).sample
     assert mean.dtype == std.dtype == torch.float32 and mean.shape == std.shape == (3, 4, 6, 8)
     assert frames.shape == (3, 3, 48, 64)
-    for mine, reference, exact_value in ((mean, fp32.mean, truth.mean), (std, fp32.std, truth.std), (frames, frames32, frames64)):
+    for mine, reference, exact_value in (
+        (mean, fp32.mean, truth.mean),
+        (std, fp32.std, truth.std),
+        (frames, frames32, frames64),
+    ):
         floor = 1e-6 * exact_value.abs().max().item()  # float32's resolution at the output's scale
         assert _max(mine, exact_value) <= 4 * max(_max(reference, exact_value), floor)
 
@@ -92,12 +96,18 @@ def test_reinjection_decodes_and_encodes_only_cells_with_unknown_pixels(model, m
     config = DenoiseConfig(num_inference_steps=3, vae_sample=False, frame_matrix_end=0)  # multi-view: every view active
     ours = vae.vae_for(model.vae, "ours")
     counts = {"decode": 0, "encode": 0}
-    for name in counts:
-        def counted(x, _call=getattr(ours, name), _name=name):
-            counts[_name] += x.shape[0]
-            return _call(x)
 
-        monkeypatch.setattr(ours, name, counted)
+    def counting(name: str):
+        call = getattr(ours, name)
+
+        def counted(x):
+            counts[name] += x.shape[0]
+            return call(x)
+
+        return counted
+
+    for name in counts:
+        monkeypatch.setattr(ours, name, counting(name))
     out = denoise.denoise_frame_matrix(model, fm.images, masks, "x", config)
     pixel, mask = denoise.known_masks(masks, model.vae_scale_factor, config)
     whole = pixel.flatten(2).all(dim=2)
