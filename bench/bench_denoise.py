@@ -12,13 +12,15 @@ models. The frame matrix is warped from the synthetic scene renderer (``svg3d.sc
 disocclusions. The variants (``--variants``, run in ``VARIANTS``' order) run in one process on the same input and
 seed; the ``ours*`` rows read as an ablation, each adding one change:
 
-- ``diffusers``: diffusers' UNet3D, eager, ``max_unet_frames`` columns/rows per call (default 256: a whole pass);
+- ``diffusers``: diffusers' UNet3D and VAE, eager, ``max_unet_frames`` columns/rows per call (default 256: a whole pass);
 - ``per-column``: the same with one column or row per UNet call (the CFG pair still batched);
 - ``ours-torch-norm``: ``DenoiseConfig(unet="ours")``, our channels-last forward (``svg3d.unet3d``), eager, with
   torch's GroupNorm (on CUDA it copies NHWC to NCHW and back around each of the ~166 norms of a call);
-- ``ours``: + the grouped GroupNorm on the NHWC data in place (``unet3d.group_norm(impl="grouped")``);
+- ``ours-diffusers-vae``: + the grouped GroupNorm on the NHWC data in place (``unet3d.group_norm(impl="grouped")``);
+- ``ours``: + our channels-last VAE forward (``DenoiseConfig(vae_forward="ours")``, ``svg3d.vae``; the variants above
+  run diffusers' VAE and run first, before ours makes its weights channels-last in place);
 - ``ours-compiled``: + compiled (``--compile-scope``: whole per shape, or its blocks with each call replayed as a
-  CUDA graph) and the VAE compiled whole (``compile_zeroscope(unet="ours")``, unless ``--no-compile-vae``);
+  CUDA graph) and our VAE compiled by regions (``compile_zeroscope(unet="ours")``, unless ``--no-compile-vae``);
 - options beyond the exact schedule (off in the product; their quality needs the real weights, which this cannot
   measure): ``ours-4-views`` / ``ours-compiled-4-views``, a 4-view matrix of the same scene (``--num-views 4``;
   another matrix, so speed only); ``ours-deep-cache`` / ``ours-compiled-deep-cache``, ``DenoiseConfig(deep_cache=2)``
@@ -33,7 +35,8 @@ folder unless ``--compile-cache DIR``), "warm" in a second process that reuses t
 skips it), or in this one when ``--compile-cache`` names a folder that an earlier run filled (the report's
 ``compile_cache_was_empty``). The cache's size is reported.
 
-Reported per variant: seconds per clip, UNet frame-evaluations per second (CFG pair counted twice),
+Reported per variant: seconds per clip and, of them, the VAE's (every encode and decode, timed between synchronisations,
+extrapolated like the clip) and the rest (UNet calls and the loop's elementwise work), UNet frame-evaluations per second (CFG pair counted twice),
 utilisation (frame-evaluations/s x FLOP per frame-evaluation, counted from the UNet config by
 ``unet3d.unet_flops``, against ``--peak-tflops``, default the card's dense fp16 peak from its name: H100 SXM and
 H200 989, H100 PCIe 756), peak GPU memory, UNet
@@ -63,12 +66,13 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from svg3d import camera, scene, unet3d  # noqa: E402
+from svg3d import camera, denoise, scene, unet3d  # noqa: E402
 from svg3d.denoise import LOCAL, DenoiseConfig, denoise_frame_matrix  # noqa: E402
 from svg3d.models import compile_zeroscope  # noqa: E402
 from svg3d.stages.matrix import MatrixInfo, build_frame_matrix  # noqa: E402
@@ -80,6 +84,7 @@ class Variant:
     """How a variant runs the schedule: which UNet forward and how, and which option beyond the exact schedule."""
 
     unet: str = "ours"  # DenoiseConfig.unet
+    vae: str = "ours"  # DenoiseConfig.vae_forward
     group_norm: str = "grouped"  # ours: unet3d.GROUP_NORM
     compiled: bool = False  # compile_zeroscope on a fresh model (same seed, same weights)
     per_column: bool = False  # one column or row per UNet call
@@ -89,16 +94,19 @@ class Variant:
 
 # In the order they run; the names read as an ablation: each ours-* row adds one change to the row above it.
 VARIANTS = {
-    "diffusers": Variant(unet="diffusers"),
-    "per-column": Variant(unet="diffusers", per_column=True),
-    "ours-torch-norm": Variant(group_norm="torch"),  # channels-last forward, torch's GroupNorm (layout copies on CUDA)
-    "ours": Variant(),  # + the grouped GroupNorm on NHWC (no layout copies)
+    "diffusers": Variant(unet="diffusers", vae="diffusers"),
+    "per-column": Variant(unet="diffusers", vae="diffusers", per_column=True),
+    # channels-last UNet forward, torch's GroupNorm (layout copies on CUDA), diffusers' VAE
+    "ours-torch-norm": Variant(group_norm="torch", vae="diffusers"),
+    "ours-diffusers-vae": Variant(vae="diffusers"),  # + the grouped GroupNorm on NHWC (no layout copies)
+    "ours": Variant(),  # + our channels-last VAE forward (svg3d.vae); before it the eager variants run diffusers' VAE
     "ours-4-views": Variant(views=4),  # option: 4 views instead of 8
     "ours-deep-cache": Variant(deep_cache=2),  # option: DeepCache, the whole UNet every other step
     "ours-compiled": Variant(compiled=True),  # + compiled (--compile-scope)
     "ours-compiled-4-views": Variant(compiled=True, views=4),
     "ours-compiled-deep-cache": Variant(compiled=True, deep_cache=2),
-    "diffusers-regional": Variant(unet="diffusers", compiled=True),  # last: it wraps diffusers' modules in place
+    # last: it wraps diffusers' modules in place
+    "diffusers-regional": Variant(unet="diffusers", vae="diffusers", compiled=True),
 }
 OPTIONS = [name for name, v in VARIANTS.items() if v.views or v.deep_cache > 1]  # not the exact schedule
 # Dense fp16 tensor-core peaks (datasheets: half the "with sparsity" figure), matched in the card's name in order.
@@ -126,8 +134,19 @@ def run(model, fm, config: DenoiseConfig, device: torch.device, workers=LOCAL, t
 
     marks: list[float] = []
     snapshots: list[torch.Tensor] = []
+    vae = [0.0]  # seconds in VAE calls: setup + step 0, then each later step, then the final decode
+
+    def timed(fn):
+        def call(*args, **kwargs):
+            begin = sync()
+            out = fn(*args, **kwargs)
+            vae[-1] += sync() - begin
+            return out
+
+        return call
 
     def callback(i: int, t: int, z: torch.Tensor) -> None:
+        vae.append(0.0)
         marks.append(sync())
         snapshots.append(z.cpu())
         if tag:
@@ -136,15 +155,20 @@ def run(model, fm, config: DenoiseConfig, device: torch.device, workers=LOCAL, t
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = sync()
-    result = denoise_frame_matrix(
-        model, fm.images, fm.masks, "a synthetic scene", config, callback=callback, workers=workers
-    )
+    with (
+        mock.patch.object(denoise, "vae_posterior", timed(denoise.vae_posterior)),
+        mock.patch.object(denoise, "decode_latents", timed(denoise.decode_latents)),
+    ):
+        result = denoise_frame_matrix(
+            model, fm.images, fm.masks, "a synthetic scene", config, callback=callback, workers=workers
+        )
     end = sync()
     return dict(
         seconds=end - start,
         first=marks[0] - start,  # setup (masks, VAE encode, prompt) + step 0
         steps=[b - a for a, b in zip(marks[:-1], marks[1:], strict=True)],  # steps 1 .. N-1
         tail=end - marks[-1],  # decoding the output views
+        vae=dict(first=vae[0], steps=vae[1:-1], tail=vae[-1]),  # the VAE's seconds in the same intervals
         stats=result.stats,
         peak_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
         latents=result.latents.cpu(),
@@ -228,7 +252,7 @@ def setup(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
 
 def variant_config(name: str, config: DenoiseConfig) -> DenoiseConfig:
     v = VARIANTS[name]
-    config = replace(config, unet=v.unet, deep_cache=v.deep_cache)
+    config = replace(config, unet=v.unet, vae_forward=v.vae, deep_cache=v.deep_cache)
     return replace(config, max_unet_frames=1) if v.per_column else config
 
 
@@ -276,10 +300,14 @@ def measure(name: str, model, fm, args, device: torch.device, workers=LOCAL) -> 
     if VARIANTS[name].compiled:
         entry["compile_seconds_cold"] = warm_s - run(model, fm, warm, device, workers)["seconds"]
     if steps == full.num_inference_steps:
+        vae_seconds = r["vae"]["first"] + sum(r["vae"]["steps"]) + r["vae"]["tail"]
         entry.update(clip_seconds=r["seconds"], frame_evals=r["stats"].unet_frames, extrapolated=False)
     else:
-        seconds, frames = extrapolate(r, config, replace(config, num_inference_steps=50), model.scheduler)
+        fifty = replace(config, num_inference_steps=50)
+        seconds, frames = extrapolate(r, config, fifty, model.scheduler)
+        vae_seconds = extrapolate({**r, **r["vae"]}, config, fifty, model.scheduler)[0]
         entry.update(clip_seconds=seconds, frame_evals=frames, extrapolated=True)
+    entry.update(vae_clip_seconds=vae_seconds, rest_clip_seconds=entry["clip_seconds"] - vae_seconds)
     entry["frame_evals_per_s"] = entry["frame_evals"] / entry["clip_seconds"]
     return entry, r
 
@@ -442,7 +470,8 @@ def main() -> None:
             tag = "extrapolated to 50 steps" if entry["extrapolated"] else "measured"
             use = "?" if entry["utilisation"] is None else f"{100 * entry['utilisation']:.1f}"
             log(
-                f"{name:>24}: {entry['clip_seconds']:8.1f} s/clip ({tag}; {entry['steps_run']} steps ran in "
+                f"{name:>24}: {entry['clip_seconds']:8.1f} s/clip (VAE {entry['vae_clip_seconds']:.1f}, UNet and the "
+                f"rest {entry['rest_clip_seconds']:.1f}; {tag}; {entry['steps_run']} steps ran in "
                 f"{r['seconds']:.1f} s), {entry['frame_evals_per_s']:7.1f} frame-evals/s, utilisation "
                 f"{use} %, peak {r['peak_gib']:.2f} GiB, {r['stats'].unet_calls} UNet calls"
                 + "".join(f", compile {entry[k]:.0f} s {k.split('_')[-1]}" for k in ("compile_seconds_cold", "compile_seconds_warm") if entry.get(k) is not None)
