@@ -11,6 +11,8 @@
 #   bench/gpu_runs.sh pytest-unet                      # issue 22: gpu tests of our UNet's variants   (~2 min)
 #   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
 #   bench/gpu_runs.sh exports                          # issue 21: the exports on the GPU: gpu tests, bench (~4 min)
+#   bench/gpu_runs.sh denoise-vae                      # issue 22: our VAE forward vs diffusers', eager (<= 9 min)
+#   bench/gpu_runs.sh denoise-compile-vae              # issue 22: compiled, VAE by regions, cold + warm (<= 9 min)
 #
 # Steps: machine (card, driver, versions), pytest (every gpu-marked test), pytest-eager (those that compile
 # nothing), fill (filler speed, 1080p; with FILL_BASELINE=DIR also the filler of the checkout in DIR, e.g.
@@ -30,7 +32,11 @@
 # blocks, VAE eager, Inductor's cache in $COMPILE_CACHE: the first call on a machine measures the cold compile,
 # a second call on the same warm machine the warm one and the DeepCache option compiled; the report's
 # compile_cache_was_empty says which), pytest-unet (the gpu tests of tests/test_unet3d.py: each GroupNorm and
-# DeepCache's calls against diffusers in fp16).
+# DeepCache's calls against diffusers in fp16); denoise-vae (bench_denoise eager, diffusers' VAE forward then ours
+# on our UNet, each clip's VAE seconds apart; bench_unet_call's VAE round trips per 16 frames at 16, 32 and 48 frames
+# per call with their peak memory, and ours compiled by regions; tests/test_vae.py's gpu test in fp16),
+# denoise-compile-vae (ours compiled by blocks with our VAE by regions, in a new empty Inductor cache: the cold
+# compile, then the warm one in a second process over the same cache).
 #
 # The device machine has its own torch (its image's python3); what it lacks travels as wheels in .whl/
 # (diffusers, PyAV, importlib_metadata) with the 1080p clips made here in .whl/clips/ (it has no FFmpeg CLI).
@@ -132,13 +138,25 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         step pytest_regions 420 $PY -m pytest -m gpu tests/test_compile.py -k regional_compile_with_pass_graphs -q \
             -p no:cacheprovider -o addopts="-ra --strict-markers"
         ;;
+    denoise-vae)  # the limits add up to 540 s; most important first
+        step denoise_vae 220 $PY bench/bench_denoise.py --device cuda --steps 4 --variants ours-diffusers-vae,ours \
+            --json "$OUT/denoise_vae.json"
+        step vae_call 200 $PY bench/bench_unet_call.py --device cuda --repeats 5 --shapes 2x16 --group_norm grouped \
+            --no-ours-compiled --no-vae-whole --vae-frames 16,32,48 --json "$OUT/vae_call.json"
+        step pytest_vae 120 $PY -m pytest -m gpu tests/test_vae.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
+        ;;
+    denoise-compile-vae)  # a new cache folder: always cold, then the warm probe (a second process over it)
+        step denoise_compile_vae 540 $PY bench/bench_denoise.py --device cuda --steps 4 --variants ours-compiled \
+            --compile-scope blocks --compile-cache "$(mktemp -d /tmp/svg3d-compile-vae.XXXX)" \
+            --json "$OUT/denoise_compile_vae.json"
+        ;;
     unet-call)
         step unet_call 120 $PY bench/bench_unet_call.py --device cuda --repeats 3 --temporal_conv conv2d,conv3d,gemm \
             --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
         ;;
     *)
         echo "unknown step $name (machine, pytest, pytest-eager, fill, stabilise, depth, flow, stream, exports, profile, denoise, unet-call," \
-            "denoise-eager, denoise-compile, pytest-unet, pytest-regions)" >&2
+            "denoise-eager, denoise-compile, pytest-unet, pytest-regions, denoise-vae, denoise-compile-vae)" >&2
         exit 2
         ;;
     esac

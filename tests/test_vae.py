@@ -144,3 +144,30 @@ def test_compiled_regions_equal_eager_for_any_batch(tmp_path, monkeypatch):
                 assert _max(out, expected) <= 1e-4 * expected.abs().max().item()
             graphs = counters["stats"]["unique_graphs"] if graphs is None else graphs
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.gpu
+def test_ours_in_fp16_on_cuda_errs_like_diffusers_fp16():
+    """SD's VAE at 576x320 in fp16 on CUDA (the grouped GroupNorm, SDPA), against diffusers' in fp32: our error is
+    within twice diffusers' own fp16 error, for the posterior mean and the decoded frames."""
+    from diffusers import AutoencoderKL
+
+    from svg3d.tiny_models import FULL_VAE
+
+    cuda = torch.device("cuda")
+    torch.manual_seed(0)
+    exact = randomize_weights_(AutoencoderKL(**FULL_VAE)).to(cuda).eval()
+    half = copy.deepcopy(exact).half()
+    ours = vae.VAE.from_diffusers(copy.deepcopy(half))
+    assert ours.encoder.norm_out.impl == "grouped"
+    g = torch.Generator(cuda).manual_seed(1)
+    x = torch.rand(4, 3, 320, 576, device=cuda, generator=g) * 2 - 1
+    with torch.no_grad():
+        truth = exact.encode(x).latent_dist.mean
+        theirs, mine = half.encode(x.half()).latent_dist.mean, ours.encode(x.half())[0]
+        frames = exact.decode(truth).sample
+        theirs_frames, my_frames = half.decode(truth.half()).sample, ours.decode(truth.half())
+    for mine_, theirs_, exact_ in ((mine, theirs, truth), (my_frames, theirs_frames, frames)):
+        assert mine_.isfinite().all()
+        floor = 1e-3 * exact_.abs().max().item()  # fp16's resolution at the output's scale
+        assert _max(mine_, exact_) <= 2 * max(_max(theirs_, exact_), floor)
