@@ -265,8 +265,8 @@ class DenoiseConfig:
     offload: bool = False  # ours: the text encoder and the VAE wait on the CPU while they are idle
     unet: str = DEFAULT_UNET  # ours (issue 13): "diffusers" (its UNet3D forward) or "ours" (svg3d.unet3d: the same
     # numbers within fp16 noise, channels-last; the default since issue 22 measured it faster)
-    vae_forward: str = "ours"  # ours (issue 22): the SD VAE's forward, diffusers' or ours (svg3d.vae: the same numbers
-    # within fp16 noise, channels-last); the SVD-XT temporal decoder always runs diffusers'
+    vae_forward: str | None = None  # ours (issue 22): the SD VAE's forward, diffusers' or ours (svg3d.vae: the same
+    # numbers within fp16 noise, channels-last); None: the same kind as unet. The SVD-XT decoder always runs diffusers'
     deep_cache: int = 1  # ours (issue 22), an option beyond the exact schedule, off (1): with N > 1 only every Nth
     # step runs the whole UNet; the steps between reuse each UNet call's inner-level features from that step and
     # recompute the outermost level (DeepCache, Ma et al. 2024). Needs unet="ours"; quality unmeasured (no weights)
@@ -287,7 +287,7 @@ class DenoiseConfig:
             (self.max_unet_frames >= 1, "max_unet_frames", f"{self.max_unet_frames}: must be >= 1"),
             (self.max_vae_frames >= 1, "max_vae_frames", f"{self.max_vae_frames}: must be >= 1"),
             (self.unet in UNET_KINDS, "unet", f"{self.unet}: expected one of {', '.join(UNET_KINDS)}"),
-            (self.vae_forward in UNET_KINDS, "vae_forward", f"{self.vae_forward}: expected one of {', '.join(UNET_KINDS)}"),
+            (self.vae_forward in (None, *UNET_KINDS), "vae_forward", f"{self.vae_forward}: expected one of {', '.join(UNET_KINDS)}"),
             (self.deep_cache >= 1, "deep_cache", f"{self.deep_cache}: must be >= 1 (1 = off)"),
             (self.deep_cache == 1 or self.unet == "ours", "deep_cache", f"{self.deep_cache}: needs unet ours"),
         ])  # fmt: skip
@@ -296,6 +296,11 @@ class DenoiseConfig:
     def multiview(self) -> bool:
         """Multi-view mode (seed README): every view is denoised to the end and saved."""
         return self.frame_matrix_end <= 0
+
+    @property
+    def vae_kind(self) -> str:
+        """The SD VAE's forward the loop runs: ``vae_forward``, by default the same kind as ``unet``."""
+        return self.vae_forward or self.unet
 
 
 @dataclass(frozen=True)

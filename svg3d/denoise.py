@@ -40,7 +40,7 @@ Where we differ from the reference (``svg.py`` of the authors' release) on purpo
 - Any size: frames whose sides are not multiples of the VAE factor are reflect-padded and cropped back.
 
 Execution, not recipe: ``DenoiseConfig.unet`` picks diffusers' UNet3D forward or ours (``svg3d.unet3d``, same
-numbers, channels-last), ``DenoiseConfig.vae_forward`` diffusers' SD VAE forward or ours (``svg3d.vae``, likewise), and ``workers`` (``Workers``; ``svg3d.distributed.Ranks`` across processes) says which
+numbers, channels-last), ``DenoiseConfig.vae_kind`` diffusers' SD VAE forward or ours (``svg3d.vae``, likewise; by default the kind of the UNet's), and ``workers`` (``Workers``; ``svg3d.distributed.Ranks`` across processes) says which
 share of each pass's UNet batch items and of each VAE call's frames this process computes; every process draws
 every random number of the whole matrix, so a run split across GPUs equals the one-device run.
 """
@@ -320,11 +320,11 @@ def encode_prompt(model, prompt: str, negative_prompt: str) -> torch.Tensor:
 
 
 def vae_posterior(
-    model, frames: torch.Tensor, *, max_frames: int = 16, workers: Workers = LOCAL, forward: str = DenoiseConfig.vae_forward
+    model, frames: torch.Tensor, *, max_frames: int = 16, workers: Workers = LOCAL, forward: str = DenoiseConfig().vae_kind
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """frames ``(N, 3, H, W)`` in [0, 1] -> the VAE posterior's mean and standard deviation ``(N, c, h, w)`` fp32,
     unscaled. ``max_frames`` per VAE call; ``workers``: this process encodes its share of the frames; ``forward``
-    (``DenoiseConfig.vae_forward``): diffusers' or ours (``svg3d.vae``, the same numbers, channels-last)."""
+    (``DenoiseConfig.vae_kind``): diffusers' or ours (``svg3d.vae``, the same numbers, channels-last)."""
     f, ours = model.vae_scale_factor, vae_for(model.vae, forward)
     shape = (frames.shape[0], 2, model.latent_channels, frames.shape[2] // f, frames.shape[3] // f)
     out = torch.zeros(shape, device=frames.device)  # N, (mean, std), c, h, w
@@ -349,7 +349,7 @@ def sample_posterior(model, mean: torch.Tensor, std: torch.Tensor, eps: torch.Te
 
 
 def decode_latents(
-    model, z: torch.Tensor, *, max_frames: int = 16, workers: Workers = LOCAL, forward: str = DenoiseConfig.vae_forward
+    model, z: torch.Tensor, *, max_frames: int = 16, workers: Workers = LOCAL, forward: str = DenoiseConfig().vae_kind
 ) -> torch.Tensor:
     """Latent columns ``(N, T, c, h, w)`` -> frames ``(N, T, 3, H, W)`` float32 in [0, 1].
 
@@ -608,7 +608,7 @@ def denoise_frame_matrix(
         if cells.any():
             with _resident(model.vae, device, config.offload):
                 mean[cells], std[cells] = vae_posterior(
-                    model, frames[cells], max_frames=config.max_vae_frames, workers=workers, forward=config.vae_forward
+                    model, frames[cells], max_frames=config.max_vae_frames, workers=workers, forward=config.vae_kind
                 )
         return mean, std
 
@@ -660,7 +660,7 @@ def denoise_frame_matrix(
                             decoded[cols] = decode_latents(model, x0[cols], max_frames=config.max_vae_frames, workers=workers)
                     elif redo.any():
                         decoded[redo] = decode_latents(
-                            model, x0[redo][None], max_frames=config.max_vae_frames, workers=workers, forward=config.vae_forward
+                            model, x0[redo][None], max_frames=config.max_vae_frames, workers=workers, forward=config.vae_kind
                         )[0]
                 composite = torch.where(pixel, images, decoded)
                 fresh, redo5 = encode_cells(composite, redo), redo[:, :, None, None, None]
@@ -687,7 +687,7 @@ def denoise_frame_matrix(
     views = output_views(v_count, config)
     with _resident(model.vae, device, config.offload):
         frames = decode_latents(
-            model, z[list(views)], max_frames=config.max_vae_frames, workers=workers, forward=config.vae_forward
+            model, z[list(views)], max_frames=config.max_vae_frames, workers=workers, forward=config.vae_kind
         )
     frames = frames[..., : s["H"], : s["W"]]  # crop the padding
     log.debug(

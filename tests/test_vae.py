@@ -68,6 +68,8 @@ def test_vae_for_covers_autoencoder_kl_only(tmp_path):
         vae.vae_for(kl, "mine")
     with pytest.raises(InputError, match="vae_forward mine: expected one of diffusers, ours"):
         DenoiseConfig(vae_forward="mine")
+    assert DenoiseConfig(unet="ours").vae_kind == "ours" and DenoiseConfig(unet="diffusers").vae_kind == "diffusers"
+    assert DenoiseConfig(unet="ours", vae_forward="diffusers").vae_kind == "diffusers"
 
 
 def test_the_loop_with_our_vae_equals_the_loop_with_diffusers(model):
