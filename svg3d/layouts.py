@@ -30,6 +30,7 @@ Adding a layout is one row of ``EXPORTS`` (and, if it needs more than the eyes, 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -449,6 +450,15 @@ def _mix(x: torch.Tensor, m: np.ndarray) -> torch.Tensor:
     return torch.stack([x[..., 0] * float(r[0]) + x[..., 1] * float(r[1]) + x[..., 2] * float(r[2]) for r in m], dim=-1)
 
 
+@functools.lru_cache(maxsize=8)
+def _transfer_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sRGB -> linear and linear -> sRGB tables on ``device``, uploaded once (an upload from pageable memory
+    would wait for the work queued on the device, once per batch)."""
+    import torch
+
+    return torch.from_numpy(_LINEAR).to(device), torch.from_numpy(_SRGB).to(device)
+
+
 def anaglyph_torch(left: torch.Tensor, right: torch.Tensor, kind: str = "dubois") -> torch.Tensor:
     """``anaglyph`` of ``uint8 (n, H, W, 3)`` tensors on their device: the same tables and formulas, batched."""
     import torch
@@ -457,17 +467,18 @@ def anaglyph_torch(left: torch.Tensor, right: torch.Tensor, kind: str = "dubois"
         raise ValueError(f"anaglyph kind {kind!r}: choose from {', '.join(ANAGLYPHS)}")
     if kind in ("dubois", "green-magenta"):
         ml, mr = (DUBOIS_LEFT, DUBOIS_RIGHT) if kind == "dubois" else (DUBOIS_GM_LEFT, DUBOIS_GM_RIGHT)
-        table = torch.from_numpy(_LINEAR).to(left.device)
-        lin = _mix(table[left.int()], ml) + _mix(table[right.int()], mr)  # (n, H, W, 3) linear light
+        linear, srgb = _transfer_tables(left.device)
+        lin = _mix(linear[left.int()], ml) + _mix(linear[right.int()], mr)  # (n, H, W, 3) linear light
         index = (lin.clamp_(0.0, 1.0) * 65535.0).round_().int()
-        return torch.from_numpy(_SRGB).to(left.device)[index]
+        return srgb[index]
     lt, rt = left.float(), right.float()
     luma = [float(c) for c in LUMA_601]
-    red = lt[..., 0] if kind == "colour" else lt[..., 0] * luma[0] + lt[..., 1] * luma[1] + lt[..., 2] * luma[2]
-    if kind in ("colour", "half-colour"):
-        gb = rt[..., 1:]
-    else:
-        gb = (rt[..., 0] * luma[0] + rt[..., 1] * luma[1] + rt[..., 2] * luma[2])[..., None].expand(*rt.shape[:3], 2)
+
+    def grey(x: torch.Tensor) -> torch.Tensor:  # (n, H, W, 3) -> (n, H, W): Rec. 601 luma, as ``x @ LUMA_601``
+        return x[..., 0] * luma[0] + x[..., 1] * luma[1] + x[..., 2] * luma[2]
+
+    red = lt[..., 0] if kind == "colour" else grey(lt)
+    gb = rt[..., 1:] if kind in ("colour", "half-colour") else grey(rt)[..., None].expand(*rt.shape[:3], 2)
     return torch.cat([red[..., None], gb], dim=-1).round_().clamp_(0, 255).to(torch.uint8)
 
 
