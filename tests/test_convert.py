@@ -330,7 +330,11 @@ def test_text_to_3d_in_one_command(tmp_path, model_dir):
     assert len(io.list_images(result.work_dir / GENERATED)) == 4
     p = probe(result.exports["sbs"])
     assert (p.width, p.height, p.frames) == (96, 32, 4)
-    assert json.loads(stage_folder(result.work_dir, "denoised").with_suffix(".json").read_text())["params"]["filler"]["config"]["prompt"] == "a red ball"
+    key = json.loads(stage_folder(result.work_dir, "denoised").with_suffix(".json").read_text())["params"]["filler"]
+    assert key["config"]["prompt"] == "a red ball"
+    # the record names the loop as it ran (2 steps, not the default 50) and the VAE forward it resolved to
+    assert key["denoise"]["num_inference_steps"] == 2
+    assert key["denoise"]["vae_kind"] == key["denoise"]["unet"] == config.diffusion.unet
 
 
 def save_tiny_depth(folder: Path) -> Path:

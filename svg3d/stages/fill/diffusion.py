@@ -128,9 +128,11 @@ class DiffusionFiller:
         self._fill_views: tuple[int, ...] = ()
 
     def params(self) -> dict:
-        from ...denoise import DenoiseConfig
-
-        return {"config": asdict(self.config), "denoise": asdict(DenoiseConfig())}
+        # the loop's settings as it runs them, the VAE forward resolved (vae_forward None follows the UNet's kind,
+        # whose default changed once: a store written with the other VAE must not be resumed); the plan (whence
+        # multi-view) is in the stage's own key
+        run = denoise_config(self.config, multiview=False)
+        return {"config": asdict(self.config), "denoise": {**asdict(run), "vae_kind": run.vae_kind}}
 
     def stages(self, clip, plan, config, *, disparity: str, effect) -> tuple:
         from ...denoise import output_views
