@@ -10,6 +10,7 @@
 #   bench/gpu_runs.sh denoise-compile                  # issue 22, call (c): the same right after: warm (~3 min)
 #   bench/gpu_runs.sh pytest-unet                      # issue 22: gpu tests of our UNet's variants   (~2 min)
 #   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
+#   bench/gpu_runs.sh stream-spy                       # issue 21: the stream step under py-spy, busy threads (~3 min)
 #   bench/gpu_runs.sh exports                          # issue 21: the exports on the GPU: gpu tests, bench (~4 min)
 #   bench/gpu_runs.sh denoise-vae                      # issue 22: our VAE forward vs diffusers', eager (<= 9 min)
 #   bench/gpu_runs.sh denoise-compile-vae              # issue 22: compiled, VAE by regions, cold + warm (<= 9 min)
@@ -107,6 +108,13 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --device cuda --depth v2-small --clips .whl/clips ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"} \
             --json "$OUT/stream_1080p.json"
         ;;
+    stream-spy)  # the stream step under py-spy (.whl/py-spy, copied from the venv): which threads are busy, in what
+        step stream_1080p_spy "${STREAM_LIMIT:-300}" .whl/py-spy record -r 50 --threads --subprocesses -f raw \
+            -o "$OUT/stream_1080p.spy" -- $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda \
+            --depth v2-small --clips .whl/clips --json "$OUT/stream_1080p_spy.json"
+        $PY bench/spy_summary.py "$OUT/stream_1080p.spy" --rate 50 --top 15 >"$OUT/stream_1080p_spy.txt" 2>&1
+        head -n 80 "$OUT/stream_1080p_spy.txt"
+        ;;
     exports)  # issue 21: the eye layouts composed and converted on the GPU: their gpu tests, then numpy against GPU at 1080p (~4 min)
         step exports_pytest 150 $PY -m pytest -m gpu tests/test_export.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         step exports_1080p 420 $PY bench/bench_exports.py --device cuda --clip .whl/clips/clip_1920x1080_240.mp4 \
@@ -156,7 +164,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         ;;
     *)
         echo "unknown step $name (machine, pytest, pytest-eager, fill, stabilise, depth, flow, stream, exports, profile, denoise, unet-call," \
-            "denoise-eager, denoise-compile, pytest-unet, pytest-regions, denoise-vae, denoise-compile-vae)" >&2
+            "denoise-eager, denoise-compile, pytest-unet, pytest-regions, denoise-vae, denoise-compile-vae, stream-spy)" >&2
         exit 2
         ;;
     esac
