@@ -397,6 +397,7 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     r.add_argument("--clean-work", action="store_true", help="after the exports, delete the stages' bulky files (a later run recomputes what it needs)")
     r.add_argument("--concurrent-stages", action=argparse.BooleanOptionalAction, default=default(ConvertConfig, "concurrent_stages"), help="run the stages at once, chunk by chunk (the same bytes as one after another, which --no-concurrent-stages does with less memory) (default: at once on a GPU or 4 cores and more)")
     r.add_argument("--gpus", type=int, default=default(ConvertConfig, "gpus"), help="CUDA devices to spread depth, stabilisation and the fill over, one process each; the outputs are those of one GPU (default: every visible one)")
+    r.add_argument("--processes-per-gpu", type=int, default=default(ConvertConfig, "processes_per_gpu"), help="processes sharing each GPU for those stages, each on its own chunks, where one process's Python leaves the GPU idle; the outputs are the same (default: %(default)s)")
     r.add_argument("--threads", type=int, default=None, help="cores to plan threads for (torch, OpenCV, decoding); on a machine busy with other work, fewer; keep it when resuming, since some steps round by it (default: the machine's cores)")
     r.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N (default: auto)")
     r.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
@@ -546,5 +547,6 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         clean_work=args.clean_work,
         threads=args.threads,
         gpus=args.gpus,
+        processes_per_gpu=args.processes_per_gpu,
         concurrent_stages=args.concurrent_stages,
     )

@@ -447,11 +447,15 @@ class ConvertConfig:
     # CUDA devices the stages with independent chunks (depth, stabilisation, fill) are spread over, one process each
     # (svg3d.spread); None: every visible one. The outputs are those of one device.
     gpus: int | None = None
+    # Processes per GPU for those stages: one process's Python (the classical filler's many small steps, the stores'
+    # deflate and hashes) leaves a GPU mostly idle; several share it, each on its own range of chunks.
+    processes_per_gpu: int = 1
 
     def __post_init__(self) -> None:
         _check([
             (self.flow in FLOW_CHOICES, "flow", f"{self.flow}: expected one of {', '.join(FLOW_CHOICES)}"),
             (self.gpus is None or self.gpus >= 1, "gpus", f"{self.gpus}: must be >= 1"),
+            (self.processes_per_gpu >= 1, "processes_per_gpu", f"{self.processes_per_gpu}: must be >= 1"),
             (self.filler in FILLER_CHOICES, "fill", f"{self.filler}: expected one of {', '.join(FILLER_CHOICES)}"),
             (self.chunk_frames >= 1, "chunk_frames", f"{self.chunk_frames}: must be >= 1"),
             (self.threads is None or self.threads >= 1, "threads", f"{self.threads}: must be >= 1 (cores)"),

@@ -160,7 +160,8 @@ def convert(
     ``on_chunk(stage, first, count)`` is called after every committed chunk (tests interrupt runs there);
     ``on_start()`` once every check has passed, as the stages start (a run refused before leaves nothing behind).
     ``devices``: the devices the stages with independent chunks are spread over, one process each (``svg3d.spread``;
-    default: ``config.gpus`` of ``device``'s kind); several CPU processes work too, on a machine of many cores.
+    default: ``config.gpus`` of ``device``'s kind, each ``config.processes_per_gpu`` times); several CPU processes work
+    too, on a machine of many cores.
     """
     config = ConvertConfig() if config is None else config
     device = torch.device(device)
@@ -174,7 +175,7 @@ def convert(
     if input_path is None and not config.diffusion.prompt:
         raise InputError("input: give a video or a frames folder, or a prompt to generate the video from", params=("input", "prompt"))
     work.check_paths(None if input_path is None else Path(input_path), out_dir, work_dir, config.depth.depth_from)
-    devices = tuple(devices) if devices is not None else spread.gpu_devices(config.gpus, device)
+    devices = tuple(devices) if devices is not None else spread.gpu_devices(config.gpus, device, config.processes_per_gpu)
     with work.fresh_folders(out_dir, work_dir) as started, work.lock_folders(work_dir, out_dir):
         remove_stale_parts(out_dir)
         if input_path is None:

@@ -31,16 +31,23 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5  # how often this process looks at its workers while it waits for their chunks
 
 
-def gpu_devices(count: int | None, device) -> tuple[str, ...]:
+def gpu_devices(count: int | None, device, per_gpu: int = 1) -> tuple[str, ...]:
     """The devices of ``--gpus count`` for ``--device device``: every visible GPU for None on CUDA, the one device
-    otherwise. One line (``InputError``) for a count the machine does not have."""
+    otherwise; each ``per_gpu`` times (``--processes-per-gpu``: processes sharing a GPU, where one process's Python
+    cannot keep it busy). One line (``InputError``) for a count the machine does not have."""
     import torch
 
     if device.type != "cuda":
         if count not in (None, 1):
             raise InputError(f"--gpus {count}: the run is on the CPU (--device {device}); --gpus spreads the work over CUDA devices", params=("gpus",))
+        if per_gpu != 1:
+            raise InputError(f"--processes-per-gpu {per_gpu}: the run is on the CPU (--device {device})", params=("processes_per_gpu",))
         return (str(device),)
-    visible = torch.cuda.device_count()
+    return tuple(d for d in _cuda_devices(count, device, torch.cuda.device_count()) for _ in range(per_gpu))
+
+
+def _cuda_devices(count: int | None, device, visible: int) -> tuple[str, ...]:
+    """The GPUs of ``--gpus count`` on a machine with ``visible`` of them."""
     if count is None:
         return (str(device),) if device.index is not None else tuple(f"cuda:{i}" for i in range(visible))
     if device.index is not None and count != 1:

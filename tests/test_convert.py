@@ -380,6 +380,8 @@ def test_cli_convert_and_its_log(clip, tmp_path, capsys):
         (["--max-unet-frames", "0"], "--max-unet-frames 0: must be >= 1"),
         (["--gpus", "0"], "--gpus 0: must be >= 1"),
         (["--gpus", "2", "--device", "cpu"], "--gpus 2: the run is on the CPU (--device cpu)"),
+        (["--processes-per-gpu", "0"], "--processes-per-gpu 0: must be >= 1"),
+        (["--processes-per-gpu", "2", "--device", "cpu"], "--processes-per-gpu 2: the run is on the CPU (--device cpu)"),
         (["--exports", "sbs,hologram"], "hologram"),
         (["--start-frame", "99"], "--start-frame 99: the clip has 10 frames (0..9)"),
     ],

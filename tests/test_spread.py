@@ -83,10 +83,22 @@ def test_a_failing_worker_stops_the_run_in_one_line(tmp_path):
     assert not list((tmp_path / "out" / "work").glob(f"{store_name('filled', '*')}.json"))
 
 
-def test_device_counts_are_checked():
+def test_device_counts_are_checked(monkeypatch):
     cpu = torch.device("cpu")
     assert spread.gpu_devices(None, cpu) == ("cpu",) and spread.gpu_devices(1, cpu) == ("cpu",)
     with pytest.raises(InputError, match="--gpus 2: the run is on the CPU"):
         spread.gpu_devices(2, cpu)
+    with pytest.raises(InputError, match="--processes-per-gpu 2: the run is on the CPU"):
+        spread.gpu_devices(None, cpu, per_gpu=2)
     with pytest.raises(InputError, match="gpus 0: must be >= 1"):
         ConvertConfig(gpus=0)
+    with pytest.raises(InputError, match="processes_per_gpu 0: must be >= 1"):
+        ConvertConfig(processes_per_gpu=0)
+    # a machine with two GPUs (counted, not used): each GPU's processes together, so a GPU gets contiguous chunks
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cuda = torch.device("cuda")
+    assert spread.gpu_devices(None, cuda, per_gpu=2) == ("cuda:0", "cuda:0", "cuda:1", "cuda:1")
+    assert spread.gpu_devices(1, cuda, per_gpu=3) == ("cuda",) * 3
+    assert spread.gpu_devices(None, torch.device("cuda:1")) == ("cuda:1",)
+    with pytest.raises(InputError, match="--gpus 3: this machine has 2 CUDA device"):
+        spread.gpu_devices(3, cuda, per_gpu=2)
