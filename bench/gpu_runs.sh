@@ -103,10 +103,11 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         step flow 150 $PY bench/bench_flow.py --device cuda --batch 8 --repeats 3 --json "$OUT/flow_cuda.json"
         ;;
     stream)
-        # STREAM_BASELINE=DIR (e.g. .carry/base, the commit before the wave) runs that checkout on the same clip too
-        step stream_1080p "${STREAM_LIMIT:-300}" $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd \
-            --device cuda --depth v2-small --clips .whl/clips ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"} \
-            --json "$OUT/stream_1080p.json"
+        # STREAM_BASELINE=DIR (e.g. .carry/base, the commit before the wave) runs that checkout on the same clip too;
+        # STREAM_ARGS: more convert flags for this checkout (e.g. "--processes-per-gpu 4"), STREAM_NAME the logs' name
+        step "${STREAM_NAME:-stream_1080p}" "${STREAM_LIMIT:-300}" $PY bench/bench_stream.py --lengths 240 --size 1920x1080 \
+            --no-hd --device cuda --depth v2-small --clips .whl/clips ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"} \
+            ${STREAM_ARGS:+--this-args "$STREAM_ARGS"} --json "$OUT/${STREAM_NAME:-stream_1080p}.json"
         ;;
     stream-spy)  # the stream step under py-spy (.whl/py-spy, copied from the venv): which threads are busy, in what
         step stream_1080p_spy "${STREAM_LIMIT:-300}" .whl/py-spy record -r 50 --threads --subprocesses -f raw \
