@@ -376,7 +376,7 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     f.add_argument("--vae-frames", type=int, default=default(DiffusionConfig, "vae_frames"), help="frames per VAE call; lower saves GPU memory (default: %(default)s)")
     f.add_argument("--unet", choices=UNET_KINDS, default=default(DiffusionConfig, "unet"), help="the UNet forward: diffusers' UNet3D, or ours (svg3d.unet3d: the same numbers, channels-last) (default: %(default)s)")
     f.add_argument("--deep-cache", type=int, default=default(DiffusionConfig, "deep_cache"), help="beyond the paper's schedule, off (1): with N > 1 only every Nth step runs the whole UNet, the others reuse its inner levels (DeepCache; needs --unet ours; faster, quality not measured) (default: %(default)s)")
-    f.add_argument("--compile", action="store_true", help="torch.compile: diffusers' blocks, or with --unet ours its repeated blocks (each UNet call a CUDA graph), cached per machine in ~/.cache/svg3d/compile; pays off over many windows")
+    f.add_argument("--compile", action=argparse.BooleanOptionalAction, default=default(DiffusionConfig, "compile"), help="torch.compile: diffusers' blocks, or with --unet ours its repeated blocks (each UNet call a CUDA graph), cached per machine in ~/.cache/svg3d/compile (default: on CUDA with --unet ours when the run has windows enough to repay a cold compile, ~5 of the default schedule)")
 
     o = c.add_argument_group("outputs", f"exports: {', '.join(EXPORTS)} (docs/exports.md)")
     o.add_argument("--exports", default=",".join(default(ExportSettings, "exports")), help="comma-separated export names, or all (default: %(default)s)")

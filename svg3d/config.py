@@ -318,7 +318,9 @@ class DiffusionConfig:
     offload: bool = False  # the idle text encoder and VAE wait on the CPU
     max_unet_frames: int = 256  # latent frames per UNet call, CFG pair counted; lower saves GPU memory
     vae_frames: int = 16  # frames per VAE call; lower saves GPU memory
-    compile: bool = False  # torch.compile: diffusers' blocks, or our repeated blocks + CUDA graphs (cached per machine)
+    # torch.compile: diffusers' blocks, or our repeated blocks + CUDA graphs (cached per machine); None: on CUDA with
+    # our UNet when the run's windows repay a cold compile (denoise.compile_pays), else not
+    compile: bool | None = None
     unet: str = DEFAULT_UNET  # the UNet3D forward: diffusers' or ours (svg3d.unet3d, the same numbers, channels-last)
     deep_cache: int = 1  # DenoiseConfig.deep_cache: an option beyond the paper's schedule, off (1); needs unet "ours"
 

@@ -718,6 +718,23 @@ def window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
     return [*range(0, num_frames - window, window - overlap), num_frames - window]
 
 
+# The exact schedule (50 steps, 8 views x 16 frames at 576x320) on an H100 with our UNet and VAE
+# (bench/results/h100-2026-12-07): 183.0 s per window eagerly, 148.5 s compiled by regions; the compile took
+# 150.5 s with an empty cache (32.7 s warm).
+COMPILE_SAVES_S = 183.0 - 148.5  # per window of that schedule
+COMPILE_COLD_S = 150.5
+
+
+def compile_pays(device: torch.device, unet: str, windows: int, *, steps: int = 50, views: int = 8) -> bool:
+    """``DiffusionConfig.compile`` None: compile when the run's ``windows`` save more than a cold compile costs (the
+    saving scaled by steps and views from the measured schedule), on CUDA with our UNet (diffusers' compiles whole
+    blocks per shape, not measured to pay). Decided from the run's settings alone, never from the cache's state, so
+    that a resumed run decides as the first one did (compiled and eager numbers differ within fp16 noise)."""
+    if device.type != "cuda" or unet != "ours":
+        return False
+    return windows * COMPILE_SAVES_S * (steps / 50) * (views / 8) > COMPILE_COLD_S
+
+
 def window_seed(seed: int, index: int) -> int:
     """Window ``index``'s seed: ``seed`` itself for the first (one window = ``denoise_frame_matrix``),
     then independent seeds derived from (seed, index), so windows do not start from the same noise."""

@@ -44,7 +44,7 @@ def generate(work_dir: Path, config: ConvertConfig, device: torch.device, progre
         log.info("%-10s up to date (%d frames from the prompt)", GENERATED, frames)
         return folder
     log.info("%-10s %d frames %dx%d from the prompt %r", GENERATED, frames, size[1], size[0], cfg.prompt)
-    model = load_model(cfg.model, device, compile=cfg.compile, unet=cfg.unet)
+    model = load_model(cfg.model, device, compile=bool(cfg.compile), unet=cfg.unet)  # one pass: auto (None) is off
     advance, close = (progress or work._no_progress)(GENERATED, cfg.steps)
     try:
         video = text_to_video(model, cfg.prompt, num_frames=frames, height=size[0], width=size[1], config=denoise_config(cfg, False), progress=advance)

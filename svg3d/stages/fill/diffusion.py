@@ -187,7 +187,14 @@ class DenoisedStage:
 
         cfg, plan, device = self.filler.config, self.plan, self.filler.device
         source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, device, cfg.window, effect=self.effect)
-        model = load_model(cfg.model, device, compile=cfg.compile, unet=cfg.unet)
+        compile = cfg.compile
+        if compile is None:
+            from ...denoise import compile_pays, window_starts
+
+            windows = len(window_starts(self.clip.num_frames, cfg.window, cfg.window_overlap))
+            compile = compile_pays(device, cfg.unet, windows, steps=cfg.steps, views=plan.num_views)
+            log.info("compile: %s for %d window(s) (--compile / --no-compile decide)", "on" if compile else "off", windows)
+        model = load_model(cfg.model, device, compile=compile, unet=cfg.unet)
         dconfig = denoise_config(cfg, plan.multiview)
 
         def cells(a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:  # every view, shrunk to the model's size
