@@ -109,9 +109,10 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --no-hd --device cuda --depth v2-small --clips .whl/clips ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"} \
             ${STREAM_ARGS:+--this-args "$STREAM_ARGS"} --json "$OUT/${STREAM_NAME:-stream_1080p}.json"
         ;;
-    stream-spy)  # the stream step under py-spy (.whl/py-spy.gz: the venv's, gzipped to fit the carry): which threads are busy
+    stream-spy)  # the stream step under py-spy (.whl/py-spy.gz: the venv's, gzipped to fit the carry): which threads are
+        # busy; SPY_SECONDS: sample only the first seconds (the profile is written then, whatever the run does after)
         if [ -f .whl/py-spy.gz ]; then gunzip -c .whl/py-spy.gz >/tmp/py-spy && chmod +x /tmp/py-spy; fi
-        step stream_1080p_spy "${STREAM_LIMIT:-300}" /tmp/py-spy record -r 50 --threads --subprocesses -f raw \
+        step stream_1080p_spy "${STREAM_LIMIT:-300}" /tmp/py-spy record -r 50 --threads --subprocesses -f raw ${SPY_SECONDS:+-d "$SPY_SECONDS"} \
             -o "$OUT/stream_1080p.spy" -- $PY bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda \
             --depth v2-small --clips .whl/clips --json "$OUT/stream_1080p_spy.json"
         $PY bench/spy_summary.py "$OUT/stream_1080p.spy" --rate 50 --top 15 >"$OUT/stream_1080p_spy.txt" 2>&1
