@@ -410,16 +410,26 @@ def squeeze_torch(frames: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
     if n_in == 2 * n_out:  # the usual 2:1 (even sides): a pair's sum times 0.5, the taps' exact value, in one pass
         pairs = x.unflatten(dim, (n_out, 2)).sum(dim + 1)  # (.., n_out, 2, ..) summed over the pair
         return pairs.mul_(0.5).round_().clamp_(0, 255).to(torch.uint8)
-    first, weights = _area_taps(n_in, n_out)
     out = torch.zeros(*x.shape[:dim], n_out, *x.shape[dim + 1 :], device=x.device)
     shape = [1] * x.ndim
     shape[dim] = n_out  # the weights broadcast along every axis but ``dim``
-    for k in range(weights.shape[1]):
-        if not weights[:, k].any():
-            continue
-        idx = torch.from_numpy(np.minimum(first + k, n_in - 1)).to(x.device)
-        out += x.index_select(dim, idx) * torch.from_numpy(weights[:, k].astype(np.float32)).to(x.device).view(shape)
+    for idx, weight in _area_taps_on(n_in, n_out, x.device):
+        out += x.index_select(dim, idx) * weight.view(shape)
     return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def _area_taps_on(n_in: int, n_out: int, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``_area_taps`` as (input indices, float32 weights) on ``device``, one pair per tap that weighs anything: uploaded
+    once per size and device, not per batch (an upload from pageable memory waits for the device's queued work)."""
+    import torch
+
+    first, weights = _area_taps(n_in, n_out)
+    return [
+        (torch.from_numpy(np.minimum(first + k, n_in - 1)).to(device), torch.from_numpy(weights[:, k].astype(np.float32)).to(device))
+        for k in range(weights.shape[1])
+        if weights[:, k].any()
+    ]
 
 
 def side_by_side_torch(left: torch.Tensor, right: torch.Tensor, *, half: bool = False) -> torch.Tensor:
