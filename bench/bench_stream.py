@@ -13,7 +13,10 @@ filler and the default exports. Reported per run: wall time and frames/s, peak R
 busy cores (the process tree's CPU time over the wall time), each stage's time from the run's log, the work
 folder's bytes per frame; on CUDA also the GPU's mean utilisation and peak memory (``nvidia-smi``, sampled).
 ``--baseline DIR`` runs the same clips with the svg3d of another checkout (the commit before a change) in the same
-process: their ratio is the figure to report.
+process: their ratio is the figure to report. Each row keeps the 1-minute load average before and after its run: on a
+shared machine that, not the code, often decides the time. A quiet 2-core machine can be had from a larger idle
+one: ``taskset -c 0,1 python bench/bench_stream.py ... --args '--threads 2'`` (``--threads``: convert plans for the
+machine's cores, not the affinity; the encoders still take ``os.cpu_count() // 3`` threads each, in both checkouts).
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ def run_convert(clip: Path, out: Path, model: Path, extra: list[str], device: st
            "--flow", flow, "--fill", "classical", "--device", device, "--quiet", *extra]  # fmt: skip
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": path}
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     with GpuSampler() as gpu:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -94,7 +98,8 @@ def run_convert(clip: Path, out: Path, model: Path, extra: list[str], device: st
         raise SystemExit(f"convert failed: {err}")
     cpu = usage.ru_utime + usage.ru_stime
     return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "work_bytes": folder_bytes(out / "work"),
-            "busy_cores": cpu / seconds, "stages": stage_times(out / "work" / "convert.log"), **gpu.summary()}  # fmt: skip
+            "busy_cores": cpu / seconds, "stages": stage_times(out / "work" / "convert.log"), **gpu.summary(),
+            "load": [load_before, os.getloadavg()[0]]}  # fmt: skip
 
 
 def main() -> None:
@@ -109,13 +114,14 @@ def main() -> None:
     p.add_argument("--baseline", type=Path, default=None, help="another checkout whose svg3d runs the same clips (a ratio in one run)")
     p.add_argument("--baseline-flow", default="dis", help="--flow for the baseline (older checkouts: dis) (default: %(default)s)")
     p.add_argument("--this-args", default="", help="more convert flags for this checkout only (e.g. --no-concurrent-stages)")
+    p.add_argument("--args", default="", help="more convert flags for both checkouts (e.g. '--threads 2' under taskset -c 0,1)")
     p.add_argument("--clips", type=Path, default=None, help="keep the generated clips here and reuse those found")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     args = p.parse_args()
 
     from svg3d.tiny_models import save_random_depth_anything_v2_small, save_tiny_depth_anything
 
-    extra = [] if args.chunk_frames is None else ["--chunk-frames", str(args.chunk_frames)]
+    extra = ([] if args.chunk_frames is None else ["--chunk-frames", str(args.chunk_frames)]) + args.args.split()
     size = tuple(int(x) for x in args.size.split("x"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,6 +142,7 @@ def main() -> None:
                 rows.append(row)
                 gpu = f", GPU {row['gpu_util_mean']:.0f} %, {row['gpu_mem_peak_mb']:.0f} MB" if "gpu_util_mean" in row else ""
                 print(f"{name:8s} {w}x{h} {n:4d} frames: {row['frames_per_second']:.2f} frames/s ({row['seconds_per_frame']:.3f} s/frame), "
+                      f"load {row['load'][0]:.1f}-{row['load'][1]:.1f}, "
                       f"peak RSS {row['peak_rss_mb']:.0f} MB, {row['busy_cores']:.1f} cores busy{gpu}, work {row['work_mb_per_frame']:.2f} MB/frame; "
                       f"stages {', '.join(f'{k} {v:.1f} s' for k, v in row['stages'].items())}", flush=True)  # fmt: skip
     same = [r for r in rows if r["size"] == args.size and r["code"] == "this"]

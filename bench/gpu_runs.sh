@@ -12,6 +12,7 @@
 #   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
 #   bench/gpu_runs.sh stream-spy                       # issue 21: the stream step under py-spy, busy threads (~3 min)
 #   bench/gpu_runs.sh exports                          # issue 21: the exports on the GPU: gpu tests, bench (~4 min)
+#   bench/gpu_runs.sh cpu2                             # issue 21: the CPU path on 2 of the host's cores, vs PIPE_BASELINE (~4 min)
 #   bench/gpu_runs.sh denoise-vae                      # issue 22: our VAE forward vs diffusers', eager (<= 9 min)
 #   bench/gpu_runs.sh denoise-compile-vae              # issue 22: compiled, VAE by regions, cold + warm (<= 9 min)
 #
@@ -117,6 +118,16 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --depth v2-small --clips .whl/clips --json "$OUT/stream_1080p_spy.json"
         $PY bench/spy_summary.py "$OUT/stream_1080p.spy" --rate 50 --top 15 >"$OUT/stream_1080p_spy.txt" 2>&1
         head -n 80 "$OUT/stream_1080p_spy.txt"
+        ;;
+    cpu2)
+        # issue 21's CPU target (<= 0.4 s per frame, 48 frames of 640x360, DIS, classical filler) on a quiet 2-core
+        # machine: two cores of this idle host, against PIPE_BASELINE (e.g. `git archive 66ebc47 | tar -x -C
+        # .whl/pipe-base`), twice; the clip from .whl/clips/clip_640x360_48.mp4 (no FFmpeg CLI here) (~4 min)
+        for i in 1 2; do
+            step "cpu2_$i" 280 taskset -c 0,1 env OMP_WAIT_POLICY=PASSIVE $PY bench/bench_stream.py --lengths 48 --no-hd \
+                --device cpu --flow dis --baseline "${PIPE_BASELINE:-.whl/pipe-base}" --baseline-flow dis --clips .whl/clips \
+                --args "--threads 2" --json "$OUT/stream_cpu2_ratio_$i.json"
+        done
         ;;
     exports)  # issue 21: the eye layouts composed and converted on the GPU: their gpu tests, then numpy against GPU at 1080p (~4 min)
         step exports_pytest 150 $PY -m pytest -m gpu tests/test_export.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
