@@ -510,3 +510,19 @@ def test_a_screen_plane_is_filled_with_its_geometry_and_both_edge_bands():
     assert torch.equal(ours[~hole[:, None].expand_as(ours)], fm.images[1][~hole[:, None].expand_as(ours)])  # known pixels as given
     band = left_band[:, None].expand_as(ours)
     assert ours[band].std() > 0.05  # the left band continues the texture (mirrored), not a flat block
+
+
+@pytest.mark.parametrize("shape, radius_y, radius_x", [((2, 3, 40, 64), 4, 4), ((5, 7), 8, 3), ((1, 12, 9), 0, 2), ((1, 12, 9), 3, 0), ((3, 6, 6), 0, 0)])
+def test_box_sum_cpu_and_cumsum_paths_equal_a_convolution(shape, radius_y, radius_x):
+    """The classical filler's box sums, zero outside the image: OpenCV's on the CPU and the cumsums of other devices
+    both equal a convolution with a window of ones (to float rounding), windows larger than the image included."""
+    from svg3d.filters import _box_sum_cumsum, box_sum
+
+    x = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(sum(shape)))
+    h, w = shape[-2:]
+    ones = torch.ones(1, 1, 2 * radius_y + 1, 2 * radius_x + 1, dtype=x.dtype)
+    ref = F.conv2d(x.reshape(-1, 1, h, w), ones, padding=(radius_y, radius_x)).reshape(shape)
+    torch.testing.assert_close(box_sum(x, radius_y, radius_x), ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(_box_sum_cumsum(x, radius_y, radius_x), ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(box_sum(x.float(), radius_y, radius_x), ref.float(), atol=1e-5, rtol=0)  # float32: exact sums, rounded
+    assert box_sum(x.float(), radius_y, radius_x).dtype == torch.float32

@@ -72,6 +72,7 @@ import torch.nn.functional as F
 
 from ...checks import check_same, check_shape
 from ...config import FillConfig
+from ...filters import box_sum
 from ...flow import FlowBackend, weight_free_flow
 from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, fit_scene_motion, predict_motion
 from ...pyramid import bilinear_taps, sample_bilinear
@@ -364,20 +365,6 @@ def temporal_fill(
 # step 3: space
 
 
-def _vertical_box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Sum over ``2 radius + 1`` rows of each pixel of ``x (..., H, W)``, zero outside (running sums along H)."""
-    h = x.shape[-2]
-    csum = F.pad(x, (0, 0, radius + 1, radius)).cumsum(-2)  # (..., H + 2r + 1, W): a leading 0
-    return csum[..., 2 * radius + 1 :, :] - csum[..., :h, :]
-
-
-def _horizontal_box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Sum over ``2 radius + 1`` columns of each pixel of ``x (..., H, W)``, zero outside."""
-    w = x.shape[-1]
-    csum = F.pad(x, (radius + 1, radius)).cumsum(-1)
-    return csum[..., 2 * radius + 1 :] - csum[..., :w]
-
-
 END_PIXELS = 1  # a hole's end colour: the mean of this many known pixels of its row there (1: the end pixel)
 SATURATED = 0.96  # every channel at or above this: blown out, its depth is not trusted
 ROW_SHARE = 0.7  # step 3: the row fill's share in disocclusions (the soft fill's: the rest)
@@ -410,10 +397,10 @@ def soft_fill(image: torch.Tensor, weights: torch.Tensor, todo: torch.Tensor) ->
         r = 2**k
         nd = both
         for _ in range(2):  # a tent: two boxes
-            nd = _vertical_box(_horizontal_box(nd, r), r)
+            nd = box_sum(nd, r, r)
         n, d = nd[..., :3, :, :], nd[..., 3:, :, :]
         area = float((2 * r + 1) ** 4)
-        d = torch.where(d > 0.5, d, 0)  # running sums leave ~1e-3 where nothing is: no pixel weighs less than 1 here
+        d = torch.where(d > 0.5, d, 0)  # cumsums (off the CPU) leave ~1e-3 where nothing is: no pixel weighs less than 1 here
         levels.append((n / d.clamp_min(0.5), (d / area / SOFT_COVER).clamp(0, 1)))
     colour, _ = levels[-1]
     for value, alpha in reversed(levels[:-1]):
@@ -448,7 +435,7 @@ def row_fill(
     # each end's colour: the mean of its END_PIXELS known pixels along the row (an edge pixel alone carries
     # the warp's halo and the sensor's noise)
     k = known.to(image.dtype).unsqueeze(-3)
-    ends = _horizontal_box(image * k, END_PIXELS - 1) / _horizontal_box(k, END_PIXELS - 1).clamp_min(1e-12)
+    ends = box_sum(image * k, 0, END_PIXELS - 1) / box_sum(k, 0, END_PIXELS - 1).clamp_min(1e-12)
     col_l = ends.gather(-1, (left - (END_PIXELS - 1)).clamp_min(0).unsqueeze(-3).expand(image.shape))
     col_r = ends.gather(-1, (right + (END_PIXELS - 1)).clamp(0, w - 1).unsqueeze(-3).expand(image.shape))
     z_l = torch.where(has_l, depth.gather(-1, left.clamp_min(0)), 0)
@@ -474,7 +461,7 @@ def row_fill(
     levels = [value]
     for k in range(SMOOTH_LEVELS):
         r = 2**k
-        levels.append(_vertical_box(value * hole, r) / _vertical_box(hole, r).clamp_min(1e-12))
+        levels.append(box_sum(value * hole, r, 0) / box_sum(hole, r, 0).clamp_min(1e-12))
     spread = dist * SPREAD
     pos = torch.log2(spread.clamp_min(1)) + spread.clamp(0, 1)  # 0 at the edge, level k+1 at radius 2^k
     pos = pos.clamp(0, SMOOTH_LEVELS)
