@@ -435,22 +435,40 @@ def soft_fill(image: torch.Tensor, weights: torch.Tensor, todo: torch.Tensor) ->
     well-covered neighbourhood, small holes from a few pixels around, large ones a soft average.
     Returns ``(3, H, W)``.
     """
+    h, w = image.shape[-2:]
     wt = weights.to(image.dtype).unsqueeze(-3)
     both = torch.cat([image * wt, wt], -3)  # the weighted colour and the weight through the same boxes (one op each)
-    levels = []
+    sums = []
     for k in range(SOFT_LEVELS):
         r = 2**k
         nd = both
         for _ in range(2):  # a tent: two boxes
             nd = box_sum(nd, r, r)
-        n, d = nd[..., :3, :, :], nd[..., 3:, :, :]
+        sums.append(nd.flatten(-2))  # (..., 4, H*W)
+    if image.device.type != "cpu":  # every pixel at once: no list of pixels read back to the host
+        return torch.where(todo.unsqueeze(-3), _soft_blend(sums).unflatten(-1, (h, w)), image)
+    # on the CPU the blend only where it is used, at the todo pixels (a few % of the image): the same arithmetic per pixel
+    cell, pix = todo.reshape(-1, h * w).nonzero(as_tuple=True)
+    colour = _soft_blend([nd.reshape(-1, 4, h * w)[cell, :, pix].T for nd in sums])  # (4, M) each -> (3, M)
+    out = image.clone()
+    out.view(-1, 3, h * w)[cell, :, pix] = colour.T
+    return out
+
+
+def _soft_blend(sums: list[torch.Tensor]) -> torch.Tensor:
+    """``soft_fill``'s levels from their tent sums of the weighted colour and the weight ``(..., 4, P)`` at P pixels,
+    finest first: the colour ``(..., 3, P)``."""
+    levels = []
+    for k, nd in enumerate(sums):
+        r = 2**k
+        n, d = nd[..., :3, :], nd[..., 3:, :]
         area = float((2 * r + 1) ** 4)
         d = torch.where(d > 0.5, d, 0)  # cumsums (off the CPU) leave ~1e-3 where nothing is: no pixel weighs less than 1 here
         levels.append((n / d.clamp_min(0.5), (d / area / SOFT_COVER).clamp(0, 1)))
     colour, _ = levels[-1]
     for value, alpha in reversed(levels[:-1]):
         colour = alpha * value + (1 - alpha) * colour
-    return torch.where(todo.unsqueeze(-3), colour, image)
+    return colour
 
 
 SPREAD = 1.0  # smoothing radius per px of distance to the hole's edge
