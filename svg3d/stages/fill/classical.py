@@ -51,7 +51,8 @@ Chunks: the output for frame t depends only on the inputs of frames within ``Fil
 (``BATCH_PIXELS``: few large ops, for the GPU) with elementwise ops, gathers and running sums along
 each image's own rows and columns, never a reduction across cells, so every cell comes out as it would
 alone, and filling a clip in chunks with their context equals filling it whole. The motion fit is per
-pair of frames, and nothing is read back to the host per frame but one list of hole pixels per batch.
+pair of frames, and nothing is read back to the host per frame but one list of hole pixels per batch. The
+chunks of one run hand their flows and first passes on to the next (``Carry``): each is computed once.
 
 Conventions from ``camera``: frame matrix ``images (V, T, 3, H, W)`` in [0, 1], ``known (V, T, H, W)``
 bool with True = known; ``depth`` is metric Z in metres (larger = farther), 0 where unknown. CPU-only
