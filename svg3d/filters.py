@@ -1,7 +1,8 @@
-"""Generic image filters on ``(N, H, W)`` tensors: the box filter and the guided filter.
+"""Generic image filters on ``(N, H, W)`` tensors: the box filter, the box sum and the guided filter.
 
-Used by depth stabilisation (the guided filter of DESIGN.md §3) and by hole filling. Borders reflect as
-OpenCV's BORDER_REFLECT, so results can be compared with OpenCV's own filters.
+Used by depth stabilisation (the guided filter of DESIGN.md §3) and by hole filling (the classical filler's box
+sums). ``box_filter``'s borders reflect as OpenCV's BORDER_REFLECT, so results can be compared with OpenCV's own
+filters; ``box_sum`` counts nothing outside the image (BORDER_CONSTANT 0).
 """
 
 from __future__ import annotations
@@ -51,6 +52,38 @@ def _box_filter_cumsum(x: torch.Tensor, radius: int) -> torch.Tensor:
             padded = x.index_select(dim, _reflect_index(n, radius, x.device))  # (.., n + 2r, ..)
         csum = F.pad(padded.cumsum(dim), (1, 0) if dim == 2 else (0, 0, 1, 0))  # a leading 0 along dim
         x = (csum.narrow(dim, k, n) - csum.narrow(dim, 0, n)) / k
+    return x
+
+
+def box_sum(x: torch.Tensor, radius_y: int, radius_x: int) -> torch.Tensor:
+    """Sum over the ``(2 radius_y + 1) x (2 radius_x + 1)`` window of each pixel, zero outside the image.
+
+    x: ``(..., H, W)``, each map on its own. Returns ``(..., H, W)`` in x's dtype. On a CPU, float maps go through
+    OpenCV's ``boxFilter`` (running sums in float64: exact to the output's rounding, and 30-60x faster than the
+    cumsums below on a 2-core VM, which pad and sum twice over memory per axis); elsewhere separable cumsums, the
+    same sums to float rounding (tested; float32 cumsums drift by ~1e-3 over a few thousand pixels of ones).
+    """
+    h, w = x.shape[-2:]
+    if radius_x == radius_y == 0:
+        return x
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        src = x.detach().contiguous().numpy().reshape(-1, h, w)
+        out = np.empty_like(src)
+        for i in range(len(src)):  # each map on its own (OpenCV's filters take one image)
+            cv2.boxFilter(src[i], -1, (2 * radius_x + 1, 2 * radius_y + 1), dst=out[i], normalize=False, borderType=cv2.BORDER_CONSTANT)
+        return torch.from_numpy(out.reshape(x.shape))
+    return _box_sum_cumsum(x, radius_y, radius_x)
+
+
+def _box_sum_cumsum(x: torch.Tensor, radius_y: int, radius_x: int) -> torch.Tensor:
+    """``box_sum`` by separable cumsums, on any device: ``(..., H, W)`` -> ``(..., H, W)``."""
+    h, w = x.shape[-2:]
+    if radius_x:
+        csum = F.pad(x, (radius_x + 1, radius_x)).cumsum(-1)  # (..., H, W + 2r + 1): a leading 0
+        x = csum[..., 2 * radius_x + 1 :] - csum[..., :w]
+    if radius_y:
+        csum = F.pad(x, (0, 0, radius_y + 1, radius_y)).cumsum(-2)
+        x = csum[..., 2 * radius_y + 1 :, :] - csum[..., :h, :]
     return x
 
 

@@ -118,7 +118,12 @@ def _layer_splits(depth: torch.Tensor, mask: torch.Tensor, num_planes: int) -> t
     valid = mask.reshape(b, -1)
     flat = depth.reshape(b, -1)
     n = valid.sum(1)
-    median = 0.5 * (_masked_rank(flat, valid, (n - 1) // 2) + _masked_rank(flat, valid, n // 2))
+    lower = _masked_rank(flat, valid, (n - 1) // 2)
+    # the upper middle value (rank n // 2) without a second selection: the lower one again where the count is odd or it
+    # repeats, else the smallest valid value above it
+    repeats = (valid & (flat <= lower[:, None])).sum(1) > n // 2
+    above = torch.where(valid & (flat > lower[:, None]), flat, float("inf")).amin(1)
+    median = 0.5 * (lower + torch.where(repeats, lower, above))
     d_min = torch.where(valid, flat, float("inf")).amin(1)
     d_max = torch.where(valid, flat, float("-inf")).amax(1)
     p1 = num_planes // 2

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from svg3d import camera, metrics, motion, pyramid, scene
 from svg3d.checks import InputError
 from svg3d.config import FillConfig
+from svg3d.filters import box_sum
 from svg3d.source import read_clip
 from svg3d.stages import matrix
 from svg3d.stages.fill import classical as fill
@@ -510,3 +511,37 @@ def test_a_screen_plane_is_filled_with_its_geometry_and_both_edge_bands():
     assert torch.equal(ours[~hole[:, None].expand_as(ours)], fm.images[1][~hole[:, None].expand_as(ours)])  # known pixels as given
     band = left_band[:, None].expand_as(ours)
     assert ours[band].std() > 0.05  # the left band continues the texture (mirrored), not a flat block
+
+
+@pytest.mark.parametrize("shape, radius_y, radius_x", [((2, 3, 40, 64), 4, 4), ((5, 7), 8, 3), ((1, 12, 9), 0, 2), ((1, 12, 9), 3, 0), ((3, 6, 6), 0, 0)])
+def test_box_sum_cpu_and_cumsum_paths_equal_a_convolution(shape, radius_y, radius_x):
+    """The classical filler's box sums, zero outside the image: OpenCV's on the CPU and the cumsums of other devices
+    both equal a convolution with a window of ones (to float rounding), windows larger than the image included."""
+    from svg3d.filters import _box_sum_cumsum
+
+    x = torch.rand(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(sum(shape)))
+    h, w = shape[-2:]
+    ones = torch.ones(1, 1, 2 * radius_y + 1, 2 * radius_x + 1, dtype=x.dtype)
+    ref = F.conv2d(x.reshape(-1, 1, h, w), ones, padding=(radius_y, radius_x)).reshape(shape)
+    torch.testing.assert_close(box_sum(x, radius_y, radius_x), ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(_box_sum_cumsum(x, radius_y, radius_x), ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(box_sum(x.float(), radius_y, radius_x), ref.float(), atol=1e-5, rtol=0)  # float32: exact sums, rounded
+    assert box_sum(x.float(), radius_y, radius_x).dtype == torch.float32
+
+
+def test_soft_fill_blends_only_the_todo_pixels_on_the_cpu_as_every_pixel_elsewhere():
+    """On the CPU soft_fill blends its levels at the todo pixels only; other devices blend every pixel and pick the todo
+    ones (no list of pixels read back): the same arithmetic per pixel, so the same bytes, batched or one image."""
+    g = torch.Generator().manual_seed(3)
+    image, weights = torch.rand(3, 3, 40, 72, generator=g), (torch.rand(3, 40, 72, generator=g) > 0.4).float()
+    todo = weights == 0
+    both = torch.cat([image * weights[:, None], weights[:, None]], 1)
+    sums = []
+    for k in range(fill.SOFT_LEVELS):
+        r = 2**k
+        sums.append(box_sum(box_sum(both, r, r), r, r).flatten(-2))
+    dense = torch.where(todo[:, None], fill._soft_blend(sums).unflatten(-1, (40, 72)), image)
+    out = fill.soft_fill(image, weights, todo)
+    assert torch.equal(out, dense)
+    assert torch.equal(fill.soft_fill(image[1], weights[1], todo[1]), out[1])
+    assert not torch.equal(out, image)  # it filled something

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from svg3d import camera, metrics, scene
 from svg3d.config import FillConfig
+from svg3d.flow import DISFlow
 from svg3d.stages import matrix
 from svg3d.stages.fill import classical as fill
 from svg3d.stages.fill.telea import telea_fill
@@ -139,6 +140,35 @@ def test_the_fills_are_chunk_independent(device):
         part = fill.fill_views(*(x[:, lo:hi] for x in args), **{**kw, "source": kw["source"][lo:hi], "source_depth": kw["source_depth"][lo:hi]}, core=slice(a - lo, b - lo))
         assert torch.allclose(part, whole[:, a:b], atol=1e-6)
     assert np.isfinite(whole.cpu().numpy()).all()
+
+
+def test_a_run_hands_flows_and_first_passes_to_its_next_chunk(monkeypatch):
+    """Chunks of one run (``Carry``) reuse the previous chunk's flows and first passes where their cells overlap:
+    the same bytes as filling the clip whole, with each frame's first pass and each pair's flow computed once."""
+    t = 14
+    images, known, depth, rgb, zd, baselines, focal, _ = wrong_depth_view(2, "truck", t=t, h=48, w=80)
+    config = FillConfig(window=2, smooth=1)
+    pairs = []
+    dis = DISFlow()
+
+    def counted(src, dst):  # the flow backend, counting its pairs
+        pairs.append(1)
+        return dis(src, dst)
+
+    kw = dict(baselines=baselines[1:], focal=focal, config=config, flow=counted)
+    whole = fill.fill_views(images, known, depth, source=rgb, source_depth=zd, **kw)
+    passes, pairs[:] = [], []
+    real_fill_frame = fill._fill_frame
+    monkeypatch.setattr(fill, "_fill_frame", lambda image, *a: passes.extend(a[2]) or real_fill_frame(image, *a))
+    carry = fill.Carry()
+    for a, b in ((0, 4), (4, 10), (10, 14)):
+        lo, hi = max(0, a - config.context), min(t, b + config.context)
+        part = fill.fill_views(images[:, lo:hi], known[:, lo:hi], depth[:, lo:hi], source=rgb[lo:hi], source_depth=zd[lo:hi], **kw,
+                               core=slice(a - lo, b - lo), carry=carry, first=lo)  # fmt: skip
+        assert torch.equal(part, whole[:, a:b])
+    assert len(passes) == t  # one first pass per frame (without the carry: 4 + 1 + 6 + 2 + 4 + 1 = 18)
+    assert len(pairs) == 2 * (t - 1)  # each pair of neighbours once each way (without: 2 x (6 + 11 + 6) = 46)
+    assert len(carry.passes) <= 2 * config.smooth and all(key[2] >= 14 - config.smooth for key in carry.passes)
 
 
 REAL_CROPS = Path(__file__).resolve().parent / "data" / "real_stereo_crops.npz"

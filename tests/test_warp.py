@@ -155,3 +155,24 @@ def test_rendered_scene_known_pixels_match_truth_and_disocclusions_are_holes():
         near_visible = F.max_pool2d(visible.float()[:, None], 5, 1, 2)[:, 0] > 0  # within 2 px
         assert (~visible).sum() > 1000  # there are disocclusions to check
         assert not (known & ~near_visible).any()
+
+
+def test_layer_splits_use_numpys_median_of_the_known_pixels():
+    """The crack clean-up's layers split at numpy's median (the mean of the two middle values for an even count) of
+    the known pixels, with repeated values and odd and even counts: one selection and the next value above it."""
+    from svg3d.warp import _layer_splits
+
+    g = torch.Generator().manual_seed(5)
+    depth = (torch.randint(1, 9, (6, 7, 9), generator=g) * 0.5).float()  # few distinct values: repeats at the middle
+    depth[1] = torch.rand(7, 9, generator=g) + 1  # distinct values
+    mask = torch.rand(6, 7, 9, generator=g) > 0.4
+    mask[2] = False
+    mask[2, 3, 4] = True  # one known pixel
+    mask[3, :, :2] = True
+    mask[3, :, 2:] = False  # 14 known: an even count
+    splits = _layer_splits(depth, mask, 4)
+    for i in range(6):
+        known = depth[i][mask[i]].double().numpy()
+        lo, med, hi = known.min(), np.median(known), known.max()
+        expected = [lo + (med - lo) / 2, med, med + (hi - med) / 2, hi]
+        np.testing.assert_allclose(splits[i].double().numpy(), expected, rtol=1e-6)

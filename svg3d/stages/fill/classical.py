@@ -51,7 +51,8 @@ Chunks: the output for frame t depends only on the inputs of frames within ``Fil
 (``BATCH_PIXELS``: few large ops, for the GPU) with elementwise ops, gathers and running sums along
 each image's own rows and columns, never a reduction across cells, so every cell comes out as it would
 alone, and filling a clip in chunks with their context equals filling it whole. The motion fit is per
-pair of frames, and nothing is read back to the host per frame but one list of hole pixels per batch.
+pair of frames, and nothing is read back to the host per frame but one list of hole pixels per batch. The
+chunks of one run hand their flows and first passes on to the next (``Carry``): each is computed once.
 
 Conventions from ``camera``: frame matrix ``images (V, T, 3, H, W)`` in [0, 1], ``known (V, T, H, W)``
 bool with True = known; ``depth`` is metric Z in metres (larger = farther), 0 where unknown. CPU-only
@@ -72,6 +73,7 @@ import torch.nn.functional as F
 
 from ...checks import check_same, check_shape
 from ...config import FillConfig
+from ...filters import box_sum
 from ...flow import FlowBackend, weight_free_flow
 from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, fit_scene_motion, predict_motion
 from ...pyramid import bilinear_taps, sample_bilinear
@@ -162,35 +164,67 @@ def _inside(x: torch.Tensor, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
 # flow of the source
 
 
+class Carry:
+    """What the fill of one chunk leaves to the next chunk's in one run over one clip (``ClassicalFiller.bind``).
+
+    A chunk's cells overlap its neighbours' by ``2 x context`` frames, and everything a frame's output needs
+    is a function of the cells within ``context`` of it: the source's flow and scene motion per pair of
+    frames, and each cell's first pass (steps 1-4), which depends on the cells of the frames within
+    ``window`` of its own. Kept by absolute frame (``fill_views``' ``first``), they are reused where the
+    next chunk needs them, so the result is the same bytes as without (tested), and a run's flows and first
+    passes are computed once instead of once per chunk that reads them (at 16-frame chunks, 60 first
+    passes for 48 frames became 48). ``flows``, ``motions``: by pair ``(i, j)``; ``passes``: by
+    ``(shift, offset, frame)`` of the cell, ``(lo, hi, colour and depth (H*W, 4), origin (H*W,))`` with
+    ``lo .. hi-1`` the frames its pass read. Only valid while every call's cells of a frame are the same
+    data: one clip, one matrix (the fill stage's run).
+    """
+
+    def __init__(self) -> None:
+        self.flows: dict[tuple[int, int], torch.Tensor] = {}
+        self.motions: dict[tuple[int, int], torch.Tensor] = {}
+        self.passes: dict[tuple[float, float, int], tuple[int, int, torch.Tensor, torch.Tensor]] = {}
+
+    def keep_from(self, pairs: int, passes: int) -> None:
+        """Forget the pairs with a frame before ``pairs`` and the passes of frames before ``passes``: what a chunk
+        that starts later does not read."""
+        for d in (self.flows, self.motions):
+            for key in [k for k in d if min(k) < pairs]:
+                del d[key]
+        for key in [k for k in self.passes if k[2] < passes]:
+            del self.passes[key]
+
+
 class _Flows:
     """Optical flow between neighbouring source frames at ``flow_width`` and the scene's motion fitted to it.
 
     Only neighbours: motion to a frame k away is chained over k steps of one frame, whose flows are
     accurate (small motion) and shared by every frame of the chunk (2 flows per frame, not 2k). Each
-    pair is computed on its own (one backend call), so its result does not depend on the chunk.
-    ``table(step, starts)``: for the pairs (i, i + step) of the frames i in ``starts``, the scene's motion
-    (``fit_scene_motion``'s parameters, ``(n, 12)``, row i) and the flow ``(2, n, lh, lw)``, for points of
-    many frames at once (other rows: no motion). ``sample(flow, i, x, y)``: that flow ``(2, N)`` in
+    pair is computed on its own (one backend call), so its result does not depend on the chunk, and
+    pairs computed by the previous chunk are taken from ``carry`` (keyed by absolute frame: local + ``first``).
+    ``table(step, starts)``: for the pairs (i, i + step) of the frames i in ``starts`` (at least), the scene's
+    motion (``fit_scene_motion``'s parameters, ``(n, 12)``, row i) and the flow ``(2, n, lh, lw)``, for points
+    of many frames at once (rows of pairs not computed yet: no motion; every chain reads only rows of its own
+    starts, so the rows others added change nothing). ``sample(flow, i, x, y)``: that flow ``(2, N)`` in
     full-resolution pixels at full-resolution points of frames ``i (N,)``. ``frames``: every source
     frame's colour and Z together, channels last ``(n*H*W, 4)``, for gathers at points of any frame.
     """
 
-    def __init__(self, source: torch.Tensor, source_depth: torch.Tensor, config: FillConfig, backend: FlowBackend | None) -> None:
+    def __init__(
+        self, source: torch.Tensor, source_depth: torch.Tensor, config: FillConfig, backend: FlowBackend | None,
+        carry: Carry | None = None, first: int = 0,
+    ) -> None:  # fmt: skip
         n, _, h, w = source.shape
-        self.n, self.h, self.w = n, h, w
+        self.n, self.h, self.w, self.first = n, h, w, first
         lw = min(w, config.flow_width)
         lh = max(8, round(h * lw / w))
         self.sx, self.sy = lw / w, lh / h  # low-resolution pixels per full-resolution pixel
         self.backend = weight_free_flow(source.device) if backend is None else backend  # on CUDA the torch flow: no copies to the CPU
-        self.depth = source_depth
+        self.source, self.depth = source, source_depth
         self.inlier_px = max(0.5, 0.002 * w)  # DIS's typical error, ~0.25 px of its grid
-        # each frame on its own, so a frame's reduced copy does not depend on the chunk
-        self.small = [
-            source[i : i + 1] if (lh, lw) == (h, w) else F.interpolate(source[i : i + 1], size=(lh, lw), mode="area") for i in range(n)
-        ]
+        self.small: dict[int, torch.Tensor] = {}  # the reduced frames, made as pairs need them
         self.frames = torch.cat([source, source_depth[:, None]], 1).permute(0, 2, 3, 1).reshape(n * h * w, 4)
-        self.flows: dict[tuple[int, int], torch.Tensor] = {}
-        self.motions: dict[tuple[int, int], torch.Tensor] = {}
+        carry = Carry() if carry is None else carry
+        self.flows, self.motions = carry.flows, carry.motions
         # the fit's sample points: a grid on the flow's pixels, in full-resolution coordinates
         gy, gx = torch.meshgrid(
             torch.arange(0, lh, MOTION_SAMPLE_STRIDE, device=source.device, dtype=source.dtype),
@@ -198,18 +232,30 @@ class _Flows:
             indexing="ij",
         )
         self.grid = (gx.reshape(-1), gy.reshape(-1))
-        self.still = torch.tensor([1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0, 1.0], dtype=torch.float64, device=source.device)
-        self.no_flow = source.new_zeros(2, lh, lw)
+        still = torch.tensor([1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0, 1.0], dtype=torch.float64, device=source.device)
+        self.lowres = (lh, lw)
+        # per step: the tables, their rows written as pairs are added (no copy of the whole table per call)
+        self.tables = {step: (still.repeat(n, 1), source.new_zeros(2, n, lh, lw), set()) for step in (1, -1)}
+
+    def reduced(self, i: int) -> torch.Tensor:
+        """Frame i at the flow's size ``(1, 3, lh, lw)``: each frame on its own, so it does not depend on the chunk."""
+        if i not in self.small:
+            frame = self.source[i : i + 1]
+            self.small[i] = frame if self.lowres == (self.h, self.w) else F.interpolate(frame, size=self.lowres, mode="area")
+        return self.small[i]
 
     def flow(self, i: int, j: int) -> torch.Tensor:
-        if (i, j) not in self.flows:
-            self.flows[(i, j)] = self.backend(self.small[i], self.small[j]).to(self.small[i].device, torch.float32)[0]  # (2, lh, lw)
-        return self.flows[(i, j)]
+        key = (self.first + i, self.first + j)
+        if key not in self.flows:
+            self.flows[key] = self.backend(self.reduced(i), self.reduced(j)).to(self.source.device, torch.float32)[0]  # (2, lh, lw)
+        return self.flows[key]
 
     def table(self, step: int, starts: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = range(self.n)
-        motion = torch.stack([self.motion(i, i + step) if i in starts else self.still for i in rows])
-        flow = torch.stack([self.flow(i, i + step) if i in starts else self.no_flow for i in rows], 1)
+        motion, flow, done = self.tables[step]
+        for i in sorted(starts - done):
+            motion[i] = self.motion(i, i + step)
+            flow[:, i] = self.flow(i, i + step)
+            done.add(i)
         return motion, flow
 
     def sample(self, flow: torch.Tensor, i: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -217,7 +263,8 @@ class _Flows:
         return torch.stack([f[0] / self.sx, f[1] / self.sy])
 
     def motion(self, i: int, j: int) -> torch.Tensor:
-        if (i, j) not in self.motions:
+        key = (self.first + i, self.first + j)
+        if key not in self.motions:
             gx, gy = self.grid
             f = self.flow(i, j)[:, gy.long(), gx.long()]  # (2, N) low-res pixels
             u, v = (gx + 0.5) / self.sx - 0.5, (gy + 0.5) / self.sy - 0.5  # full-resolution coordinates
@@ -226,8 +273,8 @@ class _Flows:
             ok = ((lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)).nonzero()[:, 0]  # one read-back
             z = sample_bilinear(self.depth[i][None], u, v)[0]
             u, v, rho, us, vs = (a[ok] for a in (u, v, 1.0 / z, us, vs))
-            self.motions[(i, j)] = fit_scene_motion(u, v, rho, us, vs, (self.h, self.w), inlier_px=self.inlier_px)
-        return self.motions[(i, j)]
+            self.motions[key] = fit_scene_motion(u, v, rho, us, vs, (self.h, self.w), inlier_px=self.inlier_px)
+        return self.motions[key]
 
 
 def _chain_starts(frames: Sequence[int], step: int, steps: int, n: int) -> set[int]:
@@ -364,20 +411,6 @@ def temporal_fill(
 # step 3: space
 
 
-def _vertical_box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Sum over ``2 radius + 1`` rows of each pixel of ``x (..., H, W)``, zero outside (running sums along H)."""
-    h = x.shape[-2]
-    csum = F.pad(x, (0, 0, radius + 1, radius)).cumsum(-2)  # (..., H + 2r + 1, W): a leading 0
-    return csum[..., 2 * radius + 1 :, :] - csum[..., :h, :]
-
-
-def _horizontal_box(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Sum over ``2 radius + 1`` columns of each pixel of ``x (..., H, W)``, zero outside."""
-    w = x.shape[-1]
-    csum = F.pad(x, (radius + 1, radius)).cumsum(-1)
-    return csum[..., 2 * radius + 1 :] - csum[..., :w]
-
-
 END_PIXELS = 1  # a hole's end colour: the mean of this many known pixels of its row there (1: the end pixel)
 SATURATED = 0.96  # every channel at or above this: blown out, its depth is not trusted
 ROW_SHARE = 0.7  # step 3: the row fill's share in disocclusions (the soft fill's: the rest)
@@ -403,22 +436,40 @@ def soft_fill(image: torch.Tensor, weights: torch.Tensor, todo: torch.Tensor) ->
     well-covered neighbourhood, small holes from a few pixels around, large ones a soft average.
     Returns ``(3, H, W)``.
     """
+    h, w = image.shape[-2:]
     wt = weights.to(image.dtype).unsqueeze(-3)
     both = torch.cat([image * wt, wt], -3)  # the weighted colour and the weight through the same boxes (one op each)
-    levels = []
+    sums = []
     for k in range(SOFT_LEVELS):
         r = 2**k
         nd = both
         for _ in range(2):  # a tent: two boxes
-            nd = _vertical_box(_horizontal_box(nd, r), r)
-        n, d = nd[..., :3, :, :], nd[..., 3:, :, :]
+            nd = box_sum(nd, r, r)
+        sums.append(nd.flatten(-2))  # (..., 4, H*W)
+    if image.device.type != "cpu":  # every pixel at once: no list of pixels read back to the host
+        return torch.where(todo.unsqueeze(-3), _soft_blend(sums).unflatten(-1, (h, w)), image)
+    # on the CPU the blend only where it is used, at the todo pixels (a few % of the image): the same arithmetic per pixel
+    cell, pix = todo.reshape(-1, h * w).nonzero(as_tuple=True)
+    colour = _soft_blend([nd.reshape(-1, 4, h * w)[cell, :, pix].T for nd in sums])  # (4, M) each -> (3, M)
+    out = image.clone()
+    out.view(-1, 3, h * w)[cell, :, pix] = colour.T
+    return out
+
+
+def _soft_blend(sums: list[torch.Tensor]) -> torch.Tensor:
+    """``soft_fill``'s levels from their tent sums of the weighted colour and the weight ``(..., 4, P)`` at P pixels,
+    finest first: the colour ``(..., 3, P)``."""
+    levels = []
+    for k, nd in enumerate(sums):
+        r = 2**k
+        n, d = nd[..., :3, :], nd[..., 3:, :]
         area = float((2 * r + 1) ** 4)
-        d = torch.where(d > 0.5, d, 0)  # running sums leave ~1e-3 where nothing is: no pixel weighs less than 1 here
+        d = torch.where(d > 0.5, d, 0)  # cumsums (off the CPU) leave ~1e-3 where nothing is: no pixel weighs less than 1 here
         levels.append((n / d.clamp_min(0.5), (d / area / SOFT_COVER).clamp(0, 1)))
     colour, _ = levels[-1]
     for value, alpha in reversed(levels[:-1]):
         colour = alpha * value + (1 - alpha) * colour
-    return torch.where(todo.unsqueeze(-3), colour, image)
+    return colour
 
 
 SPREAD = 1.0  # smoothing radius per px of distance to the hole's edge
@@ -448,7 +499,7 @@ def row_fill(
     # each end's colour: the mean of its END_PIXELS known pixels along the row (an edge pixel alone carries
     # the warp's halo and the sensor's noise)
     k = known.to(image.dtype).unsqueeze(-3)
-    ends = _horizontal_box(image * k, END_PIXELS - 1) / _horizontal_box(k, END_PIXELS - 1).clamp_min(1e-12)
+    ends = box_sum(image * k, 0, END_PIXELS - 1) / box_sum(k, 0, END_PIXELS - 1).clamp_min(1e-12)
     col_l = ends.gather(-1, (left - (END_PIXELS - 1)).clamp_min(0).unsqueeze(-3).expand(image.shape))
     col_r = ends.gather(-1, (right + (END_PIXELS - 1)).clamp(0, w - 1).unsqueeze(-3).expand(image.shape))
     z_l = torch.where(has_l, depth.gather(-1, left.clamp_min(0)), 0)
@@ -474,7 +525,7 @@ def row_fill(
     levels = [value]
     for k in range(SMOOTH_LEVELS):
         r = 2**k
-        levels.append(_vertical_box(value * hole, r) / _vertical_box(hole, r).clamp_min(1e-12))
+        levels.append(box_sum(value * hole, r, 0) / box_sum(hole, r, 0).clamp_min(1e-12))
     spread = dist * SPREAD
     pos = torch.log2(spread.clamp_min(1)) + spread.clamp(0, 1)  # 0 at the edge, level k+1 at radius 2^k
     pos = pos.clamp(0, SMOOTH_LEVELS)
@@ -585,6 +636,8 @@ def fill_views(
     flow: FlowBackend | None = None,
     progress: Callable[[int], None] | None = None,
     with_origin: bool = False,
+    carry: Carry | None = None,
+    first: int = 0,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Fill the holes of V views of a chunk of frames (module docstring: background side, time, space, border).
 
@@ -595,7 +648,9 @@ def fill_views(
     view's frames; baselines ``(V,)`` metres of the views; focal in pixels; screen: inverse depth (1/m) of
     the screen plane the views were warped with (``camera``); core: the frames to return.
     flow: a ``flow.FlowBackend`` for the source's flow at ``config.flow_width`` (default OpenCV DIS,
-    CPU). ``progress(1)`` after each frame of each view.
+    CPU). ``progress(1)`` after each frame of each view. carry: what the previous chunk of the same run
+    left (``Carry``: flows and first passes by absolute frame, taken where they fit and updated for the next
+    chunk), with ``first`` the absolute index of the cells' frame 0; the result is the same without.
 
     Returns float ``(V, len(core), 3, H, W)`` in [0, 1] with known pixels unchanged, and with
     ``with_origin`` also uint8 ``(V, len(core), H, W)`` (``KNOWN``, ``FROM_TIME``, ``FROM_SPACE``,
@@ -621,19 +676,25 @@ def fill_views(
         for j, t in enumerate(frames):
             if not moves[v] or full[v][j]:
                 out[v, j] = images[v, t].to(dtype)
-    flows = _Flows(src, src_z, config, flow)
+    flows = _Flows(src, src_z, config, flow, carry, first)
     # steps 1-4 on every cell within `smooth` frames of one to fill, batched (no op mixes cells), kept for step 5
     # channels last: colour and the depth each pixel was filled for (n*H*W, 4), and the origin
-    first = sorted({(v, i) for v, _, t in todo for i in range(max(0, t - config.smooth), min(n, t + config.smooth + 1))})
-    row = {cell: r for r, cell in enumerate(first)}
-    passes = torch.empty(len(first) * h * w, 4, dtype=dtype, device=device)
-    passes_origin = torch.empty(len(first) * h * w, dtype=torch.uint8, device=device)
-    for batch in _batches(first, h, w, device):
+    cells = sorted({(v, i) for v, _, t in todo for i in range(max(0, t - config.smooth), min(n, t + config.smooth + 1))})
+    row = {cell: r for r, cell in enumerate(cells)}
+    passes = torch.empty(len(cells) * h * w, 4, dtype=dtype, device=device)
+    passes_origin = torch.empty(len(cells) * h * w, dtype=torch.uint8, device=device)
+    # a cell's first pass reads the frames within `window` of its own: the previous chunk's is this one's where it read the same
+    seen = {(v, i): (first + max(0, i - config.window), first + min(n, i + config.window + 1)) for v, i in cells}
+    key = {(v, i): (float(shifts[v]), float(offsets[v]), first + i) for v, i in cells}
+    carried = {c: carry.passes[key[c]] for c in cells if carry is not None and carry.passes.get(key[c], (None, None))[:2] == seen[c]}
+    for c, (_, _, colour_z, o) in carried.items():
+        passes.view(-1, h * w, 4)[row[c]], passes_origin.view(-1, h * w)[row[c]] = colour_z, o
+    for batch in _batches([c for c in cells if c not in carried], h, w, device):
         vs, ts = [v for v, _ in batch], [t for _, t in batch]
         img, o, z = _fill_frame(images[vs, ts].to(dtype), known[vs, ts], depth[vs, ts].to(dtype), ts, shift_of[vs], offset_of[vs], flows, config)
-        at = slice(row[batch[0]] * h * w, (row[batch[-1]] + 1) * h * w)
-        passes[at] = torch.cat([img, z.unsqueeze(1)], 1).permute(0, 2, 3, 1).reshape(-1, 4)
-        passes_origin[at] = o.reshape(-1)
+        rows = [row[c] for c in batch]  # (not always contiguous: carried cells may lie between)
+        passes.view(-1, h * w, 4)[rows] = torch.cat([img, z.unsqueeze(1)], 1).permute(0, 2, 3, 1).reshape(len(batch), h * w, 4)
+        passes_origin.view(-1, h * w)[rows] = o.reshape(len(batch), h * w)
     # step 5, known pixels exactly as given, the floating window
     for batch in _batches(todo, h, w, device):
         vs, js, ts = ([c[i] for c in batch] for i in range(3))
@@ -659,6 +720,12 @@ def fill_views(
     if progress is not None:
         for _ in range(v_count * len(frames) - len(todo)):
             progress(1)
+    if carry is not None:  # for the next chunk, which starts at `end` and reads from `context` frames before it
+        end = first + frames.stop
+        for c in cells:
+            if first + c[1] >= end - config.smooth and c not in carried:
+                carry.passes[key[c]] = (*seen[c], passes.view(-1, h * w, 4)[row[c]].clone(), passes_origin.view(-1, h * w)[row[c]].clone())
+        carry.keep_from(end - config.context, end - config.smooth)
     return (out, origin) if with_origin else out
 
 
@@ -848,14 +915,19 @@ class ClassicalFiller(SinglePass):
     def __init__(self, config: FillConfig | None = None) -> None:
         self.config = FillConfig() if config is None else config
         self.context = self.config.context
+        self.carry: Carry | None = None  # set by bind: only a run's chunks share one
 
     def params(self) -> dict:
         return {"config": asdict(self.config)}
+
+    def bind(self, inputs: dict) -> None:
+        """A run over one clip starts (``stage.FillStage``): its chunks hand their flows and first passes on (``Carry``)."""
+        self.carry = Carry()
 
     def fill(self, cells: Cells, core: tuple[int, int], progress: Callable[[int], None] | None = None) -> torch.Tensor:
         return fill_views(
             cells.images, cells.known, cells.depth, source=cells.source, source_depth=cells.source_depth,
             baselines=torch.tensor(cells.baselines, dtype=torch.float64), focal=cells.focal, screen=cells.screen,
             core=slice(core[0] - cells.first, core[1] - cells.first), config=self.config,
-            progress=scaled(progress, len(cells.views) * (core[1] - core[0]), core[1] - core[0]),
+            progress=scaled(progress, len(cells.views) * (core[1] - core[0]), core[1] - core[0]), carry=self.carry, first=cells.first,
         )  # fmt: skip
