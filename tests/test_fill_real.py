@@ -193,3 +193,24 @@ def test_telea_share_holds_the_band_on_a_real_crop(monkeypatch):
     p_alone, _ = real_crop_gain("desk-oracle-140-448")
     assert p_ours > p_telea - 0.7, (p_ours, p_telea)
     assert p_ours > p_alone + 1.0, (p_ours, p_alone)
+
+
+def test_band_fade_gains_on_a_real_crop(monkeypatch):
+    """Hands entering the frame (pov_hands): the band's content is not in the picture; the fade (band.fade_band: the
+    farther out, the more the band's vertical average) errs less than the fill it smooths and than Telea. Measured
+    (2-core Xeon), band PSNR: 17.78 dB faded, 17.19 without, Telea 15.66."""
+    from svg3d.stages.fill import band as fb
+
+    images, known, depth, rgb, z, baselines, focal, truth = real_crop("pov_hands-oracle-100-300")
+    band = fill.border_band(known[0], 1) | fill.border_band(known[0], -1)
+
+    def band_psnr() -> float:
+        ours = fill.fill_views(images, known, depth, source=rgb, source_depth=z, baselines=baselines[1:], focal=focal)[0]
+        return metrics.masked_psnr(ours, truth, band)
+
+    faded = band_psnr()
+    monkeypatch.setattr(fb, "BAND_FADE", 0.0)
+    plain = band_psnr()
+    telea = metrics.masked_psnr(telea_fill(images[0], known[0]), truth, band)
+    assert faded > plain + 0.4, (faded, plain)
+    assert faded > telea + 1.5, (faded, telea)

@@ -1,0 +1,70 @@
+"""The out-of-view band's last step: a fill that fades, with the distance from the band's inner edge, into a
+vertical average of the band (issue 23, bench/bench_fill_real.py).
+
+The band (``classical.border_band``) is the strip at the frame edge that no camera saw: what lies there is
+unknown on a still, whatever the filler (a door frame, the arm holding the camera). On the real captures the
+structure-following fills measured for it (bench/results/fill_real_sweeps.txt 12.: a linear predictor fitted
+on the picture itself, row continuation segmented at horizontal edges, exemplar continuation, and the
+session before's direction along the structure tensor's isophote) all lost to Telea in the band: they paint
+an edge or a texture where the truth has another one. What won is the opposite: the less a pixel can be
+predicted (the farther from the edge), the more of an average it should be. ``fade_band`` therefore smooths
+the band's fill (classical step 3 blended with Telea) over its rows with a radius of ``BAND_FADE`` px per px
+of distance: the first pixels keep the edge's structure, the far ones become the band's local mean.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+BAND_FADE = 0.5  # px of vertical smoothing radius per px from the band's inner edge (0.35-1.0 measured: within 0.03 dB)
+FADE_LEVELS = 6  # box radii 1, 2, 4, ... 32 px (a band at 576 px wide is up to ~90 px: radius ~45 at its far end)
+
+
+def band_distance(band: torch.Tensor, side: int) -> torch.Tensor:
+    """Columns from the band's inner edge: 1 at the band's first pixel, 0 outside it.
+
+    band: bool ``(..., H, W)``, each row's band a run at the ``side`` edge (+1 right, -1 left), as
+    ``classical.border_band`` gives. Returns long ``(..., H, W)``.
+    """
+    if side not in (1, -1):
+        raise ValueError(f"side must be +1 (right edge) or -1 (left edge), got {side}")
+    w = band.shape[-1]
+    cols = torch.arange(w, device=band.device)
+    count = band.sum(-1, keepdim=True)  # (..., H, 1): the band's width per row
+    d = cols - (w - 1 - count) if side > 0 else count - cols
+    return torch.where(band, d, 0)
+
+
+def fade_band(image: torch.Tensor, band: torch.Tensor, side: int, *, fade: float | None = None) -> torch.Tensor:
+    """Smooth the filled ``band`` of ``image`` over its rows, radius ``fade`` (default ``BAND_FADE``) px per px
+    from its inner edge (0: unchanged).
+
+    image: float ``(..., 3, H, W)`` with the band filled; band: bool ``(..., H, W)`` (``band_distance``).
+    Each band pixel at distance d takes the mean of the band's pixels of its column within ``r = fade d``
+    rows (box radii 2^k, interpolated on log2 r as ``classical.row_fill`` smooths); pixels outside the band
+    are neither changed nor read. Returns ``(..., 3, H, W)``.
+    """
+    fade = BAND_FADE if fade is None else fade
+    if not band.any() or fade == 0:
+        return image
+    h, w = image.shape[-2:]
+    lead = image.shape[:-3]
+    flat = image.reshape(-1, 3, h, w)
+    m = band.reshape(-1, 1, h, w).to(image.dtype)
+    both = torch.cat([flat * m, m], 1)  # the band's colour and its count through the same boxes
+    levels = [flat]
+    for k in range(FADE_LEVELS):
+        r = 2**k  # sums over 2r + 1 rows (an average with zero padding: the ratio is the band's mean)
+        s = F.avg_pool2d(both, (2 * r + 1, 1), stride=1, padding=(r, 0), count_include_pad=True)
+        levels.append(s[:, :3] / s[:, 3:].clamp_min(0.5 / (2 * r + 1)))
+    stack = torch.stack(levels)  # (L + 1, N, 3, H, W)
+    spread = band_distance(band, side).reshape(-1, 1, h, w).to(image.dtype) * fade
+    # 0: unchanged, k + 1: radius 2^k
+    pos = (torch.log2(spread.clamp_min(1)) + spread.clamp(0, 1)).clamp(0, FADE_LEVELS)
+    lo = pos.floor().long().clamp(max=FADE_LEVELS - 1)
+    frac = pos - lo
+    a = stack.gather(0, lo.expand(flat.shape).unsqueeze(0))[0]
+    b = stack.gather(0, (lo + 1).expand(flat.shape).unsqueeze(0))[0]
+    out = torch.where(m > 0, a + (b - a) * frac, flat)
+    return out.reshape(*lead, 3, h, w)
