@@ -50,21 +50,28 @@ def fade_band(image: torch.Tensor, band: torch.Tensor, side: int, *, fade: float
         return image
     h, w = image.shape[-2:]
     lead = image.shape[:-3]
-    flat = image.reshape(-1, 3, h, w)
-    m = band.reshape(-1, 1, h, w).to(image.dtype)
-    both = torch.cat([flat * m, m], 1)  # the band's colour and its count through the same boxes
+    width = int(band.sum(-1).max())  # only the columns the band reaches are read and written
+    cols = slice(w - width, w) if side > 0 else slice(0, width)
+    flat = image.reshape(-1, 3, h, w)[..., cols]
+    m = band.reshape(-1, 1, h, w)[..., cols].to(image.dtype)
+    big = 2 ** (FADE_LEVELS - 1)
+    # running sums down the columns of the band's colour and count, once: a box of radius r is a difference of two
+    csum = F.pad(torch.cat([flat * m, m], 1), (0, 0, big + 1, big)).cumsum(-2)  # (N, 4, H + 2 big + 1, width)
     levels = [flat]
     for k in range(FADE_LEVELS):
-        r = 2**k  # sums over 2r + 1 rows (an average with zero padding: the ratio is the band's mean)
-        s = F.avg_pool2d(both, (2 * r + 1, 1), stride=1, padding=(r, 0), count_include_pad=True)
-        levels.append(s[:, :3] / s[:, 3:].clamp_min(0.5 / (2 * r + 1)))
-    stack = torch.stack(levels)  # (L + 1, N, 3, H, W)
-    spread = band_distance(band, side).reshape(-1, 1, h, w).to(image.dtype) * fade
+        r = 2**k
+        s = csum[..., big + r + 1 : big + r + 1 + h, :] - csum[..., big - r : big - r + h, :]  # rows y - r .. y + r
+        levels.append(s[:, :3] / s[:, 3:].clamp_min(0.5))  # a band pixel counts itself: 1 or more
+    spread = band_distance(band, side).reshape(-1, 1, h, w)[..., cols].to(image.dtype) * fade
     # 0: unchanged, k + 1: radius 2^k
     pos = (torch.log2(spread.clamp_min(1)) + spread.clamp(0, 1)).clamp(0, FADE_LEVELS)
     lo = pos.floor().long().clamp(max=FADE_LEVELS - 1)
     frac = pos - lo
-    a = stack.gather(0, lo.expand(flat.shape).unsqueeze(0))[0]
-    b = stack.gather(0, (lo + 1).expand(flat.shape).unsqueeze(0))[0]
-    out = torch.where(m > 0, a + (b - a) * frac, flat)
-    return out.reshape(*lead, 3, h, w)
+    out = flat
+    for k in range(FADE_LEVELS):
+        here = lo == k
+        out = torch.where(here, levels[k] + (levels[k + 1] - levels[k]) * frac, out)
+    out = torch.where(m > 0, out, flat)
+    whole = image.reshape(-1, 3, h, w).clone()
+    whole[..., cols] = out
+    return whole.reshape(*lead, 3, h, w)
