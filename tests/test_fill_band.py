@@ -89,3 +89,15 @@ def test_a_horizontal_edge_through_the_band_stays_at_its_row():
     around = band[edge - 2 : edge].mean(0) + band[edge : edge + 2].mean(0)
     assert (around - 2 * mid).abs().max() < 0.03  # symmetric about it
     assert band[edge + 1, 0] - band[edge - 2, 0] > 0.4
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_fade_band_on_the_device_equals_the_cpu(device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA")
+    image, band = ragged_band()
+    ref = fb.fade_band(image, band, 1)
+    out = fb.fade_band(image.to(device), band.to(device), 1).cpu()
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)  # float32 running sums in another order
+    with pytest.raises(ValueError, match="side"):
+        fb.fade_band(image.to(device), band.to(device), 2)

@@ -21,14 +21,18 @@ BAND_FADE = 0.5  # px of vertical smoothing radius per px from the band's inner 
 FADE_LEVELS = 6  # box radii 1, 2, 4, ... 32 px (a band at 576 px wide is up to ~90 px: radius ~45 at its far end)
 
 
+def _check_side(side: int) -> None:
+    if side not in (1, -1):
+        raise ValueError(f"side must be +1 (right edge) or -1 (left edge), got {side}")
+
+
 def band_distance(band: torch.Tensor, side: int) -> torch.Tensor:
     """Columns from the band's inner edge: 1 at the band's first pixel, 0 outside it.
 
     band: bool ``(..., H, W)``, each row's band a run at the ``side`` edge (+1 right, -1 left), as
     ``classical.border_band`` gives. Returns long ``(..., H, W)``.
     """
-    if side not in (1, -1):
-        raise ValueError(f"side must be +1 (right edge) or -1 (left edge), got {side}")
+    _check_side(side)
     w = band.shape[-1]
     cols = torch.arange(w, device=band.device)
     count = band.sum(-1, keepdim=True)  # (..., H, 1): the band's width per row
@@ -45,12 +49,14 @@ def fade_band(image: torch.Tensor, band: torch.Tensor, side: int, *, fade: float
     rows (box radii 2^k, interpolated on log2 r as ``classical.row_fill`` smooths); pixels outside the band
     are neither changed nor read. Returns ``(..., 3, H, W)``.
     """
+    _check_side(side)
     fade = BAND_FADE if fade is None else fade
-    if not band.any() or fade == 0:
-        return image
     h, w = image.shape[-2:]
     lead = image.shape[:-3]
-    width = int(band.sum(-1).max())  # only the columns the band reaches are read and written
+    # only the columns the band reaches are read and written (the one read-back to the host)
+    width = int(band.sum(-1).max()) if band.numel() else 0
+    if width == 0 or fade == 0:
+        return image
     cols = slice(w - width, w) if side > 0 else slice(0, width)
     flat = image.reshape(-1, 3, h, w)[..., cols]
     m = band.reshape(-1, 1, h, w)[..., cols].to(image.dtype)
