@@ -34,7 +34,8 @@ colours from the background only, never from the occluder (``fill_views``, per v
    filled by the ``border`` choice (``BORDER_CHOICES``): ``stretch`` (default: step 3 from the one
    end there, mostly the soft 2-D fill (``BAND_ROW_SHARE``), blended with OpenCV's Telea
    (``BAND_TELEA_SHARE``), which continues the edges the soft fill blurs: the picture continues,
-   objects entering the frame included, without a seam), ``mirror`` (the row's content reflected about the band's
+   objects entering the frame included, without a seam; then faded over the band's rows, the more the
+   farther from its inner edge: ``band.fade_band``), ``mirror`` (the row's content reflected about the band's
    inner edge, ``fill_border``), ``float`` (a floating window: black, straight columns at the edge,
    as wide as the band within the context frames), or ``inpaint`` (step 3 as for any hole).
    ``crop_width`` gives the columns to crop instead, for a caller that can change the frame size.
@@ -79,6 +80,7 @@ from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, fit_scene_motion, predi
 from ...pyramid import bilinear_taps, sample_bilinear
 from .. import scaled
 from ..matrix import Cells
+from .band import fade_band
 from .base import SinglePass
 from .telea import telea_fill
 
@@ -785,6 +787,8 @@ def _fill_frame(
     if cells.numel():  # with a band make the round trip to the CPU that cv2.inpaint needs
         part, tel = img[cells], telea_fill(img[cells], ~todo[cells])
         img[cells] = torch.where(stretched[cells].unsqueeze(1), BAND_TELEA_SHARE * tel + (1 - BAND_TELEA_SHARE) * part, part)
+        for side, b in bands.items():  # then faded into the band's vertical average, the more the farther out
+            img[cells] = fade_band(img[cells], b[cells] & todo[cells], side)
     origin = torch.where(interior, FROM_SPACE, origin)
     for side, b in bands.items():
         if config.border == "mirror":
