@@ -35,7 +35,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]  # fmt: skip
 FAST = "--flow dis --fill classical"  # weight-free stages
-LIMIT_MB = 2  # the depth zip of the short clip is ~0.9 MB
+LIMIT_MB = 8  # the depth zips: the short clip's ~0.9 MB, the long clip's ~7 MB
+LONG_FRAMES = 64
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,10 +259,10 @@ def test_preview_is_the_pair_convert_makes_of_that_frame(tmp_path):
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """Rendered clips (mp4, no audio) with exact depth, and their depth maps zipped: "short", 8 frames of 224x128;
-    "long", 32 frames of 96x64."""
+    "long", 64 frames of 224x128: a fill long enough (~5 s on 2 cores) for a cancel to land inside it."""
     root = tmp_path_factory.mktemp("clips")
     out = {}
-    for name, frames, (h, w) in (("short", 8, (128, 224)), ("long", 32, (64, 96))):
+    for name, frames, (h, w) in (("short", 8, (128, 224)), ("long", LONG_FRAMES, (128, 224))):
         video, depth, _ = rendered_clip(root / name, frames=frames, height=h, width=w, audio=False)
         archive = root / name / "depth.zip"
         with zipfile.ZipFile(archive, "w") as zf:
@@ -961,13 +962,13 @@ def test_browser_cancel_keeps_chunks_and_resume_continues(browser, server, clips
     _wait_buttons(page, (False, True, False))  # cancelled: only Resume applies
     kept = json.loads(record.read_text())["chunks"]
     assert kept and not json.loads(record.read_text())["complete"]
-    assert sum(c["count"] for c in kept) < 32
+    assert sum(c["count"] for c in kept) < LONG_FRAMES
     page.locator("#svg3d-resume").click()
     _wait_state(page, "done", timeout=120)
     log_text = (job / "out" / "work" / "convert.log").read_text()
     assert "filled     resumed at frame" in log_text
     assert json.loads(record.read_text())["complete"]
-    assert probe(job / "out" / "clip_SBS_LR.mp4").frames == 32
+    assert probe(job / "out" / "clip_SBS_LR.mp4").frames == LONG_FRAMES
     page.close()
 
 
