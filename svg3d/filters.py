@@ -87,6 +87,24 @@ def _box_sum_cumsum(x: torch.Tensor, radius_y: int, radius_x: int) -> torch.Tens
     return x
 
 
+def column_mean_growing(value: torch.Tensor, mask: torch.Tensor, radius: torch.Tensor, levels: int) -> torch.Tensor:
+    """Each pixel's mean of ``value`` over the ``mask`` pixels of its column within ``radius`` rows of it, a radius of
+    its own per pixel: masked box means at radii 1, 2, 4 .. 2^(levels - 1) (``box_sum``), interpolated on log2 of the
+    radius (0: the value itself; up to 1: towards radius 1; beyond 2^(levels - 1): that level).
+
+    value ``(..., C, H, W)``, mask bool ``(..., H, W)`` (a masked pixel counts itself), radius ``(..., H, W)`` px.
+    Returns ``(..., C, H, W)``; outside ``mask`` the result means nothing (callers keep their own pixels there).
+    """
+    m = mask.to(value.dtype).unsqueeze(-3)
+    stack = torch.stack([value] + [box_sum(value * m, 2**k, 0) / box_sum(m, 2**k, 0).clamp_min(1e-12) for k in range(levels)])
+    pos = (torch.log2(radius.clamp_min(1)) + radius.clamp(0, 1)).clamp(0, levels)  # level k + 1 at radius 2^k
+    lo = pos.floor().long().clamp(max=levels - 1)
+    frac = (pos - lo).to(value.dtype).unsqueeze(-3)
+    at = lo.unsqueeze(-3).expand(1, *value.shape)  # (1, ..., C, H, W)
+    a, b = stack.gather(0, at)[0], stack.gather(0, at + 1)[0]
+    return a + (b - a) * frac
+
+
 def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
     """Grey-guide guided filter (He et al. 2010), equal to ``cv2.ximgproc.guidedFilter(guide, src, radius, eps)``.
 

@@ -529,6 +529,36 @@ def test_box_sum_cpu_and_cumsum_paths_equal_a_convolution(shape, radius_y, radiu
     assert box_sum(x.float(), radius_y, radius_x).dtype == torch.float32
 
 
+def test_column_mean_growing_is_the_masked_column_mean_at_each_pixels_radius():
+    """The smoothing shared by the row fill and the band's fade: at a radius of 0 the value itself, at 2^k exactly the
+    mean of the masked pixels of the column within 2^k rows (computed here pixel by pixel), between two powers of
+    two their linear blend on log2 of the radius."""
+    from svg3d.filters import column_mean_growing
+
+    g = torch.Generator().manual_seed(5)
+    value, mask = torch.rand(2, 3, 40, 6, generator=g, dtype=torch.float64), torch.rand(2, 40, 6, generator=g) > 0.3
+
+    def mean_within(r):  # the reference, pixel by pixel
+        out = torch.empty_like(value)
+        for n in range(2):
+            for y in range(40):
+                rows = slice(max(0, y - r), y + r + 1)
+                for x in range(6):
+                    m = mask[n, rows, x]
+                    out[n, :, y, x] = value[n, :, rows, x][:, m].mean(1) if m.any() else float("nan")
+        return out
+
+    def at(radius):
+        return column_mean_growing(value, mask, torch.full((2, 40, 6), float(radius), dtype=torch.float64), 4)
+
+    inside = mask[:, None].expand_as(value)
+    torch.testing.assert_close(at(0)[inside], value[inside])
+    for k in range(4):
+        torch.testing.assert_close(at(2**k)[inside], mean_within(2**k)[inside])
+    torch.testing.assert_close(at(2**1.5)[inside], ((mean_within(2) + mean_within(4)) / 2)[inside])
+    torch.testing.assert_close(at(100)[inside], mean_within(8)[inside])  # beyond the last level: that level
+
+
 def test_soft_fill_blends_only_the_todo_pixels_on_the_cpu_as_every_pixel_elsewhere():
     """On the CPU soft_fill blends its levels at the todo pixels only; other devices blend every pixel and pick the todo
     ones (no list of pixels read back): the same arithmetic per pixel, so the same bytes, batched or one image."""

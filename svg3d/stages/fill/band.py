@@ -15,7 +15,8 @@ of distance: the first pixels keep the edge's structure, the far ones become the
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from ...filters import column_mean_growing
 
 BAND_FADE = 0.5  # px of vertical smoothing radius per px from the band's inner edge (0.35-1.0 measured: within 0.03 dB)
 FADE_LEVELS = 6  # box radii 1, 2, 4, ... 32 px (a band at 576 px wide is up to ~90 px: radius ~45 at its far end)
@@ -46,7 +47,7 @@ def fade_band(image: torch.Tensor, band: torch.Tensor, side: int, *, fade: float
 
     image: float ``(..., 3, H, W)`` with the band filled; band: bool ``(..., H, W)`` (``band_distance``).
     Each band pixel at distance d takes the mean of the band's pixels of its column within ``r = fade d``
-    rows (box radii 2^k, interpolated on log2 r as ``classical.row_fill`` smooths); pixels outside the band
+    rows (``filters.column_mean_growing``, as ``classical.row_fill`` smooths); pixels outside the band
     are neither changed nor read. Returns ``(..., 3, H, W)``.
     """
     _check_side(side)
@@ -59,25 +60,9 @@ def fade_band(image: torch.Tensor, band: torch.Tensor, side: int, *, fade: float
         return image
     cols = slice(w - width, w) if side > 0 else slice(0, width)
     flat = image.reshape(-1, 3, h, w)[..., cols]
-    m = band.reshape(-1, 1, h, w)[..., cols].to(image.dtype)
-    big = 2 ** (FADE_LEVELS - 1)
-    # running sums down the columns of the band's colour and count, once: a box of radius r is a difference of two
-    csum = F.pad(torch.cat([flat * m, m], 1), (0, 0, big + 1, big)).cumsum(-2)  # (N, 4, H + 2 big + 1, width)
-    levels = [flat]
-    for k in range(FADE_LEVELS):
-        r = 2**k
-        s = csum[..., big + r + 1 : big + r + 1 + h, :] - csum[..., big - r : big - r + h, :]  # rows y - r .. y + r
-        levels.append(s[:, :3] / s[:, 3:].clamp_min(0.5))  # a band pixel counts itself: 1 or more
-    spread = band_distance(band, side).reshape(-1, 1, h, w)[..., cols].to(image.dtype) * fade
-    # 0: unchanged, k + 1: radius 2^k
-    pos = (torch.log2(spread.clamp_min(1)) + spread.clamp(0, 1)).clamp(0, FADE_LEVELS)
-    lo = pos.floor().long().clamp(max=FADE_LEVELS - 1)
-    frac = pos - lo
-    out = flat
-    for k in range(FADE_LEVELS):
-        here = lo == k
-        out = torch.where(here, levels[k] + (levels[k + 1] - levels[k]) * frac, out)
-    out = torch.where(m > 0, out, flat)
+    m = band.reshape(-1, h, w)[..., cols]
+    spread = band_distance(band, side).reshape(-1, h, w)[..., cols].to(image.dtype) * fade
+    out = torch.where(m.unsqueeze(1), column_mean_growing(flat, m, spread, FADE_LEVELS), flat)
     whole = image.reshape(-1, 3, h, w).clone()
     whole[..., cols] = out
     return whole.reshape(*lead, 3, h, w)

@@ -74,7 +74,7 @@ import torch.nn.functional as F
 
 from ...checks import check_same, check_shape
 from ...config import FillConfig
-from ...filters import box_sum
+from ...filters import box_sum, column_mean_growing
 from ...flow import FlowBackend, weight_free_flow
 from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, fit_scene_motion, predict_motion
 from ...pyramid import bilinear_taps, sample_bilinear
@@ -523,20 +523,7 @@ def row_fill(
     near = torch.where(both, torch.minimum(d_l, d_r), torch.where(has_l, d_l, d_r))
     dist = trust * torch.where(far_r, d_r, d_l) + (1 - trust) * near
     dist = torch.where(both | has_l | has_r, dist, 0)
-    hole = todo.to(image.dtype).unsqueeze(-3)
-    levels = [value]
-    for k in range(SMOOTH_LEVELS):
-        r = 2**k
-        levels.append(box_sum(value * hole, r, 0) / box_sum(hole, r, 0).clamp_min(1e-12))
-    spread = dist * SPREAD
-    pos = torch.log2(spread.clamp_min(1)) + spread.clamp(0, 1)  # 0 at the edge, level k+1 at radius 2^k
-    pos = pos.clamp(0, SMOOTH_LEVELS)
-    lo = pos.floor().long().clamp(max=SMOOTH_LEVELS - 1)
-    frac = (pos - lo).to(image.dtype)
-    stack = torch.stack(levels)  # (L + 1, ..., 3, H, W)
-    a = stack.gather(0, lo.unsqueeze(-3).expand(1, *image.shape))[0]
-    b = stack.gather(0, (lo + 1).unsqueeze(-3).expand(1, *image.shape))[0]
-    out = a + (b - a) * frac.unsqueeze(-3)
+    out = column_mean_growing(value, todo, dist * SPREAD, SMOOTH_LEVELS)  # over the hole's rows, wider farther in
     return torch.where((todo & (both | has_l | has_r)).unsqueeze(-3), out, image), trust
 
 
