@@ -575,3 +575,23 @@ def test_soft_fill_blends_only_the_todo_pixels_on_the_cpu_as_every_pixel_elsewhe
     assert torch.equal(out, dense)
     assert torch.equal(fill.soft_fill(image[1], weights[1], todo[1]), out[1])
     assert not torch.equal(out, image)  # it filled something
+
+
+@pytest.mark.parametrize("radius", [1, 3, 7])
+def test_telea_in_the_box_around_the_holes_equals_the_whole_frame(radius):
+    """``telea_fill`` inpaints each image in the box around its holes (``telea._margin`` beyond them): the pixels of
+    OpenCV's Telea over the whole frame, for holes anywhere (at the frame's edges too) and every radius. (With a
+    margin of the radius alone, 188 of 300 such cases differ.)"""
+    import cv2
+
+    rng = np.random.default_rng(radius)
+    for _ in range(40):
+        h, w = (int(x) for x in rng.integers(20, 120, 2))
+        img = cv2.GaussianBlur((rng.random((h, w, 3)) * 255).astype(np.uint8), (0, 0), rng.uniform(0.5, 3))
+        mask = np.zeros((h, w), np.uint8)
+        for _ in range(rng.integers(1, 4)):
+            cy, cx, ry, rx = (int(x) for x in (*rng.integers(0, (h, w)), *rng.integers(1, 10, 2)))
+            mask[max(0, cy - ry) : cy + ry, max(0, cx - rx) : cx + rx] = 1
+        whole = np.where(mask[..., None] > 0, cv2.inpaint(img, mask, radius, cv2.INPAINT_TELEA), img)
+        out = telea_fill(torch.from_numpy(img).permute(2, 0, 1)[None] / 255, torch.from_numpy(mask == 0)[None], radius=radius)
+        assert np.array_equal((out[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(), whole)

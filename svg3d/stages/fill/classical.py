@@ -771,8 +771,9 @@ def _fill_frame(
     img = torch.where(todo.unsqueeze(1), share * rows + (1 - share) * soft, img)
     stretched = band & todo
     cells = stretched.flatten(1).any(1).nonzero()[:, 0]  # Telea's share of the band (BAND_TELEA_SHARE): only the cells
-    if cells.numel():  # with a band make the round trip to the CPU that cv2.inpaint needs
-        part, tel = img[cells], telea_fill(img[cells], ~todo[cells])
+    if cells.numel():  # with a band make the round trip to the CPU that cv2.inpaint needs; the band alone is its hole
+        # (the rest is filled by now: Telea reads it as known), so it inpaints the box at the frame's edge only
+        part, tel = img[cells], telea_fill(img[cells], ~stretched[cells])
         img[cells] = torch.where(stretched[cells].unsqueeze(1), BAND_TELEA_SHARE * tel + (1 - BAND_TELEA_SHARE) * part, part)
         for side, b in bands.items():  # then faded into the band's vertical average, the more the farther out
             img[cells] = fade_band(img[cells], b[cells] & todo[cells], side)

@@ -19,17 +19,33 @@ def telea_fill(images: torch.Tensor, known: torch.Tensor, *, radius: int = TELEA
     """The naive baseline: OpenCV's Telea inpainting of each image's holes, blind to depth and time.
 
     images: float ``(N, 3, H, W)`` in [0, 1]; known: bool ``(N, H, W)``. Returns ``(N, 3, H, W)``
-    (computed on 8-bit images, as ``cv2.inpaint`` requires; known pixels are unchanged).
+    (computed on 8-bit images, as ``cv2.inpaint`` requires; known pixels are unchanged). Each image is inpainted
+    in the box around its holes (``_margin``: the same pixels as the whole frame's, in a fraction of the time when
+    the holes are few: a frame-edge band at 1080p).
     """
     check_same([check_shape(images, "N 3 H W", "images"), check_shape(known, "N H W", "known")], "N H W", ["images", "known"])
     out = images.clone()
     rgb = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # N H W 3
     holes = (~known).to(torch.uint8).cpu().numpy()
+    h, w = holes.shape[1:]
+    m = _margin(radius)
     for i in range(len(rgb)):
-        if holes[i].any():
-            filled = cv2.inpaint(np.ascontiguousarray(rgb[i]), holes[i], radius, cv2.INPAINT_TELEA)
-            out[i] = torch.from_numpy(filled).permute(2, 0, 1).to(out) / 255  # H W 3 -> 3 H W
+        ys, xs = np.nonzero(holes[i].any(1)), np.nonzero(holes[i].any(0))
+        if not len(xs[0]):
+            continue
+        y0, y1 = max(0, ys[0][0] - m), min(h, ys[0][-1] + 1 + m)
+        x0, x1 = max(0, xs[0][0] - m), min(w, xs[0][-1] + 1 + m)
+        box = np.ascontiguousarray(rgb[i, y0:y1, x0:x1])
+        filled = cv2.inpaint(box, np.ascontiguousarray(holes[i, y0:y1, x0:x1]), radius, cv2.INPAINT_TELEA)
+        out[i, :, y0:y1, x0:x1] = torch.from_numpy(filled).permute(2, 0, 1).to(out) / 255  # h w 3 -> 3 h w
     return torch.where(known[:, None], images, out)
+
+
+def _margin(radius: int) -> int:
+    """Pixels around the holes that ``cv2.inpaint`` (Telea) reads: the known ring of ``radius`` it takes colours
+    from, the ring of as much again over which it first marches outwards (its distances to the holes), and the
+    gradients' neighbour; beyond it a box of the image inpaints exactly as the whole (tested)."""
+    return 2 * radius + 2
 
 
 class TeleaFiller(SinglePass):
