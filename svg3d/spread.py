@@ -57,21 +57,6 @@ def _cuda_devices(count: int | None, device, visible: int) -> tuple[str, ...]:
     return (str(device),) if count == 1 else tuple(f"cuda:{i}" for i in range(count))
 
 
-def split(chunks: list[tuple[int, int]], parts: int) -> list[list[tuple[int, int]]]:
-    """``chunks`` in order, cut into at most ``parts`` contiguous runs of about equal frame counts (none empty)."""
-    total = sum(b - a for a, b in chunks)
-    out: list[list[tuple[int, int]]] = []
-    done = 0
-    for chunk in chunks:
-        # the run a chunk goes to: by where its first frame falls in the frames to do
-        k = min(parts - 1, done * parts // max(total, 1))
-        while len(out) <= k:
-            out.append([])
-        out[k].append(chunk)
-        done += chunk[1] - chunk[0]
-    return [run for run in out if run]
-
-
 @dataclass(frozen=True)
 class Job:
     """What a worker needs to build the same stages as this process (``pipeline``), on its own device."""
@@ -115,7 +100,7 @@ class Workers:
     def run_stage(self, name: str, runner, chunk_frames: int, progress) -> None:
         """Compute stage ``name`` of ``runner`` (its inputs complete) over the devices; record its chunks as they come
         and finish it. A worker's error is raised here as the worker raised it."""
-        from .work import StageReport
+        from .work import StageReport, split
 
         store = runner.stores[name]
         missing = store.start()

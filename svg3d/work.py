@@ -610,6 +610,21 @@ def _no_progress(desc: str, total: int, initial: int = 0):
     return (lambda n: None), (lambda: None)
 
 
+def split(chunks: list[tuple[int, int]], parts: int) -> list[list[tuple[int, int]]]:
+    """``chunks`` in order, cut into at most ``parts`` contiguous runs of about equal frame counts (none empty)."""
+    total = sum(b - a for a, b in chunks)
+    out: list[list[tuple[int, int]]] = []
+    done = 0
+    for chunk in chunks:
+        # the run a chunk goes to: by where its first frame falls in the frames to do
+        k = min(parts - 1, done * parts // max(total, 1))
+        while len(out) <= k:
+            out.append([])
+        out[k].append(chunk)
+        done += chunk[1] - chunk[0]
+    return [run for run in out if run]
+
+
 class Runner:
     """Evaluates a pipeline of stages lazily, as ``make`` does, and runs the stages that must run concurrently.
 
@@ -627,7 +642,7 @@ class Runner:
     raised here; what they committed stays.
 
     ``workers[name]`` > 1: a ``spread`` stage (each chunk a function of its inputs alone) computes that many of its
-    chunks at once, each thread calling ``run`` with every ``workers``-th chunk; the chunks and so the bytes are those
+    chunks at once, each thread calling ``run`` with a contiguous run of them (``split``); the chunks and so the bytes are those
     of one thread (chunks may be committed out of order: readers wait for the frames they need). On a CPU that
     takes the cores a lone stage's small per-frame ops leave idle (``threads.ThreadPlan.fill_workers``).
     ``on_thread(name, workers)`` is called in every thread a stage computes in before it starts (``convert`` sets
@@ -785,7 +800,8 @@ class _StageJob:
 
     def _compute(self, inputs: dict, step: Callable[[int], None]) -> None:
         """The stage's chunks, in this thread or, for a ``spread`` stage given ``workers``, over that many threads
-        (this one and the rest) each taking every ``workers``-th chunk; the first error is raised once all have ended."""
+        (this one and the rest) each taking a contiguous run of them (``split``: a thread's chunks follow each other, so
+        a filler hands its flows on from one to the next as in one thread); the first error is raised once all have ended."""
         runner, store = self.runner, self.store
         chunks = store.plan(runner.chunk_frames)
         k = min(runner.workers.get(self.name, 1), len(chunks)) if getattr(self.stage, "spread", False) else 1
@@ -793,17 +809,18 @@ class _StageJob:
             runner.on_thread(self.name, 1)
             self.stage.run(inputs, store, chunks, step)
             return
+        runs = split(chunks, k)
         errors: list[BaseException] = []
 
         def work(j: int) -> None:
             try:
                 runner.on_thread(self.name, k)
-                self.stage.run(inputs, store, chunks[j::k], step)
+                self.stage.run(inputs, store, runs[j], step)
             except BaseException as e:  # the others stop at their next frame (``step``) or commit
                 errors.append(e)
                 self.stop = True
 
-        others = [threading.Thread(target=work, args=(j,), name=f"stage-{self.name}-{j}", daemon=True) for j in range(1, k)]
+        others = [threading.Thread(target=work, args=(j,), name=f"stage-{self.name}-{j}", daemon=True) for j in range(1, len(runs))]
         for t in others:
             t.start()
         work(0)

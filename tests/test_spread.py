@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from svg3d import convert, spread
+from svg3d import convert, spread, work
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, DepthConfig, ExportSettings
 from svg3d.stages.fill.stage import store_name
@@ -21,7 +21,7 @@ STAGES = ("depth", "stabilised", "filled")
 @pytest.mark.parametrize("parts", [1, 2, 3, 5])
 def test_split_is_contiguous_balanced_and_complete(parts):
     chunks = [(0, 3), (3, 6), (6, 9), (9, 12), (20, 23), (23, 24)]  # (a resumed stage: frames 12..19 were done)
-    runs = spread.split(chunks, parts)
+    runs = work.split(chunks, parts)
     assert [c for run in runs for c in run] == chunks and all(runs) and len(runs) <= parts
     frames = [sum(b - a for a, b in run) for run in runs]
     assert max(frames) - min(frames) <= 3 + 3  # within two chunks of each other

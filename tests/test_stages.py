@@ -145,10 +145,12 @@ def test_a_spread_stage_computes_its_chunks_in_workers_with_the_same_bytes(tmp_p
     run_workers(tmp_path / "two", two, 2, seen_two)
     assert chunk_bytes(tmp_path / "one", "squares") == chunk_bytes(tmp_path / "two", "squares")
     assert len(set(one.threads.values())) == 1
-    # chunks 0, 2, 4 in one thread and 1, 3 in another, each told its share first
+    # a contiguous run of chunks in each thread (work.split: the first half of the frames, the rest), each told its
+    # share first
     starts = sorted(one.threads)
-    assert len({two.threads[a] for a in starts[0::2]}) == 1 and len({two.threads[a] for a in starts[1::2]}) == 1
-    assert two.threads[starts[0]] != two.threads[starts[1]]
+    runs = work.split([(a, a + 1) for a in starts], 2)
+    assert [len({two.threads[a] for a, _ in run}) for run in runs] == [1, 1]
+    assert two.threads[runs[0][0][0]] != two.threads[runs[1][0][0]]
     assert {(n, k) for n, k, _ in seen_two} == {("source", 1), ("squares", 2)}
     assert {t for n, _, t in seen_two if n == "squares"} == set(two.threads.values())
 
