@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -215,18 +216,25 @@ def convert(
         started()  # from here on, what a run leaves is work to resume
         if on_start is not None:
             on_start()
+        spreading = len(devices) > 1 and any(getattr(runner.stages[name], "spread", False) for name in todo)
         try:
-            if len(devices) > 1 and any(getattr(runner.stages[name], "spread", False) for name in todo):
-                # the stages before the export one after another, each over every device where it can be
-                with spread.Workers(spread.Job(input_path, config, out_dir, work_dir, thread_plan, pipeline), devices) as workers:
+            with spread.Workers(spread.Job(input_path, config, out_dir, work_dir, thread_plan, pipeline), devices) if spreading else nullcontext() as workers:
+                if workers is not None:
+                    # the stages before the export one after another, each over every device where it can be; the one
+                    # right before the export, when spread, beside it (the export reads its chunks as they come)
+                    beside = todo[-2] if concurrent and len(todo) > 1 and getattr(runner.stages[todo[-2]], "spread", False) else None
                     for name in todo[:-1]:
-                        if getattr(runner.stages[name], "spread", False):
+                        if name == beside:
+                            runner.stages[name] = spread.Beside(runner.stages[name], workers)
+                        elif getattr(runner.stages[name], "spread", False):
                             workers.run_stage(name, runner, config.chunk_frames, runner.progress)
                         else:
                             runner.run(name)
-                todo = runner.todo("export")
-            _share_decoder(clip, runner, [s for s in stages if s.name in todo], config.chunk_frames, concurrent)
-            reports = runner.run("export")
+                    todo = runner.todo("export")
+                # (the decoder's window for the stages that read the clip here: not one computed by the workers)
+                here = [s for s in stages if s.name in todo and not isinstance(runner.stages[s.name], spread.Beside)]
+                _share_decoder(clip, runner, here, config.chunk_frames, concurrent)
+                reports = runner.run("export")
         finally:
             clip.close()
         if config.clean_work:

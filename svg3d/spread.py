@@ -7,9 +7,12 @@ with its own model on its own GPU, reading the complete stores of the stages bef
 files and sends their record entries to this process, the only one that writes the stage's record
 (``StageStore.write`` / ``record_chunk``): an interrupted run resumes from the chunks recorded, as always.
 
-Stages run one after another here, each spread over every device; the stages that cannot be spread (the
-diffusion filler's pre-pass, which reads its own earlier windows; the export, whose encoders take the frames in
-order) run in this process between them, as one device's run would. Results are those of one device: the chunks
+Stages run one after another here, each spread over every device (a worker reads the stages before its own from
+their files, so they must be complete); the stages that cannot be spread (the diffusion filler's pre-pass, which
+reads its own earlier windows; the export, whose encoders take the frames in order) run in this process between
+them, as one device's run would. The one exception: when the stages run at once, the spread stage right before the
+export (the fill) runs beside it (``Beside``), since the export is in this process and reads each chunk as it is
+recorded; so the export follows the first worker's range and no longer waits for the whole fill. Results are those of one device: the chunks
 are the same (the plan of one run, cut at chunk boundaries), each worker plans its threads as the single run does
 (``threads.ThreadPlan``: OpenCV's rounding depends on its thread count), and the devices are alike.
 """
@@ -105,37 +108,66 @@ class Workers:
         store = runner.stores[name]
         missing = store.start()
         todo = sum(b - a for a, b in missing)
-        groups = split(store.plan(chunk_frames), len(self.devices))
         advance, close = progress(name, store.num_frames, initial=store.num_frames - todo)
-        log.info("%-10s %d frames over %d processes (%s)", name, todo, len(groups), ", ".join(self.devices[: len(groups)]))
         started = time.perf_counter()
         try:
-            for tasks, chunks in zip(self.tasks, groups, strict=False):
-                tasks.put((name, store.key, chunks))
-            running = len(groups)
-            while running:
-                try:
-                    kind, payload = self.results.get(timeout=POLL_S)
-                except queue.Empty:
-                    dead = [p for p in self.processes if not p.is_alive()]
-                    if dead:
-                        raise RuntimeError(f"stage {name}: the process on {dead[0].name.rsplit('-', 1)[-1]} ended (exit {dead[0].exitcode})") from None
-                    continue
-                if kind == "chunk":
-                    store.record_chunk(payload)
-                elif kind == "frames":  # a worker's progress inside its chunk
-                    advance(payload)
-                elif kind == "done":
-                    running -= 1
-                else:  # "error": the worker's exception, raised here as a one-line InputError or a RuntimeError
-                    bad_input, message, params = payload
-                    raise InputError(message, params=params) if bad_input else RuntimeError(message)
+            parts = self.compute(name, store, store.plan(chunk_frames), advance)
             store.finish()
         finally:
             close()
         seconds = time.perf_counter() - started
-        log.info("%-10s done: %d frames in %.1f s over %d devices, %.1f MB", name, todo, seconds, len(groups), store.bytes() / 1e6)
+        log.info("%-10s done: %d frames in %.1f s over %d devices, %.1f MB", name, todo, seconds, parts, store.bytes() / 1e6)
         runner.reports[name] = StageReport(name, True, seconds, todo, store.resumed_from)
+
+    def compute(self, name: str, store, chunks: list[tuple[int, int]], advance: Callable[[int], None]) -> int:
+        """Stage ``name``'s ``chunks``, cut into one contiguous run per device, computed by the workers; each chunk
+        recorded in ``store`` as it comes (readers in this process wake), ``advance(n)`` as frames are done. Returns
+        how many workers took part."""
+        groups = split(chunks, len(self.devices))
+        log.info("%-10s %d frames over %d processes (%s)", name, sum(b - a for a, b in chunks), len(groups), ", ".join(self.devices[: len(groups)]))
+        for tasks, run in zip(self.tasks, groups, strict=False):
+            tasks.put((name, store.key, run))
+        running = len(groups)
+        while running:
+            try:
+                kind, payload = self.results.get(timeout=POLL_S)
+            except queue.Empty:
+                dead = [p for p in self.processes if not p.is_alive()]
+                if dead:
+                    raise RuntimeError(f"stage {name}: the process on {dead[0].name.rsplit('-', 1)[-1]} ended (exit {dead[0].exitcode})") from None
+                continue
+            if kind == "chunk":
+                store.record_chunk(payload)
+            elif kind == "frames":  # a worker's progress inside its chunk
+                advance(payload)
+            elif kind == "done":
+                running -= 1
+            else:  # "error": the worker's exception, raised here as a one-line InputError or a RuntimeError
+                bad_input, message, params = payload
+                raise InputError(message, params=params) if bad_input else RuntimeError(message)
+        return len(groups)
+
+
+class Beside:
+    """A spread stage as ``work.Runner`` runs it beside the export in this process: its ``run`` hands the chunks to the
+    workers (``Workers.compute``) and records each as it comes, so the export, in another thread here, reads the
+    frames as soon as they are recorded instead of after the whole stage. The stage right before the export only:
+    the stages before it are read by the workers from their files, complete."""
+
+    spread = False  # (its processes are the workers)
+
+    def __init__(self, stage, workers: Workers) -> None:
+        self.stage, self.workers = stage, workers
+        self.name, self.needs = stage.name, stage.needs
+
+    def params(self) -> dict:
+        return self.stage.params()
+
+    def check(self) -> None:
+        self.stage.check()
+
+    def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress: Callable[[int], None]) -> None:
+        self.workers.compute(self.name, store, chunks, progress)
 
 
 def _serve(job: Job, device: str, tasks, results) -> None:

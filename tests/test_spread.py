@@ -68,6 +68,33 @@ def test_two_processes_give_the_bytes_of_one_and_resume_alike(tmp_path):
     assert _digests(tmp_path / "three") == _digests(tmp_path / "one") and _pngs(three) == _pngs(one)
 
 
+def test_the_fill_over_two_processes_runs_beside_the_export(tmp_path):
+    """With the stages at once, the spread fill runs beside the export (``spread.Beside``): the export takes the fill's
+    first chunk while the workers still fill (the run waits there, in the fill's first record, until the export has
+    taken a frame: one after the other, it never would), and the bytes are those of one process."""
+    import threading
+
+    from tests.media import rendered_clip
+
+    video, depth, _ = rendered_clip(tmp_path / "clip", frames=10)
+    config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=3, concurrent_stages=True,
+                           exports=ExportSettings(exports=("eyes_png",)))  # fmt: skip
+    one = convert.convert(video, tmp_path / "one", config)
+    exported, waited = threading.Event(), []
+
+    def progress(desc, total, initial=0):
+        return (lambda n: exported.set()) if desc == "export" else (lambda n: None), lambda: None
+
+    def first_fill_chunk(stage, first, count):
+        if stage == "filled" and first == 0:
+            waited.append(exported.wait(60))
+
+    two = convert.convert(video, tmp_path / "two", config, devices=("cpu", "cpu"), progress=progress, on_chunk=first_fill_chunk)
+    assert waited == [True]
+    assert _digests(tmp_path / "two") == _digests(tmp_path / "one") and _pngs(two) == _pngs(one)
+    assert two.stage("filled").ran and two.stage("export").ran
+
+
 def test_a_failing_worker_stops_the_run_in_one_line(tmp_path):
     from tests.media import rendered_clip
 
