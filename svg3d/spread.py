@@ -103,7 +103,7 @@ class Workers:
     def run_stage(self, name: str, runner, chunk_frames: int, progress) -> None:
         """Compute stage ``name`` of ``runner`` (its inputs complete) over the devices; record its chunks as they come
         and finish it. A worker's error is raised here as the worker raised it."""
-        from .work import StageReport, split
+        from .work import StageReport
 
         store = runner.stores[name]
         missing = store.start()
@@ -123,6 +123,8 @@ class Workers:
         """Stage ``name``'s ``chunks``, cut into one contiguous run per device, computed by the workers; each chunk
         recorded in ``store`` as it comes (readers in this process wake), ``advance(n)`` as frames are done. Returns
         how many workers took part."""
+        from .work import split
+
         groups = split(chunks, len(self.devices))
         log.info("%-10s %d frames over %d processes (%s)", name, sum(b - a for a, b in chunks), len(groups), ", ".join(self.devices[: len(groups)]))
         for tasks, run in zip(self.tasks, groups, strict=False):

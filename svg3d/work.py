@@ -611,17 +611,21 @@ def _no_progress(desc: str, total: int, initial: int = 0):
 
 
 def split(chunks: list[tuple[int, int]], parts: int) -> list[list[tuple[int, int]]]:
-    """``chunks`` in order, cut into at most ``parts`` contiguous runs of about equal frame counts (none empty)."""
+    """``chunks`` in order, cut into at most ``parts`` contiguous runs of equal frame counts (within a frame; none
+    empty): a chunk across a run's end is cut there, so a short clip of few chunks is shared out evenly too (a
+    chunk's frames are a function of its inputs alone, so the cut changes files, not frames)."""
     total = sum(b - a for a, b in chunks)
-    out: list[list[tuple[int, int]]] = []
+    parts = max(1, min(parts, total))
+    ends = [(total * (k + 1)) // parts for k in range(parts)]  # each run's end, in frames to do
+    out: list[list[tuple[int, int]]] = [[]]
     done = 0
-    for chunk in chunks:
-        # the run a chunk goes to: by where its first frame falls in the frames to do
-        k = min(parts - 1, done * parts // max(total, 1))
-        while len(out) <= k:
-            out.append([])
-        out[k].append(chunk)
-        done += chunk[1] - chunk[0]
+    for a, b in chunks:
+        while a < b:
+            take = min(b - a, ends[len(out) - 1] - done)
+            out[-1].append((a, a + take))
+            a, done = a + take, done + take
+            if done == ends[len(out) - 1] and len(out) < parts:
+                out.append([])
     return [run for run in out if run]
 
 
