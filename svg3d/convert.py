@@ -188,7 +188,8 @@ def convert(
         clip = Clip.open(input_path, config.clip)
         log.info("convert %s: %s -> %s (work folder %s)", input_path, clip.info.describe(), out_dir, work_dir)
         stages, filler_name, plan = pipeline(clip, config, device, out_dir=out_dir, work_dir=work_dir)
-        fitted = memory.fit_chunk(config, clip, plan, filler_name)
+        workers = threads.plan_threads(cpus, len(stages) if config.concurrent_stages else 1, device.type).fill_workers
+        fitted = memory.fit_chunk(config, clip, plan, filler_name, fill_workers=workers)
         if fitted is not config:
             config = fitted
             stages, filler_name, plan = pipeline(clip, config, device, out_dir=out_dir, work_dir=work_dir)
@@ -200,12 +201,13 @@ def convert(
             return _Store(on_chunk, work_dir, name, key=key, params=params, inputs={}, num_frames=n, folder=store_folder(name, params))
 
         concurrent = config.concurrent_stages
-        runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=concurrent, finished=clip.done)
+        # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts
+        thread_plan = threads.plan_threads(cpus, len(stages) if concurrent else 1, device.type)
+        runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=concurrent, finished=clip.done,
+                             workers={FILLED: thread_plan.fill_workers}, on_thread=lambda name, k: threads.enter_stage(thread_plan, k))  # fmt: skip
         todo = runner.todo("export")
         if FILLED in todo:
             say_other_fills(work_dir, runner.stores[FILLED], plan)
-        # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts
-        thread_plan = threads.plan_threads(cpus, len(stages) if concurrent else 1, device.type)
         threads.apply(thread_plan)
         clip.decoder_threads(thread_plan.decoder)
         for stage in stages:  # fail now, not after hours of earlier stages

@@ -65,6 +65,7 @@ def estimate_peak(
     context: int | None = None,
     num_frames: int | None = None,
     concurrent: bool = False,
+    fill_workers: int = 1,
 ) -> Estimate:
     """The peak memory of a ``convert`` of frames of ``size`` ``(H, W)``.
 
@@ -75,6 +76,7 @@ def estimate_peak(
     the models the run holds in host memory (the depth model on the CPU, the diffusion filler's on the CPU).
     num_frames: the clip's length, when known (a clip shorter than a chunk and its context holds fewer frames).
     concurrent: the stages run at once (their working sets add up; fitted on runs one after another, so an estimate).
+    fill_workers: chunks the fill computes at once (``threads.ThreadPlan.fill_workers``), each with its context.
     """
     h, w = size
     if h < 1 or w < 1 or chunk_frames < 1 or num_views < 2:
@@ -94,7 +96,7 @@ def estimate_peak(
             export_pixels += _area(name, h, w, num_views)
     return Estimate({
         "process": PROCESS_MB + model_mb,
-        "fill": CELL_BYTES * pixels * frames * num_views / MB,
+        "fill": CELL_BYTES * pixels * frames * num_views * fill_workers / MB,
         "export": (ENCODER_BYTES * export_pixels + EXPORT_FRAME_BYTES * pixels * min(chunk_frames, num_frames or chunk_frames) * num_views) / MB,
     }, concurrent)  # fmt: skip
 
@@ -132,7 +134,7 @@ def available_mb() -> float | None:
     return None
 
 
-def fit_chunk(config, clip, plan, filler: str):
+def fit_chunk(config, clip, plan, filler: str, *, fill_workers: int = 1):
     """``config`` (``ConvertConfig``) for ``clip`` and the view ``plan``, or with a smaller ``chunk_frames`` (said in one
     line naming the flags) when ``estimate_peak`` says the run would not fit the memory free now; ``InputError`` when
     not even one frame per chunk would."""
@@ -140,7 +142,7 @@ def fit_chunk(config, clip, plan, filler: str):
     if available is None:  # not Linux: nothing to compare with
         return config
     kw = {"num_views": len(plan.fill_views) + 1, "filler": filler, "exports": config.exports.exports, "num_frames": clip.num_frames,
-          "concurrent": config.concurrent_stages}  # fmt: skip
+          "concurrent": config.concurrent_stages, "fill_workers": fill_workers}  # fmt: skip
     need = estimate_peak(clip.info.size, chunk_frames=config.chunk_frames, **kw).total_mb
     if need <= available:
         return config

@@ -60,21 +60,6 @@ def _cuda_devices(count: int | None, device, visible: int) -> tuple[str, ...]:
     return (str(device),) if count == 1 else tuple(f"cuda:{i}" for i in range(count))
 
 
-def split(chunks: list[tuple[int, int]], parts: int) -> list[list[tuple[int, int]]]:
-    """``chunks`` in order, cut into at most ``parts`` contiguous runs of about equal frame counts (none empty)."""
-    total = sum(b - a for a, b in chunks)
-    out: list[list[tuple[int, int]]] = []
-    done = 0
-    for chunk in chunks:
-        # the run a chunk goes to: by where its first frame falls in the frames to do
-        k = min(parts - 1, done * parts // max(total, 1))
-        while len(out) <= k:
-            out.append([])
-        out[k].append(chunk)
-        done += chunk[1] - chunk[0]
-    return [run for run in out if run]
-
-
 @dataclass(frozen=True)
 class Job:
     """What a worker needs to build the same stages as this process (``pipeline``), on its own device."""
@@ -138,6 +123,8 @@ class Workers:
         """Stage ``name``'s ``chunks``, cut into one contiguous run per device, computed by the workers; each chunk
         recorded in ``store`` as it comes (readers in this process wake), ``advance(n)`` as frames are done. Returns
         how many workers took part."""
+        from .work import split
+
         groups = split(chunks, len(self.devices))
         log.info("%-10s %d frames over %d processes (%s)", name, sum(b - a for a, b in chunks), len(groups), ", ".join(self.devices[: len(groups)]))
         for tasks, run in zip(self.tasks, groups, strict=False):

@@ -17,6 +17,14 @@ The rule (``plan_threads``):
 - on a CPU, each of the ``concurrent_stages`` stages gets an equal share of those cores for torch and OpenCV
   (they run one after the other inside a stage, so both get the whole share), and the export stage's encoders
   split its share; no pool has more threads than its share of cores, so nothing spins against anything;
+- on a CPU, the fill (over half of a run's time with the classical filler) computes ``fill_workers`` chunks at once,
+  each in a thread of its own on ``fill_torch`` torch threads (``work.Runner``'s workers: the same chunks, the same
+  bytes). Its per-frame ops are small (a 640x360 frame's warps, box filters, masks): torch's threads split each
+  of them and wait for each other at its end, so two threads did not keep two cores busy, while two chunks at once
+  share nothing. torch's count is per calling thread on its OpenMP builds (``torch.set_num_threads`` sets the
+  calling thread's OpenMP count, and the default of threads that start later): each stage thread and each
+  worker sets its own (``enter_stage``); on other builds it is one count for the process, and the workers
+  leave it as it is;
 - on CUDA, the stages' heavy work is on the GPU: torch needs a thread to launch kernels and a few for its CPU
   ops (``GPU_TORCH_THREADS``), OpenCV does the CPU side of decoding and the classical filler's rest; the cores
   left over go to the encoders, which are then the main CPU work (``convert`` at 1080p: three libx264 streams).
@@ -35,6 +43,7 @@ On a quiet 2-core machine the issue saw one thread 1.2x slower than two: there t
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -43,6 +52,10 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 GPU_TORCH_THREADS = 2  # torch's CPU threads per stage on CUDA: one launches kernels, one for small CPU-side ops
+# Chunks of the fill computed at once on a CPU: each holds a chunk and its context (memory.estimate_peak counts them);
+# two take the cores of the 2-core machine the CPU figures are for, and more would multiply the memory for cores that
+# torch's threads inside each chunk use as well.
+MAX_FILL_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -52,7 +65,8 @@ class ThreadPlan:
     torch: ``torch.set_num_threads``. opencv: ``cv2.setNumThreads``. decoder: the input's decoder threads
     (``source.open_source(threads=)``). encoder: each video encoder's ``codec_context.thread_count``
     (libx264/libx265), for ``encoders`` encoders running at once.
-    cpus: the cores planned for (free ones); concurrent_stages, device: what the plan was made for.
+    fill_workers: chunks of the fill computed at once (``work.Runner``'s ``workers``), each thread on ``fill_torch``
+    torch threads. cpus: the cores planned for (free ones); concurrent_stages, device: what the plan was made for.
     """
 
     torch: int
@@ -62,12 +76,19 @@ class ThreadPlan:
     cpus: int
     concurrent_stages: int
     device: str
+    fill_workers: int = 1
+    fill_torch: int = 1
 
     def describe(self) -> str:
+        fill = f", the fill {self.fill_workers} chunks at once on {self.fill_torch} torch threads each" if self.fill_workers > 1 else ""
         return (
-            f"threads: torch {self.torch}, OpenCV {self.opencv}, decoder {self.decoder}, {self.encoder} per encoder "
+            f"threads: torch {self.torch}, OpenCV {self.opencv}, decoder {self.decoder}, {self.encoder} per encoder{fill} "
             f"({self.cpus} free cores, {self.concurrent_stages} stages at once, {self.device})"
         )
+
+    def stage_torch(self, workers: int) -> int:
+        """torch threads of each thread of a stage computing ``workers`` chunks at once (the fill's, or one)."""
+        return self.fill_torch if workers > 1 else self.torch
 
 
 def available_cpus() -> int:
@@ -100,6 +121,9 @@ def plan_threads(cpus: int, concurrent_stages: int = 1, device: str = "cpu", *, 
     else:
         torch_threads = opencv = share
         encoder_cores = share
+    # the fill takes at least a core per chunk it computes (the others' idle ones when the stages overlap); alone, it
+    # splits its cores among them
+    workers = 1 if kind == "cuda" else min(MAX_FILL_WORKERS, cpus)
     return ThreadPlan(
         torch=torch_threads,
         opencv=opencv,
@@ -108,6 +132,8 @@ def plan_threads(cpus: int, concurrent_stages: int = 1, device: str = "cpu", *, 
         cpus=cpus,
         concurrent_stages=concurrent_stages,
         device=kind,
+        fill_workers=workers,
+        fill_torch=(max(1, share // workers) if concurrent_stages == 1 else share) if workers > 1 else torch_threads,
     )
 
 
@@ -120,6 +146,23 @@ def machine_plan(concurrent_stages: int = 1, device: str = "cpu", *, encoders: i
     except OSError:  # no load average on this OS: plan for a quiet machine
         load = 0.0
     return plan_threads(free_cpus(cpus, load), concurrent_stages, device, encoders=encoders)
+
+
+@functools.cache
+def per_thread_torch() -> bool:
+    """torch's thread count is the calling thread's (its OpenMP builds: the usual wheels), not one for the process."""
+    import torch
+
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+def enter_stage(plan: ThreadPlan, workers: int = 1) -> None:
+    """Set the calling thread's torch threads for a stage computing ``workers`` chunks at once (``work.Runner``'s
+    ``on_thread``), where the count is per thread; elsewhere the process's count (``apply``) stays."""
+    import torch
+
+    if per_thread_torch():
+        torch.set_num_threads(plan.stage_torch(workers))
 
 
 def apply(plan: ThreadPlan) -> None:

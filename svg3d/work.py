@@ -610,6 +610,25 @@ def _no_progress(desc: str, total: int, initial: int = 0):
     return (lambda n: None), (lambda: None)
 
 
+def split(chunks: list[tuple[int, int]], parts: int) -> list[list[tuple[int, int]]]:
+    """``chunks`` in order, cut into at most ``parts`` contiguous runs of equal frame counts (within a frame; none
+    empty): a chunk across a run's end is cut there, so a short clip of few chunks is shared out evenly too (a
+    chunk's frames are a function of its inputs alone, so the cut changes files, not frames)."""
+    total = sum(b - a for a, b in chunks)
+    parts = max(1, min(parts, total))
+    ends = [(total * (k + 1)) // parts for k in range(parts)]  # each run's end, in frames to do
+    out: list[list[tuple[int, int]]] = [[]]
+    done = 0
+    for a, b in chunks:
+        while a < b:
+            take = min(b - a, ends[len(out) - 1] - done)
+            out[-1].append((a, a + take))
+            a, done = a + take, done + take
+            if done == ends[len(out) - 1] and len(out) < parts:
+                out.append([])
+    return [run for run in out if run]
+
+
 class Runner:
     """Evaluates a pipeline of stages lazily, as ``make`` does, and runs the stages that must run concurrently.
 
@@ -625,6 +644,13 @@ class Runner:
     A stage follows ``svg3d.stages.Stage``. ``stores[name]`` are made by ``make_store(name, key, params)``; a stage's ``run(inputs, store, chunks, progress)``
     gets its inputs' stores by name. The first error of any stage stops the others at their next chunk and is
     raised here; what they committed stays.
+
+    ``workers[name]`` > 1: a ``spread`` stage (each chunk a function of its inputs alone) computes that many of its
+    chunks at once, each thread calling ``run`` with a contiguous run of them (``split``); the chunks and so the bytes are those
+    of one thread (chunks may be committed out of order: readers wait for the frames they need). On a CPU that
+    takes the cores a lone stage's small per-frame ops leave idle (``threads.ThreadPlan.fill_workers``).
+    ``on_thread(name, workers)`` is called in every thread a stage computes in before it starts (``convert`` sets
+    that thread's torch threads there).
     """
 
     def __init__(
@@ -636,8 +662,12 @@ class Runner:
         progress: Callable | None = None,
         concurrent: bool = True,
         finished: Callable[[str], None] | None = None,
+        workers: dict[str, int] | None = None,
+        on_thread: Callable[[str, int], None] | None = None,
     ) -> None:
         self.finished = finished or (lambda name: None)  # told when a stage's thread ends, however it ends
+        self.workers = workers or {}  # stage -> chunks it computes at once (a ``spread`` stage's only)
+        self.on_thread = on_thread or (lambda name, workers: None)  # told in every thread a stage computes in, first
         self.stages = {s.name: s for s in stages}
         self.order = [s.name for s in stages]  # the pipeline order: every stage after the ones it needs
         self.chunk_frames, self.concurrent = chunk_frames, concurrent
@@ -754,7 +784,7 @@ class _StageJob:
             advance(n)
 
         try:
-            self.stage.run(inputs, store, store.plan(runner.chunk_frames), step)
+            self._compute(inputs, step)
             digest_ = store.finish()
         except BaseException as e:  # the log says where a run ended; what is committed stays
             self.error = e
@@ -771,3 +801,34 @@ class _StageJob:
         seconds = time.perf_counter() - started
         log.info("%-10s done: %d frames in %.1f s, %.1f MB", self.name, self.todo, seconds, store.bytes() / 1e6)
         runner.reports[self.name] = StageReport(self.name, True, seconds, self.todo, store.resumed_from)
+
+    def _compute(self, inputs: dict, step: Callable[[int], None]) -> None:
+        """The stage's chunks, in this thread or, for a ``spread`` stage given ``workers``, over that many threads
+        (this one and the rest) each taking a contiguous run of them (``split``: a thread's chunks follow each other, so
+        a filler hands its flows on from one to the next as in one thread); the first error is raised once all have ended."""
+        runner, store = self.runner, self.store
+        chunks = store.plan(runner.chunk_frames)
+        k = min(runner.workers.get(self.name, 1), len(chunks)) if getattr(self.stage, "spread", False) else 1
+        if k <= 1:
+            runner.on_thread(self.name, 1)
+            self.stage.run(inputs, store, chunks, step)
+            return
+        runs = split(chunks, k)
+        errors: list[BaseException] = []
+
+        def work(j: int) -> None:
+            try:
+                runner.on_thread(self.name, k)
+                self.stage.run(inputs, store, runs[j], step)
+            except BaseException as e:  # the others stop at their next frame (``step``) or commit
+                errors.append(e)
+                self.stop = True
+
+        others = [threading.Thread(target=work, args=(j,), name=f"stage-{self.name}-{j}", daemon=True) for j in range(1, len(runs))]
+        for t in others:
+            t.start()
+        work(0)
+        for t in others:
+            t.join()
+        if errors:
+            raise next((e for e in errors if not isinstance(e, StageStopped)), errors[0])

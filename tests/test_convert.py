@@ -21,8 +21,9 @@ from svg3d.__main__ import main
 from svg3d.config import ConvertConfig, DepthConfig, DiffusionConfig, StabiliseConfig
 from svg3d.source import read_clip
 from svg3d.stages.export import ExportSettings
-from svg3d.stages.fill.stage import store_name
+from svg3d.stages.fill.stage import FILLED, store_name
 from svg3d.stages.generate import GENERATED
+from svg3d.threads import plan_threads
 from tests.media import audio_seconds, probe, rendered_clip, stage_folder, wait_for_chunk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,8 @@ def test_many_chunks_equal_one_chunk(clip, tmp_path):
     many = convert.convert(video, tmp_path / "many", base_config(depth, chunk_frames=3))
     for stage in CHUNKED:
         a, b = (json.loads(stage_folder(r.work_dir, stage).with_suffix(".json").read_text()) for r in (one, many))
-        assert len(a["chunks"]) == 1 and len(b["chunks"]) == 4, stage
+        # (the fill's chunks, computed by two threads on a CPU of 2 cores and more, cut where the second starts)
+        assert len(a["chunks"]) == 1 and len(b["chunks"]) == 4 + (stage == FILLED and plan_threads(os.cpu_count() or 1).fill_workers > 1), stage
         assert a["digest"] == b["digest"], stage  # per-frame hashes: the same bytes, split otherwise
         da, db = stage_data(one.work_dir, stage), stage_data(many.work_dir, stage)
         assert da.keys() == db.keys() and all(np.array_equal(da[k], db[k]) for k in da), stage
@@ -174,7 +176,7 @@ def test_composite_keeps_known_pixels_and_feathers_only_near_them():
 
 def test_interrupted_inside_the_fill_stage_resumes_from_the_first_unfinished_chunk(clip, tmp_path, caplog):
     video, depth, _ = clip
-    config = base_config(depth, chunk_frames=3)
+    config = base_config(depth, chunk_frames=3, threads=1)  # (one core: the fill's chunks one after another)
     reference = convert.convert(video, tmp_path / "a", config)
 
     def stop(stage: str, first: int, count: int) -> None:
@@ -194,6 +196,28 @@ def test_interrupted_inside_the_fill_stage_resumes_from_the_first_unfinished_chu
         assert np.array_equal(x, y)
     again = convert.convert(video, tmp_path / "b", config)
     assert not any(s.ran for s in again.stages)
+
+
+def test_interrupted_while_two_threads_fill_resumes_to_the_same_bytes(clip, tmp_path):
+    """On 2 cores the fill computes two runs of chunks at once (``ThreadPlan.fill_workers``): stopped in the first
+    run's first chunk, what either thread committed stays, and the rerun fills the rest to the bytes of a whole run."""
+    video, depth, _ = clip
+    config = base_config(depth, chunk_frames=3, threads=2)
+    assert plan_threads(2).fill_workers == 2
+    reference = convert.convert(video, tmp_path / "a", config)
+
+    def stop(stage: str, first: int, count: int) -> None:
+        if stage == "filled" and first == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert.convert(video, tmp_path / "b", config, on_chunk=stop)
+    record = json.loads(stage_folder(tmp_path / "b" / "work", "filled").with_suffix(".json").read_text())
+    assert 0 in {c["first"] for c in record["chunks"]} and 3 not in {c["first"] for c in record["chunks"]} and not record["complete"]
+    resumed = convert.convert(video, tmp_path / "b", config)
+    assert resumed.stage("filled").resumed_from is not None and not resumed.stage("stabilised").ran
+    for x, y in zip(eyes(resumed), eyes(reference), strict=True):
+        assert np.array_equal(x, y)
 
 
 def test_kill_9_in_the_fill_stage_then_the_same_command_resumes(clip, tmp_path):

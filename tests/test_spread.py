@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from svg3d import convert, spread
+from svg3d import convert, spread, work
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, DepthConfig, ExportSettings
 from svg3d.stages.fill.stage import store_name
@@ -18,14 +18,15 @@ from tests.test_convert import Recorder
 STAGES = ("depth", "stabilised", "filled")
 
 
-@pytest.mark.parametrize("parts", [1, 2, 3, 5])
+@pytest.mark.parametrize("parts", [1, 2, 3, 5, 40])
 def test_split_is_contiguous_balanced_and_complete(parts):
     chunks = [(0, 3), (3, 6), (6, 9), (9, 12), (20, 23), (23, 24)]  # (a resumed stage: frames 12..19 were done)
-    runs = spread.split(chunks, parts)
-    assert [c for run in runs for c in run] == chunks and all(runs) and len(runs) <= parts
-    frames = [sum(b - a for a, b in run) for run in runs]
-    assert max(frames) - min(frames) <= 3 + 3  # within two chunks of each other
-    assert len(runs) == min(parts, len(chunks)) or parts > 3
+    runs = work.split(chunks, parts)
+    frames = [f for run in runs for a, b in run for f in range(a, b)]
+    assert frames == [f for a, b in chunks for f in range(a, b)] and all(runs)  # every frame once, in order
+    assert all(a < b and any(c <= a and b <= d for c, d in chunks) for run in runs for a, b in run)  # pieces of chunks
+    counts = [sum(b - a for a, b in run) for run in runs]
+    assert len(runs) == min(parts, 16) and max(counts) - min(counts) <= 1  # equal shares, to a frame
 
 
 def _digests(out):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import pytest
 from svg3d import shots, work
 from svg3d.config import ConvertConfig
 from svg3d.stages.fill.stage import store_name
+from svg3d.threads import plan_threads
 from tests.media import stage_folder
 
 N = 40  # frames of the toy clip
@@ -101,6 +103,67 @@ def test_concurrent_stages_overlap_and_equal_the_sequential_run(tmp_path):
     assert np.array_equal(y, np.convolve(x, [1, 1, 1])[1:-1])  # the sums with the clip's ends as zeros
 
 
+class Squares:
+    """A toy ``spread`` stage: frame i is the square of the source's ``x``, each chunk from its own frames alone; it
+    notes the thread of every chunk and can fail at one."""
+
+    name, needs, lookahead, spread = "squares", ("source",), 0, True
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at, self.threads, self.lock = fail_at, {}, threading.Lock()
+
+    def params(self) -> dict:
+        return {"power": 2}
+
+    def check(self) -> None:
+        pass
+
+    def run(self, inputs, store, chunks, progress) -> None:
+        for a, b in chunks:
+            with self.lock:
+                self.threads[a] = threading.get_ident()
+            if a == self.fail_at:
+                raise RuntimeError(f"squares failed at {a}")
+            store.commit(a, {"y": inputs["source"].read(a, b, "x") ** 2})
+            progress(b - a)
+
+
+def run_workers(root: Path, stage: Squares, workers: int, seen: list) -> work.Runner:
+    def make_store(name, key, params):
+        return work.StageStore(root, name, key=key, params=params, inputs={}, num_frames=N)
+
+    runner = work.Runner([Source(), stage], make_store, chunk_frames=CHUNK, concurrent=False, workers={"squares": workers},
+                         on_thread=lambda name, k: seen.append((name, k, threading.get_ident())))  # fmt: skip
+    runner.run("squares")
+    return runner
+
+
+def test_a_spread_stage_computes_its_chunks_in_workers_with_the_same_bytes(tmp_path):
+    one, two = Squares(), Squares()
+    seen_one, seen_two = [], []
+    a, b = run_workers(tmp_path / "one", one, 1, seen_one), run_workers(tmp_path / "two", two, 2, seen_two)
+    # the same frames and digest (the chunk across the middle is cut in two: other files, the same frames)
+    assert np.array_equal(a.stores["squares"].read(0, N, "y"), b.stores["squares"].read(0, N, "y"))
+    assert a.stores["squares"].record["digest"] == b.stores["squares"].record["digest"]
+    assert len(set(one.threads.values())) == 1 and sorted(one.threads) == list(range(0, N, CHUNK))
+    # half the frames in each thread, as contiguous runs of chunks (work.split), each told its share first
+    runs = work.split([(f, min(f + CHUNK, N)) for f in range(0, N, CHUNK)], 2)
+    assert [sum(b - a for a, b in run) for run in runs] == [N // 2] * 2 and sorted(two.threads) == [a for run in runs for a, _ in run]
+    assert [len({two.threads[a] for a, _ in run}) for run in runs] == [1, 1]
+    assert two.threads[runs[0][0][0]] != two.threads[runs[1][0][0]]
+    assert {(n, k) for n, k, _ in seen_two} == {("source", 1), ("squares", 2)}
+    assert {t for n, _, t in seen_two if n == "squares"} == set(two.threads.values())
+
+
+def test_a_failing_worker_stops_its_stage_and_a_rerun_resumes(tmp_path):
+    with pytest.raises(RuntimeError, match="squares failed at 8"):
+        run_workers(tmp_path, Squares(fail_at=8), 2, [])
+    runner = run_workers(tmp_path, Squares(), 2, [])
+    assert runner.reports["squares"].resumed_from is not None
+    y = runner.stores["squares"].read(0, N, "y")
+    assert np.array_equal(y, np.stack([np.arange(N) ** 2, np.arange(N) ** 4], 1).astype(np.float64))
+
+
 def test_a_failing_stage_stops_the_next_and_a_rerun_resumes(tmp_path):
     with pytest.raises(RuntimeError, match="source failed at 24"):
         run(tmp_path, [Source(fail_at=24), Window()])
@@ -140,8 +203,9 @@ def test_ranges_of_a_prefix_equal_the_whole_clip():
 
 
 def test_overlapping_stages_give_the_bytes_of_one_after_another(tmp_path):
-    """convert with its stages overlapping (the default) against one after another: the same stage data (digests
-    hash every frame's bytes) and the same lossless exports."""
+    """convert with its stages overlapping against one after another, and with the fill's chunks two at once against
+    one at a time on one thread: the same stage data (digests hash every frame's bytes), the same lossless exports and
+    the same encoded video."""
     from svg3d import convert
     from svg3d.config import DepthConfig, ExportSettings
     from tests.media import rendered_clip
@@ -150,19 +214,21 @@ def test_overlapping_stages_give_the_bytes_of_one_after_another(tmp_path):
     config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=3,
                            exports=ExportSettings(exports=("eyes_png", "sbs")))  # fmt: skip
     results = {}
-    for overlap in (True, False):
-        out = tmp_path / f"overlap_{overlap}"
-        result = convert.convert(video, out, replace(config, concurrent_stages=overlap))
+    # threads 2: the fill computes two chunks at once, each on one torch thread (threads.ThreadPlan.fill_workers)
+    for overlap, cpus in ((True, 2), (False, 2), (False, 1)):
+        out = tmp_path / f"overlap_{overlap}_{cpus}"
+        result = convert.convert(video, out, replace(config, concurrent_stages=overlap, threads=cpus))
         digests = {name: json.loads(stage_folder(out / "work", name).with_suffix(".json").read_text())["digest"] for name in ("depth", "stabilised", "filled")}
         folder = result.exports["eyes_png"]
         pngs = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
-        results[overlap] = (digests, pngs)
-    assert results[True][0] == results[False][0]
-    assert results[True][1] == results[False][1] and len(results[True][1]) == 24
+        results[overlap, cpus] = (digests, pngs, result.exports["sbs"].read_bytes())
+    first = results[True, 2]
+    assert len(first[1]) == 24
+    for other in ((False, 2), (False, 1)):
+        assert results[other] == first, other
 
 
 def test_sigterm_is_handled_as_ctrl_c_and_the_rerun_resumes(tmp_path):
-    import os
     import signal
 
     from tests.media import rendered_clip, wait_for_chunk
@@ -264,14 +330,16 @@ def test_a_run_over_the_free_memory_lowers_its_chunk_or_is_refused(tmp_path, mon
     video, depth, _ = rendered_clip(tmp_path / "clip", frames=6)
     config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=6,
                            exports=ExportSettings(exports=("eyes_png",)), concurrent_stages=True)  # fmt: skip
-    kw = {"num_views": 2, "filler": "classical", "exports": ("eyes_png",), "num_frames": 6, "concurrent": True}
+    workers = plan_threads(os.cpu_count() or 1, 4, "cpu").fill_workers  # the fill's chunks at once, as convert plans them
+    kw = {"num_views": 2, "filler": "classical", "exports": ("eyes_png",), "num_frames": 6, "concurrent": True, "fill_workers": workers}
     two = memory.estimate_peak((64, 96), chunk_frames=2, **kw).total_mb
     monkeypatch.setattr(memory, "available_mb", lambda: two + 1e-6)  # room for chunks of 2 frames, not 3
     with caplog.at_level(logging.WARNING, logger="svg3d"):
         lowered = convert.convert(video, tmp_path / "low", config)
     assert "using --chunk-frames 2" in caplog.text and "--chunk-frames 6 would need" in caplog.text
     record = json.loads(stage_folder(tmp_path / "low" / "work", "filled").with_suffix(".json").read_text())
-    assert [c["count"] for c in record["chunks"]] == [2, 2, 2]
+    counts = [c["count"] for c in record["chunks"]]  # (the fill's workers cut the middle chunk: work.split)
+    assert max(counts) == 2 and sum(counts) == 6
     monkeypatch.setattr(memory, "available_mb", lambda: 10.0)
     with pytest.raises(InputError, match="chunk_frames: 96x64 frames need about .* MB even one at a time and 10 MB are free"):
         convert.convert(video, tmp_path / "none", config)

@@ -61,3 +61,49 @@ def test_apply_sets_torch_and_opencv():
     finally:
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 16])
+@pytest.mark.parametrize("stages", [1, 4])
+def test_the_fill_takes_a_core_per_chunk_at_once(cpus, stages):
+    plan = plan_threads(cpus, stages, "cpu")
+    assert plan.fill_workers == min(cpus, threads.MAX_FILL_WORKERS)
+    if stages == 1:  # alone: its chunks share its cores, none left idle, none oversubscribed
+        assert cpus - plan.fill_workers < plan.fill_workers * plan.fill_torch <= cpus
+    else:  # beside the others: each chunk the stage share
+        assert plan.fill_torch == plan.torch
+    assert plan.stage_torch(1) == plan.torch and plan.stage_torch(plan.fill_workers) == plan.fill_torch
+
+
+def test_the_2_core_machine_fills_two_chunks_on_one_thread_each():
+    for stages in (1, 4):
+        plan = plan_threads(2, stages, "cpu")
+        assert (plan.fill_workers, plan.fill_torch) == (2, 1)
+        assert "the fill 2 chunks at once on 1 torch threads each" in plan.describe()
+    gpu = plan_threads(16, 3, "cuda")
+    assert gpu.fill_workers == 1 and gpu.stage_torch(1) == gpu.torch == 2  # on CUDA the fill is the GPU's
+
+
+def test_enter_stage_sets_the_calling_threads_count_only():
+    import threading
+
+    if not threads.per_thread_torch():
+        pytest.skip("torch's thread count is one for the process in this build")
+    plan = plan_threads(2, 1, "cpu")
+    before = torch.get_num_threads()
+    seen = {}
+
+    def worker() -> None:
+        threads.enter_stage(plan, plan.fill_workers)
+        seen["worker"] = torch.get_num_threads()
+
+    try:
+        torch.set_num_threads(2)
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        assert seen["worker"] == 1 and torch.get_num_threads() == 2  # this thread's count is its own
+        threads.enter_stage(plan)
+        assert torch.get_num_threads() == plan.torch
+    finally:
+        torch.set_num_threads(before)

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -907,19 +908,20 @@ class ClassicalFiller(SinglePass):
     def __init__(self, config: FillConfig | None = None) -> None:
         self.config = FillConfig() if config is None else config
         self.context = self.config.context
-        self.carry: Carry | None = None  # set by bind: only a run's chunks share one
+        self._run = threading.local()  # the ``Carry`` of the run in this thread (``bind``): a run's chunks share one
 
     def params(self) -> dict:
         return {"config": asdict(self.config)}
 
     def bind(self, inputs: dict) -> None:
-        """A run over one clip starts (``stage.FillStage``): its chunks hand their flows and first passes on (``Carry``)."""
-        self.carry = Carry()
+        """A run over one clip starts (``stage.FillStage``): its chunks hand their flows and first passes on (``Carry``).
+        Per thread: a stage computing several runs of chunks at once (``work.Runner``'s workers) gives each its own."""
+        self._run.carry = Carry()
 
     def fill(self, cells: Cells, core: tuple[int, int], progress: Callable[[int], None] | None = None) -> torch.Tensor:
         return fill_views(
             cells.images, cells.known, cells.depth, source=cells.source, source_depth=cells.source_depth,
             baselines=torch.tensor(cells.baselines, dtype=torch.float64), focal=cells.focal, screen=cells.screen,
             core=slice(core[0] - cells.first, core[1] - cells.first), config=self.config,
-            progress=scaled(progress, len(cells.views) * (core[1] - core[0]), core[1] - core[0]), carry=self.carry, first=cells.first,
+            progress=scaled(progress, len(cells.views) * (core[1] - core[0]), core[1] - core[0]), carry=getattr(self._run, "carry", None), first=cells.first,
         )  # fmt: skip
