@@ -194,9 +194,11 @@ def lock_folders(work_dir: Path, out_dir: Path) -> Iterator[None]:
 # chunk files
 
 
-def _shuffle(a: np.ndarray) -> bytes:
+def _shuffle(a: np.ndarray) -> bytes | np.ndarray:
     """The bytes of ``a`` grouped by significance (all first bytes, all second bytes, ...): deflate then finds
     the runs in the exponents of smooth float data."""
+    if a.dtype.itemsize == 1:  # (one byte per value: the bytes as they are, without a copy)
+        return np.ascontiguousarray(a).reshape(-1)
     raw = np.ascontiguousarray(a).view(np.uint8).reshape(-1, a.dtype.itemsize)
     return np.ascontiguousarray(raw.T).tobytes()
 
@@ -262,7 +264,7 @@ def frame_hashes(arrays: dict[str, np.ndarray], count: int) -> list[str]:
         h = hashlib.sha256()
         for name in sorted(arrays):
             h.update(name.encode())
-            h.update(np.ascontiguousarray(arrays[name][i]).tobytes())
+            h.update(np.ascontiguousarray(arrays[name][i]))
         hashes.append(h.hexdigest())
     return hashes
 
@@ -283,6 +285,21 @@ class FrameChunks(Protocol):
     def commit(self, first: int, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray] | None = None) -> None: ...
 
 
+
+
+class _Writer(threading.Thread):
+    """``write()`` in a thread of its own, its exception kept for whoever joins it (``StageStore.flush``)."""
+
+    def __init__(self, name: str, write: Callable[[], None]) -> None:
+        super().__init__(name=f"write-{name}", daemon=True)
+        self._write, self.error = write, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._write()
+        except BaseException as e:  # (KeyboardInterrupt from a test's on_chunk too: raised in the stage's thread)
+            self.error = e
 
 
 class StageStore:
@@ -309,6 +326,7 @@ class StageStore:
         self._failed: BaseException | None = None
         self.stopping = False  # the run stops: no more commits (``Runner``)
         self._read_lock = threading.Lock()  # the one-chunk read cache is shared by a stage's readers
+        self._writing: _Writer | None = None  # the chunk being written in the background (``commit``)
 
     # the record
 
@@ -400,10 +418,22 @@ class StageStore:
         return [(s, min(s + chunk_frames, b)) for a, b in self.missing() for s in range(a, b, chunk_frames)]
 
     def commit(self, first: int, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray] | None = None) -> None:
-        """Write the chunk of frames ``first ..`` (every array's first axis is its frames) and record it."""
+        """Write the chunk of frames ``first ..`` (every array's first axis is its frames) and record it, in a thread
+        of its own while the stage computes its next chunk (deflate and the frames' hashes were a fifth of the fill
+        stage's thread at 1080p on a GPU): the arrays are the store's from here on, the caller must not change them.
+        One chunk is written at a time; the previous one's error is raised here, or in ``flush`` / ``finish``."""
         if self._failed is not None and self._producing is False and self.stopping:
             raise StageStopped(f"stage {self.name} stopped before frame {first}")
-        self.record_chunk(self.write(first, arrays, stats))
+        self.flush()
+        self._writing = _Writer(f"{self.name}-{first}", lambda: self.record_chunk(self.write(first, arrays, stats)))
+
+    def flush(self) -> None:
+        """Wait for the chunk being written (``commit``) and raise its error, if it had one."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.join()
+            if writing.error is not None:
+                raise writing.error
 
     def write(self, first: int, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray] | None = None) -> dict:
         """Write the chunk's file and return its record entry, without recording it (``commit`` records it; a worker
@@ -435,6 +465,7 @@ class StageStore:
 
     def finish(self) -> str:
         """Mark the stage complete (every frame recorded); returns its digest."""
+        self.flush()
         if self.missing():
             raise RuntimeError(f"stage {self.name}: frames {self.missing()[0]} are missing")
         hashes = [h for c in self.chunks for h in c["frames"]]
@@ -463,6 +494,9 @@ class StageStore:
 
     def wait(self, a: int, b: int) -> None:
         """Block until frames ``a .. b-1`` are committed (at once when they are, or when nobody computes them)."""
+        writing = self._writing
+        if writing is not None and not self._covered(a, b):  # (its error is the producer's, raised by its ``flush``)
+            writing.join()
         with self._changed:
             while self._producing and not self._covered(a, b):
                 self._changed.wait(0.5)
@@ -788,6 +822,10 @@ class _StageJob:
             digest_ = store.finish()
         except BaseException as e:  # the log says where a run ended; what is committed stays
             self.error = e
+            try:  # (the chunk still being written is committed too)
+                store.flush()
+            except BaseException:  # noqa: BLE001 (its error, if any, comes after the one raised)
+                pass
             done = sum(c["count"] for c in store.chunks)
             if not isinstance(e, StageStopped):
                 log.info("%-10s stopped (%s) with %d of %d frames committed", self.name, type(e).__name__, done, store.num_frames)

@@ -425,7 +425,8 @@ def test_progress_moves_frame_by_frame_inside_a_chunk_to_the_bars_and_the_log(tm
                          chunk_frames=CHUNK, progress=cli.both(record, bars, log))  # fmt: skip
     runner.run("frames")
     assert [n for n, _ in events] == [1] * N
-    assert [c for _, c in events] == [i // CHUNK for i in range(N)]  # frame i of a chunk is said before its commit
+    # frame i of a chunk is said before its commit, and the chunk before may still be being written (in the background)
+    assert all(i // CHUNK - 1 <= c <= i // CHUNK for i, (_, c) in enumerate(events))
     assert bars.overall.n == N and bars.overall.total == N
     lines = [json.loads(line) for line in (tmp_path / "progress.jsonl").read_text().splitlines()]
     assert [e["done"] for e in lines if e["stage"] == "frames"][2:] == list(range(1, N + 1)) + [N]  # (plan, start; close)
