@@ -349,10 +349,17 @@ def _input_spec(cfg: dict) -> dict:
 RAFT_NAMES = ("raft_large", "raft_small")
 
 
-def _raft_url(name: str) -> str:
-    from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights
+# torchvision's URLs of RAFT's C_T_V2 weights (``Raft_Large_Weights.C_T_V2.url``; tested against the pinned
+# torchvision): written here since importing torchvision's model registry to read them took 3.6-5 s of a 1080p
+# convert's stabilisation thread on the GPU, holding the GIL the other stages need (py-spy)
+RAFT_URLS = {
+    "raft_large": "https://download.pytorch.org/models/raft_large_C_T_V2-1bb1363a.pth",
+    "raft_small": "https://download.pytorch.org/models/raft_small_C_T_V2-01064c6d.pth",
+}
 
-    return {"raft_large": Raft_Large_Weights.C_T_V2, "raft_small": Raft_Small_Weights.C_T_V2}[name].url
+
+def _raft_url(name: str) -> str:
+    return RAFT_URLS[name]
 
 
 def raft_cache_path(name: str) -> Path:

@@ -30,6 +30,7 @@ import shutil
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,6 +288,10 @@ class FrameChunks(Protocol):
 
 
 
+READ_CACHE_CHUNKS = 3  # a chunk and the two around it: what a reader with context needs at once
+READ_CACHE_BYTES = 256 << 20  # and no more memory than this (a 1080p fill chunk is ~130 MB: then one or two)
+
+
 class _Writer(threading.Thread):
     """``write()`` in a thread of its own, its exception kept for whoever joins it (``StageStore.flush``)."""
 
@@ -315,7 +320,10 @@ class StageStore:
         folder = folder or name
         self.folder = root / folder
         self.record_path = root / f"{folder}.json"
-        self._cache: tuple[int, dict[str, np.ndarray]] | None = None  # the last chunk read
+        # the chunks read last, by first frame: a reader of a chunk and its context (the next stage, the fill) reads
+        # the chunks around it, and its next read most of them again (at 1080p one chunk at a time decompressed each
+        # ~3 times: a fifth of the fill thread's time on the GPU, py-spy)
+        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
         self._started = time.perf_counter()
         self.resumed_from: int | None = None  # first frame computed by this run when earlier chunks were kept
         self.record = self._load()
@@ -457,6 +465,8 @@ class StageStore:
 
     def record_chunk(self, entry: dict) -> None:
         """Record a chunk whose file is written (``write``): readers waiting for its frames wake."""
+        with self._read_lock:  # (a chunk written again: not the one read before)
+            self._cache.pop(entry["first"], None)
         with self._changed:
             chunks = [c for c in self.chunks if c["first"] != entry["first"]] + [entry]
             self.record["chunks"] = sorted(chunks, key=lambda c: c["first"])
@@ -526,13 +536,24 @@ class StageStore:
         with self._read_lock:
             while i < b:
                 c = self._chunk_at(i)
-                if self._cache is None or self._cache[0] != c["first"]:
-                    self._cache = (c["first"], read_chunk(self.folder / c["file"]))
-                data = self._cache[1][name]
+                data = self._cached(c)[name]
                 j = min(b, c["first"] + c["count"])
                 parts.append(data[i - c["first"] : j - c["first"]])
                 i = j
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _cached(self, c: dict) -> dict[str, np.ndarray]:
+        """Chunk ``c``'s arrays, from the cache of the last ``READ_CACHE_CHUNKS`` read (within ``READ_CACHE_BYTES``,
+        the newest always kept) or read now; under ``_read_lock``."""
+        cache = self._cache
+        if c["first"] in cache:
+            cache.move_to_end(c["first"])
+            return cache[c["first"]]
+        cache[c["first"]] = read_chunk(self.folder / c["file"])
+        size = lambda arrays: sum(a.nbytes for a in arrays.values())  # noqa: E731
+        while len(cache) > 1 and (len(cache) > READ_CACHE_CHUNKS or sum(size(x) for x in cache.values()) > READ_CACHE_BYTES):
+            cache.popitem(last=False)
+        return cache[c["first"]]
 
     def stats(self, name: str, end: int | None = None) -> np.ndarray:
         """Per-frame statistic ``name`` of frames ``0 .. end-1`` (default: the whole stage), float64 ``(end, ...)``;

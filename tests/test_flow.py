@@ -194,6 +194,14 @@ def test_auto_uses_cached_raft_weights(tmp_path, monkeypatch):
     assert isinstance(flow, RaftFlow) and flow.name == "raft_small"
 
 
+def test_the_raft_urls_are_torchvisions():
+    from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights
+
+    from svg3d.models import RAFT_URLS
+
+    assert RAFT_URLS == {"raft_large": Raft_Large_Weights.C_T_V2.url, "raft_small": Raft_Small_Weights.C_T_V2.url}
+
+
 def test_unknown_backend_is_an_input_error():
     with pytest.raises(InputError, match="--flow farneback"):
         make_flow("farneback", device=CPU)
