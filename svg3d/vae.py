@@ -152,6 +152,7 @@ class VAE(nn.Module):
         _require(not vae.use_tiling and not vae.use_slicing, "a VAE with tiling or slicing enabled")
         param = next(vae.parameters())
         self.device, self.dtype = param.device, param.dtype
+        self.compile_mode: str | None = None  # how ``compile`` compiled it (``vae_for`` compiles a rebuild the same way)
         self.encoder, self.decoder = _Coder(vae.encoder, "encoder"), _Coder(vae.decoder, "decoder")
         self.quant = _Linear1x1(vae.quant_conv) if vae.quant_conv is not None else None
         self.post_quant = _Linear1x1(vae.post_quant_conv) if vae.post_quant_conv is not None else None
@@ -208,6 +209,7 @@ class VAE(nn.Module):
         for m in self.modules():
             if isinstance(m, _Region):
                 m._compiled = torch.compile(m.forward, mode=mode, dynamic=False, fullgraph=True)
+        self.compile_mode = mode
         return self
 
 
@@ -217,8 +219,9 @@ _UNCOVERED: weakref.WeakSet = weakref.WeakSet()  # AutoencoderKLs whose parts th
 
 def vae_for(vae: nn.Module, kind: str) -> VAE | None:
     """Our forward over ``vae``'s parameters for ``DenoiseConfig.vae_forward`` ``"ours"`` (built once per module, again
-    if its device or dtype changed since), or None: diffusers' own forward (``"diffusers"``, or a VAE this forward does
-    not cover, such as the SVD-XT temporal decoder)."""
+    if its device or dtype changed since: ``--offload`` moves it in and out for every use; a compiled one is compiled
+    again, which Inductor's cache answers), or None: diffusers' own forward (``"diffusers"``, or a VAE this forward
+    does not cover, such as the SVD-XT temporal decoder)."""
     if kind not in UNET_KINDS:
         raise ValueError(f"vae_forward {kind!r}: expected one of {', '.join(UNET_KINDS)}")
     if kind == "diffusers" or type(vae).__name__ != "AutoencoderKL" or vae in _UNCOVERED:
@@ -226,8 +229,11 @@ def vae_for(vae: nn.Module, kind: str) -> VAE | None:
     ours = _OURS.get(vae)
     param = next(vae.parameters())
     if ours is None or (ours.device, ours.dtype) != (param.device, param.dtype):
+        mode = ours.compile_mode if ours is not None else None
         try:
             ours = _OURS[vae] = VAE.from_diffusers(vae)
+            if mode is not None:
+                ours.compile(mode)
         except InputError as e:  # an AutoencoderKL variant this forward does not cover: diffusers' runs it
             log.warning("our VAE forward does not cover this AutoencoderKL, diffusers' runs it: %s", e)
             _UNCOVERED.add(vae)

@@ -72,6 +72,25 @@ def test_vae_for_covers_autoencoder_kl_only(tmp_path):
     assert DenoiseConfig(unet="ours", vae_forward="diffusers").vae_kind == "diffusers"
 
 
+def test_a_compiled_vae_moved_to_another_device_is_compiled_again(monkeypatch):
+    """``--offload`` moves the VAE to the CPU and back for every use: ``vae_for`` builds our forward over the moved
+    weights, compiled as the one before was (its regions given ``torch.compile`` again, here recorded)."""
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: compiled.append(kw["mode"]) or fn)
+    kl = _autoencoder(False)
+    first = vae.vae_for(kl, "ours").compile("max-autotune-no-cudagraphs")
+    regions = len(compiled)
+    assert regions > 0 and first.compile_mode == "max-autotune-no-cudagraphs"
+    kl.to(torch.float64)  # (a move: the test's stand-in for the device)
+    moved = vae.vae_for(kl, "ours")
+    assert moved is not first and moved.dtype == torch.float64
+    assert moved.compile_mode == "max-autotune-no-cudagraphs" and compiled == ["max-autotune-no-cudagraphs"] * (2 * regions)
+    uncompiled = _autoencoder(False)
+    vae.vae_for(uncompiled, "ours")
+    uncompiled.to(torch.float64)
+    assert vae.vae_for(uncompiled, "ours").compile_mode is None and len(compiled) == 2 * regions
+
+
 def test_the_loop_with_our_vae_equals_the_loop_with_diffusers(model):
     from tests.test_denoise import make_matrix
 
