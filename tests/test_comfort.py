@@ -187,6 +187,28 @@ def test_edge_objects_and_specks():
     assert edge[0, 0] == pytest.approx(0.9) and edge[0, 1] == 0 and edge[1, 0] == 0
 
 
+def test_the_scan_in_threads_equals_the_scan_frame_by_frame(monkeypatch):
+    """``scan_disparity`` scans chunks in threads: each frame's edge objects and histogram are those of a plain loop
+    over the frames (the last chunk short, one chunk failing raises)."""
+    rng = np.random.default_rng(3)
+    d = rng.random((23, 18, 40)).astype(np.float32) * 4
+    lo, hi = d.min((1, 2)) * 1.1, d.max((1, 2)) * 0.9
+    monkeypatch.setattr(comfort, "SCAN_THREADS", 3)
+    scan = comfort.scan_disparity(lambda a, b: d[a:b], 23, lo, hi, chunk=5)
+    norm = comfort.normalise(d.astype(np.float64), lo, hi)
+    assert np.array_equal(scan.edge, comfort.edge_disparity(norm))
+    want = np.stack([np.histogram(f, bins=comfort.HISTOGRAM_BINS, range=(0.0, 1.0))[0] / f.size for f in norm])
+    assert np.array_equal(scan.histogram, want)
+
+    def broken(a, b):
+        if a == 10:
+            raise OSError("damaged")
+        return d[a:b]
+
+    with pytest.raises(OSError, match="damaged"):
+        comfort.scan_disparity(broken, 23, lo, hi, chunk=5)
+
+
 def test_steady_ranges_contain_every_frame_and_move_slowly():
     rng = np.random.default_rng(0)
     t = np.arange(30)
