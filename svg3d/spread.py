@@ -12,8 +12,9 @@ their files, so they must be complete); the stages that cannot be spread (the di
 reads its own earlier windows; the export, whose encoders take the frames in order) run in this process between
 them, as one device's run would. The one exception: when the stages run at once, the spread stage right before the
 export (the fill) runs beside it (``Beside``), since the export is in this process and reads each chunk as it is
-recorded; so the export follows the first worker's range and no longer waits for the whole fill. Results are those of one device: the chunks
-are the same (the plan of one run, cut at chunk boundaries), each worker plans its threads as the single run does
+recorded; so the export follows the first worker's range and no longer waits for the whole fill. Results are those
+of one device: the frames are the same (the plan of one run, cut into equal runs by ``work.split``, which cuts the
+chunk where two runs meet: other files, the same frames), each worker plans its threads as the single run does
 (``threads.ThreadPlan``: OpenCV's rounding depends on its thread count), and the devices are alike.
 """
 

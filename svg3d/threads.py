@@ -17,9 +17,9 @@ The rule (``plan_threads``):
 - on a CPU, each of the ``concurrent_stages`` stages gets an equal share of those cores for torch and OpenCV
   (they run one after the other inside a stage, so both get the whole share), and the export stage's encoders
   split its share; no pool has more threads than its share of cores, so nothing spins against anything;
-- on a CPU, the fill (over half of a run's time with the classical filler) computes ``fill_workers`` chunks at once,
-  each in a thread of its own on ``fill_torch`` torch threads (``work.Runner``'s workers: the same chunks, the same
-  bytes). Its per-frame ops are small (a 640x360 frame's warps, box filters, masks): torch's threads split each
+- on a CPU, the fill (over half of a run's time with the classical filler) computes ``fill_workers`` contiguous runs
+  of its chunks at once, each in a thread of its own on ``fill_torch`` torch threads (``work.Runner``'s workers,
+  ``work.split``: the same frames, the same bytes; measured on the quiet 2-core VM, README). Its per-frame ops are small (a 640x360 frame's warps, box filters, masks): torch's threads split each
   of them and wait for each other at its end, so two threads did not keep two cores busy, while two chunks at once
   share nothing. torch's count is per calling thread on its OpenMP builds (``torch.set_num_threads`` sets the
   calling thread's OpenMP count, and the default of threads that start later): each stage thread and each

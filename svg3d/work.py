@@ -333,7 +333,7 @@ class StageStore:
         self._producing = False
         self._failed: BaseException | None = None
         self.stopping = False  # the run stops: no more commits (``Runner``)
-        self._read_lock = threading.Lock()  # the one-chunk read cache is shared by a stage's readers
+        self._read_lock = threading.Lock()  # the read cache is shared by a stage's readers
         self._writing: _Writer | None = None  # the chunk being written in the background (``commit``)
 
     # the record
