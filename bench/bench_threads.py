@@ -1,16 +1,16 @@
-"""Benchmark: ``convert`` on the CPU with thread counts inherited (every core) or chosen (``svg3d.threads``), on a
-quiet machine and on one made busy.
+"""Benchmark: ``convert`` on the CPU with the thread plan of every core, of one, or of the cores other work leaves
+free (``svg3d.threads``), on a quiet machine and on one made busy.
 
     python bench/bench_threads.py --json bench/results/threads.json           # 16 frames of 640x360, busy = 2 spinners
     python bench/bench_threads.py --frames 24 --busy 1 --repeats 2
 
-Each run is a fresh process that sets torch's and OpenCV's threads to a ``ThreadPlan`` (``threads.apply``) and runs
-``convert`` (tiny random Depth Anything, OpenCV DIS, classical filler, default exports, as ``bench_stream``) on one
-generated clip. Plans: ``inherited`` (torch and OpenCV as they start: one thread per core), ``one`` (one thread
-each), ``plan`` (``threads.machine_plan()``: what the process picks from the cores and the load). Busy: ``--busy``
-processes spin on the CPU for the whole run (other programs' work); the 1-minute load average before each run is
-recorded, because this machine is shared and is rarely quiet. Wall time per frame and CPU seconds per frame
-(``os.wait4``) per run; ratios to ``inherited`` in the same conditions.
+``convert`` plans every pool's threads itself (``threads.plan_threads``) for ``--threads N`` cores, by default the
+machine's: that count is what a user chooses. Plans: ``cores`` (no ``--threads``: every core), ``one`` (``--threads
+1``), ``free`` (``--threads`` = the cores the 1-minute load average leaves, ``threads.free_cpus``, read before the
+run). Each run is a fresh ``python -m svg3d convert`` (tiny random Depth Anything, OpenCV DIS, classical filler,
+default exports, as ``bench_stream``) of one generated clip. Busy: ``--busy`` processes spin on the CPU for the whole
+run (other programs' work). Wall time per frame and CPU seconds per frame (``os.wait4``) per run; ratios to ``cores``
+in the same conditions.
 """
 
 from __future__ import annotations
@@ -31,22 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 from testsrc import make_clip  # noqa: E402  (bench/ is the script's folder on sys.path)
 
-# The child: apply a plan, then run convert in-process (a fresh interpreter per run: torch's pools start once).
-CHILD = """
-import sys
-from svg3d import threads
-plan = sys.argv[1]
-cpus = threads.available_cpus()
-if plan == "one":
-    threads.apply(threads.plan_threads(1))
-elif plan == "plan":
-    threads.apply(threads.machine_plan())
-elif plan != "inherited":
-    raise SystemExit(f"unknown plan {plan}")
-from svg3d.__main__ import main
-sys.exit(main(sys.argv[2:]))
-"""
-
 
 def spin(stop) -> None:  # a busy core: another program's work
     x = 0
@@ -56,23 +40,26 @@ def spin(stop) -> None:  # a busy core: another program's work
 
 
 def run(plan: str, clip: Path, out: Path, model: Path) -> dict:
-    cmd = [sys.executable, "-c", CHILD, plan, "convert", str(clip), "-o", str(out), "--depth-model", str(model),
-           "--flow", "dis", "--fill", "classical", "--device", "cpu", "--quiet"]  # fmt: skip
+    from svg3d import threads
+
+    load = os.getloadavg()[0]
+    count = {"cores": None, "one": 1, "free": threads.free_cpus(threads.available_cpus(), load)}[plan]
+    cmd = [sys.executable, "-m", "svg3d", "convert", str(clip), "-o", str(out), "--depth-model", str(model),
+           "--flow", "dis", "--fill", "classical", "--device", "cpu", "--quiet", *([] if count is None else ["--threads", str(count)])]  # fmt: skip
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):  # inherited means torch's own defaults
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):  # (convert's plan decides, not these)
         env.pop(var, None)
-    load = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"convert ({plan}) failed: {proc.stderr.read().decode()}")
-    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "load_before": load}
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "load_before": load, "threads_flag": count}
 
 
 def main() -> None:
@@ -80,7 +67,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", default="640x360")
     p.add_argument("--busy", type=int, default=2, help="spinning processes in the busy runs (default: %(default)s)")
-    p.add_argument("--plans", default="inherited,one,plan")
+    p.add_argument("--plans", default="cores,one,free")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
@@ -118,19 +105,14 @@ def main() -> None:
         best = {
             plan: min(r["seconds_per_frame"] for r in rows if r["busy"] == busy and r["plan"] == plan) for plan in plans
         }
-        if "inherited" in best:
-            summary[f"busy_{busy}"] = {
-                plan: round(best["inherited"] / s, 3) for plan, s in best.items()
-            }  # speed-up over inherited
-            print(
-                f"busy {busy}: speed-up over inherited threads "
-                + ", ".join(f"{k} x{v}" for k, v in summary[f"busy_{busy}"].items())
-            )
+        if "cores" in best:
+            summary[f"busy_{busy}"] = {plan: round(best["cores"] / s, 3) for plan, s in best.items()}  # speed-up over every core
+            print(f"busy {busy}: speed-up over the plan of every core " + ", ".join(f"{k} x{v}" for k, v in summary[f"busy_{busy}"].items()))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         report = {
             "command": " ".join(sys.argv), "machine": platform.node(), "cpus": threads.available_cpus(),
-            "plan_quiet": threads.plan_threads(threads.available_cpus()).describe(), "runs": rows, "speedup_over_inherited": summary,
+            "plan_quiet": threads.plan_threads(threads.available_cpus()).describe(), "runs": rows, "speedup_over_cores": summary,
         }  # fmt: skip
         args.json.write_text(json.dumps(report, indent=1))
 

@@ -11,9 +11,10 @@ busy 2-core machine ``convert`` ran ~3x faster with ``OMP_NUM_THREADS=1``, and o
 
 The rule (``plan_threads``):
 
-- the cores to plan for are those this process may run on (``sched_getaffinity``: a container's or ``taskset``'s
-  limit, not the host's count), less those other programs keep busy (the 1-minute load average, which the caller
-  reads before it starts any work of its own: ``machine_plan``);
+- the cores to plan for: ``convert --threads N``, by default the machine's (``os.cpu_count``), not the CPU set or
+  the load of the moment, since OpenCV's DIS rounds by its thread count and a resumed run must plan as the first
+  did; on a machine busy with other work the user gives fewer (figures below). ``machine_plan`` (the process's
+  cores, ``sched_getaffinity``, less the 1-minute load average) plans for the moment, for benchmarks;
 - on a CPU, each of the ``concurrent_stages`` stages gets an equal share of those cores for torch and OpenCV
   (they run one after the other inside a stage, so both get the whole share), and the export stage's encoders
   split its share; no pool has more threads than its share of cores, so nothing spins against anything;
@@ -30,15 +31,17 @@ The rule (``plan_threads``):
   left over go to the encoders, which are then the main CPU work (``convert`` at 1080p: three libx264 streams).
 
 Measured on this project's 2-core machine (``bench/bench_threads.py``, ``bench/results/threads.json``: ``convert`` of
-16 frames of 640x360 on the CPU, DIS and the classical filler). The machine was shared with other work throughout (load
-average 13-17 on its 2 cores), so "quiet" is not quiet: wall time per frame, inherited threads (2) -> one thread ->
-``machine_plan`` (which chose one thread from the load):
+16 frames of 640x360 on the CPU, DIS and the classical filler; 2026-12-07, the VM otherwise quiet), wall time per
+frame with the plan for every core (the default) -> ``--threads 1`` -> ``--threads`` of the cores the load average
+leaves free (``free_cpus``):
 
-- no extra load: 17.4 s -> 6.6 s (2.6x) -> 8.9 s (2.0x); CPU time 4.0 -> 1.3 -> 1.7 s per frame;
-- two more spinning processes: 38.0 s -> 19.0 s (2.0x) -> 16.1 s (2.4x); CPU time 4.6 -> 1.6 -> 1.4 s per frame.
+- quiet: 0.593 s -> 0.731 s (x0.81) -> 0.716 s (x0.83: the load average still counted the run before, so it planned
+  one core); two threads and the fill's two runs of chunks pay (and 0.412 against 0.520 s per frame on 48 frames,
+  README);
+- two more spinning processes: 1.802 s -> 1.087 s (x1.66) -> 1.112 s (x1.62); CPU time 1.49 -> 0.76 s per frame.
 
-On a quiet 2-core machine the issue saw one thread 1.2x slower than two: there the load average is ~0, and
-``machine_plan`` gives a single stage both cores. Not measured here (no quiet machine was available).
+So the default plans for every core, and on a machine busy with other work ``--threads`` is the user's lever (a
+plan from the load average alone cannot tell a busy machine from the tail of its own last run).
 """
 
 from __future__ import annotations
