@@ -174,18 +174,24 @@ def test_composite_keeps_known_pixels_and_feathers_only_near_them():
     torch.testing.assert_close(out[..., 1:-1, 20], (generated[..., 1:-1, 20] + (1 - 1 / FEATHER) * mean).clamp(0, 1))
 
 
+def interrupt_in_fill(video: Path, out: Path, config: ConvertConfig, at: int) -> dict:
+    """A convert into ``out`` stopped (KeyboardInterrupt, as Ctrl-C) once the fill has recorded its chunk at frame
+    ``at``; returns the fill's record as the run left it."""
+
+    def stop(stage: str, first: int, count: int) -> None:
+        if stage == "filled" and first == at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert.convert(video, out, config, on_chunk=stop)
+    return json.loads(stage_folder(out / "work", "filled").with_suffix(".json").read_text())
+
+
 def test_interrupted_inside_the_fill_stage_resumes_from_the_first_unfinished_chunk(clip, tmp_path, caplog):
     video, depth, _ = clip
     config = base_config(depth, chunk_frames=3, threads=1)  # (one core: the fill's chunks one after another)
     reference = convert.convert(video, tmp_path / "a", config)
-
-    def stop(stage: str, first: int, count: int) -> None:
-        if stage == "filled" and first == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        convert.convert(video, tmp_path / "b", config, on_chunk=stop)
-    record = json.loads(stage_folder(tmp_path / "b" / "work", "filled").with_suffix(".json").read_text())
+    record = interrupt_in_fill(video, tmp_path / "b", config, at=3)
     assert [c["first"] for c in record["chunks"]] == [0, 3] and not record["complete"]
     assert not list((tmp_path / "b").glob("*.mp4")) and not list((tmp_path / "b").glob(".*part*"))
     with caplog.at_level(logging.INFO, logger="svg3d"):
@@ -205,14 +211,7 @@ def test_interrupted_while_two_threads_fill_resumes_to_the_same_bytes(clip, tmp_
     config = base_config(depth, chunk_frames=3, threads=2)
     assert plan_threads(2).fill_workers == 2
     reference = convert.convert(video, tmp_path / "a", config)
-
-    def stop(stage: str, first: int, count: int) -> None:
-        if stage == "filled" and first == 0:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        convert.convert(video, tmp_path / "b", config, on_chunk=stop)
-    record = json.loads(stage_folder(tmp_path / "b" / "work", "filled").with_suffix(".json").read_text())
+    record = interrupt_in_fill(video, tmp_path / "b", config, at=0)
     assert 0 in {c["first"] for c in record["chunks"]} and 3 not in {c["first"] for c in record["chunks"]} and not record["complete"]
     resumed = convert.convert(video, tmp_path / "b", config)
     assert resumed.stage("filled").resumed_from is not None and not resumed.stage("stabilised").ran

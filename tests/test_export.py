@@ -1130,7 +1130,7 @@ def test_lossy_exports_of_a_resumed_convert_equal_an_uninterrupted_one(tmp_path)
     """Two runs, and a run interrupted in the fill stage then resumed on one CPU: the same crf-18 bytes."""
     from svg3d import convert
     from tests.media import rendered_clip
-    from tests.test_convert import base_config
+    from tests.test_convert import base_config, interrupt_in_fill
 
     # 96x64: where x264's AVX-512 code gave the half SBS other bytes from identical frames (encode.x264_asm)
     video, depth, _ = rendered_clip(tmp_path / "clip", frames=6, height=64, width=96)
@@ -1138,14 +1138,9 @@ def test_lossy_exports_of_a_resumed_convert_equal_an_uninterrupted_one(tmp_path)
     first = convert.convert(video, tmp_path / "a", config)
     second = convert.convert(video, tmp_path / "b", config)
 
-    def stop(stage: str, start: int, count: int) -> None:
-        if stage == "filled" and start == 0:
-            raise KeyboardInterrupt
-
     # (on 2 cores the fill computes frames 0-2 and 3-5 at once, in chunks [0, 2), [2, 3) and [3, 4), [4, 6): stopped
     # once [0, 2) is recorded, the first thread never writes [2, 3))
-    with pytest.raises(KeyboardInterrupt):
-        convert.convert(video, tmp_path / "c", config, on_chunk=stop)
+    interrupt_in_fill(video, tmp_path / "c", config, at=0)
     with one_cpu():
         resumed = convert.convert(video, tmp_path / "c", config)
     assert resumed.stage("filled").resumed_from == 2
