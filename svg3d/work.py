@@ -334,7 +334,8 @@ class StageStore:
         self._failed: BaseException | None = None
         self.stopping = False  # the run stops: no more commits (``Runner``)
         self._read_lock = threading.Lock()  # the read cache is shared by a stage's readers
-        self._writing: _Writer | None = None  # the chunk being written in the background (``commit``)
+        self._writing: list[_Writer] = []  # the chunks being written in the background (``commit``)
+        self._writing_lock = threading.Lock()  # (several threads of a stage may commit: the fill's runs)
 
     # the record
 
@@ -429,19 +430,24 @@ class StageStore:
         """Write the chunk of frames ``first ..`` (every array's first axis is its frames) and record it, in a thread
         of its own while the stage computes its next chunk (deflate and the frames' hashes were a fifth of the fill
         stage's thread at 1080p on a GPU): the arrays are the store's from here on, the caller must not change them.
-        One chunk is written at a time; the previous one's error is raised here, or in ``flush`` / ``finish``."""
+        Each commit first waits for the chunks still being written (one per thread committing: the fill's runs of
+        chunks, ``Runner``'s workers) and raises their error; ``flush`` and ``finish`` wait for them too."""
         if self._failed is not None and self._producing is False and self.stopping:
             raise StageStopped(f"stage {self.name} stopped before frame {first}")
         self.flush()
-        self._writing = _Writer(f"{self.name}-{first}", lambda: self.record_chunk(self.write(first, arrays, stats)))
+        writer = _Writer(f"{self.name}-{first}", lambda: self.record_chunk(self.write(first, arrays, stats)))
+        with self._writing_lock:
+            self._writing.append(writer)
 
     def flush(self) -> None:
-        """Wait for the chunk being written (``commit``) and raise its error, if it had one."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            writing.join()
-            if writing.error is not None:
-                raise writing.error
+        """Wait for every chunk being written (``commit``) and raise the first error one had."""
+        with self._writing_lock:
+            writing, self._writing = self._writing, []
+        for writer in writing:
+            writer.join()
+        error = next((w.error for w in writing if w.error is not None), None)
+        if error is not None:
+            raise error
 
     def write(self, first: int, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray] | None = None) -> dict:
         """Write the chunk's file and return its record entry, without recording it (``commit`` records it; a worker
@@ -504,9 +510,11 @@ class StageStore:
 
     def wait(self, a: int, b: int) -> None:
         """Block until frames ``a .. b-1`` are committed (at once when they are, or when nobody computes them)."""
-        writing = self._writing
-        if writing is not None and not self._covered(a, b):  # (its error is the producer's, raised by its ``flush``)
-            writing.join()
+        if not self._covered(a, b):  # the chunks being written first (their errors are the producer's: its ``flush``)
+            with self._writing_lock:
+                writing = list(self._writing)
+            for writer in writing:
+                writer.join()
         with self._changed:
             while self._producing and not self._covered(a, b):
                 self._changed.wait(0.5)

@@ -468,3 +468,36 @@ def test_a_reader_with_context_decompresses_each_chunk_once(tmp_path, monkeypatc
     store.commit(8, {"y": np.full((CHUNK, 3), -1, np.float32)})
     store.flush()
     assert np.array_equal(store.read(8, 9, "y"), np.full((1, 3), -1, np.float32))
+
+
+def test_two_threads_committing_at_once_lose_no_chunk(tmp_path, monkeypatch):
+    """The fill's two runs commit to one store at once, each chunk written in the background: every writer is waited
+    for before the stage finishes. Here two threads commit together, chunk after chunk (a barrier), with slow writes
+    so that both are in flight at once. With one pending write per store, a thread's commit could replace the other
+    thread's write before it was waited for: finish then found its frames missing (2 runs of 3 here; once in CI, in
+    test_batch's killed worker)."""
+    import time
+
+    real_write = work.write_chunk
+
+    def write_slowly(path, arrays):  # the odd frames' thread writes slowly
+        time.sleep(0.1 if int(path.stem.split("_")[-1]) % 2 else 0.0)
+        real_write(path, arrays)
+
+    monkeypatch.setattr(work, "write_chunk", write_slowly)
+    store = work.StageStore(tmp_path, "x", key="k", params={}, inputs={}, num_frames=N)
+    store.start()
+    together = threading.Barrier(2)
+
+    def commit_every_other(j: int) -> None:
+        for a in range(j, N, 2):
+            together.wait()
+            store.commit(a, {"y": np.full((1, 3), a, np.float32)})
+
+    threads = [threading.Thread(target=commit_every_other, args=(j,)) for j in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.finish()  # (raises when a frame is missing)
+    assert np.array_equal(store.read(0, N, "y")[:, 0], np.arange(N, dtype=np.float32))
