@@ -68,8 +68,8 @@ class ThreadPlan:
     torch: ``torch.set_num_threads``. opencv: ``cv2.setNumThreads``. decoder: the input's decoder threads
     (``source.open_source(threads=)``). encoder: each video encoder's ``codec_context.thread_count``
     (libx264/libx265), for ``encoders`` encoders running at once.
-    fill_workers: chunks of the fill computed at once (``work.Runner``'s ``workers``), each thread on ``fill_torch``
-    torch threads. cpus: the cores planned for (free ones); concurrent_stages, device: what the plan was made for.
+    fill_workers: runs of the fill's chunks computed at once (``work.Runner``'s ``workers``, ``work.split``), each
+    thread on ``fill_torch`` torch threads. cpus: the cores planned for (free ones); concurrent_stages, device: what the plan was made for.
     """
 
     torch: int

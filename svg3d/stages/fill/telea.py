@@ -30,11 +30,11 @@ def telea_fill(images: torch.Tensor, known: torch.Tensor, *, radius: int = TELEA
     h, w = holes.shape[1:]
     m = _margin(radius)
     for i in range(len(rgb)):
-        ys, xs = np.nonzero(holes[i].any(1)), np.nonzero(holes[i].any(0))
-        if not len(xs[0]):
+        rows, cols = np.flatnonzero(holes[i].any(1)), np.flatnonzero(holes[i].any(0))
+        if not len(cols):
             continue
-        y0, y1 = max(0, ys[0][0] - m), min(h, ys[0][-1] + 1 + m)
-        x0, x1 = max(0, xs[0][0] - m), min(w, xs[0][-1] + 1 + m)
+        y0, y1 = max(0, rows[0] - m), min(h, rows[-1] + 1 + m)
+        x0, x1 = max(0, cols[0] - m), min(w, cols[-1] + 1 + m)
         box = np.ascontiguousarray(rgb[i, y0:y1, x0:x1])
         filled = cv2.inpaint(box, np.ascontiguousarray(holes[i, y0:y1, x0:x1]), radius, cv2.INPAINT_TELEA)
         out[i, :, y0:y1, x0:x1] = torch.from_numpy(filled).permute(2, 0, 1).to(out) / 255  # h w 3 -> 3 h w
