@@ -134,7 +134,9 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         step exports_1080p 420 $PY bench/bench_exports.py --device cuda --clip .whl/clips/clip_1920x1080_240.mp4 \
             --frames 48 --repeats 2 --json "$OUT/exports_cuda.json"
         ;;
-    profile) step profile 300 $PY bench/profile_denoise.py --device cuda --out "$OUT" ;;
+    profile)  # PROFILE_ARGS: more flags, e.g. "--variants ours,ours-compiled --no-vae" (the compiled blocks' kernels)
+        step profile 420 $PY bench/profile_denoise.py --device cuda --out "$OUT" ${PROFILE_ARGS:-}
+        ;;
     denoise)
         step denoise 590 $PY bench/bench_denoise.py --device cuda --steps 4 \
             --variants diffusers,ours,ours-compiled,ours-compiled-4-views --json "$OUT/denoise.json"
