@@ -17,10 +17,14 @@ seed; the ``ours*`` rows read as an ablation, each adding one change:
 - ``ours-torch-norm``: ``DenoiseConfig(unet="ours")``, our channels-last forward (``svg3d.unet3d``), eager, with
   torch's GroupNorm (on CUDA it copies NHWC to NCHW and back around each of the ~166 norms of a call);
 - ``ours-diffusers-vae``: + the grouped GroupNorm on the NHWC data in place (``unet3d.group_norm(impl="grouped")``);
-- ``ours``: + our channels-last VAE forward (``DenoiseConfig(vae_forward="ours")``, ``svg3d.vae``; the variants above
-  run diffusers' VAE and run first, before ours makes its weights channels-last in place);
+- ``ours-sdpa``: + our channels-last VAE forward (``DenoiseConfig(vae_forward="ours")``, ``svg3d.vae``; the variants
+  above run diffusers' VAE and run first, before ours makes its weights channels-last in place); these three run
+  the temporal attention by SDPA;
+- ``ours``: + the temporal attention by ``svg3d.attention``'s Triton kernel (the default on CUDA);
 - ``ours-compiled``: + compiled (``--compile-scope``: whole per shape, or its blocks with each call replayed as a
   CUDA graph) and our VAE compiled by regions (``compile_zeroscope(unet="ours")``, unless ``--no-compile-vae``);
+  ``ours-compiled-sdpa`` the same with the temporal attention by SDPA (it runs second: its compile reuses the
+  cache the first filled, so only the first compiled variant's compile time is cold);
 - options beyond the exact schedule (off in the product; their quality needs the real weights, which this cannot
   measure): ``ours-4-views`` / ``ours-compiled-4-views``, a 4-view matrix of the same scene (``--num-views 4``;
   another matrix, so speed only); ``ours-deep-cache`` / ``ours-compiled-deep-cache``, ``DenoiseConfig(deep_cache=2)``
@@ -86,6 +90,7 @@ class Variant:
     unet: str = "ours"  # DenoiseConfig.unet
     vae: str = "ours"  # DenoiseConfig.vae_forward
     group_norm: str = "grouped"  # ours: unet3d.GROUP_NORM
+    temporal_attention: str | None = None  # ours: attention.IMPLS (None: the device's default, the kernel on CUDA)
     compiled: bool = False  # compile_zeroscope on a fresh model (same seed, same weights)
     per_column: bool = False  # one column or row per UNet call
     views: int | None = None  # an option: a matrix of this many views instead of --views
@@ -97,12 +102,14 @@ VARIANTS = {
     "diffusers": Variant(unet="diffusers", vae="diffusers"),
     "per-column": Variant(unet="diffusers", vae="diffusers", per_column=True),
     # channels-last UNet forward, torch's GroupNorm (layout copies on CUDA), diffusers' VAE
-    "ours-torch-norm": Variant(group_norm="torch", vae="diffusers"),
-    "ours-diffusers-vae": Variant(vae="diffusers"),  # + the grouped GroupNorm on NHWC (no layout copies)
-    "ours": Variant(),  # + our channels-last VAE forward (svg3d.vae); before it the eager variants run diffusers' VAE
+    "ours-torch-norm": Variant(group_norm="torch", vae="diffusers", temporal_attention="sdpa"),
+    "ours-diffusers-vae": Variant(vae="diffusers", temporal_attention="sdpa"),  # + the grouped GroupNorm on NHWC
+    "ours-sdpa": Variant(temporal_attention="sdpa"),  # + our channels-last VAE forward (svg3d.vae)
+    "ours": Variant(),  # + the temporal attention by attention.short_attention's kernel
     "ours-4-views": Variant(views=4),  # option: 4 views instead of 8
     "ours-deep-cache": Variant(deep_cache=2),  # option: DeepCache, the whole UNet every other step
     "ours-compiled": Variant(compiled=True),  # + compiled (--compile-scope)
+    "ours-compiled-sdpa": Variant(compiled=True, temporal_attention="sdpa"),  # compiled, temporal attention by SDPA
     "ours-compiled-4-views": Variant(compiled=True, views=4),
     "ours-compiled-deep-cache": Variant(compiled=True, deep_cache=2),
     # last: it wraps diffusers' modules in place
@@ -182,7 +189,9 @@ def step_kinds(config: DenoiseConfig, scheduler) -> list[str]:
     DeepCache (``deep_cache`` N > 1) suffixed "-shallow" on the steps that reuse the inner levels (i % N != 0)."""
     scheduler.set_timesteps(config.num_inference_steps)
     ts = [int(t) for t in scheduler.timesteps]
-    kinds = ["last" if i == len(ts) - 1 else ("high" if t > config.frame_matrix_end else "low") for i, t in enumerate(ts)]
+    kinds = [
+        "last" if i == len(ts) - 1 else ("high" if t > config.frame_matrix_end else "low") for i, t in enumerate(ts)
+    ]
     return [k + "-shallow" if i % config.deep_cache else k for i, k in enumerate(kinds)]
 
 
@@ -199,7 +208,9 @@ def extrapolate(r: dict, measured: DenoiseConfig, full: DenoiseConfig, scheduler
         n = full_kinds.count(kind)
         steps = [i for i in range(1, len(kinds)) if kinds[i] == kind]
         if not steps:
-            raise SystemExit(f"{measured.num_inference_steps} steps have no {kind!r} step after the first to extrapolate from")
+            raise SystemExit(
+                f"{measured.num_inference_steps} steps have no {kind!r} step after the first to extrapolate from"
+            )
         seconds += n * statistics.mean(r["steps"][i - 1] for i in steps)
         frames += n * round(statistics.mean(r["stats"].frames_per_step[i] for i in steps))
     return seconds, frames
@@ -220,19 +231,31 @@ def create_parser() -> argparse.ArgumentParser:
     add_matrix_args(p)
     p.add_argument("--steps", type=int, default=50, help="DDPM steps to run; < 50 extrapolates to the 50-step schedule")
     p.add_argument(
-        "--variants", default="diffusers,ours-torch-norm,ours,ours-compiled", help=f"comma-separated, of {', '.join(VARIANTS)}"
+        "--variants",
+        default="diffusers,ours-torch-norm,ours,ours-compiled",
+        help=f"comma-separated, of {', '.join(VARIANTS)}",
     )
-    p.add_argument("--option-steps", type=int, default=8,
-                   help="steps the DeepCache variants run (at least this many: 8 has every kind of step)")
+    p.add_argument(
+        "--option-steps",
+        type=int,
+        default=8,
+        help="steps the DeepCache variants run (at least this many: 8 has every kind of step)",
+    )
     p.add_argument(
         "--max_unet_frames", type=int, default=DenoiseConfig.max_unet_frames, help="frames per UNet call (batched)"
     )
     p.add_argument("--gpus", default=None, help="e.g. 1,2,4,8: the first variant on that many GPUs each")
-    p.add_argument("--peak-tflops", type=float, default=None, help="the card's dense fp16 peak (default: from its name)")
+    p.add_argument(
+        "--peak-tflops", type=float, default=None, help="the card's dense fp16 peak (default: from its name)"
+    )
     p.add_argument("--compile-cache", default=None, help="Inductor cache folder (default: a new, empty one)")
     p.add_argument("--no-warm-probe", dest="warm_probe", action="store_false", help="skip the warm-cache compile")
-    p.add_argument("--compile-scope", choices=unet3d.COMPILE_SCOPES, default=unet3d.DEFAULT_COMPILE_SCOPE,
-                   help="how the ours-compiled variants compile (default: %(default)s, the product's)")
+    p.add_argument(
+        "--compile-scope",
+        choices=unet3d.COMPILE_SCOPES,
+        default=unet3d.DEFAULT_COMPILE_SCOPE,
+        help="how the ours-compiled variants compile (default: %(default)s, the product's)",
+    )
     p.add_argument("--no-compile-vae", dest="compile_vae", action="store_false", help="compiled variants: VAE eager")
     p.add_argument("--cudnn_benchmark", action="store_true", help="let cuDNN time its kernels per shape first")
     p.add_argument("--json", default=None, help="where to write the report (default: bench/results/...)")
@@ -271,7 +294,8 @@ def prepare(name: str, args, device: torch.device, dtype: torch.dtype, shared=No
     else:
         model = shared if shared is not None else build_random_zeroscope(device, dtype, tiny=args.tiny)
     if v.unet == "ours":
-        unet3d.unet_for(model.unet, "ours").set_group_norm(v.group_norm)  # before any compiled graph is built
+        ours = unet3d.unet_for(model.unet, "ours")  # set before any compiled graph is built:
+        ours.set_group_norm(v.group_norm).set_temporal_attention(v.temporal_attention)
     return model
 
 
@@ -321,7 +345,12 @@ def warm_compile_seconds(name: str, args, cache: Path) -> float | None:
     argv = [sys.executable, str(Path(__file__).resolve()), "--probe", name, "--device", args.device]
     argv += ["--views", str(args.views), "--frames", str(args.frames), "--width", str(args.width)]
     argv += ["--height", str(args.height), "--max_unet_frames", str(args.max_unet_frames)]
-    argv += ["--compile-scope", args.compile_scope] + ["--tiny"] * args.tiny + ["--cudnn_benchmark"] * args.cudnn_benchmark + ["--no-compile-vae"] * (not args.compile_vae)
+    argv += (
+        ["--compile-scope", args.compile_scope]
+        + ["--tiny"] * args.tiny
+        + ["--cudnn_benchmark"] * args.cudnn_benchmark
+        + ["--no-compile-vae"] * (not args.compile_vae)
+    )
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
     done = subprocess.run(argv, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -440,7 +469,9 @@ def main() -> None:
             out = Path(tempfile.mkdtemp()) / "rank0.json"
             distributed.spawn(_bench_rank, n, (args, name, str(out)), device_type=device.type)
             entry = json.loads(out.read_text())
-            entry["utilisation"] = utilisation(entry, flop_per_frame, peak) and utilisation(entry, flop_per_frame, peak) / n
+            entry["utilisation"] = (
+                utilisation(entry, flop_per_frame, peak) and utilisation(entry, flop_per_frame, peak) / n
+            )
             scaling[str(n)] = entry
             entry["scaling_efficiency"] = (
                 scaling["1"]["clip_seconds"] / (n * entry["clip_seconds"]) if "1" in scaling else None
@@ -450,7 +481,7 @@ def main() -> None:
             )
             save(report)
     else:
-        results = {}
+        results, compiled_before = {}, False
         for name in names:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -462,9 +493,12 @@ def main() -> None:
             if "compile_seconds_cold" in entry:
                 if not cache_was_empty:  # --compile-cache named a filled folder: this compile was warm
                     entry["compile_seconds_warm"] = entry.pop("compile_seconds_cold")
+                elif compiled_before:  # an earlier variant filled most of the cache: neither cold nor warm
+                    entry["compile_seconds_after_another"] = entry.pop("compile_seconds_cold")
                 elif args.warm_probe:
                     entry["compile_seconds_warm"] = warm_compile_seconds(name, args, cache)
                 entry["compile_cache_bytes"] = unet3d.folder_bytes(cache)
+                compiled_before = True
             report["variants"][name] = entry
             save(report)
             tag = "extrapolated to 50 steps" if entry["extrapolated"] else "measured"
@@ -474,7 +508,11 @@ def main() -> None:
                 f"rest {entry['rest_clip_seconds']:.1f}; {tag}; {entry['steps_run']} steps ran in "
                 f"{r['seconds']:.1f} s), {entry['frame_evals_per_s']:7.1f} frame-evals/s, utilisation "
                 f"{use} %, peak {r['peak_gib']:.2f} GiB, {r['stats'].unet_calls} UNet calls"
-                + "".join(f", compile {entry[k]:.0f} s {k.split('_')[-1]}" for k in ("compile_seconds_cold", "compile_seconds_warm") if entry.get(k) is not None)
+                + "".join(
+                    f", compile {entry[k]:.0f} s {k.split('_')[-1]}"
+                    for k in ("compile_seconds_cold", "compile_seconds_warm", "compile_seconds_after_another")
+                    if entry.get(k) is not None
+                )
             )
         base = names[0]
 

@@ -9,6 +9,7 @@
 #   bench/gpu_runs.sh denoise-compile                  # issue 22, call (b): regional compile, cold    (<= 9 min)
 #   bench/gpu_runs.sh denoise-compile                  # issue 22, call (c): the same right after: warm (~3 min)
 #   bench/gpu_runs.sh pytest-unet                      # issue 22: gpu tests of our UNet's variants   (~2 min)
+#   bench/gpu_runs.sh attention pytest-attention       # issue 22: the temporal attention kernel: speed, gpu tests (~3 min)
 #   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
 #   bench/gpu_runs.sh stream-spy                       # issue 21: the stream step under py-spy, busy threads (~3 min)
 #   bench/gpu_runs.sh exports                          # issue 21: the exports on the GPU: gpu tests, bench (~4 min)
@@ -155,6 +156,13 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --compile-scope blocks --no-compile-vae --no-warm-probe --compile-cache "$COMPILE_CACHE" \
             --json "$OUT/denoise_compile_$kind.json"
         ;;
+    attention)  # issue 22: the temporal attention, SDPA against the kernel at each tile and warp count (~1 min)
+        step attention 150 $PY bench/bench_attention.py --device cuda --json "$OUT/attention_cuda.json"
+        ;;
+    pytest-attention)  # the short-sequence attention kernel (eager and compiled) and our UNet in fp16 with it (~2 min)
+        step pytest_attention 200 $PY -m pytest -m gpu tests/test_attention.py tests/test_unet3d.py -q -p no:cacheprovider \
+            -o addopts="-ra --strict-markers"
+        ;;
     pytest-unet)
         step pytest_unet 180 $PY -m pytest -m gpu tests/test_unet3d.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         ;;
@@ -169,8 +177,9 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --no-ours-compiled --no-vae-whole --vae-frames 16,32,48 --json "$OUT/vae_call.json"
         step pytest_vae 120 $PY -m pytest -m gpu tests/test_vae.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         ;;
-    denoise-compile-vae)  # a new cache folder: always cold, then the warm probe (a second process over it)
-        step denoise_compile_vae 540 $PY bench/bench_denoise.py --device cuda --steps 4 --variants ours-compiled \
+    denoise-compile-vae)  # a new cache folder: always cold, then the warm probe (a second process over it);
+        # DENOISE_VARIANTS: others in the same run, e.g. "ours-compiled,ours-compiled-sdpa" (the kernel's ablation)
+        step denoise_compile_vae 580 $PY bench/bench_denoise.py --device cuda --steps 4 --variants "${DENOISE_VARIANTS:-ours-compiled}" \
             --compile-scope blocks --compile-cache "$(mktemp -d /tmp/svg3d-compile-vae.XXXX)" \
             --json "$OUT/denoise_compile_vae.json"
         ;;
@@ -180,7 +189,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         ;;
     *)
         echo "unknown step $name (machine, pytest, pytest-eager, fill, stabilise, depth, flow, stream, exports, profile, denoise, unet-call," \
-            "denoise-eager, denoise-compile, pytest-unet, pytest-regions, denoise-vae, denoise-compile-vae, stream-spy)" >&2
+            "denoise-eager, denoise-compile, pytest-unet, attention, pytest-attention, pytest-regions, denoise-vae, denoise-compile-vae, stream-spy)" >&2
         exit 2
         ;;
     esac

@@ -10,7 +10,8 @@ doubled) at the full zeroscope size with random weights (``svg3d.tiny_models``),
 
 - ``diffusers``: diffusers' UNet3D, eager;
 - ``ours-torch-norm``: ``svg3d.unet3d.UNet3D``, eager (channels-last), with torch's GroupNorm;
-- ``ours``: the same with the grouped GroupNorm (``unet3d.group_norm(impl="grouped")``, no layout copies);
+- ``ours-sdpa``: the same with the grouped GroupNorm (``unet3d.group_norm(impl="grouped")``, no layout copies);
+- ``ours``: + the temporal attention by ``svg3d.attention``'s kernel (the variants above: SDPA);
 - ``ours-compiled``: ``unet3d.compile_unet`` (regional compile; on CUDA each call replayed as a CUDA graph). Its
   first calls compile (Inductor's cache: a new empty folder, so the time is cold); the wall time is the graph's,
   the kernels are those of the same compiled blocks run without the graph (the profiler does not see inside one);
@@ -50,8 +51,9 @@ from svg3d import unet3d, vae  # noqa: E402
 from svg3d.tiny_models import build_random_zeroscope  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("diffusers", "ours-torch-norm", "ours", "ours-compiled")
-GROUP_NORM = {"ours-torch-norm": "torch", "ours": "grouped", "ours-compiled": "grouped"}  # our variants' GroupNorm
+VARIANTS = ("diffusers", "ours-torch-norm", "ours-sdpa", "ours", "ours-compiled")
+GROUP_NORM = {"ours-torch-norm": "torch", "ours-sdpa": "grouped", "ours": "grouped", "ours-compiled": "grouped"}
+ATTENTION = {"ours-torch-norm": "sdpa", "ours-sdpa": "sdpa"}  # our variants' temporal attention (others: the default)
 # Kernel (or CPU op) name -> kind, first match wins. Inductor's kernels (triton_*) fuse several ops: those that
 # normalise count as normalisation, the rest as "inductor fused"; cuBLAS on Hopper names its kernels nvjet_*.
 CATEGORIES = (
@@ -207,7 +209,9 @@ def main() -> None:
 
     out = Path(args.out) if args.out else RESULTS
     out.mkdir(parents=True, exist_ok=True)
-    when = report["utc"].replace(":", "").split("+")[0]  # letters, digits, '-', '_' and '.' only: names that travel anywhere
+    when = (
+        report["utc"].replace(":", "").split("+")[0]
+    )  # letters, digits, '-', '_' and '.' only: names that travel anywhere
     stem = f"profile_denoise-{device_name.replace(' ', '_')}-{when}"
 
     def save() -> str:  # after every variant: a run cut short keeps what it measured
@@ -236,16 +240,20 @@ def main() -> None:
             report["calls"][label] = {"encode + decode, 16 frames": summarise(rows, busy, wall, args.top)}
             log(f"{label}: VAE round trip of 16 frames: {wall:.1f} ms")
             save()
-    reference: dict[str, torch.Tensor] = {}  # ours eager per shape
+    reference: dict[str, dict[str, torch.Tensor]] = {}  # variant -> shape -> output
     for variant in names:
-        unet = model.unet if variant == "diffusers" else unet3d.unet_for(model.unet, "ours").set_group_norm(GROUP_NORM[variant])
+        if variant == "diffusers":
+            unet = model.unet
+        else:
+            unet = unet3d.unet_for(model.unet, "ours").set_group_norm(GROUP_NORM[variant])
+            unet.set_temporal_attention(ATTENTION.get(variant))
         run_unet = unet
         entry = report["calls"][variant] = {}
         if variant == "ours-compiled":
             compiled_model = build_random_zeroscope(device, dtype, tiny=args.tiny)  # same seed: the same weights
             start = time.perf_counter()
             unet = unet3d.compile_unet(compiled_model.unet, scope="blocks")  # without_graphs needs the regions
-            unet.set_group_norm(GROUP_NORM[variant])
+            unet.set_group_norm(GROUP_NORM[variant]).set_temporal_attention(ATTENTION.get(variant))
             try:
                 for name in shapes:
                     call(unet, name)()
@@ -271,15 +279,15 @@ def main() -> None:
             s = entry[name] = summarise(rows, busy, wall, args.top)
             s["tflops"] = flops[name] / wall / 1e9
             out_now = call(unet, name)().float()
-            if variant == "ours":
-                reference[name] = out_now
-            elif variant == "ours-compiled" and name in reference:  # compiled vs eager: fp16 rounding only
-                ref = reference[name]
-                s["rel_diff_vs_ours_eager"] = ((out_now - ref).abs().max() / ref.abs().max()).item()
-            diff = s.get("rel_diff_vs_ours_eager")
+            base = {"ours": "ours-sdpa", "ours-compiled": "ours"}.get(variant)  # fp16 rounding apart only
+            if base in reference and name in reference[base]:
+                ref = reference[base][name]
+                s[f"rel_diff_vs_{base}"] = ((out_now - ref).abs().max() / ref.abs().max()).item()
+            reference.setdefault(variant, {})[name] = out_now
+            diff = s.get(f"rel_diff_vs_{base}")
             log(
                 f"{variant} | {name}: {wall:.1f} ms, {s['tflops']:.0f} TFLOP/s, kernels {s['kernel_ms']:.1f} ms"
-                + ("" if diff is None else f", rel. diff vs ours eager {diff:.1e}")
+                + ("" if diff is None else f", rel. diff vs {base} {diff:.1e}")
             )
         if variant == "ours-compiled":
             del compiled_model, unet, run_unet

@@ -22,8 +22,9 @@ N = B * F (batch-major: the F frames of a clip are consecutive), and each layer 
   frames could share one query sequence against the clip's text, 0.5 % fewer FLOPs, but then the block would
   depend on the frame count, and a regional compile could not share its graph between pass shapes);
 - temporal attention: token-wise layers (norms, projections, feed-forward) do not care about token order, so
-  they run on ``(B, F, H*W, C)`` as stored; only attention needs sequences over frames, and it reads them as the
-  strided view ``(B, H*W*heads, F, d)``; its output goes back in one transpose;
+  they run on ``(B, F, H*W, C)`` as stored; only attention needs sequences over frames: ``attention.short_attention``
+  reads them from the view ``(B, F, H*W*heads, d)`` and writes its output in that layout (on CUDA one Triton kernel
+  for such short sequences, where fused attention kernels waste most of their tiles; SDPA elsewhere);
 - GroupNorm (+ SiLU) normalises the NHWC tensor through a grouped view, statistics in fp32; the temporal
   layers' GroupNorm takes its statistics over the clip's frames too (as diffusers' 5-D GroupNorm does).
   Fusing norm, activation and the elementwise tails into few kernels is left to Inductor (``compile_unet``);
@@ -57,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import attention
 from .checks import InputError, check_shape
 from .config import UNET_KINDS
 from .graphs import CudaGraphs
@@ -78,10 +80,6 @@ COMPILE_SCOPES = ("blocks", "whole")  # see UNet3D.compile
 # diffusers eager was 6 % faster on that H200 than on the H100). Regions with a dynamic batch since build 36 graphs
 # where those built 81.
 DEFAULT_COMPILE_SCOPE = "blocks"
-# Temporal attention runs every (pixel, head) of a clip as one "head" of a frames-long sequence; fused attention
-# kernels put heads on a CUDA grid axis (at most 65,535 blocks), so more than this many go in several calls
-# (zeroscope at 576x320 has at most 2,880 x 8 = 23,040; 1024x576 would have 73,728).
-MAX_ATTENTION_HEADS = 2**15
 
 
 @dataclass
@@ -340,7 +338,7 @@ class _Resnet(_Region):
         if block.conv_shortcut is not None:
             k = block.conv_shortcut.kernel_size
             self.shortcut = _Linear1x1(block.conv_shortcut) if k == (1, 1) else _Conv(block.conv_shortcut)
-        self.scale = block.output_scale_factor
+        self.scale = float(block.output_scale_factor)  # diffusers has int 1 in the mid block: one graph more
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         """x ``(N, H, W, Cin)``, temb ``(N, T)`` (each image its clip's) -> ``(N, H, W, Cout)``."""
@@ -393,6 +391,7 @@ class _Attention(nn.Module):
         _require(not attn.residual_connection and attn.rescale_output_factor == 1, "attention with a residual")
         _require(attn.scale_qk, "attention without 1/sqrt(d) scaling")  # SDPA's default scale, as diffusers' 2.0 path
         self.heads = attn.heads
+        self.temporal_impl: str | None = None  # attention.IMPLS; None: attention.default_impl (UNet3D sets it)
         self.q, self.k, self.v = attn.to_q, attn.to_k, attn.to_v
         self.out = attn.to_out[0]
         fuse = fuse_qkv and self.q.bias is None and self.k.bias is None and self.v.bias is None
@@ -420,27 +419,12 @@ class _Attention(nn.Module):
     def temporal(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         """Self-attention over the frames of each pixel: x ``(B*F, P, C)`` as stored -> ``(B*F, P, C)``."""
         n, p, _ = x.shape
-        clips = n // frames
 
-        def seq(f):  # B F P inner -> B (P heads) F d: every (pixel, head) is a sequence over frames (a view)
-            return f(x).reshape(clips, frames, p * self.heads, -1).transpose(1, 2)
+        def seq(f):  # B F (P heads) d: every (pixel, head) is a sequence over frames (a view)
+            return f(x).reshape(n // frames, frames, p * self.heads, -1)
 
-        q, k, v = seq(self.q), seq(self.k), seq(self.v)
-        if q.shape[1] <= MAX_ATTENTION_HEADS:
-            out = F.scaled_dot_product_attention(q, k, v)  # B P*heads F d
-        else:  # large frames: keep every kernel launch inside CUDA's grid limits
-            out = torch.cat(
-                [
-                    F.scaled_dot_product_attention(
-                        q[:, i : i + MAX_ATTENTION_HEADS],
-                        k[:, i : i + MAX_ATTENTION_HEADS],
-                        v[:, i : i + MAX_ATTENTION_HEADS],
-                    )
-                    for i in range(0, q.shape[1], MAX_ATTENTION_HEADS)
-                ],
-                dim=1,
-            )
-        return self.out(out.transpose(1, 2).reshape(n, p, -1))  # the one transpose back to (B*F, P, inner)
+        out = attention.short_attention(seq(self.q), seq(self.k), seq(self.v), impl=self.temporal_impl)
+        return self.out(out.reshape(n, p, -1))  # frames-major as x: no transpose back
 
 
 class _FeedForward(nn.Module):
@@ -583,6 +567,16 @@ class UNet3D(nn.Module):
                 m.impl = impl
         return self
 
+    def set_temporal_attention(self, impl: str | None) -> UNet3D:
+        """Run the temporal attention with ``impl`` (``attention.IMPLS``; None: the device's default, the Triton
+        kernel on CUDA) from now on; returns ``self``."""
+        if impl is not None and impl not in attention.IMPLS:
+            raise ValueError(f"temporal attention {impl!r}: expected one of {', '.join(attention.IMPLS)}")
+        for m in self.modules():
+            if isinstance(m, _Attention):
+                m.temporal_impl = impl
+        return self
+
     @classmethod
     def from_diffusers(
         cls, unet: nn.Module, *, temporal_conv: str = DEFAULT_TEMPORAL_CONV, group_norm: str | None = None
@@ -674,7 +668,11 @@ class UNet3D(nn.Module):
             x = self.mid.resnets[0](x, emb)
             x = self.mid.temp_convs[0](x, frames)
             for attn, temp_attn, resnet, temp_conv in zip(
-                self.mid.attentions, self.mid.temp_attentions, self.mid.resnets[1:], self.mid.temp_convs[1:], strict=True
+                self.mid.attentions,
+                self.mid.temp_attentions,
+                self.mid.resnets[1:],
+                self.mid.temp_convs[1:],
+                strict=True,
             ):
                 x = temp_attn(attn(x, context), None, frames)
                 x = temp_conv(resnet(x, emb), frames)
@@ -694,7 +692,9 @@ class UNet3D(nn.Module):
         x = self.conv_out(x)  # B*F h w c
         return x.reshape(b, frames, h, w, -1).permute(0, 4, 1, 2, 3), deep  # B c F h w (a view, as diffusers')
 
-    def compile(self, mode: str = "default", *, scope: str = DEFAULT_COMPILE_SCOPE, graphs: bool | None = None) -> UNet3D:
+    def compile(
+        self, mode: str = "default", *, scope: str = DEFAULT_COMPILE_SCOPE, graphs: bool | None = None
+    ) -> UNet3D:
         """Compile in place (``compile_unet`` is the usual entry); returns ``self``.
 
         ``scope="blocks"`` (regional): every resnet, temporal convolution and transformer (``_Region``) compiled
@@ -785,7 +785,10 @@ def unet_for(unet: nn.Module, kind: str) -> Any:
 # graphs: CUDA graphs through torch.compile ("reduce-overhead") remove the launch gaps of ~1,000 kernels per call.
 # Blocks: plain Inductor kernels, the whole call captured as one CUDA graph by graphs.CudaGraphs (torch.compile's own
 # would make ~300 small graphs per call, one per block call).
-COMPILE_MODES = {"whole": {"cuda": "reduce-overhead", "cpu": "default"}, "blocks": {"cuda": "default", "cpu": "default"}}
+COMPILE_MODES = {
+    "whole": {"cuda": "reduce-overhead", "cpu": "default"},
+    "blocks": {"cuda": "default", "cpu": "default"},
+}
 
 
 def compile_cache_dir() -> Path:
@@ -825,7 +828,12 @@ def folder_bytes(folder: str | Path) -> int:
 
 
 def compile_unet(
-    unet: nn.Module, *, mode: str | None = None, cache: bool = True, scope: str = DEFAULT_COMPILE_SCOPE, graphs: bool | None = None
+    unet: nn.Module,
+    *,
+    mode: str | None = None,
+    cache: bool = True,
+    scope: str = DEFAULT_COMPILE_SCOPE,
+    graphs: bool | None = None,
 ) -> UNet3D:
     """Compile our forward over ``unet``'s weights (``unet_for(unet, "ours")``) in place and return it.
 

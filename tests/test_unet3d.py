@@ -17,7 +17,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from svg3d import denoise, unet3d
+from svg3d import attention, denoise, unet3d
 from svg3d.checks import InputError
 from svg3d.denoise import DenoiseConfig
 from svg3d.tiny_models import FULL_UNET, TINY_UNET, random_unet
@@ -234,11 +234,11 @@ def test_flop_count_of_a_frame_evaluation():
 
 @torch.no_grad()
 def test_temporal_attention_in_chunks_equals_one_call(tiny_unet, monkeypatch):
-    """Frames so large that (pixels x heads) exceed MAX_ATTENTION_HEADS go through attention in several calls."""
+    """Frames so large that (pixels x heads) exceed MAX_SDPA_HEADS go through SDPA in several calls."""
     x, context = _inputs(*PASS_SHAPES["temporal, views"], dim=TINY_UNET["cross_attention_dim"])
-    ours = UNet3D.from_diffusers(tiny_unet)
+    ours = UNet3D.from_diffusers(tiny_unet).set_temporal_attention("sdpa")
     whole = ours(x, 501, context).sample
-    monkeypatch.setattr(unet3d, "MAX_ATTENTION_HEADS", 7)  # 8 x 12 pixels x 8 heads: 14 chunks, the last short
+    monkeypatch.setattr(attention, "MAX_SDPA_HEADS", 7)  # 8 x 12 pixels x 8 heads: 14 chunks, the last short
     assert _rel(ours(x, 501, context).sample, whole) <= 1e-6
 
 
@@ -257,3 +257,13 @@ def test_deep_feature_of_the_same_input_gives_the_exact_output(tiny_unet):
     assert torch.equal(again, out) and same is deep
     _, other = ours.forward_deep(x, 901, context)
     assert _rel(ours.forward_deep(x, 501, context, other)[0], out) > 100 * REL
+
+
+def test_resnets_of_one_shape_share_their_guards(tiny_unet):
+    """diffusers gives the mid block's resnets ``output_scale_factor`` int 1 and the others float 1.0; a compiled
+    region guards on the attribute's type, so the mid block's resnets took a graph of their own (37 graphs for the
+    full config's three pass shapes instead of 36, seen on an H100). Ours keeps every scale a float."""
+    assert {type(b.output_scale_factor) for b in tiny_unet.mid_block.resnets} == {int}  # what diffusers builds
+    ours = UNet3D.from_diffusers(tiny_unet)
+    scales = [m.scale for m in ours.modules() if isinstance(m, unet3d._Resnet)]
+    assert scales and all(type(s) is float and s == 1.0 for s in scales)
