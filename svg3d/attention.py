@@ -24,6 +24,7 @@ without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -73,10 +74,13 @@ def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, impl: 
     out = torch.empty((b, f, s, d), dtype=q.dtype, device=q.device)
     padded = _padded(f)
     rows = max(1, TILE // (padded * _padded(d)))
-    KERNEL[(-(-s // rows), b)](
-        q, k, v, out, s, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3], 1 / math.sqrt(d),
-        FRAMES=f, PADDED=padded, D=d, DP=_padded(d), ROWS=rows, IEEE=q.dtype == torch.float32, num_warps=NUM_WARPS,
-    )  # fmt: skip
+
+    eager_cuda = q.is_cuda and not torch.compiler.is_compiling()  # compiled code sets its device itself
+    with torch.cuda.device(q.device) if eager_cuda else contextlib.nullcontext():  # Triton launches on the current
+        KERNEL[(-(-s // rows), b)](  # device: --device cuda:N
+            q, k, v, out, s, *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3], 1 / math.sqrt(d),
+            FRAMES=f, PADDED=padded, D=d, DP=_padded(d), ROWS=rows, IEEE=q.dtype == torch.float32, num_warps=NUM_WARPS,
+        )  # fmt: skip
     return out
 
 
