@@ -10,6 +10,7 @@
 #   bench/gpu_runs.sh denoise-compile                  # issue 22, call (c): the same right after: warm (~3 min)
 #   bench/gpu_runs.sh pytest-unet                      # issue 22: gpu tests of our UNet's variants   (~2 min)
 #   bench/gpu_runs.sh attention pytest-attention       # issue 22: the temporal attention kernel: speed, gpu tests (~3 min)
+#   bench/gpu_runs.sh gn-compiled                      # issue 22: compiled calls with torch's against the grouped GroupNorm (~7 min)
 #   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
 #   bench/gpu_runs.sh stream-spy                       # issue 21: the stream step under py-spy, busy threads (~3 min)
 #   bench/gpu_runs.sh exports                          # issue 21: the exports on the GPU: gpu tests, bench (~4 min)
@@ -183,13 +184,20 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --compile-scope blocks --compile-cache "$(mktemp -d /tmp/svg3d-compile-vae.XXXX)" \
             --json "$OUT/denoise_compile_vae.json"
         ;;
+    gn-compiled)  # issue 22: one compiled UNet call per pass shape with torch's GroupNorm (Inductor decomposes it) and
+        # with the grouped one, each its own cold compile (~3 min each): is the fused GroupNorm left at ~3x its memory bound?
+        for norm in torch grouped; do
+            step "gn_compiled_$norm" 290 $PY bench/bench_unet_call.py --device cuda --repeats 5 --group_norm "$norm" --no-vae \
+                --json "$OUT/gn_compiled_$norm.json"
+        done
+        ;;
     unet-call)
         step unet_call 120 $PY bench/bench_unet_call.py --device cuda --repeats 3 --temporal_conv conv2d,conv3d,gemm \
             --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
         ;;
     *)
         echo "unknown step $name (machine, pytest, pytest-eager, fill, stabilise, depth, flow, stream, exports, profile, denoise, unet-call," \
-            "denoise-eager, denoise-compile, pytest-unet, attention, pytest-attention, pytest-regions, denoise-vae, denoise-compile-vae, stream-spy)" >&2
+            "denoise-eager, denoise-compile, pytest-unet, attention, gn-compiled, pytest-attention, pytest-regions, denoise-vae, denoise-compile-vae, stream-spy)" >&2
         exit 2
         ;;
     esac
