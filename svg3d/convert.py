@@ -30,7 +30,7 @@ from .stages.depth import DepthStage
 from .stages.export import ExportStage, remove_stale_parts
 from .stages.fill.stage import FILLED, FillStage, say_other_fills, store_folder
 from .stages.generate import generate
-from .stages.matrix import Effect
+from .stages.matrix import Effect, HandOn
 from .stages.stabilise import StabiliseStage
 from .work import StageReport
 
@@ -71,8 +71,13 @@ class _Store(work.StageStore):
             self._on_chunk(self.name, entry["first"], entry["count"])
 
 
-def pipeline(clip: Clip, config: ConvertConfig, device: torch.device, *, out_dir: Path, work_dir: Path) -> tuple[list, str, camera.ViewPlan]:
-    """The stages that convert ``clip`` with ``config`` in pipeline order, the filler's name and the view plan."""
+def pipeline(clip: Clip, config: ConvertConfig, device: torch.device, *, out_dir: Path, work_dir: Path,
+             hand_on: bool = True) -> tuple[list, str, camera.ViewPlan]:  # fmt: skip
+    """The stages that convert ``clip`` with ``config`` in pipeline order, the filler's name and the view plan.
+
+    ``hand_on`` (on a CPU): the fill hands the cells it warped on to the export (``matrix.HandOn``), which would warp
+    them again; off where the export runs in another process (``spread``'s workers). On a GPU the second warp costs
+    a few milliseconds a frame and the cells would hold GPU memory: not handed on."""
     from .stages.export import needs_views
 
     filler_name = fill.resolve(config.filler, config, device)
@@ -92,10 +97,11 @@ def pipeline(clip: Clip, config: ConvertConfig, device: torch.device, *, out_dir
     pre = filler.stages(clip, plan, config, disparity=disparity, effect=effect)
     stages += pre
     check_effect = lambda source: _check_effect(source, plan, config, clip.num_frames)  # noqa: E731
+    cells = HandOn() if hand_on and device.type == "cpu" else None
     stages.append(FillStage(clip, filler, filler_name, plan, config, disparity=disparity, pre=tuple(s.name for s in pre), device=device,
-                            chunk_frames=config.chunk_frames, effect=effect, check_effect=check_effect))  # fmt: skip
+                            chunk_frames=config.chunk_frames, effect=effect, check_effect=check_effect, hand_on=cells))  # fmt: skip
     stages.append(ExportStage(clip, config, plan, out_dir=out_dir, stem=stem_of(clip.path), disparity=disparity, device=device,
-                              work_dir=work_dir, effect=effect))  # fmt: skip
+                              work_dir=work_dir, effect=effect, take_from=cells))  # fmt: skip
     return stages, filler_name, plan
 
 
@@ -189,7 +195,7 @@ def convert(
         log.info("convert %s: %s -> %s (work folder %s)", input_path, clip.info.describe(), out_dir, work_dir)
         stages, filler_name, plan = pipeline(clip, config, device, out_dir=out_dir, work_dir=work_dir)
         workers = threads.plan_threads(cpus, len(stages) if config.concurrent_stages else 1, device.type).fill_workers
-        fitted = memory.fit_chunk(config, clip, plan, filler_name, fill_workers=workers)
+        fitted = memory.fit_chunk(config, clip, plan, filler_name, fill_workers=workers, hand_on=device.type == "cpu")
         if fitted is not config:
             config = fitted
             stages, filler_name, plan = pipeline(clip, config, device, out_dir=out_dir, work_dir=work_dir)

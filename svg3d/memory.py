@@ -37,6 +37,8 @@ PROCESS_MB = 1010.0  # the process with a tiny model, frames aside (fitted; 550 
 CELL_BYTES = 73.0  # per pixel, per frame in flight, per view made (fitted: bench/results/rss.json)
 ENCODER_BYTES = 75.0  # per pixel of a video export's frame: ~50 frames of 4:2:0 in x264's look-ahead (estimated)
 EXPORT_FRAME_BYTES = 16.0  # per pixel per frame of a chunk per view in the export stage: 8 bits and float (estimated)
+HAND_ON_MB = 512.0  # cells the fill hands on to the export on a CPU (stages.matrix.HandOn): 148 frames of one view at 640x360
+HAND_ON_BYTES = (8.0, 7.0)  # a handed-on cell, per pixel: per view (8-bit colours, mask, float depth), per frame (source, Z)
 CONTEXT = {"classical": FillConfig().context, "telea": 0, "diffusion": 0}  # frames each side of a chunk the filler reads
 
 
@@ -49,9 +51,10 @@ class Estimate:
 
     @property
     def total_mb(self) -> float:
-        """The process and the larger stage when the stages run one after another, both stages when they run at once."""
+        """The process and the larger stage when the stages run one after another, both stages when they run at once,
+        and the cells the fill hands on to the export (held from one stage into the next)."""
         stages = (self.parts["fill"] + self.parts["export"]) if self.concurrent else max(self.parts["fill"], self.parts["export"])
-        return self.parts["process"] + stages
+        return self.parts["process"] + stages + self.parts.get("hand_on", 0.0)
 
 
 def estimate_peak(
@@ -66,6 +69,7 @@ def estimate_peak(
     num_frames: int | None = None,
     concurrent: bool = False,
     fill_workers: int = 1,
+    hand_on: bool = False,
 ) -> Estimate:
     """The peak memory of a ``convert`` of frames of ``size`` ``(H, W)``.
 
@@ -77,6 +81,7 @@ def estimate_peak(
     num_frames: the clip's length, when known (a clip shorter than a chunk and its context holds fewer frames).
     concurrent: the stages run at once (their working sets add up; fitted on runs one after another, so an estimate).
     fill_workers: chunks the fill computes at once (``threads.ThreadPlan.fill_workers``), each with its context.
+    hand_on: the fill hands its cells on to the export (``HAND_ON_MB`` at most, the clip's when shorter).
     """
     h, w = size
     if h < 1 or w < 1 or chunk_frames < 1 or num_views < 2:
@@ -98,7 +103,15 @@ def estimate_peak(
         "process": PROCESS_MB + model_mb,
         "fill": CELL_BYTES * pixels * frames * num_views * fill_workers / MB,
         "export": (ENCODER_BYTES * export_pixels + EXPORT_FRAME_BYTES * pixels * min(chunk_frames, num_frames or chunk_frames) * num_views) / MB,
+        "hand_on": _hand_on_mb(pixels, num_views, num_frames) if hand_on else 0.0,
     }, concurrent)  # fmt: skip
+
+
+def _hand_on_mb(pixels: int, num_views: int, num_frames: int | None) -> float:
+    """What the fill's cells handed on to the export hold at most: ``HAND_ON_MB``, or the whole clip's when it is less."""
+    per_view, per_frame = HAND_ON_BYTES
+    clip = (per_view * (num_views - 1) + per_frame) * pixels * num_frames / MB if num_frames else HAND_ON_MB
+    return min(HAND_ON_MB, clip)
 
 
 def _area(name: str, h: int, w: int, num_views: int) -> float:
@@ -134,7 +147,7 @@ def available_mb() -> float | None:
     return None
 
 
-def fit_chunk(config, clip, plan, filler: str, *, fill_workers: int = 1):
+def fit_chunk(config, clip, plan, filler: str, *, fill_workers: int = 1, hand_on: bool = False):
     """``config`` (``ConvertConfig``) for ``clip`` and the view ``plan``, or with a smaller ``chunk_frames`` (said in one
     line naming the flags) when ``estimate_peak`` says the run would not fit the memory free now; ``InputError`` when
     not even one frame per chunk would."""
@@ -142,7 +155,7 @@ def fit_chunk(config, clip, plan, filler: str, *, fill_workers: int = 1):
     if available is None:  # not Linux: nothing to compare with
         return config
     kw = {"num_views": len(plan.fill_views) + 1, "filler": filler, "exports": config.exports.exports, "num_frames": clip.num_frames,
-          "concurrent": config.concurrent_stages, "fill_workers": fill_workers}  # fmt: skip
+          "concurrent": config.concurrent_stages, "fill_workers": fill_workers, "hand_on": hand_on}  # fmt: skip
     need = estimate_peak(clip.info.size, chunk_frames=config.chunk_frames, **kw).total_mb
     if need <= available:
         return config

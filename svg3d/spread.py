@@ -202,7 +202,7 @@ def _build(job: Job, device: str):
         torch.cuda.set_device(device_)
     clip = Clip.open(job.input_path, job.config.clip)
     clip.decoder_threads(job.threads.decoder)
-    stages, _, _ = job.pipeline(clip, job.config, device_, out_dir=job.out_dir, work_dir=job.work_dir)
+    stages, _, _ = job.pipeline(clip, job.config, device_, out_dir=job.out_dir, work_dir=job.work_dir, hand_on=False)
     return clip, stages
 
 

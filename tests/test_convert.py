@@ -83,6 +83,52 @@ def test_many_chunks_equal_one_chunk(clip, tmp_path):
     assert p.audio_seconds == pytest.approx(audio_seconds(video), abs=1e-3)
 
 
+@pytest.mark.parametrize("capacity", ["none", "part", "all"])
+def test_cells_handed_on_to_the_export_give_the_same_bytes(clip, no_hand_on, tmp_path, monkeypatch, capacity):
+    """On a CPU the fill hands the cells it warped on to the export (``matrix.HandOn``) instead of the export warping
+    them again: every frame's (the clip fits), some (a capacity of 4 frames' cells: the rest warped again) or none
+    (capacity 0, the export warps everything, as before): the same export bytes and eye frames each time."""
+    from svg3d.stages import matrix
+
+    made: list[matrix.HandOn] = []
+    frame_mb = matrix.HandOn._size(_one_cell(clip)) / 2**20
+
+    class Recording(matrix.HandOn):
+        def __init__(self) -> None:
+            super().__init__({"none": 0.0, "part": 4.5 * frame_mb, "all": 1024.0}[capacity])
+            made.append(self)
+
+    monkeypatch.setattr(convert, "HandOn", Recording)
+    video, depth, _ = clip
+    result = convert.convert(video, tmp_path / "out", base_config(depth, chunk_frames=3))
+    (cells,) = made
+    assert cells.handed == {"none": 0, "part": 4, "all": 10}[capacity]
+    reference = no_hand_on
+    assert result.exports["sbs"].read_bytes() == reference.exports["sbs"].read_bytes()
+    for x, y in zip(eyes(result), eyes(reference), strict=True):
+        assert np.array_equal(x, y)
+
+
+def _one_cell(clip):
+    """One frame's cell of the test clip's stereo matrix as ``MatrixSource`` keeps it (for the HandOn's capacity)."""
+    import torch
+
+    _, _, frames = clip
+    h, w = frames.shape[1:3]
+    return (torch.zeros(1, 3, h, w, dtype=torch.uint8), torch.zeros(1, h, w, dtype=torch.bool), torch.zeros(1, h, w),
+            torch.zeros(3, h, w, dtype=torch.uint8), torch.zeros(h, w))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def no_hand_on(clip, tmp_path_factory):
+    """The test clip converted without cells handed on (``convert.HandOn`` replaced by None)."""
+    from unittest import mock
+
+    video, depth, _ = clip
+    with mock.patch.object(convert, "HandOn", lambda: None):
+        return convert.convert(video, tmp_path_factory.mktemp("no-hand-on") / "out", base_config(depth, chunk_frames=3))
+
+
 class Recorder:
     """A progress factory keeping every stage's steps: ``steps[stage] = [n, ...]``."""
 

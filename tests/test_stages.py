@@ -331,7 +331,8 @@ def test_a_run_over_the_free_memory_lowers_its_chunk_or_is_refused(tmp_path, mon
     config = ConvertConfig(depth=DepthConfig(depth_from=depth), flow="dis", filler="classical", chunk_frames=6,
                            exports=ExportSettings(exports=("eyes_png",)), concurrent_stages=True)  # fmt: skip
     workers = plan_threads(os.cpu_count() or 1, 4, "cpu").fill_workers  # the fill's chunks at once, as convert plans them
-    kw = {"num_views": 2, "filler": "classical", "exports": ("eyes_png",), "num_frames": 6, "concurrent": True, "fill_workers": workers}
+    kw = {"num_views": 2, "filler": "classical", "exports": ("eyes_png",), "num_frames": 6, "concurrent": True, "fill_workers": workers,
+          "hand_on": True}  # as convert plans a CPU run: the fill hands its cells on to the export
     two = memory.estimate_peak((64, 96), chunk_frames=2, **kw).total_mb
     monkeypatch.setattr(memory, "available_mb", lambda: two + 1e-6)  # room for chunks of 2 frames, not 3
     with caplog.at_level(logging.WARNING, logger="svg3d"):

@@ -761,9 +761,11 @@ class ExportStage:
     name = "export"
     lookahead = 0
 
-    def __init__(self, clip, config, plan, *, out_dir: Path, stem: str, disparity: str, device, work_dir: Path, effect) -> None:
+    def __init__(self, clip, config, plan, *, out_dir: Path, stem: str, disparity: str, device, work_dir: Path, effect,
+                 take_from=None) -> None:  # fmt: skip
         self.clip, self.config, self.plan, self.out_dir, self.stem = clip, config, plan, out_dir, stem
         self.disparity, self.device, self.work_dir, self.effect = disparity, device, work_dir, effect
+        self.take_from = take_from  # the fill's cells handed on (matrix.HandOn), taken instead of warped again
         self.needs = ("depth", disparity, "filled") if disparity != "depth" else ("depth", "filled")
 
     def params(self) -> dict:
@@ -788,7 +790,7 @@ class ExportStage:
 
         info, plan = self.clip.info, self.plan
         source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, self.device, self.config.chunk_frames,
-                               effect=self.effect)  # fmt: skip
+                               effect=self.effect, take_from=self.take_from)  # fmt: skip
         track = self.effect.get(inputs)[0] if self.effect.warps else None
         disparity = inputs[self.disparity]
         writer = ExportWriter(

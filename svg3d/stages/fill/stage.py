@@ -3,7 +3,8 @@
 The stage keeps only the hole pixels of the views it fills: per chunk ``holes`` bool ``(n, V, H, W)`` and
 ``values`` uint8 ``(n, V, H, W, 3)`` (0 outside the holes; deflate makes those nearly free). The known pixels are the
 warp of the input, which ``matrix.MatrixSource`` recomputes exactly, so a view is the warp with the stored holes
-written in (``views``). Its folder (and its pre-pass's) is named by the view count (``store_name``): a run with another
+written in (``views``); on a CPU the stage hands the cells it warped on to the export (``matrix.HandOn``), which then
+warps only those it was not handed. Its folder (and its pre-pass's) is named by the view count (``store_name``): a run with another
 count leaves this one's fill for a run that comes back to it.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..matrix import Cells, Effect, MatrixSource, matrix_source
+from ..matrix import Cells, Effect, HandOn, MatrixSource, matrix_source
 
 FILLED = "filled"
 
@@ -104,8 +105,10 @@ class FillStage:
     spread = True
 
     def __init__(self, clip, filler, filler_name: str, plan, config, *, disparity: str, pre: tuple[str, ...], device: torch.device,
-                 chunk_frames: int, effect: Effect, check_effect: Callable[[MatrixSource], None] | None = None) -> None:  # fmt: skip
+                 chunk_frames: int, effect: Effect, check_effect: Callable[[MatrixSource], None] | None = None,
+                 hand_on: HandOn | None = None) -> None:  # fmt: skip
         self.clip, self.filler, self.filler_name, self.plan, self.config = clip, filler, filler_name, plan, config
+        self.hand_on = hand_on  # the cells it warps, offered to the export (matrix.HandOn)
         self.disparity, self.device, self.chunk_frames, self.check_effect = disparity, device, chunk_frames, check_effect
         self.effect = effect
         self.needs = tuple(dict.fromkeys(("depth", disparity, *pre)))
@@ -124,7 +127,7 @@ class FillStage:
     def run(self, inputs: dict, store, chunks: list[tuple[int, int]], progress: Callable[[int], None]) -> None:
         context = self.filler.context
         source = matrix_source(self.clip, self.name, inputs, self.disparity, self.plan, self.config, self.device, self.chunk_frames + 2 * context,
-                               effect=self.effect)  # fmt: skip
+                               effect=self.effect, hand_on=self.hand_on)  # fmt: skip
         if self.check_effect is not None:
             self.check_effect(source)
         self.filler.bind(inputs)
