@@ -1,7 +1,7 @@
 """How much memory a ``convert`` will need at its peak, known before it starts (pure: no file, no torch).
 
 A run's memory is the process (Python with torch, OpenCV and PyAV, the models' weights) plus the working set of
-its busiest stage; stages run one after another, so the peak is the process and the larger of:
+its busiest stage; stages run one after another, so the peak is the process and the larger of the first two:
 
 - ``fill``: the frames a stage holds at once, ``chunk_frames`` plus the filler's temporal context on each side
   (never more than the clip), for every view made: the warped cells, masks, depth and the float copies the fill
@@ -10,6 +10,8 @@ its busiest stage; stages run one after another, so the peak is the process and 
 - ``export``: per video export, the encoder's look-ahead and reference frames (x264 ``medium``: about 50 frames
   of 1.5-byte 4:2:0 pixels) in proportion to the export's frame size, and a chunk of every view as 8 bits and as
   float. Estimated, not fitted: in every measured run this stayed below the fill stage.
+- ``hand_on`` (a CPU run): the cells the fill hands on to the export (``stages.matrix.HandOn``), held from one stage
+  into the next: ``HAND_ON_MB`` at most, the clip's cells when they are fewer.
 
 ``tests/test_memory.py`` checks a measured run against the estimate within a stated factor. Memory does not grow
 with the clip's length (``bench/bench_stream.py``). ``convert`` can compare the estimate with the machine's free
