@@ -63,3 +63,13 @@ def test_a_measured_convert_lies_within_the_stated_factor(tmp_path):
     estimate = memory.estimate_peak((360, 640), chunk_frames=4, num_views=2, filler="classical", exports=("sbs", "hsbs", "anaglyph"),
                                     model_mb=model_mb, num_frames=8).total_mb  # fmt: skip
     assert estimate / FACTOR <= measured <= estimate * FACTOR, (measured, estimate)
+
+
+def test_the_cells_handed_on_count_until_their_cap():
+    """A CPU run's fill hands its cells on to the export (``HandOn``): the estimate adds them, a short clip's all of
+    them (8 bytes per pixel per filled view and 7 per frame), a long clip's ``HAND_ON_MB`` at most."""
+    kw = {"chunk_frames": 8, "num_views": 2, "filler": "classical", "exports": ("sbs",)}
+    for frames, expected in ((10, (8 + 7) * 360 * 640 * 10 / memory.MB), (10_000, memory.HAND_ON_MB)):
+        without = memory.estimate_peak((360, 640), num_frames=frames, **kw)
+        handed = memory.estimate_peak((360, 640), num_frames=frames, hand_on=True, **kw)
+        assert handed.total_mb - without.total_mb == pytest.approx(expected)
