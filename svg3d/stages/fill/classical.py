@@ -8,7 +8,10 @@ colours from the background only, never from the occluder (``fill_views``, per v
    the two is the background (the nearer one is the occluder's edge); at the frame edge, the one
    side there is. Its depth ``z_bg`` places the hidden point in the input view at
    ``x = u + f b / z_bg`` (``camera``: a view at baseline b sees column u of a point the input sees at
-   u + f b / Z). ``background_depth``.
+   u + f b / Z). ``background_depth``. But a hole always opens on the far side of a near edge (right of
+   it in a view right of the input): where the end on that side is the nearer one, a second occluder
+   moved over the background (a crossed hole: a box passing in front of a ball), and the background is
+   what the input saw just past the first occluder's edge (``_behind``: its depth, and in step 3 its colour).
 2. Time, along the scene's motion. The hidden point may have been seen in the frames around (the
    camera or the occluder moved). Its place there comes from the input's motion, chained one frame at
    a time over ``window`` frames each way: the scene's motion (``fit_scene_motion``: plane plus
@@ -280,6 +283,52 @@ class _Flows:
         return self.motions[key]
 
 
+BEHIND_PIXELS = 3  # a crossed hole's background: the nearest of this many source pixels past the occluder's edge that is farther
+
+
+def _behind(
+    left: torch.Tensor, right: torch.Tensor, z_left: torch.Tensor, z_right: torch.Tensor,
+    frames: Sequence[int], shift: torch.Tensor, offset: torch.Tensor, flows: _Flows, tol: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The background of crossed holes, from the source: holes whose background-side end is nearer than the other.
+
+    A view right of the input (shift > 0) moves near things left more than far ones, so a hole opens right of
+    a near edge: its left end is the occluder, the background the hidden continuation of what the source
+    shows right of that edge. Usually the hole's right end shows that background; where it is nearer than the
+    left end, a second, nearer occluder has moved over it (a box passing in front of a ball), and "the farther
+    end" is the first occluder. The background is then read where the source saw it: the first of
+    ``BEHIND_PIXELS`` source pixels past the occluder's edge (at the column the edge came from) that is
+    farther than the edge by ``tol``. Left views (shift < 0) mirrored. Every op elementwise over the maps.
+
+    left, right: the row's nearest valid columns of each pixel ``(N, H, W)`` (``_row_neighbours``), z_left,
+    z_right their Z (0: none); frames, shift, offset ``(N,)``: each cell's frame and view (``temporal_fill``).
+    Returns the background's colour and Z channels last ``(N, H, W, 4)`` (Z 0 where the pixel's hole is not
+    crossed or nothing farther was found), its column in the source ``(N, H, W)`` and whether the background
+    lies right of the hole ``(N, H, W)``.
+    """
+    h, w = flows.h, flows.w
+    s = shift.view(-1, 1, 1)
+    on_right = (s > 0).expand_as(left)
+    edge = torch.where(on_right, left, right)  # the occluder's end: the near side of the edge that opened the hole
+    z_edge = torch.where(on_right, z_left, z_right)
+    z_other = torch.where(on_right, z_right, z_left)
+    crossed = (left >= 0) & (right >= 0) & (z_other > 0) & (z_other * (1 + tol) < z_edge)
+    # the occluder's edge in the source: u + f b (1 / Z - screen) (as temporal_fill's hidden point)
+    x_src = edge.to(z_edge.dtype) + z_edge.clamp_min(1e-12).reciprocal() * s.to(z_edge.dtype) - offset.view(-1, 1, 1).to(z_edge.dtype)
+    x_edge = x_src.round().long()
+    step = torch.where(on_right, 1, -1)
+    base = torch.as_tensor(frames, device=left.device).view(-1, 1, 1) * (h * w) + torch.arange(h, device=left.device).view(1, -1, 1) * w
+    col = torch.full_like(left, -1)
+    for k in range(BEHIND_PIXELS, 0, -1):  # the nearest that qualifies wins
+        c = x_edge + step * k
+        z = flows.frames[(base + c.clamp(0, w - 1)).reshape(-1), 3].view_as(z_edge)
+        col = torch.where(crossed & (c >= 0) & (c < w) & (z > z_edge * (1 + tol)), c, col)
+    found = col >= 0
+    got = flows.frames[(base + col.clamp_min(0)).reshape(-1)].view(*left.shape, 4)
+    got = torch.cat([got[..., :3], torch.where(found, got[..., 3], 0).unsqueeze(-1)], -1)
+    return got, col, on_right
+
+
 def _chain_starts(frames: Sequence[int], step: int, steps: int, n: int) -> set[int]:
     """The frames i whose pair (i, i + step) a chain of up to ``steps`` steps from each of ``frames`` passes (within n)."""
     return {t + step * (k - 1) for t in frames for k in range(1, steps + 1) if 0 <= t + step * k < n}
@@ -321,7 +370,9 @@ def temporal_fill(
     left, right = _row_neighbours(valid)  # (N, H, W)
     z_left = torch.where(left >= 0, depth.gather(-1, left.clamp_min(0)), 0)
     z_right = torch.where(right >= 0, depth.gather(-1, right.clamp_min(0)), 0)
-    z_bg_map = torch.where(valid, 0, torch.maximum(z_left, z_right))
+    behind, behind_col, behind_right = _behind(left, right, z_left, z_right, frames, shift, offset, flows, config.depth_tolerance)
+    z_behind = behind[..., 3]
+    z_bg_map = torch.where(valid, 0, torch.where(z_behind > 0, z_behind, torch.maximum(z_left, z_right)))
     cell, ys, xs = (hole & (z_bg_map > 0)).nonzero(as_tuple=True)
     empty = torch.zeros(0, dtype=torch.long, device=device)
     if ys.numel() == 0 or config.window == 0 or n == 1:
@@ -329,11 +380,15 @@ def temporal_fill(
     flat = cell * (h * w) + ys * w + xs
     t = torch.as_tensor(frames, device=device)[cell]  # each point's frame
     z_bg = z_bg_map.reshape(-1)[flat]
+    crossed = z_behind.reshape(-1)[flat] > 0
     on_right = z_right.reshape(-1)[flat] >= z_left.reshape(-1)[flat]  # background side (ties: right)
+    on_right = torch.where(crossed, behind_right.reshape(-1)[flat], on_right)
     edge = torch.where(on_right, right.reshape(-1)[flat], left.reshape(-1)[flat]).to(dtype)  # its nearest known column
     side = torch.where(on_right, 1.0, -1.0).to(dtype)
     # px: the hidden point sits at u + f b (1 / Z - screen) in the source (f b / Z as torch computes a number over a tensor)
     disparity = z_bg.reciprocal() * shift[cell] - offset[cell]
+    # a crossed hole's background edge is where the source saw it (_behind): there the reference below starts
+    edge = torch.where(crossed, behind_col.reshape(-1)[flat].to(dtype) - disparity, edge)
     x_hidden = xs.to(dtype) + disparity
     y = ys.to(dtype)
     keep = 1 - config.depth_tolerance
@@ -480,8 +535,9 @@ SMOOTH_LEVELS = 6  # row fills are smoothed over rows with radii 1, 2, 4, 8, 16,
 
 
 def row_fill(
-    image: torch.Tensor, known: torch.Tensor, depth: torch.Tensor, todo: torch.Tensor, config: FillConfig
-) -> tuple[torch.Tensor, torch.Tensor]:
+    image: torch.Tensor, known: torch.Tensor, depth: torch.Tensor, todo: torch.Tensor, config: FillConfig,
+    behind: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Fill ``todo`` pixels of ``image (3, H, W)`` along their rows, from the hole's two ends (step 3).
 
     A hole pixel sees the nearest known pixel of its row on each side (``known`` bool ``(H, W)``, with
@@ -492,6 +548,10 @@ def row_fill(
     (one end only) that end's colour continues the picture. The row values are then smoothed over the
     rows of the hole, the more the farther from its edge (radius ~ half the distance), so a fill follows
     the horizontal structure at the edge and fades into a soft average inside, never into streaks.
+    behind: for crossed holes (``_behind``: the end on the background's side is a second, nearer occluder),
+    the background's colour ``(..., 3, H, W)`` and Z ``(..., H, W)`` as the source saw it (Z 0 elsewhere), and
+    whether it lies right of the hole ``(..., H, W)``: carried across instead of the farther end (the first
+    occluder), trusted as far as it is farther than the occluder.
     Any leading dims: image ``(..., 3, H, W)``, the others ``(..., H, W)``. Returns ``(..., 3, H, W)`` and
     the trust in the background end ``(..., H, W)``.
     """
@@ -516,10 +576,17 @@ def row_fill(
     ratio = torch.maximum(z_l, z_r) / torch.minimum(z_l, z_r).clamp_min(1e-12)
     tol = config.depth_tolerance
     trust = torch.where(both & (z_l > 0) & (z_r > 0), ((ratio - 1 - tol) / tol).clamp(0, 1), 0.0)
+    bg = torch.where(far_r.unsqueeze(-3), col_r, col_l)
+    if behind is not None:
+        colour_b, z_b, right_b = behind
+        crossed = both & (z_b > 0)
+        z_edge = torch.where(right_b, z_l, z_r)  # the occluder's end
+        trust = torch.where(crossed, ((z_b / z_edge.clamp_min(1e-12) - 1 - tol) / tol).clamp(0, 1), trust)
+        far_r = torch.where(crossed, right_b, far_r)
+        bg = torch.where(crossed.unsqueeze(-3), colour_b, bg)
     # a saturated end has no depth to trust (a blown-out window, a lamp: estimators and matchers guess there)
     saturated = (col_l.amin(-3) >= SATURATED) | (col_r.amin(-3) >= SATURATED)
     trust = torch.where(saturated, 0.0, trust)
-    bg = torch.where(far_r.unsqueeze(-3), col_r, col_l)
     value = trust.unsqueeze(-3) * bg + (1 - trust.unsqueeze(-3)) * interp
     near = torch.where(both, torch.minimum(d_l, d_r), torch.where(has_l, d_l, d_r))
     dist = trust * torch.where(far_r, d_r, d_l) + (1 - trust) * near
@@ -752,7 +819,9 @@ def _fill_frame(
     left, right = _row_neighbours(torch.stack([valid, now]))
     z_left = torch.where(left[0] >= 0, z.gather(-1, left[0].clamp_min(0)), 0)
     z_right = torch.where(right[0] >= 0, z.gather(-1, right[0].clamp_min(0)), 0)
-    z_bg = torch.where(valid, 0, torch.maximum(z_left, z_right))  # as background_depth(z, now)
+    behind, _, behind_right = _behind(left[0], right[0], z_left, z_right, frames, shift, offset, flows, config.depth_tolerance)
+    z_behind = behind[..., 3]
+    z_bg = torch.where(valid, 0, torch.where(z_behind > 0, z_behind, torch.maximum(z_left, z_right)))  # background_depth's but crossed holes
     left, right = left[1], right[1]
     # The out-of-view bands (as border_band(now, side)): at the edge content moves away from, and with a
     # screen plane also at the other edge (far content shifted the other way).
@@ -765,7 +834,7 @@ def _fill_frame(
     # elsewhere the row fill (structure along the row) blended with the soft 2-D fill (every known pixel
     # around, depth-blind): on real captures each wins where the other errs (bench/bench_fill_real.py).
     todo = interior | (band if config.border == "stretch" else torch.zeros_like(band))
-    rows, trust = row_fill(img, now, z, todo, config)
+    rows, trust = row_fill(img, now, z, todo, config, behind=(behind[..., :3].permute(0, 3, 1, 2), z_behind, behind_right))
     soft = soft_fill(img, now.to(img.dtype), todo)
     share = torch.where(band, BAND_ROW_SHARE, ROW_SHARE).to(img.dtype)
     share = (trust + (1 - trust) * share).unsqueeze(1)  # a trusted background end is never mixed with the occluder around
