@@ -283,9 +283,6 @@ class _Flows:
         return self.motions[key]
 
 
-BEHIND_PIXELS = 3  # a crossed hole's background: the nearest of this many source pixels past the occluder's edge that is farther
-
-
 def _behind(
     left: torch.Tensor, right: torch.Tensor, z_left: torch.Tensor, z_right: torch.Tensor,
     frames: Sequence[int], shift: torch.Tensor, offset: torch.Tensor, flows: _Flows, tol: float,
@@ -296,9 +293,11 @@ def _behind(
     a near edge: its left end is the occluder, the background the hidden continuation of what the source
     shows right of that edge. Usually the hole's right end shows that background; where it is nearer than the
     left end, a second, nearer occluder has moved over it (a box passing in front of a ball), and "the farther
-    end" is the first occluder. The background is then read where the source saw it: the first of
-    ``BEHIND_PIXELS`` source pixels past the occluder's edge (at the column the edge came from) that is
-    farther than the edge by ``tol``. Left views (shift < 0) mirrored. Every op elementwise over the maps.
+    end" is the first occluder. The background is then read where the source saw it: the source pixel just
+    past the occluder's edge (at the column the edge came from), if it is farther than the edge by ``tol``:
+    a sharp edge. (Up to 3 px past it, the blurred edges of monocular-like depth read their own ramp as a
+    background: -0.24 dB on bench_fill_real's degraded donkey-zoom; bbb-truck's exact edges gain alike.)
+    Left views (shift < 0) mirrored. Every op elementwise over the maps.
 
     left, right: the row's nearest valid columns of each pixel ``(N, H, W)`` (``_row_neighbours``), z_left,
     z_right their Z (0: none); frames, shift, offset ``(N,)``: each cell's frame and view (``temporal_fill``).
@@ -315,16 +314,10 @@ def _behind(
     crossed = (left >= 0) & (right >= 0) & (z_other > 0) & (z_other * (1 + tol) < z_edge)
     # the occluder's edge in the source: u + f b (1 / Z - screen) (as temporal_fill's hidden point)
     x_src = edge.to(z_edge.dtype) + z_edge.clamp_min(1e-12).reciprocal() * s.to(z_edge.dtype) - offset.view(-1, 1, 1).to(z_edge.dtype)
-    x_edge = x_src.round().long()
-    step = torch.where(on_right, 1, -1)
+    col = x_src.round().long() + torch.where(on_right, 1, -1)
     base = torch.as_tensor(frames, device=left.device).view(-1, 1, 1) * (h * w) + torch.arange(h, device=left.device).view(1, -1, 1) * w
-    col = torch.full_like(left, -1)
-    for k in range(BEHIND_PIXELS, 0, -1):  # the nearest that qualifies wins
-        c = x_edge + step * k
-        z = flows.frames[(base + c.clamp(0, w - 1)).reshape(-1), 3].view_as(z_edge)
-        col = torch.where(crossed & (c >= 0) & (c < w) & (z > z_edge * (1 + tol)), c, col)
-    found = col >= 0
-    got = flows.frames[(base + col.clamp_min(0)).reshape(-1)].view(*left.shape, 4)
+    got = flows.frames[(base + col.clamp(0, w - 1)).reshape(-1)].view(*left.shape, 4)
+    found = crossed & (col >= 0) & (col < w) & (got[..., 3] > z_edge * (1 + tol))
     got = torch.cat([got[..., :3], torch.where(found, got[..., 3], 0).unsqueeze(-1)], -1)
     return got, col, on_right
 
