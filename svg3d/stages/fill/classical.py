@@ -534,7 +534,7 @@ def row_fill(
     """Fill ``todo`` pixels of ``image (3, H, W)`` along their rows, from the hole's two ends (step 3).
 
     A hole pixel sees the nearest known pixel of its row on each side (``known`` bool ``(H, W)``, with
-    depth Z ``(H, W)``). Where the two ends lie at clearly different depths (a disocclusion: ratio above
+    depth Z ``(H, W)``; an end without a depth takes the nearest one on its side). Where the two ends lie at clearly different depths (a disocclusion: ratio above
     ``1 + depth_tolerance``), the farther one, the background the nearer one hid, is carried across; where
     they are one surface (a crack, a speck of noisy depth) or the depth cannot be read, the two are
     interpolated linearly: a blend that paints no layer it did not see on both sides. At the frame edge
@@ -558,8 +558,10 @@ def row_fill(
     ends = box_sum(image * k, 0, END_PIXELS - 1) / box_sum(k, 0, END_PIXELS - 1).clamp_min(1e-12)
     col_l = ends.gather(-1, (left - (END_PIXELS - 1)).clamp_min(0).unsqueeze(-3).expand(image.shape))
     col_r = ends.gather(-1, (right + (END_PIXELS - 1)).clamp(0, w - 1).unsqueeze(-3).expand(image.shape))
-    z_l = torch.where(has_l, depth.gather(-1, left.clamp_min(0)), 0)
-    z_r = torch.where(has_r, depth.gather(-1, right.clamp_min(0)), 0)
+    # each end's depth: the nearest pixel with one on that side (a splat of colour may come without a depth)
+    zl_at, zr_at = _row_neighbours(known & (depth > 0))
+    z_l = torch.where(has_l & (zl_at >= 0), depth.gather(-1, zl_at.clamp_min(0)), 0)
+    z_r = torch.where(has_r & (zr_at >= 0), depth.gather(-1, zr_at.clamp_min(0)), 0)
     d_l = (cols - left).to(image.dtype)
     d_r = (right - cols).to(image.dtype)
     both = has_l & has_r
