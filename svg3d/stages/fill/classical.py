@@ -301,11 +301,11 @@ def _behind(
 
     left, right: the row's nearest valid columns of each pixel ``(N, H, W)`` (``_row_neighbours``), z_left,
     z_right their Z (0: none); frames, shift, offset ``(N,)``: each cell's frame and view (``temporal_fill``).
-    Returns the background's colour and Z channels last ``(N, H, W, 4)`` (Z 0 where the pixel's hole is not
-    crossed or nothing farther was found), its column in the source ``(N, H, W)`` and whether the background
-    lies right of the hole ``(N, H, W)``.
+    Returns the background's Z ``(N, H, W)`` (0 where the pixel's hole is not crossed or nothing farther was
+    found), its column in the source ``(N, H, W)`` (its colour: ``flows.source[frame, :, row, column]``) and
+    whether the background lies right of the hole ``(N, H, W)``.
     """
-    h, w = flows.h, flows.w
+    w = flows.w
     s = shift.view(-1, 1, 1)
     on_right = (s > 0).expand_as(left)
     edge = torch.where(on_right, left, right)  # the occluder's end: the near side of the edge that opened the hole
@@ -314,12 +314,9 @@ def _behind(
     crossed = (left >= 0) & (right >= 0) & (z_other > 0) & (z_other * (1 + tol) < z_edge)
     # the occluder's edge in the source: u + f b (1 / Z - screen) (as temporal_fill's hidden point)
     x_src = edge.to(z_edge.dtype) + z_edge.clamp_min(1e-12).reciprocal() * s.to(z_edge.dtype) - offset.view(-1, 1, 1).to(z_edge.dtype)
-    col = x_src.round().long() + torch.where(on_right, 1, -1)
-    base = torch.as_tensor(frames, device=left.device).view(-1, 1, 1) * (h * w) + torch.arange(h, device=left.device).view(1, -1, 1) * w
-    got = flows.frames[(base + col.clamp(0, w - 1)).reshape(-1)].view(*left.shape, 4)
-    found = crossed & (col >= 0) & (col < w) & (got[..., 3] > z_edge * (1 + tol))
-    got = torch.cat([got[..., :3], torch.where(found, got[..., 3], 0).unsqueeze(-1)], -1)
-    return got, col, on_right
+    col = (x_src.round().long() + torch.where(on_right, 1, -1)).clamp(-1, w)
+    z = flows.depth[list(frames)].gather(-1, col.clamp(0, w - 1))
+    return torch.where(crossed & (col >= 0) & (col < w) & (z > z_edge * (1 + tol)), z, 0), col, on_right
 
 
 def _chain_starts(frames: Sequence[int], step: int, steps: int, n: int) -> set[int]:
@@ -363,8 +360,7 @@ def temporal_fill(
     left, right = _row_neighbours(valid)  # (N, H, W)
     z_left = torch.where(left >= 0, depth.gather(-1, left.clamp_min(0)), 0)
     z_right = torch.where(right >= 0, depth.gather(-1, right.clamp_min(0)), 0)
-    behind, behind_col, behind_right = _behind(left, right, z_left, z_right, frames, shift, offset, flows, config.depth_tolerance)
-    z_behind = behind[..., 3]
+    z_behind, behind_col, behind_right = _behind(left, right, z_left, z_right, frames, shift, offset, flows, config.depth_tolerance)
     z_bg_map = torch.where(valid, 0, torch.where(z_behind > 0, z_behind, torch.maximum(z_left, z_right)))
     cell, ys, xs = (hole & (z_bg_map > 0)).nonzero(as_tuple=True)
     empty = torch.zeros(0, dtype=torch.long, device=device)
@@ -529,7 +525,7 @@ SMOOTH_LEVELS = 6  # row fills are smoothed over rows with radii 1, 2, 4, 8, 16,
 
 def row_fill(
     image: torch.Tensor, known: torch.Tensor, depth: torch.Tensor, todo: torch.Tensor, config: FillConfig,
-    behind: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ends_z: tuple[torch.Tensor, torch.Tensor] | None = None, behind: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Fill ``todo`` pixels of ``image (3, H, W)`` along their rows, from the hole's two ends (step 3).
 
@@ -541,6 +537,8 @@ def row_fill(
     (one end only) that end's colour continues the picture. The row values are then smoothed over the
     rows of the hole, the more the farther from its edge (radius ~ half the distance), so a fill follows
     the horizontal structure at the edge and fades into a soft average inside, never into streaks.
+    ends_z: the depth at each pixel's nearest known pixel with a depth left and right ``(..., H, W)`` (0: none),
+    where the caller has them (computed otherwise).
     behind: for crossed holes (``_behind``: the end on the background's side is a second, nearer occluder),
     the background's colour ``(..., 3, H, W)`` and Z ``(..., H, W)`` as the source saw it (Z 0 elsewhere), and
     whether it lies right of the hole ``(..., H, W)``: carried across instead of the farther end (the first
@@ -559,9 +557,10 @@ def row_fill(
     col_l = ends.gather(-1, (left - (END_PIXELS - 1)).clamp_min(0).unsqueeze(-3).expand(image.shape))
     col_r = ends.gather(-1, (right + (END_PIXELS - 1)).clamp(0, w - 1).unsqueeze(-3).expand(image.shape))
     # each end's depth: the nearest pixel with one on that side (a splat of colour may come without a depth)
-    zl_at, zr_at = _row_neighbours(known & (depth > 0))
-    z_l = torch.where(has_l & (zl_at >= 0), depth.gather(-1, zl_at.clamp_min(0)), 0)
-    z_r = torch.where(has_r & (zr_at >= 0), depth.gather(-1, zr_at.clamp_min(0)), 0)
+    if ends_z is None:
+        zl_at, zr_at = _row_neighbours(known & (depth > 0))
+        ends_z = (torch.where(zl_at >= 0, depth.gather(-1, zl_at.clamp_min(0)), 0), torch.where(zr_at >= 0, depth.gather(-1, zr_at.clamp_min(0)), 0))
+    z_l, z_r = (torch.where(has, z, 0) for has, z in zip((has_l, has_r), ends_z, strict=True))
     d_l = (cols - left).to(image.dtype)
     d_r = (right - cols).to(image.dtype)
     both = has_l & has_r
@@ -814,8 +813,8 @@ def _fill_frame(
     left, right = _row_neighbours(torch.stack([valid, now]))
     z_left = torch.where(left[0] >= 0, z.gather(-1, left[0].clamp_min(0)), 0)
     z_right = torch.where(right[0] >= 0, z.gather(-1, right[0].clamp_min(0)), 0)
-    behind, _, behind_right = _behind(left[0], right[0], z_left, z_right, frames, shift, offset, flows, config.depth_tolerance)
-    z_behind = behind[..., 3]
+    z_behind, behind_col, behind_right = _behind(left[0], right[0], z_left, z_right, frames, shift, offset, flows, config.depth_tolerance)
+    rgb_behind = flows.source[list(frames)].gather(-1, behind_col.clamp(0, w - 1).unsqueeze(1).expand(-1, c, -1, -1))
     z_bg = torch.where(valid, 0, torch.where(z_behind > 0, z_behind, torch.maximum(z_left, z_right)))  # background_depth's but crossed holes
     left, right = left[1], right[1]
     # The out-of-view bands (as border_band(now, side)): at the edge content moves away from, and with a
@@ -829,7 +828,7 @@ def _fill_frame(
     # elsewhere the row fill (structure along the row) blended with the soft 2-D fill (every known pixel
     # around, depth-blind): on real captures each wins where the other errs (bench/bench_fill_real.py).
     todo = interior | (band if config.border == "stretch" else torch.zeros_like(band))
-    rows, trust = row_fill(img, now, z, todo, config, behind=(behind[..., :3].permute(0, 3, 1, 2), z_behind, behind_right))
+    rows, trust = row_fill(img, now, z, todo, config, ends_z=(z_left, z_right), behind=(rgb_behind, z_behind, behind_right))
     soft = soft_fill(img, now.to(img.dtype), todo)
     share = torch.where(band, BAND_ROW_SHARE, ROW_SHARE).to(img.dtype)
     share = (trust + (1 - trust) * share).unsqueeze(1)  # a trusted background end is never mixed with the occluder around
