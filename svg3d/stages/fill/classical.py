@@ -530,10 +530,10 @@ def row_fill(
     """Fill ``todo`` pixels of ``image (3, H, W)`` along their rows, from the hole's two ends (step 3).
 
     A hole pixel sees the nearest known pixel of its row on each side (``known`` bool ``(H, W)``, with
-    depth Z ``(H, W)``; an end without a depth takes the nearest one on its side). Where the two ends lie at clearly different depths (a disocclusion: ratio above
-    ``1 + depth_tolerance``), the farther one, the background the nearer one hid, is carried across; where
-    they are one surface (a crack, a speck of noisy depth) or the depth cannot be read, the two are
-    interpolated linearly: a blend that paints no layer it did not see on both sides. At the frame edge
+    depth Z ``(H, W)``; an end without a depth takes the nearest one on its side). Where the two ends lie
+    at clearly different depths (a disocclusion: ratio above ``1 + depth_tolerance``), the farther one, the
+    background the nearer one hid, is carried across; where they are one surface (a crack, a speck of
+    noisy depth) or the depth cannot be read, the two are interpolated linearly: a blend that paints no layer it did not see on both sides. At the frame edge
     (one end only) that end's colour continues the picture. The row values are then smoothed over the
     rows of the hole, the more the farther from its edge (radius ~ half the distance), so a fill follows
     the horizontal structure at the edge and fades into a soft average inside, never into streaks.
