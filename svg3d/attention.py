@@ -34,6 +34,7 @@ import torch.nn.functional as F
 IMPLS = ("triton", "sdpa")
 MAX_KERNEL_FRAMES = 32  # longer sequences: SDPA (the kernel holds a program's sequences in registers)
 MAX_KERNEL_HEAD_DIM = 128  # larger heads: SDPA (zeroscope's are 64)
+MAX_GRID_Y = 65535  # CUDA's limit on the grid's second axis, the kernel's clips: more go to SDPA
 TILE = 4096  # elements of q per program: 4 sequences of 16 frames x 64 channels (the fastest on an H100)
 NUM_WARPS = 4
 # Fused attention kernels put heads on a CUDA grid axis (at most 65,535 blocks), so SDPA gets more sequences than
@@ -63,13 +64,14 @@ def short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, impl: 
     strides with ``d`` contiguous; scale 1/sqrt(d)) -> ``(B, F, S, d)`` contiguous: for each ``b`` and ``s`` the
     F x F attention of the sequence ``q[b, :, s]`` over ``k[b, :, s]``, ``v[b, :, s]``.
 
-    ``impl`` (``IMPLS``; default ``default_impl``): ``"triton"`` the kernel (where ``kernel_fits``, else SDPA),
-    ``"sdpa"`` torch's on the views ``(B, S, F, d)``."""
+    ``impl`` (``IMPLS``; default ``default_impl``): ``"triton"`` the kernel (where ``kernel_fits``, the channels
+    are contiguous and B is within ``MAX_GRID_Y``; else SDPA), ``"sdpa"`` torch's on the views ``(B, S, F, d)``."""
     b, f, s, d = q.shape
     impl = impl or default_impl(q)
     if impl not in IMPLS:
         raise ValueError(f"attention impl {impl!r}: expected one of {', '.join(IMPLS)}")
-    if impl == "sdpa" or not kernel_fits(f, d) or KERNEL is None:
+    dense = all(x.stride(-1) == 1 for x in (q, k, v))  # the kernel reads each head's channels as one run
+    if impl == "sdpa" or not kernel_fits(f, d) or KERNEL is None or not dense or b > MAX_GRID_Y:
         return _sdpa(q, k, v)
     out = torch.empty((b, f, s, d), dtype=q.dtype, device=q.device)
     padded = _padded(f)

@@ -51,6 +51,9 @@ INTERPRETED = textwrap.dedent(
         report[str(shape)] = dict(kernel=(out.double() - truth).abs().max().item(),
                                   sdpa=(sdpa.double() - truth).abs().max().item(),
                                   contiguous=out.is_contiguous(), shape=list(out.shape))
+    # channels 2 apart: the kernel reads each head's channels as one run, so such inputs go to SDPA
+    q, k, v = (torch.randn(2, 16, 9, 64, 2)[..., 0] for _ in range(3))
+    report["scattered"] = torch.equal(attention.short_attention(q, k, v), attention.short_attention(q, k, v, impl="sdpa"))
     # the whole tiny UNet, its temporal attention by the kernel against SDPA
     from svg3d.tiny_models import TINY_UNET, random_unet
     from svg3d.unet3d import UNet3D
@@ -85,6 +88,10 @@ def test_the_kernel_equals_attention_written_out(interpreted, shape):
     r = interpreted[str(shape)]
     assert r["shape"] == list(shape) and r["contiguous"]
     assert r["kernel"] <= max(4 * r["sdpa"], 1e-6), r
+
+
+def test_inputs_whose_channels_are_not_contiguous_go_to_sdpa(interpreted):
+    assert interpreted["scattered"]
 
 
 def test_the_tiny_unet_with_the_kernel_equals_it_with_sdpa(interpreted):
