@@ -13,8 +13,9 @@ and writing the output once takes a sixth of that at the card's memory bandwidth
 once (frames and channels padded to powers of two, at least 16, the smallest matrix product of the tensor cores;
 padded keys masked), scores and softmax in float32, and the output is written straight into the layout the output projection
 reads (the frames-major ``(B, F, P*heads, d)`` the projections produced), which also saves the transposed copy that
-followed SDPA. Elsewhere (CPU, sequences over ``MAX_KERNEL_FRAMES``, heads over ``MAX_KERNEL_HEAD_DIM``) it is
-``torch.nn.functional.scaled_dot_product_attention`` on the same views, which is what ran before.
+followed SDPA. Elsewhere (CPU, sequences over ``MAX_KERNEL_FRAMES``, heads over ``MAX_KERNEL_HEAD_DIM``, channels
+not contiguous, more clips than ``MAX_GRID_Y``) it is ``torch.nn.functional.scaled_dot_product_attention`` on the
+same views, which is what ran before.
 
 The kernel is a plain ``triton.jit`` function launched from Python, so ``torch.compile`` traces it as a
 user-defined Triton kernel (the regional compile of ``unet3d``) and CUDA graphs replay it. With
