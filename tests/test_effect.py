@@ -131,3 +131,31 @@ def test_per_shot_ranges_ignore_a_spike_and_do_not_cross_a_cut():
     assert np.abs(lo[:20] - 1.0).max() < 0.05 and np.abs(lo[20:] - 5.0).max() < 0.05  # each shot its own range
     clip_lo, clip_hi = shots.depth_ranges(stats, "clip")
     assert (clip_lo == clip_lo[0]).all() and clip_hi[0] == 60.0  # the reference: the spike sets every frame's range
+
+
+def test_cells_handed_on_equal_the_warp_and_the_cache_stays_bounded():
+    """``HandOn``: a source that puts (the fill's) and one that takes (the export's) over the same frames; the cells
+    taken equal those the taking source warps itself, and taking them keeps its cache to ``cache_frames`` as
+    warping does (frames that were only taken must leave it too)."""
+    from svg3d.stages.matrix import HandOn
+
+    h, w, n = 48, 160, 10
+    frames = np.repeat(texture(h, w), n, axis=0)
+    disparity = np.repeat(two_planes(h, w), n, axis=0) * np.linspace(1, 2, n, dtype=np.float32)[:, None, None]
+    config = MatrixConfig(num_views=2)
+    plan = camera.plan_views(config, w)
+    lo, hi = np.full(n, 0.5, np.float32), np.full(n, 7.0, np.float32)
+
+    def source(**kw):
+        return MatrixSource(lambda a, b: frames[a:b], lambda a, b: disparity[a:b], lo, hi, plan, config, cache_frames=3, **kw)
+
+    cells = HandOn()
+    putting, taking, own = source(hand_on=cells), source(take_from=cells), source()
+    for a in range(0, n, 2):
+        putting.cells(a, a + 2)
+    for a in range(0, n, 2):
+        got, warped = taking.cells(a, a + 2), own.cells(a, a + 2)
+        assert torch.equal(got.images, warped.images) and torch.equal(got.known, warped.known)
+        assert torch.equal(got.depth, warped.depth) and torch.equal(got.source_depth, warped.source_depth)
+        assert len(taking._cache) <= 3
+    assert cells.handed == n

@@ -494,12 +494,11 @@ class MatrixSource:
     def cells(self, a: int, b: int, views: tuple[int, ...] | None = None) -> Cells:
         """Cells of frames ``a .. b-1`` for ``views`` (default: the plan's fill views)."""
         views = tuple(self.plan.fill_views if views is None else views)
-        todo = [t for t in range(a, b) if (t, views) not in self._cache]
-        if todo and self.take_from is not None:
-            for t in todo:
-                if (cell := self.take_from.take((t, views))) is not None:
-                    self._cache[t, views] = cell
-            todo = [t for t in todo if (t, views) not in self._cache]
+        missing = [t for t in range(a, b) if (t, views) not in self._cache]
+        for t in missing if self.take_from is not None else ():
+            if (cell := self.take_from.take((t, views))) is not None:
+                self._cache[t, views] = cell
+        todo = [t for t in missing if (t, views) not in self._cache]
         if todo:
             t0, t1 = todo[0], todo[-1] + 1  # contiguous in practice: a chunk's new frames (or those not handed on)
             rgb, z = self.source(t0, t1)
@@ -513,6 +512,7 @@ class MatrixSource:
                 self._cache[t, views] = cell
                 if self.hand_on is not None:
                     self.hand_on.put((t, views), cell)
+        if missing:  # frames came in, warped or handed on: keep the last cache_frames
             for key in sorted(self._cache):
                 if len(self._cache) <= self.cache_frames:
                     break
