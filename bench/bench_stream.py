@@ -113,7 +113,9 @@ def main() -> None:
     p.add_argument("--depth", choices=("tiny", "v2-small"), default="tiny", help="the random depth model (default: %(default)s)")
     p.add_argument("--baseline", type=Path, default=None, help="another checkout whose svg3d runs the same clips (a ratio in one run)")
     p.add_argument("--baseline-flow", default="dis", help="--flow for the baseline (older checkouts: dis) (default: %(default)s)")
-    p.add_argument("--this-args", default="", help="more convert flags for this checkout only (e.g. --no-concurrent-stages)")
+    p.add_argument("--this-args", action="append", default=None,
+                   help="more convert flags for this checkout only (e.g. --no-concurrent-stages); given again, this checkout runs "
+                        "once per value, each row's code naming its flags (e.g. --this-args '' --this-args '--fill-workers 1')")
     p.add_argument("--args", default="", help="more convert flags for both checkouts (e.g. '--threads 2' under taskset -c 0,1)")
     p.add_argument("--clips", type=Path, default=None, help="keep the generated clips here and reuse those found")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -128,7 +130,8 @@ def main() -> None:
         tmp = Path(tmp)
         model = (save_random_depth_anything_v2_small if args.depth == "v2-small" else save_tiny_depth_anything)(tmp / "depth-model")
         cases = [(n, size) for n in args.lengths] + ([(48, (1920, 1080))] if args.hd else [])
-        checkouts = [("this", ROOT, args.flow, args.this_args.split())]
+        variants = args.this_args or [""]
+        checkouts = [("this" if not more.strip() else f"this {more.strip()}", ROOT, args.flow, more.split()) for more in variants]
         checkouts += [("baseline", args.baseline.resolve(), args.baseline_flow, [])] if args.baseline else []
         for n, (w, h) in cases:
             clip = (args.clips.resolve() if args.clips else tmp) / f"clip_{w}x{h}_{n}.mp4"  # (the baseline runs in its own folder)
@@ -145,15 +148,15 @@ def main() -> None:
                       f"load {row['load'][0]:.1f}-{row['load'][1]:.1f}, "
                       f"peak RSS {row['peak_rss_mb']:.0f} MB, {row['busy_cores']:.1f} cores busy{gpu}, work {row['work_mb_per_frame']:.2f} MB/frame; "
                       f"stages {', '.join(f'{k} {v:.1f} s' for k, v in row['stages'].items())}", flush=True)  # fmt: skip
-    same = [r for r in rows if r["size"] == args.size and r["code"] == "this"]
+    same = [r for r in rows if r["size"] == args.size and r["code"] == checkouts[0][0]]
     if len(same) > 1:
         first, last = same[0], same[-1]
         print(f"{last['frames']} vs {first['frames']} frames: peak RSS x{last['peak_rss_mb'] / first['peak_rss_mb']:.2f}, "
               f"time per frame x{last['seconds_per_frame'] / first['seconds_per_frame']:.2f}")  # fmt: skip
     for r in rows:
-        if r["code"] == "baseline":
-            this = next(x for x in rows if x["code"] == "this" and x["frames"] == r["frames"] and x["size"] == r["size"])
-            print(f"{r['size']} {r['frames']} frames: this / baseline speed x{r['seconds'] / this['seconds']:.2f}")
+        if r["code"] != checkouts[0][0]:
+            this = next(x for x in rows if x["code"] == checkouts[0][0] and x["frames"] == r["frames"] and x["size"] == r["size"])
+            print(f"{r['size']} {r['frames']} frames: {checkouts[0][0]} / {r['code']} speed x{r['seconds'] / this['seconds']:.2f}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         machine = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "device": args.device}

@@ -12,6 +12,7 @@
 #   bench/gpu_runs.sh attention pytest-attention       # issue 22: the temporal attention kernel: speed, gpu tests (~3 min)
 #   bench/gpu_runs.sh gn-compiled                      # issue 22: compiled calls with torch's against the grouped GroupNorm (~7 min)
 #   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
+#   bench/gpu_runs.sh pytest-stream                    # issue 21: the weight-free pipeline's gpu tests (~2 min)
 #   bench/gpu_runs.sh stream-spy                       # issue 21: the stream step under py-spy, busy threads (~3 min)
 #   bench/gpu_runs.sh exports                          # issue 21: the exports on the GPU: gpu tests, bench (~4 min)
 #   bench/gpu_runs.sh cpu2                             # issue 21: the CPU path on 2 of the host's cores, vs PIPE_BASELINE (~4 min)
@@ -80,6 +81,10 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         cat "$OUT/machine.log"
         ;;
     pytest) step pytest 300 $PY -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra --strict-markers" ;;
+    pytest-stream)  # issue 21: the gpu tests of the weight-free pipeline's files (no compile), ~2 min
+        step pytest_stream 240 $PY -m pytest -m gpu tests/test_convert.py tests/test_flow.py tests/test_fill.py tests/test_fill_band.py \
+            tests/test_fill_real.py tests/test_warp.py tests/test_stabilise.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
+        ;;
     pytest-eager)
         step pytest_eager 120 $PY -m pytest -m gpu -k "not compile" -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         ;;
@@ -107,10 +112,13 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         ;;
     stream)
         # STREAM_BASELINE=DIR (e.g. .carry/base, the commit before the wave) runs that checkout on the same clip too;
-        # STREAM_ARGS: more convert flags for this checkout (e.g. "--processes-per-gpu 4"), STREAM_NAME the logs' name
+        # (its flow: STREAM_BASELINE_FLOW, default auto, the product's); STREAM_ARGS: more convert flags for this checkout
+        # (e.g. "--processes-per-gpu 4"), STREAM_ARGS2: a second run of this checkout with these flags instead (e.g.
+        # "--fill-workers 1"), STREAM_NAME the logs' name
         step "${STREAM_NAME:-stream_1080p}" "${STREAM_LIMIT:-300}" $PY bench/bench_stream.py --lengths 240 --size 1920x1080 \
             --no-hd --device cuda --depth v2-small --clips .whl/clips ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"} \
-            ${STREAM_ARGS:+--this-args "$STREAM_ARGS"} --json "$OUT/${STREAM_NAME:-stream_1080p}.json"
+            --baseline-flow "${STREAM_BASELINE_FLOW:-auto}" --this-args "${STREAM_ARGS:-}" ${STREAM_ARGS2:+--this-args "$STREAM_ARGS2"} \
+            --json "$OUT/${STREAM_NAME:-stream_1080p}.json"
         ;;
     stream-spy)  # the stream step under py-spy (.whl/py-spy.gz: the venv's, gzipped to fit the carry): which threads are
         # busy; SPY_SECONDS: sample only the first seconds (the profile is written then, whatever the run does after)
@@ -196,7 +204,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --group_norm torch,grouped --no-ours-compiled --no-vae --json "$OUT/unet_call.json"
         ;;
     *)
-        echo "unknown step $name (machine, pytest, pytest-eager, fill, stabilise, depth, flow, stream, exports, profile, denoise, unet-call," \
+        echo "unknown step $name (machine, pytest, pytest-eager, pytest-stream, fill, stabilise, depth, flow, stream, exports, profile, denoise, unet-call," \
             "denoise-eager, denoise-compile, pytest-unet, attention, gn-compiled, pytest-attention, pytest-regions, denoise-vae, denoise-compile-vae, stream-spy)" >&2
         exit 2
         ;;

@@ -40,6 +40,7 @@ from .config import (
 )
 from .encode import EncoderSettings
 from .layouts import ANAGLYPHS, EXPORTS
+from .threads import GPU_FILL_WORKERS, MAX_FILL_WORKERS
 
 log = logging.getLogger("svg3d")
 
@@ -398,6 +399,7 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     r.add_argument("--concurrent-stages", action=argparse.BooleanOptionalAction, default=default(ConvertConfig, "concurrent_stages"), help="run the stages at once, chunk by chunk (the same bytes as one after another, which --no-concurrent-stages does with less memory) (default: at once on a GPU or 4 cores and more)")
     r.add_argument("--gpus", type=int, default=default(ConvertConfig, "gpus"), help="CUDA devices to spread depth, stabilisation and the fill over, one process each; the outputs are those of one GPU (default: every visible one)")
     r.add_argument("--processes-per-gpu", type=int, default=default(ConvertConfig, "processes_per_gpu"), help="processes sharing each GPU for those stages, each on its own chunks, where one process's Python leaves the GPU idle; the outputs are the same (default: %(default)s)")
+    r.add_argument("--fill-workers", type=int, default=default(ConvertConfig, "fill_workers"), help=f"runs of the fill's chunks computed at once, each in a thread (on CUDA on a stream of its own); the outputs are the same (default: {MAX_FILL_WORKERS} on a CPU, at most one per core; {GPU_FILL_WORKERS} on CUDA)")
     r.add_argument("--threads", type=int, default=None, help="cores to plan threads for (torch, OpenCV, decoding); on a machine busy with other work, fewer; keep it when resuming, since some steps round by it (default: the machine's cores)")
     r.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N (default: auto)")
     r.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
@@ -548,5 +550,6 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         threads=args.threads,
         gpus=args.gpus,
         processes_per_gpu=args.processes_per_gpu,
+        fill_workers=args.fill_workers,
         concurrent_stages=args.concurrent_stages,
     )

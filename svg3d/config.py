@@ -452,9 +452,14 @@ class ConvertConfig:
     # Processes per GPU for those stages: one process's Python (the classical filler's many small steps, the stores'
     # deflate and hashes) leaves a GPU mostly idle; several share it, each on its own range of chunks.
     processes_per_gpu: int = 1
+    # Runs of the fill's chunks computed at once, each in a thread of its own (on CUDA on a stream of its own); the
+    # same chunks and bytes as one. None: the thread plan's (threads.plan_threads: 2 on a CPU of 2 cores or more,
+    # threads.GPU_FILL_WORKERS on CUDA).
+    fill_workers: int | None = None
 
     def __post_init__(self) -> None:
         _check([
+            (self.fill_workers is None or self.fill_workers >= 1, "fill_workers", f"{self.fill_workers}: must be >= 1"),
             (self.flow in FLOW_CHOICES, "flow", f"{self.flow}: expected one of {', '.join(FLOW_CHOICES)}"),
             (self.gpus is None or self.gpus >= 1, "gpus", f"{self.gpus}: must be >= 1"),
             (self.processes_per_gpu >= 1, "processes_per_gpu", f"{self.processes_per_gpu}: must be >= 1"),

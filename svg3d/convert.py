@@ -194,7 +194,7 @@ def convert(
         clip = Clip.open(input_path, config.clip)
         log.info("convert %s: %s -> %s (work folder %s)", input_path, clip.info.describe(), out_dir, work_dir)
         stages, filler_name, plan = pipeline(clip, config, device, out_dir=out_dir, work_dir=work_dir)
-        workers = threads.plan_threads(cpus, len(stages) if config.concurrent_stages else 1, device.type).fill_workers
+        workers = threads.plan_threads(cpus, len(stages) if config.concurrent_stages else 1, device.type, fill_workers=config.fill_workers).fill_workers
         fitted = memory.fit_chunk(config, clip, plan, filler_name, fill_workers=workers, hand_on=device.type == "cpu")
         if fitted is not config:
             config = fitted
@@ -208,9 +208,11 @@ def convert(
 
         concurrent = config.concurrent_stages
         # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts
-        thread_plan = threads.plan_threads(cpus, len(stages) if concurrent else 1, device.type)
+        thread_plan = threads.plan_threads(cpus, len(stages) if concurrent else 1, device.type, fill_workers=config.fill_workers)
+        stream_device = device if concurrent else None  # on CUDA each stage's thread (and fill run) on a stream of its own
         runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=concurrent, finished=clip.done,
-                             workers={FILLED: thread_plan.fill_workers}, on_thread=lambda name, k: threads.enter_stage(thread_plan, k))  # fmt: skip
+                             workers={FILLED: thread_plan.fill_workers},
+                             on_thread=lambda name, k: threads.enter_stage(thread_plan, k, stream_device))  # fmt: skip
         todo = runner.todo("export")
         if FILLED in todo:
             say_other_fills(work_dir, runner.stores[FILLED], plan)

@@ -60,8 +60,11 @@ def box_sum(x: torch.Tensor, radius_y: int, radius_x: int) -> torch.Tensor:
 
     x: ``(..., H, W)``, each map on its own. Returns ``(..., H, W)`` in x's dtype. On a CPU, float maps go through
     OpenCV's ``boxFilter`` (running sums in float64: exact to the output's rounding, and 30-60x faster than the
-    cumsums below on a 2-core VM, which pad and sum twice over memory per axis); elsewhere separable cumsums, the
-    same sums to float rounding (tested; float32 cumsums drift by ~1e-3 over a few thousand pixels of ones).
+    cumsums below on a 2-core VM, which pad and sum twice over memory per axis); elsewhere separable cumsums, in
+    float64 for float32 maps: the same sums to float rounding (tested). float32 cumsums drift by ~1e-3 over a few
+    thousand pixels of ones, and on CUDA their rounding depended on the batch's shape, so the classical filler's
+    output depended on how its cells were batched (up to 25 code values in ~1 % of the pixels on an H100); in float64
+    the sums round to the same float32 whatever the batch, but for ties one in millions.
     """
     h, w = x.shape[-2:]
     if radius_x == radius_y == 0:
@@ -72,6 +75,8 @@ def box_sum(x: torch.Tensor, radius_y: int, radius_x: int) -> torch.Tensor:
         for i in range(len(src)):  # each map on its own (OpenCV's filters take one image)
             cv2.boxFilter(src[i], -1, (2 * radius_x + 1, 2 * radius_y + 1), dst=out[i], normalize=False, borderType=cv2.BORDER_CONSTANT)
         return torch.from_numpy(out.reshape(x.shape))
+    if x.dtype == torch.float32:  # running sums in float64 as OpenCV's: float32 ones round by the batch's shape on CUDA
+        return _box_sum_cumsum(x.double(), radius_y, radius_x).to(x.dtype)
     return _box_sum_cumsum(x, radius_y, radius_x)
 
 

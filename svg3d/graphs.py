@@ -38,7 +38,8 @@ class CudaGraphs:
 
     The graphs of one function share one memory pool for their intermediates (calls are serialised and each output
     is copied out at once, so a replay may reuse what another shape's left), and keep their recorded inputs and
-    output; at most ``max_graphs`` of them (None: no limit; past it the least recently used is dropped). ``fn`` runs
+    output. Calls from threads on different CUDA streams (``threads.own_stream``) are ordered on the device too: a
+    call's copy into the recorded inputs waits for the last call's replay and copy out, on whichever stream they ran; at most ``max_graphs`` of them (None: no limit; past it the least recently used is dropped). ``fn`` runs
     ``warm_ups`` times per shape on a side stream before the recording (lazy initialisation, cuDNN's choices; a
     compiled ``fn`` compiles on the first), as torch's documentation asks. ``name`` names the recordings in the log.
     """
@@ -49,6 +50,7 @@ class CudaGraphs:
         self.graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._pool = None
         self._lock = threading.Lock()
+        self._done: torch.cuda.Event | None = None  # recorded after the last call's copy out, on its stream
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         if not args or not all(a.is_cuda for a in args) or torch.cuda.is_current_stream_capturing():
@@ -63,10 +65,16 @@ class CudaGraphs:
                     self.graphs.popitem(last=False)
             else:
                 self.graphs.move_to_end(key)
+            stream = torch.cuda.current_stream(args[0].device)
+            if self._done is not None:
+                stream.wait_event(self._done)
             for static, a in zip(entry.inputs, args, strict=True):
                 static.copy_(a)
             entry.graph.replay()
-            return entry.output.clone()
+            out = entry.output.clone()
+            self._done = torch.cuda.Event()
+            self._done.record(stream)
+            return out
 
     def _record(self, args: tuple[torch.Tensor, ...]) -> _Graph:
         device = args[0].device

@@ -247,6 +247,7 @@ def test_torch_flow_replayed_from_cuda_graphs_equals_the_eager_flow():
     from concurrent.futures import ThreadPoolExecutor
 
     from svg3d.config import TorchFlowConfig
+    from svg3d.threads import own_stream
 
     pairs = [(src.cuda(), dst.cuda()) for _, src, dst, _, _ in rendered_pairs(("truck", "handheld", "dolly"))]
     pairs.append(tuple(x[..., :48, :80].contiguous() for x in pairs[0]))  # another shape
@@ -259,6 +260,16 @@ def test_torch_flow_replayed_from_cuda_graphs_equals_the_eager_flow():
     with ThreadPoolExecutor(2) as pool:
         got = list(pool.map(lambda p: graphed(*p), pairs * 3))
     assert all(torch.equal(g, w) for g, w in zip(got, expected * 3, strict=True))
+
+    def on_own_stream(p):  # as convert's stage threads and fill runs (threads.own_stream): replays ordered by an event
+        own_stream(torch.device("cuda"))
+        out = [graphed(*q) for q in p]
+        torch.cuda.current_stream().synchronize()  # (read on the main thread's stream below)
+        return out
+
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(on_own_stream, [pairs * 4] * 3))
+    assert all(torch.equal(g, w) for run in got for g, w in zip(run, expected * 4, strict=True))
     assert len(graphed._run.graphs) == 2
 
 
