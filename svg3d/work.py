@@ -288,8 +288,11 @@ class FrameChunks(Protocol):
 
 
 
-READ_CACHE_CHUNKS = 3  # a chunk and the two around it: what a reader with context needs at once
-READ_CACHE_BYTES = 256 << 20  # and no more memory than this (a 1080p fill chunk is ~130 MB: then one or two)
+# A chunk and the two around it (what a reader with context needs at once), for each of two readers at once: the fill's
+# runs of chunks (``threads.ThreadPlan.fill_workers``) read the disparity at two places of the clip, and with three
+# chunks kept each read evicted the other's.
+READ_CACHE_CHUNKS = 6
+READ_CACHE_BYTES = 512 << 20  # and no more memory than this (a 1080p fill chunk is ~130 MB: then three or four)
 
 
 class _Writer(threading.Thread):

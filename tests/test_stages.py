@@ -454,8 +454,9 @@ def test_scaled_progress_counts_other_units_as_frames():
 
 def test_a_reader_with_context_decompresses_each_chunk_once(tmp_path, monkeypatch):
     """A chunk and its context span three chunk files, and the next read most of them again: the store keeps the
-    last three read (``READ_CACHE_CHUNKS``), so a pass over the clip reads each file once (one at a time: 13 reads
-    for these 5 chunks), and a chunk written again is read again."""
+    last six read (``READ_CACHE_CHUNKS``: three for each of two readers), so a pass over the clip reads each file
+    once (one at a time: 13 reads for these 5 chunks), two readers at two places of it too, and a chunk written again
+    is read again."""
     store = work.StageStore(tmp_path, "x", key="k", params={}, inputs={}, num_frames=N)
     for a in range(0, N, CHUNK):
         store.commit(a, {"y": np.arange(a, a + CHUNK, dtype=np.float32)[:, None] * np.ones(3, np.float32)})
@@ -466,6 +467,14 @@ def test_a_reader_with_context_decompresses_each_chunk_once(tmp_path, monkeypatc
         lo, hi = max(0, a - 2), min(N, a + CHUNK + 2)
         assert np.array_equal(store.read(lo, hi, "y")[:, 0], np.arange(lo, hi, dtype=np.float32))
     assert sorted(reads) == sorted({c["file"] for c in store.chunks})
+    reads.clear()
+    store._cache.clear()
+    half = N // 2
+    for a in range(0, half, CHUNK):  # two readers in turn, each with its context, half a clip apart (the fill's runs)
+        for first in (a, a + half):
+            lo, hi = max(0, first - 2), min(N, first + CHUNK + 2)
+            assert np.array_equal(store.read(lo, hi, "y")[:, 0], np.arange(lo, hi, dtype=np.float32))
+    assert len(reads) == len(set(reads)), reads
     store.commit(8, {"y": np.full((CHUNK, 3), -1, np.float32)})
     store.flush()
     assert np.array_equal(store.read(8, 9, "y"), np.full((1, 3), -1, np.float32))
