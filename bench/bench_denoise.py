@@ -24,7 +24,8 @@ seed; the ``ours*`` rows read as an ablation, each adding one change:
 - ``ours-compiled``: + compiled (``--compile-scope``: whole per shape, or its blocks with each call replayed as a
   CUDA graph) and our VAE compiled by regions (``compile_zeroscope(unet="ours")``, unless ``--no-compile-vae``);
   ``ours-compiled-sdpa`` the same with the temporal attention by SDPA (it runs second: its compile reuses the
-  cache the first filled, so only the first compiled variant's compile time is cold);
+  cache the first filled, so only the first compiled variant's compile time is cold); ``ours-compiled-cudnn-benchmark``
+  the same with ``torch.backends.cudnn.benchmark`` on (cuDNN times its algorithms for each convolution shape);
 - options beyond the exact schedule (off in the product; their quality needs the real weights, which this cannot
   measure): ``ours-4-views`` / ``ours-compiled-4-views``, a 4-view matrix of the same scene (``--num-views 4``;
   another matrix, so speed only); ``ours-deep-cache`` / ``ours-compiled-deep-cache``, ``DenoiseConfig(deep_cache=2)``
@@ -95,6 +96,7 @@ class Variant:
     per_column: bool = False  # one column or row per UNet call
     views: int | None = None  # an option: a matrix of this many views instead of --views
     deep_cache: int = 1  # an option: DenoiseConfig.deep_cache
+    cudnn_benchmark: bool = False  # torch.backends.cudnn.benchmark: cuDNN times its algorithms per convolution shape
 
 
 # In the order they run; the names read as an ablation: each ours-* row adds one change to the row above it.
@@ -110,6 +112,8 @@ VARIANTS = {
     "ours-deep-cache": Variant(deep_cache=2),  # option: DeepCache, the whole UNet every other step
     "ours-compiled": Variant(compiled=True),  # + compiled (--compile-scope)
     "ours-compiled-sdpa": Variant(compiled=True, temporal_attention="sdpa"),  # compiled, temporal attention by SDPA
+    # compiled, cuDNN choosing each convolution's algorithm by timing it (at the CUDA graphs' warm-up) over its heuristics
+    "ours-compiled-cudnn-benchmark": Variant(compiled=True, cudnn_benchmark=True),
     "ours-compiled-4-views": Variant(compiled=True, views=4),
     "ours-compiled-deep-cache": Variant(compiled=True, deep_cache=2),
     # last: it wraps diffusers' modules in place
@@ -305,6 +309,7 @@ def measure(name: str, model, fm, args, device: torch.device, workers=LOCAL) -> 
     steps = max(args.steps, args.option_steps) if VARIANTS[name].deep_cache > 1 else args.steps
     config = variant_config(name, replace(full, num_inference_steps=steps))
     warm = replace(config, num_inference_steps=3)  # a t > E step, a t <= E step, the last: every call shape
+    torch.backends.cudnn.benchmark = VARIANTS[name].cudnn_benchmark  # (process-wide: set per variant)
     start = time.perf_counter()
     tag = f"{name} warm-up" + (", compiling" if VARIANTS[name].compiled else "")
     run(model, fm, warm, device, workers, tag=tag)  # CUDA context, cuDNN/SDPA choices, allocator; compilation

@@ -506,6 +506,27 @@ def test_demo_report(tmp_path, caplog):
     assert probe(report["exports"]["sbs"]).audio_seconds is not None
 
 
+@pytest.mark.gpu
+def test_convert_with_the_diffusion_filler_compiled_on_cuda_fills_as_eager(clip, tmp_path, model_dir, monkeypatch):
+    """``convert --fill diffusion --compile`` on CUDA end to end (our UNet compiled by regions and replayed from CUDA
+    graphs, our VAE compiled, the cache in its folder), against ``--no-compile``: it keeps its kernels in the cache
+    folder, and its pixels are within fp16 rounding of the eager run's (a few code values: the 2 steps' latents
+    differ by the compiled kernels' fp16 sums, as test_compile's bounds allow)."""
+    video, depth, _ = clip
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("SVG3D_COMPILE_CACHE", str(tmp_path / "cache"))
+    runs = {}
+    for compile in (False, True):
+        diffusion = DiffusionConfig(model=str(model_dir), steps=2, window=6, overlap=2, size=(64, 96), compile=compile)
+        config = base_config(depth, filler="diffusion", diffusion=diffusion, matrix=replace(ConvertConfig().matrix, num_views=3))
+        runs[compile] = convert.convert(video, tmp_path / str(compile), config, device="cuda")
+    assert any(p.is_file() for p in (tmp_path / "cache").rglob("*"))  # the compiled kernels were kept
+    (el, er), (cl, cr) = eyes(runs[False]), eyes(runs[True])
+    assert np.array_equal(el, cl)  # the input view
+    diff = np.abs(er.astype(int) - cr)
+    assert diff.mean() <= 1.0 and np.percentile(diff, 99.9) <= 12, (diff.mean(), np.percentile(diff, 99.9), diff.max())
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_the_fill_is_the_same_bytes_whatever_its_chunks_and_runs_at_once(clip, tmp_path, device):
     """``--fill-workers``: the fill's runs of chunks computed at once (on CUDA each thread on a stream of its own,
