@@ -204,7 +204,8 @@ def convert(
         def make_store(name: str, key: str, params: dict):
             if name == "export":
                 return work.OutputStore(work_dir, name, key=key, num_frames=n)
-            return _Store(on_chunk, work_dir, name, key=key, params=params, inputs={}, num_frames=n, folder=store_folder(name, params))
+            return _Store(on_chunk, work_dir, name, key=key, params=params, inputs={}, num_frames=n, folder=store_folder(name, params),
+                          writes=thread_plan.writes)  # fmt: skip
 
         concurrent = config.concurrent_stages
         # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts

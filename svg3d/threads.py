@@ -63,6 +63,9 @@ MAX_FILL_WORKERS = 2
 # CPU side (its Python, OpenCV's Telea, the chunk's hashes) and its read-backs overlap the other's GPU work, where one
 # thread kept an H100 ~30 % busy at 1080p (issue 21). Each run holds its chunk and context on the GPU.
 GPU_FILL_WORKERS = 2
+# Chunks a stage's store writes at once on CUDA (``work.StageStore.commit``): a stage computes faster than one thread
+# deflates its chunks there (1080p depth), and the cores are idle; on a CPU the cores are the stages' (one at a time).
+GPU_WRITES = 3
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class ThreadPlan:
     (``source.open_source(threads=)``). encoder: each video encoder's ``codec_context.thread_count``
     (libx264/libx265), for ``encoders`` encoders running at once.
     fill_workers: runs of the fill's chunks computed at once (``work.Runner``'s ``workers``, ``work.split``), each
-    thread on ``fill_torch`` torch threads. cpus: the cores planned for (free ones); concurrent_stages, device: what the plan was made for.
+    thread on ``fill_torch`` torch threads. writes: chunks each stage's store deflates and hashes at once in the
+    background (``work.StageStore.writes``; each holds its chunk's arrays). cpus: the cores planned for (free ones); concurrent_stages, device: what the plan was made for.
     """
 
     torch: int
@@ -85,6 +89,7 @@ class ThreadPlan:
     device: str
     fill_workers: int = 1
     fill_torch: int = 1
+    writes: int = 1
 
     def describe(self) -> str:
         fill = f", the fill {self.fill_workers} chunks at once on {self.fill_torch} torch threads each" if self.fill_workers > 1 else ""
@@ -144,6 +149,7 @@ def plan_threads(
         concurrent_stages=concurrent_stages,
         device=kind,
         fill_workers=workers,
+        writes=GPU_WRITES if kind == "cuda" else 1,
         fill_torch=(max(1, share // workers) if concurrent_stages == 1 else share) if workers > 1 and kind != "cuda" else torch_threads,
     )
 

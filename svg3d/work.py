@@ -317,8 +317,10 @@ class StageStore:
     variant of its parameters that a later run may come back to (``stages.fill.stage.store_name``: one per view count).
     """
 
-    def __init__(self, root: Path, name: str, *, key: str, params: dict, inputs: dict, num_frames: int, folder: str | None = None) -> None:
+    def __init__(self, root: Path, name: str, *, key: str, params: dict, inputs: dict, num_frames: int, folder: str | None = None,
+                 writes: int = 1) -> None:  # fmt: skip
         self.root, self.name, self.key = root, name, key
+        self.writes = writes  # chunks written at once in the background (``commit``; ``threads.ThreadPlan.writes``)
         self.params, self.inputs, self.num_frames = params, inputs, num_frames
         folder = folder or name
         self.folder = root / folder
@@ -433,19 +435,27 @@ class StageStore:
         """Write the chunk of frames ``first ..`` (every array's first axis is its frames) and record it, in a thread
         of its own while the stage computes its next chunk (deflate and the frames' hashes were a fifth of the fill
         stage's thread at 1080p on a GPU): the arrays are the store's from here on, the caller must not change them.
-        Each commit first waits for the chunks still being written (one per thread committing: the fill's runs of
-        chunks, ``Runner``'s workers) and raises their error; ``flush`` and ``finish`` wait for them too."""
+        Each commit first waits for the oldest chunks still being written until fewer than ``writes`` are (all of a
+        stage's threads counted: the fill's runs of chunks, ``Runner``'s workers) and raises their error; ``flush``
+        and ``finish`` wait for all of them. With one write at a time, deflating a chunk of 1080p depth took longer
+        than computing the next on a GPU (py-spy: 45 ms a frame in the depth stage's writer, which its commits waited
+        for), while the machine's other cores idled."""
         if self._failed is not None and self._producing is False and self.stopping:
             raise StageStopped(f"stage {self.name} stopped before frame {first}")
-        self.flush()
+        self._wait_writes(self.writes - 1)
         writer = _Writer(f"{self.name}-{first}", lambda: self.record_chunk(self.write(first, arrays, stats)))
         with self._writing_lock:
             self._writing.append(writer)
 
     def flush(self) -> None:
         """Wait for every chunk being written (``commit``) and raise the first error one had."""
+        self._wait_writes(0)
+
+    def _wait_writes(self, keep: int) -> None:
+        """Wait for the oldest chunks being written until at most ``keep`` are, and raise the first error one had."""
         with self._writing_lock:
-            writing, self._writing = self._writing, []
+            cut = max(0, len(self._writing) - keep)
+            writing, self._writing = self._writing[:cut], self._writing[cut:]
         for writer in writing:
             writer.join()
         error = next((w.error for w in writing if w.error is not None), None)

@@ -511,3 +511,41 @@ def test_two_threads_committing_at_once_lose_no_chunk(tmp_path, monkeypatch):
         t.join()
     store.finish()  # (raises when a frame is missing)
     assert np.array_equal(store.read(0, N, "y")[:, 0], np.arange(N, dtype=np.float32))
+
+
+def test_a_store_writes_up_to_its_count_of_chunks_at_once_and_raises_their_errors(tmp_path, monkeypatch):
+    """``StageStore(writes=3)`` (on CUDA: ``threads.GPU_WRITES``): a commit returns while up to three chunks are still
+    being deflated, never more; every chunk is recorded by ``finish``; a failed write is raised by a later commit."""
+    import time
+
+    real_write, busy, most = work.write_chunk, [], [0]
+    lock = threading.Lock()
+
+    def write_slowly(path, arrays):
+        with lock:
+            busy.append(path)
+            most[0] = max(most[0], len(busy))
+        time.sleep(0.05)
+        if int(path.stem.split("_")[-1]) == CHUNK and fail[0]:  # the second chunk
+            raise OSError("disk full")
+        real_write(path, arrays)
+        with lock:
+            busy.remove(path)
+
+    fail = [False]
+    monkeypatch.setattr(work, "write_chunk", write_slowly)
+    store = work.StageStore(tmp_path / "a", "x", key="k", params={}, inputs={}, num_frames=N, writes=3)
+    store.start()
+    for a in range(0, N, CHUNK):
+        started = time.perf_counter()
+        store.commit(a, {"y": np.full((CHUNK, 3), a, np.float32)})
+        assert time.perf_counter() - started < 0.04 or a >= 3 * CHUNK  # the first three do not wait
+    store.finish()
+    assert most[0] == 3 and np.array_equal(store.read(0, N, "y")[:, 0], np.repeat(np.arange(0, N, CHUNK), CHUNK).astype(np.float32))
+    fail[0] = True
+    failing = work.StageStore(tmp_path / "b", "x", key="k", params={}, inputs={}, num_frames=N, writes=3)
+    failing.start()
+    with pytest.raises(OSError, match="disk full"):
+        for a in range(0, N, CHUNK):
+            failing.commit(a, {"y": np.zeros((CHUNK, 3), np.float32)})
+        failing.flush()
