@@ -24,6 +24,9 @@ import torch
 log = logging.getLogger(__name__)
 
 MAX_GRAPHS = 4  # shapes kept per function: a clip's batches have one or two (the last batch may be shorter)
+# One recording at a time in the process: ``torch.cuda.graph`` synchronises the device as it begins, which CUDA
+# refuses while another thread's stream is capturing (two fill runs recording their flows at once, on an H100).
+_RECORDING = threading.Lock()
 
 
 @dataclass
@@ -77,6 +80,10 @@ class CudaGraphs:
             return out
 
     def _record(self, args: tuple[torch.Tensor, ...]) -> _Graph:
+        with _RECORDING:
+            return self._record_alone(args)
+
+    def _record_alone(self, args: tuple[torch.Tensor, ...]) -> _Graph:
         device = args[0].device
         inputs = tuple(a.detach().clone() for a in args)
         side = torch.cuda.Stream(device=device)

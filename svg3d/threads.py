@@ -50,6 +50,7 @@ import functools
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -195,9 +196,27 @@ def own_stream(device) -> None:
     (the stores), and what is shared on the device (``graphs.CudaGraphs``) orders its replays with an event."""
     import torch
 
+    _load_lazy_libraries(device)
     stream = torch.cuda.Stream(device=device)
     stream.wait_stream(torch.cuda.current_stream(device))
     torch.cuda.set_stream(stream)
+
+
+_LAZY = threading.Lock()
+_lazy_loaded: set = set()
+
+
+def _load_lazy_libraries(device) -> None:
+    """Load torch's CUDA linear algebra (cuSOLVER) once, before threads race to: torch loads it at the first call of
+    a linalg op on CUDA, and two threads calling at once fail with "lazy wrapper should be called at most once" (the
+    classical filler's motion fit in two fill runs, on an H100)."""
+    import torch
+
+    with _LAZY:
+        if device not in _lazy_loaded:
+            torch.linalg.solve_ex(torch.eye(2, dtype=torch.float64, device=device), torch.ones(2, 1, dtype=torch.float64, device=device))
+            torch.cuda.current_stream(device).synchronize()
+            _lazy_loaded.add(device)
 
 
 def apply(plan: ThreadPlan) -> None:

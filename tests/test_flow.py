@@ -261,14 +261,15 @@ def test_torch_flow_replayed_from_cuda_graphs_equals_the_eager_flow():
         got = list(pool.map(lambda p: graphed(*p), pairs * 3))
     assert all(torch.equal(g, w) for g, w in zip(got, expected * 3, strict=True))
 
-    def on_own_stream(p):  # as convert's stage threads and fill runs (threads.own_stream): replays ordered by an event
-        own_stream(torch.device("cuda"))
-        out = [graphed(*q) for q in p]
+    def on_own_stream(p):  # as convert's stage threads and fill runs (threads.own_stream): replays ordered by an event,
+        own_stream(torch.device("cuda"))  # and each thread's own flow recorded while the others record theirs
+        mine = TorchFlow()
+        out = [mine(*q) for q in p] + [graphed(*q) for q in p]
         torch.cuda.current_stream().synchronize()  # (read on the main thread's stream below)
         return out
 
     with ThreadPoolExecutor(3) as pool:
-        got = list(pool.map(on_own_stream, [pairs * 4] * 3))
+        got = list(pool.map(on_own_stream, [pairs * 2] * 3))
     assert all(torch.equal(g, w) for run in got for g, w in zip(run, expected * 4, strict=True))
     assert len(graphed._run.graphs) == 2
 
