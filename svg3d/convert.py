@@ -210,10 +210,9 @@ def convert(
         concurrent = config.concurrent_stages
         # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts
         thread_plan = threads.plan_threads(cpus, len(stages) if concurrent else 1, device.type, fill_workers=config.fill_workers)
-        stream_device = device if concurrent else None  # on CUDA each stage's thread (and fill run) on a stream of its own
         runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=concurrent, finished=clip.done,
                              workers={FILLED: thread_plan.fill_workers},
-                             on_thread=lambda name, k: threads.enter_stage(thread_plan, k, stream_device))  # fmt: skip
+                             on_thread=lambda name, k: threads.enter_stage(thread_plan, k, device))  # fmt: skip
         todo = runner.todo("export")
         if FILLED in todo:
             say_other_fills(work_dir, runner.stores[FILLED], plan)

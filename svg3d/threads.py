@@ -177,12 +177,13 @@ def per_thread_torch() -> bool:
 def enter_stage(plan: ThreadPlan, workers: int = 1, device=None) -> None:
     """Set the calling thread's torch threads for a stage computing ``workers`` chunks at once (``work.Runner``'s
     ``on_thread``), where the count is per thread; elsewhere the process's count (``apply``) stays. On a CUDA
-    ``device`` the thread then launches on a stream of its own (``own_stream``)."""
+    ``device`` a thread other than the main one (a stage's or a fill run's) then launches on a stream of its own
+    (``own_stream``); the main thread, which runs the stages when they run one after another, keeps its stream."""
     import torch
 
     if per_thread_torch():
         torch.set_num_threads(plan.stage_torch(workers))
-    if device is not None and torch.device(device).type == "cuda":
+    if device is not None and torch.device(device).type == "cuda" and threading.current_thread() is not threading.main_thread():
         own_stream(torch.device(device))
 
 

@@ -530,18 +530,19 @@ def test_convert_with_the_diffusion_filler_compiled_on_cuda_fills_as_eager(clip,
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_the_fill_is_the_same_bytes_whatever_its_chunks_and_runs_at_once(clip, tmp_path, device):
     """``--fill-workers``: the fill's runs of chunks computed at once (on CUDA each thread on a stream of its own,
-    the stages at once too) give the bytes of one run of whole-clip chunks. On CUDA this needs the classical
+    the stages at once or one after another) give the bytes of one run of whole-clip chunks. On CUDA this needs the classical
     filler's box sums in float64 (``filters.box_sum``): in float32 their rounding followed the batch's shape."""
     video, depth, _ = clip
     runs = {}
     for name, kw in {"whole": {"chunk_frames": 64, "fill_workers": 1}, "chunks": {"chunk_frames": 3, "fill_workers": 1},
-                     "three": {"chunk_frames": 2, "fill_workers": 3}}.items():  # fmt: skip
-        config = base_config(depth, concurrent_stages=True, exports=("eyes_png",), **kw)
+                     "three": {"chunk_frames": 2, "fill_workers": 3},
+                     "apart": {"chunk_frames": 2, "fill_workers": 2, "concurrent_stages": False}}.items():  # fmt: skip
+        config = base_config(depth, exports=("eyes_png",), **{"concurrent_stages": True, **kw})
         runs[name] = convert.convert(video, tmp_path / name, config, device=device)
     records = {n: json.loads(stage_folder(r.work_dir, FILLED).with_suffix(".json").read_text()) for n, r in runs.items()}
     assert len(records["three"]["chunks"]) >= 5 and len(records["whole"]["chunks"]) == 1  # (work.split may cut one)
     assert len({r["digest"] for r in records.values()}) == 1, {n: r["digest"] for n, r in records.items()}
-    for name in ("chunks", "three"):
+    for name in ("chunks", "three", "apart"):
         for x, y in zip(eyes(runs[name]), eyes(runs["whole"]), strict=True):
             assert np.array_equal(x, y), name
 
