@@ -60,10 +60,12 @@ GPU_TORCH_THREADS = 2  # torch's CPU threads per stage on CUDA: one launches ker
 # two take the cores of the 2-core machine the CPU figures are for, and more would multiply the memory for cores that
 # torch's threads inside each chunk use as well.
 MAX_FILL_WORKERS = 2
-# ... and on CUDA: each run's thread launches its kernels on a CUDA stream of its own (``enter_stage``), so one run's
-# CPU side (its Python, OpenCV's Telea, the chunk's hashes) and its read-backs overlap the other's GPU work, where one
-# thread kept an H100 ~30 % busy at 1080p (issue 21). Each run holds its chunk and context on the GPU.
-GPU_FILL_WORKERS = 2
+# On CUDA one run by default: ``--fill-workers 2`` runs two, each thread launching on a CUDA stream of its own
+# (``enter_stage``), so that one run's CPU side (its Python, OpenCV's Telea, the chunk's hashes) and its read-backs
+# overlap the other's GPU work, where one thread kept an H100 ~30 % busy at 1080p (issue 21); each run holds its chunk
+# and context on the GPU. Its first run on an H100 found two races between the runs (fixed since: ``graphs`` records
+# one graph at a time, ``_load_lazy_libraries``); fixed but not yet run or timed on a GPU, so it is not the default.
+GPU_FILL_WORKERS = 1
 # Chunks a stage's store writes at once on CUDA (``work.StageStore.commit``): a stage computes faster than one thread
 # deflates its chunks there (1080p depth), and the cores are idle; on a CPU the cores are the stages' (one at a time).
 GPU_WRITES = 3

@@ -81,9 +81,9 @@ def test_the_2_core_machine_fills_two_chunks_on_one_thread_each():
         assert (plan.fill_workers, plan.fill_torch) == (2, 1)
         assert "the fill 2 chunks at once on 1 torch threads each" in plan.describe()
     gpu = plan_threads(16, 3, "cuda")
-    # on CUDA each of the fill's runs launches (on its own stream) while the other computes on the CPU or waits
+    # on CUDA one run unless --fill-workers asks for more (each then launching on its own stream)
     assert gpu.fill_workers == threads.GPU_FILL_WORKERS and gpu.stage_torch(gpu.fill_workers) == gpu.torch == 2
-    assert plan_threads(16, 3, "cuda", fill_workers=1).fill_workers == 1  # convert --fill-workers
+    assert plan_threads(16, 3, "cuda", fill_workers=2).fill_workers == 2  # convert --fill-workers
     assert plan_threads(2, 1, "cpu", fill_workers=3).fill_workers == 3
     with pytest.raises(ValueError, match="fill_workers"):
         plan_threads(2, 1, "cpu", fill_workers=0)
