@@ -41,8 +41,9 @@ class CudaGraphs:
 
     The graphs of one function share one memory pool for their intermediates (calls are serialised and each output
     is copied out at once, so a replay may reuse what another shape's left), and keep their recorded inputs and
-    output. Calls from threads on different CUDA streams (``threads.own_stream``) are ordered on the device too: a
-    call's copy into the recorded inputs waits for the last call's replay and copy out, on whichever stream they ran; at most ``max_graphs`` of them (None: no limit; past it the least recently used is dropped). ``fn`` runs
+    output; at most ``max_graphs`` of them (None: no limit; past it the least recently used is dropped). Calls from
+    threads on different CUDA streams (``threads.own_stream``) are ordered on the device too: a call's copy into the
+    recorded inputs waits for the last call's replay and copy out, on whichever stream they ran. ``fn`` runs
     ``warm_ups`` times per shape on a side stream before the recording (lazy initialisation, cuDNN's choices; a
     compiled ``fn`` compiles on the first), as torch's documentation asks. ``name`` names the recordings in the log.
     """

@@ -80,7 +80,8 @@ class ThreadPlan:
     (libx264/libx265), for ``encoders`` encoders running at once.
     fill_workers: runs of the fill's chunks computed at once (``work.Runner``'s ``workers``, ``work.split``), each
     thread on ``fill_torch`` torch threads. writes: chunks each stage's store deflates and hashes at once in the
-    background (``work.StageStore.writes``; each holds its chunk's arrays). cpus: the cores planned for (free ones); concurrent_stages, device: what the plan was made for.
+    background (``work.StageStore.writes``; each holds its chunk's arrays). cpus: the cores planned for (free ones);
+    concurrent_stages, device: what the plan was made for.
     """
 
     torch: int
@@ -185,8 +186,10 @@ def enter_stage(plan: ThreadPlan, workers: int = 1, device=None) -> None:
 
     if per_thread_torch():
         torch.set_num_threads(plan.stage_torch(workers))
-    if device is not None and torch.device(device).type == "cuda" and threading.current_thread() is not threading.main_thread():
-        own_stream(torch.device(device))
+    if device is not None and torch.device(device).type == "cuda":
+        _load_lazy_libraries(torch.device(device))  # (every thread, the main one too: it may compute a fill run)
+        if threading.current_thread() is not threading.main_thread():
+            own_stream(torch.device(device))
 
 
 def own_stream(device) -> None:
@@ -199,7 +202,6 @@ def own_stream(device) -> None:
     (the stores), and what is shared on the device (``graphs.CudaGraphs``) orders its replays with an event."""
     import torch
 
-    _load_lazy_libraries(device)
     stream = torch.cuda.Stream(device=device)
     stream.wait_stream(torch.cuda.current_stream(device))
     torch.cuda.set_stream(stream)
