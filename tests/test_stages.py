@@ -514,32 +514,37 @@ def test_two_threads_committing_at_once_lose_no_chunk(tmp_path, monkeypatch):
 
 
 def test_a_store_writes_up_to_its_count_of_chunks_at_once_and_raises_their_errors(tmp_path, monkeypatch):
-    """``StageStore(writes=3)`` (on CUDA: ``threads.GPU_WRITES``): a commit returns while up to three chunks are still
-    being deflated, never more; every chunk is recorded by ``finish``; a failed write is raised by a later commit."""
-    import time
+    """``StageStore(writes=3)`` (on CUDA: ``threads.GPU_WRITES``): three commits return while their chunks are still
+    being written, the fourth waits for the oldest, never more than three are written at once, every chunk is
+    recorded by ``finish``; a failed write is raised by a later commit or the flush."""
+    real_write, busy, most, fail = work.write_chunk, [], [0], [False]
+    lock, gate = threading.Lock(), threading.Event()
 
-    real_write, busy, most = work.write_chunk, [], [0]
-    lock = threading.Lock()
-
-    def write_slowly(path, arrays):
+    def write_when_let(path, arrays):  # every write waits for the gate
         with lock:
             busy.append(path)
             most[0] = max(most[0], len(busy))
-        time.sleep(0.05)
+        gate.wait(10)
         if int(path.stem.split("_")[-1]) == CHUNK and fail[0]:  # the second chunk
             raise OSError("disk full")
         real_write(path, arrays)
         with lock:
             busy.remove(path)
 
-    fail = [False]
-    monkeypatch.setattr(work, "write_chunk", write_slowly)
+    monkeypatch.setattr(work, "write_chunk", write_when_let)
     store = work.StageStore(tmp_path / "a", "x", key="k", params={}, inputs={}, num_frames=N, writes=3)
     store.start()
-    for a in range(0, N, CHUNK):
-        started = time.perf_counter()
-        store.commit(a, {"y": np.full((CHUNK, 3), a, np.float32)})
-        assert time.perf_counter() - started < 0.04 or a >= 3 * CHUNK  # the first three do not wait
+    chunk = lambda a: {"y": np.full((CHUNK, 3), a, np.float32)}  # noqa: E731
+    for a in range(0, 3 * CHUNK, CHUNK):
+        store.commit(a, chunk(a))  # returns at once: the gate is shut, so a commit that waited would hang here
+    fourth = threading.Thread(target=store.commit, args=(3 * CHUNK, chunk(3 * CHUNK)))
+    fourth.start()
+    fourth.join(0.3)
+    assert fourth.is_alive()  # it waits for the oldest write
+    gate.set()
+    fourth.join(10)
+    for a in range(4 * CHUNK, N, CHUNK):
+        store.commit(a, chunk(a))
     store.finish()
     assert most[0] == 3 and np.array_equal(store.read(0, N, "y")[:, 0], np.repeat(np.arange(0, N, CHUNK), CHUNK).astype(np.float32))
     fail[0] = True
@@ -547,5 +552,5 @@ def test_a_store_writes_up_to_its_count_of_chunks_at_once_and_raises_their_error
     failing.start()
     with pytest.raises(OSError, match="disk full"):
         for a in range(0, N, CHUNK):
-            failing.commit(a, {"y": np.zeros((CHUNK, 3), np.float32)})
+            failing.commit(a, chunk(a))
         failing.flush()
