@@ -639,3 +639,28 @@ def test_telea_in_the_box_around_the_holes_equals_the_whole_frame(radius):
         whole = np.where(mask[..., None] > 0, cv2.inpaint(img, mask, radius, cv2.INPAINT_TELEA), img)
         out = telea_fill(torch.from_numpy(img).permute(2, 0, 1)[None] / 255, torch.from_numpy(mask == 0)[None], radius=radius)
         assert np.array_equal((out[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(), whole)
+
+
+def test_telea_of_a_batch_is_each_image_alone_whatever_opencvs_threads():
+    """``telea_fill`` inpaints a batch's boxes at once on OpenCV's threads: each image as it would be alone, the same
+    bytes with one thread or several, images without holes passed through unchanged."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    images = torch.from_numpy(rng.random((6, 3, 48, 80), dtype=np.float32))
+    known = torch.ones(6, 48, 80, dtype=torch.bool)
+    for i in (0, 2, 3, 5):  # image 1 and 4 have no holes
+        y, x = (int(v) for v in rng.integers(0, (40, 70)))
+        known[i, y : y + 8, x : x + 10] = False
+    alone = torch.cat([telea_fill(images[i : i + 1], known[i : i + 1]) for i in range(6)])
+    before = cv2.getNumThreads()
+    try:
+        outs = []
+        for n in (1, 4):
+            cv2.setNumThreads(n)
+            outs.append(telea_fill(images, known))
+    finally:
+        cv2.setNumThreads(before)
+    assert torch.equal(outs[0], alone) and torch.equal(outs[1], alone)
+    assert torch.equal(alone[1], images[1]) and torch.equal(alone[4], images[4])
+    assert not torch.equal(alone[0], images[0])  # it filled something

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -18,26 +19,44 @@ TELEA_RADIUS = 3  # px: cv2.inpaint's neighbourhood (OpenCV's documented example
 def telea_fill(images: torch.Tensor, known: torch.Tensor, *, radius: int = TELEA_RADIUS) -> torch.Tensor:
     """The naive baseline: OpenCV's Telea inpainting of each image's holes, blind to depth and time.
 
-    images: float ``(N, 3, H, W)`` in [0, 1]; known: bool ``(N, H, W)``. Returns ``(N, 3, H, W)``
-    (computed on 8-bit images, as ``cv2.inpaint`` requires; known pixels are unchanged). Each image is inpainted
-    in the box around its holes (``_margin``: the same pixels as the whole frame's, in a fraction of the time when
-    the holes are few: a frame-edge band at 1080p).
+    images: float ``(N, 3, H, W)`` in [0, 1]; known: bool ``(N, H, W)``. Returns ``(N, 3, H, W)`` on the images'
+    device (computed on 8-bit images, as ``cv2.inpaint`` requires; known pixels are unchanged). Each image is
+    inpainted in the box around its holes (``_margin``: the same pixels as the whole frame's, in a fraction of the
+    time when the holes are few: a frame-edge band at 1080p); only the boxes travel to the CPU and back, and the
+    images' boxes are inpainted at once on OpenCV's threads (``cv2.getNumThreads``, ``threads.plan_threads``'s
+    choice: ``cv2.inpaint`` is one thread each and releases the GIL; the result does not depend on the count).
     """
     check_same([check_shape(images, "N 3 H W", "images"), check_shape(known, "N H W", "known")], "N H W", ["images", "known"])
     out = images.clone()
-    rgb = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # N H W 3
-    holes = (~known).to(torch.uint8).cpu().numpy()
+    holes = ~known
     h, w = holes.shape[1:]
     m = _margin(radius)
-    for i in range(len(rgb)):
-        rows, cols = np.flatnonzero(holes[i].any(1)), np.flatnonzero(holes[i].any(0))
-        if not len(cols):
-            continue
-        y0, y1 = max(0, rows[0] - m), min(h, rows[-1] + 1 + m)
-        x0, x1 = max(0, cols[0] - m), min(w, cols[-1] + 1 + m)
-        box = np.ascontiguousarray(rgb[i, y0:y1, x0:x1])
-        filled = cv2.inpaint(box, np.ascontiguousarray(holes[i, y0:y1, x0:x1]), radius, cv2.INPAINT_TELEA)
-        out[i, :, y0:y1, x0:x1] = torch.from_numpy(filled).permute(2, 0, 1).to(out) / 255  # h w 3 -> 3 h w
+    rows, cols = holes.any(2), holes.any(1)  # (N, H), (N, W): one read-back of both for every image's box
+    spans = torch.cat([rows, cols], 1).cpu().numpy()
+    boxes = []
+    for i in range(len(images)):
+        r, c = np.flatnonzero(spans[i, :h]), np.flatnonzero(spans[i, h:])
+        if len(c):
+            boxes.append((i, max(0, r[0] - m), min(h, r[-1] + 1 + m), max(0, c[0] - m), min(w, c[-1] + 1 + m)))
+    crops = [
+        (
+            (images[i, :, y0:y1, x0:x1].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy(),  # h w 3
+            holes[i, y0:y1, x0:x1].to(torch.uint8).cpu().numpy(),
+        )
+        for i, y0, y1, x0, x1 in boxes
+    ]
+
+    def inpaint(crop: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return cv2.inpaint(np.ascontiguousarray(crop[0]), np.ascontiguousarray(crop[1]), radius, cv2.INPAINT_TELEA)
+
+    workers = min(len(crops), max(1, cv2.getNumThreads()))
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="telea") as pool:
+            filled = list(pool.map(inpaint, crops))
+    else:
+        filled = [inpaint(crop) for crop in crops]
+    for (i, y0, y1, x0, x1), f in zip(boxes, filled):
+        out[i, :, y0:y1, x0:x1] = torch.from_numpy(f).to(out.device).permute(2, 0, 1).to(out.dtype) / 255  # h w 3 -> 3 h w
     return torch.where(known[:, None], images, out)
 
 
