@@ -55,7 +55,7 @@ def telea_fill(images: torch.Tensor, known: torch.Tensor, *, radius: int = TELEA
             filled = list(pool.map(inpaint, crops))
     else:
         filled = [inpaint(crop) for crop in crops]
-    for (i, y0, y1, x0, x1), f in zip(boxes, filled):
+    for (i, y0, y1, x0, x1), f in zip(boxes, filled, strict=True):
         out[i, :, y0:y1, x0:x1] = torch.from_numpy(f).to(out.device).permute(2, 0, 1).to(out.dtype) / 255  # h w 3 -> 3 h w
     return torch.where(known[:, None], images, out)
 
