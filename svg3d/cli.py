@@ -54,7 +54,8 @@ def _terminate(signum, frame) -> None:
 
 
 def run_cli(body: Callable[[], None], flags: dict[str, str] | None = None, *, underscores: bool = False) -> int:
-    """Run ``body``; map ``InputError`` to ``error: ...`` + exit 2, Ctrl-C to exit 130 and SIGTERM to exit 143.
+    """Run ``body``; map ``InputError`` to ``error: ...`` + exit 2, the GPU running out of memory (``gpu_out_of_memory``)
+    to one such line + exit 1, Ctrl-C to exit 130 and SIGTERM to exit 143.
 
     ``flags``: this CLI's names for library parameters that differ from ``--param-name``
     (``InputError.flag_message``); ``underscores``: the CLI spells its flags ``--param_name`` (the seed
@@ -78,6 +79,12 @@ def run_cli(body: Callable[[], None], flags: dict[str, str] | None = None, *, un
         log.debug("stopped: %s", message)
         print(f"error: {message}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if (message := gpu_out_of_memory(e)) is None:
+            raise
+        log.debug("stopped: %s", message)
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)
         log.info("%s: finished chunks are kept", "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)")
@@ -90,6 +97,19 @@ def run_cli(body: Callable[[], None], flags: dict[str, str] | None = None, *, un
         sys.stderr.flush()
         os._exit(143 if terminated else 130)
     return 0
+
+
+def gpu_out_of_memory(e: BaseException) -> str | None:
+    """The one line for torch's CUDA out-of-memory error (``torch.OutOfMemoryError``, a ``RuntimeError``; from a spread
+    worker, a ``RuntimeError`` naming it), with what to change; None for any other error."""
+    text = str(e)
+    if type(e).__name__ != "OutOfMemoryError" and not text.startswith("OutOfMemoryError:"):
+        return None
+    first = text.removeprefix("OutOfMemoryError:").strip().split(". ")[:2]  # "CUDA out of memory. Tried to allocate 2.00 GiB"
+    return (
+        f"the GPU ran out of memory ({'. '.join(first).rstrip('.')}): give a smaller --chunk-frames, fewer --fill-workers or "
+        "--processes-per-gpu, or a larger --max-gpu-memory; finished chunks are kept, and the same command resumes"
+    )
 
 
 def setup_logging(*, quiet: bool = False, log_file: str | Path | None = None, held: bool = False) -> _LogFile | None:
@@ -400,6 +420,7 @@ def add_convert_args(c: argparse.ArgumentParser) -> None:
     r.add_argument("--gpus", type=int, default=default(ConvertConfig, "gpus"), help="CUDA devices to spread depth, stabilisation and the fill over, one process each; the outputs are those of one GPU (default: every visible one)")
     r.add_argument("--processes-per-gpu", type=int, default=default(ConvertConfig, "processes_per_gpu"), help="processes sharing each GPU for those stages, each on its own chunks, where one process's Python leaves the GPU idle; the outputs are the same (default: %(default)s)")
     r.add_argument("--fill-workers", type=int, default=default(ConvertConfig, "fill_workers"), help=f"runs of the fill's chunks computed at once, each in a thread (on CUDA on a stream of its own); the outputs are the same (default: {MAX_FILL_WORKERS} on a CPU, at most one per core; {GPU_FILL_WORKERS} on CUDA)")
+    r.add_argument("--max-gpu-memory", type=float, default=default(ConvertConfig, "max_gpu_memory"), metavar="GIB", help="GiB of GPU memory each process of a CUDA run may hold: cached memory is freed at the cap, as on a smaller card; too little for the chunk stops the run (default: the card's)")
     r.add_argument("--threads", type=int, default=None, help="cores to plan threads for (torch, OpenCV, decoding); on a machine busy with other work, fewer; keep it when resuming, since some steps round by it (default: the machine's cores)")
     r.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N (default: auto)")
     r.add_argument("--quiet", action="store_true", help="no progress bars; warnings and errors only")
@@ -551,5 +572,6 @@ def config_from_args(args: argparse.Namespace) -> ConvertConfig:
         gpus=args.gpus,
         processes_per_gpu=args.processes_per_gpu,
         fill_workers=args.fill_workers,
+        max_gpu_memory=args.max_gpu_memory,
         concurrent_stages=args.concurrent_stages,
     )

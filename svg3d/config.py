@@ -456,9 +456,13 @@ class ConvertConfig:
     # same chunks and bytes as one. None: the thread plan's (threads.plan_threads: 2 on a CPU of 2 cores or more,
     # threads.GPU_FILL_WORKERS on CUDA).
     fill_workers: int | None = None
+    # GiB of GPU memory torch's allocator may hold in each process of a CUDA run (memory.cap_gpu_memory: cached blocks
+    # are freed at the cap, as at a smaller card's limit); None: the card's.
+    max_gpu_memory: float | None = None
 
     def __post_init__(self) -> None:
         _check([
+            (self.max_gpu_memory is None or self.max_gpu_memory > 0, "max_gpu_memory", f"{self.max_gpu_memory}: must be > 0 (GiB)"),
             (self.fill_workers is None or self.fill_workers >= 1, "fill_workers", f"{self.fill_workers}: must be >= 1"),
             (self.flow in FLOW_CHOICES, "flow", f"{self.flow}: expected one of {', '.join(FLOW_CHOICES)}"),
             (self.gpus is None or self.gpus >= 1, "gpus", f"{self.gpus}: must be >= 1"),

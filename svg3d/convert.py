@@ -193,6 +193,7 @@ def convert(
         input_path = Path(input_path)
         clip = Clip.open(input_path, config.clip)
         log.info("convert %s: %s -> %s (work folder %s)", input_path, clip.info.describe(), out_dir, work_dir)
+        memory.cap_gpu_memory(config.max_gpu_memory, device)  # before any stage's model is on the device
         stages, filler_name, plan = pipeline(clip, config, device, out_dir=out_dir, work_dir=work_dir)
         workers = threads.plan_threads(cpus, len(stages) if config.concurrent_stages else 1, device.type, fill_workers=config.fill_workers).fill_workers
         fitted = memory.fit_chunk(config, clip, plan, filler_name, fill_workers=workers, hand_on=device.type == "cpu")

@@ -192,7 +192,7 @@ def _build(job: Job, device: str):
     """The run's clip and stages on ``device``, as ``convert`` builds them."""
     import torch
 
-    from . import threads
+    from . import memory, threads
     from .stages.clip import Clip
 
     logging.basicConfig(level=logging.ERROR)  # the run's lines are the parent's; a worker only fails
@@ -200,6 +200,7 @@ def _build(job: Job, device: str):
     device_ = torch.device(device)
     if device_.type == "cuda":
         torch.cuda.set_device(device_)
+    memory.cap_gpu_memory(job.config.max_gpu_memory, device_)
     clip = Clip.open(job.input_path, job.config.clip)
     clip.decoder_threads(job.threads.decoder)
     stages, _, _ = job.pipeline(clip, job.config, device_, out_dir=job.out_dir, work_dir=job.work_dir, hand_on=False)

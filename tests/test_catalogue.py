@@ -622,6 +622,7 @@ CASES = [
     bad("strength-with-baseline", "convert", GOOD + " --strength 2 --baseline 0.1", "--strength and --baseline both set the 3D effect"),
     bad("one-view", "convert", GOOD + " --num-views 1", "--num-views 1: need at least 2"),
     bad("chunk-frames-zero", "convert", GOOD + " --chunk-frames 0", "--chunk-frames 0: must be >= 1"),
+    bad("max-gpu-memory-zero", "convert", GOOD + " --max-gpu-memory 0", "--max-gpu-memory 0.0: must be > 0 (GiB)"),
     bad("start-frame-past-the-end", "convert", GOOD + " --start-frame 6", "--start-frame 6: the clip has 6 frames (0..5)"),
     bad("start-frame-negative", "convert", GOOD + " --start-frame -1", "--start-frame -1: must be >= 0"),
     bad("num-frames-past-the-end", "convert", GOOD + " --start-frame 4 --num-frames 5", "--num-frames 5: the clip has 6 frames, so from frame 4 at most 2"),

@@ -73,3 +73,59 @@ def test_the_cells_handed_on_count_until_their_cap():
         without = memory.estimate_peak((360, 640), num_frames=frames, **kw)
         handed = memory.estimate_peak((360, 640), num_frames=frames, hand_on=True, **kw)
         assert handed.total_mb - without.total_mb == pytest.approx(expected)
+
+
+def test_a_gpu_memory_cap_is_for_cuda_only():
+    """``cap_gpu_memory`` (``convert --max-gpu-memory``) sets nothing off CUDA and without a cap."""
+    assert memory.cap_gpu_memory(4.0, "cpu") is None
+    assert memory.cap_gpu_memory(None, "cuda") is None  # (no cap: nothing is asked of CUDA)
+
+
+def test_running_out_of_gpu_memory_is_one_line_and_exit_1(capsys):
+    """torch's CUDA out-of-memory error (raised in this process, or named by a spread worker) ends a command with one
+    line naming the flags that lower the memory, and exit status 1; other runtime errors stay tracebacks."""
+    import torch
+
+    from svg3d.cli import run_cli
+
+    text = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which 1.20 GiB is free."
+
+    def body(e):
+        def raise_():
+            raise e
+
+        return raise_
+
+    for error in (torch.OutOfMemoryError(text), RuntimeError(f"OutOfMemoryError: {text}")):
+        assert run_cli(body(error)) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: the GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB)")
+        assert "--chunk-frames" in err and "--max-gpu-memory" in err and "resumes" in err
+    with pytest.raises(RuntimeError, match="something else"):
+        run_cli(body(RuntimeError("something else")))
+
+
+@pytest.mark.gpu
+def test_the_gpu_memory_cap_frees_other_streams_cached_blocks():
+    """Under ``cap_gpu_memory`` a block freed on one CUDA stream (each thread of a CUDA run has its own) is given back
+    when another stream's allocation would pass the cap, so the allocator never holds more than the cap; an
+    allocation larger than the cap raises torch's out-of-memory error."""
+    import torch
+
+    device = torch.device("cuda")
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    try:
+        assert 0 < memory.cap_gpu_memory(1.0, device) <= 1
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(3):  # each stream allocates 600 MB and frees it: without the cap the allocator would keep all three
+            with torch.cuda.stream(torch.cuda.Stream(device)):
+                x = torch.empty(600 * 2**20, dtype=torch.uint8, device=device)
+                x.fill_(1)
+                del x
+        assert torch.cuda.max_memory_reserved(device) <= 2**30
+        with pytest.raises(torch.OutOfMemoryError):
+            torch.empty(3 * 2**29, dtype=torch.uint8, device=device)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        torch.cuda.empty_cache()
