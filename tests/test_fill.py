@@ -603,6 +603,25 @@ def test_column_mean_growing_is_the_masked_column_mean_at_each_pixels_radius():
     torch.testing.assert_close(at(100)[inside], mean_within(8)[inside])  # beyond the last level: that level
 
 
+def test_column_mean_growing_on_the_cpu_computes_the_masked_columns_only_with_the_same_bytes():
+    """On a CPU ``column_mean_growing`` computes only the columns with a masked pixel in some map (a fill's holes
+    reach few columns): inside the mask the same float32 bytes as over every column; elsewhere the value."""
+    from svg3d.filters import _column_mean_growing, column_mean_growing
+
+    g = torch.Generator().manual_seed(8)
+    value, radius = torch.rand(3, 3, 90, 160, generator=g), torch.rand(3, 90, 160, generator=g) * 40
+    mask = torch.zeros(3, 90, 160, dtype=torch.bool)
+    mask[0, 10:70, 20:27] = True  # holes in a few columns, in different maps
+    mask[1, 30:90, 150:] = True
+    mask[2, :, 0:3] = torch.rand(90, 3, generator=g) > 0.5
+    out, every = column_mean_growing(value, mask, radius, 6), _column_mean_growing(value, mask, radius, 6)
+    inside = mask[:, None].expand_as(value)
+    assert torch.equal(out[inside], every[inside])
+    untouched = ~mask.any(-2).any(0)  # columns no map has a hole in
+    assert untouched.sum() > 100 and torch.equal(out[..., untouched], value[..., untouched])
+    assert torch.equal(column_mean_growing(value, torch.zeros_like(mask), radius, 6), value)
+
+
 def test_soft_fill_blends_only_the_todo_pixels_on_the_cpu_as_every_pixel_elsewhere():
     """On the CPU soft_fill blends its levels at the todo pixels only; other devices blend every pixel and pick the todo
     ones (no list of pixels read back): the same arithmetic per pixel, so the same bytes, batched or one image."""
