@@ -48,8 +48,9 @@ def predict_motion(params: torch.Tensor, u: torch.Tensor, v: torch.Tensor, rho: 
 
 
 def fit_scene_motion(
-    u: torch.Tensor, v: torch.Tensor, rho: torch.Tensor, us: torch.Tensor, vs: torch.Tensor, size: tuple[int, int], *, inlier_px: float
-) -> torch.Tensor:
+    u: torch.Tensor, v: torch.Tensor, rho: torch.Tensor, us: torch.Tensor, vs: torch.Tensor, size: tuple[int, int], *,
+    inlier_px: float, valid: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
     """Fit the motion of the static scene between two frames to point matches, robust to moving objects.
 
     A pinhole camera moving rigidly maps a static point x (homogeneous pixel) at inverse depth rho to
@@ -61,19 +62,37 @@ def fit_scene_motion(
     when they move only a few pixels), then ``MOTION_ROUNDS`` times on the matches within
     ``max(inlier_px, 3 x median)`` px. An affine inverse depth (a monocular network's) fits as well:
     its offset folds into H. u, v, us, vs, rho ``(N,)``: matches at frame t -> s (pixels) and 1/Z at t.
-    Returns float64 ``(12,)``: the 11 parameters and the scale applied to rho (for ``predict_motion``).
+    valid: bool ``(N,)``, the matches to fit (None: all), the others ignored whatever their values: the fit of
+    the valid ones alone, to rounding, with nothing read back to the host (on CUDA selecting them would wait for
+    the GPU). Returns float64 ``(12,)``: the 11 parameters and the scale applied to rho (for ``predict_motion``).
     """
     u, v, us, vs, rho = (a.double() for a in (u, v, us, vs, rho))
-    identity = torch.tensor([1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0], dtype=torch.float64, device=u.device)
+    device = u.device
+    identity = torch.tensor([1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0], dtype=torch.float64, device=device)
     n = u.numel()
     if n < 12:  # too few matches to say anything: no motion
-        return torch.cat([identity, torch.ones(1, dtype=torch.float64, device=u.device)])
-    scale = 1.0 / rho.median().clamp_min(1e-12)
+        return torch.cat([identity, torch.ones(1, dtype=torch.float64, device=device)])
+    if valid is None:
+        count, kth = n, lambda x, k: x.kthvalue(k).values  # (k: 1 = the smallest)
+    else:  # the others' values replaced (an invalid 1/Z may be inf: weight 0 times inf is not 0), put last in any order
+        count = valid.sum()
+        u, v, us, vs = (torch.where(valid, a, 0.0) for a in (u, v, us, vs))
+        rho = torch.where(valid, rho, 1.0)
+
+        def kth(x: torch.Tensor, k) -> torch.Tensor:
+            ordered = torch.where(valid, x, torch.inf).sort().values
+            return ordered.gather(0, (torch.as_tensor(k, device=device) - 1).clamp(0, n - 1).reshape(1))[0]
+
+    def median(x: torch.Tensor) -> torch.Tensor:  # torch.median's: the lower of the two middle values
+        return x.median() if valid is None else kth(x, (count + 1) // 2)
+
+    mask = torch.ones(n, dtype=torch.float64, device=device) if valid is None else valid.double()
+    scale = 1.0 / median(rho).clamp_min(1e-12)
     a, b = _motion_rows(u, v, rho * scale, us, vs, size)
     # A small ridge pulls e (depth-dependent motion) towards 0: where depth is nearly constant, e rho and H's
     # last column explain the same motion and Z_s / Z_t (the denominator) would be anything; with the ridge
     # it stays near 1 (no dolly), and where depth varies the data outweighs it by ~1e6.
-    ridge = torch.diag(torch.tensor([1e-12] * 8 + [1e-6] * 3, dtype=torch.float64, device=u.device))
+    ridge = torch.diag(torch.tensor([1e-12] * 8 + [1e-6] * 3, dtype=torch.float64, device=device))
 
     # Everything stays on the device (no value read back to the host: on CUDA each read would stall the queue).
     def solve(use: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,13 +106,15 @@ def fit_scene_motion(
         pu, pv, _ = predict_motion(params, u, v, rho, size)
         return params, ((pu - us) ** 2 + (pv - vs) ** 2).sqrt()
 
-    params, err = solve(torch.ones(n, dtype=torch.float64, device=u.device))
+    params, err = solve(mask)
     for _ in range(MOTION_TRIMS):
-        half = err.kthvalue(max(12, n // 2)).values
-        params, err = solve((err <= half).double())
+        half = kth(err, torch.clamp(torch.as_tensor(count) // 2, min=12) if valid is not None else max(12, n // 2))
+        params, err = solve((err <= half).double() * mask)
     for _ in range(MOTION_ROUNDS):
-        use = (err <= (3.0 * err.median()).clamp_min(inlier_px)).double()
+        use = (err <= (3.0 * median(err)).clamp_min(inlier_px)).double() * mask
         enough = use.sum() >= 12  # too few inliers: keep the previous fit (the next round would find the same few)
         refit, refit_err = solve(use)
         params, err = torch.where(enough, refit, params), torch.where(enough, refit_err, err)
+    if valid is not None:  # too few valid matches: no motion
+        params = torch.where(count >= 12, params, torch.cat([identity, torch.ones(1, dtype=torch.float64, device=device)]))
     return params

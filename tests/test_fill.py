@@ -154,6 +154,29 @@ def test_scene_motion_is_recovered_exactly_despite_moving_objects():
         assert all(torch.equal(a, b[pair == k]) for a, b in zip(alone, together, strict=True))
 
 
+def test_the_masked_motion_fit_is_the_fit_of_the_valid_matches_alone():
+    """``fit_scene_motion(valid=)`` (the classical filler's on a GPU: no selection, nothing read back) fits the valid
+    matches as the fit of those alone does, to float64 rounding, whatever the others hold (inf, NaN, outliers); with
+    fewer than 12 valid matches, no motion."""
+    g = torch.Generator().manual_seed(11)
+    h, w, n = 90, 160, 400
+    u, v = torch.rand(n, generator=g, dtype=torch.float64) * w, torch.rand(n, generator=g, dtype=torch.float64) * h
+    rho = 0.2 + torch.rand(n, generator=g, dtype=torch.float64)
+    us, vs = u * 1.01 + 0.8 + 2.0 * rho, v * 0.995 - 0.3  # a zoom, a pan and parallax
+    moving = torch.rand(n, generator=g) < 0.25
+    us = torch.where(moving, us + 5.0, us)
+    valid = torch.rand(n, generator=g) < 0.7
+    garbage = [torch.where(valid, a, b) for a, b in ((u, u), (v, v), (rho, torch.full_like(rho, torch.inf)), (us, torch.full_like(us, torch.nan)), (vs, vs + 1e6))]
+    masked = motion.fit_scene_motion(*garbage, (h, w), inlier_px=0.5, valid=valid)
+    alone = motion.fit_scene_motion(u[valid], v[valid], rho[valid], us[valid], vs[valid], (h, w), inlier_px=0.5)
+    assert torch.isfinite(masked).all()
+    torch.testing.assert_close(masked, alone, rtol=1e-9, atol=1e-12)
+    few = torch.zeros(n, dtype=torch.bool)
+    few[:11] = True
+    still = motion.fit_scene_motion(*garbage, (h, w), inlier_px=0.5, valid=few)
+    assert still.tolist() == [1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0, 1.0]
+
+
 def test_border_band_and_its_width():
     known = torch.tensor([[1, 1, 0, 1, 0, 0], [1, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
     right = fill.border_band(known, 1)

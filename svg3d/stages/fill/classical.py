@@ -276,10 +276,13 @@ class _Flows:
             u, v = (gx + 0.5) / self.sx - 0.5, (gy + 0.5) / self.sy - 0.5  # full-resolution coordinates
             us, vs = u + f[0] / self.sx, v + f[1] / self.sy
             lo, hi = _tap_range(self.depth[i], u, v)
-            ok = ((lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)).nonzero()[:, 0]  # one read-back
+            ok = (lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)
             z = sample_bilinear(self.depth[i][None], u, v)[0]
-            u, v, rho, us, vs = (a[ok] for a in (u, v, 1.0 / z, us, vs))
-            self.motions[key] = fit_scene_motion(u, v, rho, us, vs, (self.h, self.w), inlier_px=self.inlier_px)
+            if ok.device.type == "cpu":  # the matches selected; on a GPU masked instead (selecting them waits for the GPU)
+                picked = ok.nonzero()[:, 0]
+                u, v, z, us, vs = (a[picked] for a in (u, v, z, us, vs))
+                ok = None
+            self.motions[key] = fit_scene_motion(u, v, 1.0 / z, us, vs, (self.h, self.w), inlier_px=self.inlier_px, valid=ok)
         return self.motions[key]
 
 
