@@ -63,8 +63,8 @@ MAX_FILL_WORKERS = 2
 # On CUDA one run by default: ``--fill-workers 2`` runs two, each thread launching on a CUDA stream of its own
 # (``enter_stage``), so that one run's CPU side (its Python, OpenCV's Telea, the chunk's hashes) and its read-backs
 # overlap the other's GPU work, where one thread kept an H100 ~30 % busy at 1080p (issue 21); each run holds its chunk
-# and context on the GPU. Its first run on an H100 found two races between the runs (fixed since: ``graphs`` records
-# one graph at a time, ``_load_lazy_libraries``); fixed but not yet run or timed on a GPU, so it is not the default.
+# and context on the GPU. On an H100 at 1080p two runs gave 4.16 frames/s against one's 3.77 (x1.10) for 50.9 GB of
+# GPU memory against 31.0 (bench/results/h100-2026-12-07-e; the same bytes, tested there with three runs).
 GPU_FILL_WORKERS = 1
 # Chunks a stage's store writes at once on CUDA (``work.StageStore.commit``): a stage computes faster than one thread
 # deflates its chunks there (1080p depth), and the cores are idle; on a CPU the cores are the stages' (one at a time).
