@@ -55,7 +55,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from . import __version__, io, models, work
-from .checks import InputError
+from .checks import InputError, gpu_out_of_memory
 from .config import BatchSettings, ConvertConfig
 
 log = logging.getLogger(__name__)
@@ -343,6 +343,8 @@ def _unit_log(path: Path) -> Iterator[None]:
 
 
 def _one_line(e: BaseException) -> str:
+    if (oom := gpu_out_of_memory(e)) is not None:
+        return oom
     if isinstance(e, OSError) and e.strerror:
         return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
     text = " ".join(str(e).split()) or type(e).__name__

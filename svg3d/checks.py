@@ -2,7 +2,8 @@
 
 ``InputError`` is the one exception type for problems with what the user gave us (a missing file, a
 corrupt frame, inconsistent flags). The CLIs print its message as a single line and exit with status 2;
-anything else is a bug and keeps its traceback.
+the GPU running out of memory is said in one line too (``gpu_out_of_memory``, exit status 1); anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -63,3 +64,16 @@ def check_same(sizes: Sequence[dict[str, int]], keys: str, names: Sequence[str])
         values = {s[key] for s in sizes}
         if len(values) > 1:
             raise ValueError(f"{', '.join(names)} disagree on {key}: {[s[key] for s in sizes]}")
+
+
+def gpu_out_of_memory(e: BaseException) -> str | None:
+    """The one line for torch's CUDA out-of-memory error (``torch.OutOfMemoryError``, a ``RuntimeError``; from a spread
+    worker, a ``RuntimeError`` naming it), with what to change; None for any other error."""
+    text = str(e)
+    if type(e).__name__ != "OutOfMemoryError" and not text.startswith("OutOfMemoryError:"):
+        return None
+    first = text.removeprefix("OutOfMemoryError:").strip().split(". ")[:2]  # "CUDA out of memory. Tried to allocate 2.00 GiB"
+    return (
+        f"the GPU ran out of memory ({'. '.join(first).rstrip('.')}): give a smaller --chunk-frames, fewer --fill-workers or "
+        "--processes-per-gpu, or a larger --max-gpu-memory; finished chunks are kept, and the same command resumes"
+    )

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import camera, comfort, io
-from .checks import InputError
+from .checks import InputError, gpu_out_of_memory
 from .config import (
     BORDER_CHOICES,
     DEPTH_KINDS,
@@ -54,7 +54,7 @@ def _terminate(signum, frame) -> None:
 
 
 def run_cli(body: Callable[[], None], flags: dict[str, str] | None = None, *, underscores: bool = False) -> int:
-    """Run ``body``; map ``InputError`` to ``error: ...`` + exit 2, the GPU running out of memory (``gpu_out_of_memory``)
+    """Run ``body``; map ``InputError`` to ``error: ...`` + exit 2, the GPU running out of memory (``checks.gpu_out_of_memory``)
     to one such line + exit 1, Ctrl-C to exit 130 and SIGTERM to exit 143.
 
     ``flags``: this CLI's names for library parameters that differ from ``--param-name``
@@ -97,19 +97,6 @@ def run_cli(body: Callable[[], None], flags: dict[str, str] | None = None, *, un
         sys.stderr.flush()
         os._exit(143 if terminated else 130)
     return 0
-
-
-def gpu_out_of_memory(e: BaseException) -> str | None:
-    """The one line for torch's CUDA out-of-memory error (``torch.OutOfMemoryError``, a ``RuntimeError``; from a spread
-    worker, a ``RuntimeError`` naming it), with what to change; None for any other error."""
-    text = str(e)
-    if type(e).__name__ != "OutOfMemoryError" and not text.startswith("OutOfMemoryError:"):
-        return None
-    first = text.removeprefix("OutOfMemoryError:").strip().split(". ")[:2]  # "CUDA out of memory. Tried to allocate 2.00 GiB"
-    return (
-        f"the GPU ran out of memory ({'. '.join(first).rstrip('.')}): give a smaller --chunk-frames, fewer --fill-workers or "
-        "--processes-per-gpu, or a larger --max-gpu-memory; finished chunks are kept, and the same command resumes"
-    )
 
 
 def setup_logging(*, quiet: bool = False, log_file: str | Path | None = None, held: bool = False) -> _LogFile | None:

@@ -83,7 +83,8 @@ def test_a_gpu_memory_cap_is_for_cuda_only():
 
 def test_running_out_of_gpu_memory_is_one_line_and_exit_1(capsys):
     """torch's CUDA out-of-memory error (raised in this process, or named by a spread worker) ends a command with one
-    line naming the flags that lower the memory, and exit status 1; other runtime errors stay tracebacks."""
+    line naming the flags that lower the memory, and exit status 1 (a batch's row for the input says the same); other
+    runtime errors stay tracebacks."""
     import torch
 
     from svg3d.cli import run_cli
@@ -103,6 +104,9 @@ def test_running_out_of_gpu_memory_is_one_line_and_exit_1(capsys):
         assert "--chunk-frames" in err and "--max-gpu-memory" in err and "resumes" in err
     with pytest.raises(RuntimeError, match="something else"):
         run_cli(body(RuntimeError("something else")))
+    from svg3d.batch import _one_line  # a batch's summary row for the input: the same line
+
+    assert _one_line(torch.OutOfMemoryError(text)) == err.removeprefix("error: ").rstrip("\n")
 
 
 @pytest.mark.gpu
