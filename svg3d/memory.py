@@ -193,7 +193,7 @@ def cap_gpu_memory(gib: float | None, device) -> float | None:
 
     if gib is None or torch.device(device).type != "cuda":
         if gib is not None:
-            log.info("max-gpu-memory: %.3g GiB ignored: the run is on %s", gib, device)
+            log.warning("--max-gpu-memory %.3g: ignored, the run is on %s", gib, device)
         return None
     total = torch.cuda.get_device_properties(device).total_memory
     fraction = min(1.0, gib * GIB / total)

@@ -75,9 +75,11 @@ def test_the_cells_handed_on_count_until_their_cap():
         assert handed.total_mb - without.total_mb == pytest.approx(expected)
 
 
-def test_a_gpu_memory_cap_is_for_cuda_only():
-    """``cap_gpu_memory`` (``convert --max-gpu-memory``) sets nothing off CUDA and without a cap."""
-    assert memory.cap_gpu_memory(4.0, "cpu") is None
+def test_a_gpu_memory_cap_is_for_cuda_only(caplog):
+    """``cap_gpu_memory`` (``convert --max-gpu-memory``) sets nothing off CUDA (and says so) and without a cap."""
+    with caplog.at_level("WARNING", logger="svg3d.memory"):
+        assert memory.cap_gpu_memory(4.0, "cpu") is None
+    assert "--max-gpu-memory 4: ignored, the run is on cpu" in caplog.text
     assert memory.cap_gpu_memory(None, "cuda") is None  # (no cap: nothing is asked of CUDA)
 
 
