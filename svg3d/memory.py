@@ -22,7 +22,8 @@ On CUDA, ``cap_gpu_memory`` (``convert --max-gpu-memory``) caps what torch's all
 thread of a CUDA run launches on a stream of its own (``threads.own_stream``), and the allocator keeps the blocks a
 stream freed for that stream: on an 80 GB card a 1080p run held 31 GB where its threads shared one stream's 21.5
 (``bench/results/h100-2026-12-07-e``). Under a cap, an allocation that would pass it first frees every stream's
-cached blocks and tries again (what a card of that size does at its limit), so the run fits what its data need.
+cached blocks and tries again (what a card of that size does at its limit); only what the run holds at once counts
+against it (the cap's speed at 1080p is not yet measured on a GPU).
 """
 
 from __future__ import annotations
