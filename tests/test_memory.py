@@ -135,3 +135,24 @@ def test_the_gpu_memory_cap_frees_other_streams_cached_blocks():
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, device)
         torch.cuda.empty_cache()
+
+
+@pytest.mark.gpu
+def test_a_finished_stages_cached_gpu_blocks_are_given_back():
+    """``graphs.release_cached`` (``convert`` calls it as each stage's thread ends) gives back the blocks a stream
+    cached: what a finished stage's stream kept reserved (the allocator keeps them for that stream alone)."""
+    import torch
+
+    from svg3d import graphs
+
+    device = torch.device("cuda")
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_reserved(device)
+    with torch.cuda.stream(torch.cuda.Stream(device)):  # a stage's thread on its own stream
+        x = torch.empty(600 * 2**20, dtype=torch.uint8, device=device)
+        x.fill_(1)
+        del x
+    assert torch.cuda.memory_reserved(device) >= before + 600 * 2**20  # kept for that stream
+    graphs.release_cached(device)
+    assert torch.cuda.memory_reserved(device) <= before
