@@ -156,3 +156,19 @@ def test_a_finished_stages_cached_gpu_blocks_are_given_back():
     assert torch.cuda.memory_reserved(device) >= before + 600 * 2**20  # kept for that stream
     graphs.release_cached(device)
     assert torch.cuda.memory_reserved(device) <= before
+
+
+def test_giving_cached_gpu_memory_back_never_hides_a_stages_error(monkeypatch):
+    """``graphs.release_cached`` runs as a stage ends, however it ends: a CUDA error there (a device that already
+    failed) is not raised over the stage's own error."""
+    import torch
+
+    from svg3d import graphs
+
+    def failed():
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(torch.cuda, "empty_cache", failed)
+    graphs.release_cached("cuda")  # no error
+    with pytest.raises(RuntimeError, match="device-side"):
+        torch.cuda.empty_cache()  # (the stub does fail)
