@@ -68,12 +68,13 @@ def fit_scene_motion(
     """
     u, v, us, vs, rho = (a.double() for a in (u, v, us, vs, rho))
     device = u.device
-    identity = torch.tensor([1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0], dtype=torch.float64, device=device)
+    still = torch.tensor([1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0, 1.0], dtype=torch.float64, device=device)  # no motion, scale 1
     n = u.numel()
     if n < 12:  # too few matches to say anything: no motion
-        return torch.cat([identity, torch.ones(1, dtype=torch.float64, device=device)])
+        return still
     if valid is None:
         count, kth = n, lambda x, k: x.kthvalue(k).values  # (k: 1 = the smallest)
+        half = max(12, n // 2)
     else:  # the others' values replaced (an invalid 1/Z may be inf: weight 0 times inf is not 0), put last in any order
         count = valid.sum()
         u, v, us, vs = (torch.where(valid, a, 0.0) for a in (u, v, us, vs))
@@ -82,6 +83,8 @@ def fit_scene_motion(
         def kth(x: torch.Tensor, k) -> torch.Tensor:
             ordered = torch.where(valid, x, torch.inf).sort().values
             return ordered.gather(0, (torch.as_tensor(k, device=device) - 1).clamp(0, n - 1).reshape(1))[0]
+
+        half = (count // 2).clamp(min=12)
 
     def median(x: torch.Tensor) -> torch.Tensor:  # torch.median's: the lower of the two middle values
         return x.median() if valid is None else kth(x, (count + 1) // 2)
@@ -108,13 +111,12 @@ def fit_scene_motion(
 
     params, err = solve(mask)
     for _ in range(MOTION_TRIMS):
-        half = kth(err, torch.clamp(torch.as_tensor(count) // 2, min=12) if valid is not None else max(12, n // 2))
-        params, err = solve((err <= half).double() * mask)
+        params, err = solve((err <= kth(err, half)).double() * mask)
     for _ in range(MOTION_ROUNDS):
         use = (err <= (3.0 * median(err)).clamp_min(inlier_px)).double() * mask
         enough = use.sum() >= 12  # too few inliers: keep the previous fit (the next round would find the same few)
         refit, refit_err = solve(use)
         params, err = torch.where(enough, refit, params), torch.where(enough, refit_err, err)
     if valid is not None:  # too few valid matches: no motion
-        params = torch.where(count >= 12, params, torch.cat([identity, torch.ones(1, dtype=torch.float64, device=device)]))
+        params = torch.where(count >= 12, params, still)
     return params
