@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -111,6 +112,22 @@ def test_running_out_of_gpu_memory_is_one_line_and_exit_1(capsys):
     assert _one_line(torch.OutOfMemoryError(text)) == err.removeprefix("error: ").rstrip("\n")
 
 
+def test_the_gpu_memory_cap_names_the_card_by_index(monkeypatch):
+    """``convert`` passes ``cuda`` with no index; torch's ``set_per_process_memory_fraction`` refuses a device
+    without one (seen on the H100), so the cap names the current card by its index, and sizes the fraction by it."""
+    import torch
+
+    seen = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: seen.append(("props", d)) or SimpleNamespace(total_memory=80 * memory.GIB))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d: seen.append(("cap", f, d)))
+    assert memory.cap_gpu_memory(20.0, "cuda") == 0.25
+    assert seen == [("props", torch.device("cuda", 3)), ("cap", 0.25, torch.device("cuda", 3))]
+    seen.clear()
+    assert memory.cap_gpu_memory(100.0, torch.device("cuda", 1)) == 1.0  # a cap above the card: the whole card
+    assert seen == [("props", torch.device("cuda", 1)), ("cap", 1.0, torch.device("cuda", 1))]
+
+
 @pytest.mark.gpu
 def test_the_gpu_memory_cap_frees_other_streams_cached_blocks():
     """Under ``cap_gpu_memory`` a block freed on one CUDA stream (each thread of a CUDA run has its own) is given back
@@ -118,11 +135,11 @@ def test_the_gpu_memory_cap_frees_other_streams_cached_blocks():
     allocation larger than the cap raises torch's out-of-memory error."""
     import torch
 
-    device = torch.device("cuda")
+    device = torch.device("cuda", torch.cuda.current_device())
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
     try:
-        assert 0 < memory.cap_gpu_memory(1.0, device) <= 1
+        assert 0 < memory.cap_gpu_memory(1.0, "cuda") <= 1  # (as convert passes it: no index)
         torch.cuda.reset_peak_memory_stats(device)
         for _ in range(3):  # each stream allocates 600 MB and frees it: without the cap the allocator would keep all three
             with torch.cuda.stream(torch.cuda.Stream(device)):
@@ -135,40 +152,3 @@ def test_the_gpu_memory_cap_frees_other_streams_cached_blocks():
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, device)
         torch.cuda.empty_cache()
-
-
-@pytest.mark.gpu
-def test_a_finished_stages_cached_gpu_blocks_are_given_back():
-    """``graphs.release_cached`` (``convert`` calls it as each stage's thread ends) gives back the blocks a stream
-    cached: what a finished stage's stream kept reserved (the allocator keeps them for that stream alone)."""
-    import torch
-
-    from svg3d import graphs
-
-    device = torch.device("cuda")
-    torch.cuda.synchronize(device)
-    torch.cuda.empty_cache()
-    before = torch.cuda.memory_reserved(device)
-    with torch.cuda.stream(torch.cuda.Stream(device)):  # a stage's thread on its own stream
-        x = torch.empty(600 * 2**20, dtype=torch.uint8, device=device)
-        x.fill_(1)
-        del x
-    assert torch.cuda.memory_reserved(device) >= before + 600 * 2**20  # kept for that stream
-    graphs.release_cached(device)
-    assert torch.cuda.memory_reserved(device) <= before
-
-
-def test_giving_cached_gpu_memory_back_never_hides_a_stages_error(monkeypatch):
-    """``graphs.release_cached`` runs as a stage ends, however it ends: a CUDA error there (a device that already
-    failed) is not raised over the stage's own error."""
-    import torch
-
-    from svg3d import graphs
-
-    def failed():
-        raise RuntimeError("CUDA error: device-side assert triggered")
-
-    monkeypatch.setattr(torch.cuda, "empty_cache", failed)
-    graphs.release_cached("cuda")  # no error
-    with pytest.raises(RuntimeError, match="device-side"):
-        torch.cuda.empty_cache()  # (the stub does fail)
