@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from . import camera, comfort, graphs, memory, models, spread, threads, work
+from . import camera, comfort, memory, models, spread, threads, work
 from .checks import InputError
 from .config import ConvertConfig
 from .source import stem_of
@@ -212,11 +212,7 @@ def convert(
         # every stage of the pipeline counted, not those left to run: a resumed run gets the same thread counts
         thread_plan = threads.plan_threads(cpus, len(stages) if concurrent else 1, device.type, fill_workers=config.fill_workers)
 
-        def finished(name: str) -> None:  # a stage's thread ended: its frames and its stream's cached GPU blocks go
-            clip.done(name)
-            graphs.release_cached(device)
-
-        runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=concurrent, finished=finished,
+        runner = work.Runner(stages, make_store, chunk_frames=config.chunk_frames, progress=progress, concurrent=concurrent, finished=clip.done,
                              workers={FILLED: thread_plan.fill_workers},
                              on_thread=lambda name, k: threads.enter_stage(thread_plan, k, device))  # fmt: skip
         todo = runner.todo("export")

@@ -36,26 +36,6 @@ class _Graph:
     output: torch.Tensor
 
 
-def release_cached(device) -> None:
-    """Give torch's cached, unused CUDA blocks on ``device`` back to the card (``torch.cuda.empty_cache``), never while
-    a graph records (the frees synchronise the device, which CUDA refuses during another stream's capture).
-
-    ``convert`` calls it as each stage's thread ends: every stage thread launches on a stream of its own
-    (``threads.own_stream``), and the allocator keeps a stream's freed blocks for that stream, so a finished stage's
-    working set would stay reserved through the rest of the run (the fill's peak comes after depth and stabilisation
-    end). Nothing in use is freed, so the results are unchanged. It never raises: called as a stage ends, however it
-    ends, an error here (a device that already failed) would hide the stage's own, which the run reports."""
-    import torch
-
-    if torch.device(device).type != "cuda":
-        return
-    with _RECORDING:
-        try:
-            torch.cuda.empty_cache()
-        except RuntimeError as e:  # (torch's CUDA errors are RuntimeErrors)
-            log.debug("cached GPU memory not given back: %s", e)
-
-
 class CudaGraphs:
     """``fn(*tensors) -> tensor`` replayed from a CUDA graph recorded per shape, dtype and device of its arguments.
 
