@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from svg3d.cli import resolve_device
     from svg3d.flow import DISFlow, RaftFlow, TorchFlow
-    from svg3d.models import DepthModel, default_dtype
+    from svg3d.models import default_dtype, load_depth_model
     from svg3d.scene import make_scene, render
     from svg3d.stages.depth import ModelDepth, network_size
     from svg3d.stages.stabilise import StabiliseConfig, stabilise_disparity
-    from svg3d.tiny_models import depth_anything_v2_small
+    from svg3d.tiny_models import save_random_depth_anything_v2_small
 
     stages = set(args.stages.split(","))
     if not stages or not stages <= {"depth", "raft", "dis", "torch"}:
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     disparity = (1.0 / z).cpu().numpy()
     if "depth" in stages:
         dtype = default_dtype(device)
-        model = DepthModel(depth_anything_v2_small().to(device, dtype), "Depth-Anything-V2-Small (random weights)")
+        with tempfile.TemporaryDirectory() as folder:  # through the product's loader: the model convert runs
+            model = load_depth_model(str(save_random_depth_anything_v2_small(Path(folder))), device=device, dtype=dtype)
 
         def depth_stage() -> None:
             nonlocal disparity

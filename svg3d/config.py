@@ -82,7 +82,7 @@ class ClipConfig:
 class DepthConfig:
     """Stage 1: where disparity comes from, and the resolution it is kept at."""
 
-    model: str = DEFAULT_DEPTH_MODEL  # any AutoModelForDepthEstimation: hub id or local folder
+    model: str = DEFAULT_DEPTH_MODEL  # a depth checkpoint in transformers' format (Depth Anything: ours): hub id or local folder
     depth_from: Path | None = None  # a folder of one depth map per frame instead of the model
     # What depth_from's maps hold: "inverse" relative inverse depth (larger = nearer, what depth networks give),
     # "disparity" stereo disparity in pixels (proportional to inverse depth: read as it is), "depth" distance

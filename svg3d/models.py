@@ -278,7 +278,8 @@ def load_depth_model(
     name: str = DEFAULT_DEPTH_MODEL, *, device: torch.device, dtype: torch.dtype | None = None, flag: str = "model",
     alternative: str | None = None,
 ) -> DepthModel:
-    """Load any ``AutoModelForDepthEstimation`` checkpoint (hub id or local folder) in eval mode.
+    """Load a depth checkpoint in transformers' format (hub id or local folder) in eval mode: Depth Anything V1/V2 as
+    ``depth_anything.DepthAnything``, any other ``AutoModelForDepthEstimation`` through transformers.
 
     ``dtype``: None = ``default_dtype(device)``. Raises ``InputError`` if it cannot be found, naming
     ``flag`` (the CLI option that chooses the model) in its advice.
@@ -288,35 +289,60 @@ def load_depth_model(
 
 
 def _load_depth_model(name: str, device: torch.device, dtype: torch.dtype, flag: str, alternative: str | None) -> DepthModel:
-    from transformers import AutoModelForDepthEstimation
+    from . import depth_anything
 
     with loading(name, "depth model", flag=flag, alternative=alternative):
-        net = AutoModelForDepthEstimation.from_pretrained(name, dtype=dtype, local_files_only=offline())
-        preprocessor = _preprocessor_config(name)
-    kind = getattr(net.config, "depth_estimation_type", "relative")
+        folder = _depth_folder(name)
+        config = depth_anything.read_config(folder)
+        if depth_anything.unsupported(config) is None:  # Depth Anything V1/V2: ours, without transformers' import
+            net = depth_anything.load(folder, dtype)
+        else:
+            net = _TransformersDepth(folder, dtype)
+        preprocessor = folder / "preprocessor_config.json"
+        preprocessor = json.loads(preprocessor.read_text()) if preprocessor.is_file() else {}
+    if not preprocessor:
+        log.info("%s has no preprocessor_config.json: using Depth Anything's input size and normalisation", name)
+    kind = config.get("depth_estimation_type", "relative")
     if kind != "relative":
         # Stages 2-3 treat the output as relative disparity (DESIGN.md §2); a metric model's depth in
         # metres has to go through stage 3's --use_metric_depth after inversion instead.
         log.warning("depth model %s predicts %s depth, not relative disparity", name, kind)
     info = KNOWN_MODELS.get(name)
-    log.info("depth model %s (%s)%s", name, dtype, f", licence {info.licence}" if info else "")
+    log.info("depth model %s (%s, %s)%s", name, dtype, type(net).__name__, f", licence {info.licence}" if info else "")
     return DepthModel(net.to(device).eval(), name, **_input_spec(preprocessor))
 
 
-def _preprocessor_config(name: str) -> dict:
-    from transformers.utils.hub import cached_file
+DEPTH_FILES = ("config.json", "preprocessor_config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors")
 
-    path = cached_file(
-        name,
-        "preprocessor_config.json",
-        local_files_only=offline(),
-        _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False,
-    )
-    if path is None:
-        log.info("%s has no preprocessor_config.json: using Depth Anything's input size and normalisation", name)
-        return {}
-    return json.loads(Path(path).read_text())
+
+def _depth_folder(name: str) -> Path:
+    """The folder holding the depth model ``name``: the folder itself, or a hub id's snapshot in the Hugging Face cache
+    (downloaded unless offline): its config, its processor's config and its weights (safetensors, else the .bin)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{name} has no config.json")
+        return path
+    from huggingface_hub import snapshot_download
+
+    folder = Path(snapshot_download(name, allow_patterns=list(DEPTH_FILES), local_files_only=offline()))
+    if not any(folder.glob("model*.safetensors")):
+        folder = Path(snapshot_download(name, allow_patterns=[*DEPTH_FILES[:2], "pytorch_model.bin"], local_files_only=offline()))
+    return folder
+
+
+class _TransformersDepth(torch.nn.Module):
+    """Any other ``AutoModelForDepthEstimation`` checkpoint (DPT, ZoeDepth, ...) through transformers, called as
+    ``depth_anything.DepthAnything`` is: ``net(pixel_values)`` -> ``(N, H, W)``."""
+
+    def __init__(self, folder: Path, dtype: torch.dtype) -> None:
+        super().__init__()
+        from transformers import AutoModelForDepthEstimation
+
+        self.net = AutoModelForDepthEstimation.from_pretrained(folder, dtype=dtype, local_files_only=True)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.net(pixel_values=pixel_values).predicted_depth
 
 
 def _input_spec(cfg: dict) -> dict:

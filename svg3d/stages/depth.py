@@ -1,7 +1,7 @@
 """Stage 1: monocular disparity per frame (DESIGN.md §2).
 
-The network (Depth Anything, or any ``AutoModelForDepthEstimation`` checkpoint, loaded by
-``models.load_depth_model``) predicts relative inverse depth — *disparity* in ``camera``'s terms,
+The network (Depth Anything as ``depth_anything.DepthAnything``, or any other ``AutoModelForDepthEstimation``
+checkpoint through transformers, loaded by ``models.load_depth_model``) predicts relative inverse depth — *disparity* in ``camera``'s terms,
 larger = nearer, no unit. We save it raw (not normalised): stage 3 normalises over the whole clip.
 
 Pre-/post-processing as the Depth Anything reference (``svg_run.py``): resize keeping the aspect so
@@ -89,7 +89,7 @@ def predict_disparity(model: DepthModel, frames: torch.Tensor, *, size: tuple[in
     h, w = size if size is not None else (sizes["H"], sizes["W"])
     net_size = network_size(sizes["H"], sizes["W"], input_size=model.input_size, multiple=model.multiple)
     x = preprocess(frames.to(model.device, torch.float32), net_size, mean=model.mean, std=model.std)
-    pred = model.net(pixel_values=x.to(model.dtype)).predicted_depth  # (N, h', w'), about the input size
+    pred = model.net(x.to(model.dtype))  # (N, h', w'), about the input size
     pred = F.interpolate(pred.float()[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
     return pred.clamp_min(0.0)
 
