@@ -96,7 +96,7 @@ def pipeline(clip: Clip, config: ConvertConfig, device: torch.device, *, out_dir
     effect = Effect(config, plan, disparity=disparity, width=clip.info.size[1], fps=clip.info.fps, chunk_frames=config.chunk_frames)
     pre = filler.stages(clip, plan, config, disparity=disparity, effect=effect)
     stages += pre
-    check_effect = lambda source: _check_effect(source, plan, config, clip.num_frames)  # noqa: E731
+    check_effect = lambda source: _check_effect(source, plan, config, clip.num_frames, clip.info.size)  # noqa: E731
     cells = HandOn() if hand_on and device.type == "cpu" else None
     stages.append(FillStage(clip, filler, filler_name, plan, config, disparity=disparity, pre=tuple(s.name for s in pre), device=device,
                             chunk_frames=config.chunk_frames, effect=effect, check_effect=check_effect, hand_on=cells))  # fmt: skip
@@ -121,11 +121,14 @@ def _all_exports(config: ConvertConfig, filler: str) -> ConvertConfig:
     return replace(config, exports=replace(config.exports, exports=tuple(n for n in names if n not in every)))
 
 
-def _check_effect(source, plan: camera.ViewPlan, config: ConvertConfig, num_frames: int) -> None:
-    """Warn when the far eye keeps too little of the input (a strength or baseline far too large)."""
+def _check_effect(source, plan: camera.ViewPlan, config: ConvertConfig, num_frames: int, size: tuple[int, int]) -> None:
+    """Warn when the far eye keeps too little of the input at the middle frame (a strength or baseline far too large).
+    From the disparity alone (``MatrixSource.known_share``): reading the frame there would take the fill's reader to
+    the middle of the clip, away from the frames it reads first, which the shared decoder then waits for (a run of
+    stages at once hung there, the 3D effect being the physical camera's)."""
     far = plan.eyes[1] if plan.eyes[0] == plan.reference else plan.eyes[0]
     mid = num_frames // 2
-    share = float(source.cells(mid, mid + 1, views=(far,)).known.float().mean())
+    share = source.known_share(mid, far, size)
     if share < LOW_KNOWN_SHARE:
         flags = "--strength" if config.matrix.strength is not None else "--baseline (or --focal)"
         log.warning(
@@ -136,13 +139,28 @@ def _check_effect(source, plan: camera.ViewPlan, config: ConvertConfig, num_fram
 
 def _share_decoder(clip: Clip, runner: work.Runner, todo: list, chunk_frames: int, concurrent: bool) -> None:
     """Every decoded frame is kept until the slowest of the stages ``todo`` has read it: the window covers the chunks
-    and the look-ahead of the stages that run at once (``Clip``), so that none waits on itself."""
-    ahead = [s.lookahead for s in todo]
-    if concurrent and None not in ahead:  # (one after another, each stage decodes in its turn)
-        clip.window = 3 * chunk_frames + sum(ahead)
-        for stage in todo:
-            missing = runner.stores[stage.name].missing() if stage.name != "export" else [(0, clip.num_frames)]
-            clip.register(stage.name, missing[0][0] if missing else 0)
+    and the look-ahead of the stages that run at once (``Clip``), so that none waits on itself. The stages that wait
+    for the whole clip of their inputs (``lookahead`` None) and those that read theirs start only after the others
+    have read everything: they share the decoder after them (``Clip.defer``), over a window of their chunks and of
+    the input frames they read around a chunk (``context``)."""
+    if not concurrent:  # (one after another, each stage decodes in its turn)
+        return
+    late: set[str] = set()
+    for stage in todo:
+        if stage.lookahead is None or any(n in late for n in stage.needs):
+            late.add(stage.name)
+
+    def first(stage) -> int:
+        missing = runner.stores[stage.name].missing() if stage.name != "export" else [(0, clip.num_frames)]
+        return missing[0][0] if missing else 0
+
+    clip.window = 3 * chunk_frames + sum(s.lookahead for s in todo if s.name not in late)
+    for stage in todo:
+        if stage.name not in late:
+            clip.register(stage.name, first(stage))
+    around = [s.lookahead if s.lookahead is not None else getattr(s, "context", None) for s in todo if s.name in late]
+    if late and None not in around:  # (a deferred stage that does not say what it reads around a chunk decodes alone)
+        clip.defer({s.name: first(s) for s in todo if s.name in late}, 3 * chunk_frames + 2 * sum(around))
 
 
 def convert(

@@ -117,6 +117,11 @@ class Source:
         self._store(i, image)
         return image
 
+    @property
+    def next_frame(self) -> int:
+        """The frame the decoder yields next (0 before it starts)."""
+        return self._next
+
     def decoded_from(self) -> int:
         """The first frame ``frame`` gives without decoding from the start again."""
         return min(self._cache, default=self._next)

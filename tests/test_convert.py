@@ -277,12 +277,14 @@ def test_kill_9_in_the_fill_stage_then_the_same_command_resumes(clip, tmp_path):
     assert proc.poll() is None, "convert ended before the fill stage could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = len(json.loads(record.read_text())["chunks"])
-    assert 1 <= done < 5
+    chunks = json.loads(record.read_text())["chunks"]
+    assert 1 <= len(chunks) < 5
+    # the first frame no committed chunk covers (two fill runs: the later run's chunks may be recorded first)
+    first_missing = min(set(range(10)) - {f for c in chunks for f in range(c["first"], c["first"] + c["count"])})
     res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     log = (out / "work" / work.LOG_FILE).read_text()
-    assert f"filled     resumed at frame {2 * done}:" in log
+    assert f"filled     resumed at frame {first_missing}:" in log, log
     reference = convert.convert(video, tmp_path / "ref", base_config(depth, chunk_frames=5))
     for side in ("left", "right"):
         got = io.read_frames(io.list_images(out / "clip_eyes" / side))
@@ -545,6 +547,70 @@ def test_the_fill_is_the_same_bytes_whatever_its_chunks_and_runs_at_once(clip, t
     for name in ("chunks", "three", "apart"):
         for x, y in zip(eyes(runs[name]), eyes(runs["whole"]), strict=True):
             assert np.array_equal(x, y), name
+
+
+@pytest.mark.parametrize("effect", [True, False])
+def test_stages_at_once_decode_the_input_once_per_group(clip, tmp_path, monkeypatch, effect):
+    """The stages at once share one decoder (``Clip``): every frame is decoded once. With the 3D effect by strength
+    (the default), the fill waits for the whole clip's disparity, so the fill and the export read the input after depth
+    and stabilisation have read all of it: they share a second decoder from their first read (``Clip.defer``), and every
+    frame is decoded twice, not once per stage (four times before). The exports are those of the stages one after
+    another (each decoding the input alone)."""
+    import functools
+    from collections import Counter
+
+    from svg3d import source
+    from svg3d.stages import clip as clip_stage
+
+    decoded: Counter = Counter()
+    original = source.Source._decode
+
+    def counting(self):
+        for i, image in enumerate(original(self)):
+            decoded[i] += 1
+            yield image
+
+    monkeypatch.setattr(source.Source, "_decode", counting)
+    # (a decoder keeps its last 64 frames, the whole of this clip: 2 here, as a long clip's would be to it)
+    monkeypatch.setattr(clip_stage, "open_source", functools.partial(source.open_source, window=2))
+    video, depth, _ = clip
+    matrix = ConvertConfig().matrix if effect else replace(ConvertConfig().matrix, strength=None, auto_strength=False, depth_range="shot")
+    runs = {}
+    for concurrent in (True, False):
+        decoded.clear()
+        config = base_config(depth, matrix=matrix, exports=("eyes_png",), chunk_frames=3, concurrent_stages=concurrent,
+                             fill_workers=1)  # (one fill run, as on CUDA: two runs read at two places)
+        runs[concurrent] = convert.convert(video, tmp_path / str(concurrent), config)
+        if concurrent:
+            assert sorted(set(decoded[i] for i in range(10))) == [2 if effect else 1], decoded
+    for x, y in zip(eyes(runs[True]), eyes(runs[False]), strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_stages_at_once_finish_on_a_clip_longer_than_the_decoders_window(tmp_path):
+    """The stages at once on 80 frames in chunks of 2 (the shared decoder's window, 3 chunks and the look-ahead, is far
+    shorter than the clip), with the 3D effect by strength and with the physical camera and ranges per shot (no stage
+    then waits for the whole clip). The effect's check looked at the middle frame from the fill's first moment: the
+    fill's reader went there while the fill waited for the middle frame's disparity, and the depth stage waited for the
+    fill's reader to pass its first frames: the run hung. In a process of its own, under a time limit."""
+    code = f"""
+import sys; sys.path[:0] = [{str(ROOT)!r}]
+from dataclasses import replace
+from pathlib import Path
+from svg3d import convert
+from svg3d.config import ConvertConfig
+from tests.media import rendered_clip
+from tests.test_convert import base_config
+tmp = Path({str(tmp_path)!r})
+video, depth, _ = rendered_clip(tmp / "clip", frames=80)
+for name, matrix in (("effect", ConvertConfig().matrix),
+                     ("physical", replace(ConvertConfig().matrix, strength=None, auto_strength=False, depth_range="shot"))):
+    config = base_config(depth, matrix=matrix, exports=("eyes_png",), chunk_frames=2, concurrent_stages=True, fill_workers=1)
+    convert.convert(video, tmp / name, config)
+    print(name, "done", flush=True)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert res.returncode == 0 and res.stdout.split() == ["effect", "done", "physical", "done"], res.stderr[-2000:]
 
 
 @pytest.mark.gpu

@@ -159,3 +159,28 @@ def test_cells_handed_on_equal_the_warp_and_the_cache_stays_bounded():
         assert torch.equal(got.depth, warped.depth) and torch.equal(got.source_depth, warped.source_depth)
         assert len(taking._cache) <= 3
     assert cells.handed == n
+
+
+@pytest.mark.parametrize("strength", [None, 4.0, 15.0])
+def test_known_share_is_the_cells_share_from_the_disparity_alone(strength):
+    """``MatrixSource.known_share`` (the 3D effect's check at the middle frame) equals the share of known pixels of
+    the view's warped cell, and reads no frame: a look far from where the fill reads moves nothing of the clip's
+    shared decoder."""
+    h, w, n = 48, 160, 6
+    frames = np.repeat(texture(h, w), n, axis=0)
+    disparity = np.repeat(two_planes(h, w), n, axis=0) * np.linspace(1, 2, n, dtype=np.float32)[:, None, None]
+    config = MatrixConfig(num_views=2, strength=strength)
+    plan = camera.plan_views(config, w)
+    lo, hi = np.full(n, 0.5, np.float32), np.full(n, 7.0, np.float32)
+
+    def no_frames(a, b):
+        raise AssertionError("a frame was read")
+
+    looking = MatrixSource(no_frames, lambda a, b: disparity[a:b], lo, hi, plan, config)
+    warping = MatrixSource(lambda a, b: frames[a:b], lambda a, b: disparity[a:b], lo, hi, plan, config)
+    for t in (0, n // 2, n - 1):
+        for view in range(plan.num_views):
+            share = float(warping.cells(t, t + 1, views=(view,)).known.float().mean())
+            assert looking.known_share(t, view, (h, w)) == share
+    far = 1 - plan.reference
+    assert looking.known_share(n - 1, far, (h, w)) < 1.0  # (the far view has holes: the comparison is not all ones)

@@ -6,6 +6,10 @@ registered reader has passed it, so nothing is decoded twice. Memory is bounded:
 frames ahead of the slowest one waits for it (a bounded queue), and ``window`` is set from the stages' chunk size
 and declared look-ahead so that the pipeline cannot wait on itself. A reader that asks for frames already dropped
 (a stage resuming behind the others, or stages run one after another) gets a decoder of its own.
+
+Stages that wait for the whole clip of their inputs (the 3D effect by strength needs every frame's disparity) read
+the input only once the stages before them have read all of it: they are ``defer``red, and at the first read of one
+of them the shared decoder starts over for them alone, so a convert decodes its input twice, not once per stage.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class Clip:
         self.window = window
         self._frames: dict[int, np.ndarray] = {}
         self._positions: dict[str, int] = {}  # reader -> first frame it may still ask for
+        self._deferred: tuple[dict[str, int], int] | None = None  # readers that start after the others, their window
+        self._restart = False  # the shared decoder may start over for the next registered read (a deferred group began)
         self._lock = threading.Condition()
 
     @classmethod
@@ -62,6 +68,13 @@ class Clip:
             self._positions[name] = first
             self._lock.notify_all()
 
+    def defer(self, first: dict[str, int], window: int) -> None:
+        """The readers ``first`` (name -> first frame) start reading only after every registered reader has read all it
+        will: at the first read of any of them, the registered readers are let go, these are registered with this
+        ``window``, and the shared decoder starts over for them."""
+        with self._lock:
+            self._deferred = (dict(first), window)
+
     def done(self, name: str) -> None:
         with self._lock:
             self._positions.pop(name, None)
@@ -82,6 +95,10 @@ class Clip:
 
     def _read(self, name: str, a: int, b: int, private: list[Source]) -> np.ndarray:
         with self._lock:
+            if self._deferred is not None and name in self._deferred[0]:  # the later group begins: the others have read all
+                self._positions, self.window = self._deferred
+                self._deferred, self._restart = None, True
+                self._drop()
             registered = name in self._positions
             if registered:
                 self._positions[name] = max(self._positions[name], a)
@@ -90,22 +107,28 @@ class Clip:
                 # a bounded queue: a reader ahead of the slowest one by more than the window waits for it
                 while b - min(self._positions.values()) > self.window and min(self._positions.values()) < a:
                     self._lock.wait(0.5)
-            if all(i in self._frames for i in range(a, b)):
+            m = next((i for i in range(a, b) if i not in self._frames), b)  # the first frame not kept
+            if m == b:
                 return np.stack([self._frames[i] for i in range(a, b)])
-            if registered and self._ahead_of_decoder(a, b):
-                out = self._source.frames(a, b)
+            if registered and (self._restart or self._ahead_of_decoder(m)):
+                # from the first frame a slower reader still needs, if the decoder passes it on its way to m (from the
+                # clip's first frame when it starts over): those frames are kept for it
                 keep = min(self._positions.values())
-                for i in range(max(a, keep), b):
-                    self._frames[i] = out[i - a]
-                return out
+                passes = m if self.info.kind == "frames" else 0 if self._restart else self._source.next_frame
+                lo = min(m, max(keep, passes))
+                self._restart = False
+                new = self._source.frames(lo, b)
+                for i in range(max(lo, keep), b):
+                    self._frames[i] = new[i - lo]
+                return np.concatenate([np.stack([self._frames[i] for i in range(a, m)]), new[m - lo :]]) if m > a else new[m - lo :]
         # behind the shared decoder, or a caller outside the pipeline: a decoder of this reader's own
         if not private:
             private.append(self._reopen() if self._reopen is not None else self._source)
             private[0].threads = self._source.threads
         return private[0].frames(a, b)
 
-    def _ahead_of_decoder(self, a: int, b: int) -> bool:
-        """The shared decoder gives frames ``a .. b-1`` without starting again from the first frame."""
+    def _ahead_of_decoder(self, a: int) -> bool:
+        """The shared decoder gives frames from ``a`` on without starting again from the first frame."""
         return self.info.kind == "frames" or self._source.decoded_from() <= a
 
     def _drop(self) -> None:

@@ -480,7 +480,11 @@ class MatrixSource:
     def source(self, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The input frames ``(n, 3, H, W)`` in [0, 1] and their metric depth ``(n, H, W)``."""
         rgb = torch.from_numpy(self._frames(a, b)).to(self.device).permute(0, 3, 1, 2).float() / 255  # n H W 3 -> n 3 H W
-        h, w = rgb.shape[-2:]
+        return rgb, self._depth(a, b, rgb.shape[-2:])
+
+    def _depth(self, a: int, b: int, size: tuple[int, int]) -> torch.Tensor:
+        """The metric depth ``(n, H, W)`` of frames ``a .. b-1`` at the frames' ``size``."""
+        h, w = size
         d = torch.from_numpy(np.ascontiguousarray(self._disparity(a, b))).to(self.device)
         if d.shape[-2:] != (h, w):
             d = torch.nn.functional.interpolate(d[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
@@ -488,8 +492,16 @@ class MatrixSource:
         lo, hi = (torch.from_numpy(np.asarray(x, np.float32)).to(self.device) for x in self.ranges(a, b))
         if self.remap is not None:  # normalised here, remapped, then taken as already normalised (range 0..1)
             d, lo, hi = self.remap(camera.normalise_disparity(d, lo, hi), a, b), 0.0, 1.0
-        z = camera.disparity_to_depth(d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth, lo=lo, hi=hi)
-        return rgb, z
+        return camera.disparity_to_depth(d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth, lo=lo, hi=hi)
+
+    def known_share(self, t: int, view: int, size: tuple[int, int]) -> float:
+        """The share of frame ``t``'s pixels that ``view``'s cell keeps from the input (``size``: the frames'), from the
+        disparity alone: a cell's holes depend on the depth only (``warp_depth``), so no frame is read, and a look at
+        a frame far from where the caller reads moves nothing of the clip's shared decoder."""
+        baselines = torch.tensor([self.plan.baselines[view]], dtype=torch.float64)
+        z = self._depth(t, t + 1, size)
+        warped = warp_depth(z, baselines.to(z), self.plan.focal, screen=self.plan.screen, num_planes=self.config.num_planes)
+        return float((warped > 0).float().mean())
 
     def cells(self, a: int, b: int, views: tuple[int, ...] | None = None) -> Cells:
         """Cells of frames ``a .. b-1`` for ``views`` (default: the plan's fill views)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -114,6 +115,14 @@ class FillStage:
         self.needs = tuple(dict.fromkeys(("depth", disparity, *pre)))
         whole = config.matrix.depth_range == "clip" or effect.warps  # a shot's effect needs its whole disparity
         self.lookahead = None if whole else filler.context + _range_lookahead(clip)
+        self.context = filler.context  # input frames it reads on each side of a chunk (``Clip.defer``'s window)
+        self._checked, self._lock = False, threading.Lock()
+
+    def _check_once(self) -> bool:
+        """True the first time only (the fill's runs at once share the stage: one warning)."""
+        with self._lock:
+            first, self._checked = not self._checked, True
+            return first
 
     def params(self) -> dict:
         return {
@@ -128,11 +137,14 @@ class FillStage:
         context = self.filler.context
         source = matrix_source(self.clip, self.name, inputs, self.disparity, self.plan, self.config, self.device, self.chunk_frames + 2 * context,
                                effect=self.effect, hand_on=self.hand_on)  # fmt: skip
-        if self.check_effect is not None:
-            self.check_effect(source)
         self.filler.bind(inputs)
         n_all = self.clip.num_frames
         for a, b in chunks:
+            # the effect's check looks at the middle frame's disparity: at once when the fill waited for the whole
+            # clip's, else once the fill gets there (waiting for it first would hold the fill's reader at its first
+            # frame while the stages before it wait for that reader to move on: a run of stages at once hung there)
+            if self.check_effect is not None and (self.lookahead is None or b > n_all // 2) and self._check_once():
+                self.check_effect(source)
             lo_t, hi_t = max(0, a - context), min(n_all, b + context)
             cells = source.cells(lo_t, hi_t, views=self.plan.fill_views)
             result = self.filler.fill(cells, (a, b), progress)  # (V, n, 3, H, W); progress as it fills the frames
