@@ -142,7 +142,8 @@ def _share_decoder(clip: Clip, runner: work.Runner, todo: list, chunk_frames: in
     and the look-ahead of the stages that run at once (``Clip``), so that none waits on itself. The stages that wait
     for the whole clip of their inputs (``lookahead`` None) and those that read theirs start only after the others
     have read everything: they share the decoder after them (``Clip.defer``), over a window of their chunks and of
-    the input frames they read around a chunk (``context``)."""
+    the input frames they read around a chunk (``context``). In each group, a stage that resumes more than the window
+    after the group's earliest decodes alone: sharing would hold it until the others caught up."""
     if not concurrent:  # (one after another, each stage decodes in its turn)
         return
     late: set[str] = set()
@@ -150,17 +151,22 @@ def _share_decoder(clip: Clip, runner: work.Runner, todo: list, chunk_frames: in
         if stage.lookahead is None or any(n in late for n in stage.needs):
             late.add(stage.name)
 
-    def first(stage) -> int:
-        missing = runner.stores[stage.name].missing() if stage.name != "export" else [(0, clip.num_frames)]
-        return missing[0][0] if missing else 0
+    def firsts(group: list, window: int) -> dict[str, int]:
+        start = {}
+        for stage in group:
+            missing = runner.stores[stage.name].missing() if stage.name != "export" else [(0, clip.num_frames)]
+            start[stage.name] = missing[0][0] if missing else 0
+        return {name: f for name, f in start.items() if f - min(start.values()) <= window}
 
-    clip.window = 3 * chunk_frames + sum(s.lookahead for s in todo if s.name not in late)
-    for stage in todo:
-        if stage.name not in late:
-            clip.register(stage.name, first(stage))
-    around = [s.lookahead if s.lookahead is not None else getattr(s, "context", None) for s in todo if s.name in late]
-    if late and None not in around:  # (a deferred stage that does not say what it reads around a chunk decodes alone)
-        clip.defer({s.name: first(s) for s in todo if s.name in late}, 3 * chunk_frames + 2 * sum(around))
+    early = [s for s in todo if s.name not in late]
+    clip.window = 3 * chunk_frames + sum(s.lookahead for s in early)
+    for name, first in firsts(early, clip.window).items():
+        clip.register(name, first)
+    later = [s for s in todo if s.name in late]
+    around = [s.lookahead if s.lookahead is not None else getattr(s, "context", None) for s in later]
+    if later and None not in around:  # (a deferred stage that does not say what it reads around a chunk decodes alone)
+        window = 3 * chunk_frames + 2 * sum(around)
+        clip.defer(firsts(later, window), window)
 
 
 def convert(

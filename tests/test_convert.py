@@ -587,6 +587,45 @@ def test_stages_at_once_decode_the_input_once_per_group(clip, tmp_path, monkeypa
         assert np.array_equal(x, y)
 
 
+def test_who_shares_the_decoder():
+    """``convert._share_decoder``: the stages before the first that waits for the whole clip (lookahead None) share the
+    decoder from the start; that one and those after it are deferred (``Clip.defer``) with a window of their chunks and
+    the frames they read around one; a stage resuming more than its group's window after the group's earliest decodes
+    alone (sharing would hold it until the others caught up); one after another, nothing is shared."""
+    from types import SimpleNamespace
+
+    class FakeClip:
+        num_frames, window = 1000, None
+
+        def __init__(self):
+            self.registered, self.deferred = {}, None
+
+        def register(self, name, first):
+            self.registered[name] = first
+
+        def defer(self, first, window):
+            self.deferred = (first, window)
+
+    def stage(name, lookahead, needs=(), **kw):
+        return SimpleNamespace(name=name, lookahead=lookahead, needs=needs, **kw)
+
+    def run(resume: dict, concurrent=True):
+        stores = {n: SimpleNamespace(missing=lambda f=f: [(f, 1000)]) for n, f in resume.items()}
+        todo = [stage("depth", 0), stage("stabilised", 4, ("depth",)), stage(FILLED, None, ("depth", "stabilised"), context=3),
+                stage("export", 0, (FILLED,))]  # fmt: skip
+        clip = FakeClip()
+        convert._share_decoder(clip, SimpleNamespace(stores=stores), todo, 16, concurrent)
+        return clip
+
+    clip = run({"depth": 0, "stabilised": 0, FILLED: 0})
+    assert clip.registered == {"depth": 0, "stabilised": 0} and clip.window == 3 * 16 + 4
+    assert clip.deferred == ({FILLED: 0, "export": 0}, 3 * 16 + 2 * 3)
+    clip = run({"depth": 300, "stabilised": 0, FILLED: 500})  # resumed: depth and the fill far ahead of the others
+    assert clip.registered == {"stabilised": 0} and clip.deferred == ({"export": 0}, 3 * 16 + 2 * 3)
+    clip = run({"depth": 0, "stabilised": 0, FILLED: 0}, concurrent=False)
+    assert clip.registered == {} and clip.deferred is None
+
+
 def test_stages_at_once_finish_on_a_clip_longer_than_the_decoders_window(tmp_path):
     """The stages at once on 80 frames in chunks of 2 (the shared decoder's window, 3 chunks and the look-ahead, is far
     shorter than the clip), with the 3D effect by strength and with the physical camera and ranges per shot (no stage
