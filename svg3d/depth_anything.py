@@ -340,6 +340,8 @@ def load(folder: Path, dtype: torch.dtype) -> DepthAnything:
     with torch.device("meta"):
         net = DepthAnything(config)
     state = load_weights(folder)
+    if "backbone.embeddings.mask_token" not in state and hasattr(net.backbone.embeddings, "mask_token"):
+        state["backbone.embeddings.mask_token"] = torch.zeros(net.backbone.embeddings.mask_token.shape)  # (pre-training only)
     try:
         net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e:  # missing, unexpected or misshapen tensors: a damaged or foreign checkpoint

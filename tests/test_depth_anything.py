@@ -145,6 +145,20 @@ def test_hub_id_loads_from_the_cache_offline(tiny, tmp_path, monkeypatch):
     assert "\n" not in str(e.value) and e.value.params == ("depth_model",)
 
 
+def test_a_checkpoint_without_the_unused_mask_token_loads(tiny, tmp_path):
+    """DINOv2's mask token serves pre-training only; a checkpoint converted without it loads (every other tensor is
+    still required: ``test_damaged_checkpoints_are_one_line_naming_the_flag``)."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "no-mask"
+    shutil.copytree(tiny, folder)
+    state = depth_anything.load_weights(tiny)
+    del state["backbone.embeddings.mask_token"]
+    save_file(state, folder / "model.safetensors")
+    torch.manual_seed(8)
+    _same(depth_anything.load(folder, torch.float32), _reference(tiny), torch.randn(1, 3, 70, 70))
+
+
 def test_pytorch_bin_weights_load_like_safetensors(tiny, tmp_path):
     folder = tmp_path / "bin"
     shutil.copytree(tiny, folder)
