@@ -209,3 +209,26 @@ def test_damaged_checkpoints_are_one_line_naming_the_flag(tiny, tmp_path, damage
     expected = {"no weights": "model.safetensors", "missing tensor": "head.conv3.weight", "wrong shape": "head.conv3.weight",
                 "no config": "config.json"}[damage]  # fmt: skip
     assert expected in text, text
+
+
+@pytest.mark.gpu
+def test_v2_small_in_fp16_on_cuda_as_transformers(tmp_path):
+    """On CUDA in fp16 (how the depth stage runs it): our module and transformers' on the same V2-Small weights agree
+    within fp16 rounding of the output's scale (both attend by scaled_dot_product_attention)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForDepthEstimation
+
+    folder = save_random_depth_anything_v2_small(tmp_path / "v2s")
+    state = depth_anything.load_weights(folder)
+    state["head.conv3.weight"] *= 1e4  # (random weights predict ~1e-4, below fp16's normal range: lift it to ~1)
+    save_file(state, folder / "model.safetensors")
+    cuda = torch.device("cuda")
+    ours = models.load_depth_model(str(folder), device=cuda)
+    assert isinstance(ours.net, depth_anything.DepthAnything) and ours.dtype == torch.float16
+    ref = AutoModelForDepthEstimation.from_pretrained(folder, dtype=torch.float16).to(cuda).eval()
+    torch.manual_seed(9)
+    x = torch.randn(2, 3, 518, 924, device=cuda, dtype=torch.float16)
+    with torch.no_grad():
+        a, b = ref(pixel_values=x).predicted_depth.float(), ours.net(x).float()
+    scale = float(a.abs().max())
+    assert scale > 0 and float((a - b).abs().max()) <= 2e-2 * scale, (float((a - b).abs().max()), scale)
