@@ -104,9 +104,11 @@ class Clip:
                 self._positions[name] = max(self._positions[name], a)
                 self._drop()
                 self._lock.notify_all()
-                # a bounded queue: a reader ahead of the slowest one by more than the window waits for it
-                while b - min(self._positions.values()) > self.window and min(self._positions.values()) < a:
+                # a bounded queue: a reader ahead of the slowest one by more than the window waits for it (unless a
+                # deferred group began meanwhile and let it go: it then reads on a decoder of its own)
+                while name in self._positions and b - min(self._positions.values()) > self.window and min(self._positions.values()) < a:
                     self._lock.wait(0.5)
+                registered = name in self._positions
             m = next((i for i in range(a, b) if i not in self._frames), b)  # the first frame not kept
             if m == b:
                 return np.stack([self._frames[i] for i in range(a, b)])
