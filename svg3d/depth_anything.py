@@ -47,9 +47,8 @@ _DEFAULT_BACKBONE = {"model_type": "dinov2", "image_size": 518, "hidden_size": 3
 def read_config(folder: Path) -> dict:
     """``folder/config.json`` with transformers' defaults filled in (the backbone's under ``backbone_config``)."""
     raw = json.loads((Path(folder) / "config.json").read_text())
-    config = {**_DEPTH_DEFAULTS, **{k: v for k, v in raw.items() if v is not None or k not in _DEPTH_DEFAULTS}}
+    config = {**_DEPTH_DEFAULTS, **{k: v for k, v in raw.items() if v is not None}}
     config["max_depth"] = config["max_depth"] or 1  # (transformers: "max_depth if max_depth else 1")
-    config["model_type"] = raw.get("model_type")
     backbone = raw.get("backbone_config") or _DEFAULT_BACKBONE
     config["backbone_config"] = {**_DINOV2_DEFAULTS, **backbone}
     return config

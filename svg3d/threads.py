@@ -64,7 +64,8 @@ MAX_FILL_WORKERS = 2
 # (``enter_stage``), so that one run's CPU side (its Python, OpenCV's Telea, the chunk's hashes) and its read-backs
 # overlap the other's GPU work, where one thread kept an H100 ~30 % busy at 1080p (issue 21); each run holds its chunk
 # and context on the GPU. On an H100 at 1080p two runs gave 4.16 frames/s against one's 3.77 (x1.10) for 50.9 GB of
-# GPU memory against 31.0 (bench/results/h100-2026-12-07-e; the same bytes, tested there with three runs).
+# GPU memory against 31.0 (bench/results/h100-2026-12-07-e; the same bytes, tested there with three runs), and two
+# runs do not fit under a 23 GiB cap, where one runs as fast as uncapped (bench/results/h100-2026-12-07-f).
 GPU_FILL_WORKERS = 1
 # Chunks a stage's store writes at once on CUDA (``work.StageStore.commit``): a stage computes faster than one thread
 # deflates its chunks there (1080p depth), and the cores are idle; on a CPU the cores are the stages' (one at a time).

@@ -61,6 +61,19 @@ def test_v2_small_architecture_predicts_as_transformers(tmp_path):
     _same(ours, _reference(folder), torch.randn(1, 3, 140, 252))
 
 
+def test_v1_small_architecture_predicts_as_transformers(tmp_path):
+    """Depth Anything V1-Small's architecture (transformers' default ``DepthAnythingConfig``: features from layers 9 to
+    12, the paper's family; random weights), saved as transformers saves it."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
+
+    torch.manual_seed(10)
+    DepthAnythingForDepthEstimation(DepthAnythingConfig()).eval().save_pretrained(tmp_path / "v1s")
+    ours = depth_anything.load(tmp_path / "v1s", torch.float32)
+    assert ours.backbone.out_indices == [9, 10, 11, 12]
+    torch.manual_seed(11)
+    _same(ours, _reference(tmp_path / "v1s"), torch.randn(1, 3, 140, 252))
+
+
 def _variant(tiny: Path, folder: Path, **changes) -> Path:
     """The tiny checkpoint with its config changed (and its weights re-drawn by transformers for that config)."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
