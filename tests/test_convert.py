@@ -554,7 +554,7 @@ def test_stages_at_once_decode_the_input_once_per_group(clip, tmp_path, monkeypa
     """The stages at once share one decoder (``Clip``): every frame is decoded once. With the 3D effect by strength
     (the default), the fill waits for the whole clip's disparity, so the fill and the export read the input after depth
     and stabilisation have read all of it: they share a second decoder from their first read (``Clip.defer``), and every
-    frame is decoded twice, not once per stage (four times before). The exports are those of the stages one after
+    frame is decoded twice, not once per stage (on 100 frames the code before decoded each 4 or 5 times). The exports are those of the stages one after
     another (each decoding the input alone)."""
     import functools
     from collections import Counter
