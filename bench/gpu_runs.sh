@@ -14,6 +14,7 @@
 #   bench/gpu_runs.sh pytest-regions                   # issue 22: the regional compile's gpu test    (~4 min)
 #   bench/gpu_runs.sh pytest-stream                    # issue 21: the weight-free pipeline's gpu tests (~2 min)
 #   bench/gpu_runs.sh stream-spy                       # issue 21: the stream step under py-spy, busy threads (~3 min)
+#   bench/gpu_runs.sh fill-profile                     # issue 21: the classical filler's kernels, launches and waits at 1080p (~1 min)
 #   bench/gpu_runs.sh exports                          # issue 21: the exports on the GPU: gpu tests, bench (~4 min)
 #   bench/gpu_runs.sh cpu2                             # issue 21: the CPU path on 2 of the host's cores, vs PIPE_BASELINE (~4 min)
 #   bench/gpu_runs.sh denoise-vae                      # issue 22: our VAE forward vs diffusers', eager (<= 9 min)
@@ -123,6 +124,9 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --baseline-flow "${STREAM_BASELINE_FLOW:-auto}" --this-args "${STREAM_ARGS:-}" "${more[@]}" \
             --json "$OUT/${STREAM_NAME:-stream_1080p}.json"
         ;;
+    fill-profile)  # issue 21: where the classical filler's time goes per frame at 1080p (kernels, launches, waits), ~1 min
+        step profile_fill 200 $PY bench/profile_fill.py --device cuda --size 1920x1080 --frames 16 --out "$OUT"
+        ;;
     stream-spy)  # the stream step under py-spy (.whl/py-spy.gz: the venv's, gzipped to fit the carry): which threads are
         # busy; SPY_SECONDS: sample only the first seconds (the profile is written then, whatever the run does after)
         if [ -f .whl/py-spy.gz ]; then gunzip -c .whl/py-spy.gz >/tmp/py-spy && chmod +x /tmp/py-spy; fi
@@ -208,7 +212,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         ;;
     *)
         echo "unknown step $name (machine, pytest, pytest-eager, pytest-stream, fill, stabilise, depth, flow, stream, exports, profile, denoise, unet-call," \
-            "denoise-eager, denoise-compile, pytest-unet, attention, gn-compiled, pytest-attention, pytest-regions, denoise-vae, denoise-compile-vae, stream-spy)" >&2
+            "denoise-eager, denoise-compile, pytest-unet, attention, gn-compiled, pytest-attention, pytest-regions, denoise-vae, denoise-compile-vae, stream-spy, fill-profile)" >&2
         exit 2
         ;;
     esac

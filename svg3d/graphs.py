@@ -9,6 +9,11 @@ bit. It needs ``fn`` to be a pure function of its tensor arguments with no host 
 no ``.nonzero()``, no data-dependent Python branches) that returns one tensor.
 
 On the CPU, or while another graph is being recorded, it calls ``fn`` as it is.
+
+``to_device`` is the other half of keeping the queue full: a tensor made on the host (frames, a constant, a list of
+indices) copied to CUDA without waiting for the kernels queued before it, which a plain ``.to("cuda")`` does (each
+such copy let the fill's motion fit wait for the flow it had just launched: 12 waits a frame at 1080p on an H100,
+``bench/results/h100-2026-12-07-g``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,17 @@ MAX_GRAPHS = 4  # shapes kept per function: a clip's batches have one or two (th
 # One recording at a time in the process: ``torch.cuda.graph`` synchronises the device as it begins, which CUDA
 # refuses while another thread's stream is capturing (two fill runs recording their flows at once, on an H100).
 _RECORDING = threading.Lock()
+
+
+def to_device(x, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``x`` (a tensor, an array or a list of numbers) as a tensor on ``device``: from the host to CUDA through pinned
+    memory, queued on the current stream (ordered before the kernels that read it) without waiting for the work
+    queued before it; elsewhere ``torch.as_tensor``'s (a view of a CPU tensor or array where it can be one)."""
+    x = torch.as_tensor(x, dtype=dtype)
+    device = torch.device(device)
+    if device.type != "cuda" or x.device.type != "cpu":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
 
 
 @dataclass

@@ -175,6 +175,20 @@ def test_the_masked_motion_fit_is_the_fit_of_the_valid_matches_alone():
     few[:11] = True
     still = motion.fit_scene_motion(*garbage, (h, w), inlier_px=0.5, valid=few)
     assert still.tolist() == [1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0, 1.0]
+    # several pairs at once (the filler on CUDA: FLOW_BATCH pairs a call): each pair's fit as alone, to float64
+    # rounding; in a batch of one size, the same bits whatever the other pairs; a pair with too few valid matches: no motion
+    other = [a.flip(0) for a in garbage]  # another pair's matches (the same scene seen in another order)
+    batch = motion.fit_scene_motion(*(torch.stack([a, b, a]) for a, b in zip(garbage, other, strict=True)), (h, w), inlier_px=0.5,
+                                    valid=torch.stack([valid, valid.flip(0), few]))  # fmt: skip
+    assert batch.shape == (3, 12)
+    torch.testing.assert_close(batch[0], masked, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(batch[1], motion.fit_scene_motion(*other, (h, w), inlier_px=0.5, valid=valid.flip(0)), rtol=1e-9, atol=1e-12)
+    assert batch[2].tolist() == still.tolist()
+    shuffled = motion.fit_scene_motion(*(torch.stack([b, b, a]) for a, b in zip(garbage, other, strict=True)), (h, w), inlier_px=0.5,
+                                       valid=torch.stack([valid.flip(0), valid.flip(0), valid]))  # fmt: skip
+    assert torch.equal(shuffled[2], batch[0]) and torch.equal(shuffled[0], batch[1])
+    with pytest.raises(ValueError, match="need valid="):
+        motion.fit_scene_motion(*(torch.stack([a, a]) for a in garbage), (h, w), inlier_px=0.5)
 
 
 def test_border_band_and_its_width():
@@ -375,6 +389,37 @@ def test_chunks_with_their_context_equal_the_whole_clip(border):
     short = fill.fill_views(fm.images[1:, 4:], fm.masks[1:, 4:, 0], depth[1:, 4:], source=fm.images[0, 4:], source_depth=depth[0, 4:],
                             baselines=b[1:], focal=fm.info.focal, config=config, core=slice(0, 3))  # fmt: skip
     assert not torch.equal(short, whole[:, 4:7])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_chunks_of_one_run_equal_the_whole_clip_with_the_flows_in_batches(monkeypatch, device):
+    """On CUDA the source's flows go to the torch flow FLOW_BATCH pairs a call (the last call padded): the chunks of a
+    run (with their Carry) still give the whole clip's bits, and every call has exactly that many pairs."""
+    from svg3d.flow import TorchFlow
+
+    monkeypatch.setitem(fill.FLOW_BATCH, device, 4)
+    calls = []
+
+    class Counted(TorchFlow):
+        def __call__(self, src, dst):
+            calls.append(src.shape[0])
+            return super().__call__(src, dst)
+
+    fm, depth, _ = rendered(4, camera_motion="handheld", t=14, h=48, w=80)
+    b = torch.tensor(fm.info.baselines)
+    images, known, z, src, src_z = (x.to(device) for x in (fm.images[1:], fm.masks[1:, :, 0], depth[1:], fm.images[0], depth[0]))
+    config, flow = FillConfig(), Counted()
+    args = dict(baselines=b[1:], focal=fm.info.focal, config=config, flow=flow)
+    whole = fill.fill_views(images, known, z, source=src, source_depth=src_z, **args)
+    assert calls and set(calls) == {4}
+    assert len(calls) == math.ceil(2 * 13 / 4)  # every pair of neighbours once each way, 4 a call
+    c, t, carry, parts = config.context, 14, fill.Carry(), []
+    for c0 in range(0, t, 5):
+        c1 = min(t, c0 + 5)
+        lo, hi = max(0, c0 - c), min(t, c1 + c)
+        parts.append(fill.fill_views(images[:, lo:hi], known[:, lo:hi], z[:, lo:hi], source=src[lo:hi], source_depth=src_z[lo:hi],
+                                     core=slice(c0 - lo, c1 - lo), carry=carry, first=lo, **args))  # fmt: skip
+    assert torch.equal(whole, torch.cat(parts, 1))
 
 
 @pytest.mark.parametrize("border", ["stretch", "mirror"])

@@ -116,6 +116,22 @@ def test_torch_flow_pairs_are_independent_and_deterministic():
     assert torch.equal(flow(src, dst), together)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_a_pairs_flow_in_a_batch_of_fixed_size_does_not_depend_on_the_other_pairs(device):
+    # What lets the classical filler compute its source flows in batches of FLOW_BATCH pairs and still give every
+    # chunk of a run the bits of the whole clip: in a batch of one size, a pair's flow is the same whatever the
+    # other pairs are (no op mixes the pairs; kernels may round differently for another batch size, never for other
+    # contents). On CUDA the calls are replayed from CUDA graphs, as in the filler.
+    pairs = [shifted_pair(dx, dy) for dx, dy in [(3, -2), (-4, 1), (1, 2), (2, 3), (-1, -3)]]
+    src, dst = (torch.cat([p[k] for p in pairs]).to(device) for k in (0, 1))
+    flow = TorchFlow()
+    first = flow(src[[0, 1, 2]], dst[[0, 1, 2]])
+    second = flow(src[[3, 0, 4]], dst[[3, 0, 4]])  # pair 0 again, with other companions and in another place
+    third = flow(src[[0, 0, 0]], dst[[0, 0, 0]])  # pair 0 padded with itself (the last call of a chunk)
+    assert torch.equal(first[0], second[1]) and torch.equal(first[0], third[0]) and torch.equal(first[0], third[2])
+    assert not torch.equal(first[0], first[1])  # the pairs do differ
+
+
 def test_torch_flow_config_is_checked():
     with pytest.raises(InputError, match="patch_size 8"):
         TorchFlowConfig(patch_size=8)

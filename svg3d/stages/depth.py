@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from .. import io
 from ..checks import InputError, check_shape
+from ..graphs import to_device
 from ..models import DepthModel
 from ..parts import Part, remove_stale_parts
 from ..work import FrameChunks
@@ -146,7 +147,7 @@ class ModelDepth:
     def __call__(self, frames: np.ndarray, first: int, size: tuple[int, int], progress: Callable[[int], None] | None = None) -> np.ndarray:
         _check_frames(frames)
         device = self.model.device
-        rgb = _to_device(frames, device)  # (T, H, W, 3) uint8
+        rgb = to_device(frames, device)  # (T, H, W, 3) uint8
         out = []
         for i in range(0, len(frames), self.batch_size):
             batch = rgb[i : i + self.batch_size].permute(0, 3, 1, 2)  # (B, H, W, 3) -> (B, 3, H, W) uint8
@@ -156,14 +157,6 @@ class ModelDepth:
                 progress(len(batch))
         return torch.cat(out).cpu().numpy()
 
-
-def _to_device(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``uint8 (T, H, W, 3)`` frames as a tensor on ``device``: through pinned memory to CUDA (one DMA, no staging
-    through a driver buffer), a view of the array on a CPU."""
-    x = torch.from_numpy(frames)
-    if device.type != "cuda":
-        return x
-    return x.pin_memory().to(device, non_blocking=True)  # the copy is ordered before the kernels that read it
 
 
 class FolderDepth:

@@ -35,6 +35,7 @@ from ..checks import InputError, check_same, check_shape
 from ..config import StabiliseConfig
 from ..filters import guided_filter
 from ..flow import FlowBackend, invert_flow
+from ..graphs import to_device
 from ..source import Source, open_source
 from ..work import FrameChunks
 from .depth import frame_stats
@@ -167,9 +168,9 @@ def stabilise_disparity(
     for a in range(first, last, frames_per_block):
         b = min(last, a + frames_per_block)
         lo, hi = max(0, a - r), min(t, b + r)  # frames [lo, hi) are needed for targets [a, b)
-        block_rgb = _to_device(rgb[lo:hi], device)
+        block_rgb = to_device(rgb[lo:hi], device)
         block_rgb = block_rgb.float() if block_rgb.dtype == torch.uint8 else block_rgb.float() * 255.0  # 0-255
-        block_d = _to_device(disparity[lo:hi], device).float().clamp_min(0.0)
+        block_d = to_device(disparity[lo:hi], device).float().clamp_min(0.0)
         own = block_d[a - lo : b - lo]  # (B, H, W) raw disparity of the targets
         num = weights[r] * own  # step 3: frame i itself is always valid
         den = torch.full_like(own, weights[r])
@@ -228,14 +229,6 @@ def stabilise_disparity(
         kept.update({(s + first_frame, k): f for (s, k), f in flows.items()})
     return out.to(disparity.device)
 
-
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``x`` on ``device``; from the CPU to CUDA through pinned memory, without waiting for the GPU's queued work."""
-    if x.device == device:
-        return x
-    if x.device.type == "cpu" and device.type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True)  # ordered before the kernels that read it
-    return x.to(device)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -80,7 +80,8 @@ from ...checks import check_same, check_shape
 from ...config import FillConfig
 from ...filters import box_sum, column_mean_growing
 from ...flow import FlowBackend, weight_free_flow
-from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, fit_scene_motion, predict_motion
+from ...graphs import to_device
+from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, STILL, fit_scene_motion, predict_motion
 from ...pyramid import bilinear_taps, sample_bilinear
 from .. import scaled
 from ..matrix import Cells
@@ -200,13 +201,21 @@ class Carry:
             del self.passes[key]
 
 
+# Source flows computed together on a device (``_Flows.prefetch``); others one pair a call. The flow at ``flow_width``
+# is ~4,000 small kernels whatever the batch: on an H100 at 1080p two single pairs a frame were ~20,000 kernels and
+# more than half of the filler's GPU time (bench/results/h100-2026-12-07-g/before/profile_fill-cuda.txt).
+FLOW_BATCH = {"cuda": 16}
+
+
 class _Flows:
     """Optical flow between neighbouring source frames at ``flow_width`` and the scene's motion fitted to it.
 
     Only neighbours: motion to a frame k away is chained over k steps of one frame, whose flows are
     accurate (small motion) and shared by every frame of the chunk (2 flows per frame, not 2k). Each
-    pair is computed on its own (one backend call), so its result does not depend on the chunk, and
-    pairs computed by the previous chunk are taken from ``carry`` (keyed by absolute frame: local + ``first``).
+    pair's result does not depend on the chunk: on a CPU each pair is one backend call and one fit; on CUDA the pairs
+    go in calls of exactly ``FLOW_BATCH`` pairs, flows (``prefetch``) and fits (``fit``) alike, the last call padded,
+    since a kernel's rounding may depend on the batch's size but never on the other pairs in it. Pairs computed by
+    the previous chunk are taken from ``carry`` (keyed by absolute frame: local + ``first``).
     ``table(step, starts)``: for the pairs (i, i + step) of the frames i in ``starts`` (at least), the scene's
     motion (``fit_scene_motion``'s parameters, ``(n, 12)``, row i) and the flow ``(2, n, lh, lw)``, for points
     of many frames at once (rows of pairs not computed yet: no motion; every chain reads only rows of its own
@@ -225,6 +234,7 @@ class _Flows:
         lh = max(8, round(h * lw / w))
         self.sx, self.sy = lw / w, lh / h  # low-resolution pixels per full-resolution pixel
         self.backend = weight_free_flow(source.device) if backend is None else backend  # on CUDA the torch flow: no copies to the CPU
+        self.batch = FLOW_BATCH.get(source.device.type, 1)
         self.source, self.depth = source, source_depth
         self.inlier_px = max(0.5, 0.002 * w)  # DIS's typical error, ~0.25 px of its grid
         self.small: dict[int, torch.Tensor] = {}  # the reduced frames, made as pairs need them
@@ -238,7 +248,7 @@ class _Flows:
             indexing="ij",
         )
         self.grid = (gx.reshape(-1), gy.reshape(-1))
-        still = torch.tensor([1.0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0, 1.0], dtype=torch.float64, device=source.device)
+        still = to_device(STILL, source.device, torch.float64)
         self.lowres = (lh, lw)
         # per step: the tables, their rows written as pairs are added (no copy of the whole table per call)
         self.tables = {step: (still.repeat(n, 1), source.new_zeros(2, n, lh, lw), set()) for step in (1, -1)}
@@ -250,14 +260,50 @@ class _Flows:
             self.small[i] = frame if self.lowres == (self.h, self.w) else F.interpolate(frame, size=self.lowres, mode="area")
         return self.small[i]
 
+    def prefetch(self, pairs) -> None:
+        """Compute the flows of the (local) ``pairs`` ``(i, j)`` not known yet, ``self.batch`` pairs a backend call."""
+        todo = [(i, j) for i, j in dict.fromkeys(pairs) if (self.first + i, self.first + j) not in self.flows]
+        for k in range(0, len(todo), self.batch):
+            group = todo[k : k + self.batch]
+            padded = group + group[-1:] * (self.batch - len(group))  # a fixed batch: each pair's bits whatever the others
+            src = torch.cat([self.reduced(i) for i, _ in padded])
+            dst = torch.cat([self.reduced(j) for _, j in padded])
+            out = self.backend(src, dst).to(self.source.device, torch.float32)  # (batch, 2, lh, lw)
+            for m, (i, j) in enumerate(group):
+                self.flows[(self.first + i, self.first + j)] = out[m]
+
     def flow(self, i: int, j: int) -> torch.Tensor:
-        key = (self.first + i, self.first + j)
-        if key not in self.flows:
-            self.flows[key] = self.backend(self.reduced(i), self.reduced(j)).to(self.source.device, torch.float32)[0]  # (2, lh, lw)
-        return self.flows[key]
+        self.prefetch([(i, j)])
+        return self.flows[(self.first + i, self.first + j)]  # (2, lh, lw)
+
+    def fit(self, pairs) -> None:
+        """On a device with ``FLOW_BATCH``: fit the scene's motion of the (local) ``pairs`` not fitted yet, ``self.batch``
+        pairs at once (the masked fit, padded as ``prefetch``). Elsewhere nothing: ``motion`` fits each pair alone."""
+        todo = [(i, j) for i, j in dict.fromkeys(pairs) if (self.first + i, self.first + j) not in self.motions]
+        if self.batch == 1 or not todo:
+            return
+        self.prefetch(todo)
+        gx, gy = self.grid
+        u, v = (gx + 0.5) / self.sx - 0.5, (gy + 0.5) / self.sy - 0.5  # the sample points in full-resolution coordinates
+        count, hw = u.numel(), self.h * self.w
+        for k in range(0, len(todo), self.batch):
+            group = todo[k : k + self.batch]
+            padded = group + group[-1:] * (self.batch - len(group))
+            f = torch.stack([self.flows[(self.first + i, self.first + j)] for i, j in padded])[:, :, gy.long(), gx.long()]  # (B, 2, N)
+            us, vs = u + f[:, 0] / self.sx, v + f[:, 1] / self.sy  # (B, N)
+            base = to_device([i * hw for i, _ in padded], u.device).repeat_interleave(count)  # each point's depth frame
+            z, lo, hi = _sample_with_depth(self.depth.reshape(-1, 1), self.h, self.w, u.repeat(self.batch), v.repeat(self.batch), base)
+            z, lo, hi = (x.reshape(self.batch, count) for x in (z, lo, hi))
+            ok = (lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)
+            uu, vv = u.expand(self.batch, -1), v.expand(self.batch, -1)
+            params = fit_scene_motion(uu, vv, 1.0 / z, us, vs, (self.h, self.w), inlier_px=self.inlier_px, valid=ok)
+            for m, (i, j) in enumerate(group):
+                self.motions[(self.first + i, self.first + j)] = params[m]
 
     def table(self, step: int, starts: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
         motion, flow, done = self.tables[step]
+        self.fit([(i, i + step) for i in sorted(starts - done)])
+        self.prefetch([(i, i + step) for i in sorted(starts - done)])
         for i in sorted(starts - done):
             motion[i] = self.motion(i, i + step)
             flow[:, i] = self.flow(i, i + step)
@@ -318,7 +364,7 @@ def _behind(
     # the occluder's edge in the source: u + f b (1 / Z - screen) (as temporal_fill's hidden point)
     x_src = edge.to(z_edge.dtype) + z_edge.clamp_min(1e-12).reciprocal() * s.to(z_edge.dtype) - offset.view(-1, 1, 1).to(z_edge.dtype)
     col = (x_src.round().long() + torch.where(on_right, 1, -1)).clamp(-1, w)
-    z = flows.depth[list(frames)].gather(-1, col.clamp(0, w - 1))
+    z = flows.depth[to_device(frames, flows.depth.device)].gather(-1, col.clamp(0, w - 1))
     return torch.where(crossed & (col >= 0) & (col < w) & (z > z_edge * (1 + tol)), z, 0), col, on_right
 
 
@@ -370,7 +416,7 @@ def temporal_fill(
     if ys.numel() == 0 or config.window == 0 or n == 1:
         return empty, flows.frames.new_zeros(0, 3), depth.new_zeros(0)
     flat = cell * (h * w) + ys * w + xs
-    t = torch.as_tensor(frames, device=device)[cell]  # each point's frame
+    t = to_device(frames, device)[cell]  # each point's frame
     z_bg = z_bg_map.reshape(-1)[flat]
     crossed = z_behind.reshape(-1)[flat] > 0
     on_right = z_right.reshape(-1)[flat] >= z_left.reshape(-1)[flat]  # background side (ties: right)
@@ -716,13 +762,14 @@ def fill_views(
     frames = range(n)[core]
     dtype = images.dtype if images.is_floating_point() else torch.float32
     device = images.device
+    known, depth = known.to(device), depth.to(device)
     out = torch.empty(v_count, len(frames), 3, h, w, dtype=dtype, device=device)
     origin = torch.zeros(v_count, len(frames), h, w, dtype=torch.uint8, device=device)
     src = source.to(device, dtype)
     src_z = source_depth.to(device, dtype)
     shifts = float(focal) * baselines.double()  # px m per view, as warp.warp_views
     offsets = shifts * screen  # px per view: the screen plane's shift
-    shift_of, offset_of = shifts.to(device, dtype), offsets.to(device, dtype)  # (rounded as a Python float is in an op)
+    shift_of, offset_of = to_device(shifts.to(dtype), device), to_device(offsets.to(dtype), device)  # (rounded as a Python float is in an op)
     moves = (shifts != 0).tolist()
     full = known[:, frames.start : frames.stop : frames.step].flatten(2).all(-1).tolist()  # (V, len(frames)): nothing to fill
     todo = [(v, j, t) for v in range(v_count) for j, t in enumerate(frames) if moves[v] and not full[v][j]]
@@ -743,22 +790,31 @@ def fill_views(
     carried = {c: carry.passes[key[c]] for c in cells if carry is not None and carry.passes.get(key[c], (None, None))[:2] == seen[c]}
     for c, (_, _, colour_z, o) in carried.items():
         passes.view(-1, h * w, 4)[row[c]], passes_origin.view(-1, h * w)[row[c]] = colour_z, o
-    for batch in _batches([c for c in cells if c not in carried], h, w, device):
-        vs, ts = [v for v, _ in batch], [t for _, t in batch]
-        img, o, z = _fill_frame(images[vs, ts].to(dtype), known[vs, ts], depth[vs, ts].to(dtype), ts, shift_of[vs], offset_of[vs], flows, config)
-        rows = [row[c] for c in batch]  # (not always contiguous: carried cells may lie between)
-        passes.view(-1, h * w, 4)[rows] = torch.cat([img, z.unsqueeze(1)], 1).permute(0, 2, 3, 1).reshape(len(batch), h * w, 4)
-        passes_origin.view(-1, h * w)[rows] = o.reshape(len(batch), h * w)
+    fresh = [c for c in cells if c not in carried]
+    # every flow their step 2 follows, both ways, and its scene motion, in as few calls as FLOW_BATCH allows
+    needed = {t for _, t in fresh}
+    pairs = [(i, i + step) for step in (1, -1) for i in sorted(_chain_starts(needed, step, config.window, n))]
+    flows.prefetch(pairs)
+    flows.fit(pairs)
+    for batch in _batches(fresh, h, w, device):
+        ts = [t for _, t in batch]
+        # the cells' indices as tensors on the device (indexing with a list copies it there and waits for the GPU); the
+        # rows are not always contiguous: carried cells may lie between
+        vi, ti, ri = (to_device(x, device) for x in ([v for v, _ in batch], ts, [row[c] for c in batch]))
+        img, o, z = _fill_frame(images[vi, ti].to(dtype), known[vi, ti], depth[vi, ti].to(dtype), ts, shift_of[vi], offset_of[vi], flows, config)
+        passes.view(-1, h * w, 4)[ri] = torch.cat([img, z.unsqueeze(1)], 1).permute(0, 2, 3, 1).reshape(len(batch), h * w, 4)
+        passes_origin.view(-1, h * w)[ri] = o.reshape(len(batch), h * w)
     # step 5, known pixels exactly as given, the floating window
     for batch in _batches(todo, h, w, device):
         vs, js, ts = ([c[i] for c in batch] for i in range(3))
         rows = [row[(v, t)] for v, _, t in batch]
+        vi, ji, ti, ri = (to_device(x, device) for x in (vs, js, ts, rows))
         if config.smooth:
             img = _consolidate(vs, ts, rows, row, passes, passes_origin, shift_of, offset_of, flows, config)
         else:
-            img = passes.view(-1, h, w, 4)[rows, :, :, :3].permute(0, 3, 1, 2)
-        k = known[vs, ts]
-        img = torch.where(k.unsqueeze(1), images[vs, ts].to(dtype), img.clamp(0, 1))
+            img = passes.view(-1, h, w, 4)[ri, :, :, :3].permute(0, 3, 1, 2)
+        k = known[vi, ti]
+        img = torch.where(k.unsqueeze(1), images[vi, ti].to(dtype), img.clamp(0, 1))
         if config.border == "float":  # a floating window covers known pixels too: its edge is one straight line
             for b, (v, _, t) in enumerate(batch):
                 around = range(max(0, t - config.window), min(n, t + config.window + 1))
@@ -766,8 +822,8 @@ def fill_views(
                     width = max(int(band_width(known[v, i], side)) for i in around)
                     if width:
                         img[b] = fill_border(img[b], border_band(k[b], side), side, "float", width=width)
-        out[vs, js] = img
-        origin[vs, js] = passes_origin.view(-1, h, w)[rows]
+        out[vi, ji] = img
+        origin[vi, ji] = passes_origin.view(-1, h, w)[ri]
         if progress is not None:
             for _ in batch:
                 progress(1)
@@ -817,7 +873,7 @@ def _fill_frame(
     z_left = torch.where(left[0] >= 0, z.gather(-1, left[0].clamp_min(0)), 0)
     z_right = torch.where(right[0] >= 0, z.gather(-1, right[0].clamp_min(0)), 0)
     z_behind, behind_col, behind_right = _behind(left[0], right[0], z_left, z_right, frames, shift, offset, flows, config.depth_tolerance)
-    rgb_behind = flows.source[list(frames)].gather(-1, behind_col.clamp(0, w - 1).unsqueeze(1).expand(-1, c, -1, -1))
+    rgb_behind = flows.source[to_device(frames, flows.source.device)].gather(-1, behind_col.clamp(0, w - 1).unsqueeze(1).expand(-1, c, -1, -1))
     z_bg = torch.where(valid, 0, torch.where(z_behind > 0, z_behind, torch.maximum(z_left, z_right)))  # background_depth's but crossed holes
     left, right = left[1], right[1]
     # The out-of-view bands (as border_band(now, side)): at the edge content moves away from, and with a
@@ -877,7 +933,7 @@ def _consolidate(
     """
     n, h, w = flows.n, flows.h, flows.w
     dtype = passes.dtype
-    mine = torch.as_tensor(rows, device=passes.device)
+    mine = to_device(rows, passes.device)
     img = passes.view(-1, h * w, 4)[mine]  # (N, H*W, 4)
     own_origin = passes_origin.view(-1, h * w)[mine]
     out = img[..., :3].permute(0, 2, 1).reshape(-1, 3, h, w)
@@ -889,14 +945,14 @@ def _consolidate(
     keep = 1 - config.depth_tolerance
     zf = passes[flat, 3]
     own = passes_origin[flat]
-    t = torch.as_tensor(frames, device=passes.device)[cell]
-    view = torch.as_tensor(views, device=passes.device)[cell]
+    t = to_device(frames, passes.device)[cell]
+    view = to_device(views, passes.device)[cell]
     # the row of each point's (view, frame s) for every s: -1 where none (never read: s is within smooth)
     table = torch.full((max(views) + 1, n), -1, dtype=torch.long)
     for (v, i), r in row.items():
         if v <= max(views):
             table[v, i] = r
-    table = table.to(passes.device)
+    table = to_device(table, passes.device)
     shift_p, offset_p = shift[view], offset[view]
     wt = torch.where(own == FROM_TIME, 1.0, config.guess_weight).to(dtype)
     total = passes[flat, :3] * wt[:, None]
