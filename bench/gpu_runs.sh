@@ -125,6 +125,12 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
             --json "$OUT/${STREAM_NAME:-stream_1080p}.json"
         ;;
     fill-profile)  # issue 21: where the classical filler's time goes per frame at 1080p (kernels, launches, waits), ~1 min
+        # FILL_BASELINE=DIR (another checkout's files): its filler profiled the same way first, into $OUT/baseline
+        if [ -n "${FILL_BASELINE:-}" ]; then
+            mkdir -p "$OUT/baseline"
+            BENCH_FILL_CODE="$FILL_BASELINE" step baseline/profile_fill 200 $PY bench/profile_fill.py --device cuda --size 1920x1080 \
+                --frames 16 --out "$OUT/baseline"
+        fi
         step profile_fill 200 $PY bench/profile_fill.py --device cuda --size 1920x1080 --frames 16 --out "$OUT"
         ;;
     stream-spy)  # the stream step under py-spy (.whl/py-spy.gz: the venv's, gzipped to fit the carry): which threads are

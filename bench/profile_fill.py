@@ -2,6 +2,7 @@
 
     python bench/profile_fill.py --device cuda --size 1920x1080 --frames 16      # on the GPU (bench/gpu_runs.sh fill-profile)
     python bench/profile_fill.py --size 640x360 --frames 16                      # on the CPU
+    BENCH_FILL_CODE=/tmp/base python bench/profile_fill.py --device cuda --out /tmp/base-profile   # another checkout's svg3d
 
 The right eye of ``bench_fill``'s rendered truck clip (exact depth, ``--frames`` frames) filled by
 ``fill.fill_frame_matrix`` once as a warm-up, then:
@@ -115,6 +116,7 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
+        "code": str(Path(fill.__file__).resolve().parents[3]),  # the checkout whose svg3d ran (bench_fill's BENCH_FILL_CODE)
         "size": [width, height],
         "frames": n,
         "wall_ms_per_frame": 1000 * wall / n,
@@ -140,7 +142,7 @@ def main() -> None:
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     lines = [
         f"# {report['command']}",
-        f"# {report['device']}, torch {report['torch']}, {width}x{height}, {n} frames of one view",
+        f"# {report['device']}, torch {report['torch']}, {width}x{height}, {n} frames of one view, svg3d of {report['code']}",
         f"wall {report['wall_ms_per_frame']:.1f} ms/frame; {report['ops_per_frame']:.0f} dispatched ops/frame "
         f"({report['wall_us_per_op']:.1f} us of wall per op); {report['read_backs_per_frame']:.1f} read-backs/frame",
     ]
