@@ -15,7 +15,8 @@ The right eye of ``bench_fill``'s rendered truck clip (exact depth, ``--frames``
    (the rest is the host launching and waiting), the top kernels and the top host ops by their own time.
 
 A filler bound by its launches shows ~10-20 us of wall per dispatched op and a card busy a small share of the wall;
-one bound by its kernels, a busy card. Writes ``<out>/profile_fill-<device>.json`` and ``.txt``.
+one bound by its kernels, a busy card. ``--flow torch --flow-batch N`` on a CPU counts the ops that the filler launches on
+CUDA with N pairs a flow call (the cells batched as there too): launches are what a GPU pays for. Writes ``<out>/profile_fill-<device>.json`` and ``.txt``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch  # noqa: E402
 from bench_fill import make_clip  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
+from svg3d.flow import TorchFlow  # noqa: E402
 from svg3d.stages.fill import classical as fill  # noqa: E402
 
 # ops that read a value back to the host: on CUDA each waits for the queued kernels
@@ -77,6 +79,8 @@ def main() -> None:
     p.add_argument("--size", default="1920x1080", help="WxH")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--clip", default="truck")
+    p.add_argument("--flow", choices=("auto", "torch"), default="auto", help="the source's flow: the device's (auto: ours on CUDA, DIS on a CPU) or ours")
+    p.add_argument("--flow-batch", type=int, default=None, help="pairs a flow call on this device (fill.FLOW_BATCH; default: the filler's)")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = p.parse_args()
@@ -85,10 +89,14 @@ def main() -> None:
     fm, depth, _ = make_clip(args.clip, args.frames, height, width)
     images, masks, depth = fm.images.to(device), fm.masks.to(device), depth.to(device)
     config = fill.FillConfig()
+    flow = TorchFlow() if args.flow == "torch" else None
+    if args.flow_batch is not None:
+        fill.FLOW_BATCH[device.type] = args.flow_batch
+        fill.BATCH_PIXELS.setdefault(device.type, fill.BATCH_PIXELS["cuda"])  # and the cells batched as on CUDA
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     def run():
-        fill.fill_frame_matrix(images, masks, depth, config, views=[1], baselines=fm.info.baselines, focal=fm.info.focal)
+        fill.fill_frame_matrix(images, masks, depth, config, views=[1], baselines=fm.info.baselines, focal=fm.info.focal, flow=flow)
         sync()
 
     run()  # warm-up: the allocator, OpenCV, cuSOLVER, the flow's CUDA graphs
@@ -119,6 +127,8 @@ def main() -> None:
         "code": str(Path(fill.__file__).resolve().parents[3]),  # the checkout whose svg3d ran (bench_fill's BENCH_FILL_CODE)
         "size": [width, height],
         "frames": n,
+        "flow": args.flow,
+        "flow_batch": fill.FLOW_BATCH.get(device.type, 1),
         "wall_ms_per_frame": 1000 * wall / n,
         "ops_per_frame": ops / n,
         "wall_us_per_op": 1e6 * wall / max(ops, 1),
@@ -138,11 +148,12 @@ def main() -> None:
         ],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"profile_fill-{device.type}"
+    stem = args.out / (f"profile_fill-{device.type}" + ("" if args.flow_batch is None else f"-flow{args.flow}-batch{args.flow_batch}"))
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
     lines = [
         f"# {report['command']}",
-        f"# {report['device']}, torch {report['torch']}, {width}x{height}, {n} frames of one view, svg3d of {report['code']}",
+        f"# {report['device']}, torch {report['torch']}, {width}x{height}, {n} frames of one view, svg3d of {report['code']}, "
+        f"flow {args.flow}, {report['flow_batch']} pairs a flow call",
         f"wall {report['wall_ms_per_frame']:.1f} ms/frame; {report['ops_per_frame']:.0f} dispatched ops/frame "
         f"({report['wall_us_per_op']:.1f} us of wall per op); {report['read_backs_per_frame']:.1f} read-backs/frame",
     ]

@@ -11,9 +11,10 @@ no ``.nonzero()``, no data-dependent Python branches) that returns one tensor.
 On the CPU, or while another graph is being recorded, it calls ``fn`` as it is.
 
 ``to_device`` is the other half of keeping the queue full: a tensor made on the host (frames, a constant, a list of
-indices) copied to CUDA without waiting for the kernels queued before it, which a plain ``.to("cuda")`` does (each
-such copy let the fill's motion fit wait for the flow it had just launched: 12 waits a frame at 1080p on an H100,
-``bench/results/h100-2026-12-07-g``).
+indices) copied to CUDA without waiting for the kernels queued before it, which a plain ``.to("cuda")`` and indexing
+with a Python list do. The classical filler at 1080p on an H100 synchronised its stream 12 times a frame, 5 of them
+reading values back, the others such copies (the motion fit's constants waited for the flow just launched before it;
+``bench/results/h100-2026-12-07-g/before/profile_fill-cuda.txt``).
 """
 
 from __future__ import annotations
