@@ -158,7 +158,6 @@ class ModelDepth:
         return torch.cat(out).cpu().numpy()
 
 
-
 class FolderDepth:
     """Depth maps from a folder (``--depth-from``, and the seed scripts' depth folders): file ``start + i`` in
     natural order for frame ``i``.

@@ -201,9 +201,9 @@ class Carry:
             del self.passes[key]
 
 
-# Source flows computed together on a device (``_Flows.prefetch``); others one pair a call. The flow at ``flow_width``
-# is ~4,000 small kernels whatever the batch: on an H100 at 1080p two single pairs a frame were ~20,000 kernels and
-# more than half of the filler's GPU time (bench/results/h100-2026-12-07-g/before/profile_fill-cuda.txt).
+# Source flows computed together on a device (``_Flows.prefetch``); others one pair a call. A call of the torch flow at
+# ``flow_width`` is ~9,400 small kernels whatever the batch: on an H100 at 1080p, two single pairs a frame made ~17,900
+# of the filler's 20,833 kernels a frame (bench/results/h100-2026-12-07-g/before/profile_fill-cuda.txt).
 FLOW_BATCH = {"cuda": 16}
 
 
