@@ -277,33 +277,33 @@ class _Flows:
         return self.flows[(self.first + i, self.first + j)]  # (2, lh, lw)
 
     def fit(self, pairs) -> None:
-        """On a device with ``FLOW_BATCH``: fit the scene's motion of the (local) ``pairs`` not fitted yet, ``self.batch``
-        pairs at once (the masked fit, padded as ``prefetch``). Elsewhere nothing: ``motion`` fits each pair alone."""
+        """On a device with ``FLOW_BATCH``: the flows (``prefetch``) and the scene's motion of the (local) ``pairs`` not
+        fitted yet, ``self.batch`` pairs a call (the masked fit, padded as ``prefetch``). Elsewhere nothing: ``motion``
+        computes each pair's flow and fit alone when a chain asks for it."""
         todo = [(i, j) for i, j in dict.fromkeys(pairs) if (self.first + i, self.first + j) not in self.motions]
         if self.batch == 1 or not todo:
             return
         self.prefetch(todo)
         gx, gy = self.grid
+        rows, cols = gy.long(), gx.long()
         u, v = (gx + 0.5) / self.sx - 0.5, (gy + 0.5) / self.sy - 0.5  # the sample points in full-resolution coordinates
-        count, hw = u.numel(), self.h * self.w
-        for k in range(0, len(todo), self.batch):
-            group = todo[k : k + self.batch]
-            padded = group + group[-1:] * (self.batch - len(group))
-            f = torch.stack([self.flows[(self.first + i, self.first + j)] for i, j in padded])[:, :, gy.long(), gx.long()]  # (B, 2, N)
+        count, hw, b = u.numel(), self.h * self.w, self.batch
+        u_all, v_all, depth = u.repeat(b), v.repeat(b), self.depth.reshape(-1, 1)  # (every pair's points, flat)
+        for k in range(0, len(todo), b):
+            group = todo[k : k + b]
+            padded = group + group[-1:] * (b - len(group))
+            f = torch.stack([self.flows[(self.first + i, self.first + j)] for i, j in padded])[:, :, rows, cols]  # (B, 2, N)
             us, vs = u + f[:, 0] / self.sx, v + f[:, 1] / self.sy  # (B, N)
             base = to_device([i * hw for i, _ in padded], u.device).repeat_interleave(count)  # each point's depth frame
-            z, lo, hi = _sample_with_depth(self.depth.reshape(-1, 1), self.h, self.w, u.repeat(self.batch), v.repeat(self.batch), base)
-            z, lo, hi = (x.reshape(self.batch, count) for x in (z, lo, hi))
+            z, lo, hi = (x.reshape(b, count) for x in _sample_with_depth(depth, self.h, self.w, u_all, v_all, base))
             ok = (lo > 0) & (hi <= lo * (1 + MOTION_EDGE)) & _inside(us, vs, self.h, self.w)
-            uu, vv = u.expand(self.batch, -1), v.expand(self.batch, -1)
-            params = fit_scene_motion(uu, vv, 1.0 / z, us, vs, (self.h, self.w), inlier_px=self.inlier_px, valid=ok)
+            params = fit_scene_motion(u.expand(b, -1), v.expand(b, -1), 1.0 / z, us, vs, (self.h, self.w), inlier_px=self.inlier_px, valid=ok)
             for m, (i, j) in enumerate(group):
                 self.motions[(self.first + i, self.first + j)] = params[m]
 
     def table(self, step: int, starts: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
         motion, flow, done = self.tables[step]
         self.fit([(i, i + step) for i in sorted(starts - done)])
-        self.prefetch([(i, i + step) for i in sorted(starts - done)])
         for i in sorted(starts - done):
             motion[i] = self.motion(i, i + step)
             flow[:, i] = self.flow(i, i + step)
@@ -793,9 +793,7 @@ def fill_views(
     fresh = [c for c in cells if c not in carried]
     # every flow their step 2 follows, both ways, and its scene motion, in as few calls as FLOW_BATCH allows
     needed = {t for _, t in fresh}
-    pairs = [(i, i + step) for step in (1, -1) for i in sorted(_chain_starts(needed, step, config.window, n))]
-    flows.prefetch(pairs)
-    flows.fit(pairs)
+    flows.fit([(i, i + step) for step in (1, -1) for i in sorted(_chain_starts(needed, step, config.window, n))])
     for batch in _batches(fresh, h, w, device):
         ts = [t for _, t in batch]
         # the cells' indices as tensors on the device (indexing with a list copies it there and waits for the GPU); the
