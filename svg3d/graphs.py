@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,14 @@ _RECORDING = threading.Lock()
 def to_device(x, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``x`` (a tensor, an array or a list of numbers) as a tensor on ``device``: from the host to CUDA through pinned
     memory, queued on the current stream (ordered before the kernels that read it) without waiting for the work
-    queued before it; elsewhere ``torch.as_tensor``'s (a view of a CPU tensor or array where it can be one)."""
-    x = torch.as_tensor(x, dtype=dtype)
+    queued before it (an array is copied once, so a read-only one needs no copy of its own); elsewhere
+    ``torch.as_tensor``'s (a view of a CPU tensor or array where it can be one)."""
     device = torch.device(device)
+    if device.type == "cuda" and isinstance(x, np.ndarray):  # one copy into pinned memory (read-only arrays too)
+        host = torch.empty(x.shape, dtype=torch.from_numpy(np.empty(0, x.dtype)).dtype, pin_memory=True)
+        host.numpy()[...] = x
+        return host.to(device, non_blocking=True).to(dtype or host.dtype)
+    x = torch.as_tensor(x, dtype=dtype)
     if device.type != "cuda" or x.device.type != "cpu":
         return x.to(device)
     return x.pin_memory().to(device, non_blocking=True)

@@ -25,12 +25,19 @@ def test_to_device_does_not_wait_for_the_kernels_queued_before_it():
     fail)."""
     device = torch.device("cuda", torch.cuda.current_device())
     stream = torch.cuda.current_stream(device)
-    to_device([0.0, 0.0], device, torch.float64)  # the pinned host allocator's first block (its allocation may wait)
+    frames = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)[:, ::-1]  # an array as decoders and stores give it
+    frames.flags.writeable = False
+    to_device([0.0, 0.0], device, torch.float64)  # the pinned host allocator's first blocks (their allocation may wait)
+    to_device(frames, device)
     torch.cuda.synchronize(device)
     torch.cuda._sleep(1_000_000_000)
     x = to_device([3.0, 4.0], device, torch.float64)
     assert not stream.query()  # still spinning: nothing waited for it
     assert (x * 2).tolist() == [6.0, 8.0]
+    torch.cuda._sleep(1_000_000_000)
+    y = to_device(frames, device, torch.float32)
+    assert not stream.query()
+    assert y.dtype == torch.float32 and np.array_equal(y.cpu().numpy(), frames)
     torch.cuda._sleep(1_000_000_000)
     torch.tensor([3.0, 4.0]).to(device)  # a blocking copy from pageable memory: waits for the stream
     assert stream.query()

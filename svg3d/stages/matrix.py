@@ -30,6 +30,7 @@ import torch
 from .. import camera, io, memory
 from ..checks import InputError, check_shape
 from ..config import MatrixConfig
+from ..graphs import to_device
 
 MANIFEST = "manifest.json"
 UNFINISHED = ".unfinished"  # in a frame-matrix folder being written (``MatrixWriter``); removed once complete
@@ -479,17 +480,17 @@ class MatrixSource:
 
     def source(self, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The input frames ``(n, 3, H, W)`` in [0, 1] and their metric depth ``(n, H, W)``."""
-        rgb = torch.from_numpy(self._frames(a, b)).to(self.device).permute(0, 3, 1, 2).float() / 255  # n H W 3 -> n 3 H W
+        rgb = to_device(self._frames(a, b), self.device).permute(0, 3, 1, 2).float() / 255  # n H W 3 -> n 3 H W
         return rgb, self._depth(a, b, rgb.shape[-2:])
 
     def _depth(self, a: int, b: int, size: tuple[int, int]) -> torch.Tensor:
         """The metric depth ``(n, H, W)`` of frames ``a .. b-1`` at the frames' ``size``."""
         h, w = size
-        d = torch.from_numpy(np.ascontiguousarray(self._disparity(a, b))).to(self.device)
+        d = to_device(np.ascontiguousarray(self._disparity(a, b)), self.device)
         if d.shape[-2:] != (h, w):
             d = torch.nn.functional.interpolate(d[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         c = self.config
-        lo, hi = (torch.from_numpy(np.asarray(x, np.float32)).to(self.device) for x in self.ranges(a, b))
+        lo, hi = (to_device(np.asarray(x, np.float32), self.device) for x in self.ranges(a, b))
         if self.remap is not None:  # normalised here, remapped, then taken as already normalised (range 0..1)
             d, lo, hi = self.remap(camera.normalise_disparity(d, lo, hi), a, b), 0.0, 1.0
         return camera.disparity_to_depth(d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth, lo=lo, hi=hi)

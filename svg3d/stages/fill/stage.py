@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...graphs import to_device
 from ..matrix import Cells, Effect, HandOn, MatrixSource, matrix_source
 
 FILLED = "filled"
@@ -49,9 +50,9 @@ def views(
     cells = source.cells(a, b, views=fill_views)
     holes, values = store.read(a, b, "holes"), store.read(a, b, "values")  # (n, Vf, H, W), (n, Vf, H, W, 3)
     rgb = (cells.images.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 0, 3, 4, 2)  # V n 3 H W -> n V H W 3
-    if on_device:  # (torch.tensor copies: the stored arrays are read-only, which from_numpy warns about)
+    if on_device:
         dev = rgb.device
-        return {v: torch.where(torch.tensor(holes[:, i, ..., None], device=dev), torch.tensor(values[:, i], device=dev), rgb[:, i])
+        return {v: torch.where(to_device(holes[:, i, ..., None], dev), to_device(values[:, i], dev), rgb[:, i])
                 for v, i in ((v, fill_views.index(v)) for v in wanted)}  # fmt: skip
     rgb = rgb.cpu().numpy()
     out = {}

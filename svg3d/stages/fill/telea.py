@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ...checks import check_same, check_shape
+from ...graphs import to_device
 from ..matrix import Cells
 from .base import SinglePass
 
@@ -56,7 +57,7 @@ def telea_fill(images: torch.Tensor, known: torch.Tensor, *, radius: int = TELEA
     else:
         filled = [inpaint(crop) for crop in crops]
     for (i, y0, y1, x0, x1), f in zip(boxes, filled, strict=True):
-        out[i, :, y0:y1, x0:x1] = torch.from_numpy(f).to(out.device).permute(2, 0, 1).to(out.dtype) / 255  # h w 3 -> 3 h w
+        out[i, :, y0:y1, x0:x1] = to_device(f, out.device).permute(2, 0, 1).to(out.dtype) / 255  # h w 3 -> 3 h w
     return torch.where(known[:, None], images, out)
 
 
