@@ -200,7 +200,8 @@ def own_stream(device) -> None:
     On the one stream every thread shares, a thread's read-back (``.cpu()``, ``.nonzero()``, an upload from pageable
     memory) waits for every kernel the other stages' threads queued before it: the concurrent stages then take turns
     on the GPU. Each thread's tensors stay on its own stream: the stages hand their results on as host arrays
-    (the stores), and what is shared on the device (``graphs.CudaGraphs``) orders its replays with an event."""
+    (the stores); what crosses on the device orders itself with events (``graphs.CudaGraphs``' replays, the cells
+    the fill hands to the export: ``stages.matrix.HandOn``)."""
     import torch
 
     stream = torch.cuda.Stream(device=device)

@@ -161,6 +161,34 @@ def test_cells_handed_on_equal_the_warp_and_the_cache_stays_bounded():
     assert cells.handed == n
 
 
+@pytest.mark.gpu
+def test_a_cell_handed_on_to_another_stream_is_read_after_it_is_written_and_its_memory_kept():
+    """On CUDA the fill and the export queue their work on streams of their own: a cell taken on another stream is
+    read only once the putter's queued work has written it (the test can fail: without the wait the taker's kernel
+    runs while the putter's stream still sleeps and reads memory not written yet), and the taker's use keeps its
+    memory from the putter's allocator until the taker's kernels are done."""
+    from svg3d.stages.matrix import HandOn
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    putter, taker = torch.cuda.Stream(device), torch.cuda.Stream(device)
+    cells = HandOn()
+    with torch.cuda.stream(putter):
+        torch.cuda._sleep(500_000_000)  # the putter's stream busy
+        cell = torch.full((1 << 20,), 7.0, device=device)  # written after the sleep
+        cells.put((0, (1,)), (cell,))
+        pointer = cell.data_ptr()
+    with torch.cuda.stream(taker):
+        (got,) = cells.take((0, (1,)))
+        torch.cuda._sleep(500_000_000)  # the taker busy past the putter's release of its reference
+        doubled = got * 2
+    del cell, got
+    with torch.cuda.stream(putter):
+        reused = torch.zeros(1 << 20, device=device)  # may not take the cell's block while the taker still reads it
+        assert reused.data_ptr() != pointer or taker.query()
+    torch.cuda.synchronize(device)
+    assert doubled.eq(14.0).all()
+
+
 @pytest.mark.parametrize("strength", [None, 4.0, 15.0])
 def test_known_share_is_the_cells_share_from_the_disparity_alone(strength):
     """``MatrixSource.known_share`` (the 3D effect's check at the middle frame) equals the share of known pixels of

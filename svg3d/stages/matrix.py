@@ -408,11 +408,16 @@ class HandOn:
     hand on the clip's first frames, concurrent ones as many as the export lags behind); ``take`` returns it once and
     forgets it. Cells are those ``MatrixSource`` computes for a frame alone, whatever the batch (the outputs do not
     depend on the chunk size), so a cell handed on is the one the export would compute. Thread-safe: the fill's runs
-    put from several threads."""
+    put from several threads.
+
+    On CUDA each thread queues its work on a stream of its own (``threads.own_stream``), so a cell crosses streams: the
+    taker's stream waits for the work the putter had queued when it put the cell (an event), and the cell's memory is
+    marked as used on the taker's stream (``record_stream``), so that the putter's allocator does not hand it out again
+    while the taker's kernels may still read it. Without both, only the host's waits elsewhere kept the order."""
 
     def __init__(self, capacity_mb: float = memory.HAND_ON_MB) -> None:
         self.capacity = capacity_mb * 2**20
-        self._cells: dict[tuple[int, tuple[int, ...]], tuple[torch.Tensor, ...]] = {}
+        self._cells: dict[tuple[int, tuple[int, ...]], tuple[tuple[torch.Tensor, ...], torch.cuda.Event | None]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
         self.handed = 0  # cells taken (what the export did not warp again)
@@ -425,15 +430,24 @@ class HandOn:
         size = self._size(cell)
         with self._lock:
             if key not in self._cells and self._bytes + size <= self.capacity:
-                self._cells[key] = cell
+                written = None
+                if cell[0].is_cuda:  # the work that writes the cell, queued on the putter's stream
+                    written = torch.cuda.Event()
+                    written.record(torch.cuda.current_stream(cell[0].device))
+                self._cells[key] = cell, written
                 self._bytes += size
 
     def take(self, key: tuple[int, tuple[int, ...]]) -> tuple[torch.Tensor, ...] | None:
         with self._lock:
-            cell = self._cells.pop(key, None)
+            cell, written = self._cells.pop(key, (None, None))
             if cell is not None:
                 self._bytes -= self._size(cell)
                 self.handed += 1
+        if written is not None:
+            stream = torch.cuda.current_stream(cell[0].device)
+            stream.wait_event(written)
+            for t in cell:
+                t.record_stream(stream)
         return cell
 
 
