@@ -83,7 +83,7 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         ;;
     pytest) step pytest 300 $PY -m pytest -m gpu -q -p no:cacheprovider -o addopts="-ra --strict-markers" ;;
     pytest-stream)  # issue 21: the gpu tests of the weight-free pipeline's files (no compile), ~2 min
-        step pytest_stream 240 $PY -m pytest -m gpu tests/test_convert.py tests/test_flow.py tests/test_fill.py tests/test_fill_band.py tests/test_memory.py tests/test_depth_anything.py tests/test_depth.py tests/test_graphs.py tests/test_effect.py \
+        step pytest_stream 240 $PY -m pytest -m gpu tests/test_convert.py tests/test_flow.py tests/test_fill.py tests/test_fill_band.py tests/test_memory.py tests/test_depth_anything.py tests/test_depth.py tests/test_graphs.py tests/test_effect.py tests/test_threads.py \
             tests/test_fill_real.py tests/test_warp.py tests/test_stabilise.py -q -p no:cacheprovider -o addopts="-ra --strict-markers"
         ;;
     pytest-eager)

@@ -209,6 +209,27 @@ def own_stream(device) -> None:
     torch.cuda.set_stream(stream)
 
 
+def on_callers_stream(fn, device):
+    """``fn`` for another thread to call (an executor's), queuing its CUDA work on ``device`` on the stream that is
+    current here, in the calling thread: after the work this thread has queued before it, which made its tensor
+    arguments, and with their memory on the stream it was allocated on. A new thread's current stream is CUDA's
+    default one, which does not wait for the streams threads make (``own_stream``): its kernels could read the
+    arguments before they are written. Elsewhere ``fn`` itself."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return fn
+    stream = torch.cuda.current_stream(device)
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with torch.cuda.stream(stream):
+            return fn(*args, **kwargs)
+
+    return run
+
+
 _LAZY = threading.Lock()
 _lazy_loaded: set = set()
 

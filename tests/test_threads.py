@@ -112,3 +112,27 @@ def test_enter_stage_sets_the_calling_threads_count_only():
         assert torch.get_num_threads() == plan.torch
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_function_for_another_thread_is_itself_off_cuda():
+    def write(x):
+        return x + 1
+
+    assert threads.on_callers_stream(write, "cpu") is write
+
+
+@pytest.mark.gpu
+def test_another_threads_call_queues_on_the_callers_stream_after_what_made_its_arguments():
+    """The export's feeder thread composes the eyes its stage made on its own stream (``threads.own_stream``): through
+    ``on_callers_stream`` its kernels come after the ones that wrote them (the test can fail: on the new thread's
+    default stream the read runs while the maker's stream still sleeps, before the tensor is written)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    maker = torch.cuda.Stream(device)
+    with torch.cuda.stream(maker):
+        torch.cuda._sleep(500_000_000)  # the maker's stream busy
+        eye = torch.full((1 << 20,), 3.0, device=device)  # written after the sleep
+        double = threads.on_callers_stream(lambda x: (x * 2).sum().item(), device)
+    with ThreadPoolExecutor(1) as feeder:
+        assert feeder.submit(double, eye).result() == 6.0 * (1 << 20)

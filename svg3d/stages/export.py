@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import io, layouts
+from .. import io, layouts, threads
 from ..checks import InputError
 from ..colour import ColourInfo
 from ..config import ExportSettings
@@ -803,6 +803,7 @@ class ExportStage:
         # One chunk in flight: chunk i is encoded (the writer's threads) while chunk i + 1 is read and warped here; the
         # writer takes the chunks one at a time and in order, so the bytes are the same. The executor is left (and the
         # chunk in flight finished) before the writer closes or aborts.
+        write = threads.on_callers_stream(writer.write, self.device)  # on CUDA the feeder composes on this stage's stream
         with writer, ThreadPoolExecutor(1, thread_name_prefix="export-chunk") as feeder:
             pending = None
             for a, b in chunks:
@@ -827,7 +828,7 @@ class ExportStage:
                 if pending is not None:
                     pending.result()  # the chunk before is written (its errors raised here)
                     work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)
-                pending = feeder.submit(writer.write, left, right, reference=out[plan.reference], views=all_views, disparity=d,
+                pending = feeder.submit(write, left, right, reference=out[plan.reference], views=all_views, disparity=d,
                                         depth_range=depth_range, progress=progress)  # fmt: skip
             if pending is not None:
                 pending.result()
