@@ -784,6 +784,7 @@ class ExportStage:
         import torch
 
         from .. import comfort, work
+        from ..graphs import to_device
         from .depth import resize_depth
         from .fill.stage import views
         from .matrix import matrix_source
@@ -812,7 +813,7 @@ class ExportStage:
                 if plan.reference in wanted:
                     out[plan.reference] = frames(a, b)  # the input itself
                     if on_device and plan.reference in plan.eyes:
-                        out[plan.reference] = torch.tensor(out[plan.reference], device=self.device)  # (a copy: frames may be read-only)
+                        out[plan.reference] = to_device(out[plan.reference], self.device)  # (copied: frames may be read-only)
                 all_views = None
                 if writer.needs_views:  # views that are not made (the plan fills the eyes only) stay black
                     host = {v: _host(x) for v, x in out.items()}
