@@ -163,10 +163,11 @@ def test_cells_handed_on_equal_the_warp_and_the_cache_stays_bounded():
 
 @pytest.mark.gpu
 def test_a_cell_handed_on_to_another_stream_is_read_after_it_is_written_and_its_memory_kept():
-    """On CUDA the fill and the export queue their work on streams of their own: a cell taken on another stream is
-    read only once the putter's queued work has written it (the test can fail: without the wait the taker's kernel
-    runs while the putter's stream still sleeps and reads memory not written yet), and the taker's use keeps its
-    memory from the putter's allocator until the taker's kernels are done."""
+    """On CUDA the fill and the export queue their work on streams of their own. A cell taken on another stream is
+    read only once the putter's queued work has written it (without the wait the taker's first kernel runs while the
+    putter's stream still sleeps, on memory not written yet), and the taker's use keeps its memory from the putter's
+    allocator until the taker's kernels are done (without it the putter's next allocation of that size gets the
+    block while the taker still sleeps before reading it)."""
     from svg3d.stages.matrix import HandOn
 
     device = torch.device("cuda", torch.cuda.current_device())
@@ -179,14 +180,16 @@ def test_a_cell_handed_on_to_another_stream_is_read_after_it_is_written_and_its_
         pointer = cell.data_ptr()
     with torch.cuda.stream(taker):
         (got,) = cells.take((0, (1,)))
-        torch.cuda._sleep(500_000_000)  # the taker busy past the putter's release of its reference
-        doubled = got * 2
+        first = got * 2  # at once: must wait for the putter's write
+        torch.cuda._sleep(1_000_000_000)  # the taker busy past the putter's release of the cell
+        second = got + 1
     del cell, got
     with torch.cuda.stream(putter):
-        reused = torch.zeros(1 << 20, device=device)  # may not take the cell's block while the taker still reads it
+        reused = torch.empty(1 << 20, device=device)  # may not take the cell's block while the taker still reads it
         assert reused.data_ptr() != pointer or taker.query()
+        reused.fill_(0.0)
     torch.cuda.synchronize(device)
-    assert doubled.eq(14.0).all()
+    assert first.eq(14.0).all() and second.eq(8.0).all()
 
 
 @pytest.mark.parametrize("strength", [None, 4.0, 15.0])
