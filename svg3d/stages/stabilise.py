@@ -230,7 +230,6 @@ def stabilise_disparity(
     return out.to(disparity.device)
 
 
-
 # --------------------------------------------------------------------------------------------------
 # the stage
 
