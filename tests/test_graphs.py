@@ -1,4 +1,4 @@
-"""graphs.to_device: host data onto a device without waiting for the GPU's queued work."""
+"""graphs.to_device: host data onto a device without waiting for the GPU's queued work; graphs.take_rows: rows by index."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from svg3d.graphs import to_device
+from svg3d.graphs import _gather_rows, take_rows, to_device
 
 
 def test_to_device_on_the_cpu_is_a_view_of_an_array_and_converts_lists():
@@ -41,3 +41,45 @@ def test_to_device_does_not_wait_for_the_kernels_queued_before_it():
     torch.cuda._sleep(1_000_000_000)
     torch.tensor([3.0, 4.0]).to(device)  # a blocking copy from pageable memory: waits for the stream
     assert stream.query()
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        torch.rand(50, 4),  # the filler's colour-and-depth taps
+        torch.rand(50, 12, dtype=torch.float64),  # its motion rows
+        torch.randint(0, 255, (50, 3, 2), dtype=torch.uint8),
+        torch.rand(4, 50).t(),  # not contiguous
+        torch.rand(50),  # rows of one value
+    ],
+)
+def test_rows_by_gather_are_index_selects(table):
+    """The CUDA path (gather with the index expanded over the row) gives index_select's rows, bit for bit, in its
+    shape; an empty index gives no rows."""
+    index = torch.tensor([3, 0, 49, 3, 17, 17, 8])
+    assert torch.equal(_gather_rows(table, index), table.index_select(0, index))
+    assert torch.equal(take_rows(table, index), table.index_select(0, index))
+    empty = torch.zeros(0, dtype=torch.long)
+    assert _gather_rows(table, empty).shape == table.index_select(0, empty).shape
+
+
+@pytest.mark.gpu
+def test_rows_on_cuda_equal_index_select_without_a_block_per_row():
+    """On CUDA, 2 M rows of 16 bytes: index_select's values, and none of torch's one-block-per-row gather kernels (the
+    test can fail: index_select launches one)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    table = torch.rand(1_000_000, 4, device=device)
+    index = torch.randint(0, table.shape[0], (2_000_000,), device=device)
+    expected = table.index_select(0, index)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        got = take_rows(table, index)
+        torch.cuda.synchronize(device)
+    assert torch.equal(got, expected)
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert kernels and not any("vectorized_gather" in k for k in kernels), kernels
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:  # what the assertion tells apart
+        table.index_select(0, index)
+        torch.cuda.synchronize(device)
+    assert any("vectorized_gather" in e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)

@@ -80,7 +80,7 @@ from ...checks import check_same, check_shape
 from ...config import FillConfig
 from ...filters import box_sum, column_mean_growing
 from ...flow import FlowBackend, weight_free_flow
-from ...graphs import to_device
+from ...graphs import take_rows, to_device
 from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, STILL, fit_scene_motion, predict_motion
 from ...pyramid import bilinear_taps, sample_bilinear
 from .. import scaled
@@ -154,7 +154,7 @@ def _sample_with_depth(
     ``(N,)``), ``flat`` holds several images ``(B*H*W, C)`` and point i samples the one from row ``base[i]``."""
     index, weight = bilinear_taps(h, w, x, y)
     index = torch.cat(index) if base is None else torch.cat([i + base for i in index])
-    taps = flat.index_select(0, index).view(4, x.numel(), -1)  # one gather: (4 taps, N, C)
+    taps = take_rows(flat, index).view(4, x.numel(), -1)  # one gather: (4 taps, N, C)
     out = taps[0] * weight[0][:, None]
     for tap, wt in zip(taps[1:], weight[1:], strict=True):
         out = out + tap * wt[:, None]
@@ -466,7 +466,7 @@ def temporal_fill(
             i, s = t + step * (k - 1), t + step * k
             within = (s >= 0) & (s < n)  # a point's chain ends at the chunk's end
             i = i.clamp(0, n - 1)
-            xc, yc, wc = predict_motion(motion[torch.cat([i, i])], xc, yc, 1.0 / zc, (h, w))
+            xc, yc, wc = predict_motion(take_rows(motion, torch.cat([i, i])), xc, yc, 1.0 / zc, (h, w))
             zc = zc * wc
             f = flows.sample(flow, i, xf, yf)
             xf, yf = xf + f[0], yf + f[1]
@@ -965,7 +965,7 @@ def _consolidate(
             i, s = t + step * (k - 1), t + step * k
             within = (s >= 0) & (s < n)  # every frame of the chunk within smooth has its first pass
             s = s.clamp(0, n - 1)
-            xm, ym, wm = predict_motion(motion[i.clamp(0, n - 1)], xm, ym, 1.0 / zm, (h, w))
+            xm, ym, wm = predict_motion(take_rows(motion, i.clamp(0, n - 1)), xm, ym, 1.0 / zm, (h, w))
             zm = zm * wm
             xv = xm - zm.reciprocal() * shift_p + offset_p  # where the view shows it at frame s
             at_s = table[view, s].clamp_min(0) * (h * w)
