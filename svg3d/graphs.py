@@ -52,6 +52,27 @@ def to_device(x, device: torch.device, dtype: torch.dtype | None = None) -> torc
     return x.pin_memory().to(device, non_blocking=True)
 
 
+class HostCopy:
+    """CUDA tensors copied to pinned host memory, queued on the current stream: ``arrays()`` returns them as numpy arrays
+    once the stream has got there, waiting for nothing queued after (``.cpu()`` waits for all of it, and the GPU then
+    idles until the thread launches more). Another thread may wait for them: the classical filler's Telea round trip
+    runs beside the next batch's kernels. Tensors on a CPU are read as they are, with no copy."""
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        self._event = None
+        if tensors and tensors[0].device.type == "cuda":
+            self._host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(t, non_blocking=True) for t in tensors]
+            self._event = torch.cuda.Event()
+            self._event.record(torch.cuda.current_stream(tensors[0].device))
+        else:
+            self._host = [t.detach() for t in tensors]
+
+    def arrays(self) -> list[np.ndarray]:
+        if self._event is not None:
+            self._event.synchronize()
+        return [t.numpy() for t in self._host]
+
+
 def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``table[index]``: the rows ``(N, ...)`` of ``table (M, ...)`` at the long ``index (N,)`` (each in ``0 .. M-1``),
     by ``gather`` on CUDA. There torch's row indexing (``index_select(0, .)`` or ``table[index]`` of a contiguous table

@@ -751,3 +751,23 @@ def test_telea_of_a_batch_is_each_image_alone_whatever_opencvs_threads():
     assert torch.equal(outs[0], alone) and torch.equal(outs[1], alone)
     assert torch.equal(alone[1], images[1]) and torch.equal(alone[4], images[4])
     assert not torch.equal(alone[0], images[0])  # it filled something
+
+
+def test_a_telea_job_in_the_background_from_whole_copies_is_telea_fill():
+    """``TeleaJob`` as the classical filler runs it on CUDA (the whole images made 8-bit and handed over, inpainted on
+    another thread while the caller goes on) gives ``telea_fill``'s bytes, images without holes unchanged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from svg3d.stages.fill.telea import TeleaJob
+
+    rng = np.random.default_rng(6)
+    images = torch.from_numpy(rng.random((4, 3, 40, 64), dtype=np.float32))
+    known = torch.ones(4, 40, 64, dtype=torch.bool)
+    known[0, :, 50:] = False  # a band at the right edge
+    known[2, 10:20, :7] = False
+    expected = telea_fill(images, known)
+    with ThreadPoolExecutor(1) as pool:
+        jobs = [TeleaJob(images, known, background=pool, whole=whole) for whole in (True, False)]
+        results = [job.result() for job in jobs]
+    assert all(torch.equal(r, expected) for r in results)
+    assert torch.equal(expected[1], images[1]) and not torch.equal(expected[0], images[0])

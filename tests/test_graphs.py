@@ -1,4 +1,4 @@
-"""graphs.to_device: host data onto a device without waiting for the GPU's queued work; graphs.take_rows: rows by index."""
+"""graphs.to_device: host data onto a device without waiting for the GPU's queued work; graphs.take_rows: rows by index; graphs.HostCopy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from svg3d.graphs import _gather_rows, take_rows, to_device
+from svg3d.graphs import HostCopy, _gather_rows, take_rows, to_device
 
 
 def test_to_device_on_the_cpu_is_a_view_of_an_array_and_converts_lists():
@@ -83,3 +83,30 @@ def test_rows_on_cuda_equal_index_select_without_a_block_per_row():
         table.index_select(0, index)
         torch.cuda.synchronize(device)
     assert any("vectorized_gather" in e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+
+
+def test_a_host_copy_on_the_cpu_reads_the_tensors_themselves():
+    x = torch.arange(6).reshape(2, 3)[:, ::2]
+    (a,) = HostCopy(x).arrays()
+    x[0, 0] = 9  # no copy: a view
+    assert a.tolist() == [[9, 2], [3, 5]]
+
+
+@pytest.mark.gpu
+def test_a_host_copy_does_not_wait_for_the_gpu_and_its_arrays_wait_for_their_values():
+    """With the stream busy (a kernel spinning ~0.5 s), making a ``HostCopy`` of a result queued after it returns at
+    once, and ``arrays()``, from another thread, the values once the stream got there (the test can fail: ``.cpu()``
+    would wait in the caller)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    stream = torch.cuda.current_stream(device)
+    x = torch.arange(12, device=device).reshape(3, 4)
+    HostCopy(x).arrays()  # the pinned host allocator's first blocks
+    torch.cuda.synchronize(device)
+    torch.cuda._sleep(1_000_000_000)
+    copy = HostCopy((x * 2)[:, ::2], (x > 5))
+    assert not stream.query()  # still spinning: nothing waited
+    with ThreadPoolExecutor(1) as pool:
+        doubled, big = pool.submit(copy.arrays).result()
+    assert doubled.tolist() == [[0, 4], [8, 12], [16, 20]] and big.sum() == 6

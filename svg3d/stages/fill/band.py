@@ -41,21 +41,23 @@ def band_distance(band: torch.Tensor, side: int) -> torch.Tensor:
     return torch.where(band, d, 0)
 
 
-def fade_band(image: torch.Tensor, band: torch.Tensor, side: int, *, fade: float | None = None) -> torch.Tensor:
+def fade_band(image: torch.Tensor, band: torch.Tensor, side: int, *, fade: float | None = None, width: int | None = None) -> torch.Tensor:
     """Smooth the filled ``band`` of ``image`` over its rows, radius ``fade`` (default ``BAND_FADE``) px per px
     from its inner edge (0: unchanged).
 
     image: float ``(..., 3, H, W)`` with the band filled; band: bool ``(..., H, W)`` (``band_distance``).
     Each band pixel at distance d takes the mean of the band's pixels of its column within ``r = fade d``
     rows (``filters.column_mean_growing``, as ``classical.row_fill`` smooths); pixels outside the band
-    are neither changed nor read. Returns ``(..., 3, H, W)``.
+    are neither changed nor read. ``width``: the band's widest row, where the caller knows it (else read back from
+    the GPU: a wait). Returns ``(..., 3, H, W)``.
     """
     _check_side(side)
     fade = BAND_FADE if fade is None else fade
     h, w = image.shape[-2:]
     lead = image.shape[:-3]
-    # only the columns the band reaches are read and written (the one read-back to the host)
-    width = int(band.sum(-1).max()) if band.numel() else 0
+    # only the columns the band reaches are read and written
+    if width is None:
+        width = int(band.sum(-1).max()) if band.numel() else 0
     if width == 0 or fade == 0:
         return image
     cols = slice(w - width, w) if side > 0 else slice(0, width)

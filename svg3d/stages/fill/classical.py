@@ -61,7 +61,8 @@ chunks of one run hand their flows and first passes on to the next (``Carry``): 
 Conventions from ``camera``: frame matrix ``images (V, T, 3, H, W)`` in [0, 1], ``known (V, T, H, W)``
 bool with True = known; ``depth`` is metric Z in metres (larger = farther), 0 where unknown. CPU-only
 parts: the default flow (OpenCV DIS; pass a ``flow.FlowBackend`` such as RAFT to stay on the GPU) and
-``telea_fill``; everything else is torch and runs on CUDA. The previous filler (before issue 12: time
+Telea's share of the band (``telea.TeleaJob``: on CUDA beside the next batch's kernels); everything else is torch
+and runs on CUDA. The previous filler (before issue 12: time
 only for a static camera, then pull-push) stays as ``previous_fill`` to compare with.
 """
 
@@ -71,6 +72,8 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -80,14 +83,14 @@ from ...checks import check_same, check_shape
 from ...config import FillConfig
 from ...filters import box_sum, column_mean_growing
 from ...flow import FlowBackend, weight_free_flow
-from ...graphs import take_rows, to_device
+from ...graphs import HostCopy, take_rows, to_device
 from ...motion import MOTION_EDGE, MOTION_SAMPLE_STRIDE, STILL, fit_scene_motion, predict_motion
 from ...pyramid import bilinear_taps, sample_bilinear
 from .. import scaled
 from ..matrix import Cells
 from .band import fade_band
 from .base import SinglePass
-from .telea import telea_fill
+from .telea import TeleaJob
 
 log = logging.getLogger(__name__)
 
@@ -794,14 +797,25 @@ def fill_views(
     # every flow their step 2 follows, both ways, and its scene motion, in as few calls as FLOW_BATCH allows
     needed = {t for _, t in fresh}
     flows.fit([(i, i + step) for step in (1, -1) for i in sorted(_chain_starts(needed, step, config.window, n))])
-    for batch in _batches(fresh, h, w, device):
-        ts = [t for _, t in batch]
-        # the cells' indices as tensors on the device (indexing with a list copies it there and waits for the GPU); the
-        # rows are not always contiguous: carried cells may lie between
-        vi, ti, ri = (to_device(x, device) for x in ([v for v, _ in batch], ts, [row[c] for c in batch]))
-        img, o, z = _fill_frame(images[vi, ti].to(dtype), known[vi, ti], depth[vi, ti].to(dtype), ts, shift_of[vi], offset_of[vi], flows, config)
-        passes.view(-1, h * w, 4)[ri] = torch.cat([img, z.unsqueeze(1)], 1).permute(0, 2, 3, 1).reshape(len(batch), h * w, 4)
-        passes_origin.view(-1, h * w)[ri] = o.reshape(len(batch), h * w)
+    def keep(finish, ri: torch.Tensor) -> None:
+        img, o, z = finish()
+        passes.view(-1, h * w, 4)[ri] = torch.cat([img, z.unsqueeze(1)], 1).permute(0, 2, 3, 1).reshape(len(ri), h * w, 4)
+        passes_origin.view(-1, h * w)[ri] = o.reshape(len(ri), h * w)
+
+    # on CUDA a batch is finished after the next one is launched: its Telea round trip meanwhile on a thread of the CPU
+    with ThreadPoolExecutor(1, thread_name_prefix="telea-job") if device.type == "cuda" else nullcontext() as background:
+        pending = None
+        for batch in _batches(fresh, h, w, device):
+            ts = [t for _, t in batch]
+            # the cells' indices as tensors on the device (indexing with a list copies it there and waits for the GPU);
+            # the rows are not always contiguous: carried cells may lie between
+            vi, ti, ri = (to_device(x, device) for x in ([v for v, _ in batch], ts, [row[c] for c in batch]))
+            finish = _fill_frame(images[vi, ti].to(dtype), known[vi, ti], depth[vi, ti].to(dtype), ts, shift_of[vi], offset_of[vi], flows, config, background)  # fmt: skip
+            if pending is not None:
+                keep(*pending)
+            pending = finish, ri
+        if pending is not None:
+            keep(*pending)
     # step 5, known pixels exactly as given, the floating window
     for batch in _batches(todo, h, w, device):
         vs, js, ts = ([c[i] for c in batch] for i in range(3))
@@ -846,12 +860,15 @@ def _fill_frame(
     offset: torch.Tensor,
     flows: _Flows,
     config: FillConfig,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    background: Executor | None = None,
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Steps 1-4 on N cells: image ``(N, 3, H, W)``, known ``(N, H, W)``, depth ``(N, H, W)`` at ``frames`` of views
     with ``shift`` and ``offset`` ``(N,)`` (``temporal_fill``). No op mixes cells: each comes out as it would alone.
 
-    Returns the filled images ``(N, 3, H, W)``, the origin ``(N, H, W)`` uint8 and the depth ``(N, H, W)`` of
-    every pixel (known, or the background depth it was filled for).
+    Returns ``finish``, which returns the filled images ``(N, 3, H, W)``, the origin ``(N, H, W)`` uint8 and the depth
+    ``(N, H, W)`` of every pixel (known, or the background depth it was filled for). Everything is launched before it
+    returns but the band's Telea share, whose round trip to the CPU runs on ``background`` meanwhile (``TeleaJob``), and
+    what follows it: ``finish`` waits for it, so that the caller may launch the next batch's kernels first.
     """
     c, h, w = image.shape[-3:]
     z = torch.where(known, depth, 0)
@@ -890,20 +907,29 @@ def _fill_frame(
     share = torch.where(band, BAND_ROW_SHARE, ROW_SHARE).to(img.dtype)
     share = (trust + (1 - trust) * share).unsqueeze(1)  # a trusted background end is never mixed with the occluder around
     img = torch.where(todo.unsqueeze(1), share * rows + (1 - share) * soft, img)
-    stretched = band & todo
-    cells = stretched.flatten(1).any(1).nonzero()[:, 0]  # Telea's share of the band (BAND_TELEA_SHARE): only the cells
-    if cells.numel():  # with a band make the round trip to the CPU that cv2.inpaint needs; the band alone is its hole
-        # (the rest is filled by now: Telea reads it as known), so it inpaints the box at the frame's edge only
-        part, tel = img[cells], telea_fill(img[cells], ~stretched[cells])
-        img[cells] = torch.where(stretched[cells].unsqueeze(1), BAND_TELEA_SHARE * tel + (1 - BAND_TELEA_SHARE) * part, part)
-        for side, b in bands.items():  # then faded into the band's vertical average, the more the farther out
-            img[cells] = fade_band(img[cells], b[cells] & todo[cells], side)
     origin = torch.where(interior, FROM_SPACE, origin)
     for side, b in bands.items():
         if config.border == "mirror":
             img = fill_border(img, b, side, config.border)
         origin = torch.where(b, FROM_BORDER, origin)
-    return img.clamp(0, 1), origin, torch.where(now, z, z_bg)  # filled pixels: the depth they were filled for
+    z = torch.where(now, z, z_bg)  # filled pixels: the depth they were filled for
+    if config.border != "stretch":
+        done = img.clamp(0, 1), origin, z
+        return lambda: done
+    # Telea's share of the band (BAND_TELEA_SHARE): the band alone is its hole (the rest is filled by now: Telea reads
+    # it as known), so it inpaints the box at the frame's edge only, on the CPU, as cv2.inpaint needs: with
+    # `background` there, while the caller launches its next batch (the band's widths come back the same way)
+    telea = TeleaJob(img, ~band, background=background)
+    widths = HostCopy(torch.stack([b.sum(-1).amax() for b in bands.values()])) if img.device.type == "cuda" else None
+
+    def finish() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = torch.where(band.unsqueeze(1), BAND_TELEA_SHARE * telea.result() + (1 - BAND_TELEA_SHARE) * img, img)
+        known_widths = [None] * len(bands) if widths is None else widths.arrays()[0].tolist()
+        for (side, b), width in zip(bands.items(), known_widths, strict=True):  # then faded into the band's vertical
+            out = fade_band(out, b, side, width=width)  # average, the more the farther out
+        return out.clamp(0, 1), origin, z
+
+    return finish
 
 
 def _consolidate(
