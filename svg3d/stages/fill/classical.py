@@ -803,6 +803,7 @@ def fill_views(
         passes_origin.view(-1, h * w)[ri] = o.reshape(len(ri), h * w)
 
     # on CUDA a batch is finished after the next one is launched: its Telea round trip meanwhile on a thread of the CPU
+    # (on a CPU at once: the cores are busy anyway, and a batch's memory is freed before the next)
     with ThreadPoolExecutor(1, thread_name_prefix="telea-job") if device.type == "cuda" else nullcontext() as background:
         pending = None
         for batch in _batches(fresh, h, w, device):
@@ -811,6 +812,9 @@ def fill_views(
             # the rows are not always contiguous: carried cells may lie between
             vi, ti, ri = (to_device(x, device) for x in ([v for v, _ in batch], ts, [row[c] for c in batch]))
             finish = _fill_frame(images[vi, ti].to(dtype), known[vi, ti], depth[vi, ti].to(dtype), ts, shift_of[vi], offset_of[vi], flows, config, background)  # fmt: skip
+            if background is None:
+                keep(finish, ri)
+                continue
             if pending is not None:
                 keep(*pending)
             pending = finish, ri
