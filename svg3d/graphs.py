@@ -75,12 +75,14 @@ class HostCopy:
 
 def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``table[index]``: the rows ``(N, ...)`` of ``table (M, ...)`` at the long ``index (N,)`` (each in ``0 .. M-1``),
-    by ``gather`` on CUDA. There torch's row indexing (``index_select(0, .)`` or ``table[index]`` of a contiguous table
-    with rows of a multiple of 16 bytes) launches one block of 32 threads per row, which moves a narrow row with one of
-    them: the classical filler's 16-byte colour-and-depth taps and 96-byte motion rows, ~18 M rows a 1080p frame, took
-    11.4 ms of its 59 ms of kernels a frame on an H100 (``vectorized_gather_kernel``,
-    ``bench/results/h100-2026-12-07-g/before/profile_fill-cuda.txt``). ``gather`` runs a thread per value. Elsewhere
-    ``index_select``, faster on a CPU. The values are the same: both copy them."""
+    bit for bit. On CUDA torch's row indexing (``index_select(0, .)`` of more than 16 rows, ``table[index]``, ``gather``
+    with the index expanded over a row) of rows of a multiple of 16 bytes launches one block of 32 threads per row, of
+    which one moves a narrow row: its ~32 blocks an SM at a time wait on memory in turn. The classical filler's
+    16-byte colour-and-depth taps and 96-byte motion rows, ~18 M rows a 1080p frame, took 11.4 ms of its 59 ms of
+    kernels a frame on an H100 (``vectorized_gather_kernel``, ``bench/results/h100-2026-12-07-g/before/
+    profile_fill-cuda.txt``). Here ``gather`` gets the index written out for every 8-byte word of a row, which sends it
+    to its kernel of a thread per value: the index costs the rows' size again in memory traffic. Elsewhere
+    ``index_select``, the fastest on a CPU."""
     if table.device.type != "cuda":
         return table.index_select(0, index)
     return _gather_rows(table, index)
@@ -88,7 +90,12 @@ def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     flat = table.reshape(table.shape[0], -1)
-    return flat.gather(0, index[:, None].expand(-1, flat.shape[1])).view(index.shape[0], *table.shape[1:])
+    if flat.is_contiguous() and flat.shape[1] * flat.element_size() % 8 == 0 and flat.numel():
+        words = flat.view(torch.int64)  # (a row as 8-byte words: fewer of them to index, the same bits)
+    else:
+        words = flat
+    got = words.gather(0, index[:, None].expand(-1, words.shape[1]).contiguous())  # (written out: not the per-row kernel)
+    return got.view(flat.dtype).view(index.shape[0], *table.shape[1:])
 
 
 @dataclass
