@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +77,27 @@ class GpuSampler:
 
 
 def stage_times(log: Path) -> dict[str, float]:
-    """Each stage's seconds from a convert log ("<stage> done: N frames in X s")."""
+    """Each stage's seconds from a convert log ("<stage> done: N frames in X s": from its thread's start)."""
     if not log.is_file():
         return {}
     return {m[1]: float(m[2]) for m in re.finditer(r"(\w+)\s+done: \d+ \w+ in ([\d.]+) s", log.read_text())}
+
+
+def timeline(log: Path, started: float) -> dict[str, float]:
+    """Seconds from the process's start (``started``, epoch) to the log's first line (imports, model loading, checks)
+    and to each stage's "done" line, from the log's timestamps (milliseconds)."""
+    if not log.is_file():
+        return {}
+    out = {}
+    for line in log.read_text().splitlines():
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ [\w.]+: (.*)", line)
+        if m is None:
+            continue
+        at = datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp() - started
+        out.setdefault("first_log_line", round(at, 2))
+        if done := re.match(r"(\w+)\s+done: ", m[2]):
+            out[done[1]] = round(at, 2)
+    return out
 
 
 def run_convert(clip: Path, out: Path, model: Path, extra: list[str], device: str = "cpu", root: Path = ROOT, flow: str = "auto") -> dict:
@@ -88,6 +106,7 @@ def run_convert(clip: Path, out: Path, model: Path, extra: list[str], device: st
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": path}
     load_before = os.getloadavg()[0]
+    started = time.time()
     start = time.perf_counter()
     with GpuSampler() as gpu:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -98,7 +117,8 @@ def run_convert(clip: Path, out: Path, model: Path, extra: list[str], device: st
         raise SystemExit(f"convert failed: {err}")
     cpu = usage.ru_utime + usage.ru_stime
     return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "work_bytes": folder_bytes(out / "work"),
-            "busy_cores": cpu / seconds, "stages": stage_times(out / "work" / "convert.log"), **gpu.summary(),
+            "busy_cores": cpu / seconds, "stages": stage_times(out / "work" / "convert.log"),
+            "timeline": timeline(out / "work" / "convert.log", started), **gpu.summary(),
             "load": [load_before, os.getloadavg()[0]]}  # fmt: skip
 
 
@@ -147,7 +167,8 @@ def main() -> None:
                 print(f"{name:8s} {w}x{h} {n:4d} frames: {row['frames_per_second']:.2f} frames/s ({row['seconds_per_frame']:.3f} s/frame), "
                       f"load {row['load'][0]:.1f}-{row['load'][1]:.1f}, "
                       f"peak RSS {row['peak_rss_mb']:.0f} MB, {row['busy_cores']:.1f} cores busy{gpu}, work {row['work_mb_per_frame']:.2f} MB/frame; "
-                      f"stages {', '.join(f'{k} {v:.1f} s' for k, v in row['stages'].items())}", flush=True)  # fmt: skip
+                      f"stages {', '.join(f'{k} {v:.1f} s' for k, v in row['stages'].items())}; "
+                      f"from the process's start: {', '.join(f'{k} {v:.1f} s' for k, v in row['timeline'].items())}", flush=True)  # fmt: skip
     same = [r for r in rows if r["size"] == args.size and r["code"] == checkouts[0][0]]
     if len(same) > 1:
         first, last = same[0], same[-1]
