@@ -55,6 +55,7 @@ class DISFlow:
     """OpenCV's Dense Inverse Search on grey images (CPU, no weights): the offline fallback (DESIGN.md §7)."""
 
     name = "dis"
+    pairs_apart = True  # each pair computed on its own: a batch's flows are each pair's alone, padded or not
 
     def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> None:
         # MEDIUM: the most accurate of OpenCV's three presets, still about real time at 576x320.

@@ -422,6 +422,31 @@ def test_chunks_of_one_run_equal_the_whole_clip_with_the_flows_in_batches(monkey
     assert torch.equal(whole, torch.cat(parts, 1))
 
 
+def test_flows_of_pairs_apart_are_not_padded(monkeypatch):
+    """``--flow dis`` beside a filler that batches its flows (CUDA's FLOW_BATCH): OpenCV's DIS computes each pair on
+    its own, so the last call is not padded with copies of its last pair (each a DIS run on the CPU for nothing), and
+    the result is the unbatched run's."""
+    from svg3d.flow import DISFlow
+
+    calls = []
+
+    class Counted(DISFlow):
+        def __call__(self, src, dst):
+            calls.append(src.shape[0])
+            return super().__call__(src, dst)
+
+    fm, depth, _ = rendered(4, camera_motion="handheld", t=8, h=48, w=80)
+    b = torch.tensor(fm.info.baselines)
+    args = dict(source=fm.images[0], source_depth=depth[0], baselines=b[1:], focal=fm.info.focal, config=FillConfig(), flow=Counted())
+    alone = fill.fill_views(fm.images[1:], fm.masks[1:, :, 0], depth[1:], **args)
+    assert set(calls) == {1}
+    calls.clear()
+    monkeypatch.setitem(fill.FLOW_BATCH, "cpu", 4)
+    batched = fill.fill_views(fm.images[1:], fm.masks[1:, :, 0], depth[1:], **args)
+    assert calls == [4, 4, 4, 2]  # 7 pairs of neighbours each way
+    assert torch.equal(batched, alone)
+
+
 @pytest.mark.parametrize("border", ["stretch", "mirror"])
 def test_cells_filled_in_batches_equal_cells_filled_alone(monkeypatch, border):
     """The filler fills cells (a view at a frame) in batches for speed (one op over many cells on the GPU): no op may

@@ -269,6 +269,8 @@ class _Flows:
         for k in range(0, len(todo), self.batch):
             group = todo[k : k + self.batch]
             padded = group + group[-1:] * (self.batch - len(group))  # a fixed batch: each pair's bits whatever the others
+            if getattr(self.backend, "pairs_apart", False):  # (a backend of pairs apart, DIS on the CPU, needs no padding)
+                padded = group
             src = torch.cat([self.reduced(i) for i, _ in padded])
             dst = torch.cat([self.reduced(j) for _, j in padded])
             out = self.backend(src, dst).to(self.source.device, torch.float32)  # (batch, 2, lh, lw)
