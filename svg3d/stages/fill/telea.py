@@ -52,7 +52,7 @@ class TeleaJob:
         else:
 
             def work():
-                return self._inpaint(holes.numpy(), lambda i, y0, y1, x0, x1: _to_8bit(images[i, :, y0:y1, x0:x1]).permute(1, 2, 0).numpy())
+                return self._inpaint(holes.cpu().numpy(), lambda i, y0, y1, x0, x1: _to_8bit(images[i, :, y0:y1, x0:x1]).permute(1, 2, 0).cpu().numpy())
 
         self._filled = background.submit(work) if background is not None else None
         self._work = work
