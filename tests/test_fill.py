@@ -391,6 +391,17 @@ def test_chunks_with_their_context_equal_the_whole_clip(border):
     assert not torch.equal(short, whole[:, 4:7])
 
 
+def _counted(backend: type, calls: list[int]):
+    """A flow backend of class ``backend`` that appends the pairs of each call to ``calls``."""
+
+    class Counted(backend):
+        def __call__(self, src, dst):
+            calls.append(src.shape[0])
+            return super().__call__(src, dst)
+
+    return Counted()
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_chunks_of_one_run_equal_the_whole_clip_with_the_flows_in_batches(monkeypatch, device):
     """On CUDA the source's flows go to the torch flow FLOW_BATCH pairs a call (the last call padded): the chunks of a
@@ -399,16 +410,10 @@ def test_chunks_of_one_run_equal_the_whole_clip_with_the_flows_in_batches(monkey
 
     monkeypatch.setitem(fill.FLOW_BATCH, device, 4)
     calls = []
-
-    class Counted(TorchFlow):
-        def __call__(self, src, dst):
-            calls.append(src.shape[0])
-            return super().__call__(src, dst)
-
     fm, depth, _ = rendered(4, camera_motion="handheld", t=14, h=48, w=80)
     b = torch.tensor(fm.info.baselines)
     images, known, z, src, src_z = (x.to(device) for x in (fm.images[1:], fm.masks[1:, :, 0], depth[1:], fm.images[0], depth[0]))
-    config, flow = FillConfig(), Counted()
+    config, flow = FillConfig(), _counted(TorchFlow, calls)
     args = dict(baselines=b[1:], focal=fm.info.focal, config=config, flow=flow)
     whole = fill.fill_views(images, known, z, source=src, source_depth=src_z, **args)
     assert calls and set(calls) == {4}
@@ -429,15 +434,9 @@ def test_flows_of_pairs_apart_are_not_padded(monkeypatch):
     from svg3d.flow import DISFlow
 
     calls = []
-
-    class Counted(DISFlow):
-        def __call__(self, src, dst):
-            calls.append(src.shape[0])
-            return super().__call__(src, dst)
-
     fm, depth, _ = rendered(4, camera_motion="handheld", t=8, h=48, w=80)
     b = torch.tensor(fm.info.baselines)
-    args = dict(source=fm.images[0], source_depth=depth[0], baselines=b[1:], focal=fm.info.focal, config=FillConfig(), flow=Counted())
+    args = dict(source=fm.images[0], source_depth=depth[0], baselines=b[1:], focal=fm.info.focal, config=FillConfig(), flow=_counted(DISFlow, calls))
     alone = fill.fill_views(fm.images[1:], fm.masks[1:, :, 0], depth[1:], **args)
     assert set(calls) == {1}
     calls.clear()
