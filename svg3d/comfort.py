@@ -242,6 +242,13 @@ class FrameScan:
     edge: np.ndarray
     histogram: np.ndarray
 
+    @classmethod
+    def join(cls, pieces: list[FrameScan]) -> FrameScan:
+        """The scan of consecutive pieces of a clip (each frame's numbers are its own)."""
+        if len(pieces) == 1:
+            return pieces[0]
+        return cls(np.concatenate([p.edge for p in pieces]), np.concatenate([p.histogram for p in pieces]))
+
 
 def normalise(d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Raw disparity ``(n, H, W)`` normalised over per-frame ranges ``(n,)`` as ``camera.normalise_disparity`` does."""
@@ -307,10 +314,29 @@ class EffectTrack:
     handling: list[str | None] = field(default_factory=list)  # per shot: how its violations were handled (None: none)
 
     @property
+    def remapped(self) -> np.ndarray:
+        """``(T,)`` bool: the frames whose effect differs from the envelope, which ``remap`` maps (the others are the
+        envelope camera's as they are)."""
+        s0, c0 = self.envelope
+        return (self.strength != s0) | (self.convergence != c0)
+
+    @property
     def changed(self) -> bool:
         """Whether any frame's effect differs from the envelope (otherwise the views need no remap)."""
-        s0, c0 = self.envelope
-        return bool(np.any(self.strength != s0) or np.any(self.convergence != c0))
+        return bool(self.remapped.any())
+
+    @classmethod
+    def join(cls, pieces: list[EffectTrack]) -> EffectTrack:
+        """The track of consecutive pieces of a clip (each its shots' own track, as ``effect_track`` of the frames
+        from its first on makes it): every frame's numbers are its piece's, its shots shifted to the clip's frames."""
+        first = pieces[0]
+        if len(pieces) == 1:
+            return first
+        starts = np.cumsum([0, *(len(p.strength) for p in pieces[:-1])])
+        joined = {f: np.concatenate([getattr(p, f) for p in pieces]) for f in ("strength", "convergence", "rho", "edge", "violations", "windows")}
+        shots = [(a + s, b + s) for p, s in zip(pieces, starts, strict=True) for a, b in p.shots]
+        handling = [h for p in pieces for h in p.handling]
+        return cls(**joined, envelope=first.envelope, budget=first.budget, shots=shots, mode=first.mode, auto=first.auto, handling=handling)
 
     def unhandled(self, width: int) -> np.ndarray:
         """``(T,)`` bool: frames whose edge object still stands in front of the screen after the handling (crossed
@@ -474,36 +500,40 @@ def plan_config(config):
     return replace(config, strength=s0, convergence=c0, auto_strength=False)
 
 
-def clip_effect(
-    config, lo: np.ndarray, hi: np.ndarray, cuts: list[int], scan: FrameScan, *, width: int
-) -> EffectTrack | None:
-    """The ``EffectTrack`` of a clip under a ``config.MatrixConfig`` (None for the physical camera), with a
-    warning when a fixed strength leaves the screen's budget."""
+def effect_of(config, lo: np.ndarray, hi: np.ndarray, cuts: list[int], scan: FrameScan, *, width: int) -> EffectTrack | None:
+    """The ``EffectTrack`` of a clip, or of a piece of one made of whole shots, under a ``config.MatrixConfig`` (None
+    for the physical camera); ``say_budget`` and ``say_violations`` tell the user about it."""
     if not is_effect(config):
         return None
-    budget = screen_budget(config.screen)
-    track = effect_track(
-        lo, hi, scan.edge, cuts, width=width, budget=budget, strength=config.strength, convergence=config.convergence,
-        auto=config.auto_strength, windows=config.window_violations,
+    return effect_track(
+        lo, hi, scan.edge, cuts, width=width, budget=screen_budget(config.screen), strength=config.strength,
+        convergence=config.convergence, auto=config.auto_strength, windows=config.window_violations,
     )  # fmt: skip
-    s0, c0 = track.envelope
+
+
+def say_budget(config) -> None:
+    """Warn when the effect by strength of a ``config.MatrixConfig`` (its envelope) leaves the screen's budget."""
+    if not is_effect(config):
+        return
+    budget = screen_budget(config.screen)
+    s0, c0 = effect_envelope(budget, strength=config.strength, convergence=config.convergence, auto=config.auto_strength)
     if not budget.contains(s0, c0):
         log.warning(
             "the effect puts the nearest point at %+.2f %% and the farthest at %+.2f %% of the width, outside the budget of "
             "--screen %s (%+.2f .. %+.2f %%): lower --strength, move --convergence, or use --strength auto",
             -s0 * (1 - c0), s0 * c0, budget.screen, -budget.near, budget.far,
         )  # fmt: skip
-    if track.violations.any():
-        said = {
-            "screen": "the screen plane moved in front of it",
-            "float": "a floating window",
-            "off": "left as they are (--window-violations off)",
-        }
-        log.info(
-            "window violations (an object cut by the frame edge in front of the screen) in %d frames: %s",
-            int(track.violations.sum()), "; ".join(f"frames {a}-{b - 1}: {said[h]}" for (a, b), h in zip(track.shots, track.handling, strict=True) if h),
-        )  # fmt: skip
-    return track
+
+
+def say_violations(track: EffectTrack | None) -> None:
+    """One line on the window violations of a clip's track and how each shot's were handled (none: nothing)."""
+    if track is None or not track.violations.any():
+        return
+    said = {"screen": "the screen plane moved in front of it", "float": "a floating window", "off": "left as they are (--window-violations off)"}
+    log.info(
+        "window violations (an object cut by the frame edge in front of the screen) in %d frames: %s",
+        int(track.violations.sum()), "; ".join(f"frames {a}-{b - 1}: {said[h]}" for (a, b), h in zip(track.shots, track.handling, strict=True) if h),
+    )  # fmt: skip
 
 
 def effect_ranges(config, lo: np.ndarray, hi: np.ndarray, cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:

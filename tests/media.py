@@ -1,4 +1,4 @@
-"""Test helpers: probe a media file, and make a small rendered clip (mp4 with audio, exact depth)."""
+"""Test helpers: probe a media file, and make a small rendered clip (mp4 with audio, exact depth) or one of shots."""
 
 from __future__ import annotations
 
@@ -60,6 +60,15 @@ def rendered_clip(folder: Path, *, frames: int = 6, height: int = 64, width: int
     for t, d in enumerate(z.numpy()):
         io.write_depth(folder / "depth" / f"{t:05d}.npy", (1.0 / d).astype(np.float32))
     return video, folder / "depth", frames_u8
+
+
+def write_clip(folder: Path, shots: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Path, Path]:
+    """Lossless frames and exact inverse depth (``--depth-from``) of the shots, one after the other."""
+    frames, disparity = np.concatenate([s[0] for s in shots]), np.concatenate([s[1] for s in shots])
+    for t in range(len(frames)):
+        io.write_image(folder / "frames" / f"{t:05d}.png", frames[t])
+        io.write_depth(folder / "depth" / f"{t:05d}.npy", disparity[t].astype(np.float32))
+    return folder / "frames", folder / "depth"
 
 
 def pcm_video(path: Path, frames: np.ndarray, fps: float, *, rate: int = 44100) -> Path:

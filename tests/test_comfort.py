@@ -22,6 +22,7 @@ from svg3d.__main__ import main
 from svg3d.checks import InputError
 from svg3d.config import ConvertConfig, DepthConfig, MatrixConfig
 from svg3d.stages.export import ExportSettings
+from tests.media import write_clip
 
 H, W = 128, 320  # 1 % of the width = 3.2 px
 PX = 100 / W  # one pixel in % of the width
@@ -294,13 +295,10 @@ def test_leaving_the_budget_is_a_warning_naming_the_flags(caplog):
     assert near[0] == pytest.approx(-k * 1.1) and far[0] == pytest.approx(-k * 0.1)
     assert all(f in caplog.text for f in ("--baseline", "--focal", "--convergence", "--strength auto"))
     caplog.clear()
-    scan = comfort.FrameScan(np.zeros((3, 2)), np.zeros((3, comfort.HISTOGRAM_BINS)))
-    comfort.clip_effect(
-        replace(ConvertConfig().matrix, strength=8.0, screen="desktop"), np.ones(3), 2 * np.ones(3), [], scan, width=W
-    )
+    comfort.say_budget(replace(ConvertConfig().matrix, strength=8.0, screen="desktop"))
     assert "--strength" in caplog.text and "desktop" in caplog.text
     caplog.clear()
-    comfort.clip_effect(ConvertConfig().matrix, np.ones(3), 2 * np.ones(3), [], scan, width=W)
+    comfort.say_budget(ConvertConfig().matrix)
     assert caplog.text == ""  # the default inside its own budget
 
 
@@ -330,15 +328,6 @@ def _shot(
         sc = replace(sc, box_center0=centre)
     rgb, z = scene.render(sc)
     return (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(), (1 / z).numpy()
-
-
-def write_clip(folder: Path, shots: list[tuple[np.ndarray, np.ndarray]]) -> tuple[Path, Path]:
-    """Lossless frames and exact inverse depth (``--depth-from``) of the shots, one after the other."""
-    frames, disparity = np.concatenate([s[0] for s in shots]), np.concatenate([s[1] for s in shots])
-    for t in range(len(frames)):
-        io.write_image(folder / "frames" / f"{t:05d}.png", frames[t])
-        io.write_depth(folder / "depth" / f"{t:05d}.npy", disparity[t].astype(np.float32))
-    return folder / "frames", folder / "depth"
 
 
 def convert_clip(frames: Path, depth: Path, out: Path, **matrix) -> tuple[np.ndarray, np.ndarray, dict]:

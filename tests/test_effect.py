@@ -215,3 +215,125 @@ def test_known_share_is_the_cells_share_from_the_disparity_alone(strength):
             assert looking.known_share(t, view, (h, w)) == share
     far = 1 - plan.reference
     assert looking.known_share(n - 1, far, (h, w)) < 1.0  # (the far view has holes: the comparison is not all ones)
+
+
+# --------------------------------------------------------------------------------------------------
+# the effect worked out shot by shot (matrix.Effect)
+
+
+class ArrivingStore:
+    """A stand-in for a stage's store over whole arrays: ``stats`` and ``read`` as ``work.StageStore``'s, and the
+    furthest frame each was asked for (``asked``): what a reader would have waited for while the stage ran."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], stats: dict[str, np.ndarray]) -> None:
+        self.arrays, self._stats = arrays, stats
+        self.num_frames = len(next(iter(stats.values())))
+        self.asked = 0
+
+    def stats(self, name: str, end: int | None = None) -> np.ndarray:
+        end = self.num_frames if end is None else min(end, self.num_frames)
+        self.asked = max(self.asked, end)
+        return self._stats[name][:end]
+
+    def read(self, a: int, b: int, name: str) -> np.ndarray:
+        self.asked = max(self.asked, b)
+        return self.arrays[name][a:b]
+
+
+def three_shots(n_shots=(14, 11, 15), h=24, w=40):
+    """Disparity ``(T, h, w)`` of three shots of other depth ranges, the second with a near object cut by the left
+    frame edge (a window violation: its screen plane moves, so only its frames are remapped), and the stores over it:
+    the depth stage's shot-change scores (a clear peak at each cut) and the disparity with its per-frame statistics."""
+    rng = np.random.default_rng(3)
+    parts = []
+    for k, (m, scale) in enumerate(zip(n_shots, (1.0, 3.0, 0.4), strict=True)):
+        d = scale * (0.5 + rng.random((m, h, w))).astype(np.float32) * np.linspace(1, 1.3, m, dtype=np.float32)[:, None, None]
+        d[:, :, :3] = d[:, :, -3:] = 0.5 * scale  # far at the frame's edges
+        if k == 1:
+            d[:, :, :3] = 2.2 * scale  # near, at the left edge, in every row
+        parts.append(d)
+    d = np.concatenate(parts)
+    cuts = np.cumsum(n_shots)[:-1]
+    scores = np.full(len(d), 0.02) + 0.01 * rng.random(len(d))
+    scores[cuts] = 0.9
+    stats = {"min": d.min((1, 2)), "max": d.max((1, 2)), "p01": np.percentile(d, 1, axis=(1, 2)), "p99": np.percentile(d, 99, axis=(1, 2))}
+    return d, [int(c) for c in cuts], ArrivingStore({}, {"cut": scores}), ArrivingStore({"disparity": d}, stats)
+
+
+@pytest.mark.parametrize("auto", [False, True])
+def test_the_effect_shot_by_shot_is_the_whole_clips_and_waits_for_its_shots_only(auto):
+    """``matrix.Effect`` works the effect out shot by shot as the disparity arrives: every frame's ranges, strength,
+    screen plane, window bars, scan and remap equal the whole clip's computation (``comfort``'s functions over all of
+    it, as the effect was made before), bit for bit, read chunk by chunk; and a chunk of the first shot waits only for
+    the scores and the disparity up to a little past that shot's end, not for the whole clip."""
+    from dataclasses import replace
+
+    from svg3d import comfort
+    from svg3d.stages.matrix import Effect
+
+    d, cuts, depth, disparity = three_shots()
+    n, w, fps, chunk = len(d), d.shape[2], 10.0, 4
+    config = ConvertConfig()
+    config = replace(config, matrix=replace(config.matrix, auto_strength=auto, screen="tv"))
+    m = config.matrix
+    plan = camera.plan_views(comfort.plan_config(m), d.shape[1])
+    # the whole clip at once
+    found = shots.detect_cuts(depth.stats("cut"))
+    assert found == cuts
+    lo, hi = shots.depth_ranges({k: disparity.stats(k) for k in ("min", "max", "p01", "p99")}, "shot", cuts=cuts, fps=fps)
+    lo, hi = comfort.effect_ranges(m, lo, hi, cuts)
+    scan = comfort.scan_disparity(lambda a, b: d[a:b], n, lo, hi, chunk=chunk)
+    whole = comfort.effect_of(m, lo, hi, cuts, scan, width=w)
+    if auto:  # every shot its own strength
+        assert len(set(whole.strength[[0, cuts[0], cuts[1]]])) == 3
+    else:  # the second shot's screen plane moved: its frames alone are remapped
+        assert whole.remapped[cuts[0] : cuts[1]].all() and not whole.remapped[: cuts[0]].any() and not whole.remapped[cuts[1] :].any()
+
+    depth.asked = disparity.asked = 0
+    effect = Effect(config, plan, disparity="stabilised", width=w, fps=fps, chunk_frames=chunk)
+    assert effect.per_shot
+    inputs = {"depth": depth, "stabilised": disparity}
+    ranges, track = effect.ranges(inputs), effect.track(inputs)
+    got_lo, got_hi = ranges(0, chunk)
+    assert np.array_equal(got_lo, lo[:chunk].astype(np.float32)) and np.array_equal(got_hi, hi[:chunk].astype(np.float32))
+    # the first shot's end is final once the scores reach CUT_NEIGHBOURHOOD past it (read a chunk at a time)
+    assert cuts[0] + shots.CUT_NEIGHBOURHOOD < depth.asked <= cuts[0] + shots.CUT_NEIGHBOURHOOD + 2 * chunk
+    assert disparity.asked == cuts[0]  # the first shot's disparity, nothing after it
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        got_lo, got_hi = ranges(a, b)
+        assert np.array_equal(got_lo, lo[a:b].astype(np.float32)) and np.array_equal(got_hi, hi[a:b].astype(np.float32))
+        part = track(b)
+        for name in ("strength", "convergence", "windows", "remapped"):
+            assert np.array_equal(getattr(part, name)[a:b], getattr(whole, name)[a:b]), (name, a)
+        x = torch.rand(b - a, 5, 6, generator=torch.Generator().manual_seed(a), dtype=torch.float32)
+        assert torch.equal(part.remap(x, a, b), whole.remap(x, a, b))
+    got, got_scan, near, far, got_cuts, got_lo, got_hi = effect.get(inputs)
+    assert got_cuts == cuts and got.shots == whole.shots and got.handling == whole.handling and got.envelope == whole.envelope
+    for name in ("strength", "convergence", "rho", "edge", "violations", "windows"):
+        assert np.array_equal(getattr(got, name), getattr(whole, name)), name
+    assert np.array_equal(got_scan.edge, scan.edge) and np.array_equal(got_scan.histogram, scan.histogram)
+    assert np.array_equal(got_lo, lo) and np.array_equal(got_hi, hi)
+    assert np.array_equal(near, whole.parallax(1.0)) and np.array_equal(far, whole.parallax(0.0))
+
+
+def test_a_chunk_across_shots_is_warped_frame_by_frame():
+    """A chunk holding frames of a remapped shot (its screen plane moved) and of one that is not gives every frame the
+    depth it gets read alone: the remap is the frame's, not the chunk's."""
+    from svg3d import comfort
+    from svg3d.stages.matrix import Effect
+
+    d, cuts, depth, disparity = three_shots()
+    n, h, w = d.shape
+    config = ConvertConfig()
+    plan = camera.plan_views(comfort.plan_config(config.matrix), h)
+    effect = Effect(config, plan, disparity="stabilised", width=w, fps=10.0, chunk_frames=4)
+    inputs = {"depth": depth, "stabilised": disparity}
+    frames = np.repeat(texture(h, w), n, axis=0)
+    source = MatrixSource(lambda a, b: frames[a:b], lambda a, b: d[a:b], None, None, plan, config.matrix, ranges=effect.ranges(inputs),
+                          track=effect.track(inputs))  # fmt: skip
+    a, b = cuts[0] - 2, cuts[1] + 2  # the end of shot 1, all of shot 2 (remapped), the start of shot 3
+    assert effect.track(inputs)(n).remapped[a:b].any() and not effect.track(inputs)(n).remapped[a:b].all()
+    together = source._depth(a, b, (h, w))
+    alone = torch.cat([source._depth(t, t + 1, (h, w)) for t in range(a, b)])
+    assert torch.equal(together, alone)

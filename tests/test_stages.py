@@ -202,6 +202,32 @@ def test_ranges_of_a_prefix_equal_the_whole_clip():
         assert np.array_equal(lo, lo_all[a:b]) and np.array_equal(hi, hi_all[a:b])
 
 
+def test_ranges_read_out_of_order_equal_the_whole_clip():
+    """``matrix.Ranges`` read chunk by chunk in any order (the fill's chunks split over threads: one reads the middle
+    of the clip, then another its start) gives every chunk the whole clip's ranges. Before, a read that ended before
+    the one before it dropped the cuts found past its end for good, and every later chunk got ranges across them."""
+    from types import SimpleNamespace
+
+    from svg3d.stages.matrix import Ranges
+
+    rng = np.random.default_rng(1)
+    n, fps, cuts = 120, 10.0, [37, 81]
+    p01 = np.where(np.arange(n) < 37, 1.0, np.where(np.arange(n) < 81, 4.0, 0.5)) + 0.01 * rng.random(n)
+    stats = {"min": p01 - 0.2, "max": p01 + 3, "p01": p01, "p99": p01 + 2 + 0.01 * rng.random(n), "cut": np.full(n, 0.02)}
+    stats["cut"][cuts] = 0.9
+
+    def store():
+        return SimpleNamespace(num_frames=n, stats=lambda name, end=None: stats[name][: n if end is None else end])
+
+    lo_all, hi_all = shots.depth_ranges(stats, "shot", cuts=cuts, fps=fps)
+    chunks = [(a, min(n, a + 8)) for a in range(0, n, 8)]
+    for order in (chunks, chunks[len(chunks) // 2 :] + chunks[: len(chunks) // 2], chunks[::-1]):
+        ranges = Ranges(store(), store(), "shot", fps)
+        for a, b in order:
+            lo, hi = ranges(a, b)
+            assert np.array_equal(lo, lo_all[a:b]) and np.array_equal(hi, hi_all[a:b]), (a, b)
+
+
 def test_overlapping_stages_give_the_bytes_of_one_after_another(tmp_path):
     """convert with its stages overlapping against one after another, and with the fill's chunks two at once against
     one at a time on one thread: the same stage data (digests hash every frame's bytes), the same lossless exports and

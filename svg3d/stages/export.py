@@ -792,7 +792,6 @@ class ExportStage:
         info, plan = self.clip.info, self.plan
         source = matrix_source(self.clip, self.name, inputs, self.disparity, plan, self.config, self.device, self.config.chunk_frames,
                                effect=self.effect, take_from=self.take_from)  # fmt: skip
-        track = self.effect.get(inputs)[0] if self.effect.warps else None
         disparity = inputs[self.disparity]
         writer = ExportWriter(
             self.out_dir, self.stem, self.config.exports, fps=info.rate, size=info.size, num_views=plan.num_views, eyes=plan.eyes,
@@ -824,8 +823,9 @@ class ExportStage:
                     d = resize_depth(disparity.read(a, b, "disparity"), info.size)
                     depth_range = source.ranges(a, b)
                 left, right = out[plan.eyes[0]], out[plan.eyes[1]]
-                if track is not None and track.windows[a:b].any():  # window violations handled by floating windows
-                    left, right = comfort.float_window(_host(left), _host(right), track.windows[a:b])
+                bars = self.effect.windows(inputs, a, b) if self.effect.warps else None
+                if bars is not None and bars.any():  # window violations handled by floating windows
+                    left, right = comfort.float_window(_host(left), _host(right), bars)
                 if pending is not None:
                     pending.result()  # the chunk before is written (its errors raised here)
                     work.release_memory()  # no store commits here: trim as they do (RSS crept over a long export)

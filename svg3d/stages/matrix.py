@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import camera, io, memory
+from .. import camera, comfort, io, memory
 from ..checks import InputError, check_shape
 from ..config import MatrixConfig
 from ..graphs import to_device
@@ -451,6 +451,12 @@ class HandOn:
         return cell
 
 
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``[(i, j), ...]``: the runs of equal values of ``flags`` ``(n,)``, in order."""
+    edges = [0, *(np.flatnonzero(flags[1:] != flags[:-1]) + 1).tolist(), len(flags)]
+    return list(zip(edges, edges[1:], strict=False))
+
+
 class MatrixSource:
     """The cells of a clip's frame matrix by frame range, computed on demand (never stored whole).
 
@@ -459,9 +465,11 @@ class MatrixSource:
     ``(T,)`` (``svg3d.shots``), or ``ranges(a, b) -> (lo, hi)`` instead (``Ranges``, computed as the statistics
     arrive); plan: the views; config: how disparity becomes Z. Recent frames' cells
     are kept (``cache_frames``, colours as 8 bits), so a stage reading a chunk and its temporal context
-    warps each frame once. Everything is computed on ``device``. ``remap(d, a, b)``: a per-frame map of the
-    normalised disparity ``(n, H, W)`` of frames ``a .. b-1`` into [0, 1] before it becomes Z (the effect per
-    frame within the plan's camera: ``comfort.EffectTrack.remap``); None: as normalised. ``hand_on``: a
+    warps each frame once. Everything is computed on ``device``. ``track(b)``: the effect's ``comfort.EffectTrack``
+    over frames ``0 .. b-1`` at least (``Effect.track``, which waits for their shots): the normalised disparity of
+    the frames whose effect is not the envelope's is mapped into their own effect (``EffectTrack.remap``) before it
+    becomes Z, frame by frame, so a frame's depth does not depend on the chunk it is read in; None: as normalised
+    (the physical camera, or a given range). ``hand_on``: a
     ``HandOn`` that every cell computed is offered to (the fill's source); ``take_from``: one whose cells are taken
     instead of warping them again (the export's).
     """
@@ -478,11 +486,11 @@ class MatrixSource:
         device: torch.device | str = "cpu",
         cache_frames: int = 32,
         ranges=None,
-        remap: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
+        track: Callable[[int], comfort.EffectTrack] | None = None,
         hand_on: HandOn | None = None,
         take_from: HandOn | None = None,
     ) -> None:
-        self._frames, self._disparity, self.remap = frames, disparity, remap
+        self._frames, self._disparity, self.track = frames, disparity, track
         self.hand_on, self.take_from = hand_on, take_from
         if ranges is None:
             lo, hi = np.asarray(lo, np.float32), np.asarray(hi, np.float32)
@@ -505,9 +513,16 @@ class MatrixSource:
             d = torch.nn.functional.interpolate(d[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
         c = self.config
         lo, hi = (to_device(np.asarray(x, np.float32), self.device) for x in self.ranges(a, b))
-        if self.remap is not None:  # normalised here, remapped, then taken as already normalised (range 0..1)
-            d, lo, hi = self.remap(camera.normalise_disparity(d, lo, hi), a, b), 0.0, 1.0
-        return camera.disparity_to_depth(d, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth, lo=lo, hi=hi)
+        track = self.track(b) if self.track is not None else None
+        remapped = track.remapped[a:b] if track is not None else np.zeros(b - a, bool)
+        parts = []
+        for i, j in _runs(remapped):  # (a chunk may hold frames of shots with and without their own effect)
+            if remapped[i]:  # normalised here, remapped, then taken as already normalised (range 0..1)
+                x, x_lo, x_hi = track.remap(camera.normalise_disparity(d[i:j], lo[i:j], hi[i:j]), a + i, a + j), 0.0, 1.0
+            else:
+                x, x_lo, x_hi = d[i:j], lo[i:j], hi[i:j]
+            parts.append(camera.disparity_to_depth(x, nearest_depth=c.nearest_depth, farest_depth=c.farest_depth, metric=c.metric_depth, lo=x_lo, hi=x_hi))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def known_share(self, t: int, view: int, size: tuple[int, int]) -> float:
         """The share of frame ``t``'s pixels that ``view``'s cell keeps from the input (``size``: the frames'), from the
@@ -560,6 +575,33 @@ class MatrixSource:
         )
 
 
+class _Cuts:
+    """The cuts of a clip as the depth stage's shot-change scores arrive (``shots.detect_cuts``): ``read(end)`` reads
+    the scores of frames ``0 .. end-1`` (waiting for them) and returns the cuts found in them; ``final`` holds those
+    no later score can move (more than ``shots.CUT_NEIGHBOURHOOD`` frames before the furthest ``end`` read, or all
+    once the clip's end is read). Reads may come in any order (a stage's chunks computed by several threads): what
+    was final stays final."""
+
+    def __init__(self, store) -> None:
+        from .. import shots
+
+        self._shots, self.store = shots, store
+        self.final: list[int] = []
+        self.until = 1  # cuts before this frame are final
+        self.end = 0  # the furthest frame whose score was read, plus one
+
+    def read(self, end: int) -> list[int]:
+        shots = self._shots
+        scores = self.store.stats("cut", end)
+        final = len(scores) if end >= self.store.num_frames else len(scores) - shots.CUT_NEIGHBOURHOOD
+        found = shots.detect_cuts(scores, start=self.until, cuts=self.final)
+        if final > self.until:
+            self.final = [t for t in found if t < final]
+            self.until = final
+        self.end = max(self.end, len(scores))
+        return [t for t in found if t < len(scores)]
+
+
 class Ranges:
     """The per-frame normalisation ranges of a conversion (``shots.depth_ranges``), as the statistics arrive.
 
@@ -574,71 +616,128 @@ class Ranges:
         self._shots, self.cuts_store, self.stats_store, self.mode, self.fps = shots, cuts_store, stats_store, mode, fps
         self.num_frames = stats_store.num_frames
         self.lookahead = shots.range_lookahead(fps) if mode == "shot" else None
-        self._cuts: list[int] = []
-        self._cuts_until = 1  # cuts before this frame are final
+        self._cuts = _Cuts(cuts_store)
         self._lock = threading.Lock()
 
     def __call__(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        shots, n = self._shots, self.num_frames
+        n = self.num_frames
         end = n if self.lookahead is None else min(n, b + self.lookahead)
         stats = {k: self.stats_store.stats(k, end) for k in ("min", "max", "p01", "p99")}
-        with self._lock:
-            if self.mode == "shot":
-                scores = self.cuts_store.stats("cut", end)
-                final = len(scores) if end == n else len(scores) - shots.CUT_NEIGHBOURHOOD
-                found = shots.detect_cuts(scores, start=self._cuts_until, cuts=self._cuts)
-                self._cuts = [t for t in found if t < final]
-                self._cuts_until = max(self._cuts_until, final)
-                cuts = found
-            else:
-                cuts = []
-        return shots.depth_ranges(stats, self.mode, cuts=cuts, fps=self.fps, frames=(a, b))
-
-    def cuts(self) -> list[int]:
-        """Every cut of the clip (waits for the whole clip's scores)."""
-        return self._shots.detect_cuts(self.cuts_store.stats("cut")) if self.mode == "shot" else []
+        if self.mode == "shot":
+            with self._lock:
+                cuts = self._cuts.read(end)
+        else:
+            cuts = []
+        return self._shots.depth_ranges(stats, self.mode, cuts=cuts, fps=self.fps, frames=(a, b))
 
 
 class Effect:
-    """The 3D effect of every frame of a conversion (``comfort.clip_effect``: strength and screen plane per shot from
+    """The 3D effect of every frame of a conversion (``comfort.effect_of``: strength and screen plane per shot from
     the screen's budget, window violations handled), what it read of the disparity, and the (near, far) parallax of
-    every frame (``comfort.check_physical`` for the physical camera). Computed once, from the whole clip's disparity
-    (a shot's effect needs all of it): the stages that use it wait for the disparity to be complete (``lookahead``
-    None). ``get(inputs)`` with the stores ``depth`` (cuts) and the disparity the matrix uses."""
+    every frame (``comfort.check_physical`` for the physical camera). ``inputs``: the stores ``depth`` (the cuts) and
+    the disparity the matrix uses.
+
+    A shot's effect needs the whole shot's disparity (its strength, its steady range, its edge objects), and nothing
+    of the other shots': with the effect by strength and ranges per shot it is worked out shot by shot as the
+    disparity arrives (``per_shot``: the stages that warp with it wait for the end of the shot their chunk reaches,
+    not for the whole clip: ``whole_shots``), each shot exactly as the whole clip's numbers would have it. Otherwise it
+    is worked out once, from the whole clip (its readers' ``lookahead`` is None). ``ranges``, ``track`` and ``windows``
+    are a chunk's (waiting for its shots); ``get`` the whole clip's (waiting for all of it)."""
 
     def __init__(self, config, plan, *, disparity: str, width: int, fps: float, chunk_frames: int) -> None:
         self.config, self.plan, self.disparity, self.width, self.fps, self.chunk = config, plan, disparity, width, fps, chunk_frames
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while a shot is worked out; the shots known are read without it
+        self._pieces: list[tuple[comfort.EffectTrack | None, comfort.FrameScan, np.ndarray, np.ndarray]] = []
+        self._known = (0, None)  # (frames whose shots are worked out, their joined (track, lo, hi)): read and set whole
+        self._cuts: _Cuts | None = None
         self._value = None
 
     @property
     def warps(self) -> bool:
         """Whether the warp depends on it (the effect by strength: its remap, its screen plane per shot)."""
-        from .. import comfort
-
         return comfort.is_effect(self.config.matrix)
+
+    @property
+    def per_shot(self) -> bool:
+        """Whether it is worked out shot by shot (its readers wait for a shot's end, not the clip's)."""
+        return self.warps and self.config.matrix.depth_range == "shot"
+
+    def ranges(self, inputs: dict) -> Callable[[int, int], tuple[np.ndarray, np.ndarray]]:
+        """``ranges(a, b) -> (lo, hi)`` float32 ``(b - a,)``: the ranges frames ``a .. b-1`` are normalised over
+        (``comfort.effect_ranges``: for the effect by strength, the warp's too), as ``MatrixSource`` takes them."""
+
+        def ranges(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+            _, lo, hi = self._upto(inputs, b)
+            return lo[a:b].astype(np.float32), hi[a:b].astype(np.float32)
+
+        return ranges
+
+    def track(self, inputs: dict) -> Callable[[int], comfort.EffectTrack]:
+        """``track(b)``: the ``comfort.EffectTrack`` of frames ``0 .. b-1`` at least (``MatrixSource``'s ``track``)."""
+        return lambda b: self._upto(inputs, b)[0]
+
+    def windows(self, inputs: dict, a: int, b: int) -> np.ndarray | None:
+        """The floating-window bars ``(b - a, 2)`` of frames ``a .. b-1`` (None: the physical camera)."""
+        track = self._upto(inputs, b)[0]
+        return None if track is None else track.windows[a:b]
 
     def get(self, inputs: dict):
         """``(track, scan, near, far, cuts, lo, hi)``: ``comfort.EffectTrack`` (None: the physical camera), the
         ``comfort.FrameScan``, parallax ``(T,)`` of the nearest and farthest point, the cuts, the ranges every frame's
         disparity is normalised over (``comfort.effect_ranges``: for the effect by strength, the warp's too)."""
-        from .. import comfort
-
+        track, lo, hi = self._upto(inputs, inputs[self.disparity].num_frames)
         with self._lock:
             if self._value is None:
-                store, config = inputs[self.disparity], self.config.matrix
-                ranges = Ranges(inputs["depth"], store, config.depth_range, self.fps)
-                n = ranges.num_frames
-                cuts = ranges.cuts()
-                lo, hi = comfort.effect_ranges(config, *ranges(0, n), cuts)  # steady within a shot for the effect by strength
-                scan = comfort.scan_disparity(lambda a, b: store.read(a, b, "disparity"), n, lo, hi, chunk=self.chunk)
-                track = comfort.clip_effect(config, lo, hi, cuts, scan, width=self.width)
+                scan = comfort.FrameScan.join([p[1] for p in self._pieces])
                 if track is None:
-                    near, far = comfort.check_physical(config, self.plan, lo, hi, width=self.width)
+                    near, far = comfort.check_physical(self.config.matrix, self.plan, lo, hi, width=self.width)
                 else:
                     near, far = track.parallax(1.0), track.parallax(0.0)
-                self._value = (track, scan, near, far, cuts, lo, hi)
+                comfort.say_violations(track)
+                self._value = (track, scan, near, far, self._cuts.final, lo, hi)
             return self._value
+
+    def _upto(self, inputs: dict, b: int) -> tuple[comfort.EffectTrack | None, np.ndarray, np.ndarray]:
+        """The joined (track, lo, hi) of at least frames ``0 .. b-1``: their shots worked out first if they are not."""
+        known, joined = self._known
+        if known >= b:
+            return joined
+        with self._lock:
+            while self._known[0] < b:
+                self._next_piece(inputs)
+            return self._known[1]
+
+    def _next_piece(self, inputs: dict) -> None:
+        """Work out the next shot (``per_shot``), or the whole clip, from the first frame not yet known."""
+        from .. import shots
+
+        store, config = inputs[self.disparity], self.config.matrix
+        n = store.num_frames
+        if self._cuts is None:
+            self._cuts = _Cuts(inputs["depth"])
+            comfort.say_budget(config)
+        first = self._known[0]
+        end = n
+        if self.per_shot:  # the end of the shot starting at ``first``: the first final cut after it, or the clip's end
+            while True:
+                look = min(n, max(first, self._cuts.end) + self.chunk)
+                self._cuts.read(look)
+                after = [t for t in self._cuts.final if t > first]
+                if after or look == n:
+                    end = after[0] if after else n
+                    break
+        elif config.depth_range == "shot":
+            self._cuts.read(n)
+        cuts = [t for t in self._cuts.final if t < end]
+        stats = {k: store.stats(k, end) for k in ("min", "max", "p01", "p99")}
+        lo, hi = shots.depth_ranges(stats, config.depth_range, cuts=cuts, fps=self.fps, frames=(first, end))
+        inner = [t - first for t in cuts if t > first]  # the piece's cuts, from its first frame
+        lo, hi = comfort.effect_ranges(config, lo, hi, inner)  # steady within a shot for the effect by strength
+        scan = comfort.scan_disparity(lambda a, b: store.read(first + a, first + b, "disparity"), end - first, lo, hi, chunk=self.chunk)
+        self._pieces.append((comfort.effect_of(config, lo, hi, inner, scan, width=self.width), scan, lo, hi))
+        tracks = [p[0] for p in self._pieces]
+        track = None if tracks[0] is None else comfort.EffectTrack.join(tracks)
+        self._known = (end, (track, np.concatenate([p[2] for p in self._pieces]), np.concatenate([p[3] for p in self._pieces])))
 
 
 def matrix_source(clip, reader: str, inputs: dict, disparity: str, plan, config, device, cache_frames: int, *,
@@ -647,15 +746,14 @@ def matrix_source(clip, reader: str, inputs: dict, disparity: str, plan, config,
     each frame warped with its own effect (``Effect``) when the effect is set by strength; ``hand_on``, ``take_from``:
     ``MatrixSource``'s."""
     store = inputs[disparity]
-    lo = hi = ranges = remap = None
-    if effect is not None and effect.warps:  # the effect's ranges (steady within a shot, whole clip) and its remap
-        track, *_, lo, hi = effect.get(inputs)
-        remap = track.remap if track.changed else None
+    track = None
+    if effect is not None and effect.warps:  # the effect's ranges (steady within a shot) and its remap, shot by shot
+        ranges, track = effect.ranges(inputs), effect.track(inputs)
     else:  # the ranges as the statistics arrive
         ranges = Ranges(inputs["depth"], store, config.matrix.depth_range, clip.info.fps)
     return MatrixSource(
-        clip.reader(reader), lambda a, b: store.read(a, b, "disparity"), lo, hi, plan, config.matrix, device=device,
-        cache_frames=cache_frames, ranges=ranges, remap=remap, hand_on=hand_on, take_from=take_from,
+        clip.reader(reader), lambda a, b: store.read(a, b, "disparity"), None, None, plan, config.matrix, device=device,
+        cache_frames=cache_frames, ranges=ranges, track=track, hand_on=hand_on, take_from=take_from,
     )  # fmt: skip
 
 
