@@ -140,15 +140,16 @@ def _check_effect(source, plan: camera.ViewPlan, config: ConvertConfig, num_fram
 def _share_decoder(clip: Clip, runner: work.Runner, todo: list, chunk_frames: int, concurrent: bool) -> None:
     """Every decoded frame is kept until the slowest of the stages ``todo`` has read it: the window covers the chunks
     and the look-ahead of the stages that run at once (``Clip``), so that none waits on itself. The stages that wait
-    for the whole clip of their inputs (``lookahead`` None) and those that read theirs start only after the others
-    have read everything: they share the decoder after them (``Clip.defer``), over a window of their chunks and of
-    the input frames they read around a chunk (``context``). In each group, a stage that resumes more than the window
-    after the group's earliest decodes alone: sharing would hold it until the others caught up."""
+    for the whole clip of their inputs (``lookahead`` None) or for whole shots of them (``whole_shots``), and those that
+    read theirs, may fall behind the others by more than any window: they share a decoder of their own (``Clip.defer``),
+    over a window of their chunks and of the input frames they read around a chunk (``lookahead``, else ``context``).
+    In each group, a stage that resumes more than the window after the group's earliest decodes alone: sharing would
+    hold it until the others caught up."""
     if not concurrent:  # (one after another, each stage decodes in its turn)
         return
     late: set[str] = set()
     for stage in todo:
-        if stage.lookahead is None or any(n in late for n in stage.needs):
+        if stage.lookahead is None or getattr(stage, "whole_shots", False) or any(n in late for n in stage.needs):
             late.add(stage.name)
 
     def firsts(group: list, window: int) -> dict[str, int]:

@@ -76,14 +76,15 @@ def test_frames_the_decoder_passes_are_kept_for_a_slower_reader():
     assert all(CountingSource.decoded[i] == 2 for i in range(14)) and CountingSource.decoded[15] == 1
 
 
-def test_a_reader_waiting_for_the_others_is_let_go_when_a_deferred_group_begins():
-    """A reader waiting in the bounded queue (too far ahead of the slowest) is let go when a deferred group begins,
-    which drops the registered readers: it reads its frames on a decoder of its own instead of waiting for readers
-    that no longer count (a resumed run whose export starts while depth still reads could hang there)."""
+def test_a_deferred_group_reads_on_its_own_decoder_beside_the_registered_readers():
+    """A deferred group (the fill and the export, a shot behind depth) decodes on a decoder of its own from its first
+    read, while the registered readers go on sharing theirs: a registered reader waiting in the bounded queue (too
+    far ahead of the slowest) neither holds the deferred group nor is let go by it, and moves once the slower one
+    does; each group decodes every frame it reads once."""
     clip = _clip(window=4)
     clip.register("depth", 0)
     clip.register("stabilised", 0)
-    clip.defer({"export": 0}, 8)
+    clip.defer({"fill": 0, "export": 0}, 8)
     got = {}
 
     def depth() -> None:
@@ -93,6 +94,11 @@ def test_a_reader_waiting_for_the_others_is_let_go_when_a_deferred_group_begins(
     thread.start()
     time.sleep(0.3)
     assert thread.is_alive()  # (it does wait)
-    assert _is(clip.reader("export")(0, 2), 0, 2)
+    assert _is(clip.reader("fill")(0, 6), 0, 6) and _is(clip.reader("export")(0, 3), 0, 3)  # not held by depth
+    time.sleep(0.3)
+    assert thread.is_alive()  # (still its group's queue: the deferred readers do not count there)
+    assert _is(clip.reader("stabilised")(8, 10), 8, 10)
     thread.join(5)
     assert not thread.is_alive() and _is(got["depth"], 10, 12)
+    # the registered readers' decoder: 0..11 once; the deferred group's: 0..5 once, the export's from memory
+    assert all(CountingSource.decoded[i] == 2 for i in range(6)) and all(CountingSource.decoded[i] == 1 for i in range(6, 12))

@@ -552,8 +552,8 @@ def test_the_fill_is_the_same_bytes_whatever_its_chunks_and_runs_at_once(clip, t
 @pytest.mark.parametrize("effect", [True, False])
 def test_stages_at_once_decode_the_input_once_per_group(clip, tmp_path, monkeypatch, effect):
     """The stages at once share one decoder (``Clip``): every frame is decoded once. With the 3D effect by strength
-    (the default), the fill waits for the whole clip's disparity, so the fill and the export read the input after depth
-    and stabilisation have read all of it: they share a second decoder from their first read (``Clip.defer``), and every
+    (the default), the fill waits for the end of each shot of the disparity, so the fill and the export may fall behind
+    depth and stabilisation by a shot: they share a second decoder from their first read (``Clip.defer``), and every
     frame is decoded twice, not once per stage (on 100 frames the code before decoded each 4 or 5 times). The exports are those of the stages one after
     another (each decoding the input alone)."""
     import functools
@@ -587,9 +587,45 @@ def test_stages_at_once_decode_the_input_once_per_group(clip, tmp_path, monkeypa
         assert np.array_equal(x, y)
 
 
+def test_the_fill_follows_depth_a_shot_behind(tmp_path):
+    """With the 3D effect by strength (the default) a shot's effect needs the whole shot's disparity, and nothing of
+    the next: the fill works on a shot once depth and stabilisation are past its end, not after the whole clip.
+    Depth is held, after it commits a chunk of the last shot, until the fill has committed one (with the fill waiting
+    for the whole clip that never happens: the wait would run out). The fill and the export read on a decoder of their
+    own meanwhile. The exports and the 3D report equal those of the stages one after another."""
+    import threading
+
+    from svg3d import scene
+    from tests.media import write_clip
+
+    def shot(seed: int, frames: int):
+        rgb, z = scene.render(scene.make_scene(seed, num_frames=frames, height=64, width=112))
+        return (rgb.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(), (1 / z).numpy()
+
+    # the fill's first chunk reads the cells of frames 0 .. 3 + context (14): the first shot's; its end is final once
+    # the scores reach CUT_NEIGHBOURHOOD frames past it (read a chunk at a time: to frame 32)
+    frames, depth = write_clip(tmp_path / "clip", [shot(0, 20), shot(5, 20), shot(0, 20)])  # (a cut back: two cuts found)
+    filled, held = threading.Event(), []
+
+    def on_chunk(stage: str, first: int, count: int) -> None:
+        if stage == FILLED:
+            filled.set()
+        elif stage == "depth" and first >= 44 and not filled.is_set():  # (in depth's writer: its next commit waits)
+            held.append(filled.wait(60))
+
+    config = base_config(depth, exports=("eyes_png",), chunk_frames=4, concurrent_stages=True, fill_workers=1)
+    runs = {True: convert.convert(frames, tmp_path / "at once", config, on_chunk=on_chunk)}
+    assert held == [True]  # depth was held at its chunk from frame 44, and the fill committed meanwhile
+    runs[False] = convert.convert(frames, tmp_path / "apart", replace(config, concurrent_stages=False))
+    reports = [json.loads(r.exports["report_json"].read_text()) for r in runs.values()]
+    assert reports[0]["cuts"] == [20, 40] and reports[0] == reports[1]
+    for x, y in zip(eyes(runs[True]), eyes(runs[False]), strict=True):
+        assert np.array_equal(x, y)
+
+
 def test_who_shares_the_decoder():
-    """``convert._share_decoder``: the stages before the first that waits for the whole clip (lookahead None) share the
-    decoder from the start; that one and those after it are deferred (``Clip.defer``) with a window of their chunks and
+    """``convert._share_decoder``: the stages before the first that waits for the whole clip (lookahead None) or for
+    whole shots (``whole_shots``) share the decoder from the start; that one and those after it are deferred (``Clip.defer``) with a window of their chunks and
     the frames they read around one; a stage resuming more than its group's window after the group's earliest decodes
     alone (sharing would hold it until the others caught up); one after another, nothing is shared."""
     from types import SimpleNamespace
@@ -609,10 +645,10 @@ def test_who_shares_the_decoder():
     def stage(name, lookahead, needs=(), **kw):
         return SimpleNamespace(name=name, lookahead=lookahead, needs=needs, **kw)
 
-    def run(resume: dict, concurrent=True):
+    def run(resume: dict, concurrent=True, fill=None):
         stores = {n: SimpleNamespace(missing=lambda f=f: [(f, 1000)]) for n, f in resume.items()}
-        todo = [stage("depth", 0), stage("stabilised", 4, ("depth",)), stage(FILLED, None, ("depth", "stabilised"), context=3),
-                stage("export", 0, (FILLED,))]  # fmt: skip
+        fill = fill or stage(FILLED, None, ("depth", "stabilised"), context=3)
+        todo = [stage("depth", 0), stage("stabilised", 4, ("depth",)), fill, stage("export", 0, (FILLED,))]
         clip = FakeClip()
         convert._share_decoder(clip, SimpleNamespace(stores=stores), todo, 16, concurrent)
         return clip
@@ -624,6 +660,9 @@ def test_who_shares_the_decoder():
     assert clip.registered == {"stabilised": 0} and clip.deferred == ({"export": 0}, 3 * 16 + 2 * 3)
     clip = run({"depth": 0, "stabilised": 0, FILLED: 0}, concurrent=False)
     assert clip.registered == {} and clip.deferred is None
+    # a fill a shot behind (the effect worked out shot by shot): deferred too, its window from its look-ahead
+    clip = run({"depth": 0, "stabilised": 0, FILLED: 0}, fill=stage(FILLED, 3, ("depth", "stabilised"), whole_shots=True))
+    assert clip.registered == {"depth": 0, "stabilised": 0} and clip.deferred == ({FILLED: 0, "export": 0}, 3 * 16 + 2 * 3)
 
 
 def test_stages_at_once_finish_on_a_clip_longer_than_the_decoders_window(tmp_path):

@@ -5,6 +5,9 @@ The contract a stage follows (``work.Runner`` runs it)::
     name: str                      the stage's folder and record in the work folder (``work.StageStore``)
     needs: tuple[str, ...]         the stages whose chunks it reads (their keys are part of its key)
     lookahead: int | None          frames past the end of its chunk it reads from them (None: the whole clip)
+    whole_shots: bool              (optional, default False) and past that to the end of the shot its chunk reaches
+                                   (the 3D effect by strength is a shot's: ``matrix.Effect``), so it may follow the
+                                   stages before it by a whole shot
     spread: bool                   (optional, default False) each chunk is a function of its inputs' stored frames
                                    alone, so ``convert --gpus`` may compute its chunks in several processes
     params() -> dict               everything that decides its output: the record's key

@@ -7,9 +7,10 @@ frames ahead of the slowest one waits for it (a bounded queue), and ``window`` i
 and declared look-ahead so that the pipeline cannot wait on itself. A reader that asks for frames already dropped
 (a stage resuming behind the others, or stages run one after another) gets a decoder of its own.
 
-Stages that wait for the whole clip of their inputs (the 3D effect by strength needs every frame's disparity) read
-the input only once the stages before them have read all of it: they are ``defer``red, and at the first read of one
-of them the shared decoder starts over for them alone, so a convert decodes its input twice, not once per stage.
+Stages that may fall behind the others by more than any window (the 3D effect by strength is a shot's: the fill
+waits for the end of each shot, or of the whole clip, of the disparity) are ``defer``red: they share a decoder of
+their own, opened at the first read of one of them, so a convert decodes its input twice, not once per stage, and
+neither group waits for the other's readers.
 """
 
 from __future__ import annotations
@@ -26,18 +27,39 @@ from .. import work
 from ..source import Source, open_source
 
 
+class _Group:
+    """Readers that share one decoder (``source``; None until the group's first read): the frames it decoded that one
+    of them may still ask for, and where each of them reads (``positions``: the first frame it may still ask for)."""
+
+    def __init__(self, source: Source | None, window: int, positions: dict[str, int] | None = None) -> None:
+        self.source, self.window = source, window
+        self.positions: dict[str, int] = dict(positions or {})
+        self.frames: dict[int, np.ndarray] = {}
+        self.changed = threading.Condition()
+
+    def drop(self) -> None:
+        keep = min(self.positions.values(), default=None)
+        for i in [i for i in self.frames if keep is None or i < keep]:
+            del self.frames[i]
+
+
 class Clip:
     """A probed input (``source.open_source``), read by named readers (``reader``)."""
 
     def __init__(self, path: Path, source: Source, *, reopen: Callable[[], Source] | None = None, window: int = 64) -> None:
         self.path, self.info = path, source.info
         self._source, self._reopen = source, reopen
-        self.window = window
-        self._frames: dict[int, np.ndarray] = {}
-        self._positions: dict[str, int] = {}  # reader -> first frame it may still ask for
-        self._deferred: tuple[dict[str, int], int] | None = None  # readers that start after the others, their window
-        self._restart = False  # the shared decoder may start over for the next registered read (a deferred group began)
-        self._lock = threading.Condition()
+        self._groups = [_Group(source, window)]  # the registered readers, then the deferred ones (``defer``)
+        self._lock = threading.Lock()  # over the list of groups; each group's state is under its own condition
+
+    @property
+    def window(self) -> int:
+        """Frames the registered readers may be apart (the first group's)."""
+        return self._groups[0].window
+
+    @window.setter
+    def window(self, frames: int) -> None:
+        self._groups[0].window = frames
 
     @classmethod
     def open(cls, path: Path, config) -> Clip:
@@ -64,22 +86,24 @@ class Clip:
 
     def register(self, name: str, first: int) -> None:
         """``name`` will read from frame ``first`` on: frames from there are kept for it."""
-        with self._lock:
-            self._positions[name] = first
-            self._lock.notify_all()
+        group = self._groups[0]
+        with group.changed:
+            group.positions[name] = first
+            group.changed.notify_all()
 
     def defer(self, first: dict[str, int], window: int) -> None:
-        """The readers ``first`` (name -> first frame) start reading only after every registered reader has read all it
-        will: at the first read of any of them, the registered readers are let go, these are registered with this
-        ``window``, and the shared decoder starts over for them."""
+        """The readers ``first`` (name -> first frame) share a decoder of their own, opened at the first read of one of
+        them, with this ``window``: they may fall behind the registered readers by any number of frames."""
         with self._lock:
-            self._deferred = (dict(first), window)
+            self._groups.append(_Group(None, window, first))
 
     def done(self, name: str) -> None:
-        with self._lock:
-            self._positions.pop(name, None)
-            self._drop()
-            self._lock.notify_all()
+        group = self._group_of(name)
+        if group is not None:
+            with group.changed:
+                group.positions.pop(name, None)
+                group.drop()
+                group.changed.notify_all()
 
     def reader(self, name: str, size: tuple[int, int] | None = None) -> Callable[[int, int], np.ndarray]:
         """``frames(a, b)`` for the reader ``name`` (registered or not), resized to ``size`` (h, w) if given."""
@@ -93,52 +117,50 @@ class Clip:
 
         return read
 
-    def _read(self, name: str, a: int, b: int, private: list[Source]) -> np.ndarray:
+    def _group_of(self, name: str) -> _Group | None:
         with self._lock:
-            if self._deferred is not None and name in self._deferred[0]:  # the later group begins: the others have read all
-                self._positions, self.window = self._deferred
-                self._deferred, self._restart = None, True
-                self._drop()
-            registered = name in self._positions
-            if registered:
-                self._positions[name] = max(self._positions[name], a)
-                self._drop()
-                self._lock.notify_all()
-                # a bounded queue: a reader ahead of the slowest one by more than the window waits for it (unless a
-                # deferred group began meanwhile and let it go: it then reads on a decoder of its own)
-                while name in self._positions and b - min(self._positions.values()) > self.window and min(self._positions.values()) < a:
-                    self._lock.wait(0.5)
-                registered = name in self._positions
-            m = next((i for i in range(a, b) if i not in self._frames), b)  # the first frame not kept
-            if m == b:
-                return np.stack([self._frames[i] for i in range(a, b)])
-            if registered and (self._restart or self._ahead_of_decoder(m)):
-                # from the first frame a slower reader still needs, if the decoder passes it on its way to m (from the
-                # clip's first frame when it starts over): those frames are kept for it
-                keep = min(self._positions.values())
-                passes = m if self.info.kind == "frames" else 0 if self._restart else self._source.next_frame
-                lo = min(m, max(keep, passes))
-                self._restart = False
-                new = self._source.frames(lo, b)
-                for i in range(max(lo, keep), b):
-                    self._frames[i] = new[i - lo]
-                return np.concatenate([np.stack([self._frames[i] for i in range(a, m)]), new[m - lo :]]) if m > a else new[m - lo :]
-        # behind the shared decoder, or a caller outside the pipeline: a decoder of this reader's own
+            return next((g for g in self._groups if name in g.positions), None)
+
+    def _open(self) -> Source:
+        source = self._reopen() if self._reopen is not None else self._source
+        source.threads = self._source.threads
+        return source
+
+    def _read(self, name: str, a: int, b: int, private: list[Source]) -> np.ndarray:
+        group = self._group_of(name)
+        if group is not None:
+            with group.changed:
+                positions = group.positions
+                positions[name] = max(positions[name], a)
+                group.drop()
+                group.changed.notify_all()
+                # a bounded queue: a reader ahead of the slowest one of its group by more than the window waits for it
+                while name in positions and b - min(positions.values()) > group.window and min(positions.values()) < a:
+                    group.changed.wait(0.5)
+                if name in positions:
+                    frames = group.frames
+                    m = next((i for i in range(a, b) if i not in frames), b)  # the first frame not kept
+                    if m == b:
+                        return np.stack([frames[i] for i in range(a, b)])
+                    if group.source is None:
+                        group.source = self._open()
+                    source = group.source
+                    if self.info.kind == "frames" or source.decoded_from() <= m:  # the decoder gives m on without starting over
+                        # from the first frame a slower reader still needs, if the decoder passes it on its way to m:
+                        # those frames are kept for it
+                        keep = min(positions.values())
+                        lo = min(m, max(keep, m if self.info.kind == "frames" else source.next_frame))
+                        new = source.frames(lo, b)
+                        for i in range(max(lo, keep), b):
+                            frames[i] = new[i - lo]
+                        return np.concatenate([np.stack([frames[i] for i in range(a, m)]), new[m - lo :]]) if m > a else new[m - lo :]
+        # behind its group's decoder, or a caller outside the pipeline: a decoder of this reader's own
         if not private:
-            private.append(self._reopen() if self._reopen is not None else self._source)
-            private[0].threads = self._source.threads
+            private.append(self._open())
         return private[0].frames(a, b)
 
-    def _ahead_of_decoder(self, a: int) -> bool:
-        """The shared decoder gives frames from ``a`` on without starting again from the first frame."""
-        return self.info.kind == "frames" or self._source.decoded_from() <= a
-
-    def _drop(self) -> None:
-        keep = min(self._positions.values(), default=None)
-        for i in [i for i in self._frames if keep is None or i < keep]:
-            del self._frames[i]
-
     def close(self) -> None:
-        self._source.close()
-        self._frames.clear()
-
+        for group in self._groups:
+            if group.source is not None:
+                group.source.close()
+            group.frames.clear()

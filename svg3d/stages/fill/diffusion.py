@@ -171,8 +171,10 @@ class DenoisedStage:
 
         self.filler, self.clip, self.plan, self.config, self.disparity, self.effect = filler, clip, plan, config, disparity, effect
         self.needs = ("depth", disparity) if disparity != "depth" else ("depth",)
-        whole = config.matrix.depth_range == "clip" or effect.warps  # a shot's effect needs its whole disparity
-        self.lookahead = None if whole else filler.config.window + shots.range_lookahead(clip.info.fps)
+        # a shot's effect needs its whole disparity: worked out shot by shot (``Effect.per_shot``), or from the whole clip
+        self.whole_shots = effect.per_shot
+        whole = config.matrix.depth_range == "clip" or (effect.warps and not effect.per_shot)
+        self.lookahead = None if whole else filler.config.window + (0 if self.whole_shots else shots.range_lookahead(clip.info.fps))
 
     def params(self) -> dict:
         return {"filler": self.filler.params(), "plan": asdict(self.plan), "matrix": asdict(self.config.matrix), "fps": self.clip.info.fps}

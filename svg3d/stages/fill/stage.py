@@ -114,8 +114,10 @@ class FillStage:
         self.disparity, self.device, self.chunk_frames, self.check_effect = disparity, device, chunk_frames, check_effect
         self.effect = effect
         self.needs = tuple(dict.fromkeys(("depth", disparity, *pre)))
-        whole = config.matrix.depth_range == "clip" or effect.warps  # a shot's effect needs its whole disparity
-        self.lookahead = None if whole else filler.context + _range_lookahead(clip)
+        # a shot's effect needs its whole disparity: worked out shot by shot (``Effect.per_shot``), or from the whole clip
+        self.whole_shots = effect.per_shot
+        whole = config.matrix.depth_range == "clip" or (effect.warps and not effect.per_shot)
+        self.lookahead = None if whole else filler.context + (0 if self.whole_shots else _range_lookahead(clip))
         self.context = filler.context  # input frames it reads on each side of a chunk (``Clip.defer``'s window)
         self._checked, self._lock = False, threading.Lock()
 
