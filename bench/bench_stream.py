@@ -3,11 +3,12 @@ stage, GPU use and busy cores.
 
     python bench/bench_stream.py                      # 48, 240, 960 frames at 640x360, and 48 frames of 1080p
     python bench/bench_stream.py --lengths 48 240 --no-hd --json bench/results/stream.json
+    python bench/bench_stream.py --lengths 240 --no-hd --shots 5 --args '--concurrent-stages' --baseline OLD  # the fill a shot behind
     python bench/bench_stream.py --lengths 240 --size 1920x1080 --no-hd --device cuda --depth v2-small \\
         --baseline OLD_CHECKOUT --json OUT.json   # issue 21: 1080p on the GPU, against another checkout in the same run
 
 Each run is a fresh ``python -m svg3d convert`` process on a generated clip (FFmpeg's ``testsrc2`` pattern, which
-moves, with a sine tone), with a random Depth Anything (``--depth tiny``: the model's cost left out; ``v2-small``:
+moves, with a sine tone; ``--shots K``: cut into K shots), with a random Depth Anything (``--depth tiny``: the model's cost left out; ``v2-small``:
 the real V2-Small architecture, which runs at its real speed), the product's default flow (``--flow``), the classical
 filler and the default exports. Reported per run: wall time and frames/s, peak RSS of the process (``os.wait4``),
 busy cores (the process tree's CPU time over the wall time), each stage's time from the run's log, the work
@@ -127,6 +128,7 @@ def main() -> None:
     p.add_argument("--lengths", type=int, nargs="+", default=[48, 240, 960])
     p.add_argument("--size", default="640x360")
     p.add_argument("--hd", action=argparse.BooleanOptionalAction, default=True, help="also 48 frames of 1920x1080")
+    p.add_argument("--shots", type=int, default=1, help="cut each clip into this many shots (testsrc.make_clip) (default: %(default)s)")
     p.add_argument("--chunk-frames", type=int, default=None)
     p.add_argument("--device", default="cpu", help="convert's --device (default: %(default)s)")
     p.add_argument("--flow", default="auto", help="convert's --flow (default: %(default)s, the product's choice)")
@@ -154,13 +156,14 @@ def main() -> None:
         checkouts = [("this" if not more.strip() else f"this {more.strip()}", ROOT, args.flow, more.split()) for more in variants]
         checkouts += [("baseline", args.baseline.resolve(), args.baseline_flow, [])] if args.baseline else []
         for n, (w, h) in cases:
-            clip = (args.clips.resolve() if args.clips else tmp) / f"clip_{w}x{h}_{n}.mp4"  # (the baseline runs in its own folder)
+            cut = f"_{args.shots}shots" if args.shots > 1 else ""
+            clip = (args.clips.resolve() if args.clips else tmp) / f"clip_{w}x{h}_{n}{cut}.mp4"  # (the baseline runs in its own folder)
             if not clip.exists():
                 clip.parent.mkdir(parents=True, exist_ok=True)
-                make_clip(clip, n, (w, h))
+                make_clip(clip, n, (w, h), shots=args.shots)
             for name, root, flow, more in checkouts:
                 r = run_convert(clip, tmp / f"out_{name}_{w}x{h}_{n}", model, extra + more, args.device, root, flow)
-                row = {"code": name, "frames": n, "size": f"{w}x{h}", **r, "seconds_per_frame": r["seconds"] / n,
+                row = {"code": name, "frames": n, "size": f"{w}x{h}", "shots": args.shots, **r, "seconds_per_frame": r["seconds"] / n,
                        "frames_per_second": n / r["seconds"], "work_mb_per_frame": r["work_bytes"] / n / 1e6}  # fmt: skip
                 rows.append(row)
                 gpu = f", GPU {row['gpu_util_mean']:.0f} %, {row['gpu_mem_peak_mb']:.0f} MB" if "gpu_util_mean" in row else ""

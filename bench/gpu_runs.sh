@@ -115,12 +115,13 @@ diffusers.__version__, "av", av.__version__, "cv2", cv2.__version__, torch.cuda.
         # STREAM_BASELINE=DIR (e.g. .carry/base, the commit before the wave) runs that checkout on the same clip too;
         # (its flow: STREAM_BASELINE_FLOW, default auto, the product's); STREAM_ARGS: more convert flags for this checkout
         # (e.g. "--processes-per-gpu 4"), STREAM_ARGS2: a second run of this checkout with these flags instead (e.g.
-        # "--fill-workers 1"; several runs: flag sets separated by ";"), STREAM_NAME the logs' name
+        # "--fill-workers 1"; several runs: flag sets separated by ";"), STREAM_NAME the logs' name, STREAM_SHOTS=K the
+        # clip cut into K shots (the fill follows a shot behind: .whl/clips/clip_1920x1080_240_5shots.mp4 for K=5)
         more=()
         IFS=';' read -ra sets <<<"${STREAM_ARGS2:-}"
         for flags in "${sets[@]}"; do more+=(--this-args "$flags"); done
         step "${STREAM_NAME:-stream_1080p}" "${STREAM_LIMIT:-300}" $PY bench/bench_stream.py --lengths 240 --size 1920x1080 \
-            --no-hd --device cuda --depth v2-small --clips .whl/clips ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"} \
+            --no-hd --device cuda --depth v2-small --clips .whl/clips ${STREAM_SHOTS:+--shots "$STREAM_SHOTS"} ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"} \
             --baseline-flow "${STREAM_BASELINE_FLOW:-auto}" --this-args "${STREAM_ARGS:-}" "${more[@]}" \
             --json "$OUT/${STREAM_NAME:-stream_1080p}.json"
         ;;
