@@ -73,6 +73,18 @@ def shot_bounds(num_frames: int, cuts: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
 
 
+def chunk_pieces(cuts: list[int], a: int, b: int, context: int, num_frames: int) -> list[tuple[int, int, int, int]]:
+    """Frames ``a .. b-1`` cut at ``cuts``: ``[(s, e, lo, hi), ...]``, each piece ``s .. e-1`` inside one shot with
+    the frames of that shot within ``context`` of it, ``lo .. hi-1`` (a filler's temporal context stops at a cut)."""
+    edges = [a, *(c for c in cuts if a < c < b), b]
+    out = []
+    for s, e in zip(edges, edges[1:], strict=False):
+        first = max([0, *(c for c in cuts if c <= s)])
+        end = min([num_frames, *(c for c in cuts if c >= e)])
+        out.append((s, e, max(first, s - context), min(end, e + context)))
+    return out
+
+
 def smooth_radius(fps: float) -> int:
     """Frames on each side of the running median and of the running mean (``_smooth``): half of ``SMOOTH_SECONDS``."""
     return max(1, round(SMOOTH_SECONDS * fps / 2))

@@ -119,6 +119,15 @@ def test_a_cut_between_two_scenes_is_found_and_motion_is_not_a_cut():
     np.testing.assert_array_equal(np.concatenate(parts), scores)
 
 
+def test_a_chunk_is_cut_into_pieces_whose_context_stays_in_their_shot():
+    """``shots.chunk_pieces``: a chunk across cuts becomes a piece per shot, each with the context of its own shot."""
+    assert shots.chunk_pieces([], 16, 32, 9, 100) == [(16, 32, 7, 41)]
+    assert shots.chunk_pieces([20, 40], 16, 32, 9, 100) == [(16, 20, 7, 20), (20, 32, 20, 40)]
+    assert shots.chunk_pieces([20, 40], 36, 48, 9, 48) == [(36, 40, 27, 40), (40, 48, 40, 48)]  # the clip ends
+    assert shots.chunk_pieces([20, 24], 16, 32, 9, 100) == [(16, 20, 7, 20), (20, 24, 20, 24), (24, 32, 24, 41)]
+    assert shots.chunk_pieces([16, 32], 16, 32, 2, 100) == [(16, 32, 16, 32)]  # cuts at the chunk's edges
+
+
 def test_per_shot_ranges_ignore_a_spike_and_do_not_cross_a_cut():
     t = 40
     rng = np.random.default_rng(0)

@@ -575,7 +575,7 @@ class MatrixSource:
         )
 
 
-class _Cuts:
+class Cuts:
     """The cuts of a clip as the depth stage's shot-change scores arrive (``shots.detect_cuts``): ``read(end)`` reads
     the scores of frames ``0 .. end-1`` (waiting for them) and returns the cuts found in them; ``final`` holds those
     no later score can move (more than ``shots.CUT_NEIGHBOURHOOD`` frames before the furthest ``end`` read, or all
@@ -616,7 +616,7 @@ class Ranges:
         self._shots, self.cuts_store, self.stats_store, self.mode, self.fps = shots, cuts_store, stats_store, mode, fps
         self.num_frames = stats_store.num_frames
         self.lookahead = shots.range_lookahead(fps) if mode == "shot" else None
-        self._cuts = _Cuts(cuts_store)
+        self._cuts = Cuts(cuts_store)
         self._lock = threading.Lock()
 
     def __call__(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
@@ -649,7 +649,7 @@ class Effect:
         self._lock = threading.Lock()  # held while a shot is worked out; the shots known are read without it
         self._pieces: list[tuple[comfort.EffectTrack | None, comfort.FrameScan, np.ndarray, np.ndarray]] = []
         self._known = (0, None)  # (frames whose shots are worked out, their joined (track, lo, hi)): read and set whole
-        self._cuts: _Cuts | None = None
+        self._cuts: Cuts | None = None
         self._value = None
 
     @property
@@ -714,7 +714,7 @@ class Effect:
         store, config = inputs[self.disparity], self.config.matrix
         n = store.num_frames
         if self._cuts is None:
-            self._cuts = _Cuts(inputs["depth"])
+            self._cuts = Cuts(inputs["depth"])
             comfort.say_budget(config)
         first = self._known[0]
         end = n
