@@ -131,7 +131,8 @@ class Clip:
         if group is not None:
             with group.changed:
                 positions = group.positions
-                positions[name] = max(positions[name], a)
+                if name in positions:  # (not if its stage's end was told meanwhile: then it reads on its own)
+                    positions[name] = max(positions[name], a)
                 group.drop()
                 group.changed.notify_all()
                 # a bounded queue: a reader ahead of the slowest one of its group by more than the window waits for it

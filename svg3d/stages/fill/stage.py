@@ -132,6 +132,7 @@ class FillStage:
         return {
             "filler": self.filler_name, "filler_params": self.filler.params(), "plan": asdict(self.plan),
             "matrix": asdict(self.config.matrix), "fps": self.clip.info.fps,
+            "shots": "apart",  # the context stops at a cut and the effect's remap is per frame: not a fill made before
         }  # fmt: skip
 
     def check(self) -> None:
