@@ -627,7 +627,8 @@ def test_the_fill_stops_at_a_cut(tmp_path):
     """The filler's temporal context stops at a cut: a shot's filled eyes are those of the shot converted alone
     (without the stabilisation, whose window still crosses cuts, every number of a shot is its own: its effect, its
     ranges, its warp), whatever the chunks; filled across the cuts its first and last frames took from the other
-    shots (the code before: rendered clips lost 0.7-2.5 dB of the holes' PSNR near a cut)."""
+    shots (the code before: rendered clips lost 0.7-2.5 dB of the holes' PSNR near a cut). Two fill threads, and a
+    run stopped at the cut's chunk and resumed, give the same bytes."""
     from svg3d import scene
     from tests.media import write_clip
 
@@ -642,8 +643,14 @@ def test_the_fill_stops_at_a_cut(tmp_path):
     runs = {k: convert.convert(frames, tmp_path / f"chunks {k}", replace(config, chunk_frames=k)) for k in (4, 7)}
     assert json.loads(runs[4].exports["report_json"].read_text())["cuts"] == [20, 40]
     runs["alone"] = convert.convert(alone[0], tmp_path / "alone out", replace(config, depth=replace(config.depth, depth_from=alone[1]), chunk_frames=4))
-    for x, y, z in zip(eyes(runs[4]), eyes(runs[7]), eyes(runs["alone"]), strict=True):
-        assert np.array_equal(x, y)  # (chunks across a cut, or not)
+    # two fill threads (the second starts in the middle of the clip), stopped at the cut's chunk, then resumed
+    two = replace(config, chunk_frames=4, fill_workers=2)
+    record = interrupt_in_fill(frames, tmp_path / "resumed", two, at=20)
+    assert not record["complete"]
+    runs["resumed"] = convert.convert(frames, tmp_path / "resumed", two)
+    assert runs["resumed"].stage("filled").resumed_from is not None
+    for x, y, z, r in zip(eyes(runs[4]), eyes(runs[7]), eyes(runs["alone"]), eyes(runs["resumed"]), strict=True):
+        assert np.array_equal(x, y) and np.array_equal(x, r)  # (chunks across a cut, or not; threads; resumed)
         assert np.array_equal(x[20:40], z)
 
 
