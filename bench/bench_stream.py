@@ -85,8 +85,9 @@ def stage_times(log: Path) -> dict[str, float]:
 
 
 def timeline(log: Path, started: float) -> dict[str, float]:
-    """Seconds from the process's start (``started``, epoch) to the log's first line (imports, model loading, checks)
-    and to each stage's "done" line, from the log's timestamps (milliseconds)."""
+    """Seconds from the process's start (``started``, epoch) to the log's first line (imports, model loading, checks),
+    to each stage's first chunk written ("<stage> first", from its record in the work folder) and to each stage's
+    "done" line, from the log's timestamps (milliseconds)."""
     if not log.is_file():
         return {}
     out = {}
@@ -98,6 +99,14 @@ def timeline(log: Path, started: float) -> dict[str, float]:
         out.setdefault("first_log_line", round(at, 2))
         if done := re.match(r"(\w+)\s+done: ", m[2]):
             out[done[1]] = round(at, 2)
+    for record in sorted(log.parent.glob("*.json")):  # the stores' records beside the log
+        try:
+            chunks = json.loads(record.read_text()).get("chunks", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        written = [c["written"] for c in chunks if isinstance(c, dict) and "written" in c]
+        if written:
+            out[f"{record.stem} first"] = round(min(written) - started, 2)
     return out
 
 

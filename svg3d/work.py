@@ -478,6 +478,7 @@ class StageStore:
             "first": first, "count": count, "file": name, "size": path.stat().st_size,
             "frames": frame_hashes(arrays, count),
             "stats": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in (stats or {}).items()},
+            "written": round(time.time(), 3),  # (epoch seconds: when each stage's chunks came, for the benchmarks' timeline)
         }  # fmt: skip
         release_memory()
         return entry
