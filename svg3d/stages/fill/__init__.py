@@ -6,13 +6,14 @@ view) into hole-free views. The fill stage (``stage.FillStage``) calls it chunk 
     filler = make("classical", config, device)          # REGISTRY[name](config, device)
     filler.stages(clip, plan, ...)                      # its pre-pass stages, run before the fill (diffusion: denoised)
     filler.bind(inputs)                                 # the stores of the stages it reads
-    views = filler.fill(cells, core=(a, b), progress)   # cells cover a - context .. b + context - 1
+    views = filler.fill(cells, core=(a, b), progress)   # cells cover a - context .. b + context - 1 of one shot
 
 ``fill`` returns ``(V, b - a, 3, H, W)`` in [0, 1] for ``cells.views`` and the frames ``a .. b-1`` (calling
 ``progress(n)``, when given, as it does them: n sums to b - a; ``stages.scaled`` counts other units as frames), with
 every known pixel unchanged; its result may depend only on the cells it is given, so a clip filled in
-chunks equals the clip filled whole. ``context`` is the frames it needs on each side of a chunk;
-``params()`` is what decides its output (the stage record's key).
+chunks equals the clip filled whole. ``context`` is the frames it needs on each side of a chunk; the stage
+cuts a chunk at a cut and stops the context there (``shots.chunk_pieces``), so each shot is filled as a clip of
+its own. ``params()`` is what decides its output (the stage record's key).
 
 A new filler is one module with a class following ``Filler`` (``SinglePass`` gives one without a pre-pass its
 ``stages`` and ``bind``) and one line in ``REGISTRY``.
