@@ -701,25 +701,30 @@ def test_stages_at_once_finish_on_a_clip_longer_than_the_decoders_window(tmp_pat
     shorter than the clip), with the 3D effect by strength and with the physical camera and ranges per shot (no stage
     then waits for the whole clip). The effect's check looked at the middle frame from the fill's first moment: the
     fill's reader went there while the fill waited for the middle frame's disparity, and the depth stage waited for the
-    fill's reader to pass its first frames: the run hung. In a process of its own, under a time limit."""
+    fill's reader to pass its first frames: the run hung. The diffusion filler's pre-pass (a tiny model, windows of 6)
+    shares the fill's and the export's decoder since it follows depth a shot behind. In a process of its own, under a
+    time limit."""
     code = f"""
 import sys; sys.path[:0] = [{str(ROOT)!r}]
 from dataclasses import replace
 from pathlib import Path
 from svg3d import convert
-from svg3d.config import ConvertConfig
+from svg3d.config import ConvertConfig, DiffusionConfig
+from svg3d.tiny_models import save_tiny_zeroscope
 from tests.media import rendered_clip
 from tests.test_convert import base_config
 tmp = Path({str(tmp_path)!r})
 video, depth, _ = rendered_clip(tmp / "clip", frames=80)
-for name, matrix in (("effect", ConvertConfig().matrix),
-                     ("physical", replace(ConvertConfig().matrix, strength=None, auto_strength=False, depth_range="shot"))):
-    config = base_config(depth, matrix=matrix, exports=("eyes_png",), chunk_frames=2, concurrent_stages=True, fill_workers=1)
+diffusion = DiffusionConfig(model=str(save_tiny_zeroscope(tmp / "model")), steps=1, window=6, overlap=2, size=(64, 96))
+for name, matrix, more in (("effect", ConvertConfig().matrix, {{}}),
+                           ("physical", replace(ConvertConfig().matrix, strength=None, auto_strength=False, depth_range="shot"), {{}}),
+                           ("diffusion", replace(ConvertConfig().matrix, num_views=3), {{"filler": "diffusion", "diffusion": diffusion}})):
+    config = base_config(depth, matrix=matrix, exports=("eyes_png",), chunk_frames=2, concurrent_stages=True, fill_workers=1, **more)
     convert.convert(video, tmp / name, config)
     print(name, "done", flush=True)
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, cwd=ROOT)
-    assert res.returncode == 0 and res.stdout.split() == ["effect", "done", "physical", "done"], res.stderr[-2000:]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0 and res.stdout.split() == ["effect", "done", "physical", "done", "diffusion", "done"], res.stderr[-2000:]
 
 
 @pytest.mark.gpu
