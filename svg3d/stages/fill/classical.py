@@ -268,9 +268,8 @@ class _Flows:
         todo = [(i, j) for i, j in dict.fromkeys(pairs) if (self.first + i, self.first + j) not in self.flows]
         for k in range(0, len(todo), self.batch):
             group = todo[k : k + self.batch]
-            padded = group + group[-1:] * (self.batch - len(group))  # a fixed batch: each pair's bits whatever the others
-            if getattr(self.backend, "pairs_apart", False):  # (a backend of pairs apart, DIS on the CPU, needs no padding)
-                padded = group
+            # a fixed batch: each pair's bits whatever the others (a backend of pairs apart, DIS on the CPU, needs no padding)
+            padded = group if getattr(self.backend, "pairs_apart", False) else group + group[-1:] * (self.batch - len(group))
             src = torch.cat([self.reduced(i) for i, _ in padded])
             dst = torch.cat([self.reduced(j) for _, j in padded])
             out = self.backend(src, dst).to(self.source.device, torch.float32)  # (batch, 2, lh, lw)
